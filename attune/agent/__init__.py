@@ -1,0 +1,1 @@
+"""The conversational mind: strategy, prompts, memory, persona and the emotion -> expression mapping."""

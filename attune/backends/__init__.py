@@ -1,0 +1,1 @@
+"""Pluggable engines behind small protocols: emotion, ASR, LLM and TTS."""

@@ -1,0 +1,219 @@
+"""Configuration: ``config.yaml`` loaded once into frozen dataclasses, with environment overrides.
+
+Every setting is a dataclass field whose metadata gives its allowed range or choices. Loading rejects unknown
+keys, wrong types and out-of-range values with a ``ConfigError`` naming the key. An environment variable
+``ATTUNE_<SECTION>__<KEY>`` (for example ``ATTUNE_EMOTION__BACKEND=prosodic``) overrides a key; its value is
+parsed as YAML, so ``ATTUNE_LLM__MAX_TOKENS=60`` is an int.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attune.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
+ENV_PREFIX = "ATTUNE_"
+
+
+def setting(default: Any, *, lo: float | None = None, hi: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with an optional inclusive range or a fixed set of choices."""
+    meta = {"lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = setting("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    trace_path: str = setting("")  # JSON-lines file for per-turn latency traces; empty = off
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = setting(16000, choices=None, lo=8000, hi=48000)  # Hz, internal analysis rate
+    frame_ms: int = setting(20, lo=10, hi=100)  # ms per streamed input frame
+
+
+@dataclass(frozen=True)
+class EmotionConfig:
+    backend: str = setting("prosodic")  # name in the emotion backend registry; unusable -> prosodic
+    window_s: float = setting(1.0, lo=0.25, hi=10.0)  # analysis window of the streaming detector
+    hop_s: float = setting(0.5, lo=0.05, hi=5.0)  # how often a streaming estimate is produced
+    history_size: int = setting(100, lo=1, hi=10000)  # results kept for get_history()
+    trajectory_window_s: float = setting(300.0, lo=10.0, hi=3600.0)  # span of get_trajectory()
+    min_duration_s: float = setting(0.1, lo=0.02, hi=2.0)  # shorter audio is flagged too short
+    model_path: str = setting("")  # weights for learned backends (emotion2vec); empty = not configured
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    cache_dir: str = setting("models")  # where assembled model files live; relative paths are to the repo root
+
+
+@dataclass(frozen=True)
+class Config:
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path setting made absolute: relative values are taken from the repository root."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}': expected {tp}, got {value!r}")
+    if origin is list or origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise ConfigError(f"config key '{key}': unsupported type {_type_name(tp)}")
+
+
+def _check_limits(value: Any, meta: Mapping[str, Any], key: str) -> None:
+    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, choices))}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"config key '{key}': {value} is outside the allowed range {lo}..{hi}")
+
+
+def _build(cls: Any, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            value = _coerce(data[name], hints[name], key)
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:  # pragma: no cover - every field has a default
+            raise ConfigError(f"config key '{key}' is required")
+        if not dataclasses.is_dataclass(value):
+            _check_limits(value, f.metadata, key)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if any(not p for p in path):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment variable {name}: cannot parse {raw!r}: {exc}") from exc
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another override")
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+            merged[k] = _merge(dict(merged[k]), v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load ``path`` (default: the repo's config.yaml), apply environment and explicit overrides, validate.
+
+    A missing default file means all defaults; a missing explicit path is an error.
+    """
+    cfg_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data: Any = {}
+    if cfg_path.is_file():
+        try:
+            data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
+    elif path is not None:
+        raise ConfigError(f"config file not found: {cfg_path}")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cfg_path}: the top level must be a mapping of sections")
+    data = _merge(dict(data), _env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _merge(data, overrides)
+    config: Config = _build(Config, data, "")
+    return config

@@ -1,0 +1,72 @@
+"""The one exception tree of Attune; every error the project raises on purpose is one of these.
+
+    AttuneError
+    ├── ConfigError                 bad config.yaml key, type, range or environment override
+    ├── AudioInputError             audio that cannot be used: empty, NaN/Inf, malformed WAV, bad rate
+    ├── ProtocolError               a client message that breaks the WebSocket protocol
+    └── BackendError                an engine failed; ``retryable`` says whether trying again may help
+        ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
+        ├── EmotionError
+        ├── ASRError
+        ├── LLMError
+        └── TTSError
+
+A backend error is retryable when the same request may succeed later or on the next provider (a timeout, a
+dropped connection); it is not when the request itself is wrong (empty text, NaN audio).
+"""
+
+from __future__ import annotations
+
+
+class AttuneError(Exception):
+    """Base of every error Attune raises on purpose."""
+
+
+class ConfigError(AttuneError):
+    """A configuration value is unknown, of the wrong type or out of range; the message names the key."""
+
+
+class AudioInputError(AttuneError, ValueError):
+    """Audio that cannot be analysed or transcribed: the message says what is wrong with it."""
+
+
+class ProtocolError(AttuneError):
+    """A client message that breaks the protocol; ``code`` is the error code sent to the client."""
+
+    def __init__(self, message: str, code: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BackendError(AttuneError):
+    """An engine failed. ``retryable`` says whether the same request may succeed if tried again."""
+
+    def __init__(self, message: str, *, retryable: bool = False, backend: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.backend = backend
+
+
+class BackendUnavailable(BackendError):
+    """A backend cannot run here: a dependency or model file is missing. ``install_hint`` says how to fix it."""
+
+    def __init__(self, message: str, *, install_hint: str = "", backend: str = "") -> None:
+        full = f"{message} (install with: {install_hint})" if install_hint else message
+        super().__init__(full, retryable=False, backend=backend)
+        self.install_hint = install_hint
+
+
+class EmotionError(BackendError):
+    """The emotion backend failed on audio it accepted."""
+
+
+class ASRError(BackendError):
+    """Speech recognition failed."""
+
+
+class LLMError(BackendError):
+    """The language model failed or its server could not be reached."""
+
+
+class TTSError(BackendError):
+    """Speech synthesis failed."""

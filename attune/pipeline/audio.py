@@ -1,0 +1,219 @@
+"""Audio utilities shared by every stage: loading and validating input, format conversion, resampling, levels.
+
+Everything inside Attune works on mono float32 in [-1, 1] at a known sample rate; this module is where audio from
+outside (files, arrays, PCM16 bytes) is checked and brought to that form, with a clear ``AudioInputError`` when it
+cannot be.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from attune.errors import AudioInputError
+
+SAMPLE_RATE = 16000  # Hz, the rate of every internal analysis stage
+FRAME_MS = 20  # ms per input frame on the streaming paths
+MIN_SAMPLE_RATE = 4000  # Hz; below this, speech carries too little to analyse
+MAX_SAMPLE_RATE = 192000  # Hz
+CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
+
+
+@dataclass(frozen=True)
+class AudioQuality:
+    """How usable a stretch of audio is. Levels in dBFS; ``clipped_fraction`` and ``usable`` describe the samples."""
+
+    rms_dbfs: float
+    peak_dbfs: float
+    crest_factor_db: float
+    clipped_fraction: float
+    is_silent: bool
+    is_clipped: bool
+    too_short: bool
+    non_finite_fraction: float = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return not (self.is_silent or self.too_short)
+
+    @property
+    def issues(self) -> list[str]:
+        out = []
+        if self.is_silent:
+            out.append("silent")
+        if self.is_clipped:
+            out.append("clipped")
+        if self.too_short:
+            out.append("too short")
+        if self.non_finite_fraction > 0:
+            out.append("non-finite samples replaced")
+        if not self.is_silent and self.rms_dbfs < -45.0:
+            out.append("very quiet")
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rms_dbfs": round(self.rms_dbfs, 2),
+            "peak_dbfs": round(self.peak_dbfs, 2),
+            "crest_factor_db": round(self.crest_factor_db, 2),
+            "clipped_fraction": round(self.clipped_fraction, 5),
+            "is_silent": self.is_silent,
+            "is_clipped": self.is_clipped,
+            "too_short": self.too_short,
+            "non_finite_fraction": round(self.non_finite_fraction, 5),
+            "issues": self.issues,
+        }
+
+
+def dbfs(value: float) -> float:
+    """Amplitude (1.0 = full scale) to dBFS, floored at -120."""
+    return 20.0 * math.log10(max(value, 1e-6))
+
+
+def rms(samples: np.ndarray) -> float:
+    if samples.size == 0:
+        return 0.0
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+
+
+def check_sample_rate(sample_rate: object) -> int:
+    """Return ``sample_rate`` as an int, or raise AudioInputError if it is missing or implausible."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)):
+        raise AudioInputError(f"sample rate must be a number of Hz, got {sample_rate!r}")
+    if not math.isfinite(float(sample_rate)) or int(sample_rate) != sample_rate:
+        raise AudioInputError(f"sample rate must be a whole number of Hz, got {sample_rate!r}")
+    rate = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioInputError(f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
+    return rate
+
+
+def to_mono_float(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """Convert int or float audio of shape (n,), (n, channels) or (channels, n) to mono float32 in [-1, 1].
+
+    Returns the audio and the fraction of samples that were NaN or Inf (replaced by 0). Raises AudioInputError
+    for empty input, unsupported dtypes or audio that is entirely non-finite.
+    """
+    arr = np.asarray(samples)
+    if arr.size == 0:
+        raise AudioInputError("audio is empty (0 samples)")
+    if arr.ndim > 2:
+        raise AudioInputError(f"audio must be 1-D or 2-D (samples x channels), got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        if info.min == 0:  # unsigned PCM (8-bit WAV) is centred on the midpoint
+            mid = (int(info.max) + 1) / 2.0
+            arr = (arr.astype(np.float32) - mid) / mid
+        else:
+            arr = arr.astype(np.float32) / float(-info.min)
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32, copy=False)
+    else:
+        raise AudioInputError(f"unsupported audio dtype {arr.dtype}; use int16, int32 or float")
+    if arr.ndim == 2:
+        # Channels are the short axis: (n, 2) from soundfile, (2, n) from some libraries.
+        channel_axis = 1 if arr.shape[1] <= arr.shape[0] else 0
+        arr = arr.mean(axis=channel_axis, dtype=np.float32)
+    finite = np.isfinite(arr)
+    bad_fraction = 0.0
+    if not finite.all():
+        bad_fraction = float(1.0 - finite.mean())
+        if bad_fraction >= 1.0:
+            raise AudioInputError("audio contains only NaN/Inf samples")
+        arr = np.where(finite, arr, 0.0).astype(np.float32)
+    peak = float(np.max(np.abs(arr)))
+    if peak > 1.0 + 1e-3:
+        # Float audio beyond full scale: treat as already-clipped data scaled wrongly and bring it into range.
+        arr = np.clip(arr, -1.0, 1.0)
+    return np.ascontiguousarray(arr, dtype=np.float32), bad_fraction
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling of mono float audio; returns float32."""
+    if from_rate == to_rate:
+        return samples.astype(np.float32, copy=False)
+    g = math.gcd(int(from_rate), int(to_rate))
+    out = resample_poly(samples.astype(np.float32), int(to_rate) // g, int(from_rate) // g)
+    return np.asarray(out, dtype=np.float32)
+
+
+def prepare(samples: np.ndarray, sample_rate: object, target_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """Validate any array of audio and return (mono float32 at ``target_rate``, non-finite fraction)."""
+    rate = check_sample_rate(sample_rate)
+    mono, bad = to_mono_float(samples)
+    return resample(mono, rate, target_rate), bad
+
+
+def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read an audio file into (mono float32, sample rate). Raises AudioInputError for a missing or bad file."""
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.is_file():
+        raise AudioInputError(f"audio file not found: {p}")
+    try:
+        data, rate = sf.read(str(p), dtype="float32", always_2d=False)
+    except (RuntimeError, sf.LibsndfileError) as exc:  # libsndfile's own message is terse; keep it and the path
+        raise AudioInputError(f"cannot read audio file {p}: {exc}") from exc
+    mono, _ = to_mono_float(np.asarray(data))
+    return mono, check_sample_rate(rate)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono float audio as 16-bit PCM WAV."""
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(samples, -1.0, 1.0), int(sample_rate), subtype="PCM_16")
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(samples, -1.0, 1.0), int(sample_rate), format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def pcm16_to_float(data: bytes) -> np.ndarray:
+    """Decode little-endian PCM16 bytes; raises AudioInputError for empty or odd-length data."""
+    if len(data) == 0:
+        raise AudioInputError("empty PCM frame")
+    if len(data) % 2:
+        raise AudioInputError(f"PCM16 frame has an odd number of bytes ({len(data)})")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def float_to_pcm16(samples: np.ndarray) -> bytes:
+    clipped = np.clip(samples, -1.0, 1.0)
+    return (clipped * 32767.0).round().astype("<i2").tobytes()
+
+
+def measure_quality(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    non_finite_fraction: float = 0.0,
+    min_duration_s: float = 0.1,
+    silence_dbfs: float = -60.0,
+) -> AudioQuality:
+    """Level, peak, crest factor and clipping of mono float audio."""
+    level = rms(samples)
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL)) if samples.size else 0.0
+    rms_db = dbfs(level)
+    peak_db = dbfs(peak)
+    return AudioQuality(
+        rms_dbfs=rms_db,
+        peak_dbfs=peak_db,
+        crest_factor_db=peak_db - rms_db if level > 0 else 0.0,
+        clipped_fraction=clipped,
+        is_silent=rms_db < silence_dbfs,
+        is_clipped=clipped > 0.001,
+        too_short=samples.size < min_duration_s * sample_rate,
+        non_finite_fraction=non_finite_fraction,
+    )

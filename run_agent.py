@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Attune's command line: one subcommand per job (analyze, eval-emotion, speak, transcribe, file, mic, serve, ...).
+
+Each group of subcommands lives in a module of ``attune.commands`` listed in ``COMMAND_MODULES``; a module's
+``add_commands(subparsers)`` declares its subcommands and binds each to a handler ``(args, config) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from attune.config import load_config
+from attune.errors import AttuneError, ConfigError
+
+COMMAND_MODULES = (
+    "attune.commands.emotion",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="run_agent.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="config file (default: config.yaml in the repository)")
+    parser.add_argument("--log-level", default=None, help="override logging.level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=(args.log_level or config.logging.level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args, config))
+    except AttuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Shared fixtures. Nothing here may reach a model hub: HF_HUB_OFFLINE is forced on for every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EMODB_DIR = Path(os.environ.get("ATTUNE_EMODB_DIR", REPO_ROOT.parent / "shared" / "data" / "emodb-dev"))
+
+
+@pytest.fixture(scope="session")
+def emodb_dir() -> Path:
+    """The EmoDB development folder, or a clean skip where it is absent."""
+    if not EMODB_DIR.is_dir() or not any(EMODB_DIR.glob("*.wav")):
+        pytest.skip(f"EmoDB data not found at {EMODB_DIR}")
+    return EMODB_DIR
+
+
+def tone(freq_hz: float = 220.0, seconds: float = 1.0, rate: int = 16000, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)

@@ -1,0 +1,89 @@
+"""Config loading: defaults, the shipped config.yaml, validation errors that name the key, env overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from attune.config import DEFAULT_CONFIG_PATH, Config, load_config
+from attune.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_shipped_config_loads_and_matches_defaults() -> None:
+    cfg = load_config(DEFAULT_CONFIG_PATH, environ={})
+    assert cfg == Config()  # config.yaml documents the defaults; they must not drift apart
+
+
+def test_config_is_frozen() -> None:
+    cfg = load_config(environ={})
+    with pytest.raises(AttributeError):
+        cfg.emotion.backend = "x"  # type: ignore[misc]
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="emotion.bakend"):
+        load_config(write(tmp_path, "emotion:\n  bakend: prosodic\n"), environ={})
+
+
+def test_unknown_section_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'emoshun'"):
+        load_config(write(tmp_path, "emoshun: {}\n"), environ={})
+
+
+def test_wrong_type_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="emotion.hop_s"):
+        load_config(write(tmp_path, "emotion:\n  hop_s: fast\n"), environ={})
+
+
+def test_out_of_range_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"emotion.window_s.*range"):
+        load_config(write(tmp_path, "emotion:\n  window_s: 0.0\n"), environ={})
+
+
+def test_bad_choice_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="logging.level"):
+        load_config(write(tmp_path, "logging:\n  level: LOUD\n"), environ={})
+
+
+def test_env_override_wins_and_is_typed(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "emotion:\n  hop_s: 0.5\n"),
+                      environ={"ATTUNE_EMOTION__HOP_S": "0.25", "ATTUNE_EMOTION__BACKEND": "neural"})
+    assert cfg.emotion.hop_s == 0.25
+    assert cfg.emotion.backend == "neural"
+
+
+def test_env_override_is_validated() -> None:
+    with pytest.raises(ConfigError, match="emotion.hop_s"):
+        load_config(environ={"ATTUNE_EMOTION__HOP_S": "99"})
+
+
+def test_env_override_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match="emotion.nope"):
+        load_config(environ={"ATTUNE_EMOTION__NOPE": "1"})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "emotion: [unclosed\n"), environ={})
+
+
+def test_int_where_float_expected_is_accepted(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "emotion:\n  window_s: 2\n"), environ={})
+    assert cfg.emotion.window_s == 2.0 and isinstance(cfg.emotion.window_s, float)
+
+
+def test_bool_is_not_an_int(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="emotion.history_size"):
+        load_config(write(tmp_path, "emotion:\n  history_size: true\n"), environ={})
