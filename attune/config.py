@@ -64,11 +64,42 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class PipelineConfig:
+    vad: str = setting("silero", choices=("silero", "energy"))  # voice activity detector for turn-taking
+    vad_threshold: float = setting(0.5, lo=0.05, hi=0.95)  # speech probability that counts as speech
+    preroll_ms: int = setting(300, lo=0, hi=2000)  # audio kept before detected speech
+    min_speech_ms: int = setting(160, lo=32, hi=2000)  # voiced time before a turn starts
+    speculate_silence_ms: int = setting(96, lo=32, hi=2000)  # silence that starts speculative ASR + prompting
+    end_of_turn_silence_ms: int = setting(400, lo=100, hi=5000)  # silence that ends (commits) a turn
+    max_turn_s: float = setting(30.0, lo=1.0, hi=300.0)  # a longer turn is cut here
+    barge_in_min_ms: int = setting(300, lo=50, hi=3000)  # user speech over the agent that interrupts it
+    output_sample_rate: int = setting(24000, lo=8000, hi=48000)  # Hz of reply audio events
+    output_lookahead_ms: int = setting(60, lo=0, hi=1000)  # reply audio sent ahead of real time
+    first_clause_min_words: int = setting(4, lo=1, hi=50)  # words before the first clause may be spoken
+    apply_prosody_dsp: bool = setting(True)  # run the prosody applicator on TTS output
+    queue_size: int = setting(64, lo=4, hi=4096)  # bound of every inter-stage queue
+    event_queue_size: int = setting(2048, lo=16, hi=65536)  # bound of the session's event queue
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str = setting("Attune")  # the agent's name
+    persona: str = setting("")  # persona text for the system prompt; empty = the built-in persona
+    strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
+    history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
+    max_reply_tokens: int = setting(80, lo=8, hi=2048)  # LLM tokens per reply
+    temperature: float = setting(0.7, lo=0.0, hi=2.0)  # LLM sampling temperature
+    reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
+
+
+@dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""

@@ -1,0 +1,101 @@
+"""The agent's brain for one turn: the user's emotion -> a response plan (strategy, expressed emotion, prosody)
+-> the Qwen2.5 chat messages for the LLM.
+
+The strategy itself lives in ``attune.agent.strategy.choose_response`` and is imported lazily; the prompt is
+system (persona + how to sound + what the voice showed) followed by the token-bounded history and the user's words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from attune.agent.memory import ConversationMemory
+from attune.agent.persona import Persona
+from attune.agent.prosody import ProsodyParameters
+from attune.backends.base import BackendSpec, ChatMessage
+from attune.backends.emotion.types import EmotionCategory, EmotionResult
+
+TAG_INSTRUCTION = (
+    "Start your reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."
+)
+
+
+class ResponsePlanLike(Protocol):
+    """What the session needs from ``attune.agent.strategy.ResponsePlan``."""
+
+    @property
+    def strategy(self) -> str: ...
+
+    @property
+    def expressed_emotion(self) -> EmotionCategory: ...
+
+    @property
+    def intensity(self) -> Any: ...
+
+    @property
+    def prosody(self) -> ProsodyParameters: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Planner = Callable[[EmotionResult | None, str], ResponsePlanLike]
+
+_STRATEGY = BackendSpec("attune.agent.strategy:choose_response", description="emotion -> response strategy")
+
+
+@dataclass(frozen=True)
+class NeutralPlan:
+    """Used only when the strategy module is absent: speak neutrally and say why."""
+
+    strategy: str = "neutral"
+    expressed_emotion: EmotionCategory = EmotionCategory.NEUTRAL
+    intensity: Any = "moderate"
+    prosody: ProsodyParameters = field(default_factory=ProsodyParameters)
+    reason: str = "strategy module unavailable"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "expressed_emotion": self.expressed_emotion.value,
+                "intensity": str(self.intensity), "prosody": self.prosody.to_dict(), "reason": self.reason}
+
+
+def default_planner() -> Planner:
+    """``choose_response`` from the strategy module, or a neutral stand-in where it is not installed."""
+    try:
+        planner: Planner = _STRATEGY.load()
+        return planner
+    except Exception:  # noqa: BLE001 - any import failure means: plan neutrally
+        return lambda user, strategy: NeutralPlan()
+
+
+def expression_guidance(plan: ResponsePlanLike) -> str:
+    intensity = getattr(plan.intensity, "value", plan.intensity)
+    return (f"Speak in a {intensity} {plan.expressed_emotion.value} way"
+            f" ({plan.strategy} strategy: {plan.reason}).")
+
+
+class PromptBuilder:
+    """Builds the chat messages: the persona first (stable prefix), then this turn's guidance and history."""
+
+    def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False) -> None:
+        self.persona = persona or Persona()
+        self.reply_tag = reply_tag
+
+    def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
+              plan: ResponsePlanLike) -> list[ChatMessage]:
+        parts = [self.persona.system_text(), expression_guidance(plan)]
+        if self.reply_tag:
+            parts.append(TAG_INSTRUCTION.format(emotion=plan.expressed_emotion.value))
+        system = ChatMessage("system", " ".join(parts))
+        context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
+        return [system, *memory.messages(), ChatMessage("user", f"{context} {user_text.strip()}")]
+
+
+def qwen_chat_text(messages: list[ChatMessage]) -> str:
+    """The Qwen2.5 chat template as text (what llama.cpp applies from the GGUF's template), for logs and tests."""
+    body = "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in messages)
+    return body + "<|im_start|>assistant\n"

@@ -1,0 +1,69 @@
+"""Conversation memory: the turns the agent and the user actually exchanged, bounded by an estimated token count.
+
+The oldest turns are dropped first. On barge-in the session records only the part of the reply that was heard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from attune.backends.base import ChatMessage
+
+CHARS_PER_TOKEN = 3.6  # English text in Qwen2.5's tokenizer, measured on conversational replies; an estimate
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (the real count is the backend's); +4 per message for the chat template's markers."""
+    return int(math.ceil(len(text) / CHARS_PER_TOKEN)) + 4
+
+
+@dataclass(frozen=True)
+class Exchange:
+    role: str  # user | assistant
+    content: str
+    interrupted: bool = False
+
+
+class ConversationMemory:
+    """A token-bounded history. ``add_user``/``add_assistant`` then ``messages()`` for the prompt."""
+
+    def __init__(self, max_tokens: int = 1024, count_tokens: Callable[[str], int] = estimate_tokens) -> None:
+        self.max_tokens = max_tokens
+        self.count_tokens = count_tokens
+        self._items: deque[Exchange] = deque()
+
+    def add_user(self, text: str) -> None:
+        self._add(Exchange("user", text.strip()))
+
+    def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
+        """Record what the user heard; an interrupted reply is marked with a trailing dash."""
+        text = text.strip()
+        if not text:
+            return
+        self._add(Exchange("assistant", text + (" —" if interrupted else ""), interrupted))
+
+    def messages(self) -> list[ChatMessage]:
+        return [ChatMessage(e.role, e.content) for e in self._items]
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        return list(self._items)
+
+    def tokens(self) -> int:
+        return sum(self.count_tokens(e.content) for e in self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def _add(self, exchange: Exchange) -> None:
+        if not exchange.content:
+            return
+        self._items.append(exchange)
+        while len(self._items) > 1 and self.tokens() > self.max_tokens:
+            self._items.popleft()
+        # A history must not start with the assistant: the chat template expects the user first.
+        while self._items and self._items[0].role == "assistant":
+            self._items.popleft()

@@ -1,0 +1,277 @@
+"""One reply of the agent to one user turn, as three owned stages: think (ASR -> plan -> prompt -> LLM ->
+splitter), speak (normalise -> TTS with prosody -> DSP -> output rate) and play (paced output on the stream clock).
+
+A reply may start speculatively when silence begins: it transcribes, prompts and even synthesises, but holds its
+events and audio until ``commit()``. Cancelling its task (barge-in, the user resuming) stops all three stages;
+``heard_text()`` then says how much of the reply the user actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from attune.agent.reply_tag import ReplyTagParser
+from attune.errors import BackendError
+from attune.pipeline import events as ev
+from attune.pipeline.audio import resample
+from attune.pipeline.events import SessionEvent, error_event
+from attune.pipeline.frames import AudioChunk
+from attune.pipeline.normalize import normalize_for_tts
+from attune.pipeline.splitter import SentenceSplitter
+from attune.pipeline.trace import TurnTrace
+
+if TYPE_CHECKING:
+    from attune.agent.brain import ResponsePlanLike
+    from attune.backends.emotion.types import EmotionResult
+    from attune.pipeline.session import Session
+
+log = logging.getLogger(__name__)
+OUTPUT_FRAME_S = 0.02  # s of audio per output event
+
+
+@dataclass
+class SpokenSpan:
+    """Where a sentence's audio sits on the stream clock once played; ``end_s`` grows as frames go out."""
+
+    text: str
+    start_s: float
+    end_s: float
+    complete: bool = False
+
+
+@dataclass
+class _AudioItem:
+    index: int
+    text: str
+    samples: np.ndarray
+    last: bool
+
+
+@dataclass
+class ReplyState:
+    transcript: str = ""
+    reply_text: list[str] = field(default_factory=list)  # pieces handed to TTS, tag stripped
+    spans: dict[int, SpokenSpan] = field(default_factory=dict)
+    status: str = "in_progress"  # completed | cancelled | failed | empty
+    plan: ResponsePlanLike | None = None
+    user_emotion: EmotionResult | None = None
+
+
+class Reply:
+    """Owned by the session: ``start()`` creates its task, ``commit()`` releases it, ``cancel()`` stops it."""
+
+    def __init__(self, session: Session, turn: int, audio: AudioChunk, trace: TurnTrace) -> None:
+        self.s = session
+        self.turn = turn
+        self.audio = audio
+        self.trace = trace
+        self.state = ReplyState()
+        self.committed = asyncio.Event()
+        self.done = asyncio.Event()
+        self.playing = False
+        self._held: list[SessionEvent] = []
+        self._sentences: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(session.settings.queue_size)
+        self._audio: asyncio.Queue[_AudioItem | None] = asyncio.Queue(session.settings.queue_size)
+        self.task: asyncio.Task[None] | None = None
+
+    # ---- control, called by the session ----
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"reply-{self.turn}")
+
+    def commit(self) -> None:
+        if not self.committed.is_set():
+            self.trace.mark("turn_committed")
+            self.committed.set()
+            held, self._held = self._held, []
+            for event in held:
+                self.s.emit(event)
+
+    async def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            await asyncio.wait([self.task])
+
+    def heard_text(self, at_s: float) -> str:
+        """The words the user heard before stream time ``at_s``; a sentence cut midway keeps its played share."""
+        words: list[str] = []
+        for _, span in sorted(self.state.spans.items()):
+            if span.start_s >= at_s:
+                break
+            duration = span.end_s - span.start_s
+            fraction = 1.0 if duration <= 0 else min(1.0, (at_s - span.start_s) / duration)
+            if span.complete and fraction >= 1.0:
+                words.extend(span.text.split())
+            else:
+                sentence = span.text.split()
+                words.extend(sentence[: int(math.floor(fraction * len(sentence)))])
+                break
+        return " ".join(words)
+
+    def emit(self, event: SessionEvent) -> None:
+        if self.committed.is_set():
+            self.s.emit(event)
+        else:
+            self._held.append(event)
+
+    # ---- the stages ----
+    async def _run(self) -> None:
+        try:
+            if not await self._understand():
+                return
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._think())
+                tg.create_task(self._speak())
+                tg.create_task(self._play())
+            if self.state.status == "in_progress":
+                self.state.status = "completed"
+        except asyncio.CancelledError:
+            self.state.status = "cancelled"
+            raise
+        except BackendError as exc:  # a failure before any reply text: ASR
+            self.state.status = "failed"
+            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+        finally:
+            self.done.set()
+
+    async def _understand(self) -> bool:
+        """ASR, the turn's emotion, the plan and the prompt. False when there is nothing to answer."""
+        s = self.s
+        result = await asyncio.to_thread(s.backends.asr.transcribe, self.audio)
+        self.trace.mark("asr_done")
+        text = result.text.strip()
+        self.state.transcript = text
+        if not text or not any(ch.isalnum() for ch in text):
+            self.state.status = "empty"
+            return False
+        self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": text}))
+        emotion = s.turn_emotion()
+        self.state.user_emotion = emotion
+        self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
+                                                 "context": emotion.to_context_string() if emotion else ""}))
+        plan = s.planner(emotion, s.agent_settings.strategy)
+        self.state.plan = plan
+        self.trace.info.update(_plan_info(emotion, plan))
+        self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
+        self._messages = s.prompt.build(s.memory, text, emotion, plan)
+        return True
+
+    async def _think(self) -> None:
+        s = self.s
+        splitter = SentenceSplitter(s.settings.first_clause_min_words)
+        tags = ReplyTagParser()
+        index = 0
+        try:
+            stream = s.backends.llm.stream(self._messages, max_tokens=s.agent_settings.max_reply_tokens,
+                                           temperature=s.agent_settings.temperature)
+            async for piece in stream:
+                self.trace.mark("llm_first_token")
+                for sentence in splitter.push(tags.push(piece)):
+                    index = await self._queue_sentence(index, sentence)
+            for sentence in splitter.push(tags.flush()) + splitter.flush():
+                index = await self._queue_sentence(index, sentence)
+        except BackendError as exc:
+            self.state.status = "failed"
+            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+        finally:
+            if tags.raw_tag:
+                self.trace.info["reply_tag"] = tags.raw_tag
+            await self._sentences.put(None)
+
+    async def _queue_sentence(self, index: int, sentence: str) -> int:
+        speakable = normalize_for_tts(sentence)
+        if not speakable:
+            return index
+        self.trace.mark("first_sentence_ready")
+        self.state.reply_text.append(sentence)
+        await self._sentences.put((index, speakable))
+        return index + 1
+
+    async def _speak(self) -> None:
+        s = self.s
+        prosody = self.state.plan.prosody if self.state.plan is not None else None
+        try:
+            while (item := await self._sentences.get()) is not None:
+                index, text = item
+                dsp = s.make_dsp(prosody)
+                pending: np.ndarray | None = None
+                async for chunk in s.backends.tts.synthesize(text, prosody):
+                    if pending is not None:
+                        await self._audio.put(_AudioItem(index, text, pending, False))
+                    pending = self._to_output(chunk, dsp)
+                tail = self._to_output(None, dsp, rate=s.backends.tts.sample_rate)
+                last = np.concatenate([pending, tail]) if pending is not None else tail
+                await self._audio.put(_AudioItem(index, text, last, True))
+        except BackendError as exc:
+            self.state.status = "failed"
+            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+            while await self._sentences.get() is not None:
+                pass  # let think finish; nothing more is spoken
+        finally:
+            await self._audio.put(None)
+
+    def _to_output(self, chunk: AudioChunk | None, dsp: Any, rate: int | None = None) -> np.ndarray:
+        out_rate = self.s.settings.output_sample_rate
+        if chunk is None:
+            samples = dsp.flush() if dsp is not None else np.zeros(0, dtype=np.float32)
+            src = rate or out_rate
+        else:
+            samples = dsp.push(chunk.samples) if dsp is not None else chunk.samples
+            src = chunk.sample_rate
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.size == 0 or src == out_rate:
+            return samples
+        return resample(samples, src, out_rate)
+
+    async def _play(self) -> None:
+        s = self.s
+        await self.committed.wait()
+        rate = s.settings.output_sample_rate
+        step = int(OUTPUT_FRAME_S * rate)
+        while (item := await self._audio.get()) is not None:
+            for start in range(0, len(item.samples), step):
+                frame = item.samples[start:start + step]
+                ts = await s.schedule_output(len(frame) / rate)
+                self._record_span(item, ts, ts + len(frame) / rate)
+                s.emit(SessionEvent(ev.AUDIO_DELTA, {"turn": self.turn, "sentence": item.index},
+                                    AudioChunk(frame, rate, ts)))
+            if item.last and item.index in self.state.spans:
+                self.state.spans[item.index].complete = True
+
+    def _record_span(self, item: _AudioItem, start: float, end: float) -> None:
+        span = self.state.spans.get(item.index)
+        if span is None:
+            self.playing = True
+            if self.trace.first_audio_stream_s is None:
+                self.trace.first_audio_stream_s = start
+                self.trace.mark("first_audio_out")
+            self.state.spans[item.index] = SpokenSpan(item.text, start, end)
+            self.s.emit(SessionEvent(ev.TRANSCRIPT_DELTA, {"turn": self.turn, "delta": item.text}))
+        else:
+            span.end_s = end
+
+
+def _kind(exc: BaseException) -> str:
+    name = type(exc).__name__.lower()
+    for kind in ("asr", "llm", "tts", "emotion"):
+        if name.startswith(kind):
+            return kind
+    return "backend"
+
+
+def _plan_info(emotion: EmotionResult | None, plan: ResponsePlanLike) -> dict[str, Any]:
+    return {
+        "user_emotion": emotion.primary.emotion.value if emotion else None,
+        "user_confidence": round(emotion.confidence, 3) if emotion else None,
+        "strategy": plan.strategy,
+        "expressed_emotion": plan.expressed_emotion.value,
+    }
+
+
+DSPFactory = Callable[[Any], Any]

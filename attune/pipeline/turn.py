@@ -1,0 +1,276 @@
+"""Turn-taking: a voice activity detector (Silero through onnxruntime, or an energy gate) and the pure
+``TurnDetector`` that turns per-chunk speech probabilities into turn events with pre-roll.
+
+The detector is synchronous and loop-free: ``feed(samples)`` any number of 16 kHz mono float32 samples, then
+``drain()`` the events. Speech must last ``min_speech_ms`` to start a turn (a click or a cough does not); a turn
+ends after ``end_of_turn_ms`` of silence. When silence begins (``speculate_ms`` in), ``SilenceBegan`` carries the
+turn's audio so far so the session can transcribe and prompt speculatively; ``SpeechResumed`` says to discard
+that work; ``SpeechStopped`` followed by ``UserTurn`` commits it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from attune.errors import BackendUnavailable
+from attune.pipeline.audio import SAMPLE_RATE
+from attune.pipeline.frames import AudioChunk, SpeechStarted, SpeechStopped
+
+VAD_CHUNK = 512  # samples per VAD decision at 16 kHz (32 ms), what Silero expects
+VAD_CONTEXT = 64  # samples of the previous chunk Silero v5/v6 prepend to each chunk
+CHUNK_S = VAD_CHUNK / SAMPLE_RATE
+CANDIDATE_GAP_MS = 100  # silence that drops a speech candidate not yet long enough to be a turn
+
+
+class VoiceActivity(Protocol):
+    """A per-chunk speech probability. ``probability`` takes exactly ``VAD_CHUNK`` samples at 16 kHz."""
+
+    def probability(self, chunk: np.ndarray) -> float: ...
+
+    def reset(self) -> None: ...
+
+
+class SileroVAD:
+    """Silero VAD v6 (the ONNX file bundled with faster-whisper) run chunk by chunk, keeping its LSTM state.
+
+    The model's signature, read from the file: ``input`` float32 [n, 576] (64 samples of context + 512 new),
+    ``h``/``c`` float32 [1, 1, 128] in, ``speech_probs`` [n] and ``hn``/``cn`` out; 16 kHz only.
+    """
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise BackendUnavailable("Silero VAD needs onnxruntime", install_hint="pip install faster-whisper==1.2.1",
+                                     backend="silero") from exc
+        path = Path(model_path) if model_path else default_silero_path()
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = 1
+        opts.intra_op_num_threads = 1
+        opts.log_severity_level = 4
+        self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
+                                                     sess_options=opts)
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(VAD_CONTEXT, dtype=np.float32)
+
+    def probability(self, chunk: np.ndarray) -> float:
+        x = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])[None, :]
+        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+        self._context = x[0, -VAD_CONTEXT:].copy()
+        return float(np.asarray(out).ravel()[0])
+
+
+def default_silero_path() -> Path:
+    """The Silero ONNX file shipped inside faster-whisper (or the ``silero-vad`` wheel)."""
+    for module, rel in (("faster_whisper", "assets/silero_vad_v6.onnx"), ("silero_vad", "data/silero_vad.onnx")):
+        try:
+            mod = __import__(module)
+        except ImportError:
+            continue
+        candidate = Path(os.path.dirname(mod.__file__ or "")) / rel
+        if candidate.is_file():
+            return candidate
+    raise BackendUnavailable("no Silero VAD model file found", install_hint="pip install faster-whisper==1.2.1",
+                             backend="silero")
+
+
+class EnergyVAD:
+    """A level gate: probability 1 above ``threshold_dbfs`` RMS, else 0. For tests and as a dependency-free fallback."""
+
+    def __init__(self, threshold_dbfs: float = -40.0) -> None:
+        self.threshold = 10 ** (threshold_dbfs / 20.0)
+
+    def probability(self, chunk: np.ndarray) -> float:
+        level = float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64)))) if chunk.size else 0.0
+        return 1.0 if level >= self.threshold else 0.0
+
+    def reset(self) -> None:
+        return None
+
+
+def create_vad(name: str) -> VoiceActivity:
+    """``silero`` or ``energy``."""
+    if name == "energy":
+        return EnergyVAD()
+    return SileroVAD()
+
+
+@dataclass(frozen=True)
+class SilenceBegan:
+    """Silence started after speech; ``audio`` is the turn so far (pre-roll included), for speculative work."""
+
+    timestamp_s: float  # stream time the speech ended
+    audio: AudioChunk
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """The user spoke again before the end-of-turn silence: discard speculative work."""
+
+    timestamp_s: float
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """A committed turn: its audio (pre-roll to end of speech) on the stream clock. Follows ``SpeechStopped``."""
+
+    audio: AudioChunk
+    start_s: float
+    end_s: float
+
+
+TurnEvent = SpeechStarted | SpeechStopped | SilenceBegan | SpeechResumed | UserTurn
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    threshold: float = 0.5  # speech probability that counts as speech
+    preroll_ms: int = 300  # audio kept before detected speech
+    min_speech_ms: int = 200  # voiced time before a turn starts
+    speculate_ms: int = 100  # silence after which SilenceBegan is emitted
+    end_of_turn_ms: int = 500  # silence that ends the turn
+    max_turn_s: float = 30.0  # a turn longer than this is cut
+
+
+@dataclass
+class _State:
+    in_speech: bool = False  # a turn has started
+    candidate: bool = False  # speech seen, not yet long enough
+    voiced_s: float = 0.0
+    silence_s: float = 0.0
+    silence_reported: bool = False
+    start_s: float = 0.0
+    last_voiced_end_s: float = 0.0
+    turn: list[np.ndarray] = field(default_factory=list)
+
+
+class TurnDetector:
+    """Speech probabilities -> turn events. ``feed()`` samples (16 kHz mono float32), then ``drain()``.
+
+    ``speech_s`` is the voiced time of the current turn so far (0 outside a turn); the session uses it to decide
+    barge-in while the agent speaks.
+    """
+
+    def __init__(self, vad: VoiceActivity, settings: TurnSettings | None = None) -> None:
+        self.vad = vad
+        self.s = settings or TurnSettings()
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, int(np.ceil(self.s.preroll_ms / 1000 / CHUNK_S))))
+        self._events: list[TurnEvent] = []
+        self._time_s = 0.0  # stream time of the next chunk
+        self._st = _State()
+
+    @property
+    def in_speech(self) -> bool:
+        return self._st.in_speech
+
+    @property
+    def speech_s(self) -> float:
+        return self._st.voiced_s if self._st.in_speech else 0.0
+
+    @property
+    def time_s(self) -> float:
+        return self._time_s
+
+    def turn_audio_so_far(self) -> AudioChunk:
+        """All audio of the current turn (pre-roll included), up to the last fed chunk."""
+        st = self._st
+        samples = np.concatenate(st.turn) if st.turn else np.zeros(0, dtype=np.float32)
+        return AudioChunk(samples, SAMPLE_RATE, st.start_s)
+
+    def feed(self, samples: np.ndarray) -> None:
+        self._pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        while len(self._pending) >= VAD_CHUNK:
+            chunk, self._pending = self._pending[:VAD_CHUNK], self._pending[VAD_CHUNK:]
+            self._step(chunk, self.vad.probability(chunk) >= self.s.threshold)
+            self._time_s += CHUNK_S
+
+    def drain(self) -> list[TurnEvent]:
+        out, self._events = self._events, []
+        return out
+
+    def reset(self) -> None:
+        """Forget any turn in progress (the clock keeps running)."""
+        self._st = _State()
+        self._preroll.clear()
+        self.vad.reset()
+
+    def _step(self, chunk: np.ndarray, voiced: bool) -> None:
+        st = self._st
+        t = self._time_s
+        if not st.in_speech and not st.candidate:
+            if voiced:
+                pre = list(self._preroll)
+                st.candidate, st.voiced_s, st.silence_s = True, CHUNK_S, 0.0
+                st.start_s = t - len(pre) * CHUNK_S
+                st.turn = [*pre, chunk]
+                st.last_voiced_end_s = t + CHUNK_S
+                self._maybe_start()
+            else:
+                self._preroll.append(chunk)
+            return
+        st.turn.append(chunk)
+        if voiced:
+            st.voiced_s += CHUNK_S
+            st.last_voiced_end_s = t + CHUNK_S
+            if st.silence_reported:
+                self._events.append(SpeechResumed(t))
+            st.silence_s, st.silence_reported = 0.0, False
+            self._maybe_start()
+        else:
+            st.silence_s += CHUNK_S
+            self._on_silence()
+        if st.in_speech and t + CHUNK_S - st.start_s >= self.s.max_turn_s:
+            self._end_turn()
+
+    def _maybe_start(self) -> None:
+        st = self._st
+        if st.candidate and st.voiced_s * 1000 >= self.s.min_speech_ms:
+            st.candidate, st.in_speech = False, True
+            self._events.append(SpeechStarted(st.start_s))
+
+    def _on_silence(self) -> None:
+        st = self._st
+        silence_ms = st.silence_s * 1000
+        if st.candidate:
+            if silence_ms >= CANDIDATE_GAP_MS:
+                self._drop_candidate()
+            return
+        if not st.silence_reported and silence_ms >= self.s.speculate_ms:
+            st.silence_reported = True
+            self._events.append(SilenceBegan(st.last_voiced_end_s, self._turn_audio()))
+        if silence_ms >= self.s.end_of_turn_ms:
+            self._end_turn()
+
+    def _turn_audio(self) -> AudioChunk:
+        st = self._st
+        n = int(round((st.last_voiced_end_s - st.start_s) * SAMPLE_RATE))
+        samples = np.concatenate(st.turn)[:n] if st.turn else np.zeros(0, dtype=np.float32)
+        return AudioChunk(samples, SAMPLE_RATE, st.start_s)
+
+    def _end_turn(self) -> None:
+        st = self._st
+        audio = self._turn_audio()
+        self._events.append(SpeechStopped(st.last_voiced_end_s))
+        self._events.append(UserTurn(audio, st.start_s, st.last_voiced_end_s))
+        self._restart_idle()
+
+    def _drop_candidate(self) -> None:
+        tail = self._st.turn[-self._preroll.maxlen:] if self._preroll.maxlen else []
+        self._restart_idle()
+        for c in tail:
+            self._preroll.append(c)
+
+    def _restart_idle(self) -> None:
+        self._st = _State()
+        self._preroll.clear()

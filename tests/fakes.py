@@ -1,0 +1,227 @@
+"""Fakes for every backend kind, with knobs for errors and delays, and a driver that streams scripted audio into
+a session, so the whole pipeline runs in milliseconds. Their real counterparts are tested in the embedded-stack
+tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from attune.agent.brain import NeutralPlan
+from attune.backends.base import ChatMessage, Transcription
+from attune.backends.emotion.types import (
+    EmotionCategory,
+    EmotionResult,
+    PrimaryDimensions,
+    ProsodicMarkers,
+    dimensions_to_likely_emotions,
+    predictions_from_scores,
+)
+from attune.config import load_config
+from attune.errors import ASRError, LLMError, TTSError
+from attune.pipeline.audio import measure_quality
+from attune.pipeline.events import SessionEvent
+from attune.pipeline.frames import AudioChunk
+from attune.pipeline.session import Session, SessionBackends
+from attune.pipeline.turn import EnergyVAD
+
+RATE = 16000
+FRAME = 320  # 20 ms
+ECHO_LEVEL = np.float32(0.005)  # the agent's voice leaking into the microphone: below the VAD, distinctive value
+
+
+class FixedASR:
+    name = "fixed"
+
+    def __init__(self, text: str = "hello there", *, delay_s: float = 0.0, fail: bool = False) -> None:
+        self.text, self.delay_s, self.fail = text, delay_s, fail
+        self.calls: list[AudioChunk] = []
+
+    def transcribe(self, audio: AudioChunk) -> Transcription:
+        self.calls.append(audio)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail:
+            raise ASRError("fake ASR failure", retryable=True)
+        return Transcription(self.text, duration_s=audio.duration_s)
+
+
+class ScriptedLLM:
+    """Streams ``tokens``; ``fail_after`` raises LLMError after that many tokens; ``delay_s`` before each token."""
+
+    name = "scripted"
+
+    def __init__(self, tokens: Sequence[str] = ("Hello,", " nice", " to", " hear", " you.", " How", " are",
+                                                 " you?"),
+                 *, delay_s: float = 0.0, fail_after: int | None = None) -> None:
+        self.tokens, self.delay_s, self.fail_after = list(tokens), delay_s, fail_after
+        self.calls: list[list[ChatMessage]] = []
+        self.cancelled = 0
+
+    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+                     temperature: float = 0.7) -> AsyncIterator[str]:
+        self.calls.append(list(messages))
+        try:
+            for i, tok in enumerate(self.tokens[:max_tokens]):
+                if self.fail_after is not None and i >= self.fail_after:
+                    raise LLMError("fake LLM dropped the connection", retryable=True)
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                yield tok
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+
+
+class ToneTTS:
+    """A 440 Hz tone, ``seconds_per_word`` long per word, in 100 ms chunks; ``fail_on`` fails that sentence."""
+
+    name = "tone"
+
+    def __init__(self, sample_rate: int = 16000, *, seconds_per_word: float = 0.25, fail_on: int | None = None,
+                 delay_s: float = 0.0) -> None:
+        self.sample_rate, self.seconds_per_word, self.fail_on, self.delay_s = (
+            sample_rate, seconds_per_word, fail_on, delay_s)
+        self.texts: list[str] = []
+
+    async def synthesize(self, text: str, prosody: Any = None) -> AsyncIterator[AudioChunk]:
+        self.texts.append(text)
+        if self.fail_on is not None and len(self.texts) - 1 == self.fail_on:
+            raise TTSError("fake TTS crashed", retryable=False)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        n = int(len(text.split()) * self.seconds_per_word * self.sample_rate)
+        t = np.arange(n) / self.sample_rate
+        audio = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+        step = self.sample_rate // 10
+        for i in range(0, n, step):
+            yield AudioChunk(audio[i:i + step], self.sample_rate)
+
+
+class FakeEmotion:
+    """Streaming detector: one result per 500 ms hop once 1 s is buffered; records every sample it is fed."""
+
+    def __init__(self, emotion: EmotionCategory = EmotionCategory.SAD, *, fail: bool = False) -> None:
+        self.emotion, self.fail = emotion, fail
+        self.fed: list[np.ndarray] = []
+        self.resets = 0
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._t = 0.0
+        self._next_hop = 1.0
+
+    def reset_stream(self) -> None:
+        self.resets += 1
+        self._buf, self._t, self._next_hop = np.zeros(0, dtype=np.float32), 0.0, 1.0
+
+    def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = RATE) -> list[EmotionResult]:
+        from attune.errors import EmotionError
+
+        if self.fail:
+            raise EmotionError("fake emotion failure")
+        self.fed.append(chunk.copy())
+        self._buf = np.concatenate([self._buf, chunk])[-RATE:]
+        self._t += len(chunk) / sample_rate
+        out = []
+        while self._t >= self._next_hop:
+            out.append(make_result(self.emotion, self._next_hop - 1.0, self._next_hop, self._buf))
+            self._next_hop += 0.5
+        return out
+
+
+def make_result(emotion: EmotionCategory, start: float, end: float, audio: np.ndarray | None = None,
+                confidence: float = 0.6) -> EmotionResult:
+    from attune.backends.emotion.types import CATEGORY_VAD
+
+    v, a, d = CATEGORY_VAD[emotion]
+    dims = PrimaryDimensions(v, a, d)
+    scores = [(c, p) for c, p in dimensions_to_likely_emotions(dims)]
+    scores = [(emotion, 0.9)] + [(c, p * 0.1) for c, p in scores if c is not emotion]
+    samples = audio if audio is not None and audio.size else np.full(RATE, 0.1, dtype=np.float32)
+    return EmotionResult(dims, predictions_from_scores(scores, 0.6), ProsodicMarkers(),
+                         measure_quality(samples, RATE), end - start, "fake", confidence,
+                         stream_start_s=start, stream_end_s=end)
+
+
+def calm_planner(user: EmotionResult | None, strategy: str) -> NeutralPlan:
+    return NeutralPlan(strategy=strategy, expressed_emotion=EmotionCategory.CALM, reason="test plan")
+
+
+@dataclass
+class Harness:
+    asr: FixedASR = field(default_factory=FixedASR)
+    llm: ScriptedLLM = field(default_factory=ScriptedLLM)
+    tts: ToneTTS = field(default_factory=ToneTTS)
+    emotion: FakeEmotion | None = field(default_factory=FakeEmotion)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def session(self) -> Session:
+        pipeline = {"vad": "energy", "output_sample_rate": 16000, **self.overrides.get("pipeline", {})}
+        config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
+        backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
+                                   aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner,
+                                   dsp_factory=None)
+        return Session(config, backends)
+
+
+def speech_frame(i: int) -> np.ndarray:
+    t = (np.arange(FRAME) + i * FRAME) / RATE
+    return (0.3 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
+
+
+@dataclass
+class Driver:
+    """Streams scripted input into a session and collects its events. ``echo`` leaks the agent's output back into
+    the input at ``ECHO_LEVEL`` (a constant value a user's voice never produces exactly)."""
+
+    session: Session
+    echo: bool = False
+    events: list[SessionEvent] = field(default_factory=list)
+    echo_frames: int = 0
+    _i: int = 0
+
+    async def frame(self, speech: bool) -> None:
+        frame = speech_frame(self._i) if speech else np.zeros(FRAME, dtype=np.float32)
+        if self.echo and self._agent_sounding():
+            frame = frame + ECHO_LEVEL if speech else np.full(FRAME, ECHO_LEVEL, dtype=np.float32)
+            self.echo_frames += 1
+        self._i += 1
+        await self.session.push_audio(frame)
+        await asyncio.sleep(0.001)  # let the session's tasks and worker threads move
+        while not self.session.events.empty():
+            self.events.append(self.session.events.get_nowait())
+
+    def _agent_sounding(self) -> bool:
+        return any(e.type == "response.output_audio.delta" and e.audio is not None
+                   and e.audio.timestamp_s <= self.session.now < e.audio.end_s + 0.02 for e in self.events[-20:])
+
+    async def speak(self, seconds: float) -> None:
+        for _ in range(int(round(seconds * 1000 / 20))):
+            await self.frame(True)
+
+    async def silence(self, seconds: float) -> None:
+        for _ in range(int(round(seconds * 1000 / 20))):
+            await self.frame(False)
+
+    async def silence_until(self, predicate: Callable[[list[SessionEvent]], bool], max_s: float = 20.0) -> None:
+        for _ in range(int(max_s * 50)):
+            if predicate(self.events):
+                return
+            await self.frame(False)
+        raise AssertionError(f"condition not met within {max_s} s of stream time; events: "
+                             f"{[e.type for e in self.events if e.type != 'response.output_audio.delta']}")
+
+    async def until_idle(self, max_s: float = 30.0) -> None:
+        await self.silence(0.1)
+        await self.silence_until(lambda _: self.session.idle, max_s)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events if e.type != "response.output_audio.delta"]
+
+    def of(self, kind: str) -> list[SessionEvent]:
+        return [e for e in self.events if e.type == kind]

@@ -1,0 +1,202 @@
+"""The whole conversation pipeline with fake backends: every branch of the session runner, in stream time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from attune.pipeline import events as ev
+from tests.fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
+
+
+def _done(events: list) -> bool:
+    return any(e.type in (ev.RESPONSE_DONE, ev.RESPONSE_CANCELLED) for e in events)
+
+
+async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
+    h = Harness(overrides={"logging": {"trace_path": str(tmp_path / "trace.jsonl")}})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.silence(0.3)
+        await d.speak(1.5)
+        await d.silence_until(_done)
+        await d.until_idle()
+    types = d.types()
+    order = [ev.SPEECH_STARTED, ev.SPEECH_STOPPED, ev.TRANSCRIPT, ev.EMOTION_TURN, ev.RESPONSE_CREATED,
+             ev.TRANSCRIPT_DELTA, ev.RESPONSE_DONE]
+    positions = [types.index(t) for t in order]
+    assert positions == sorted(positions), types
+    assert ev.EMOTION_MEASUREMENT in types
+    # Each sentence is spoken as its own piece.
+    deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)]
+    assert deltas[0] == "Hello, nice to hear you."
+    assert deltas[-1] == "How are you?"
+    audio = [e.audio for e in d.events if e.type == ev.AUDIO_DELTA]
+    total = sum(a.duration_s for a in audio if a is not None)
+    assert abs(total - 8 * 0.25) < 0.05  # 8 words of tone, nothing lost or doubled
+    starts = [a.timestamp_s for a in audio if a is not None]
+    assert starts == sorted(starts)
+    done = d.of(ev.RESPONSE_DONE)[0].data
+    assert done["status"] == "completed"
+    lat = done["trace"]["latency_ms"]
+    assert set(lat) >= {"turn_committed", "asr_done", "llm_first_token", "first_sentence_ready", "first_audio_out"}
+    assert done["trace"]["expressed_emotion"] == "calm" and done["trace"]["user_emotion"] == "sad"
+    assert [m.role for m in s.memory.messages()] == ["user", "assistant"]
+    assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
+    # The prompt carried the user's emotion context and the expressed emotion guidance.
+    system, *_, user = h.llm.calls[0]
+    assert "calm" in system.content and user.content.startswith("[Voice sounds")
+    lines = (tmp_path / "trace.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["transcript"] == "hello there"
+    assert len(s.turns) == 1 and s.emotion_trajectory
+
+
+async def test_two_utterances_are_two_turns_and_history_grows() -> None:
+    h = Harness()
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+        await d.speak(1.0)
+        await d.silence_until(lambda es: len([e for e in es if e.type == ev.RESPONSE_DONE]) == 2)
+        await d.until_idle()
+    assert len(h.llm.calls) == 2
+    second_prompt = h.llm.calls[1]
+    assert [m.role for m in second_prompt] == ["system", "user", "assistant", "user"]
+
+
+async def test_barge_in_cuts_reply_and_history_keeps_only_what_was_heard() -> None:
+    h = Harness(llm=ScriptedLLM(["One two three four five.", " Six seven eight nine ten.",
+                                 " Eleven twelve thirteen fourteen fifteen."]))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))
+        await d.silence(0.5)
+        await d.speak(0.6)  # longer than barge_in_min_ms
+        cancelled_at = s.now
+        await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) >= 1)
+        await d.until_idle()
+    cancelled = d.of(ev.RESPONSE_CANCELLED)
+    assert len(cancelled) == 1 and cancelled[0].data["status"] == "cancelled"
+    heard = cancelled[0].data["trace"]["heard_text"]
+    full = cancelled[0].data["trace"]["reply_text"]
+    assert heard and len(heard.split()) < len(full.split())
+    assert heard.startswith("One two")
+    first_turn = s.memory.exchanges[:2]
+    assert first_turn[1].interrupted and first_turn[1].content.startswith(heard)
+    # No reply audio of turn 1 is scheduled after the barge-in (give or take the output lookahead).
+    turn1 = [e.audio for e in d.events if e.type == ev.AUDIO_DELTA and e.data["turn"] == 1]
+    assert max(a.timestamp_s for a in turn1 if a is not None) <= cancelled_at + 0.1
+    # The interruption became the next turn and was answered.
+    assert d.of(ev.RESPONSE_DONE)[0].data["turn"] == 2
+
+
+async def test_short_sound_while_agent_speaks_is_not_a_barge_in() -> None:
+    h = Harness()
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))
+        await d.speak(0.2)  # "mhm": above min_speech_ms, below barge_in_min_ms
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert not d.of(ev.RESPONSE_CANCELLED)
+    assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
+    assert len(h.llm.calls) == 1
+
+
+async def test_speculative_reply_is_discarded_when_the_user_goes_on() -> None:
+    h = Harness(asr=FixedASR("first part", delay_s=0.0))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(0.8)
+        await d.silence(0.2)  # past speculate_silence_ms, short of end_of_turn_silence_ms
+        speculative_calls = len(h.asr.calls)
+        await d.speak(0.8)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert speculative_calls == 1  # ASR started on silence, before the turn was over
+    done = d.of(ev.RESPONSE_DONE)
+    assert len(done) == 1 and done[0].data["turn"] == 1
+    assert d.types().count(ev.TRANSCRIPT) == 1 and d.types().count(ev.RESPONSE_CREATED) == 1
+    # The answered turn is the whole utterance: its audio covers both parts.
+    assert h.asr.calls[-1].duration_s > 1.5
+
+
+async def test_llm_failure_mid_reply_reports_error_and_session_survives() -> None:
+    h = Harness(llm=ScriptedLLM(["I hear you.", " And then", " more"], fail_after=2))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+        errors = d.of(ev.ERROR)
+        assert len(errors) == 1 and errors[0].data["code"] == "llm_failed" and errors[0].data["retryable"]
+        assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "failed"
+        assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == ["I hear you."]
+        h.llm.fail_after = None  # the backend recovers: the next turn is answered normally
+        await d.speak(1.0)
+        await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) == 2)
+    assert d.of(ev.RESPONSE_DONE)[1].data["status"] == "completed"
+
+
+async def test_tts_and_asr_failures_are_error_events() -> None:
+    h = Harness(tts=ToneTTS(fail_on=1))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert [e.data["code"] for e in d.of(ev.ERROR)] == ["tts_failed"]
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["heard_text"] == "Hello, nice to hear you."
+
+    h = Harness(asr=FixedASR(fail=True))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: bool(d.of(ev.ERROR)))
+        await d.until_idle()
+    assert d.of(ev.ERROR)[0].data["code"] == "asr_failed" and not h.llm.calls
+
+
+async def test_emotion_runs_on_user_speech_only_never_on_the_agent_voice() -> None:
+    emotion = FakeEmotion()
+    h = Harness(emotion=emotion)
+    async with h.session() as s:
+        d = Driver(s, echo=True)
+        await d.silence(0.5)
+        await d.speak(2.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    fed = np.concatenate(emotion.fed)
+    assert fed.size > 2.0 * 16000  # the user's speech (and pre-roll) was analysed
+    assert not np.any(fed == ECHO_LEVEL)  # the agent's voice never was
+    assert d.echo_frames > 20  # echo really leaked into the input while the agent spoke
+    measurements = d.of(ev.EMOTION_MEASUREMENT)
+    assert len(measurements) >= 2
+    assert all(m.data["audio_end_ms"] <= 2600 for m in measurements)  # on the session clock, within the turn
+    turn = d.of(ev.EMOTION_TURN)[0].data
+    assert turn["emotion"]["predictions"][0]["emotion"] == "sad" and turn["context"].startswith("[Voice")
+
+
+async def test_silence_and_noise_produce_no_turn() -> None:
+    h = Harness()
+    async with h.session() as s:
+        d = Driver(s)
+        await d.silence(1.0)
+        await d.speak(0.06)  # a click: shorter than min_speech_ms
+        await d.silence(1.0)
+    assert d.types() == [] and not h.asr.calls
+
+
+async def test_empty_transcript_gets_no_reply() -> None:
+    h = Harness(asr=FixedASR(""))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence(1.0)
+        await d.until_idle()
+    assert ev.RESPONSE_CREATED not in d.types() and not h.llm.calls

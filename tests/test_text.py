@@ -1,0 +1,77 @@
+"""The pure text cores: sentence splitter, TTS normaliser, reply tag parser."""
+
+from __future__ import annotations
+
+from attune.agent.reply_tag import ReplyTagParser
+from attune.backends.emotion.types import EmotionCategory
+from attune.pipeline.normalize import int_to_words, normalize_for_tts, number_to_words
+from attune.pipeline.splitter import SentenceSplitter
+
+
+def split(tokens: list[str], **kw) -> list[tuple[int, str]]:
+    """(index of the token after which each piece was released, piece)."""
+    s = SentenceSplitter(**kw)
+    out = []
+    for i, t in enumerate(tokens):
+        out.extend((i, p) for p in s.push(t))
+    out.extend((len(tokens), p) for p in s.flush())
+    return out
+
+
+def test_first_clause_is_released_early_then_whole_sentences() -> None:
+    tokens = "I am so sorry to hear that, it sounds like a hard day. Do you want to talk, or rest?".split(" ")
+    tokens = [t + " " for t in tokens]
+    pieces = split(tokens, first_clause_min_words=4)
+    assert [p for _, p in pieces] == ["I am so sorry to hear that,", "it sounds like a hard day.",
+                                      "Do you want to talk, or rest?"]
+    assert pieces[0][0] == 6  # out with the token that carried the comma and its space
+
+
+def test_short_first_clause_waits_for_more_words() -> None:
+    assert [p for _, p in split(["Oh, ", "I ", "see. "], first_clause_min_words=4)] == ["Oh, I see."]
+
+
+def test_abbreviations_numbers_and_ellipses_do_not_split() -> None:
+    text = "Dr. Smith said it costs 3.5 dollars... or maybe more. Well... Really? Yes!"
+    pieces = [p for _, p in split([c for c in text], first_clause_min_words=50)]
+    assert pieces == ["Dr. Smith said it costs 3.5 dollars... or maybe more.", "Well...", "Really?", "Yes!"]
+    assert [p for _, p in split(["It was 1,", "000 people, all of them there."], first_clause_min_words=1)] == [
+        "It was 1,000 people,", "all of them there."]
+
+
+def test_splitter_flushes_remainder_and_drops_punctuation_only() -> None:
+    s = SentenceSplitter()
+    assert s.push("no end yet") == []
+    assert s.flush() == ["no end yet"]
+    assert s.push("...") == [] and s.flush() == []
+
+
+def test_numbers_to_words() -> None:
+    assert int_to_words(0) == "zero"
+    assert int_to_words(1205) == "one thousand two hundred five"
+    assert int_to_words(2_000_013) == "two million thirteen"
+    assert number_to_words("3.14") == "three point one four"
+    assert number_to_words("1999") == "nineteen ninety nine"
+    assert number_to_words("2005") == "two thousand five"
+
+
+def test_normalise_markdown_emoji_lists_abbreviations_numbers() -> None:
+    text = "**Great** news 😊!\n- Take *two* breaths\n- Call Dr. Lee at 5 p.m.\nIt's 50% off, $3.50 for the 2nd one."
+    out = normalize_for_tts(text)
+    assert out == ("Great news ! Take two breaths Call Doctor Lee at five P M It's fifty percent off, "
+                   "three dollars and fifty cents for the second one.")
+    assert "`" not in normalize_for_tts("use `code` and [a link](http://x)") and "a link" in normalize_for_tts(
+        "[a link](http://x)")
+
+
+def test_reply_tag_is_stripped_and_read() -> None:
+    p = ReplyTagParser()
+    out = "".join(p.push(t) for t in ["[", "ca", "lm]", " It's", " okay."]) + p.flush()
+    assert out == "It's okay." and p.emotion is EmotionCategory.CALM
+    p = ReplyTagParser()
+    assert p.push("Hello") == "Hello" and p.emotion is None
+    p = ReplyTagParser()
+    out = "".join(p.push(t) for t in ["(not", " a tag, just an aside that goes on)", " ok"]) + p.flush()
+    assert out == "(not a tag, just an aside that goes on) ok"
+    p = ReplyTagParser()
+    assert p.push("[whatever] Hi") == "Hi" and p.emotion is None and p.raw_tag == "whatever"
