@@ -15,7 +15,7 @@ from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import BackendSpec, ChatMessage
-from attune.backends.emotion.types import EmotionCategory, EmotionResult
+from attune.backends.emotion.types import EmotionCategory, EmotionResult, Intensity
 
 TAG_INSTRUCTION = (
     "Start your reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."
@@ -54,13 +54,13 @@ class NeutralPlan:
 
     strategy: str = "neutral"
     expressed_emotion: EmotionCategory = EmotionCategory.NEUTRAL
-    intensity: Any = "moderate"
+    intensity: float = 0.4
     prosody: ProsodyParameters = field(default_factory=ProsodyParameters)
     reason: str = "strategy module unavailable"
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "expressed_emotion": self.expressed_emotion.value,
-                "intensity": str(self.intensity), "prosody": self.prosody.to_dict(), "reason": self.reason}
+                "intensity": self.intensity, "prosody": self.prosody.to_dict(), "reason": self.reason}
 
 
 def default_planner() -> Planner:
@@ -73,9 +73,13 @@ def default_planner() -> Planner:
 
 
 def expression_guidance(plan: ResponsePlanLike) -> str:
-    intensity = getattr(plan.intensity, "value", plan.intensity)
-    return (f"Speak in a {intensity} {plan.expressed_emotion.value} way"
-            f" ({plan.strategy} strategy: {plan.reason}).")
+    """One sentence of guidance, e.g. "Sound moderately calm (complement: the user sounds anxious)."."""
+    intensity = plan.intensity
+    if isinstance(intensity, (int, float)):
+        adverb = Intensity.from_score(float(intensity)).adverb
+    else:
+        adverb = Intensity(getattr(intensity, "value", str(intensity))).adverb
+    return f"Sound {adverb} {plan.expressed_emotion.value} ({plan.strategy}: {plan.reason})."
 
 
 class PromptBuilder:

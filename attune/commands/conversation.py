@@ -1,0 +1,161 @@
+"""Conversation subcommands: ``file`` (a recording as a conversation), ``mic`` (live) and ``bench-latency``
+(voice-to-voice latency of the embedded stack over a folder of WAVs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from attune.config import Config
+from attune.errors import AudioInputError
+from attune.pipeline import events as ev
+from attune.pipeline.audio import SAMPLE_RATE, load_wav, prepare, write_wav
+from attune.pipeline.events import SessionEvent
+from attune.pipeline.latency import percentile, voice_to_voice
+from attune.pipeline.trace import MARKS
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("file", help="talk to the agent with a recording; writes its reply audio")
+    p.add_argument("--input", required=True, help="WAV (any rate); several utterances = several turns")
+    p.add_argument("--output", required=True, help="WAV of the reply audio, on the input's timeline")
+    p.add_argument("--fast", action="store_true", help="stream faster than real time (latencies meaningless)")
+    p.add_argument("--quiet", action="store_true", help="print only the per-turn summary")
+    p.set_defaults(handler=cmd_file)
+    p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (use headphones)")
+    p.add_argument("--input-device", default=None, help="sounddevice input device (index or name)")
+    p.add_argument("--output-device", default=None, help="sounddevice output device (index or name)")
+    p.set_defaults(handler=cmd_mic)
+    p = sub.add_parser("bench-latency", help="voice-to-voice latency of the full stack over a folder of WAVs")
+    p.add_argument("--data", required=True, help="folder of WAV files, one utterance each")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=cmd_bench_latency)
+
+
+def _printer(quiet: bool) -> Any:
+    def show(event: SessionEvent) -> None:
+        if quiet:
+            return
+        d = event.data
+        if event.type == ev.SPEECH_STARTED:
+            print(f"[{d['audio_start_ms'] / 1000:7.2f}s] (user speaking)")
+        elif event.type == ev.TRANSCRIPT:
+            print(f"  you: {d['transcript']}")
+        elif event.type == ev.EMOTION_TURN:
+            print(f"  emotion: {d['context'] or 'unknown'}")
+        elif event.type == ev.RESPONSE_CREATED:
+            print(f"  strategy: {d.get('strategy')} -> expressing {d.get('expressed_emotion')}")
+        elif event.type == ev.TRANSCRIPT_DELTA:
+            print(f"  agent: {d['delta']}")
+        elif event.type == ev.RESPONSE_CANCELLED:
+            print("  (interrupted)")
+        elif event.type == ev.ERROR:
+            print(f"  error [{d['code']}]: {d['message']}")
+        sys.stdout.flush()
+    return show
+
+
+def _summary(trace: dict[str, Any]) -> str:
+    lat = trace.get("latency_ms", {})
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in lat.items() if v is not None)
+    return (f"turn {trace['turn']}: \"{trace.get('transcript', '')}\" | user {trace.get('user_emotion')} -> "
+            f"{trace.get('strategy')} -> {trace.get('expressed_emotion')} | reply \"{trace.get('reply_text', '')}\" "
+            f"| {trace.get('status')} | voice-to-voice {trace.get('voice_to_voice_ms')} ms | ms after speech end: "
+            f"{stages}")
+
+
+def _load_16k(path: str | Path) -> Any:
+    samples, rate = load_wav(path)
+    mono, _ = prepare(samples, rate, SAMPLE_RATE)
+    return mono
+
+
+async def _file(args: argparse.Namespace, config: Config) -> int:
+    from attune.pipeline.file_transport import stream_file
+    from attune.pipeline.session import Session
+    from attune.pipeline.stack import build_backends, warm_up
+
+    samples = _load_16k(args.input)
+    backends = build_backends(config)
+    await warm_up(backends, config)
+    async with Session(config, backends) as session:
+        run = await stream_file(session, samples, speed=0.0 if args.fast else 1.0, on_event=_printer(args.quiet))
+    write_wav(args.output, run.output, run.output_rate)
+    print(f"\n{len(session.turns)} turn(s); reply audio written to {args.output}")
+    for trace in session.turns:
+        print(_summary(trace.to_dict()))
+        print(json.dumps(trace.to_dict(), default=str))
+    return 0
+
+
+def cmd_file(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(_file(args, config))
+
+
+async def _mic(args: argparse.Namespace, config: Config) -> int:
+    from attune.pipeline.local_audio import check_devices, run_microphone
+    from attune.pipeline.session import Session
+    from attune.pipeline.stack import build_backends, warm_up
+
+    dev_in = int(args.input_device) if args.input_device and args.input_device.isdigit() else args.input_device
+    dev_out = int(args.output_device) if args.output_device and args.output_device.isdigit() else args.output_device
+    check_devices(dev_in, dev_out)  # fail before loading models when there is no PortAudio or no device
+    backends = build_backends(config)
+    await warm_up(backends, config)
+    print("listening; speak (Ctrl+C to stop). Use headphones: the agent must not hear itself.")
+    async with Session(config, backends) as session:
+        await run_microphone(session, on_event=_printer(False), input_device=dev_in, output_device=dev_out)
+    return 0
+
+
+def cmd_mic(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(_mic(args, config))
+
+
+async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) -> dict[str, Any]:
+    from attune.pipeline.file_transport import stream_file
+    from attune.pipeline.session import Session
+    from attune.pipeline.stack import build_backends, new_vad, warm_up
+
+    backends = build_backends(config)
+    warm = await warm_up(backends, config)
+    per_file: list[dict[str, Any]] = []
+    for path in files:
+        samples = _load_16k(path)
+        async with Session(config, new_vad(config, backends)) as session:
+            run = await stream_file(session, samples, speed=1.0, tail_max_s=20.0)
+        measured = voice_to_voice(samples, SAMPLE_RATE, run.output, run.output_rate)
+        trace = session.turns[0].to_dict() if session.turns else {}
+        per_file.append({"file": path.name, "voice_to_voice_ms": round(measured[2], 1) if measured else None,
+                         "speech_end_s": measured[0] if measured else None,
+                         "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
+                         "reply": trace.get("reply_text"), "turns": len(session.turns)})
+        if not args.json:
+            print(f"{path.name}: {per_file[-1]['voice_to_voice_ms']} ms  {per_file[-1]['stages_ms']}")
+    values = [f["voice_to_voice_ms"] for f in per_file if f["voice_to_voice_ms"] is not None]
+    stages = {m: round(percentile([f["stages_ms"][m] for f in per_file if f["stages_ms"].get(m) is not None], 50), 1)
+              for m in MARKS[1:]}
+    return {"n": len(values), "files": len(per_file), "p50_ms": round(percentile(values, 50), 1),
+            "p95_ms": round(percentile(values, 95), 1), "max_ms": round(max(values), 1) if values else None,
+            "stage_p50_ms": stages, "warm_up_s": {k: round(v, 2) for k, v in warm.items()}, "per_file": per_file}
+
+
+def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
+    folder = Path(args.data)
+    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    if not files:
+        raise AudioInputError(f"no WAV files in {folder}")
+    result = asyncio.run(_bench(args, config, files[: args.limit] if args.limit else files))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"voice-to-voice over {result['n']} of {result['files']} files: p50 {result['p50_ms']} ms, "
+              f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
+        print("stage medians (ms after the end of speech): "
+              + ", ".join(f"{k} {v}" for k, v in result["stage_p50_ms"].items()))
+    return 0 if result["n"] else 1

@@ -1,0 +1,96 @@
+"""The file transport: streams a recording into a session as if spoken (20 ms frames in real time, then
+silence until the agent has finished) and lays the reply audio on the same timeline, ready to write as a WAV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from attune.pipeline import events as ev
+from attune.pipeline.audio import SAMPLE_RATE
+from attune.pipeline.events import SessionEvent
+from attune.pipeline.session import Session
+
+FRAME = SAMPLE_RATE // 50  # samples in 20 ms
+TAIL_MAX_S = 60.0  # silence streamed after the file at most, waiting for the agent to finish
+
+
+@dataclass
+class FileRun:
+    """The session's events and the reply audio on the input's timeline (``output_rate`` Hz)."""
+
+    output_rate: int
+    events: list[SessionEvent] = field(default_factory=list)
+    output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    streamed_s: float = 0.0
+
+    def place(self, event: SessionEvent) -> None:
+        chunk = event.audio
+        if chunk is None:
+            return
+        start = int(round(chunk.timestamp_s * self.output_rate))
+        end = start + len(chunk.samples)
+        if end > len(self.output):
+            self.output = np.concatenate([self.output, np.zeros(end - len(self.output) + self.output_rate,
+                                                                 dtype=np.float32)])
+        self.output[start:end] += chunk.samples
+
+
+async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1.0,
+                      on_event: Callable[[SessionEvent], None] | None = None,
+                      tail_max_s: float = TAIL_MAX_S) -> FileRun:
+    """Stream 16 kHz mono ``samples`` at ``speed`` x real time (0 = as fast as possible), then silence until the
+    session is idle. The session must already be entered (``async with``)."""
+    run = FileRun(session.settings.output_sample_rate)
+    consumer = asyncio.create_task(_consume(session, run, on_event))
+    try:
+        await _feed(session, samples, speed, tail_max_s)
+        await asyncio.sleep(0)
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+    while not session.events.empty():
+        _take(run, session.events.get_nowait(), on_event)
+    run.streamed_s = session.now
+    run.output = run.output[: int(session.now * run.output_rate) + run.output_rate // 2]
+    return run
+
+
+async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s: float) -> None:
+    silence = np.zeros(FRAME, dtype=np.float32)
+    t0 = time.perf_counter()
+    i = 0
+    total = len(samples) // FRAME + int(tail_max_s * 50)
+    min_tail = int((session.settings.end_of_turn_silence_ms / 1000 + 0.3) * 50)
+    while i < total:
+        in_file = i * FRAME < len(samples)
+        frame = samples[i * FRAME:(i + 1) * FRAME] if in_file else silence
+        if len(frame) < FRAME:
+            frame = np.concatenate([frame, np.zeros(FRAME - len(frame), dtype=np.float32)])
+        await session.push_audio(frame)
+        i += 1
+        if speed > 0:
+            delay = t0 + i * 0.02 / speed - time.perf_counter()
+            await asyncio.sleep(max(0.0, delay))
+        else:
+            await asyncio.sleep(0.001)
+        if not in_file and i * FRAME >= len(samples) + min_tail * FRAME and session.idle:
+            return
+
+
+async def _consume(session: Session, run: FileRun, on_event: Callable[[SessionEvent], None] | None) -> None:
+    while True:
+        _take(run, await session.events.get(), on_event)
+
+
+def _take(run: FileRun, event: SessionEvent, on_event: Callable[[SessionEvent], None] | None) -> None:
+    run.events.append(event)
+    if event.type == ev.AUDIO_DELTA:
+        run.place(event)
+    if on_event is not None:
+        on_event(event)

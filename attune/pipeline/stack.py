@@ -1,0 +1,85 @@
+"""The embedded stack for a session: the configured ASR, LLM, TTS router, VAD, emotion detector, strategy and
+prosody DSP, built once and shared by every session of a process; plus a warm-up so the first turn is not slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from attune.agent.brain import default_planner
+from attune.backends.base import BackendSpec, ChatMessage
+from attune.config import Config
+from attune.errors import BackendError
+from attune.pipeline.frames import AudioChunk
+from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
+from attune.pipeline.turn import create_vad
+
+log = logging.getLogger(__name__)
+
+FACTORIES = {
+    "asr": BackendSpec("attune.backends.asr.factory:create_asr", install_hint="bash scripts/setup.sh"),
+    "llm": BackendSpec("attune.backends.llm.factory:create_llm", install_hint="bash scripts/setup.sh"),
+    "tts": BackendSpec("attune.backends.tts.factory:create_tts", install_hint="bash scripts/setup.sh"),
+    "emotion": BackendSpec("attune.backends.emotion.detector:VoiceEmotionDetector"),
+}
+
+
+def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
+    """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
+    install command; a missing emotion detector only turns emotion analysis off (logged)."""
+    asr = FACTORIES["asr"].load()(config)
+    llm = FACTORIES["llm"].load()(config)
+    tts = FACTORIES["tts"].load()(config)
+    detector = None
+    if emotion:
+        try:
+            detector = FACTORIES["emotion"].load()(config)
+        except BackendError as exc:
+            log.warning("emotion analysis off: %s", exc)
+    return SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=detector,
+                           aggregate=default_aggregate(), planner=default_planner(),
+                           dsp_factory=default_dsp_factory())
+
+
+def new_vad(config: Config, backends: SessionBackends) -> SessionBackends:
+    """The same engines with a fresh VAD (its state is per stream): one call per new session."""
+    return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config.pipeline.vad),
+                           emotion=backends.emotion, aggregate=backends.aggregate, planner=backends.planner,
+                           dsp_factory=backends.dsp_factory)
+
+
+async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]:
+    """Load models and fill caches (the LLM's persona prefix) so the first real turn is representative.
+    Returns seconds per engine."""
+    from attune.agent.brain import PromptBuilder
+    from attune.agent.persona import Persona
+
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+    rng = np.random.default_rng(0)
+    noise = (0.01 * rng.standard_normal(16000)).astype(np.float32)
+    await asyncio.to_thread(backends.asr.transcribe, AudioChunk(noise, 16000))
+    out["asr_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    plan = backends.planner(None, config.agent.strategy)
+    system = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description)).build(
+        _empty_memory(), "hello", None, plan)[0]
+    async for _ in backends.llm.stream([system, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
+        pass
+    out["llm_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    async for _ in backends.tts.synthesize("Hello.", None):
+        pass
+    out["tts_s"] = time.perf_counter() - t
+    return out
+
+
+def _empty_memory() -> Any:
+    from attune.agent.memory import ConversationMemory
+
+    return ConversationMemory()

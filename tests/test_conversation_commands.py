@@ -1,0 +1,85 @@
+"""The file transport, the latency measure and the commands' clear errors, with fake backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import run_agent
+from attune.pipeline import events as ev
+from attune.pipeline.file_transport import stream_file
+from attune.pipeline.latency import frame_levels, voice_to_voice
+from attune.pipeline.local_audio import OutputBuffer
+from tests.fakes import Harness, ScriptedLLM
+
+RATE = 16000
+
+
+def _utterance(seconds: float, start: float = 0.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+async def test_file_transport_two_utterances_are_two_turns_on_one_timeline() -> None:
+    h = Harness(llm=ScriptedLLM(["Sure, I am here for you."]))
+    audio = np.concatenate([np.zeros(8000, np.float32), _utterance(1.0), np.zeros(3 * RATE, np.float32),
+                            _utterance(1.0)])
+    async with h.session() as s:
+        run = await stream_file(s, audio, speed=0.0)
+    assert len(s.turns) == 2 and [t.info["status"] for t in s.turns] == ["completed", "completed"]
+    assert len([e for e in run.events if e.type == ev.RESPONSE_DONE]) == 2
+    # The reply sits after each utterance on the input's timeline: first after 1.5 s, second after 5.5 s.
+    first = voice_to_voice(audio, RATE, run.output, run.output_rate)
+    assert first is not None and first[0] == pytest.approx(1.5, abs=0.05) and first[2] > 0
+    second = voice_to_voice(audio, RATE, run.output, run.output_rate, after_s=5.0)
+    assert second is not None and second[0] == pytest.approx(5.5, abs=0.05)
+    reply_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * 0.02
+    assert reply_s == pytest.approx(2 * 6 * 0.25, abs=0.1)  # two replies of six words of tone
+
+
+def test_voice_to_voice_measure() -> None:
+    user = np.concatenate([_utterance(1.0), np.zeros(RATE, np.float32)])
+    reply = np.concatenate([np.zeros(int(1.42 * 24000), np.float32), 0.1 * np.ones(24000, np.float32)])
+    speech_end, reply_start, ms = voice_to_voice(user, RATE, reply, 24000)
+    assert speech_end == pytest.approx(1.0) and reply_start == pytest.approx(1.42) and ms == pytest.approx(420)
+    assert voice_to_voice(user, RATE, np.zeros(24000, np.float32), 24000) is None
+
+
+def test_output_buffer_drains_and_clears() -> None:
+    b = OutputBuffer()
+    b.write(np.ones(300, np.float32))
+    out = np.full(200, 9.0, np.float32)
+    b.read_into(out)
+    assert np.all(out == 1.0)
+    b.read_into(out)
+    assert np.all(out[:100] == 1.0) and np.all(out[100:] == 0.0)
+    b.write(np.ones(300, np.float32))
+    b.clear()
+    b.read_into(out)
+    assert np.all(out == 0.0)
+
+
+def test_bench_latency_on_missing_folder_is_a_clear_error(tmp_path, capsys) -> None:
+    assert run_agent.main(["bench-latency", "--data", str(tmp_path / "nope")]) == 1
+    assert "no WAV files" in capsys.readouterr().err
+
+
+def test_file_command_on_a_missing_input_is_a_clear_error(tmp_path, capsys) -> None:
+    code = run_agent.main(["file", "--input", str(tmp_path / "none.wav"), "--output", str(tmp_path / "o.wav")])
+    assert code == 1 and "audio file not found" in capsys.readouterr().err
+
+
+def test_mic_without_portaudio_or_device_is_a_clear_error(capsys) -> None:
+    from attune.errors import BackendUnavailable
+    from attune.pipeline.local_audio import check_devices
+
+    try:
+        check_devices()
+    except BackendUnavailable:
+        pass
+    else:
+        pytest.skip("this machine has audio devices")
+    assert run_agent.main(["mic"]) == 1
+    err = capsys.readouterr().err
+    assert "PortAudio" in err or "audio device" in err
+    assert "install with" in err
