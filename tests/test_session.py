@@ -200,3 +200,17 @@ async def test_empty_transcript_gets_no_reply() -> None:
         await d.silence(1.0)
         await d.until_idle()
     assert ev.RESPONSE_CREATED not in d.types() and not h.llm.calls
+
+
+async def test_reply_tag_is_stripped_before_speech_and_traced() -> None:
+    h = Harness(llm=ScriptedLLM(["[hap", "py]", " That is", " wonderful news."]),
+                overrides={"agent": {"reply_tag": True}})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == ["That is wonderful news."]
+    assert h.tts.texts == ["That is wonderful news."]
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["reply_tag"] == "happy"
+    assert "[calm]" in h.llm.calls[0][0].content  # the prompt asked for the tag

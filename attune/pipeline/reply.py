@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attune.agent.reply_tag import ReplyTagParser
+from attune.backends.base import BackendSpec
 from attune.errors import BackendError
 from attune.pipeline import events as ev
 from attune.pipeline.audio import resample
@@ -80,6 +81,7 @@ class Reply:
         self._sentences: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(session.settings.queue_size)
         self._audio: asyncio.Queue[_AudioItem | None] = asyncio.Queue(session.settings.queue_size)
         self.task: asyncio.Task[None] | None = None
+        self._prosody: Any = None  # the plan's prosody, or the reply tag's emotion once read
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -157,6 +159,7 @@ class Reply:
                                                  "context": emotion.to_context_string() if emotion else ""}))
         plan = s.planner(emotion, s.agent_settings.strategy)
         self.state.plan = plan
+        self._prosody = plan.prosody
         self.trace.info.update(_plan_info(emotion, plan))
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         self._messages = s.prompt.build(s.memory, text, emotion, plan)
@@ -172,7 +175,9 @@ class Reply:
                                            temperature=s.agent_settings.temperature)
             async for piece in stream:
                 self.trace.mark("llm_first_token")
-                for sentence in splitter.push(tags.push(piece)):
+                text = tags.push(piece)
+                self._apply_tag(tags)
+                for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
             for sentence in splitter.push(tags.flush()) + splitter.flush():
                 index = await self._queue_sentence(index, sentence)
@@ -180,9 +185,23 @@ class Reply:
             self.state.status = "failed"
             self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
         finally:
-            if tags.raw_tag:
-                self.trace.info["reply_tag"] = tags.raw_tag
             await self._sentences.put(None)
+
+    def _apply_tag(self, tags: ReplyTagParser) -> None:
+        """The reply's own [emotion] tag, once read, sets the expressed emotion's prosody for what follows."""
+        if tags.raw_tag is None or "reply_tag" in self.trace.info:
+            return
+        self.trace.info["reply_tag"] = tags.raw_tag
+        plan = self.state.plan
+        if tags.emotion is None or plan is None or tags.emotion is plan.expressed_emotion:
+            return
+        try:
+            profile_for = BackendSpec("attune.agent.prosody:profile_for").load()
+            intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
+            self._prosody = profile_for(tags.emotion, intensity)
+            self.trace.info["expressed_emotion"] = tags.emotion.value
+        except (BackendError, AttributeError, ValueError) as exc:
+            log.debug("reply tag %s not applied: %s", tags.raw_tag, exc)
 
     async def _queue_sentence(self, index: int, sentence: str) -> int:
         speakable = normalize_for_tts(sentence)
@@ -195,10 +214,10 @@ class Reply:
 
     async def _speak(self) -> None:
         s = self.s
-        prosody = self.state.plan.prosody if self.state.plan is not None else None
         try:
             while (item := await self._sentences.get()) is not None:
                 index, text = item
+                prosody = self._prosody
                 dsp = s.make_dsp(prosody)
                 pending: np.ndarray | None = None
                 async for chunk in s.backends.tts.synthesize(text, prosody):

@@ -23,6 +23,7 @@ import numpy as np
 from attune.agent.brain import Planner, PromptBuilder, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
+from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import ASRBackend, BackendSpec, LLMBackend, TTSBackend
 from attune.backends.emotion.types import EmotionResult
 from attune.config import AgentConfig, Config, PipelineConfig
@@ -183,6 +184,10 @@ class Session:
         factory = self.backends.dsp_factory
         if factory is None or prosody is None or not self.settings.apply_prosody_dsp:
             return None
+        # The TTS engines apply the speaking rate natively (Piper's length scale, espeak's words per minute);
+        # the DSP does the rest, so the rate is not applied twice.
+        if isinstance(prosody, ProsodyParameters):
+            prosody = replace(prosody, speech_rate=1.0)
         return factory(self.backends.tts.sample_rate, prosody)
 
     async def schedule_output(self, duration_s: float) -> float:

@@ -38,7 +38,7 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     detector = None
     if emotion:
         try:
-            detector = FACTORIES["emotion"].load()(config)
+            detector = FACTORIES["emotion"].load()(config.emotion)
         except BackendError as exc:
             log.warning("emotion analysis off: %s", exc)
     return SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=detector,
