@@ -223,8 +223,9 @@ class Reply:
                 async for chunk in s.backends.tts.synthesize(text, prosody):
                     if pending is not None:
                         await self._audio.put(_AudioItem(index, text, pending, False))
-                    pending = self._to_output(chunk, dsp)
-                tail = self._to_output(None, dsp, rate=s.backends.tts.sample_rate)
+                    # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
+                    pending = await asyncio.to_thread(self._to_output, chunk, dsp)
+                tail = await asyncio.to_thread(self._to_output, None, dsp, s.backends.tts.sample_rate)
                 last = np.concatenate([pending, tail]) if pending is not None else tail
                 await self._audio.put(_AudioItem(index, text, last, True))
         except BackendError as exc:
