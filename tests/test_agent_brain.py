@@ -35,8 +35,13 @@ def test_prompt_has_persona_guidance_history_and_emotion_context() -> None:
     user = make_result(EmotionCategory.ANXIOUS, 0, 1)
     msgs = PromptBuilder(reply_tag=True).build(m, "I can't sleep", user, plan)
     assert [x.role for x in msgs] == ["system", "user", "assistant", "user"]
-    assert "calm" in msgs[0].content and "[calm]" in msgs[0].content and "Attune" in msgs[0].content
-    assert msgs[-1].content == f"{user.to_context_string()} I can't sleep" and "anxious" in msgs[-1].content
+    assert "Attune" in msgs[0].content and "[calm]" in msgs[0].content
+    last = msgs[-1].content
+    assert last.startswith(f"{user.to_context_string()} I can't sleep") and "anxious" in last
+    assert "calm" in last.split("\n")[1] and "user is anxious" in last
+    # The system message does not change with the turn's emotion: the prompt prefix stays cacheable.
+    other = NeutralPlan(strategy="match", expressed_emotion=EmotionCategory.SAD, reason="x")
+    assert PromptBuilder(reply_tag=True).build(m, "hi", None, other)[0] == msgs[0]
     text = qwen_chat_text(msgs)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
     assert PromptBuilder().build(m, "x", None, plan)[-1].content.startswith("[Voice emotion unknown]")

@@ -43,10 +43,11 @@ async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
     assert set(lat) >= {"turn_committed", "asr_done", "llm_first_token", "first_sentence_ready", "first_audio_out"}
     assert done["trace"]["expressed_emotion"] == "calm" and done["trace"]["user_emotion"] == "sad"
     assert [m.role for m in s.memory.messages()] == ["user", "assistant"]
+    assert s.memory.messages()[0].content == h.llm.calls[0][-1].content  # the turn as the LLM saw it
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
     # The prompt carried the user's emotion context and the expressed emotion guidance.
     system, *_, user = h.llm.calls[0]
-    assert "calm" in system.content and user.content.startswith("[Voice sounds")
+    assert user.content.startswith("[Voice sounds") and "calm" in user.content.split("\n")[1]
     lines = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["transcript"] == "hello there"
     assert len(s.turns) == 1 and s.emotion_trajectory
@@ -65,6 +66,8 @@ async def test_two_utterances_are_two_turns_and_history_grows() -> None:
     assert len(h.llm.calls) == 2
     second_prompt = h.llm.calls[1]
     assert [m.role for m in second_prompt] == ["system", "user", "assistant", "user"]
+    # The second prompt extends the first: same system message and first user turn, so the KV cache is reused.
+    assert second_prompt[:2] == h.llm.calls[0][:2]
 
 
 async def test_barge_in_cuts_reply_and_history_keeps_only_what_was_heard() -> None:
@@ -213,4 +216,4 @@ async def test_reply_tag_is_stripped_before_speech_and_traced() -> None:
     assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == ["That is wonderful news."]
     assert h.tts.texts == ["That is wonderful news."]
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["reply_tag"] == "happy"
-    assert "[calm]" in h.llm.calls[0][0].content  # the prompt asked for the tag
+    assert "square brackets" in h.llm.calls[0][0].content  # the prompt asked for the tag

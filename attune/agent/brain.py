@@ -18,7 +18,7 @@ from attune.backends.base import BackendSpec, ChatMessage
 from attune.backends.emotion.types import EmotionCategory, EmotionResult, Intensity
 
 TAG_INSTRUCTION = (
-    "Start your reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."
+    "Start each reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."
 )
 
 
@@ -79,24 +79,33 @@ def expression_guidance(plan: ResponsePlanLike) -> str:
         adverb = Intensity.from_score(float(intensity)).adverb
     else:
         adverb = Intensity(getattr(intensity, "value", str(intensity))).adverb
-    return f"Sound {adverb} {plan.expressed_emotion.value} ({plan.strategy}: {plan.reason})."
+    return f"Answer sounding {adverb} {plan.expressed_emotion.value}; {plan.strategy}: {plan.reason}."
 
 
 class PromptBuilder:
-    """Builds the chat messages: the persona first (stable prefix), then this turn's guidance and history."""
+    """Builds the chat messages so that each turn's prompt extends the last one (llama.cpp then evaluates only
+    the new tokens): a fixed system message (persona, and the tag instruction when on), the history exactly as
+    it was sent, then this turn's user message: the voice's context string, the words, and how to sound.
+    """
 
     def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False) -> None:
         self.persona = persona or Persona()
         self.reply_tag = reply_tag
 
+    def system_message(self) -> ChatMessage:
+        text = self.persona.system_text()
+        if self.reply_tag:
+            text += " " + TAG_INSTRUCTION.format(emotion="calm")
+        return ChatMessage("system", text)
+
+    def user_message(self, user_text: str, user_emotion: EmotionResult | None,
+                     plan: ResponsePlanLike) -> ChatMessage:
+        context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
+        return ChatMessage("user", f"{context} {user_text.strip()}\n({expression_guidance(plan)})")
+
     def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
               plan: ResponsePlanLike) -> list[ChatMessage]:
-        parts = [self.persona.system_text(), expression_guidance(plan)]
-        if self.reply_tag:
-            parts.append(TAG_INSTRUCTION.format(emotion=plan.expressed_emotion.value))
-        system = ChatMessage("system", " ".join(parts))
-        context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
-        return [system, *memory.messages(), ChatMessage("user", f"{context} {user_text.strip()}")]
+        return [self.system_message(), *memory.messages(), self.user_message(user_text, user_emotion, plan)]
 
 
 def qwen_chat_text(messages: list[ChatMessage]) -> str:

@@ -58,6 +58,7 @@ class _AudioItem:
 @dataclass
 class ReplyState:
     transcript: str = ""
+    user_message: str = ""  # the user turn exactly as the LLM saw it, for the history
     reply_text: list[str] = field(default_factory=list)  # pieces handed to TTS, tag stripped
     spans: dict[int, SpokenSpan] = field(default_factory=dict)
     status: str = "in_progress"  # completed | cancelled | failed | empty
@@ -163,6 +164,7 @@ class Reply:
         self.trace.info.update(_plan_info(emotion, plan))
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         self._messages = s.prompt.build(s.memory, text, emotion, plan)
+        self.state.user_message = self._messages[-1].content
         return True
 
     async def _think(self) -> None:

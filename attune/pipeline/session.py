@@ -309,7 +309,7 @@ class Session:
         else:  # a failed reply was heard up to where its audio stopped
             heard = full if st.status == "completed" else reply.heard_text(float("inf"))
         if st.transcript:
-            self.memory.add_user(st.transcript)
+            self.memory.add_user(st.user_message or st.transcript)
             self.memory.add_assistant(heard, interrupted=heard != full)
         if st.user_emotion is not None:
             self.emotion_trajectory.append(st.user_emotion)
