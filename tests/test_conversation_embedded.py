@@ -64,7 +64,7 @@ def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) 
 
     async def go():
         async with Session(config, new_vad(config, backends)) as s:
-            run = await stream_file(s, audio, speed=2.0, tail_max_s=40.0)
+            run = await stream_file(s, audio, speed=2.0)
         return s, run
 
     session, run = asyncio.run(go())
@@ -72,7 +72,9 @@ def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) 
     trace = session.turns[0].to_dict()
     words = trace["transcript"].lower()
     assert "keys" in words and "late" in words
-    assert trace["status"] == "completed" and trace["reply_text"]
+    seen = [(e.type, e.data.get("reason")) for e in run.events if e.type not in (ev.AUDIO_DELTA,
+                                                                                    ev.EMOTION_MEASUREMENT)]
+    assert trace["status"] == "completed" and trace["reply_text"], (trace, seen)
     # Reply audio: speech of plausible length for its text (Piper speaks ~2-4 words per second).
     voiced_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * 0.02
     n_words = len(trace["reply_text"].split())

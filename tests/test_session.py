@@ -217,3 +217,17 @@ async def test_reply_tag_is_stripped_before_speech_and_traced() -> None:
     assert h.tts.texts == ["That is wonderful news."]
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["reply_tag"] == "happy"
     assert "square brackets" in h.llm.calls[0][0].content  # the prompt asked for the tag
+
+
+async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
+    h = Harness()
+    async with h.session() as s:
+        d = Driver(s)
+        await d.silence(0.2)
+        await s.submit_text("What time is it?")
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert not h.asr.calls
+    assert d.of(ev.TRANSCRIPT)[0].data["transcript"] == "What time is it?"
+    assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
+    assert s.memory.messages()[0].content.startswith("[Voice emotion unknown] What time is it?")

@@ -17,7 +17,8 @@ from attune.pipeline.events import SessionEvent
 from attune.pipeline.session import Session
 
 FRAME = SAMPLE_RATE // 50  # samples in 20 ms
-TAIL_MAX_S = 60.0  # silence streamed after the file at most, waiting for the agent to finish
+TAIL_MAX_S = 60.0  # s of silence streamed after the file while nothing happens
+TAIL_HARD_CAP_S = 600.0  # s of silence streamed after the file at most, even while a reply is in progress
 
 
 @dataclass
@@ -62,24 +63,28 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
 
 
 async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s: float) -> None:
+    """The file, then silence until the session is idle. The tail gives up after ``tail_max_s`` of stream time
+    with no reply in progress (a reply in progress is waited for, up to ``TAIL_HARD_CAP_S``)."""
     silence = np.zeros(FRAME, dtype=np.float32)
     t0 = time.perf_counter()
-    i = 0
-    total = len(samples) // FRAME + int(tail_max_s * 50)
+    n_file = -(-len(samples) // FRAME)
     min_tail = int((session.settings.end_of_turn_silence_ms / 1000 + 0.3) * 50)
-    while i < total:
-        in_file = i * FRAME < len(samples)
+    i = 0
+    while True:
+        in_file = i < n_file
         frame = samples[i * FRAME:(i + 1) * FRAME] if in_file else silence
         if len(frame) < FRAME:
             frame = np.concatenate([frame, np.zeros(FRAME - len(frame), dtype=np.float32)])
         await session.push_audio(frame)
         i += 1
         if speed > 0:
-            delay = t0 + i * 0.02 / speed - time.perf_counter()
-            await asyncio.sleep(max(0.0, delay))
+            await asyncio.sleep(max(0.0, t0 + i * 0.02 / speed - time.perf_counter()))
         else:
             await asyncio.sleep(0.001)
-        if not in_file and i * FRAME >= len(samples) + min_tail * FRAME and session.idle:
+        tail_s = (i - n_file) * 0.02
+        if in_file or i - n_file < min_tail:
+            continue
+        if session.idle or tail_s >= TAIL_HARD_CAP_S or (tail_s >= tail_max_s and not session.replying):
             return
 
 

@@ -69,10 +69,12 @@ class ReplyState:
 class Reply:
     """Owned by the session: ``start()`` creates its task, ``commit()`` releases it, ``cancel()`` stops it."""
 
-    def __init__(self, session: Session, turn: int, audio: AudioChunk, trace: TurnTrace) -> None:
+    def __init__(self, session: Session, turn: int, audio: AudioChunk | None, trace: TurnTrace, *,
+                 text: str | None = None) -> None:
         self.s = session
         self.turn = turn
         self.audio = audio
+        self.text = text  # a typed turn: no audio to transcribe
         self.trace = trace
         self.state = ReplyState()
         self.committed = asyncio.Event()
@@ -146,9 +148,12 @@ class Reply:
     async def _understand(self) -> bool:
         """ASR, the turn's emotion, the plan and the prompt. False when there is nothing to answer."""
         s = self.s
-        result = await asyncio.to_thread(s.backends.asr.transcribe, self.audio)
+        if self.audio is not None:
+            result = await asyncio.to_thread(s.backends.asr.transcribe, self.audio)
+            text = result.text.strip()
+        else:
+            text = self.text or ""
         self.trace.mark("asr_done")
-        text = result.text.strip()
         self.state.transcript = text
         if not text or not any(ch.isalnum() for ch in text):
             self.state.status = "empty"

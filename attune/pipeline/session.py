@@ -166,6 +166,24 @@ class Session:
         return (self._reply is None and not self.detector.in_speech and self._input.empty()
                 and self._playhead <= self.now)
 
+    async def submit_text(self, text: str) -> None:
+        """A typed user turn (``conversation.item.create``): answered like a spoken one, without ASR or emotion."""
+        if not text.strip():
+            raise AudioInputError("empty text turn")  # the transport reports it; the session goes on
+        await self._interrupt("user_text")
+        self._turn_emotions = []
+        self._turn_index += 1
+        trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
+        trace.mark("speech_stopped")
+        self._reply = Reply(self, self._turn_index, None, trace, text=text.strip())
+        self._reply.start()
+        self._reply.commit()
+
+    @property
+    def replying(self) -> bool:
+        """A reply is in progress (speculative, thinking or speaking)."""
+        return self._reply is not None
+
     async def cancel_response(self) -> None:
         """Stop the current reply now (a client's ``response.cancel``)."""
         await self._interrupt("client_cancel")
