@@ -57,7 +57,7 @@ def test_tremor_and_breathiness_move_with_jitter_and_noise() -> None:
     clean = F.extract_markers(harmonic(200.0, 1.5), RATE)
     shaky = F.extract_markers(harmonic(200.0, 1.5, jitter=0.08), RATE)
     assert shaky.voice_tremor > clean.voice_tremor + 0.1
-    noise = np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.08
+    noise = np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.2
     breathy = F.extract_markers(harmonic(200.0, 1.5) + noise, RATE)
     assert breathy.breathiness > clean.breathiness + 0.2
 
