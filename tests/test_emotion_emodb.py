@@ -45,6 +45,8 @@ def test_leave_one_speaker_out_beats_chance_by_a_margin(corpus: ev.Corpus) -> No
     assert m["n_files"] == len(corpus.labels) >= 200
     assert m["uar"] > 0.45  # chance is 1/7
     assert m["arousal_uar"] > 0.85
+    stranger = ev.cross_validate(corpus, speaker_norm=False)  # no statistics of the test speaker at all
+    assert stranger["uar"] > 0.35 and stranger["arousal_uar"] > 0.8
 
 
 def test_shipped_model_matches_its_features(corpus: ev.Corpus) -> None:

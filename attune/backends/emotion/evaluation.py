@@ -119,14 +119,20 @@ def evaluate_model(model: EmotionModel, corpus: Corpus) -> dict[str, object]:
     return metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
 
 
-def cross_validate(corpus: Corpus, l2: float = 0.003) -> dict[str, object]:
-    """Leave-one-speaker-out: for each speaker, train on the others and test on that speaker."""
+def cross_validate(corpus: Corpus, l2: float = 0.003, speaker_norm: bool = True) -> dict[str, object]:
+    """Leave-one-speaker-out: for each speaker, train on the others and test on that speaker.
+
+    With ``speaker_norm`` the test speaker is z-scored against their own files (unsupervised); without it
+    against the training population only, as a fresh detector sees a stranger's first utterance.
+    """
     spk = np.asarray(corpus.speakers)
     probs = np.zeros((len(spk), len(CLASSES)))
     for s in np.unique(spk):
         test = spk == s
         model = train_model(corpus.features[~test], corpus.labels[~test], list(spk[~test]), l2=l2)
-        probs[test] = model.probabilities(normalize_by_speaker(corpus.features[test], list(spk[test])))
+        z = (normalize_by_speaker(corpus.features[test], list(spk[test])) if speaker_norm
+             else model.normalizer().normalize(corpus.features[test]))
+        probs[test] = model.probabilities(z)
     out = metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
     out["protocol"] = "leave-one-speaker-out"
     return out
