@@ -85,3 +85,22 @@ def test_cli_bench_prints_figures(emodb_dir: Path, capsys: pytest.CaptureFixture
     assert run_agent.main(["bench-emotion", "--seconds", "5", "--data", str(emodb_dir), "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["hops"] == 10 and figures["results"] == 9 and figures["cpu_ms_median"] > 0
+
+
+def test_streamed_anger_reads_more_aroused_than_streamed_sadness(emodb_dir: Path) -> None:
+    """The streaming path (per-hop tracks, 1 s windows) keeps the arousal ordering of whole files."""
+    from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results
+
+    def turn_arousal(code: str) -> float:
+        det = VoiceEmotionDetector()
+        det.backend.adapt = False  # type: ignore[attr-defined]
+        results = []
+        for path in sorted(emodb_dir.glob(f"03*{code}?.wav"))[:4]:
+            audio, rate = load_wav(path)
+            det.reset_stream()
+            results += det.analyze_streaming(audio, rate)
+        agg = aggregate_results(results)
+        assert agg is not None
+        return agg.dimensions.arousal
+
+    assert turn_arousal("W") > turn_arousal("T") + 0.2
