@@ -134,17 +134,16 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from attune.backends.emotion import evaluation as ev
-    from attune.backends.emotion.model import MODEL_PATH, train_model
+    from attune.backends.emotion.model import MODEL_PATH
 
     corpus = ev.load_corpus(args.data)
-    cv = ev.cross_validate(corpus, l2=args.l2)
-    info = {"data": Path(args.data).name, "loso_uar": round(float(cv["uar"]), 4),  # type: ignore[arg-type]
-            "loso_arousal_uar": round(float(cv["arousal_uar"]), 4)}  # type: ignore[arg-type]
-    model = train_model(corpus.features, corpus.labels, corpus.speakers, l2=args.l2, info=info)
+    model, cv = ev.train_calibrated(corpus, l2=args.l2, info={"data": Path(args.data).name})
     out = Path(args.out) if args.out else MODEL_PATH
     model.save(out)
     print(f"trained on {len(corpus.labels)} files of {len(set(corpus.speakers))} speakers -> {out}")
     print(f"leave-one-speaker-out: UAR {cv['uar']:.3f}, arousal UAR {cv['arousal_uar']:.3f}")
+    print(f"calibration temperature: {model.temperature_known:.2f} (known speaker), "
+          f"{model.temperature_stranger:.2f} (stranger)")
     return 0
 
 
