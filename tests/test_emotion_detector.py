@@ -125,3 +125,43 @@ def test_analyze_file_path_and_array_need_rate(tmp_path) -> None:  # type: ignor
         det.analyze(syllables())
     with pytest.raises(AudioInputError):
         det.analyze(tmp_path / "missing.wav")
+
+
+class _WindowRecorder:
+    """A fake backend (its real counterparts are built in test_emotion_registry): records the windows it gets."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.windows: list[np.ndarray] = []
+        self.real = ProsodicBackend()
+
+    def analyze(self, audio: np.ndarray, sample_rate: int) -> EmotionResult:
+        self.windows.append(np.asarray(audio))
+        return replace(self.real.analyze(audio, sample_rate), backend=self.name)
+
+
+def test_streaming_with_any_backend_passes_whole_windows() -> None:
+    fake = _WindowRecorder()
+    det = VoiceEmotionDetector(backend=fake)
+    audio = syllables(seconds=2.0)
+    results = det.analyze_streaming(audio)
+    assert [r.stream_end_s for r in results] == [pytest.approx(1.0), pytest.approx(1.5), pytest.approx(2.0)]
+    assert all(r.backend == "recorder" for r in results)
+    assert [len(w) for w in fake.windows] == [RATE] * 3
+    np.testing.assert_array_equal(fake.windows[-1], audio[RATE:])
+
+
+def test_calibrate_baseline_from_files_seeds_the_normaliser(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from attune.pipeline.audio import write_wav
+
+    paths = []
+    for i, f in enumerate((140.0, 150.0, 145.0)):
+        paths.append(tmp_path / f"n{i}.wav")
+        rate = 22050 if i else RATE  # any rate
+        write_wav(paths[-1], syllables(f0_hz=f, seed=i, rate=rate), rate)
+    det = VoiceEmotionDetector()
+    backend = det.backend
+    assert isinstance(backend, ProsodicBackend) and backend.normalizer.count == 0
+    assert det.calibrate_baseline(paths).pitch_hz == pytest.approx(145.0, rel=0.03)
+    assert backend.normalizer.count == 3

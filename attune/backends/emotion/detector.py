@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from attune.backends.base import EmotionBackend
-from attune.backends.emotion.features import CONTEXT, HOP, SpeakerBaseline, compute_track, extract_markers, silent_track
+from attune.backends.emotion.features import (
+    CONTEXT,
+    HOP,
+    SpeakerBaseline,
+    analyze_track,
+    compute_track,
+    silent_track,
+    track_with_fallback,
+)
 from attune.backends.emotion.prosodic import ProsodicBackend, unusable_result
 from attune.backends.emotion.types import (
     EmotionCategory,
@@ -63,17 +71,24 @@ class VoiceEmotionDetector:
             samples, rate = np.asarray(audio), sample_rate
         return self.backend.analyze(samples, rate)
 
-    def calibrate_baseline(self, samples: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> SpeakerBaseline:
+    def calibrate_baseline(self, samples: Sequence[np.ndarray | str | Path],
+                           sample_rate: int = SAMPLE_RATE) -> SpeakerBaseline:
         """Set the speaker's neutral pitch and rate from a few (3-5) neutral recordings; returns the baseline.
 
-        Afterwards ``pitch_elevated`` and ``speech_rate_category`` are judged against it. With the prosodic
-        backend the recordings also seed the speaker's feature normalisation.
+        Items are arrays at ``sample_rate`` or audio file paths. Afterwards ``pitch_elevated`` and
+        ``speech_rate_category`` are judged against it. With the prosodic backend the recordings also seed the
+        speaker's feature normalisation, so the classifier reads later speech relative to this voice.
         """
         if not samples:
             raise AudioInputError("calibrate_baseline needs at least one recording")
         pitches, rates = [], []
         for s in samples:
-            m = extract_markers(s, sample_rate)
+            audio, rate = load_wav(s) if isinstance(s, (str, Path)) else (np.asarray(s), sample_rate)
+            x, _ = prepare(audio, rate)
+            track = track_with_fallback(x)
+            features, m = analyze_track(track)
+            if isinstance(self.backend, ProsodicBackend) and features.any():
+                self.backend.normalizer.update(features)
             if m.pitch_mean_hz > 0:
                 pitches.append(m.pitch_mean_hz)
             if m.speech_rate_sps > 0:
