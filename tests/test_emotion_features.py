@@ -97,3 +97,11 @@ def test_baseline_changes_elevated_and_rate_category() -> None:
 def test_bad_input_is_a_clear_error(bad: np.ndarray) -> None:
     with pytest.raises(AudioInputError):
         F.extract_markers(bad, RATE)
+
+
+def test_long_audio_is_tracked_in_blocks_like_short_audio() -> None:
+    x = syllables(seconds=65.0)
+    track = F.track_with_fallback(x)
+    assert len(track) == len(x) // F.HOP
+    m = F.extract_markers(x, RATE)
+    assert m.pitch_mean_hz == pytest.approx(220.0, rel=0.02) and m.speech_rate_sps == pytest.approx(4.0, rel=0.25)

@@ -399,9 +399,16 @@ def silent_track(audio: np.ndarray) -> np.ndarray:
     return out
 
 
+BLOCK = 3000 * HOP  # samples (30 s): long recordings are tracked in blocks to bound memory
+
+
 def track_with_fallback(audio16k: np.ndarray) -> np.ndarray:
-    """compute_track plus the autocorrelation fallback when YIN finds no voiced frame in audible audio."""
-    track = compute_track(audio16k)
+    """compute_track (in 30 s blocks) plus the autocorrelation fallback when YIN finds no voiced frame."""
+    if len(audio16k) <= BLOCK:
+        track = compute_track(audio16k)
+    else:
+        track = np.concatenate([compute_track(audio16k[i:i + BLOCK], audio16k[max(0, i - CONTEXT):i])
+                                for i in range(0, len(audio16k), BLOCK)])
     if len(track) and not (track[:, C_F0] > 0).any() and track[:, C_DB].max() > SILENCE_FLOOR_DB:
         xp = np.concatenate([np.zeros(CONTEXT, np.float32), audio16k, np.zeros(CONTEXT, np.float32)])
         x8 = decimate2(xp)
