@@ -101,3 +101,26 @@ def test_cli_analyze_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-
 def test_cli_demo_runs(capsys) -> None:  # type: ignore[no-untyped-def]
     assert run_agent.main(["analyze", "--demo"]) == 0
     assert "Voice" in capsys.readouterr().out
+    assert run_agent.main(["analyze", "--demo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["duration_s"] > 1.0
+
+
+def test_cli_demo_without_espeak_says_so(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert run_agent.main(["analyze", "--demo", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "espeak-ng is not installed" in captured.err
+    assert json.loads(captured.out)["markers"]["pitch_mean_hz"] == pytest.approx(180.0, rel=0.03)
+
+
+def test_cli_bench_falls_back_to_synthetic_speech(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_agent.main(["bench-emotion", "--seconds", "3", "--data", str(tmp_path), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["source"] == "synthetic speech" and figures["hops"] == 6 and figures["results"] == 5
+
+
+def test_cli_eval_rejects_a_folder_without_emodb_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert run_agent.main(["eval-emotion", "--data", str(tmp_path)]) == 1
+    assert "no EmoDB-named WAV files" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -90,7 +91,7 @@ def _analyze_demo(detector: Any) -> Any:
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         print("espeak-ng is not installed (scripts/setup.sh installs it with apt); analysing a synthetic "
-              "voice-like signal instead")
+              "voice-like signal instead", file=sys.stderr)
         t = np.arange(3 * 16000) / 16000.0
         env = np.sin(np.pi * 4.0 * t) ** 2
         voice = sum(np.sin(2 * np.pi * 180.0 * k * t) / k for k in range(1, 6))
@@ -102,7 +103,7 @@ def _analyze_demo(detector: Any) -> Any:
                            check=True, capture_output=True, timeout=60)
         except (subprocess.SubprocessError, OSError) as exc:
             raise AttuneError(f"espeak-ng failed to synthesise the demo sentence: {exc}") from exc
-        print(f'demo: espeak-ng says "{DEMO_TEXT}"')
+        print(f'demo: espeak-ng says "{DEMO_TEXT}"', file=sys.stderr)
         return detector.analyze(wav)
 
 
