@@ -8,6 +8,7 @@ rule-based mapping from a few normalised features is used and confidence is capp
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from pathlib import Path
@@ -69,6 +70,12 @@ RULE_PRIOR: dict[str, tuple[float, float]] = {
     "energy_std_db": (6.8, 1.8), "speech_rate_sps": (4.5, 1.0), "alpha_ratio_db": (-10.8, 5.0),
     "hammarberg_db": (20.5, 5.1), "hnr_db": (10.2, 1.9), "centroid_khz": (1.05, 0.34),
 }
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(path: str) -> EmotionModel:
+    """One shared, read-only copy of each model file (a server builds one backend per session)."""
+    return EmotionModel.load(path)
 
 
 def _rule_normalizer() -> SpeakerNormalizer:
@@ -133,7 +140,7 @@ class ProsodicBackend:
         self.model: EmotionModel | None = None
         if model_path is not None:
             try:
-                self.model = EmotionModel.load(model_path)
+                self.model = _load_model(str(Path(model_path).resolve()))
             except EmotionError as exc:
                 log.warning("prosodic backend falls back to rules: %s", exc)
         self.normalizer = self.model.normalizer() if self.model else _rule_normalizer()
