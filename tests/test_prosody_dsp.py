@@ -66,7 +66,8 @@ def test_longer_pauses_raise_pause_ratio_and_shorter_lower_it(speech):
     x, sr = speech
     base = extract_markers(x, sr).pause_ratio
     longer = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pause_multiplier=2.0)), sr).pause_ratio
-    assert longer > base + 0.04
+    shorter = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pause_multiplier=0.5)), sr).pause_ratio
+    assert longer > base + 0.04 and shorter < base - 0.01
     runs = sum(e - s for s, e in silent_runs(x, sr, 0.08))
     y = scale_pauses(x, sr, 0.5)
     assert len(x) - len(y) == pytest.approx(0.5 * runs, rel=0.1)
@@ -162,6 +163,29 @@ def test_streaming_in_20ms_chunks_matches_the_whole_length(speech):
     assert len(out) == pytest.approx(len(x) / PROFILES["excited"].speech_rate, rel=0.1)
     assert sum(len(p) > 0 for p in pieces) >= 2
     assert join_spikes([p for p in pieces if len(p)]) < 0.2
+
+
+def test_stream_cuts_fall_in_pauses_and_keep_noise_and_tremolo_running(speech):
+    x, sr = speech
+    params = ProsodyParameters(volume_db=2.0, breathiness=0.6, dynamic_range=1.2)  # no warp: lengths equal
+    app = ProsodyApplicator(sr, params)
+    hop = sr // 50
+    pieces = [p for p in [app.push(x[i:i + hop]) for i in range(0, len(x), hop)] + [app.flush()] if len(p)]
+    streamed = np.concatenate(pieces)
+    whole = apply_to_audio(x, sr, params)
+    assert len(pieces) >= 2 and len(streamed) == len(whole)
+    voiced = np.abs(whole) > 0.02
+    assert np.corrcoef(streamed[voiced], whole[voiced])[0, 1] > 0.999
+    level = speech_level(x, sr)
+    for join in np.cumsum([len(p) for p in pieces[:-1]]):
+        around = x[max(0, join - sr // 100):join + sr // 100]
+        assert 20 * np.log10(np.sqrt(np.mean(around**2)) + 1e-9) < level - 25  # a cut inside a pause
+
+
+def test_join_metric_detects_a_hard_cut(speech):
+    x, _ = speech
+    loud = int(np.argmax(np.abs(x)))
+    assert join_spikes([x[:loud - 200], x[loud:]]) > 0.2  # the metric the stream tests rely on can fail
 
 
 def test_bad_input_is_a_clear_error():

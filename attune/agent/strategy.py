@@ -7,11 +7,14 @@ plan's prosody goes to the TTS router and the DSP, and ``to_dict()`` goes to the
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from attune.agent.prosody import ProsodyParameters, profile_for
 from attune.backends.emotion.types import CATEGORY_GROUP, EmotionCategory, EmotionGroup, EmotionResult
 from attune.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = ("match", "complement", "amplify", "neutral")
 MATCH_FACTOR = 0.8  # "match" mirrors the user's emotion at 80% of the detector's confidence
@@ -51,7 +54,9 @@ def check_strategy(name: str) -> str:
 
 def _plan(strategy: str, emotion: EmotionCategory, intensity: float, reason: str) -> ResponsePlan:
     k = min(max(intensity, 0.0), 1.0)
-    return ResponsePlan(strategy, emotion, k, profile_for(emotion, k), reason)
+    plan = ResponsePlan(strategy, emotion, k, profile_for(emotion, k), reason)
+    log.info("response plan: %s %s at %.2f (%s)", strategy, emotion.value, k, reason)
+    return plan
 
 
 def choose_response(user: EmotionResult | None, strategy: str) -> ResponsePlan:
