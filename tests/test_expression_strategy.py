@@ -80,6 +80,15 @@ def test_intensity_scales_toward_neutral_and_blend_averages():
         profile_for("grumpy")
 
 
+def test_neutralized_leaves_the_rest_for_the_dsp():
+    sad = PROFILES[E.SAD]
+    rest = sad.neutralized("speech_rate", "pitch_shift_semitones")
+    assert rest.speech_rate == 1.0 and rest.pitch_shift_semitones == 0.0
+    assert rest.volume_db == sad.volume_db and rest.breathiness == sad.breathiness
+    with pytest.raises(ValueError, match="unknown prosody dimension"):
+        sad.neutralized("loudness")
+
+
 def test_engine_mappings():
     happy = PROFILES[E.HAPPY]
     ssml = to_ssml("fish & <chips>", happy)

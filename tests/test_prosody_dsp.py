@@ -188,6 +188,35 @@ def test_join_metric_detects_a_hard_cut(speech):
     assert join_spikes([x[:loud - 200], x[loud:]]) > 0.2  # the metric the stream tests rely on can fail
 
 
+@pytest.mark.parametrize("rate", [16000, 24000, 48000])
+def test_pitch_and_rate_hold_at_other_sample_rates(speech, rate):
+    from attune.pipeline.audio import resample
+
+    x, sr = speech
+    y_in = resample(x, sr, rate)
+    y = apply_to_audio(y_in, rate, ProsodyParameters(pitch_shift_semitones=2.0, speech_rate=1.2))
+    assert len(y) / len(y_in) == pytest.approx(1 / 1.2, rel=0.02)
+    assert extract_markers(y, rate).pitch_mean_hz / extract_markers(y_in, rate).pitch_mean_hz == pytest.approx(
+        1.1225, rel=0.03)
+
+
+def test_extreme_settings_stay_finite_and_in_range(speech):
+    x, sr = speech
+    loud = (x * 4.0).astype(np.float32)  # -8 dBFS RMS: the limiter has work to do
+    for params in (ProsodyParameters(6.0, 2.0, 1.5, 0.5, 6.0, 1.5, 1.0, 1.0),
+                   ProsodyParameters(-6.0, 0.5, 0.7, 2.0, -6.0, 0.5, 0.0, 0.0)):
+        y = apply_to_audio(loud, sr, params)
+        assert np.isfinite(y).all() and np.max(np.abs(y)) <= 1.0
+        assert len(y) > 0.5 * len(loud)
+
+
+def test_accepts_int16_and_stereo(speech):
+    x, sr = speech
+    pcm = (np.stack([x, x], axis=1) * 32767).astype(np.int16)
+    y = apply_to_audio(pcm, sr, PROFILES["calm"])
+    assert y.ndim == 1 and y.dtype == np.float32
+
+
 def test_bad_input_is_a_clear_error():
     with pytest.raises(AudioInputError):
         apply_to_audio(np.zeros(0, np.float32), 16000, ProsodyParameters())

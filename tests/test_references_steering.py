@@ -153,20 +153,23 @@ def test_steering_moves_measured_pitch_along_the_axis(speech):
 def test_steering_raises_and_lowers_measured_arousal(emodb_dir: Path):
     """Neutral EmoDB clips steered +1 / -1 along the shipped axis, read by the prosodic emotion backend.
 
-    Measured on in-domain speech: the backend is calibrated on EmoDB, and espeak-ng's voice lies outside it.
+    Measured on in-domain speech (the backend is calibrated on EmoDB; espeak-ng's voice lies outside it), with
+    the backend's speaker adaptation off so every clip is read against the same population statistics.
     """
     prosodic = pytest.importorskip("attune.backends.emotion.prosodic")
     from attune.pipeline.audio import load_wav
 
     backend = prosodic.ProsodicBackend()
-    clips = sorted(p for p in emodb_dir.glob("*.wav") if p.stem[5] == "N")[:10]
+    backend.adapt = False
+    clips = sorted(p for p in emodb_dir.glob("*.wav") if p.stem[5] == "N")
     arousal: dict[float, list[float]] = {-1.0: [], 0.0: [], 1.0: []}
     for path in clips:
         x, sr = load_wav(path)
         for delta in arousal:
             arousal[delta].append(backend.analyze(steer(x, sr, delta), sr).dimensions.arousal)
     low, mid, high = (float(np.mean(arousal[d])) for d in (-1.0, 0.0, 1.0))
-    assert low < mid < high
+    assert low < mid - 0.01 and high > mid + 0.1
+    assert np.mean(np.array(arousal[1.0]) > np.array(arousal[0.0])) > 0.75  # most clips, not just on average
 
 
 def test_axis_from_emodb_agrees_with_the_shipped_one(emodb_dir: Path):

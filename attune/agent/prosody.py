@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from xml.sax.saxutils import escape as xml_escape
 
 from attune.backends.emotion.types import CATEGORY_VAD, EmotionCategory
@@ -51,6 +51,15 @@ class ProsodyParameters:
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in asdict(self).items()}
+
+    def neutralized(self, *names: str) -> ProsodyParameters:
+        """A copy with the named dimensions set to neutral: what is left for the DSP after an engine has
+        applied those natively (e.g. Piper's length_scale already gave the rate: ``neutralized("speech_rate")``).
+        Raises ValueError for an unknown dimension name."""
+        unknown = [n for n in names if n not in RANGES]
+        if unknown:
+            raise ValueError(f"unknown prosody dimension {unknown[0]!r} (known: {', '.join(RANGES)})")
+        return replace(self, **{n: RANGES[n][2] for n in names})
 
     def scaled(self, intensity: float) -> ProsodyParameters:
         """This profile moved toward neutral: intensity 0 is neutral, 1 is the profile itself (clamped 0..1)."""

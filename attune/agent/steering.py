@@ -34,17 +34,23 @@ class EmotionAxis:
     log_rate: float
     level_db: float
     log_pause: float
+    log_energy_spread: float = 0.0  # log ratio of the amplitude envelope's variance (squared coefficient)
     speakers: tuple[str, ...] = ()
 
     def params(self, delta: float) -> ProsodyParameters:
-        """The prosody that moves speech ``delta`` (-1..1, clamped) along the axis: +1 toward anger."""
+        """The prosody that moves speech ``delta`` (-1..1, clamped) along the axis: +1 toward anger.
+
+        ``level_db`` is recorded but not applied: EmoDB's files are peak-normalised one by one, so their RMS
+        difference reflects anger's higher crest factor, not vocal effort (measured: anger -3.8 dB RMS).
+        """
         d = min(max(float(delta), -1.0), 1.0) if math.isfinite(float(delta)) else 0.0
         return ProsodyParameters(
             pitch_shift_semitones=d * self.pitch_semitones,
             pitch_variance=math.exp(d * self.log_pitch_variance),
             speech_rate=math.exp(d * self.log_rate),
             pause_multiplier=math.exp(d * self.log_pause),
-            volume_db=d * self.level_db,
+            # The envelope's variance grows with the square of the level spread the DSP scales.
+            dynamic_range=math.exp(d * 0.5 * self.log_energy_spread),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -58,18 +64,20 @@ def _marker_vector(path: Path) -> np.ndarray:
 
     audio, rate = load_wav(path)
     m = extract_markers(audio, rate)
-    return np.array([m.pitch_mean_hz, m.pitch_std_hz, m.speech_rate_sps, m.level_dbfs, m.pause_ratio])
+    return np.array([m.pitch_mean_hz, m.pitch_std_hz, m.speech_rate_sps, m.level_dbfs, m.pause_ratio,
+                     m.energy_variance])
 
 
 def _difference(anger: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """One speaker's axis from the mean marker vectors of its anger and neutral clips."""
-    (pw, sw, rw, lw, qw), (pn, sn, rn, ln, qn) = anger, neutral
+    (pw, sw, rw, lw, qw, ew), (pn, sn, rn, ln, qn, en) = anger, neutral
     return np.array([
         12.0 * math.log2(pw / pn),
         math.log((sw / pw) / (sn / pn)),
         math.log(rw / rn),
         lw - ln,
         math.log((qw + PAUSE_FLOOR) / (qn + PAUSE_FLOOR)),
+        math.log(ew / en),
     ])
 
 
@@ -96,14 +104,15 @@ def compute_axis(data_dir: str | Path) -> tuple[EmotionAxis, dict[str, list[floa
     if not per_speaker:
         raise AttuneError(f"no speaker in {folder} has both anger (W) and neutral (N) recordings")
     mean = np.mean(list(per_speaker.values()), axis=0)
-    p, v, r, level, q = (round(float(x), 4) for x in mean)
-    axis = EmotionAxis(p, v, r, level, q, speakers=tuple(per_speaker))
+    p, v, r, level, q, e = (round(float(x), 4) for x in mean)
+    axis = EmotionAxis(p, v, r, level, q, e, speakers=tuple(per_speaker))
     return axis, per_speaker
 
 
 def save_axis(axis: EmotionAxis, per_speaker: dict[str, list[float]], path: str | Path, source: str) -> None:
     data = {"axis": axis.to_dict(), "per_speaker": per_speaker, "source": source,
-            "order": ["pitch_semitones", "log_pitch_variance", "log_rate", "level_db", "log_pause"],
+            "order": ["pitch_semitones", "log_pitch_variance", "log_rate", "level_db", "log_pause",
+                      "log_energy_spread"],
             "measured_with": "attune.backends.emotion.features.extract_markers"}
     Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
@@ -114,7 +123,8 @@ def load_axis(path: str | Path = DEFAULT_AXIS_PATH) -> EmotionAxis:
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))["axis"]
         return EmotionAxis(float(raw["pitch_semitones"]), float(raw["log_pitch_variance"]), float(raw["log_rate"]),
-                           float(raw["level_db"]), float(raw["log_pause"]), tuple(raw.get("speakers", ())))
+                           float(raw["level_db"]), float(raw["log_pause"]), float(raw.get("log_energy_spread", 0.0)),
+                           tuple(raw.get("speakers", ())))
     except FileNotFoundError:
         raise AttuneError(f"emotion axis file not found: {p}") from None
     except (ValueError, KeyError, TypeError) as exc:

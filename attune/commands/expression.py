@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ def cmd_emotion_axis(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.steering import compute_axis, save_axis
 
     axis, per_speaker = compute_axis(args.data)
-    save_axis(axis, per_speaker, args.out, source=f"EmoDB-layout folder {args.data}")
+    save_axis(axis, per_speaker, args.out, source=f"EmoDB-layout folder {Path(args.data).name}")
     print(json.dumps(axis.to_dict()))
     print(f"wrote {args.out} from {len(per_speaker)} speakers")
     return 0
