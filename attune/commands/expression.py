@@ -27,6 +27,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_speak)
     p = sub.add_parser("bench-prosody", help="real-time factor of the prosody DSP on every profile")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sample-rate", type=int, default=0, help="resample the test speech to this rate first")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench)
     p = sub.add_parser("build-references", help="render the emotion reference bank (WAVs + manifest.json)")
@@ -61,9 +62,12 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.prosody import PROFILES
     from attune.agent.speech_source import render_speech
     from attune.backends.emotion.types import EmotionCategory
+    from attune.pipeline.audio import check_sample_rate, resample
     from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio
 
     audio, rate = render_speech(BENCH_TEXT, config.expression.tts)
+    if args.sample_rate:
+        audio, rate = resample(audio, rate, check_sample_rate(args.sample_rate)), args.sample_rate
     seconds = len(audio) / rate
     rows = {}
     for emotion, params in PROFILES.items():
