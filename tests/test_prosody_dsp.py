@@ -154,6 +154,18 @@ def test_streaming_sentence_by_sentence_has_no_clicks_at_joins(speech, emotion):
     assert np.max(np.abs(out)) <= 1.0
 
 
+def test_flush_after_every_sentence_gives_each_at_once_without_clicks(speech):
+    x, sr = speech
+    half = len(x) // 2
+    app = ProsodyApplicator(sr, PROFILES["angry"])
+    pieces = []
+    for sentence in (x[:half], x[half:]):
+        pieces += [app.push(sentence), app.flush()]
+    got = [p for p in pieces if len(p)]
+    assert sum(len(p) for p in got) == pytest.approx(len(x) / PROFILES["angry"].speech_rate, rel=0.1)
+    assert join_spikes(got) < 0.2
+
+
 def test_streaming_in_20ms_chunks_matches_the_whole_length(speech):
     x, sr = speech
     app = ProsodyApplicator(sr, PROFILES["excited"])

@@ -185,8 +185,10 @@ class ProsodyApplicator:
     ``flush()`` the rest. Input is cut only inside pauses (at least ``CUT_PAUSE_S`` long), so each piece is
     shaped whole and the joins fall in silence; breath noise and tremolo run on across the joins.
 
-    Pushing one sentence at a time returns that sentence at once, except the tail of its final pause.
-    Call ``flush()`` at the end of a reply; the applicator can then be reused.
+    Pushing one sentence at a time returns that sentence at once, except the tail of its final pause (a sentence
+    with no pause of ``CUT_PAUSE_S`` waits for the next push). For the lowest latency, call ``flush()`` after
+    each sentence: it is then shaped whole at once, and the noise and tremolo still carry on into the next.
+    The applicator can be reused after ``flush()``.
     """
 
     def __init__(self, sample_rate: int, params: ProsodyParameters, seed: int = 0) -> None:
