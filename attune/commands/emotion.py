@@ -35,6 +35,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--backend", default=None, help="emotion backend (default: emotion.backend)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cv", action="store_true", help="leave-one-speaker-out: retrain without each test speaker")
+    p.add_argument("--no-speaker-norm", action="store_true",
+                   help="with --cv: normalise test speakers by the training population only (no speaker stats)")
     p.set_defaults(handler=cmd_eval)
 
     p = sub.add_parser("train-emotion", help="retrain the prosodic model on an EmoDB-style folder")
@@ -111,7 +113,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     started = time.perf_counter()
     backend = _backend(args, config)
     if args.cv:
-        metrics = ev.cross_validate(ev.load_corpus(args.data))
+        metrics = ev.cross_validate(ev.load_corpus(args.data), speaker_norm=not args.no_speaker_norm)
     elif isinstance(backend, ProsodicBackend) and backend.model is not None:
         metrics = ev.evaluate_model(backend.model, ev.load_corpus(args.data))
         metrics["protocol"] = "shipped model (trained on the dev speakers: optimistic; use --cv for unseen)"
@@ -119,29 +121,29 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         metrics = ev.evaluate_backend(backend.analyze, ev.corpus_files(args.data))
         metrics["protocol"] = "backend.analyze per file"
     metrics["backend"] = backend.name
-    metrics["normalisation"] = "per speaker (ids from file names, no labels)"
+    metrics["normalisation"] = ("population prior only" if args.cv and args.no_speaker_norm
+                                else "per speaker (ids from file names, no labels)")
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"backend {backend.name}; {metrics['protocol']}; per-speaker normalisation")
+        print(f"backend {backend.name}; {metrics['protocol']}; normalisation: {metrics['normalisation']}")
         print(ev.format_report(metrics))
     return 0
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from attune.backends.emotion import evaluation as ev
-    from attune.backends.emotion.model import MODEL_PATH, train_model
+    from attune.backends.emotion.model import MODEL_PATH
 
     corpus = ev.load_corpus(args.data)
-    cv = ev.cross_validate(corpus, l2=args.l2)
-    info = {"data": Path(args.data).name, "loso_uar": round(float(cv["uar"]), 4),  # type: ignore[arg-type]
-            "loso_arousal_uar": round(float(cv["arousal_uar"]), 4)}  # type: ignore[arg-type]
-    model = train_model(corpus.features, corpus.labels, corpus.speakers, l2=args.l2, info=info)
+    model, cv = ev.train_calibrated(corpus, l2=args.l2, info={"data": Path(args.data).name})
     out = Path(args.out) if args.out else MODEL_PATH
     model.save(out)
     print(f"trained on {len(corpus.labels)} files of {len(set(corpus.speakers))} speakers -> {out}")
     print(f"leave-one-speaker-out: UAR {cv['uar']:.3f}, arousal UAR {cv['arousal_uar']:.3f}")
+    print(f"calibration temperature: {model.temperature_known:.2f} (known speaker), "
+          f"{model.temperature_stranger:.2f} (stranger)")
     return 0
 
 

@@ -10,7 +10,7 @@ unweighted average recall (UAR), per-class recall, confusion matrix, and binary 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from attune.backends.emotion.model import (
     HIGH_AROUSAL,
     LOW_AROUSAL,
     EmotionModel,
+    fit_temperature,
     normalize_by_speaker,
     train_model,
 )
@@ -119,17 +120,53 @@ def evaluate_model(model: EmotionModel, corpus: Corpus) -> dict[str, object]:
     return metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
 
 
-def cross_validate(corpus: Corpus, l2: float = 0.003) -> dict[str, object]:
-    """Leave-one-speaker-out: for each speaker, train on the others and test on that speaker."""
+def loso_logits(corpus: Corpus, l2: float = 0.003, speaker_norm: bool = True) -> np.ndarray:
+    """Held-out class logits of every file: for each speaker, a model trained on the other speakers.
+
+    With ``speaker_norm`` the test speaker is z-scored against their own files (unsupervised); without it
+    against the training population only, as a fresh detector sees a stranger's first utterance.
+    """
     spk = np.asarray(corpus.speakers)
-    probs = np.zeros((len(spk), len(CLASSES)))
+    logits = np.zeros((len(spk), len(CLASSES)))
     for s in np.unique(spk):
         test = spk == s
         model = train_model(corpus.features[~test], corpus.labels[~test], list(spk[~test]), l2=l2)
-        probs[test] = model.probabilities(normalize_by_speaker(corpus.features[test], list(spk[test])))
+        z = (normalize_by_speaker(corpus.features[test], list(spk[test])) if speaker_norm
+             else model.normalizer().normalize(corpus.features[test]))
+        logits[test] = model.logits(z)
+    return logits
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    s = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(s)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def cross_validate(corpus: Corpus, l2: float = 0.003, speaker_norm: bool = True) -> dict[str, object]:
+    """Leave-one-speaker-out metrics (see ``loso_logits``); argmax and arousal are temperature-free."""
+    probs = _softmax(loso_logits(corpus, l2, speaker_norm))
     out = metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
     out["protocol"] = "leave-one-speaker-out"
     return out
+
+
+def train_calibrated(corpus: Corpus, l2: float = 0.003, info: dict[str, object] | None = None
+                     ) -> tuple[EmotionModel, dict[str, object]]:
+    """The model trained on all of ``corpus``, with temperatures fitted on leave-one-speaker-out logits.
+
+    Returns the model and the cross-validation metrics (speaker-normalised) it reports in its ``info``.
+    """
+    known = loso_logits(corpus, l2, speaker_norm=True)
+    stranger = loso_logits(corpus, l2, speaker_norm=False)
+    probs = _softmax(known)
+    cv = metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
+    meta = {"loso_uar": round(float(cv["uar"]), 4),  # type: ignore[arg-type]
+            "loso_arousal_uar": round(float(cv["arousal_uar"]), 4), **(info or {})}  # type: ignore[arg-type]
+    model = train_model(corpus.features, corpus.labels, corpus.speakers, l2=l2, info=meta)
+    model = replace(model, temperature_known=fit_temperature(known, corpus.labels),
+                    temperature_stranger=fit_temperature(stranger, corpus.labels))
+    return model, cv
 
 
 def evaluate_backend(analyze: Callable[[np.ndarray, int], EmotionResult], files: Sequence[Path]

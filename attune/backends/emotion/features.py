@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sfft
 from scipy.fft import dct
-from scipy.signal import find_peaks, resample_poly
+from scipy.signal import find_peaks
 
 from attune.backends.emotion.types import ProsodicMarkers
 from attune.pipeline.audio import SAMPLE_RATE, prepare
@@ -106,6 +106,18 @@ _TAU_MIN = int(PITCH_RATE / F0_MAX_HZ)
 _TAU_MAX = int(PITCH_RATE / F0_MIN_HZ)
 
 
+_BINOMIAL = np.array([1.0, 3.0, 3.0, 1.0], np.float32) / 8.0
+
+
+def decimate2(x: np.ndarray) -> np.ndarray:
+    """16 kHz -> 8 kHz for pitch tracking: a binomial low-pass (-9 dB at 4 kHz, zero at 8 kHz), every 2nd sample.
+
+    Ten times cheaper than a polyphase resampler; the little aliasing it lets through sits above the voice
+    harmonics YIN locks onto.
+    """
+    return np.convolve(x, _BINOMIAL, mode="same")[::2].astype(np.float32, copy=False)
+
+
 def yin(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised YIN on (n, PITCH_FRAME) frames at PITCH_RATE: returns (f0 Hz or 0, aperiodicity 0..1).
 
@@ -183,7 +195,7 @@ def compute_track(audio: np.ndarray, left_context: np.ndarray | None = None) -> 
     rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
     out[:, C_DB] = 20.0 * np.log10(rms + 1e-10)
     _spectral_columns(frames, out)
-    x8 = resample_poly(xp, 1, 2).astype(np.float32)
+    x8 = decimate2(xp)
     centre8 = (CONTEXT + HOP // 2) // 2
     p_start = centre8 - PITCH_FRAME // 2
     p_frames = sliding_window_view(x8[p_start:p_start + (n - 1) * (HOP // 2) + PITCH_FRAME], PITCH_FRAME)
@@ -223,6 +235,7 @@ class Segmentation:
     pause_frames: int  # frames in gaps of >= PAUSE_MIN_FRAMES inside the span
     hesitations: int  # gaps of 100-400 ms inside the span
     nuclei: int  # syllable nuclei: energy peaks in voiced speech
+    f0: np.ndarray  # Hz of the voiced frames, octave jumps against their median removed
 
 
 def speech_threshold(db: np.ndarray) -> float:
@@ -240,7 +253,7 @@ def segment(track: np.ndarray) -> Segmentation:
     voiced = speech & (f0 > 0)
     idx = np.flatnonzero(speech)
     if idx.size == 0:
-        return Segmentation(speech, voiced, 0, 0, 0, 0)
+        return Segmentation(speech, voiced, 0, 0, 0, 0, np.zeros(0))
     first, last = int(idx[0]), int(idx[-1])
     inside = speech[first:last + 1]
     pause_frames = hesitations = 0
@@ -253,7 +266,8 @@ def segment(track: np.ndarray) -> Segmentation:
             if length <= HESITATION_MAX_FRAMES:
                 hesitations += 1
     nuclei = _syllable_nuclei(db, voiced)
-    return Segmentation(speech, voiced, last - first + 1, pause_frames, hesitations, nuclei)
+    return Segmentation(speech, voiced, last - first + 1, pause_frames, hesitations, nuclei,
+                        _pitch_voiced(f0[voiced]))
 
 
 def _syllable_nuclei(db: np.ndarray, voiced: np.ndarray) -> int:
@@ -266,8 +280,8 @@ def _syllable_nuclei(db: np.ndarray, voiced: np.ndarray) -> int:
     return int(np.count_nonzero(near_voiced[peaks]))
 
 
-def _pitch_voiced(track: np.ndarray, seg: Segmentation) -> np.ndarray:
-    f0 = track[seg.voiced, C_F0].astype(np.float64)
+def _pitch_voiced(f0: np.ndarray) -> np.ndarray:
+    f0 = f0.astype(np.float64)
     if f0.size >= 3:
         # Octave jumps against the utterance median are YIN errors, not intonation.
         med = np.median(f0)
@@ -284,7 +298,7 @@ def summarize(track: np.ndarray, seg: Segmentation | None = None) -> np.ndarray:
     sp = track[seg.speech]
     duration_s = seg.span * HOP / SAMPLE_RATE
     speech_s = max(int(seg.speech.sum()) * HOP / SAMPLE_RATE, 1e-3)
-    f0 = _pitch_voiced(track, seg)
+    f0 = seg.f0
     st = 12.0 * np.log2(f0 / 100.0) if f0.size else np.zeros(1)
     db = sp[:, C_DB].astype(np.float64)
     vd = track[seg.voiced]
@@ -296,11 +310,11 @@ def summarize(track: np.ndarray, seg: Segmentation | None = None) -> np.ndarray:
     feats[10:14] = [seg.nuclei / duration_s, seg.nuclei / speech_s, seg.pause_frames / seg.span,
                     seg.hesitations / duration_s]
     feats[14:17] = [_jitter(f0), _shimmer(vd[:, C_DB]), _hnr(vd[:, C_APER])]
-    feats[17:22] = [sp[:, C_CENTROID].mean() / 1000.0, sp[:, C_FLAT].mean(), sp[:, C_ALPHA].mean(),
-                    sp[:, C_HAMMAR].mean(), sp[:, C_FLUX].mean()]
+    means = sp.mean(axis=0, dtype=np.float64)
+    feats[17:22] = [means[C_CENTROID] / 1000.0, means[C_FLAT], means[C_ALPHA], means[C_HAMMAR], means[C_FLUX]]
     nb = C_MFCC - C_BANDS
-    feats[22:22 + nb] = sp[:, C_BANDS:C_MFCC].mean(axis=0)
-    feats[22 + nb:22 + nb + N_MFCC] = sp[:, C_MFCC:].mean(axis=0)
+    feats[22:22 + nb] = means[C_BANDS:C_MFCC]
+    feats[22 + nb:22 + nb + N_MFCC] = means[C_MFCC:]
     feats[22 + nb + N_MFCC:] = sp[:, C_MFCC:C_MFCC + 4].std(axis=0)
     return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -349,7 +363,7 @@ def markers_from_track(track: np.ndarray, baseline: SpeakerBaseline | None = Non
     seg = seg or segment(track)
     if seg.span == 0:
         return ProsodicMarkers(level_dbfs=float(track[:, C_DB].mean()) if len(track) else -200.0)
-    f0 = _pitch_voiced(track, seg)
+    f0 = seg.f0
     pitch = float(f0.mean()) if f0.size else 0.0
     rate = seg.nuclei / (seg.span * HOP / SAMPLE_RATE)
     amp = 10 ** (track[seg.speech, C_DB].astype(np.float64) / 20.0)
@@ -390,7 +404,7 @@ def track_with_fallback(audio16k: np.ndarray) -> np.ndarray:
     track = compute_track(audio16k)
     if len(track) and not (track[:, C_F0] > 0).any() and track[:, C_DB].max() > SILENCE_FLOOR_DB:
         xp = np.concatenate([np.zeros(CONTEXT, np.float32), audio16k, np.zeros(CONTEXT, np.float32)])
-        x8 = resample_poly(xp, 1, 2)
+        x8 = decimate2(xp)
         start = (CONTEXT + HOP // 2) // 2 - PITCH_FRAME // 2
         n = len(track)
         frames = sliding_window_view(x8[start:start + (n - 1) * (HOP // 2) + PITCH_FRAME], PITCH_FRAME)[:: HOP // 2]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 
 from attune.backends.emotion.features import FEATURE_NAMES, N_FEATURES
 from attune.errors import EmotionError
@@ -63,6 +63,11 @@ class SpeakerNormalizer:
         var = (w * self.prior_std ** 2 + self._m2) / (w + n)  # own scatter around its own mean, prior as pseudo-data
         return mean, np.maximum(np.sqrt(var), STD_FLOOR)
 
+    @property
+    def familiarity(self) -> float:
+        """0 for a stranger (pure prior) rising towards 1 as the speaker's own statistics take over."""
+        return self.count / (self.count + self.prior_weight)
+
     def normalize(self, x: np.ndarray) -> np.ndarray:
         mean, std = self.stats()
         return np.clip((np.asarray(x, np.float64) - mean) / std, -6.0, 6.0)
@@ -87,9 +92,20 @@ class EmotionModel:
     prior_mean: np.ndarray  # population mean of the raw features
     prior_std: np.ndarray  # pooled within-speaker std of the raw features
     info: dict[str, object]
+    temperature_known: float = 1.0  # softmax temperature fitted on held-out speakers with their own statistics
+    temperature_stranger: float = 1.0  # ... and on held-out speakers normalised by the population prior only
 
-    def probabilities(self, z: np.ndarray) -> np.ndarray:
-        s = np.atleast_2d(z) @ self.weights + self.bias
+    def temperature(self, familiarity: float) -> float:
+        """Calibration temperature for a speaker the normaliser knows this well (0 stranger .. 1 known)."""
+        f = min(max(familiarity, 0.0), 1.0)
+        return self.temperature_stranger + (self.temperature_known - self.temperature_stranger) * f
+
+    def logits(self, z: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(z) @ self.weights + self.bias
+
+    def probabilities(self, z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Class posteriors for normalised features z of shape (N_FEATURES,) or (n, N_FEATURES)."""
+        s = self.logits(z) / temperature
         s -= s.max(axis=1, keepdims=True)
         p = np.exp(s)
         p /= p.sum(axis=1, keepdims=True)
@@ -107,6 +123,8 @@ class EmotionModel:
             "bias": np.round(self.bias, 6).tolist(),
             "prior_mean": np.round(self.prior_mean, 6).tolist(),
             "prior_std": np.round(self.prior_std, 6).tolist(),
+            "temperature_known": round(self.temperature_known, 4),
+            "temperature_stranger": round(self.temperature_stranger, 4),
             "info": self.info,
         }
 
@@ -127,7 +145,21 @@ class EmotionModel:
         if w.shape != (N_FEATURES, len(CLASSES)):
             raise EmotionError(f"emotion model {path} has weights of shape {w.shape}")
         return cls(w, np.asarray(data["bias"], np.float64), np.asarray(data["prior_mean"], np.float64),
-                   np.asarray(data["prior_std"], np.float64), dict(data.get("info", {})))
+                   np.asarray(data["prior_std"], np.float64), dict(data.get("info", {})),
+                   float(data.get("temperature_known", 1.0)), float(data.get("temperature_stranger", 1.0)))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The softmax temperature that minimises held-out negative log-likelihood (Guo et al. 2017)."""
+    rows = np.arange(len(labels))
+
+    def nll(t: float) -> float:
+        s = logits / t
+        s = s - s.max(axis=1, keepdims=True)
+        logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+        return float(-np.mean(logp[rows, labels]))
+
+    return float(minimize_scalar(nll, bounds=(0.25, 10.0), method="bounded").x)
 
 
 def train_model(features: np.ndarray, labels: np.ndarray, speakers: Sequence[str], *, l2: float = 0.003,

@@ -174,11 +174,13 @@ class ProsodicBackend:
             return self.unusable_result(quality, duration_s, markers)
         speech_s = markers_speech_s(track, features)
         z = self.normalizer.normalize(features)
+        familiarity = self.normalizer.familiarity
         if self.adapt:
             self.normalizer.update(features)
         factor = quality_factor(quality, speech_s)
         if self.model is not None:
-            probs = self.model.probabilities(z)
+            # Held-out calibration: a stranger's posteriors are flatter than a familiar speaker's.
+            probs = self.model.probabilities(z, self.model.temperature(familiarity))
             v, a, d = probs @ _CLASS_VAD
             dims = PrimaryDimensions(float(v), float(a), float(d))
             scores = category_scores(probs, dims)
