@@ -76,7 +76,6 @@ class PipelineConfig:
     output_sample_rate: int = setting(24000, lo=8000, hi=48000)  # Hz of reply audio events
     output_lookahead_ms: int = setting(60, lo=0, hi=1000)  # reply audio sent ahead of real time
     first_clause_min_words: int = setting(4, lo=1, hi=50)  # words before the first clause may be spoken
-    apply_prosody_dsp: bool = setting(True)  # run the prosody applicator on TTS output
     queue_size: int = setting(64, lo=4, hi=4096)  # bound of every inter-stage queue
     event_queue_size: int = setting(2048, lo=16, hi=65536)  # bound of the session's event queue
 
@@ -85,11 +84,18 @@ class PipelineConfig:
 class AgentConfig:
     name: str = setting("Attune")  # the agent's name
     persona: str = setting("")  # persona text for the system prompt; empty = the built-in persona
-    strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
     max_reply_tokens: int = setting(80, lo=8, hi=2048)  # LLM tokens per reply
     temperature: float = setting(0.7, lo=0.0, hi=2.0)  # LLM sampling temperature
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
+
+
+@dataclass(frozen=True)
+class ExpressionConfig:
+    strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
+    apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
+    references_dir: str = setting("references")  # the emotion reference bank; relative to the repository root
+    tts: str = setting("espeak")  # engine for `speak` and `build-references` until the TTS router lands
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    expression: ExpressionConfig = field(default_factory=ExpressionConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""

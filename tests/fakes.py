@@ -157,15 +157,18 @@ class Harness:
     asr: FixedASR = field(default_factory=FixedASR)
     llm: ScriptedLLM = field(default_factory=ScriptedLLM)
     tts: ToneTTS = field(default_factory=ToneTTS)
-    emotion: FakeEmotion | None = field(default_factory=FakeEmotion)
+    emotion: Any = field(default_factory=FakeEmotion)
     overrides: dict[str, Any] = field(default_factory=dict)
+    planner: Callable[..., Any] = calm_planner
+    aggregate: Callable[..., Any] = field(default=lambda rs: rs[-1] if rs else None)
+    dsp_factory: Callable[..., Any] | None = None
 
     def session(self) -> Session:
         pipeline = {"vad": "energy", "output_sample_rate": 16000, **self.overrides.get("pipeline", {})}
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
         backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
-                                   aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner,
-                                   dsp_factory=None)
+                                   aggregate=self.aggregate, planner=self.planner,
+                                   dsp_factory=self.dsp_factory)
         return Session(config, backends)
 
 

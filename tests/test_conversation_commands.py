@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import Harness, ScriptedLLM
 
 import run_agent
 from attune.pipeline import events as ev
 from attune.pipeline.file_transport import stream_file
 from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.pipeline.local_audio import OutputBuffer
-from tests.fakes import Harness, ScriptedLLM
 
 RATE = 16000
 

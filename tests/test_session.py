@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
 
 from attune.pipeline import events as ev
-from tests.fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
 
 
 def _done(events: list) -> bool:
@@ -231,3 +231,38 @@ async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
     assert d.of(ev.TRANSCRIPT)[0].data["transcript"] == "What time is it?"
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
     assert s.memory.messages()[0].content.startswith("[Voice emotion unknown] What time is it?")
+
+
+async def test_real_emotion_detector_strategy_and_dsp_in_the_session(tmp_path) -> None:
+    """The fakes' real counterparts: the prosodic streaming detector, the turn aggregate, the strategy and the
+    prosody DSP, on real speech when espeak-ng is there (else a tone)."""
+    import shutil
+    import subprocess
+
+    from attune.agent.strategy import choose_response
+    from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results
+    from attune.config import load_config
+    from attune.pipeline.audio import load_wav, prepare
+    from attune.pipeline.file_transport import stream_file
+    from attune.pipeline.prosody_dsp import ProsodyApplicator
+
+    if shutil.which("espeak-ng"):
+        wav = tmp_path / "s.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), "I really cannot believe this happened again today."],
+                       check=True)
+        speech, _ = prepare(*load_wav(wav), 16000)
+    else:
+        speech = np.concatenate([np.sin(2 * np.pi * 180 * np.arange(32000) / 16000).astype(np.float32) * 0.3])
+    audio = np.concatenate([np.zeros(8000, np.float32), speech])
+    h = Harness(emotion=VoiceEmotionDetector(load_config(environ={}).emotion), planner=choose_response,
+                aggregate=aggregate_results, dsp_factory=ProsodyApplicator)
+    async with h.session() as s:
+        run = await stream_file(s, audio, speed=0.0)
+    types = [e.type for e in run.events]
+    assert types.count(ev.EMOTION_MEASUREMENT) >= 2
+    turn = next(e for e in run.events if e.type == ev.EMOTION_TURN).data
+    assert turn["emotion"] is not None and turn["emotion"]["audio_end_ms"] <= int(len(audio) / 16) + 600
+    created = next(e for e in run.events if e.type == ev.RESPONSE_CREATED).data
+    assert created["strategy"] == "complement" and "prosody" in created
+    assert s.turns[0].info["status"] == "completed"
+    assert np.max(np.abs(run.output)) > 0.05  # the DSP-shaped reply is audible

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.agent.prosody import ProsodyParameters
-from attune.backends.base import BackendSpec, ChatMessage
+from attune.backends.base import ChatMessage
 from attune.backends.emotion.types import EmotionCategory, EmotionResult, Intensity
 
 TAG_INSTRUCTION = (
@@ -45,18 +45,15 @@ class ResponsePlanLike(Protocol):
 
 Planner = Callable[[EmotionResult | None, str], ResponsePlanLike]
 
-_STRATEGY = BackendSpec("attune.agent.strategy:choose_response", description="emotion -> response strategy")
-
-
 @dataclass(frozen=True)
 class NeutralPlan:
-    """Used only when the strategy module is absent: speak neutrally and say why."""
+    """A fixed plan (tests, and typed turns that bypass the strategy): speak neutrally, or as told."""
 
     strategy: str = "neutral"
     expressed_emotion: EmotionCategory = EmotionCategory.NEUTRAL
     intensity: float = 0.4
     prosody: ProsodyParameters = field(default_factory=ProsodyParameters)
-    reason: str = "strategy module unavailable"
+    reason: str = "fixed plan"
 
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "expressed_emotion": self.expressed_emotion.value,
@@ -64,12 +61,10 @@ class NeutralPlan:
 
 
 def default_planner() -> Planner:
-    """``choose_response`` from the strategy module, or a neutral stand-in where it is not installed."""
-    try:
-        planner: Planner = _STRATEGY.load()
-        return planner
-    except Exception:  # noqa: BLE001 - any import failure means: plan neutrally
-        return lambda user, strategy: NeutralPlan()
+    """The strategy module's ``choose_response``: the one place strategies are chosen."""
+    from attune.agent.strategy import choose_response
+
+    return choose_response
 
 
 def expression_guidance(plan: ResponsePlanLike) -> str:

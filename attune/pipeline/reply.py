@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from attune.agent.prosody import profile_for
 from attune.agent.reply_tag import ReplyTagParser
-from attune.backends.base import BackendSpec
 from attune.errors import BackendError
 from attune.pipeline import events as ev
 from attune.pipeline.audio import resample
@@ -163,7 +163,7 @@ class Reply:
         self.state.user_emotion = emotion
         self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
                                                  "context": emotion.to_context_string() if emotion else ""}))
-        plan = s.planner(emotion, s.agent_settings.strategy)
+        plan = s.planner(emotion, s.config.expression.strategy)
         self.state.plan = plan
         self._prosody = plan.prosody
         self.trace.info.update(_plan_info(emotion, plan))
@@ -202,13 +202,9 @@ class Reply:
         plan = self.state.plan
         if tags.emotion is None or plan is None or tags.emotion is plan.expressed_emotion:
             return
-        try:
-            profile_for = BackendSpec("attune.agent.prosody:profile_for").load()
-            intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
-            self._prosody = profile_for(tags.emotion, intensity)
-            self.trace.info["expressed_emotion"] = tags.emotion.value
-        except (BackendError, AttributeError, ValueError) as exc:
-            log.debug("reply tag %s not applied: %s", tags.raw_tag, exc)
+        intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
+        self._prosody = profile_for(tags.emotion, intensity)
+        self.trace.info["expressed_emotion"] = tags.emotion.value
 
     async def _queue_sentence(self, index: int, sentence: str) -> int:
         speakable = normalize_for_tts(sentence)

@@ -24,7 +24,7 @@ from attune.agent.brain import Planner, PromptBuilder, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.agent.prosody import ProsodyParameters
-from attune.backends.base import ASRBackend, BackendSpec, LLMBackend, TTSBackend
+from attune.backends.base import ASRBackend, LLMBackend, TTSBackend
 from attune.backends.emotion.types import EmotionResult
 from attune.config import AgentConfig, Config, PipelineConfig
 from attune.errors import AudioInputError, BackendError
@@ -74,19 +74,15 @@ class SessionBackends:
 
 
 def default_aggregate() -> Aggregator:
-    try:
-        agg: Aggregator = BackendSpec("attune.backends.emotion.detector:aggregate_results").load()
-        return agg
-    except Exception:  # noqa: BLE001 - emotion module absent: take the most confident window
-        return lambda results: max(results, key=lambda r: r.confidence) if results else None
+    from attune.backends.emotion.detector import aggregate_results
+
+    return aggregate_results
 
 
-def default_dsp_factory() -> Callable[[int, Any], Any] | None:
-    try:
-        factory: Callable[[int, Any], Any] = BackendSpec("attune.pipeline.prosody_dsp:ProsodyApplicator").load()
-        return factory
-    except Exception:  # noqa: BLE001 - DSP module absent: the TTS's native prosody only
-        return None
+def default_dsp_factory() -> Callable[[int, Any], Any]:
+    from attune.pipeline.prosody_dsp import ProsodyApplicator
+
+    return ProsodyApplicator
 
 
 class Session:
@@ -200,7 +196,7 @@ class Session:
 
     def make_dsp(self, prosody: Any) -> Any:
         factory = self.backends.dsp_factory
-        if factory is None or prosody is None or not self.settings.apply_prosody_dsp:
+        if factory is None or prosody is None or not self.config.expression.apply_prosody:
             return None
         # The TTS engines apply the speaking rate natively (Piper's length scale, espeak's words per minute);
         # the DSP does the rest, so the rate is not applied twice.

@@ -25,7 +25,6 @@ FACTORIES = {
     "asr": BackendSpec("attune.backends.asr.factory:create_asr", install_hint="bash scripts/setup.sh"),
     "llm": BackendSpec("attune.backends.llm.factory:create_llm", install_hint="bash scripts/setup.sh"),
     "tts": BackendSpec("attune.backends.tts.factory:create_tts", install_hint="bash scripts/setup.sh"),
-    "emotion": BackendSpec("attune.backends.emotion.detector:VoiceEmotionDetector"),
 }
 
 
@@ -37,8 +36,10 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     tts = FACTORIES["tts"].load()(config)
     detector = None
     if emotion:
+        from attune.backends.emotion.detector import VoiceEmotionDetector
+
         try:
-            detector = FACTORIES["emotion"].load()(config.emotion)
+            detector = VoiceEmotionDetector(config.emotion)
         except BackendError as exc:
             log.warning("emotion analysis off: %s", exc)
     return SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=detector,
@@ -66,7 +67,7 @@ async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]
     await asyncio.to_thread(backends.asr.transcribe, AudioChunk(noise, 16000))
     out["asr_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    plan = backends.planner(None, config.agent.strategy)
+    plan = backends.planner(None, config.expression.strategy)
     system = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description)).build(
         _empty_memory(), "hello", None, plan)[0]
     async for _ in backends.llm.stream([system, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
