@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
 
 from attune.pipeline import events as ev
@@ -233,18 +234,13 @@ async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
     assert s.memory.messages()[0].content.startswith("[Voice emotion unknown] What time is it?")
 
 
-async def test_real_emotion_detector_strategy_and_dsp_in_the_session(tmp_path) -> None:
-    """The fakes' real counterparts: the prosodic streaming detector, the turn aggregate, the strategy and the
-    prosody DSP, on real speech when espeak-ng is there (else a tone)."""
+@pytest.fixture
+def spoken(tmp_path) -> np.ndarray:
+    """Half a second of silence, then an espeak-ng sentence (or a tone where espeak-ng is absent), 16 kHz."""
     import shutil
     import subprocess
 
-    from attune.agent.strategy import choose_response
-    from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results
-    from attune.config import load_config
     from attune.pipeline.audio import load_wav, prepare
-    from attune.pipeline.file_transport import stream_file
-    from attune.pipeline.prosody_dsp import ProsodyApplicator
 
     if shutil.which("espeak-ng"):
         wav = tmp_path / "s.wav"
@@ -252,8 +248,20 @@ async def test_real_emotion_detector_strategy_and_dsp_in_the_session(tmp_path) -
                        check=True)
         speech, _ = prepare(*load_wav(wav), 16000)
     else:
-        speech = np.concatenate([np.sin(2 * np.pi * 180 * np.arange(32000) / 16000).astype(np.float32) * 0.3])
-    audio = np.concatenate([np.zeros(8000, np.float32), speech])
+        speech = (0.3 * np.sin(2 * np.pi * 180 * np.arange(32000) / 16000)).astype(np.float32)
+    return np.concatenate([np.zeros(8000, np.float32), speech])
+
+
+async def test_real_emotion_detector_strategy_and_dsp_in_the_session(spoken) -> None:
+    """The fakes' real counterparts: the prosodic streaming detector, the turn aggregate, the strategy and the
+    prosody DSP."""
+    from attune.agent.strategy import choose_response
+    from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results
+    from attune.config import load_config
+    from attune.pipeline.file_transport import stream_file
+    from attune.pipeline.prosody_dsp import ProsodyApplicator
+
+    audio = spoken
     h = Harness(emotion=VoiceEmotionDetector(load_config(environ={}).emotion), planner=choose_response,
                 aggregate=aggregate_results, dsp_factory=ProsodyApplicator)
     async with h.session() as s:
