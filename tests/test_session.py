@@ -274,3 +274,21 @@ async def test_real_emotion_detector_strategy_and_dsp_in_the_session(spoken) -> 
     assert created["strategy"] == "complement" and "prosody" in created
     assert s.turns[0].info["status"] == "completed"
     assert np.max(np.abs(run.output)) > 0.05  # the DSP-shaped reply is audible
+
+
+async def test_speech_starting_just_before_the_agent_ends_becomes_a_turn() -> None:
+    h = Harness(overrides={"pipeline": {"barge_in_min_ms": 1000}})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))
+        first = next(e.audio for e in d.events if e.type == ev.AUDIO_DELTA)
+        assert first is not None
+        await d.silence_until(lambda es: s.now >= first.timestamp_s + 8 * 0.25 - 0.5)  # 0.5 s before the end
+        await d.speak(1.5)
+        await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) == 2)
+        await d.until_idle()
+    assert not d.of(ev.RESPONSE_CANCELLED)
+    assert [e.data["status"] for e in d.of(ev.RESPONSE_DONE)] == ["completed", "completed"]
+    assert d.of(ev.SPEECH_STARTED)[1].data["barge_in"] is False
+    assert len(h.asr.calls) == 2 and h.asr.calls[1].duration_s > 1.2  # the whole utterance, from its start

@@ -233,18 +233,26 @@ class Session:
             await self._check_barge_in()
             await self._reap_reply()
 
-    def _agent_audible(self) -> bool:
+    def _agent_engaged(self) -> bool:
+        """A committed reply is pending or playing, or its audio is still being heard."""
         r = self._reply
-        return (r is not None and r.committed.is_set() and r.playing) or self._playhead > self.now + 1e-3
+        return (r is not None and r.committed.is_set()) or self._playhead > self.now + 1e-3
 
     async def _check_barge_in(self) -> None:
-        if not self.detector.in_speech or not self._agent_audible():
+        """Decide a tentative turn (speech that began while the agent was engaged): it interrupts once it lasts
+        ``barge_in_min_ms``; it becomes an ordinary turn if the agent finishes first."""
+        if not self.detector.in_speech or not self._ignore_turn:
             return
-        if self.detector.speech_s * 1000.0 >= self.settings.barge_in_min_ms:
+        if not self._agent_engaged():
+            self._adopt_turn(barge_in=False)
+        elif self.detector.speech_s * 1000.0 >= self.settings.barge_in_min_ms:
             await self._interrupt("barge_in")
-            self._ignore_turn = False
-            self.emit(SessionEvent(ev.SPEECH_STARTED, {"audio_start_ms": int(self.now * 1000), "barge_in": True}))
-            self._open_emotion_gate(self.now, None)  # from here on the agent is silent: the voice is the user's
+            self._adopt_turn(barge_in=True)
+
+    def _adopt_turn(self, *, barge_in: bool) -> None:
+        self._ignore_turn = False
+        self.emit(SessionEvent(ev.SPEECH_STARTED, {"audio_start_ms": int(self.now * 1000), "barge_in": barge_in}))
+        self._open_emotion_gate(self.now, None)  # from here on the agent is silent: the voice is the user's
 
     async def _interrupt(self, reason: str) -> None:
         reply = self._reply
@@ -277,11 +285,9 @@ class Session:
             self._on_user_turn(event)
 
     async def _on_speech_started(self, event: SpeechStarted) -> None:
-        if self._agent_audible():
-            self._ignore_turn = True  # maybe a backchannel; becomes a turn if it lasts to barge-in
+        if self._agent_engaged():
+            self._ignore_turn = True  # tentative: a backchannel ("mhm") unless it lasts to barge-in
             return
-        if self._reply is not None:
-            await self._interrupt("user_spoke")  # committed but not yet audible: the user went on
         self._ignore_turn = False
         self.emit(SessionEvent(ev.SPEECH_STARTED, {"audio_start_ms": int(event.timestamp_s * 1000)}))
         self._open_emotion_gate(event.timestamp_s, self.detector)
