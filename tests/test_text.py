@@ -75,3 +75,10 @@ def test_reply_tag_is_stripped_and_read() -> None:
     assert out == "(not a tag, just an aside that goes on) ok"
     p = ReplyTagParser()
     assert p.push("[whatever] Hi") == "Hi" and p.emotion is None and p.raw_tag == "whatever"
+
+
+def test_run_on_first_piece_is_cut_at_a_word_boundary() -> None:
+    words = [f"w{i} " for i in range(30)]
+    pieces = split(words)
+    assert len(pieces[0][1].split()) == 12 and pieces[0][0] == 12  # released as the 13th word arrived
+    assert " ".join(p for _, p in pieces).split() == [w.strip() for w in words]

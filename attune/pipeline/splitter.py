@@ -19,6 +19,7 @@ SENTENCE_END = ".!?…"
 CLAUSE_END = ",;:—–"
 CLOSERS = "\"')]}»”’"
 MAX_PIECE_WORDS = 40  # a run-on with no punctuation is cut at a space after this many words
+FIRST_PIECE_MAX_WORDS = 12  # ... and the first piece of a reply after this many, so speech starts soon
 _WORD = re.compile(r"\S+")
 
 
@@ -70,7 +71,8 @@ class SentenceSplitter:
             elif ch in CLAUSE_END and self._released == 0 and self._clause_ready(buf, i):
                 return i + 1
             i += 1
-        if len(_WORD.findall(buf)) > MAX_PIECE_WORDS:
+        limit = FIRST_PIECE_MAX_WORDS if self._released == 0 else MAX_PIECE_WORDS
+        if len(_WORD.findall(buf)) > limit:
             last_space = buf.rstrip().rfind(" ")
             return last_space + 1 if last_space > 0 else None
         return None
