@@ -292,3 +292,16 @@ async def test_speech_starting_just_before_the_agent_ends_becomes_a_turn() -> No
     assert [e.data["status"] for e in d.of(ev.RESPONSE_DONE)] == ["completed", "completed"]
     assert d.of(ev.SPEECH_STARTED)[1].data["barge_in"] is False
     assert len(h.asr.calls) == 2 and h.asr.calls[1].duration_s > 1.2  # the whole utterance, from its start
+
+
+async def test_llm_down_before_any_word_the_agent_says_so() -> None:
+    h = Harness(llm=ScriptedLLM(["never"], fail_after=0))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert d.of(ev.ERROR)[0].data["code"] == "llm_failed"
+    assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == [
+        "Sorry, I lost my train of thought. Could you say that again?"]
+    assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "failed"

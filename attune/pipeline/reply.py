@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 OUTPUT_FRAME_S = 0.02  # s of audio per output event
+LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 
 
 @dataclass
@@ -191,6 +192,8 @@ class Reply:
         except BackendError as exc:
             self.state.status = "failed"
             self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+            if index == 0:  # nothing said yet: tell the user rather than stay silent
+                await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
             await self._sentences.put(None)
 
