@@ -68,13 +68,14 @@ def default_planner() -> Planner:
 
 
 def expression_guidance(plan: ResponsePlanLike) -> str:
-    """One sentence of guidance, e.g. "Sound moderately calm (complement: the user sounds anxious)."."""
+    """How to sound, in as few tokens as possible (each prompt token costs ~14 ms of time to first token with the
+    1.5B model on 2 cores): e.g. "Reply moderately calm." The strategy's reason goes to the trace instead."""
     intensity = plan.intensity
     if isinstance(intensity, (int, float)):
         adverb = Intensity.from_score(float(intensity)).adverb
     else:
         adverb = Intensity(getattr(intensity, "value", str(intensity))).adverb
-    return f"Answer sounding {adverb} {plan.expressed_emotion.value}; {plan.strategy}: {plan.reason}."
+    return f"Reply {adverb} {plan.expressed_emotion.value}."
 
 
 class PromptBuilder:
