@@ -83,3 +83,67 @@ def test_mic_without_portaudio_or_device_is_a_clear_error(capsys) -> None:
     err = capsys.readouterr().err
     assert "PortAudio" in err or "audio device" in err
     assert "install with" in err
+
+
+class _FakeStream:
+    """Stands in for sounddevice's InputStream/OutputStream: a thread calls the callback like PortAudio does."""
+
+    played: list[np.ndarray] = []
+
+    def __init__(self, *, samplerate: int, channels: int, dtype: str, callback, device=None, blocksize=None):
+        import threading
+
+        self.rate, self.callback, self.block = samplerate, callback, blocksize or 480
+        self.is_input = blocksize is not None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import time as _time
+
+        i = 0
+        while not self._stop.is_set():
+            if self.is_input:  # 1 s of "speech", then silence
+                t = (np.arange(self.block) + i * self.block) / self.rate
+                level = 0.3 if i < 50 else 0.0
+                block = (level * np.sin(2 * np.pi * 200 * t)).astype(np.float32)[:, None]
+                self.callback(block, self.block, None, None)
+            else:
+                out = np.zeros((self.block, 1), np.float32)
+                self.callback(out, self.block, None, None)
+                _FakeStream.played.append(out[:, 0].copy())
+            i += 1
+            _time.sleep(0.002)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def test_microphone_transport_with_a_fake_device(monkeypatch) -> None:
+    import asyncio
+    import types
+
+    from attune.pipeline import local_audio
+
+    fake_sd = types.SimpleNamespace(InputStream=_FakeStream, OutputStream=_FakeStream)
+    monkeypatch.setattr(local_audio, "import_sounddevice", lambda: fake_sd)
+    _FakeStream.played = []
+    h = Harness()
+    stop = asyncio.Event()
+    seen: list[str] = []
+
+    def on_event(event) -> None:
+        seen.append(event.type)
+        if event.type == ev.RESPONSE_DONE:
+            stop.set()
+
+    async with h.session() as s:
+        await asyncio.wait_for(local_audio.run_microphone(s, on_event=on_event, stop=stop), timeout=60)
+    assert ev.SPEECH_STARTED in seen and ev.TRANSCRIPT in seen and ev.RESPONSE_DONE in seen
+    played = np.concatenate(_FakeStream.played)
+    assert np.sum(np.abs(played) > 0.05) > 0.5 * 16000  # the reply reached the speaker
