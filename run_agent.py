@@ -17,6 +17,7 @@ from attune.errors import AttuneError, ConfigError
 
 COMMAND_MODULES = (
     "attune.commands.emotion",
+    "attune.commands.engines",
 )
 
 
