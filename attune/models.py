@@ -147,7 +147,7 @@ def fetch_wheels(requirements: tuple[str, ...], download_dir: Path) -> dict[str,
     download_dir.mkdir(parents=True, exist_ok=True)
     missing = [r for r in requirements if _wheel_for(r, download_dir) is None]
     if missing:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
                "-d", str(download_dir), *missing]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:

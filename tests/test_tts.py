@@ -89,3 +89,14 @@ def test_prosody_maps_to_native_controls() -> None:
     assert espeak_flags(None) == ["-s", "175", "-p", "50", "-a", "100"]
     flags = espeak_flags(ProsodyParameters(speech_rate=0.8, pitch_shift_semitones=-3, volume_db=6))
     assert flags == ["-s", "140", "-p", "38", "-a", "200"]
+
+
+def test_bench_tts_command_prints_figures(capsys: pytest.CaptureFixture[str], espeak: EspeakTTS) -> None:
+    import json
+
+    import run_agent
+
+    assert run_agent.main(["bench-tts", "--providers", "espeak", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["provider"] == "espeak" and row["sentences"] == 4 and 0 < row["rtf"] < 1
+    assert row["first_audio_ms_p50"] > 0

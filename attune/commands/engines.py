@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import time
@@ -132,6 +133,9 @@ def _p(values: list[float], q: float) -> float:
 
 
 def _report(results: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    load1 = round(os.getloadavg()[0], 2)  # figures from a busy machine are read against this
+    for r in results:
+        r["load1"] = load1
     if as_json:
         print(json.dumps(results))
         return
