@@ -27,6 +27,7 @@ class ToneTTS:
     async def synthesize(self, text: str, prosody: Any = None, *, emotion: str | None = None
                          ) -> AsyncIterator[AudioChunk]:
         self.calls += 1
+        self.emotion = emotion
         if self.fail == "before":
             raise TTSError(f"{self.name} down", retryable=True, backend=self.name)
         for i in range(self.chunks):
@@ -130,3 +131,20 @@ async def test_create_tts_builds_real_providers_and_falls_back_from_a_dead_csm()
     assert router.stats_dict()["csm"]["failures"] == 1 and router.stats_dict()["piper"]["requests"] == 1
     health = await router.health()
     assert health["csm"]["available"] is False and health["piper"]["available"] is True
+
+
+class PlainTTS:
+    """A provider implementing only the protocol's synthesize(text, prosody)."""
+
+    name, sample_rate = "plain", 22050
+
+    async def synthesize(self, text: str, prosody: Any = None) -> AsyncIterator[AudioChunk]:
+        yield AudioChunk(tone(300, 0.2, 22050), 22050)
+
+
+async def test_reference_emotion_reaches_providers_that_take_it() -> None:
+    csm = ToneTTS("csm", 24000)
+    router = VoiceModelRouter({"csm": csm, "plain": PlainTTS()}, tier="highest")
+    await _collect(router, emotion="sad")
+    assert csm.emotion == "sad"
+    assert len(await _collect(router, provider="plain")) == 1

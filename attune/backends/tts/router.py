@@ -104,7 +104,10 @@ class VoiceModelRouter:
             emitted, audio_s, first_s = False, 0.0, 0.0
             t0 = time.perf_counter()
             try:
-                stream = backend.synthesize(text, prosody, emotion=emotion)  # type: ignore[call-arg]
+                # ``emotion`` (a reference-bank name) only goes to providers when set: the protocol's
+                # synthesize(text, prosody) is all a third-party provider has to implement.
+                stream = (backend.synthesize(text, prosody, emotion=emotion)  # type: ignore[call-arg]
+                          if emotion is not None else backend.synthesize(text, prosody))
                 async for chunk in stream:
                     if not emitted:
                         first_s = time.perf_counter() - t0
