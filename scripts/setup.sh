@@ -9,6 +9,8 @@ log() { printf '[setup] %s\n' "$*"; }
 # --- system packages (Debian): espeak-ng is the last-resort TTS voice --------------------------------------
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# LibriVox read-speech clips with transcripts: the real-speech ASR tests and bench-asr use them (optional).
+[ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${need_apt[*]} with apt-get"
