@@ -79,12 +79,14 @@ async def test_prefix_cache_evaluates_only_the_new_tokens(llm: LlamaCppLLM, monk
     prompt_len = llm.last_prompt_tokens
     prompt_evaluated = counts[0]
     assert prompt_evaluated <= prompt_len - system_len  # the persona prefix was not evaluated again
+    assert llm.last_reused_tokens >= system_len
 
     llm.prefix_cache = False
     try:
         counts.clear()
         await _collect(llm, turn, max_tokens=2, temperature=0.0)
         assert counts[0] == prompt_len  # with reuse off the whole prompt is evaluated
+        assert llm.last_reused_tokens == 0
     finally:
         llm.prefix_cache = True
 

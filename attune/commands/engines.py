@@ -166,7 +166,8 @@ async def _llm_turns(llm: Any, turns: int, max_tokens: int) -> list[dict[str, fl
                 first = time.perf_counter() - t0
             pieces += 1
         total = time.perf_counter() - t0
-        out.append({"ttft": first, "tok_s": (pieces - 1) / max(total - first, 1e-6) if pieces > 1 else 0.0})
+        out.append({"ttft": first, "tok_s": (pieces - 1) / max(total - first, 1e-6) if pieces > 1 else 0.0,
+                    "prompt": getattr(llm, "last_prompt_tokens", 0), "reused": getattr(llm, "last_reused_tokens", 0)})
     return out
 
 
@@ -182,7 +183,9 @@ def cmd_bench_llm(args: argparse.Namespace, config: Config) -> int:
         ttfts = [t["ttft"] * 1000 for t in turns]
         results.append({"model": model, "prefix_cache": reuse, "turns": len(turns),
                         "ttft_ms_p50": round(statistics.median(ttfts), 1), "ttft_ms_p95": round(_p(ttfts, 95), 1),
-                        "tok_s": round(statistics.mean(t["tok_s"] for t in turns), 1)})
+                        "tok_s": round(statistics.mean(t["tok_s"] for t in turns), 1),
+                        "prompt_tokens": round(statistics.mean(t["prompt"] for t in turns)),
+                        "evaluated_tokens": round(statistics.mean(t["prompt"] - t["reused"] for t in turns))})
         del llm
     _report(results, args.json, "LLM (llama-cpp, 2 threads)")
     return 0

@@ -49,6 +49,7 @@ class LlamaCppLLM:
         self._lock = threading.Lock()  # one generation at a time: the context is not thread-safe
         self.last_prompt_tokens = 0  # tokens in the last prompt
         self.last_ttft_s = 0.0  # time from call to first piece of the last stream
+        self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
         """The prompt as the model's own chat template (from the GGUF) renders and tokenises it."""
@@ -70,11 +71,22 @@ class LlamaCppLLM:
             self._llm.eval(tokens)
         return len(tokens)
 
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """How many leading prompt tokens the KV state already holds (llama-cpp re-uses them)."""
+        cached = self._llm._input_ids[: self._llm.n_tokens]
+        n = 0
+        for a, b in zip(cached, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)  # the last prompt token is always re-evaluated for fresh logits
+
     def _generate(self, prompt: list[int], max_tokens: int, temperature: float,
                   stop: threading.Event) -> Iterator[str]:
         with self._lock:
             if not self.prefix_cache:
                 self._llm.reset()
+            self.last_reused_tokens = self._cached_prefix(prompt)
             if len(prompt) + max_tokens > self.n_ctx:
                 raise LLMError(f"prompt of {len(prompt)} tokens + {max_tokens} does not fit n_ctx={self.n_ctx}",
                                backend=self.name)
