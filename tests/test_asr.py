@@ -9,6 +9,7 @@ import pytest
 
 from attune.backends.asr.factory import choose_asr_backend, create_asr
 from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+from attune.backends.base import ASRBackend
 from attune.commands.engines import normalize_words, word_errors
 from attune.config import Config
 from attune.errors import AudioInputError, BackendUnavailable
@@ -25,6 +26,7 @@ def tiny() -> FasterWhisperASR:
 def test_transcribes_read_speech_with_segment_timestamps(tiny: FasterWhisperASR) -> None:
     wav, reference = librivox_clips()[0]
     samples, rate = load_wav(wav)
+    assert isinstance(tiny, ASRBackend)
     result = tiny.transcribe(AudioChunk(samples, rate))
     ref = normalize_words(reference)
     assert word_errors(ref, normalize_words(result.text)) / len(ref) < 0.25

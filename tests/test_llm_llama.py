@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, LLMBackend
 from attune.backends.llm.factory import create_llm
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
 from attune.config import Config
@@ -108,6 +108,6 @@ def test_missing_gguf_names_the_install_command(tmp_path: Any) -> None:
 async def test_default_config_uses_the_1_5b_model() -> None:
     installed_model("qwen2.5-1.5b")
     llm = create_llm(Config())
-    assert isinstance(llm, LlamaCppLLM) and "1.5b" in llm.model_path.name
+    assert isinstance(llm, LlamaCppLLM) and isinstance(llm, LLMBackend) and "1.5b" in llm.model_path.name
     text = "".join(await _collect(llm, [SYSTEM, ChatMessage("user", "My cat is sick.")], max_tokens=16))
     assert len(text.split()) >= 2

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from attune.backends.base import TTSBackend
 from attune.backends.tts.factory import create_tts
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
@@ -125,6 +126,7 @@ async def test_create_tts_builds_real_providers_and_falls_back_from_a_dead_csm()
     config = replace(config, tts=replace(config.tts, tier="highest", csm_url=f"http://127.0.0.1:{free_port()}",
                                          timeout_s=2.0))
     router = create_tts(config)
+    assert isinstance(router, TTSBackend) and all(isinstance(b, TTSBackend) for b in router.providers.values())
     assert set(router.providers) == {"csm", "piper", "espeak"}
     chunks = await _collect(router, "It is lovely to talk with you.")
     assert sum(c.duration_s for c in chunks) > 1.0
