@@ -50,18 +50,29 @@ class LlamaCppLLM:
         self.last_prompt_tokens = 0  # tokens in the last prompt
         self.last_ttft_s = 0.0  # time from call to first piece of the last stream
         self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
+        self._formatters: dict[bool, Any] = {}
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
-        """The prompt as the model's own chat template (from the GGUF) renders and tokenises it."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        """The prompt as the model's own chat template (from the GGUF) renders and tokenises it.
 
+        Control-token look-alikes in message text (``<|im_start|>``) are defused first, so a user cannot open
+        a system turn by typing one.
+        """
         dicts = check_messages(messages, self.name) if add_generation_prompt else [
             {"role": m.role, "content": m.content} for m in messages]
-        template = self._llm.metadata.get("tokenizer.chat_template", CHATML_TEMPLATE)
-        formatter: Any = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="",
-                                        add_generation_prompt=add_generation_prompt)
-        text = formatter(messages=dicts).prompt
+        for d in dicts:
+            d["content"] = d["content"].replace("<|", "< |")
+        text = self._formatter(add_generation_prompt)(messages=dicts).prompt
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _formatter(self, add_generation_prompt: bool) -> Any:
+        if add_generation_prompt not in self._formatters:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self._llm.metadata.get("tokenizer.chat_template", CHATML_TEMPLATE)
+            self._formatters[add_generation_prompt] = Jinja2ChatFormatter(
+                template=template, eos_token="<|im_end|>", bos_token="", add_generation_prompt=add_generation_prompt)
+        return self._formatters[add_generation_prompt]
 
     def prime(self, messages: Sequence[ChatMessage]) -> int:
         """Evaluate the fixed prefix (e.g. the system message) now, so the first turn reuses it. Blocking."""
