@@ -20,7 +20,11 @@ INSTALL_HINT = "bash scripts/setup.sh  (or: pip install faster-whisper==1.2.1)"
 
 
 class FasterWhisperASR:
-    """Blocking ``transcribe(chunk) -> Transcription``; one decode at a time per instance (a lock guards it)."""
+    """Blocking ``transcribe(chunk) -> Transcription``; one decode at a time per instance (a lock guards it).
+
+    Segment times are seconds from the start of the chunk (add ``chunk.timestamp_s`` for stream time);
+    ``no_speech_prob`` is the lowest of the segments' (1.0 when Whisper found no segment at all).
+    """
 
     name = "faster-whisper"
 
