@@ -105,6 +105,14 @@ class TTSConfig:
 
 
 @dataclass(frozen=True)
+class ExpressionConfig:
+    strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
+    apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
+    references_dir: str = setting("references")  # the emotion reference bank; relative to the repository root
+    tts: str = setting("espeak")  # engine for `speak` and `build-references` until the TTS router lands
+
+
+@dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
@@ -113,6 +121,7 @@ class Config:
     asr: ASRConfig = field(default_factory=ASRConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
+    expression: ExpressionConfig = field(default_factory=ExpressionConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""

@@ -4,6 +4,7 @@
     ├── ConfigError                 bad config.yaml key, type, range or environment override
     ├── AudioInputError             audio that cannot be used: empty, NaN/Inf, malformed WAV, bad rate
     ├── ProtocolError               a client message that breaks the WebSocket protocol
+    ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
         ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
         ├── EmotionError
@@ -36,6 +37,10 @@ class ProtocolError(AttuneError):
     def __init__(self, message: str, code: str = "invalid_request") -> None:
         super().__init__(message)
         self.code = code
+
+
+class ReferenceBankError(AttuneError):
+    """An emotion reference is missing, unreadable or fails its SHA-256 check; the message names the file."""
 
 
 class BackendError(AttuneError):

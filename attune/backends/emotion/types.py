@@ -200,7 +200,8 @@ class ProsodicMarkers:
     voice_tremor: float = 0.0  # 0..1, from jitter
     breathiness: float = 0.0  # 0..1, from spectral flatness / harmonicity
     hesitation_count: int = 0
-    energy_variance: float = 0.0
+    energy_variance: float = 0.0  # variance of the speech frames' amplitude relative to its mean
+    level_dbfs: float = -200.0  # RMS level of the speech frames in dBFS (-200 = no speech found)
 
     def descriptions(self) -> list[str]:
         """Short human phrases for the notable markers, most telling first."""
@@ -233,6 +234,7 @@ class ProsodicMarkers:
             "breathiness": round(self.breathiness, 3),
             "hesitation_count": self.hesitation_count,
             "energy_variance": round(self.energy_variance, 4),
+            "level_dbfs": round(self.level_dbfs, 2),
         }
 
 

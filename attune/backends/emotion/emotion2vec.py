@@ -1,0 +1,99 @@
+"""emotion2vec backend: a neural speech-emotion model from weights the user supplies (no registry ships them).
+
+``emotion.model_path`` names a TorchScript export of an emotion2vec+ classifier that maps a (1, n) float32
+16 kHz waveform to logits over its nine labels (``E2V_LABELS``). Without torch or the file the backend raises
+``BackendUnavailable`` with the reason, and the registry falls back to prosodic. The mapping from logits to an
+``EmotionResult`` (``result_from_logits``) is plain numpy so it is tested without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from attune.backends.emotion.features import extract_markers
+from attune.backends.emotion.types import (
+    EmotionCategory,
+    EmotionResult,
+    PrimaryDimensions,
+    ProsodicMarkers,
+    predictions_from_scores,
+)
+from attune.config import EmotionConfig
+from attune.errors import BackendUnavailable, EmotionError
+from attune.pipeline.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
+
+log = logging.getLogger("attune.emotion.emotion2vec")
+
+INSTALL_HINT = "pip install torch"
+CONFIDENCE_CAP = 0.95
+E = EmotionCategory
+# emotion2vec+ label order, with each label's taxonomy category and (valence, arousal, dominance).
+E2V_LABELS: tuple[tuple[str, EmotionCategory | None, tuple[float, float, float]], ...] = (
+    ("angry", E.ANGRY, (-0.65, 0.85, 0.8)),
+    ("disgusted", E.FRUSTRATED, (-0.6, 0.45, 0.6)),
+    ("fearful", E.ANXIOUS, (-0.6, 0.8, 0.2)),
+    ("happy", E.HAPPY, (0.75, 0.7, 0.65)),
+    ("neutral", E.NEUTRAL, (0.0, 0.4, 0.5)),
+    ("other", None, (0.0, 0.4, 0.5)),
+    ("sad", E.SAD, (-0.7, 0.2, 0.25)),
+    ("surprised", E.EXCITED, (0.3, 0.8, 0.5)),
+    ("unknown", None, (0.0, 0.4, 0.5)),
+)
+
+
+def result_from_logits(logits: np.ndarray, quality: AudioQuality, duration_s: float, backend: str = "emotion2vec",
+                       markers: ProsodicMarkers | None = None) -> EmotionResult:
+    """EmotionResult from one row of nine emotion2vec+ logits (softmax, VAD as the posterior-weighted mean)."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    if z.size != len(E2V_LABELS) or not np.isfinite(z).all():
+        raise EmotionError(f"emotion2vec model returned {z.size} logits, expected {len(E2V_LABELS)} finite values",
+                           backend=backend)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    vad = np.array([v for _, _, v in E2V_LABELS]).T @ p
+    dims = PrimaryDimensions(float(vad[0]), float(vad[1]), float(vad[2]))
+    scores = [(cat, float(pi)) for (_, cat, _), pi in zip(E2V_LABELS, p, strict=True) if cat is not None]
+    confidence = min(float(max(s for _, s in scores)), CONFIDENCE_CAP)
+    preds = predictions_from_scores(scores, confidence, confidence_cap=confidence)
+    return EmotionResult(dims, preds, markers or ProsodicMarkers(), quality, duration_s, backend, confidence)
+
+
+class Emotion2VecBackend:
+    """Runs a user-supplied emotion2vec+ TorchScript export on CPU."""
+
+    name = "emotion2vec"
+
+    def __init__(self, config: EmotionConfig | None = None) -> None:
+        self.config = config or EmotionConfig()
+        if not self.config.model_path:
+            raise BackendUnavailable("emotion2vec needs weights: set emotion.model_path to a TorchScript export "
+                                     "(no registry ships them)", install_hint=INSTALL_HINT, backend=self.name)
+        path = Path(self.config.model_path).expanduser()
+        if not path.is_file():
+            raise BackendUnavailable(f"emotion2vec weights not found at {path}", install_hint=INSTALL_HINT,
+                                     backend=self.name)
+        try:
+            self._torch = importlib.import_module("torch")
+        except ImportError as exc:
+            raise BackendUnavailable(f"emotion2vec needs torch ({exc})", install_hint=INSTALL_HINT,
+                                     backend=self.name) from exc
+        try:
+            self._model = self._torch.jit.load(str(path), map_location="cpu").eval()
+        except (RuntimeError, ValueError) as exc:
+            raise BackendUnavailable(f"cannot load emotion2vec weights {path}: {exc}", backend=self.name) from exc
+
+    def analyze(self, audio: np.ndarray, sample_rate: int) -> EmotionResult:
+        x, bad = prepare(audio, sample_rate)
+        quality = measure_quality(x, SAMPLE_RATE, non_finite_fraction=bad, min_duration_s=self.config.min_duration_s)
+        markers = extract_markers(x, SAMPLE_RATE)
+        with self._torch.inference_mode():
+            logits = self._model(self._torch.from_numpy(x[None, :])).cpu().numpy()
+        result = result_from_logits(logits, quality, len(x) / SAMPLE_RATE, self.name, markers)
+        if not quality.usable:
+            result = replace(result, confidence=0.0)
+        return result

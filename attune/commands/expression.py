@@ -1,0 +1,119 @@
+"""Expression subcommands: ``speak``, ``bench-prosody``, ``build-references`` and ``emotion-axis``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attune.config import Config
+from attune.errors import AttuneError
+
+BENCH_TEXT = ("The weather was lovely today, and we walked along the river for an hour. "
+              "Then we went home, made some tea, and talked until it was dark.")
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("speak", help="speak a sentence with an emotion's prosody into a WAV file")
+    p.add_argument("--text", required=True)
+    p.add_argument("--emotion", default="neutral", help="one of the 26 categories, e.g. calm, sad, excited")
+    p.add_argument("--intensity", type=float, default=1.0, help="0..1, scales the profile toward neutral")
+    p.add_argument("--out", required=True, help="output WAV path")
+    p.add_argument("--tts", default=None, help="speech engine (default: expression.tts)")
+    p.set_defaults(handler=cmd_speak)
+    p = sub.add_parser("bench-prosody", help="real-time factor of the prosody DSP on every profile")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sample-rate", type=int, default=0, help="resample the test speech to this rate first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench)
+    p = sub.add_parser("build-references", help="render the emotion reference bank (WAVs + manifest.json)")
+    p.add_argument("--out", default=None, help="folder (default: expression.references_dir)")
+    p.add_argument("--tts", default=None)
+    p.set_defaults(handler=cmd_build_references)
+    p = sub.add_parser("emotion-axis", help="measure the anger-minus-neutral prosodic axis of an EmoDB folder")
+    p.add_argument("--data", required=True, help="EmoDB-layout folder of WAVs")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.set_defaults(handler=cmd_emotion_axis)
+
+
+def cmd_speak(args: argparse.Namespace, config: Config) -> int:
+    from attune.agent.prosody import profile_for
+    from attune.agent.speech_source import render_speech
+    from attune.pipeline.audio import write_wav
+    from attune.pipeline.prosody_dsp import apply_to_audio
+
+    try:
+        params = profile_for(args.emotion, args.intensity)
+    except ValueError as exc:
+        raise AttuneError(str(exc)) from None
+    audio, rate = render_speech(args.text, args.tts or config.expression.tts)
+    if config.expression.apply_prosody:
+        audio = apply_to_audio(audio, rate, params)
+    write_wav(args.out, audio, rate)
+    print(f"wrote {args.out}: {len(audio) / rate:.2f} s at {rate} Hz, {args.emotion} {params.to_dict()}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, config: Config) -> int:
+    from attune.agent.prosody import PROFILES
+    from attune.agent.speech_source import render_speech
+    from attune.backends.emotion.types import EmotionCategory
+    from attune.pipeline.audio import check_sample_rate, resample
+    from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio
+
+    audio, rate = render_speech(BENCH_TEXT, config.expression.tts)
+    if args.sample_rate:
+        audio, rate = resample(audio, rate, check_sample_rate(args.sample_rate)), args.sample_rate
+    seconds = len(audio) / rate
+    rows = {}
+    for emotion, params in PROFILES.items():
+        times = []
+        for _ in range(max(1, args.repeats)):
+            t0 = time.perf_counter()
+            apply_to_audio(audio, rate, params)
+            times.append(time.perf_counter() - t0)
+        rows[emotion.value] = float(np.median(times)) / seconds
+    # Streaming: 20 ms pushes, the way a TTS stream arrives.
+    app, hop = ProsodyApplicator(rate, PROFILES[EmotionCategory.EXCITED]), rate // 50
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), hop):
+        app.push(audio[i:i + hop])
+    app.flush()
+    stream_rtf = (time.perf_counter() - t0) / seconds
+    rtfs = np.array(list(rows.values()))
+    summary = {"audio_s": round(seconds, 2), "sample_rate": rate, "rtf_p50": round(float(np.median(rtfs)), 4),
+               "rtf_p95": round(float(np.percentile(rtfs, 95)), 4), "rtf_max": round(float(rtfs.max()), 4),
+               "rtf_max_emotion": max(rows, key=lambda k: rows[k]),
+               "stream_20ms_rtf_excited": round(stream_rtf, 4)}
+    if args.json:
+        print(json.dumps({"summary": summary, "per_emotion": {k: round(v, 4) for k, v in rows.items()}}, indent=2))
+    else:
+        for k, v in sorted(rows.items(), key=lambda kv: -kv[1]):
+            print(f"{k:14s} RTF {v:.4f}")
+        print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+def cmd_build_references(args: argparse.Namespace, config: Config) -> int:
+    from attune.agent.references import build_bank
+
+    out = args.out or str(config.resolve_path(config.expression.references_dir))
+    manifest = build_bank(out, args.tts or config.expression.tts)
+    for entry in manifest["references"]:  # type: ignore[attr-defined]
+        print(f"{entry['file']:24s} {entry['duration_s']:5.2f} s  {entry['sha256'][:12]}  {entry['transcript']}")
+    print(f"wrote {out}/manifest.json (tts: {manifest['tts']})")
+    return 0
+
+
+def cmd_emotion_axis(args: argparse.Namespace, config: Config) -> int:
+    from attune.agent.steering import compute_axis, save_axis
+
+    axis, per_speaker = compute_axis(args.data)
+    save_axis(axis, per_speaker, args.out, source=f"EmoDB-layout folder {Path(args.data).name}")
+    print(json.dumps(axis.to_dict()))
+    print(f"wrote {args.out} from {len(per_speaker)} speakers")
+    return 0
