@@ -10,6 +10,7 @@ import pytest
 
 from attune.backends.base import TTSBackend
 from attune.backends.tts.factory import create_tts
+from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.errors import BackendUnavailable, TTSError
@@ -54,6 +55,7 @@ async def test_falls_back_along_the_tier_chain() -> None:
     router = VoiceModelRouter({"csm": csm, "piper": piper, "espeak": espeak}, tier="highest")
     chunks = await _collect(router)
     assert len(chunks) == 2 and (csm.calls, piper.calls, espeak.calls) == (1, 1, 0)
+    assert router.last_provider == "piper" and native_dimensions(router.last_provider) == ("speech_rate",)
     stats = router.stats_dict()
     assert stats["csm"]["failures"] == 1 and stats["piper"]["requests"] == 1 and stats["piper"]["failures"] == 0
     assert stats["piper"]["rtf"] > 0 and stats["piper"]["mean_latency_ms"] >= 0

@@ -16,6 +16,21 @@ ESPEAK_PITCH = 50  # espeak-ng's default pitch, 0..99
 ESPEAK_SEMITONE_STEP = 4.0  # espeak pitch units per semitone, roughly, near the default
 
 
+# The ProsodyParameters dimensions each provider realises natively. The DSP stage leaves these neutral for
+# audio from that provider: ``prosody.neutralized(*NATIVE_DIMENSIONS[router.last_provider])``. Piper's
+# pitch_variance mapping only shapes its noise terms, so the DSP still applies pitch variance.
+NATIVE_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "piper": ("speech_rate",),
+    "espeak": ("speech_rate", "pitch_shift_semitones", "volume_db"),
+    "csm": (),
+}
+
+
+def native_dimensions(provider: str | None) -> tuple[str, ...]:
+    """What ``provider`` already applied (nothing for an unknown or absent provider)."""
+    return NATIVE_DIMENSIONS.get(provider or "", ())
+
+
 @dataclass(frozen=True)
 class PiperControls:
     length_scale: float  # > 1 is slower

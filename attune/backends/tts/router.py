@@ -67,6 +67,7 @@ class VoiceModelRouter:
         self.cooldown_s = cooldown_s
         self._clock = clock
         self.stats: dict[str, ProviderStats] = {name: ProviderStats() for name in self.providers}
+        self.last_provider = ""  # the provider whose audio the latest request emitted
 
     def chain(self, tier: str | None = None, provider: str | None = None) -> list[str]:
         """The providers a request will try, in order: built, not cooling down."""
@@ -111,6 +112,7 @@ class VoiceModelRouter:
                 async for chunk in stream:
                     if not emitted:
                         first_s = time.perf_counter() - t0
+                        self.last_provider = name
                     emitted = True
                     audio_s += chunk.duration_s
                     yield self._at_rate(chunk)
