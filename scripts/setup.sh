@@ -13,10 +13,15 @@ command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 [ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt_install() {  # quietly; refreshes the package lists once when the first try fails
+      apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; }
+    }
     log "installing ${need_apt[*]} with apt-get"
-    (apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null; }) \
-      || log "WARNING: could not install ${need_apt[*]}; run: sudo apt-get install ${need_apt[*]}"
+    # One package that this distribution lacks must not keep the others out: retry them one by one.
+    apt_install "${need_apt[@]}" || for pkg in "${need_apt[@]}"; do
+      apt_install "$pkg" || log "WARNING: could not install $pkg; run: sudo apt-get install $pkg"
+    done
   else
     log "WARNING: ${need_apt[*]} missing; run: sudo apt-get install ${need_apt[*]}"
   fi
