@@ -53,6 +53,8 @@ async def _collect(router: VoiceModelRouter, text: str = "Hello there.", **kw: A
 async def test_falls_back_along_the_tier_chain() -> None:
     csm, piper, espeak = ToneTTS("csm", 24000, fail="before"), ToneTTS("piper"), ToneTTS("espeak")
     router = VoiceModelRouter({"csm": csm, "piper": piper, "espeak": espeak}, tier="highest")
+    assert router.planned_provider() == "csm" and router.planned_provider(provider="espeak") == "espeak"
+    assert router.planned_provider(provider="nope") == ""
     chunks = await _collect(router)
     assert len(chunks) == 2 and (csm.calls, piper.calls, espeak.calls) == (1, 1, 0)
     assert router.last_provider == "piper" and native_dimensions(router.last_provider) == ("speech_rate",)

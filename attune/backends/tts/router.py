@@ -83,6 +83,15 @@ class VoiceModelRouter:
         now = self._clock()
         return [n for n in names if n in self.providers and self.stats[n].cooldown_until <= now]
 
+    def planned_provider(self, tier: str | None = None, provider: str | None = None) -> str:
+        """The provider the next request will try first ("" if none): what the DSP can plan for before audio
+        arrives. After a fail-over ``last_provider`` says which one really spoke."""
+        try:
+            names = self.chain(tier, provider)
+        except BackendUnavailable:
+            return ""
+        return names[0] if names else ""
+
     def _failed(self, name: str) -> None:
         s = self.stats[name]
         s.failures += 1
