@@ -18,6 +18,7 @@ from attune.errors import AttuneError, ConfigError
 COMMAND_MODULES = (
     "attune.commands.emotion",
     "attune.commands.conversation",
+    "attune.commands.engines",
     "attune.commands.expression",
 )
 

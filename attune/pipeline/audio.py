@@ -217,3 +217,17 @@ def measure_quality(
         too_short=samples.size < min_duration_s * sample_rate,
         non_finite_fraction=non_finite_fraction,
     )
+
+
+def load_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode an in-memory audio file into (mono float32, sample rate); AudioInputError if it is not one."""
+    import soundfile as sf
+
+    if not data:
+        raise AudioInputError("empty audio file")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioInputError(f"cannot decode audio: {exc}") from exc
+    mono, _ = to_mono_float(np.asarray(samples))
+    return mono, check_sample_rate(rate)

@@ -179,8 +179,8 @@ class Reply:
         tags = ReplyTagParser()
         index = 0
         try:
-            stream = s.backends.llm.stream(self._messages, max_tokens=s.agent_settings.max_reply_tokens,
-                                           temperature=s.agent_settings.temperature)
+            stream = s.backends.llm.stream(self._messages, max_tokens=s.config.llm.max_tokens,
+                                           temperature=s.config.llm.temperature)
             async for piece in stream:
                 self.trace.mark("llm_first_token")
                 text = tags.push(piece)

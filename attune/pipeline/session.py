@@ -26,6 +26,7 @@ from attune.agent.persona import Persona
 from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import ASRBackend, LLMBackend, TTSBackend
 from attune.backends.emotion.types import EmotionResult
+from attune.backends.tts.prosody_map import native_dimensions
 from attune.config import AgentConfig, Config, PipelineConfig
 from attune.errors import AudioInputError, BackendError
 from attune.pipeline import events as ev
@@ -198,10 +199,12 @@ class Session:
         factory = self.backends.dsp_factory
         if factory is None or prosody is None or not self.config.expression.apply_prosody:
             return None
-        # The TTS engines apply the speaking rate natively (Piper's length scale, espeak's words per minute);
-        # the DSP does the rest, so the rate is not applied twice.
+        # The provider about to speak applies some dimensions natively (Piper the rate; espeak-ng rate, pitch
+        # and volume); the DSP does the rest, so nothing is applied twice.
         if isinstance(prosody, ProsodyParameters):
-            prosody = replace(prosody, speech_rate=1.0)
+            planned = getattr(self.backends.tts, "planned_provider", None)
+            provider = planned() if callable(planned) else getattr(self.backends.tts, "name", "")
+            prosody = prosody.neutralized(*native_dimensions(provider))
         return factory(self.backends.tts.sample_rate, prosody)
 
     async def schedule_output(self, duration_s: float) -> float:

@@ -1,0 +1,1 @@
+"""Speech recognition backends (Whisper through faster-whisper, or mlx-whisper on Apple Silicon)."""

@@ -1,0 +1,29 @@
+"""What every ASR backend shares: input validation to 16 kHz mono float and the embedded model locations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attune.errors import AudioInputError
+from attune.pipeline.audio import SAMPLE_RATE, prepare
+from attune.pipeline.frames import AudioChunk
+
+MIN_ASR_SECONDS = 0.05  # s; shorter input carries no word and is rejected as bad input
+MAX_ASR_SECONDS = 600.0  # s; one utterance, not a whole recording session
+
+WHISPER_MODELS = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}  # config name -> attune.models name
+
+
+def validate_audio(audio: AudioChunk) -> np.ndarray:
+    """The chunk as 16 kHz mono float32, or ``AudioInputError`` (empty, NaN/Inf, bad rate, too short or long)."""
+    if not isinstance(audio, AudioChunk):
+        raise AudioInputError(f"expected an AudioChunk, got {type(audio).__name__}")
+    samples, bad = prepare(audio.samples, audio.sample_rate, SAMPLE_RATE)
+    if bad > 0:
+        raise AudioInputError(f"audio contains NaN/Inf samples ({bad:.1%}); refusing to transcribe it")
+    seconds = len(samples) / SAMPLE_RATE
+    if seconds < MIN_ASR_SECONDS:
+        raise AudioInputError(f"audio is too short to transcribe ({seconds * 1000:.0f} ms)")
+    if seconds > MAX_ASR_SECONDS:
+        raise AudioInputError(f"audio is too long for one utterance ({seconds:.0f} s > {MAX_ASR_SECONDS:.0f} s)")
+    return samples

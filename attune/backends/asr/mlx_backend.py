@@ -1,0 +1,44 @@
+"""Whisper through mlx-whisper on Apple Silicon (Metal). Import-guarded: it cannot run on Linux or x86.
+
+It takes an MLX-format Whisper folder (``asr`` model name -> ``mlx-community/whisper-<name>-mlx`` converted
+locally by the user); nothing here downloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from attune.backends.asr.common import validate_audio
+from attune.backends.base import Segment, Transcription
+from attune.errors import ASRError, BackendUnavailable
+from attune.pipeline.audio import SAMPLE_RATE
+from attune.pipeline.frames import AudioChunk
+
+INSTALL_HINT = "pip install mlx-whisper  (macOS on Apple Silicon only)"
+
+
+class MLXWhisperASR:
+    name = "mlx-whisper"
+
+    def __init__(self, model_dir: Path, *, language: str = "en", **_: Any) -> None:
+        try:
+            import mlx_whisper
+        except ImportError as exc:
+            raise BackendUnavailable(f"mlx-whisper is not installed: {exc}", install_hint=INSTALL_HINT,
+                                     backend=self.name) from exc
+        self._mlx: Any = mlx_whisper
+        self.model_dir = Path(model_dir)
+        self.language = language
+
+    def transcribe(self, audio: AudioChunk) -> Transcription:
+        samples = validate_audio(audio)
+        try:
+            out = self._mlx.transcribe(samples, path_or_hf_repo=str(self.model_dir), language=self.language)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ASRError(f"mlx-whisper failed: {exc}", retryable=True, backend=self.name) from exc
+        raw = out.get("segments", [])
+        segments = tuple(Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in raw)
+        no_speech = min((float(s.get("no_speech_prob", 0.0)) for s in raw), default=1.0)
+        return Transcription(text=str(out.get("text", "")).strip(), segments=segments, no_speech_prob=no_speech,
+                             language=self.language, duration_s=len(samples) / SAMPLE_RATE)

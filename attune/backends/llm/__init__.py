@@ -1,0 +1,1 @@
+"""Language-model backends: llama-cpp-python in process (default), Ollama, and OpenAI-compatible servers."""

@@ -1,0 +1,71 @@
+"""What every LLM backend shares: message validation and the thread -> asyncio token hand-off."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+from attune.backends.base import ChatMessage
+from attune.errors import LLMError
+
+ROLES = ("system", "user", "assistant")
+TOKEN_QUEUE_SIZE = 64  # pieces buffered between the generating thread and the consumer
+_DONE = object()
+
+
+def check_messages(messages: Sequence[ChatMessage], backend: str) -> list[dict[str, str]]:
+    """The messages as plain dicts, or a non-retryable ``LLMError`` for an empty list or a bad role/content."""
+    if not messages:
+        raise LLMError("no messages to answer", backend=backend)
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, ChatMessage) or m.role not in ROLES or not isinstance(m.content, str):
+            raise LLMError(f"message {i} is not a ChatMessage with role in {ROLES}: {m!r}", backend=backend)
+        out.append({"role": m.role, "content": m.content})
+    if out[-1]["role"] == "assistant":
+        raise LLMError("the last message must come from the user or system, not the assistant", backend=backend)
+    return out
+
+
+async def stream_from_thread(produce: Callable[[threading.Event], Iterator[str]],
+                             maxsize: int = TOKEN_QUEUE_SIZE) -> AsyncIterator[str]:
+    """Run the blocking generator ``produce(stop)`` in a worker thread and yield its pieces here.
+
+    At most ``maxsize`` pieces wait in between (a semaphore holds the worker back). When the consumer stops
+    early or is cancelled, ``stop`` is set; the worker sees it before its next piece and ends.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    slots = threading.Semaphore(maxsize)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for piece in produce(stop):
+                while not slots.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, piece)
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it on the event loop
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+    task = asyncio.ensure_future(asyncio.to_thread(worker))
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            slots.release()
+            yield str(item)
+    finally:
+        stop.set()
+        if not task.done():
+            # Let the worker notice the flag; never leave it holding the model when the next turn starts.
+            await asyncio.shield(task)

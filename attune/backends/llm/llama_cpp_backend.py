@@ -1,0 +1,125 @@
+"""Qwen2.5 GGUF in process through llama-cpp-python: streamed, cancellable, with prompt-prefix KV reuse.
+
+``llama_cpp.Llama.generate`` keeps the KV state of the last evaluated tokens and, on the next call, evaluates
+only the tokens after the longest common prefix. The persona/system text leads every prompt, so with
+``prefix_cache`` on each turn only evaluates what is new; ``prime()`` evaluates that prefix ahead of the first
+turn. With it off, the state is reset before each turn (the baseline ``bench-llm`` compares against).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from attune.backends.base import ChatMessage
+from attune.backends.llm.common import check_messages, stream_from_thread
+from attune.errors import BackendUnavailable, LLMError
+
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+INSTALL_HINT = "bash scripts/setup.sh  (builds and caches the llama-cpp-python==0.3.36 wheel)"
+
+
+class LlamaCppLLM:
+    name = "llama-cpp"
+
+    def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
+                 seed: int = 0) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise BackendUnavailable(f"llama-cpp-python is not installed: {exc}", install_hint=INSTALL_HINT,
+                                     backend=self.name) from exc
+        if not Path(model_path).is_file():
+            raise BackendUnavailable(f"GGUF model not found: {model_path}",
+                                     install_hint=".venv/bin/python -m attune.models install", backend=self.name)
+        try:
+            self._llm: Any = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
+                                   n_threads_batch=threads, seed=seed, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise LLMError(f"cannot load {model_path}: {exc}", backend=self.name) from exc
+        self.model_path = Path(model_path)
+        self.n_ctx = n_ctx
+        self.prefix_cache = prefix_cache
+        self._lock = threading.Lock()  # one generation at a time: the context is not thread-safe
+        self.last_prompt_tokens = 0  # tokens in the last prompt
+        self.last_ttft_s = 0.0  # time from call to first piece of the last stream
+        self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
+        self._formatters: dict[bool, Any] = {}
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
+        """The prompt as the model's own chat template (from the GGUF) renders and tokenises it.
+
+        Control-token look-alikes in message text (``<|im_start|>``) are defused first, so a user cannot open
+        a system turn by typing one.
+        """
+        dicts = check_messages(messages, self.name) if add_generation_prompt else [
+            {"role": m.role, "content": m.content} for m in messages]
+        for d in dicts:
+            d["content"] = d["content"].replace("<|", "< |")
+        text = self._formatter(add_generation_prompt)(messages=dicts).prompt
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _formatter(self, add_generation_prompt: bool) -> Any:
+        if add_generation_prompt not in self._formatters:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            template = self._llm.metadata.get("tokenizer.chat_template", CHATML_TEMPLATE)
+            self._formatters[add_generation_prompt] = Jinja2ChatFormatter(
+                template=template, eos_token="<|im_end|>", bos_token="", add_generation_prompt=add_generation_prompt)
+        return self._formatters[add_generation_prompt]
+
+    def prime(self, messages: Sequence[ChatMessage]) -> int:
+        """Evaluate the fixed prefix (e.g. the system message) now, so the first turn reuses it. Blocking."""
+        tokens = self.prompt_tokens(messages, add_generation_prompt=False)
+        with self._lock:
+            self._llm.reset()
+            self._llm.eval(tokens)
+        return len(tokens)
+
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """How many leading prompt tokens the KV state already holds (llama-cpp re-uses them)."""
+        cached = self._llm._input_ids[: self._llm.n_tokens]
+        n = 0
+        for a, b in zip(cached, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)  # the last prompt token is always re-evaluated for fresh logits
+
+    def _generate(self, prompt: list[int], max_tokens: int, temperature: float,
+                  stop: threading.Event) -> Iterator[str]:
+        with self._lock:
+            if not self.prefix_cache:
+                self._llm.reset()
+            self.last_reused_tokens = self._cached_prefix(prompt)
+            if len(prompt) + max_tokens > self.n_ctx:
+                raise LLMError(f"prompt of {len(prompt)} tokens + {max_tokens} does not fit n_ctx={self.n_ctx}",
+                               backend=self.name)
+            t0 = time.perf_counter()
+            first = True
+            try:
+                stream = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=temperature,
+                                                     stream=True, stop=["<|im_end|>", "<|endoftext|>"])
+                for chunk in stream:
+                    if stop.is_set():
+                        break
+                    text = chunk["choices"][0]["text"]
+                    if text:
+                        if first:
+                            self.last_ttft_s, first = time.perf_counter() - t0, False
+                        yield text
+            except (RuntimeError, ValueError) as exc:
+                raise LLMError(f"llama.cpp generation failed: {exc}", retryable=True, backend=self.name) from exc
+
+    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+                     temperature: float = 0.7) -> AsyncIterator[str]:
+        prompt = self.prompt_tokens(messages)
+        self.last_prompt_tokens = len(prompt)
+        async for piece in stream_from_thread(lambda stop: self._generate(prompt, max_tokens, temperature, stop)):
+            yield piece

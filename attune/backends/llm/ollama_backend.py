@@ -1,0 +1,71 @@
+"""Ollama through its ``ollama`` Python client: streamed chat (newline-delimited JSON on ``/api/chat``).
+
+Errors are classified: server down, a stall past ``timeout_s`` and a dropped stream are retryable; a model that
+is not pulled is not, and its message gives the ``ollama pull`` command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from attune.backends.base import ChatMessage
+from attune.backends.llm.common import check_messages
+from attune.errors import BackendUnavailable, LLMError
+
+INSTALL_HINT = "pip install ollama==0.6.3"
+
+
+class OllamaLLM:
+    name = "ollama"
+
+    def __init__(self, host: str, model: str, *, timeout_s: float = 30.0) -> None:
+        try:
+            import httpx
+            import ollama
+        except ImportError as exc:
+            raise BackendUnavailable(f"the ollama client is not installed: {exc}", install_hint=INSTALL_HINT,
+                                     backend=self.name) from exc
+        self.host = host
+        self.model = model
+        self._ollama: Any = ollama
+        self._httpx: Any = httpx
+        self._client: Any = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s))
+
+    def _classify(self, exc: BaseException) -> LLMError:
+        httpx, ollama = self._httpx, self._ollama
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code == 404 or "not found" in str(exc.error).lower():
+                return LLMError(f"Ollama at {self.host} has no model '{self.model}'; run: ollama pull {self.model}",
+                                retryable=False, backend=self.name)
+            return LLMError(f"Ollama error {exc.status_code}: {exc.error}",
+                            retryable=exc.status_code >= 500 or exc.status_code == 429, backend=self.name)
+        if isinstance(exc, httpx.TimeoutException):
+            return LLMError(f"Ollama at {self.host} stalled past the timeout", retryable=True, backend=self.name)
+        if isinstance(exc, (ConnectionError, httpx.ConnectError)):
+            return LLMError(f"Ollama server not reachable at {self.host} (start it with: ollama serve)",
+                            retryable=True, backend=self.name)
+        if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
+            return LLMError(f"Ollama stream from {self.host} broke off: {exc!r}", retryable=True, backend=self.name)
+        return LLMError(f"Ollama failed: {exc!r}", retryable=False, backend=self.name)
+
+    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+                     temperature: float = 0.7) -> AsyncIterator[str]:
+        dicts = check_messages(messages, self.name)
+        done = False
+        try:
+            response = await self._client.chat(model=self.model, messages=dicts, stream=True,
+                                               options={"num_predict": max_tokens, "temperature": temperature})
+            async for part in response:
+                text = part.message.content or ""
+                if text:
+                    yield text
+                if part.done:
+                    done = True
+                    break
+        except (self._ollama.ResponseError, self._httpx.HTTPError, self._httpx.StreamError, ConnectionError,
+                ValueError) as exc:
+            raise self._classify(exc) from exc
+        if not done:
+            raise LLMError(f"Ollama stream from {self.host} ended before done=true", retryable=True,
+                           backend=self.name)

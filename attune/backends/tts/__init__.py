@@ -1,0 +1,1 @@
+"""Speech synthesis: Piper (embedded), espeak-ng (fallback), the CSM client and service, and the router."""

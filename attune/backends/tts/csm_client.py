@@ -1,0 +1,76 @@
+"""Client of the CSM service (``csm_service``) on a GPU host: ``POST /synthesize`` -> 24 kHz WAV, ``GET /health``.
+
+Each sentence is one request carrying ``text``, ``speaker`` and ``reference_emotion`` (the reference bank entry
+the service passes to CSM as a context segment). Connection errors, timeouts and 5xx are retryable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from attune.agent.prosody import ProsodyParameters
+from attune.backends.tts.common import check_text, split_sentences
+from attune.errors import BackendUnavailable, TTSError
+from attune.pipeline.audio import AudioInputError, load_wav_bytes
+from attune.pipeline.frames import AudioChunk
+
+CSM_RATE = 24000  # Hz, Mimi's output rate
+
+
+class CSMClientTTS:
+    name = "csm"
+    sample_rate = CSM_RATE
+
+    def __init__(self, url: str, *, speaker: int = 0, timeout_s: float = 30.0) -> None:
+        try:
+            import httpx
+        except ImportError as exc:
+            raise BackendUnavailable(f"httpx is not installed: {exc}", install_hint="pip install httpx==0.28.1",
+                                     backend=self.name) from exc
+        self._httpx: Any = httpx
+        self.url = url.rstrip("/")
+        self.speaker = speaker
+        self.timeout_s = timeout_s
+
+    async def health(self) -> dict[str, Any]:
+        """The service's ``/health`` answer; raises a retryable ``TTSError`` when it cannot be reached."""
+        httpx = self._httpx
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(min(self.timeout_s, 5.0))) as client:
+                resp = await client.get(f"{self.url}/health")
+                resp.raise_for_status()
+                data: dict[str, Any] = resp.json()
+                return data
+        except (httpx.HTTPError, ValueError) as exc:
+            raise TTSError(f"CSM service at {self.url} is not healthy: {exc!r}", retryable=True,
+                           backend=self.name) from exc
+
+    async def request(self, client: Any, sentence: str, emotion: str | None) -> AudioChunk:
+        httpx = self._httpx
+        body = {"text": sentence, "speaker": self.speaker, "reference_emotion": emotion}
+        try:
+            resp = await client.post(f"{self.url}/synthesize", json=body)
+        except httpx.HTTPError as exc:
+            raise TTSError(f"CSM service at {self.url} unreachable or stalled: {exc!r}", retryable=True,
+                           backend=self.name) from exc
+        if resp.status_code != 200:
+            raise TTSError(f"CSM service answered HTTP {resp.status_code}: {resp.text[:200]}",
+                           retryable=resp.status_code >= 500, backend=self.name)
+        try:
+            samples, rate = load_wav_bytes(resp.content)
+        except AudioInputError as exc:
+            raise TTSError(f"CSM service sent unreadable audio: {exc}", retryable=True, backend=self.name) from exc
+        return AudioChunk(samples, rate)
+
+    async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
+                         emotion: str | None = None) -> AsyncIterator[AudioChunk]:
+        clean = check_text(text, self.name)
+        t = 0.0
+        httpx = self._httpx
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s)) as client:
+            for sentence in split_sentences(clean) or [clean]:
+                got = await self.request(client, sentence, emotion)
+                chunk = AudioChunk(got.samples, got.sample_rate, t)
+                t = chunk.end_s
+                yield chunk

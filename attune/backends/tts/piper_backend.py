@@ -1,0 +1,66 @@
+"""Piper (VITS, onnxruntime) with the embedded en_US joe voice: one chunk per sentence, 22,050 Hz.
+
+Synthesis is blocking, so it runs in a worker thread one sentence at a time; the first sentence's audio is
+yielded while the next is synthesised. Rate and variation come from ``prosody_map.piper_controls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attune.agent.prosody import ProsodyParameters
+from attune.backends.tts.common import check_text, split_sentences
+from attune.backends.tts.prosody_map import piper_controls
+from attune.errors import BackendUnavailable, TTSError
+from attune.pipeline.frames import AudioChunk
+
+INSTALL_HINT = "bash scripts/setup.sh  (or: pip install piper-tts==1.8.0)"
+
+
+class PiperTTS:
+    name = "piper"
+
+    def __init__(self, model_path: Path) -> None:
+        try:
+            from piper import PiperVoice, SynthesisConfig
+        except ImportError as exc:
+            raise BackendUnavailable(f"piper-tts is not installed: {exc}", install_hint=INSTALL_HINT,
+                                     backend=self.name) from exc
+        if not Path(model_path).is_file():
+            raise BackendUnavailable(f"Piper voice not found: {model_path}",
+                                     install_hint=".venv/bin/python -m attune.models install piper-joe",
+                                     backend=self.name)
+        try:
+            self._voice: Any = PiperVoice.load(str(model_path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise TTSError(f"cannot load Piper voice {model_path}: {exc}", backend=self.name) from exc
+        self._config_cls: Any = SynthesisConfig
+        self.sample_rate = int(self._voice.config.sample_rate)
+        self._base_length = float(getattr(self._voice.config, "length_scale", 1.0) or 1.0)
+
+    def synthesize_sentence(self, sentence: str, prosody: ProsodyParameters | None = None) -> np.ndarray:
+        """One sentence as float32 audio at ``sample_rate``. Blocking."""
+        c = piper_controls(prosody, self._base_length)
+        config = self._config_cls(length_scale=c.length_scale, noise_scale=c.noise_scale, noise_w_scale=c.noise_w)
+        try:
+            parts = [chunk.audio_float_array for chunk in self._voice.synthesize(sentence, syn_config=config)]
+        except (RuntimeError, ValueError) as exc:
+            raise TTSError(f"Piper failed on {sentence[:40]!r}: {exc}", retryable=True, backend=self.name) from exc
+        if not parts:
+            raise TTSError(f"Piper produced no audio for {sentence[:40]!r}", backend=self.name)
+        return np.concatenate(parts).astype(np.float32)
+
+    async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
+                         emotion: str | None = None) -> AsyncIterator[AudioChunk]:
+        clean = check_text(text, self.name)
+        t = 0.0
+        for sentence in split_sentences(clean) or [clean]:
+            audio = await asyncio.to_thread(self.synthesize_sentence, sentence, prosody)
+            chunk = AudioChunk(audio, self.sample_rate, t)
+            t = chunk.end_s
+            yield chunk

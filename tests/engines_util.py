@@ -1,0 +1,56 @@
+"""Helpers shared by the engine tests: model locations (skip when not installed) and a localhost aiohttp server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attune.config import Config
+from attune.models import is_verified, model_path
+
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def installed_model(name: str) -> Path:
+    config = Config()
+    cache = config.resolve_path(config.models.cache_dir)
+    if not is_verified(cache, name):
+        pytest.skip(f"model {name} not installed (bash scripts/setup.sh)")
+    return model_path(cache, name)
+
+
+def librivox_clips() -> list[tuple[Path, str]]:
+    """(wav, reference transcript) pairs from Debian's pocketsphinx-testdata, or a skip."""
+    from attune.commands.engines import librivox_pairs
+
+    pairs = librivox_pairs(LIBRIVOX_DIR)
+    if not pairs:
+        pytest.skip("pocketsphinx-testdata not installed (apt-get install pocketsphinx-testdata)")
+    return pairs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run an aiohttp application on 127.0.0.1 and yield its base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
