@@ -64,7 +64,7 @@ def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) 
 
     async def go():
         async with Session(config, new_vad(config, backends)) as s:
-            run = await stream_file(s, audio, speed=2.0)
+            run = await stream_file(s, audio, speed=4.0)
         return s, run
 
     session, run = asyncio.run(go())
