@@ -9,9 +9,7 @@ events and audio until ``commit()``. Cancelling its task (barge-in, the user res
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
     from attune.backends.emotion.types import EmotionResult
     from attune.pipeline.session import Session
 
-log = logging.getLogger(__name__)
 OUTPUT_FRAME_S = 0.02  # s of audio per output event
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 
@@ -299,5 +296,3 @@ def _plan_info(emotion: EmotionResult | None, plan: ResponsePlanLike) -> dict[st
         "expressed_emotion": plan.expressed_emotion.value,
     }
 
-
-DSPFactory = Callable[[Any], Any]

@@ -11,7 +11,6 @@ one ``Reply`` at a time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -403,11 +402,3 @@ class Session:
         self._turn_emotions.append(result)
         self.emit(SessionEvent(ev.EMOTION_MEASUREMENT, result.to_dict()))
 
-
-async def drain_events(session: Session) -> list[SessionEvent]:
-    """Everything queued on ``session.events`` right now."""
-    out = []
-    with contextlib.suppress(asyncio.QueueEmpty):
-        while True:
-            out.append(session.events.get_nowait())
-    return out
