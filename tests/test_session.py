@@ -184,6 +184,7 @@ async def test_emotion_runs_on_user_speech_only_never_on_the_agent_voice() -> No
     assert all(m.data["audio_end_ms"] <= 2600 for m in measurements)  # on the session clock, within the turn
     turn = d.of(ev.EMOTION_TURN)[0].data
     assert turn["emotion"]["predictions"][0]["emotion"] == "sad" and turn["context"].startswith("[Voice")
+    assert turn["trajectory"] == "stable"  # one turn so far
 
 
 async def test_silence_and_noise_produce_no_turn() -> None:

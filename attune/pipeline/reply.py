@@ -160,7 +160,8 @@ class Reply:
         emotion = s.turn_emotion()
         self.state.user_emotion = emotion
         self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
-                                                 "context": emotion.to_context_string() if emotion else ""}))
+                                                 "context": emotion.to_context_string() if emotion else "",
+                                                 "trajectory": s.trajectory(emotion)}))
         plan = s.planner(emotion, s.config.expression.strategy)
         self.state.plan = plan
         self._prosody = plan.prosody

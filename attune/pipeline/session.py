@@ -194,6 +194,12 @@ class Session:
     def turn_emotion(self) -> EmotionResult | None:
         return self.aggregate(list(self._turn_emotions)) if self._turn_emotions else None
 
+    def trajectory(self, current: EmotionResult | None) -> str:
+        """improving | declining | stable | volatile over this session's turns, ``current`` included."""
+        from attune.backends.emotion.detector import trajectory
+
+        return trajectory([*self.emotion_trajectory, *([current] if current else [])])
+
     def make_dsp(self, prosody: Any) -> Any:
         factory = self.backends.dsp_factory
         if factory is None or prosody is None or not self.config.expression.apply_prosody:
