@@ -306,3 +306,26 @@ async def test_llm_down_before_any_word_the_agent_says_so() -> None:
     assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == [
         "Sorry, I lost my train of thought. Could you say that again?"]
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "failed"
+
+
+async def test_a_bug_in_a_backend_costs_the_reply_not_the_session() -> None:
+    class BrokenTTS(ToneTTS):
+        async def synthesize(self, text, prosody=None):  # type: ignore[override]
+            raise ZeroDivisionError("oops")
+            yield  # pragma: no cover
+
+    emotion = FakeEmotion(fail=True)
+    h = Harness(tts=BrokenTTS(), emotion=emotion)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.5)
+        await d.silence_until(_done)
+        await d.until_idle()
+        codes = {e.data["code"] for e in d.of(ev.ERROR)}
+        assert codes == {"internal_error", "emotion_failed"}
+        assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "failed"
+        h.tts.__class__ = ToneTTS  # the engine is fixed: the next turn is answered
+        emotion.fail = False
+        await d.speak(1.5)
+        await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) == 2)
+    assert d.of(ev.RESPONSE_DONE)[1].data["status"] == "completed"

@@ -9,6 +9,7 @@ events and audio until ``commit()``. Cancelling its task (barge-in, the user res
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,10 @@ class Reply:
         except BackendError as exc:  # a failure before any reply text: ASR
             self.state.status = "failed"
             self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+        except Exception as exc:  # noqa: BLE001 - a bug must cost this reply, never the session
+            self.state.status = "failed"
+            logging.getLogger(__name__).exception("reply %d failed", self.turn)
+            self.emit(error_event("internal_error", f"{type(exc).__name__}: {exc}", turn=self.turn))
         finally:
             self.done.set()
 

@@ -229,17 +229,24 @@ class Session:
             frame = await self._input.get()
             if frame is None:
                 return
-            self.detector.feed(frame)
-            if self._emotion_gate:
-                self._queue_emotion(("audio", frame))
-            self.now += len(frame) / SAMPLE_RATE
-            self._wall_at_now = time.perf_counter()
-            async with self._clock:
-                self._clock.notify_all()
-            for event in self.detector.drain():
-                await self._on_turn_event(event)
-            await self._check_barge_in()
-            await self._reap_reply()
+            try:
+                await self._take_frame(frame)
+            except Exception as exc:  # noqa: BLE001 - a bug must cost a frame, never the session
+                log.exception("input stage failed on a frame")
+                self.emit(error_event("internal_error", f"{type(exc).__name__}: {exc}"))
+
+    async def _take_frame(self, frame: np.ndarray) -> None:
+        self.detector.feed(frame)
+        if self._emotion_gate:
+            self._queue_emotion(("audio", frame))
+        self.now += len(frame) / SAMPLE_RATE
+        self._wall_at_now = time.perf_counter()
+        async with self._clock:
+            self._clock.notify_all()
+        for event in self.detector.drain():
+            await self._on_turn_event(event)
+        await self._check_barge_in()
+        await self._reap_reply()
 
     def _agent_engaged(self) -> bool:
         """A committed reply is pending or playing, or its audio is still being heard."""
@@ -397,6 +404,10 @@ class Session:
             results = await asyncio.to_thread(detector.analyze_streaming, samples, SAMPLE_RATE)
         except BackendError as exc:
             self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
+            return
+        except Exception as exc:  # noqa: BLE001 - emotion is an extra; the conversation goes on without it
+            log.exception("emotion analysis failed")
+            self.emit(error_event("emotion_failed", f"{type(exc).__name__}: {exc}"))
             return
         for result in results:
             self._on_emotion(result)
