@@ -1,8 +1,9 @@
 """The agent's brain for one turn: the user's emotion -> a response plan (strategy, expressed emotion, prosody)
 -> the Qwen2.5 chat messages for the LLM.
 
-The strategy itself lives in ``attune.agent.strategy.choose_response`` and is imported lazily; the prompt is
-system (persona + how to sound + what the voice showed) followed by the token-bounded history and the user's words.
+The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed system message
+(the persona), the token-bounded history as it was sent, then the user's turn: the voice's context string, the
+words, and how to sound; so each turn's prompt extends the last one and the LLM's KV cache is reused.
 """
 
 from __future__ import annotations
