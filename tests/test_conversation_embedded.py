@@ -57,13 +57,13 @@ def _say(tmp_path: Path, text: str) -> np.ndarray:
 
 
 def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) -> None:
-    from attune.pipeline.stack import new_vad
+    from attune.pipeline.stack import for_session
 
     config, backends = stack
     audio = _say(tmp_path, "I lost my keys again and I am running late for work.")
 
     async def go():
-        async with Session(config, new_vad(config, backends)) as s:
+        async with Session(config, for_session(config, backends)) as s:
             run = await stream_file(s, audio, speed=4.0)
         return s, run
 
@@ -87,14 +87,14 @@ def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) 
 
 
 def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
-    from attune.pipeline.stack import new_vad
+    from attune.pipeline.stack import for_session
 
     config, backends = stack
     question = _say(tmp_path, "Tell me a long story about the sea and the old lighthouse keeper.")
     interruption = _say(tmp_path, "Wait, stop, stop please.")[SAMPLE_RATE // 2:]
 
     async def go():
-        async with Session(config, new_vad(config, backends)) as s:
+        async with Session(config, for_session(config, backends)) as s:
             seen: list = []
             frames = [question[i:i + 320] for i in range(0, len(question) - 319, 320)]
             silence = np.zeros(320, np.float32)

@@ -329,3 +329,16 @@ async def test_a_bug_in_a_backend_costs_the_reply_not_the_session() -> None:
         await d.speak(1.5)
         await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) == 2)
     assert d.of(ev.RESPONSE_DONE)[1].data["status"] == "completed"
+
+
+def test_each_session_gets_its_own_vad_and_emotion_stream() -> None:
+    from attune.config import load_config
+    from attune.pipeline.session import SessionBackends
+    from attune.pipeline.stack import for_session
+    from attune.pipeline.turn import EnergyVAD
+
+    config = load_config(environ={}, overrides={"pipeline": {"vad": "energy"}})
+    shared = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=ToneTTS(), vad=EnergyVAD())
+    a, b = for_session(config, shared), for_session(config, shared)
+    assert a.asr is b.asr and a.llm is b.llm and a.tts is b.tts  # engines are loaded once
+    assert a.vad is not b.vad and a.emotion is not None and a.emotion is not b.emotion

@@ -120,14 +120,14 @@ def cmd_mic(args: argparse.Namespace, config: Config) -> int:
 async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) -> dict[str, Any]:
     from attune.pipeline.file_transport import stream_file
     from attune.pipeline.session import Session
-    from attune.pipeline.stack import build_backends, new_vad, warm_up
+    from attune.pipeline.stack import build_backends, for_session, warm_up
 
     backends = build_backends(config)
     warm = await warm_up(backends, config)
     per_file: list[dict[str, Any]] = []
     for path in files:
         samples = _load_16k(path)
-        async with Session(config, new_vad(config, backends)) as session:
+        async with Session(config, for_session(config, backends)) as session:
             run = await stream_file(session, samples, speed=1.0, tail_max_s=20.0)
         measured = voice_to_voice(samples, SAMPLE_RATE, run.output, run.output_rate)
         trace = session.turns[0].to_dict() if session.turns else {}

@@ -30,27 +30,29 @@ FACTORIES = {
 
 def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
-    install command; a missing emotion detector only turns emotion analysis off (logged)."""
+    install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
+    session; ``for_session()`` gives the next session its own stream state over the same engines."""
     asr = FACTORIES["asr"].load()(config)
     llm = FACTORIES["llm"].load()(config)
     tts = FACTORIES["tts"].load()(config)
+    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=None,
+                               aggregate=default_aggregate(), planner=default_planner(),
+                               dsp_factory=default_dsp_factory())
+    return for_session(config, backends) if emotion else backends
+
+
+def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
+    """The same engines (ASR, LLM, TTS: shared, loaded once) with fresh per-stream state: a new VAD and a new
+    streaming emotion detector. One call per session; two sessions must never share these."""
+    from attune.backends.emotion.detector import VoiceEmotionDetector
+
     detector = None
-    if emotion:
-        from attune.backends.emotion.detector import VoiceEmotionDetector
-
-        try:
-            detector = VoiceEmotionDetector(config.emotion)
-        except BackendError as exc:
-            log.warning("emotion analysis off: %s", exc)
-    return SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=detector,
-                           aggregate=default_aggregate(), planner=default_planner(),
-                           dsp_factory=default_dsp_factory())
-
-
-def new_vad(config: Config, backends: SessionBackends) -> SessionBackends:
-    """The same engines with a fresh VAD (its state is per stream): one call per new session."""
+    try:
+        detector = VoiceEmotionDetector(config.emotion)
+    except BackendError as exc:
+        log.warning("emotion analysis off: %s", exc)
     return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config.pipeline.vad),
-                           emotion=backends.emotion, aggregate=backends.aggregate, planner=backends.planner,
+                           emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
                            dsp_factory=backends.dsp_factory)
 
 
