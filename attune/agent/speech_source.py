@@ -55,8 +55,10 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
 
     ``level_dbfs`` normalises the engine's output to that RMS level before the DSP; volume is then held back
     from the engine and applied by the DSP, so the asked level difference survives the normalisation.
-    ``apply_dsp=False`` returns the engine's audio alone. Raises TTSError (empty text, unknown provider, every
-    provider failed) or BackendUnavailable (the provider cannot run here, with its install command).
+    ``apply_dsp=False`` returns the engine's audio alone. Blocking (it runs its own event loop): async code
+    streams ``router.synthesize`` itself and plans the DSP with ``router.planned_provider()``. Raises TTSError
+    (empty text, unknown provider, every provider failed) or BackendUnavailable (the provider cannot run here,
+    with its install command).
     """
     p = prosody or ProsodyParameters()
     router = router or speech_router(config, provider)
