@@ -134,7 +134,7 @@ class ExpressionConfig:
     strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
     apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
     references_dir: str = setting("references")  # the emotion reference bank; relative to the repository root
-    tts: str = setting("espeak")  # engine for `speak` and `build-references` until the TTS router lands
+    tts: str = setting("piper")  # TTS provider of `speak`, `build-references`, `bench-prosody`; "" = tts tier chain
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,21 @@ async def serve(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+def tts_speech(text: str, provider: str = "piper", level_dbfs: float = -24.0) -> tuple[Any, int]:
+    """Neutral speech from a real TTS provider through the router, or a skip. At -24 dBFS RMS Piper's peaks
+    stay near 0.6, under the prosody DSP's limiter knee (0.9); at -20 they reach it. Piper renders are seeded:
+    the closed-loop thresholds were checked on unseeded renders too (spreads noted at each test)."""
+    from attune.agent.speech_source import render_speech
+    from attune.errors import BackendUnavailable
+
+    if provider == "piper":
+        import onnxruntime
+
+        onnxruntime.set_seed(0)  # Piper's VITS samples noise: one fixed render, the same input on every run
+    try:
+        speech = render_speech(text, provider=provider, level_dbfs=level_dbfs)
+    except BackendUnavailable as exc:
+        pytest.skip(f"TTS provider {provider} unavailable: {exc}")
+    return speech.audio, speech.sample_rate

@@ -9,11 +9,9 @@ import pytest
 from attune.agent.prosody import (
     PROFILES,
     RANGES,
-    ProsodyParameters,
     blend,
     csm_sampling,
     get_rvc_params,
-    piper_controls,
     profile_for,
     to_ssml,
 )
@@ -97,10 +95,6 @@ def test_engine_mappings():
     assert prosody is not None and prosody.text == "fish & <chips>"
     assert prosody.get("pitch") == "+2.5st" and prosody.get("rate") == "110%"
     assert get_rvc_params(PROFILES[E.SAD]) == {"f0_up_key": -2, "rate": 0.82}
-    fast = piper_controls(ProsodyParameters(speech_rate=1.25))
-    assert fast["length_scale"] == pytest.approx(0.8)
-    assert piper_controls(ProsodyParameters()) == {"length_scale": 1.0, "noise_scale": 0.667, "noise_w": 0.8}
-    assert piper_controls(PROFILES[E.EXCITED])["noise_scale"] > 0.667 > piper_controls(PROFILES[E.BORED])["noise_scale"]
     assert csm_sampling("happy") == (0.8, 30)
     assert csm_sampling(E.CALM) == (0.5, 20)
     assert csm_sampling("excited") == (0.9, 35)

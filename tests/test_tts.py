@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attune.agent.prosody import ProsodyParameters
+from attune.agent.prosody import ProsodyParameters, profile_for
 from attune.backends.tts.espeak_backend import EspeakTTS
 from attune.backends.tts.piper_backend import PiperTTS
 from attune.backends.tts.prosody_map import espeak_flags, piper_controls
@@ -86,6 +86,9 @@ def test_prosody_maps_to_native_controls() -> None:
     fast = piper_controls(ProsodyParameters(speech_rate=1.25, pitch_variance=1.5))
     assert fast.length_scale == pytest.approx(0.8) and fast.noise_w > neutral.noise_w
     assert piper_controls(ProsodyParameters(pitch_variance=0.5)).noise_scale < neutral.noise_scale
+    # Livelier profiles get more varied Piper output (noise terms follow pitch variance), flatter ones less.
+    excited, bored = (piper_controls(profile_for(e)) for e in ("excited", "bored"))
+    assert excited.noise_scale > neutral.noise_scale > bored.noise_scale
     assert espeak_flags(None) == ["-s", "175", "-p", "50", "-a", "100"]
     flags = espeak_flags(ProsodyParameters(speech_rate=0.8, pitch_shift_semitones=-3, volume_db=6))
     assert flags == ["-s", "140", "-p", "38", "-a", "200"]

@@ -165,19 +165,6 @@ def get_rvc_params(params: ProsodyParameters) -> dict[str, float | int]:
     return {"f0_up_key": int(round(params.pitch_shift_semitones)), "rate": round(params.speech_rate, 3)}
 
 
-PIPER_NOISE_SCALE = 0.667  # Piper's defaults
-PIPER_NOISE_W = 0.8
-
-
-def piper_controls(params: ProsodyParameters) -> dict[str, float]:
-    """Piper's native controls: length_scale = 1/rate; noise_scale (phoneme variability) follows pitch variance;
-    noise_w (duration variability) follows pitch variance and the pause multiplier."""
-    noise_scale = min(max(PIPER_NOISE_SCALE * params.pitch_variance, 0.3), 1.0)
-    noise_w = min(max(PIPER_NOISE_W * (0.5 * params.pitch_variance + 0.5 * params.pause_multiplier), 0.3), 1.2)
-    return {"length_scale": round(1.0 / params.speech_rate, 4), "noise_scale": round(noise_scale, 4),
-            "noise_w": round(noise_w, 4)}
-
-
 # CSM sampling: more arousal, more varied sampling. The original deployment's values are kept where it gave them.
 _CSM_FIXED: dict[EmotionCategory, tuple[float, int]] = {E.HAPPY: (0.8, 30), E.CALM: (0.5, 20), E.EXCITED: (0.9, 35)}
 

@@ -2,8 +2,9 @@
 
 Voice-cloning engines (CSM) condition on a reference clip; the controller picks, for any of the 26 expressed
 emotions, the nearest of the eight references (the original CSM deployment's set) and the pitch/rate/energy
-scales to apply on top. ``build_bank`` renders the bank with the local TTS and the prosody DSP;
-``ReferenceBank`` loads clips once, checks their SHA-256 and falls back to neutral when one is missing or corrupt.
+scales to apply on top. ``build_bank`` renders the bank through the TTS router (Piper by default) and the
+prosody DSP; ``ReferenceBank`` loads clips once, checks their SHA-256 and falls back to neutral when one is
+missing or corrupt.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from attune.agent.prosody import ProsodyParameters, profile_for
 from attune.backends.emotion.types import CATEGORY_VAD, EmotionCategory
 from attune.errors import AttuneError, ReferenceBankError
 from attune.pipeline.audio import load_wav, resample, write_wav
+
+if TYPE_CHECKING:
+    from attune.backends.tts.router import VoiceModelRouter
 
 log = logging.getLogger(__name__)
 
@@ -172,34 +177,36 @@ class ReferenceBank:
             return fallback, self.get(NEUTRAL)
 
 
-def render_reference(spec: ReferenceSpec, engine: str = "espeak") -> np.ndarray:
-    """One reference clip: the transcript spoken by ``engine``, shaped with the spec's prosody, at 24 kHz."""
+def render_reference(spec: ReferenceSpec, router: VoiceModelRouter) -> tuple[np.ndarray, str]:
+    """One reference clip at 24 kHz and the provider that spoke it: the transcript rendered through ``router``
+    with the spec's prosody (the engine's native dimensions there, the rest by the DSP) at -20 dBFS RMS plus
+    the profile's volume."""
     from attune.agent.speech_source import render_speech
-    from attune.pipeline.prosody_dsp import apply_to_audio
 
-    audio, rate = render_speech(spec.transcript, engine)
-    audio = audio * (10 ** (TARGET_RMS_DBFS / 20) / max(float(np.sqrt(np.mean(np.square(audio)))), 1e-6))
-    shaped = apply_to_audio(audio.astype(np.float32), rate, spec.prosody)
-    return resample(shaped, rate, REFERENCE_RATE)
+    speech = render_speech(spec.transcript, spec.prosody, router=router, level_dbfs=TARGET_RMS_DBFS)
+    return resample(speech.audio, speech.sample_rate, REFERENCE_RATE), speech.provider
 
 
-def build_bank(directory: str | Path, engine: str = "espeak") -> dict[str, object]:
-    """Render every reference into ``directory`` and write its manifest; returns the manifest."""
+def build_bank(directory: str | Path, router: VoiceModelRouter) -> dict[str, object]:
+    """Render every reference through ``router`` into ``directory`` and write its manifest; returns it."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
+    entries, spoke = [], set()
     for spec in REFERENCES.values():
-        audio = render_reference(spec, engine)
+        audio, provider = render_reference(spec, router)
+        spoke.add(provider)
         path = out / f"{spec.name}.wav"
         write_wav(path, audio, REFERENCE_RATE)
         (out / f"{spec.name}.txt").write_text(spec.transcript + "\n", encoding="utf-8")
         entries.append({
             "emotion": spec.name, "file": path.name, "transcript": spec.transcript, "sample_rate": REFERENCE_RATE,
-            "duration_s": round(len(audio) / REFERENCE_RATE, 3), "sha256": sha256_of(path),
+            "duration_s": round(len(audio) / REFERENCE_RATE, 3), "sha256": sha256_of(path), "tts": provider,
             "anchor": spec.anchor.value, "intensity": spec.intensity, "prosody": spec.prosody.to_dict(),
             "pitch_scale": spec.pitch_scale, "rate_scale": spec.rate_scale, "energy_scale": spec.energy_scale,
         })
-    manifest: dict[str, object] = {"tts": engine, "prosody": "attune.pipeline.prosody_dsp.apply_to_audio",
-                                   "sample_rate": REFERENCE_RATE, "references": entries}
+    manifest: dict[str, object] = {
+        "tts": ",".join(sorted(spoke)), "prosody": "engine-native dimensions (attune.backends.tts.prosody_map), "
+        "the rest by attune.pipeline.prosody_dsp.apply_to_audio", "sample_rate": REFERENCE_RATE,
+        "references": entries}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -1,42 +1,77 @@
-"""Where the expression tools get plain speech from: one small function that renders text with a local engine.
+"""Where the expression tools get speech from: the TTS router (Piper by default) plus the prosody DSP.
 
-``speak`` and ``build-references`` call ``render_speech`` and then shape the result with the prosody DSP. Today it
-runs espeak-ng through a subprocess; when the TTS router lands, this is the one place to swap for it.
+``speak``, ``build-references`` and ``bench-prosody`` call ``render_speech``. The engine gets the whole
+ProsodyParameters and realises what it does natively (Piper: the rate, through length_scale; espeak-ng: rate,
+pitch and volume); the DSP (``apply_to_audio``) then applies the rest, on
+``prosody.neutralized(*native_dimensions(provider))`` for the provider that really spoke, so no dimension is
+applied twice.
 """
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
+import asyncio
+from dataclasses import dataclass
 
 import numpy as np
 
-from attune.errors import BackendUnavailable, TTSError
+from attune.agent.prosody import ProsodyParameters
+from attune.backends.tts.factory import TTS_BACKENDS, create_tts
+from attune.backends.tts.prosody_map import native_dimensions
+from attune.backends.tts.router import VoiceModelRouter
+from attune.config import Config
+from attune.errors import TTSError
 
-ENGINES = ("espeak",)
-ESPEAK_TIMEOUT_S = 30.0
+
+@dataclass(frozen=True)
+class RenderedSpeech:
+    """Speech from ``render_speech``: mono float32 at ``sample_rate``, who spoke it, and what the engine did."""
+
+    audio: np.ndarray
+    sample_rate: int
+    provider: str
+    native: tuple[str, ...]  # the prosody dimensions the engine applied itself
 
 
-def render_speech(text: str, engine: str = "espeak", voice: str = "en-us") -> tuple[np.ndarray, int]:
-    """Neutral speech for ``text`` as (mono float32, sample rate). Raises TTSError for empty text or an engine
-    failure, BackendUnavailable when the engine is not installed."""
-    if engine not in ENGINES:
-        raise TTSError(f"unknown speech engine {engine!r} (known: {', '.join(ENGINES)})")
-    if not text or not text.strip():
-        raise TTSError("nothing to say: the text is empty")
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise BackendUnavailable("espeak-ng is not installed", install_hint="apt-get install espeak-ng",
-                                 backend="espeak")
-    try:
-        proc = subprocess.run([exe, "-v", voice, "--stdout", text], capture_output=True,
-                              timeout=ESPEAK_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise TTSError("espeak-ng timed out", retryable=True, backend="espeak") from exc
-    if proc.returncode != 0 or not proc.stdout:
-        raise TTSError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}", backend="espeak")
-    import soundfile as sf
+def speech_router(config: Config | None = None, provider: str | None = None) -> VoiceModelRouter:
+    """A router over ``provider`` alone (default ``expression.tts``; empty = the ``tts`` tier chain).
 
-    data, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    return np.asarray(data, dtype=np.float32), int(rate)
+    Raises TTSError for an unknown provider name."""
+    config = config or Config()
+    name = config.expression.tts if provider is None else provider
+    if name and name not in TTS_BACKENDS:
+        raise TTSError(f"unknown TTS provider {name!r} (known: {', '.join(TTS_BACKENDS)})")
+    return create_tts(config, only=(name,) if name else None)
+
+
+async def _collect(router: VoiceModelRouter, text: str, prosody: ProsodyParameters) -> np.ndarray:
+    parts = [chunk.samples async for chunk in router.synthesize(text, prosody)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router: VoiceModelRouter | None = None,
+                  config: Config | None = None, provider: str | None = None, apply_dsp: bool = True,
+                  level_dbfs: float | None = None) -> RenderedSpeech:
+    """``text`` spoken with ``prosody`` (default neutral): native dimensions by the engine, the rest by the DSP.
+
+    ``level_dbfs`` normalises the engine's output to that RMS level before the DSP; volume is then held back
+    from the engine and applied by the DSP, so the asked level difference survives the normalisation.
+    ``apply_dsp=False`` returns the engine's audio alone. Blocking (it runs its own event loop): async code
+    streams ``router.synthesize`` itself and plans the DSP with ``router.planned_provider()``. Raises TTSError
+    (empty text, unknown provider, every provider failed) or BackendUnavailable (the provider cannot run here,
+    with its install command).
+    """
+    p = prosody or ProsodyParameters()
+    router = router or speech_router(config, provider)
+    engine_prosody = p.neutralized("volume_db") if level_dbfs is not None else p
+    audio = asyncio.run(_collect(router, text, engine_prosody))
+    spoke = router.last_provider
+    native = tuple(d for d in native_dimensions(spoke) if not (level_dbfs is not None and d == "volume_db"))
+    if level_dbfs is not None:
+        rms = max(float(np.sqrt(np.mean(np.square(audio)))), 1e-6) if len(audio) else 1.0
+        audio = (audio * (10 ** (level_dbfs / 20) / rms)).astype(np.float32)
+    rest = p.neutralized(*native)
+    if apply_dsp and not rest.is_neutral:
+        from attune.pipeline.prosody_dsp import apply_to_audio
+
+        audio = apply_to_audio(audio, router.sample_rate, rest)
+    return RenderedSpeech(audio, router.sample_rate, spoke, native)

@@ -23,16 +23,17 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--emotion", default="neutral", help="one of the 26 categories, e.g. calm, sad, excited")
     p.add_argument("--intensity", type=float, default=1.0, help="0..1, scales the profile toward neutral")
     p.add_argument("--out", required=True, help="output WAV path")
-    p.add_argument("--tts", default=None, help="speech engine (default: expression.tts)")
+    p.add_argument("--tts", default=None, help="TTS provider: piper | espeak | csm (default: expression.tts)")
     p.set_defaults(handler=cmd_speak)
     p = sub.add_parser("bench-prosody", help="real-time factor of the prosody DSP on every profile")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sample-rate", type=int, default=0, help="resample the test speech to this rate first")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--tts", default=None, help="TTS provider of the test speech (default: expression.tts)")
     p.set_defaults(handler=cmd_bench)
     p = sub.add_parser("build-references", help="render the emotion reference bank (WAVs + manifest.json)")
     p.add_argument("--out", default=None, help="folder (default: expression.references_dir)")
-    p.add_argument("--tts", default=None)
+    p.add_argument("--tts", default=None, help="TTS provider: piper | espeak (default: expression.tts)")
     p.set_defaults(handler=cmd_build_references)
     p = sub.add_parser("emotion-axis", help="measure the anger-minus-neutral prosodic axis of an EmoDB folder")
     p.add_argument("--data", required=True, help="EmoDB-layout folder of WAVs")
@@ -44,17 +45,17 @@ def cmd_speak(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.prosody import profile_for
     from attune.agent.speech_source import render_speech
     from attune.pipeline.audio import write_wav
-    from attune.pipeline.prosody_dsp import apply_to_audio
 
     try:
         params = profile_for(args.emotion, args.intensity)
     except ValueError as exc:
         raise AttuneError(str(exc)) from None
-    audio, rate = render_speech(args.text, args.tts or config.expression.tts)
-    if config.expression.apply_prosody:
-        audio = apply_to_audio(audio, rate, params)
-    write_wav(args.out, audio, rate)
-    print(f"wrote {args.out}: {len(audio) / rate:.2f} s at {rate} Hz, {args.emotion} {params.to_dict()}")
+    speech = render_speech(args.text, params, config=config, provider=args.tts,
+                           apply_dsp=config.expression.apply_prosody)
+    write_wav(args.out, speech.audio, speech.sample_rate)
+    native = ", ".join(speech.native) or "none"
+    print(f"wrote {args.out}: {len(speech.audio) / speech.sample_rate:.2f} s at {speech.sample_rate} Hz, "
+          f"{args.emotion} {params.to_dict()} (tts {speech.provider}; native: {native}; the rest by the DSP)")
     return 0
 
 
@@ -65,7 +66,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.audio import check_sample_rate, resample
     from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio
 
-    audio, rate = render_speech(BENCH_TEXT, config.expression.tts)
+    speech = render_speech(BENCH_TEXT, config=config, provider=args.tts)
+    audio, rate = speech.audio, speech.sample_rate
     if args.sample_rate:
         audio, rate = resample(audio, rate, check_sample_rate(args.sample_rate)), args.sample_rate
     seconds = len(audio) / rate
@@ -85,7 +87,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     app.flush()
     stream_rtf = (time.perf_counter() - t0) / seconds
     rtfs = np.array(list(rows.values()))
-    summary = {"audio_s": round(seconds, 2), "sample_rate": rate, "rtf_p50": round(float(np.median(rtfs)), 4),
+    summary = {"tts": speech.provider, "audio_s": round(seconds, 2), "sample_rate": rate,
+               "rtf_p50": round(float(np.median(rtfs)), 4),
                "rtf_p95": round(float(np.percentile(rtfs, 95)), 4), "rtf_max": round(float(rtfs.max()), 4),
                "rtf_max_emotion": max(rows, key=lambda k: rows[k]),
                "stream_20ms_rtf_excited": round(stream_rtf, 4)}
@@ -100,9 +103,10 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_build_references(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.references import build_bank
+    from attune.agent.speech_source import speech_router
 
     out = args.out or str(config.resolve_path(config.expression.references_dir))
-    manifest = build_bank(out, args.tts or config.expression.tts)
+    manifest = build_bank(out, speech_router(config, args.tts))
     for entry in manifest["references"]:  # type: ignore[attr-defined]
         print(f"{entry['file']:24s} {entry['duration_s']:5.2f} s  {entry['sha256'][:12]}  {entry['transcript']}")
     print(f"wrote {out}/manifest.json (tts: {manifest['tts']})")
