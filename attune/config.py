@@ -76,6 +76,7 @@ class PipelineConfig:
     output_sample_rate: int = setting(24000, lo=8000, hi=48000)  # Hz of reply audio events
     output_lookahead_ms: int = setting(60, lo=0, hi=1000)  # reply audio sent ahead of real time
     first_clause_min_words: int = setting(4, lo=1, hi=50)  # words before the first clause may be spoken
+    hold_llm_for_first_audio: bool = setting(True)  # pause LLM generation while the first clause is synthesised
     queue_size: int = setting(64, lo=4, hi=4096)  # bound of every inter-stage queue
     event_queue_size: int = setting(2048, lo=16, hi=65536)  # bound of the session's event queue
 
@@ -96,6 +97,7 @@ class ASRConfig:
     beam_size: int = setting(1, lo=1, hi=10)  # 1 = greedy decoding, fastest
     threads: int = setting(2, lo=1, hi=64)  # CPU threads for inference
     language: str = setting("en")  # language code passed to Whisper
+    encoder_window_s: float = setting(6.0, lo=2.0, hi=30.0)  # shortest encoder window (faster-whisper); 30 = stock
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,39 @@ def test_transcribe_command_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_word_error_rate_helper() -> None:
     assert word_errors(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
     assert normalize_words("Mr. John's dog, ok!") == ["mister", "john's", "dog", "ok"]
+
+
+def test_encoder_window_follows_the_clip() -> None:
+    from attune.backends.asr.faster_whisper_backend import encoder_frames
+
+    assert encoder_frames(2.0, 30.0) == 3000  # stock: always Whisper's 30 s window
+    assert encoder_frames(2.0, 6.0) == 600  # the minimum window
+    assert encoder_frames(7.3, 6.0) == 900  # clip + 1 s of silence, rounded up to a whole second
+    assert encoder_frames(29.5, 6.0) == 3000  # never past Whisper's window
+    assert all(encoder_frames(d / 10, 6.0) % 2 == 0 for d in range(1, 300))  # the encoder's conv needs even
+
+
+def test_short_window_encodes_fewer_frames_and_still_transcribes() -> None:
+    short = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
+    seen: list[int] = []
+    full = short._full_encode
+
+    def spy(features: np.ndarray) -> object:
+        seen.append(int(features.shape[-1]))
+        return full(features)
+
+    short._full_encode = spy
+    wav, reference = librivox_clips()[0]
+    samples, rate = load_wav(wav)
+    result = short.transcribe(AudioChunk(samples, rate))
+    ref = normalize_words(reference)
+    assert word_errors(ref, normalize_words(result.text)) / len(ref) < 0.25
+    assert seen and max(seen) < 3000 and max(seen) >= len(samples) / rate * 100
+    assert short._token_cap(len(samples)) is not None
+
+
+def test_configured_window_reaches_the_backend() -> None:
+    installed_model("whisper-tiny.en")
+    asr = create_asr(Config(), encoder_window_s=8.0)
+    assert isinstance(asr, FasterWhisperASR) and asr.encoder_window_s == 8.0
+    assert FasterWhisperASR(installed_model("whisper-tiny.en"))._token_cap(16000) is None  # stock: uncapped

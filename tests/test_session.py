@@ -342,3 +342,49 @@ def test_each_session_gets_its_own_vad_and_emotion_stream() -> None:
     a, b = for_session(config, shared), for_session(config, shared)
     assert a.asr is b.asr and a.llm is b.llm and a.tts is b.tts  # engines are loaded once
     assert a.vad is not b.vad and a.emotion is not None and a.emotion is not b.emotion
+
+
+class _LoggedLLM(ScriptedLLM):
+    """Logs each token when the reply pulls it; reports prompt sizes like the llama-cpp backend."""
+
+    last_prompt_tokens = 42
+    last_reused_tokens = 30
+
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def stream(self, messages, *, max_tokens=128, temperature=0.7):  # type: ignore[no-untyped-def]
+        async for tok in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            self.log.append(("llm", tok))
+            yield tok
+
+
+class _LoggedTTS(ToneTTS):
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+        async for chunk in super().synthesize(text, prosody):
+            yield chunk
+        self.log.append(("tts_done", text))
+
+
+@pytest.mark.parametrize("hold", [True, False])
+async def test_llm_waits_for_the_first_clause_audio_when_told(hold: bool) -> None:
+    log: list[tuple[str, str]] = []
+    h = Harness(llm=_LoggedLLM(log), tts=_LoggedTTS(log),
+                overrides={"pipeline": {"hold_llm_for_first_audio": hold}})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    first_done = log.index(("tts_done", "Hello, nice to hear you."))
+    next_token = log.index(("llm", " are"))  # " How" is what shows the first sentence has ended
+    assert (next_token > first_done) is hold, log
+    done = d.of(ev.RESPONSE_DONE)[0].data
+    assert done["status"] == "completed"
+    assert done["trace"]["llm_prompt_tokens"] == 42 and done["trace"]["llm_reused_tokens"] == 30
+    assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"  # nothing lost to the hold

@@ -84,6 +84,7 @@ class Reply:
         self._audio: asyncio.Queue[_AudioItem | None] = asyncio.Queue(session.settings.queue_size)
         self.task: asyncio.Task[None] | None = None
         self._prosody: Any = None  # the plan's prosody, or the reply tag's emotion once read
+        self._first_audio = asyncio.Event()  # the first sentence is synthesised (or nothing will be)
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -185,11 +186,17 @@ class Reply:
             stream = s.backends.llm.stream(self._messages, max_tokens=s.config.llm.max_tokens,
                                            temperature=s.config.llm.temperature)
             async for piece in stream:
-                self.trace.mark("llm_first_token")
+                if "llm_first_token" not in self.trace.marks:
+                    self.trace.mark("llm_first_token")
+                    self.trace.info.update(_llm_info(s.backends.llm))
                 text = tags.push(piece)
                 self._apply_tag(tags)
                 for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
+                if index and s.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
+                    # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech, and
+                    # its thread stops once the small token queue between us is full.
+                    await self._first_audio.wait()
             for sentence in splitter.push(tags.flush()) + splitter.flush():
                 index = await self._queue_sentence(index, sentence)
         except BackendError as exc:
@@ -237,12 +244,14 @@ class Reply:
                 tail = await asyncio.to_thread(self._to_output, None, dsp, s.backends.tts.sample_rate)
                 last = np.concatenate([pending, tail]) if pending is not None else tail
                 await self._audio.put(_AudioItem(index, text, last, True))
+                self._first_audio.set()
         except BackendError as exc:
             self.state.status = "failed"
             self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
             while await self._sentences.get() is not None:
                 pass  # let think finish; nothing more is spoken
         finally:
+            self._first_audio.set()
             await self._audio.put(None)
 
     def _to_output(self, chunk: AudioChunk | None, dsp: Any, rate: int | None = None) -> np.ndarray:
@@ -292,6 +301,16 @@ def _kind(exc: BaseException) -> str:
         if name.startswith(kind):
             return kind
     return "backend"
+
+
+def _llm_info(llm: Any) -> dict[str, int]:
+    """The prompt's size and how much of it the KV cache served (llama-cpp), for the trace."""
+    out = {}
+    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens")):
+        value = getattr(llm, attr, None)
+        if isinstance(value, int):
+            out[key] = value
+    return out
 
 
 def _plan_info(emotion: EmotionResult | None, plan: ResponsePlanLike) -> dict[str, Any]:

@@ -49,5 +49,6 @@ def create_asr(config: Config, **overrides: Any) -> ASRBackend:
     folder = model_path(config.resolve_path(config.models.cache_dir), WHISPER_MODELS[model])
     factory = ASR_BACKENDS[name].load()
     backend: ASRBackend = factory(folder, compute_type=settings["compute_type"], threads=settings["threads"],
-                                  beam_size=settings["beam_size"], language=settings["language"])
+                                  beam_size=settings["beam_size"], language=settings["language"],
+                                  encoder_window_s=settings["encoder_window_s"])
     return backend

@@ -2,6 +2,12 @@
 
 The model folder comes from the embedded install (``attune.models``); ``local_files_only`` keeps every code
 path off the network, so it works with ``HF_HUB_OFFLINE=1``.
+
+Whisper is trained on 30 s windows and faster-whisper pads every clip to one (3000 mel frames), so the encoder
+costs the same for a 2 s turn as for a 30 s one (~550 ms for tiny.en on 2 cores). CTranslate2's encoder takes
+any even number of frames, so with ``encoder_window_s`` below 30 a clip is encoded over
+``max(encoder_window_s, clip + WINDOW_MARGIN_S)`` seconds instead, and decoded as usual: the padded features are
+cut back before encoding (``WhisperModel.encode``, the one place faster-whisper hands features to the encoder).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from attune.backends.asr.common import validate_audio
 from attune.backends.base import Segment, Transcription
 from attune.errors import ASRError, BackendUnavailable
@@ -17,6 +25,22 @@ from attune.pipeline.audio import SAMPLE_RATE
 from attune.pipeline.frames import AudioChunk
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install faster-whisper==1.2.1)"
+FULL_WINDOW_S = 30.0  # Whisper's own window
+FRAMES_PER_S = 100  # mel frames per second (hop 160 at 16 kHz)
+WINDOW_MARGIN_S = 1.0  # silence kept after the clip inside a shortened window
+TOKENS_PER_S = 10  # decoded tokens allowed per second of a clip in a shortened window (speech is ~4-5)
+WINDOW_STEP_FRAMES = 100  # window lengths are rounded up to whole seconds (an even frame count)
+
+
+def encoder_frames(duration_s: float, window_s: float) -> int:
+    """Mel frames the encoder sees for a clip of ``duration_s``: Whisper's 3000 at ``window_s`` >= 30, else the
+    clip plus ``WINDOW_MARGIN_S`` of silence, at least ``window_s``, rounded up to a whole second, at most 3000."""
+    full = int(FULL_WINDOW_S * FRAMES_PER_S)
+    if window_s >= FULL_WINDOW_S:
+        return full
+    wanted = max(window_s, duration_s + WINDOW_MARGIN_S) * FRAMES_PER_S
+    steps = -(-int(np.ceil(wanted)) // WINDOW_STEP_FRAMES)
+    return min(full, steps * WINDOW_STEP_FRAMES)
 
 
 class FasterWhisperASR:
@@ -29,7 +53,7 @@ class FasterWhisperASR:
     name = "faster-whisper"
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", threads: int = 2, beam_size: int = 1,
-                 language: str = "en") -> None:
+                 language: str = "en", encoder_window_s: float = FULL_WINDOW_S) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -41,20 +65,36 @@ class FasterWhisperASR:
         self.model_dir = Path(model_dir)
         self.beam_size = beam_size
         self.language = language
+        self.encoder_window_s = encoder_window_s
+        self._frames = int(FULL_WINDOW_S * FRAMES_PER_S)  # the encoder window of the decode in progress
         self._lock = threading.Lock()
         try:
             self._model: Any = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
                                             cpu_threads=threads, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ASRError(f"cannot load Whisper model from {model_dir}: {exc}", backend=self.name) from exc
+        self._full_encode = self._model.encode
+        self._model.encode = self._encode  # the instance's encode: features cut to the current window
+
+    def _encode(self, features: np.ndarray) -> Any:
+        if features.shape[-1] > self._frames:
+            features = np.ascontiguousarray(features[..., : self._frames])
+        return self._full_encode(features)
+
+    def _token_cap(self, n_samples: int) -> int | None:
+        """A bound on decoded tokens for a shortened window, where a looping decoder would otherwise run on."""
+        if self._frames >= FULL_WINDOW_S * FRAMES_PER_S:
+            return None
+        return int(TOKENS_PER_S * n_samples / SAMPLE_RATE) + 8
 
     def transcribe(self, audio: AudioChunk) -> Transcription:
         samples = validate_audio(audio)
         try:
             with self._lock:
+                self._frames = encoder_frames(len(samples) / SAMPLE_RATE, self.encoder_window_s)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
-                    vad_filter=False, without_timestamps=False)
+                    vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))
                 raw = list(segments_iter)
         except (RuntimeError, ValueError) as exc:
             raise ASRError(f"Whisper decoding failed: {exc}", retryable=True, backend=self.name) from exc

@@ -10,7 +10,8 @@ from attune.backends.base import ChatMessage
 from attune.errors import LLMError
 
 ROLES = ("system", "user", "assistant")
-TOKEN_QUEUE_SIZE = 64  # pieces buffered between the generating thread and the consumer
+TOKEN_QUEUE_SIZE = 1  # pieces buffered between the generating thread and the consumer; small, so a consumer
+# that stops reading (the reply holding the LLM while its first clause is synthesised) pauses generation at once
 _DONE = object()
 
 
