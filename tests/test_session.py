@@ -388,3 +388,31 @@ async def test_llm_waits_for_the_first_clause_audio_when_told(hold: bool) -> Non
     assert done["status"] == "completed"
     assert done["trace"]["llm_prompt_tokens"] == 42 and done["trace"]["llm_reused_tokens"] == 30
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"  # nothing lost to the hold
+
+
+class _LateOnsetTTS(ToneTTS):
+    """Each sentence opens with 300 ms of near-silence (-90 dBFS), as VITS voices sometimes do."""
+
+    async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+        from attune.pipeline.frames import AudioChunk
+
+        chunks = [c.samples async for c in super().synthesize(text, prosody)]
+        lead = np.full(int(0.3 * self.sample_rate), 3e-5, dtype=np.float32)
+        yield AudioChunk(np.concatenate([lead, *chunks]), self.sample_rate)
+
+
+async def test_leading_silence_of_the_first_sentence_only_is_trimmed() -> None:
+    h = Harness(tts=_LateOnsetTTS())
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    by_sentence: dict[int, list[np.ndarray]] = {}
+    for e in d.of(ev.AUDIO_DELTA):
+        by_sentence.setdefault(e.data["sentence"], []).append(e.audio.samples)
+    first, second = (np.concatenate(by_sentence[i]) for i in (0, 1))
+    onset = lambda a: int(np.flatnonzero(np.abs(a) > 0.01)[0]) / 16000  # noqa: E731
+    assert onset(first) <= 0.05  # 300 ms of dead air cut to the 30 ms kept before the voice
+    assert abs(onset(second) - 0.3) < 0.01  # later sentences keep their pauses
+    assert len(first) / 16000 >= 5 * 0.25 - 0.01  # the voice itself is all there

@@ -87,3 +87,17 @@ def test_silero_finds_spoken_turns(tmp_path) -> None:
     assert turns[0].audio.duration_s == pytest.approx(len(speech) / RATE, abs=0.5)
     assert turns[0].start_s < 1.0 + 0.1  # starts where the speech starts (with pre-roll), not in the noise
     assert turns[0].start_s > 0.4
+
+
+def test_trim_leading_silence_keeps_the_onset() -> None:
+    from attune.pipeline.audio import trim_leading_silence
+
+    rate = 16000
+    tone = 0.3 * np.sin(np.arange(rate // 2) * 0.1).astype(np.float32)
+    audio = np.concatenate([np.full(rate // 4, 1e-5, np.float32), tone])
+    out = trim_leading_silence(audio, rate, keep_s=0.03)
+    assert len(audio) - len(out) == rate // 4 - int(0.03 * rate)
+    assert np.array_equal(out[-len(tone):], tone)
+    quiet = np.full(rate, 1e-5, np.float32)
+    assert trim_leading_silence(quiet, rate) is quiet  # no onset: unchanged
+    assert len(trim_leading_silence(tone, rate)) == len(tone)  # already starts loud

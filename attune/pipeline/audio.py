@@ -133,6 +133,22 @@ def to_mono_float(samples: np.ndarray) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(arr, dtype=np.float32), bad_fraction
 
 
+def trim_leading_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbfs: float = -60.0,
+                         keep_s: float = 0.03, frame_s: float = 0.01) -> np.ndarray:
+    """``samples`` from ``keep_s`` before the first ``frame_s`` frame above ``threshold_dbfs`` RMS; unchanged when
+    no frame is that loud (nothing to find an onset in)."""
+    frame = max(1, int(frame_s * sample_rate))
+    n = len(samples) // frame
+    if n == 0:
+        return samples
+    levels = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    loud = np.flatnonzero(levels >= 10 ** (threshold_dbfs / 20.0))
+    if loud.size == 0:
+        return samples
+    start = max(0, int(loud[0]) * frame - int(keep_s * sample_rate))
+    return samples[start:]
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling of mono float audio; returns float32."""
     if from_rate == to_rate:

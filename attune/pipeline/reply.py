@@ -20,7 +20,7 @@ from attune.agent.prosody import profile_for
 from attune.agent.reply_tag import ReplyTagParser
 from attune.errors import BackendError
 from attune.pipeline import events as ev
-from attune.pipeline.audio import resample
+from attune.pipeline.audio import resample, trim_leading_silence
 from attune.pipeline.events import SessionEvent, error_event
 from attune.pipeline.frames import AudioChunk
 from attune.pipeline.normalize import normalize_for_tts
@@ -85,6 +85,7 @@ class Reply:
         self.task: asyncio.Task[None] | None = None
         self._prosody: Any = None  # the plan's prosody, or the reply tag's emotion once read
         self._first_audio = asyncio.Event()  # the first sentence is synthesised (or nothing will be)
+        self._onset_found = False  # the first audio chunk's leading silence has been trimmed
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -238,12 +239,12 @@ class Reply:
                 pending: np.ndarray | None = None
                 async for chunk in s.backends.tts.synthesize(text, prosody):
                     if pending is not None:
-                        await self._audio.put(_AudioItem(index, text, pending, False))
+                        await self._audio.put(self._item(index, text, pending, False))
                     # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
                     pending = await asyncio.to_thread(self._to_output, chunk, dsp)
                 tail = await asyncio.to_thread(self._to_output, None, dsp, s.backends.tts.sample_rate)
                 last = np.concatenate([pending, tail]) if pending is not None else tail
-                await self._audio.put(_AudioItem(index, text, last, True))
+                await self._audio.put(self._item(index, text, last, True))
                 self._first_audio.set()
         except BackendError as exc:
             self.state.status = "failed"
@@ -253,6 +254,13 @@ class Reply:
         finally:
             self._first_audio.set()
             await self._audio.put(None)
+
+    def _item(self, index: int, text: str, samples: np.ndarray, last: bool) -> _AudioItem:
+        """The reply's first audio starts at the voice's onset: a TTS engine's leading silence is dead air."""
+        if not self._onset_found:  # the first chunk only: a sentence is never cut away
+            self._onset_found = True
+            samples = trim_leading_silence(samples, self.s.settings.output_sample_rate)
+        return _AudioItem(index, text, samples, last)
 
     def _to_output(self, chunk: AudioChunk | None, dsp: Any, rate: int | None = None) -> np.ndarray:
         out_rate = self.s.settings.output_sample_rate
