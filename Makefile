@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both set up what they need first (idempotently).
 PY := .venv/bin/python
-ARGS ?= analyze --demo
+ARGS ?= mic --demo
 
 .PHONY: setup run test lint
 setup:

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "attune.commands.conversation",
     "attune.commands.engines",
     "attune.commands.expression",
+    "attune.commands.replies",
 )
 
 

@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# --- system packages (Debian): espeak-ng is the last-resort TTS voice --------------------------------------
+# --- system packages (Debian): espeak-ng (last-resort TTS voice), PortAudio --------------------------------------
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# PortAudio, for the live microphone conversation (python-sounddevice loads it at run time).
+ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need_apt+=(libportaudio2)
 # LibriVox read-speech clips with transcripts: the real-speech ASR tests and bench-asr use them (optional).
 [ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -35,14 +35,19 @@ def test_prompt_has_persona_guidance_history_and_emotion_context() -> None:
     plan = NeutralPlan(strategy="complement", expressed_emotion=EmotionCategory.CALM, reason="user is anxious")
     user = make_result(EmotionCategory.ANXIOUS, 0, 1)
     msgs = PromptBuilder(reply_tag=True).build(m, "I can't sleep", user, plan)
-    assert [x.role for x in msgs] == ["system", "user", "assistant", "user"]
+    builder = PromptBuilder(reply_tag=True)
+    n = len(builder.prefix())
+    assert n == 1 + 2 * len(builder.persona.examples) and msgs[:n] == builder.prefix()
+    assert [x.role for x in msgs[n:]] == ["user", "assistant", "user"]
+    assert [x.role for x in msgs[1:n]] == ["user", "assistant"] * len(builder.persona.examples)
     assert "Attune" in msgs[0].content and "[calm]" in msgs[0].content
     last = msgs[-1].content
-    assert last.startswith(f"{user.to_context_string()} I can't sleep") and "anxious" in last
-    assert last.split("\n")[1] == "(Reply moderately calm.)"
+    assert last == f"I can't sleep\n{user.to_context_string()} (Tone: calm.)" and "anxious" in last
+    # The worked turns are in the same format as a live turn.
+    assert msgs[1].content.split("\n")[1].startswith("[Voice sounds") and "(Tone: " in msgs[1].content
     # The system message does not change with the turn's emotion: the prompt prefix stays cacheable.
     other = NeutralPlan(strategy="match", expressed_emotion=EmotionCategory.SAD, reason="x")
     assert PromptBuilder(reply_tag=True).build(m, "hi", None, other)[0] == msgs[0]
     text = qwen_chat_text(msgs)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
-    assert PromptBuilder().build(m, "x", None, plan)[-1].content.startswith("[Voice emotion unknown]")
+    assert PromptBuilder().build(m, "x", None, plan)[-1].content == "x\n[Voice emotion unknown] (Tone: calm.)"

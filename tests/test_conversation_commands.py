@@ -147,3 +147,46 @@ async def test_microphone_transport_with_a_fake_device(monkeypatch) -> None:
     assert ev.SPEECH_STARTED in seen and ev.TRANSCRIPT in seen and ev.RESPONSE_DONE in seen
     played = np.concatenate(_FakeStream.played)
     assert np.sum(np.abs(played) > 0.05) > 0.5 * 16000  # the reply reached the speaker
+
+
+async def test_mic_demo_falls_back_to_a_two_turn_conversation_when_there_is_no_device(monkeypatch, tmp_path) -> None:
+    """`make run` runs `mic --demo`: with no device it speaks the demo turns into one session, one after the
+    other, and writes both sides on one timeline."""
+    import argparse
+
+    from attune.commands import conversation
+    from attune.errors import BackendUnavailable
+    from attune.pipeline import local_audio, stack
+    from attune.pipeline.audio import load_wav
+
+    h = Harness(llm=ScriptedLLM(["I am here with you."]))
+    template = h.session()
+
+    def no_device(*_: object) -> None:
+        raise BackendUnavailable("no usable audio device: none", install_hint="apt-get install libportaudio2")
+
+    async def no_warm_up(*_: object) -> dict[str, float]:
+        return {}
+
+    monkeypatch.setattr(local_audio, "check_devices", no_device)
+    monkeypatch.setattr(conversation, "demo_utterances", lambda config: [_utterance(1.0), _utterance(1.5)])
+    monkeypatch.setattr(stack, "build_backends", lambda config: template.backends)
+    monkeypatch.setattr(stack, "warm_up", no_warm_up)
+    args = argparse.Namespace(input_device=None, output_device=None, demo=True, demo_out=str(tmp_path))
+    assert await conversation._mic(args, template.config) == 0
+    user, user_rate = load_wav(tmp_path / "demo_input.wav")
+    reply, reply_rate = load_wav(tmp_path / "demo_reply.wav")
+    first = voice_to_voice(user, user_rate, reply, reply_rate)
+    assert first is not None and first[0] == pytest.approx(1.0, abs=0.05)
+    # The second utterance starts only after the first reply has ended, as a person waiting for an answer would.
+    active = frame_levels(reply, reply_rate) > -50
+    reply_start = int(np.argmax(active))
+    reply_end = reply_start + int(np.argmin(active[reply_start:]))  # first silent frame after the reply began
+    speaking = frame_levels(user, user_rate) > -40
+    second_start = 60 + int(np.argmax(speaking[60:]))  # first speech frame after the first utterance (1.2 s on)
+    assert reply_end > reply_start and second_start >= reply_end
+    second = voice_to_voice(user, user_rate, reply, reply_rate, after_s=second_start * 0.02)
+    assert second is not None and second[2] > 0
+    with pytest.raises(BackendUnavailable):
+        await conversation._mic(argparse.Namespace(input_device=None, output_device=None, demo=False,
+                                                   demo_out=str(tmp_path)), template.config)

@@ -48,7 +48,7 @@ async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
     # The prompt carried the user's emotion context and the expressed emotion guidance.
     system, *_, user = h.llm.calls[0]
-    assert user.content.startswith("[Voice sounds") and "calm" in user.content.split("\n")[1]
+    assert user.content.split("\n")[1].startswith("[Voice sounds") and "calm" in user.content.split("\n")[1]
     lines = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["transcript"] == "hello there"
     assert len(s.turns) == 1 and s.emotion_trajectory
@@ -66,9 +66,10 @@ async def test_two_utterances_are_two_turns_and_history_grows() -> None:
         await d.until_idle()
     assert len(h.llm.calls) == 2
     second_prompt = h.llm.calls[1]
-    assert [m.role for m in second_prompt] == ["system", "user", "assistant", "user"]
-    # The second prompt extends the first: same system message and first user turn, so the KV cache is reused.
-    assert second_prompt[:2] == h.llm.calls[0][:2]
+    n = len(s.prompt.prefix())  # the system message and the persona's worked turns
+    assert second_prompt[0].role == "system" and [m.role for m in second_prompt[n:]] == ["user", "assistant", "user"]
+    # The second prompt extends the first: same fixed prefix and first user turn, so the KV cache is reused.
+    assert second_prompt[:n + 1] == h.llm.calls[0][:n + 1]
 
 
 async def test_barge_in_cuts_reply_and_history_keeps_only_what_was_heard() -> None:
@@ -232,7 +233,7 @@ async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
     assert not h.asr.calls
     assert d.of(ev.TRANSCRIPT)[0].data["transcript"] == "What time is it?"
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
-    assert s.memory.messages()[0].content.startswith("[Voice emotion unknown] What time is it?")
+    assert s.memory.messages()[0].content.startswith("What time is it?\n[Voice emotion unknown]")
 
 
 @pytest.fixture

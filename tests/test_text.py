@@ -58,7 +58,7 @@ def test_numbers_to_words() -> None:
 def test_normalise_markdown_emoji_lists_abbreviations_numbers() -> None:
     text = "**Great** news 😊!\n- Take *two* breaths\n- Call Dr. Lee at 5 p.m.\nIt's 50% off, $3.50 for the 2nd one."
     out = normalize_for_tts(text)
-    assert out == ("Great news ! Take two breaths Call Doctor Lee at five P M It's fifty percent off, "
+    assert out == ("Great news! Take two breaths Call Doctor Lee at five P M It's fifty percent off, "
                    "three dollars and fifty cents for the second one.")
     assert "`" not in normalize_for_tts("use `code` and [a link](http://x)") and "a link" in normalize_for_tts(
         "[a link](http://x)")
@@ -82,3 +82,23 @@ def test_run_on_first_piece_is_cut_at_a_word_boundary() -> None:
     pieces = split(words)
     assert len(pieces[0][1].split()) == 12 and pieces[0][0] == 12  # released as the 13th word arrived
     assert " ".join(p for _, p in pieces).split() == [w.strip() for w in words]
+
+
+def test_normalise_what_the_small_models_write() -> None:
+    """Forms seen in (or close to) Qwen2.5 replies: ranges, clock times, temperatures, fractions, emoticons,
+    repeated marks, dashes, abbreviated units, links."""
+    cases = {
+        "Boil it for 6-7 minutes.": "Boil it for six to seven minutes.",
+        "Take 2\u20133 deep breaths.": "Take two to three deep breaths.",
+        "Call me at 3:30 or 10:00.": "Call me at three thirty or ten o'clock.",
+        "It's 20°C, set the oven to 350°F.": "It's twenty degrees Celsius, set the oven to three hundred fifty "
+                                            "degrees Fahrenheit.",
+        "I'm here 24/7, add 1/2 cup.": "I'm here twenty four seven, add one half cup.",
+        "That's great news!!! :) <3": "That's great news!",
+        "Hang in there \u2014 you got this\u2026": "Hang in there, you got this...",
+        "Wait ~5 mins.": "Wait about five minutes.",
+        "See https://www.example.com/help for more.": "See example dot com for more.",
+        "It has 1,200 items, -5 today.": "It has one thousand two hundred items, minus five today.",
+    }
+    for raw, spoken in cases.items():
+        assert normalize_for_tts(raw) == spoken, raw

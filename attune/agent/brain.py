@@ -1,9 +1,10 @@
 """The agent's brain for one turn: the user's emotion -> a response plan (strategy, expressed emotion, prosody)
 -> the Qwen2.5 chat messages for the LLM.
 
-The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed system message
-(the persona), the token-bounded history as it was sent, then the user's turn: the voice's context string, the
-words, and how to sound; so each turn's prompt extends the last one and the LLM's KV cache is reused.
+The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed prefix (the
+persona's system text and its worked example turns), the token-bounded history as it was sent, then the user's
+turn: the words, the voice's context string and how to sound; so each turn's prompt extends the last one and
+the LLM's KV cache is reused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import ChatMessage
-from attune.backends.emotion.types import EmotionCategory, EmotionResult, Intensity
+from attune.backends.emotion.types import EmotionCategory, EmotionResult
 
 TAG_INSTRUCTION = (
     "Start each reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."
@@ -70,19 +71,15 @@ def default_planner() -> Planner:
 
 def expression_guidance(plan: ResponsePlanLike) -> str:
     """How to sound, in as few tokens as possible (each prompt token costs ~14 ms of time to first token with the
-    1.5B model on 2 cores): e.g. "Reply moderately calm." The strategy's reason goes to the trace instead."""
-    intensity = plan.intensity
-    if isinstance(intensity, (int, float)):
-        adverb = Intensity.from_score(float(intensity)).adverb
-    else:
-        adverb = Intensity(getattr(intensity, "value", str(intensity))).adverb
-    return f"Reply {adverb} {plan.expressed_emotion.value}."
+    1.5B model on 2 cores): e.g. "Tone: calm." The intensity goes to the prosody, the reason to the trace."""
+    return f"Tone: {plan.expressed_emotion.value}."
 
 
 class PromptBuilder:
     """Builds the chat messages so that each turn's prompt extends the last one (llama.cpp then evaluates only
-    the new tokens): a fixed system message (persona, and the tag instruction when on), the history exactly as
-    it was sent, then this turn's user message: the voice's context string, the words, and how to sound.
+    the new tokens): a fixed prefix (the system message with the persona and, when on, the tag instruction; then
+    the persona's worked turns), the history exactly as it was sent, then this turn's user message: the words,
+    the voice's context string and how to sound.
     """
 
     def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False) -> None:
@@ -95,14 +92,29 @@ class PromptBuilder:
             text += " " + TAG_INSTRUCTION.format(emotion="calm")
         return ChatMessage("system", text)
 
+    def prefix(self) -> list[ChatMessage]:
+        """The messages every prompt starts with (system text, then the persona's worked turns): what
+        ``LlamaCppLLM.prime()`` should evaluate ahead of the first turn."""
+        out = [self.system_message()]
+        for note, words, tone, reply in self.persona.examples:
+            out.append(ChatMessage("user", user_content(note, words, f"Tone: {tone}.")))
+            out.append(ChatMessage("assistant", f"[{tone}] {reply}" if self.reply_tag else reply))
+        return out
+
     def user_message(self, user_text: str, user_emotion: EmotionResult | None,
                      plan: ResponsePlanLike) -> ChatMessage:
         context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
-        return ChatMessage("user", f"{context} {user_text.strip()}\n({expression_guidance(plan)})")
+        return ChatMessage("user", user_content(context, user_text, expression_guidance(plan)))
 
     def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
               plan: ResponsePlanLike) -> list[ChatMessage]:
-        return [self.system_message(), *memory.messages(), self.user_message(user_text, user_emotion, plan)]
+        return [*self.prefix(), *memory.messages(), self.user_message(user_text, user_emotion, plan)]
+
+
+def user_content(context: str, words: str, guidance: str) -> str:
+    """One user turn as the model sees it: the words first, then the voice note and the tone on a line of their
+    own (with the note first the small models read it back as if it were the reply)."""
+    return f"{words.strip()}\n{context} ({guidance})"
 
 
 def qwen_chat_text(messages: list[ChatMessage]) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.config import Config
-from attune.errors import AudioInputError
+from attune.errors import AudioInputError, BackendUnavailable
 from attune.pipeline import events as ev
 from attune.pipeline.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.pipeline.events import SessionEvent
@@ -29,6 +29,9 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (use headphones)")
     p.add_argument("--input-device", default=None, help="sounddevice input device (index or name)")
     p.add_argument("--output-device", default=None, help="sounddevice output device (index or name)")
+    p.add_argument("--demo", action="store_true",
+                   help="where no microphone can be opened, hold a demo conversation from synthesised speech")
+    p.add_argument("--demo-out", default="out", help="folder for the demo's input and reply WAVs")
     p.set_defaults(handler=cmd_mic)
     p = sub.add_parser("bench-latency", help="voice-to-voice latency of the full stack over a folder of WAVs")
     p.add_argument("--data", required=True, help="folder of WAV files, one utterance each")
@@ -104,13 +107,74 @@ async def _mic(args: argparse.Namespace, config: Config) -> int:
 
     dev_in = int(args.input_device) if args.input_device and args.input_device.isdigit() else args.input_device
     dev_out = int(args.output_device) if args.output_device and args.output_device.isdigit() else args.output_device
-    check_devices(dev_in, dev_out)  # fail before loading models when there is no PortAudio or no device
+    try:
+        check_devices(dev_in, dev_out)  # fail before loading models when there is no PortAudio or no device
+    except BackendUnavailable as exc:
+        if not args.demo:
+            raise
+        print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
+        return await _demo(config, Path(args.demo_out))
     backends = build_backends(config)
     await warm_up(backends, config)
     print("listening; speak (Ctrl+C to stop). Use headphones: the agent must not hear itself.")
     async with Session(config, backends) as session:
         await run_microphone(session, on_event=_printer(False), input_device=dev_in, output_device=dev_out)
     return 0
+
+
+# Two turns a person might say, each spoken with the prosody of how they feel, so the demo exercises the
+# emotion detector, the strategy and the expressive reply end to end.
+DEMO_TURNS = (
+    ("I lost my grandmother last week and I just can't stop crying.", "sad"),
+    ("The delivery is late again and nobody answers the phone!", "angry"),
+)
+
+
+def demo_utterances(config: Config) -> list[Any]:
+    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono."""
+    from attune.agent.prosody import profile_for
+    from attune.agent.speech_source import render_speech
+
+    out = []
+    for text, emotion in DEMO_TURNS:
+        speech = render_speech(text, profile_for(emotion), config=config, level_dbfs=-22.0)
+        out.append(prepare(speech.audio, speech.sample_rate, SAMPLE_RATE)[0])
+    return out
+
+
+def _write_demo(out_dir: Path, user: Any, reply: Any, reply_rate: int) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_wav(out_dir / "demo_input.wav", user, SAMPLE_RATE)
+    write_wav(out_dir / "demo_reply.wav", reply, reply_rate)
+
+
+async def _demo(config: Config, out_dir: Path) -> int:
+    """Speak each demo utterance into one session, waiting for the agent's reply before the next, as a person
+    would; write what the user said and what the agent answered on one timeline."""
+    import numpy as np
+
+    from attune.pipeline.file_transport import stream_file
+    from attune.pipeline.session import Session
+    from attune.pipeline.stack import build_backends, warm_up
+
+    utterances = await asyncio.to_thread(demo_utterances, config)
+    backends = build_backends(config)
+    await warm_up(backends, config)
+    user = np.zeros(0, np.float32)
+    reply = np.zeros(0, np.float32)
+    rate = config.pipeline.output_sample_rate
+    async with Session(config, backends) as session:
+        for speech in utterances:
+            user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
+            run = await stream_file(session, speech, speed=1.0, on_event=_printer(False))
+            reply = np.pad(reply, (0, max(0, len(run.output) - len(reply))))
+            reply[: len(run.output)] += run.output
+    await asyncio.to_thread(_write_demo, out_dir, user, reply, rate)
+    print(f"\n{len(session.turns)} turn(s); the user's side is in {out_dir / 'demo_input.wav'}, "
+          f"the agent's replies in {out_dir / 'demo_reply.wav'}")
+    for trace in session.turns:
+        print(_summary(trace.to_dict()))
+    return 0 if session.turns else 1
 
 
 def cmd_mic(args: argparse.Namespace, config: Config) -> int:

@@ -1,7 +1,8 @@
 """Text normalisation for TTS: what the LLM writes made speakable, applied to each piece just before synthesis.
 
-Removes emoji and markdown (emphasis, code, headings, links, list bullets), expands common abbreviations and
-writes numbers as words (integers, decimals, percentages, currency, ordinals, years). Pure functions.
+Removes emoji, emoticons and markdown (emphasis, code, headings, links, list bullets), expands common
+abbreviations and writes numbers as words (integers, decimals, percentages, currency, ordinals, years, ranges,
+clock times, temperatures, simple fractions). Pure functions.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ _ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five":
 ABBREVIATIONS = {
     "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Dr.": "Doctor", "Prof.": "Professor", "St.": "Saint",
     "Jr.": "Junior", "Sr.": "Senior", "vs.": "versus", "etc.": "et cetera", "e.g.": "for example",
-    "i.e.": "that is", "approx.": "approximately", "a.m.": "A M", "p.m.": "P M",
+    "i.e.": "that is", "approx.": "approximately", "a.m.": "A M", "p.m.": "P M", "mins": "minutes",
+    "min.": "minutes.", "hrs": "hours", "secs": "seconds",
 }
 _SYMBOLS = {"&": " and ", "%": " percent", "+": " plus ", "=": " equals ", "@": " at "}
 
@@ -35,6 +37,15 @@ _ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s?%")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?![\w])")
 _SPACES = re.compile(r"[ \t]+")
+_EMOTICON = re.compile(r"(?<!\w)(?:[:;]-?[()DPp]|<3|:'\()(?!\w)")
+_URL = re.compile(r"\bhttps?://(?:www\.)?([^\s/]+)\S*|\bwww\.([^\s/]+)\S*")
+_RANGE = re.compile(r"(?<![\w.,])(\d+)\s?[-\u2013]\s?(\d+)(?![\w.,])")
+_CLOCK = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
+_DEGREES = re.compile(r"(-?\d+(?:\.\d+)?)\s?°\s?([CF])?\b")
+_FRACTION = re.compile(r"(?<![\w/])(\d+)/(\d+)(?![\w/])")
+_FRACTIONS = {"1/2": "one half", "1/3": "one third", "2/3": "two thirds", "1/4": "a quarter",
+              "3/4": "three quarters", "24/7": "twenty four seven"}
+_REPEATED_MARK = re.compile(r"([!?])[!?]+")
 
 
 def int_to_words(n: int) -> str:
@@ -97,9 +108,39 @@ def _currency(m: re.Match[str]) -> str:
     return text
 
 
+def _clock(m: re.Match[str]) -> str:
+    hours, minutes = int(m.group(1)), int(m.group(2))
+    tail = "o'clock" if minutes == 0 else ("oh " + _ONES[minutes] if minutes < 10 else int_to_words(minutes))
+    return f"{int_to_words(hours)} {tail}"
+
+
+def _degrees(m: re.Match[str]) -> str:
+    scale = {"C": " Celsius", "F": " Fahrenheit"}.get(m.group(2) or "", "")
+    return f"{number_to_words(m.group(1))} degrees{scale}"
+
+
+def _fraction(m: re.Match[str]) -> str:
+    key = f"{m.group(1)}/{m.group(2)}"
+    return _FRACTIONS.get(key, f"{number_to_words(m.group(1))} over {number_to_words(m.group(2))}")
+
+
+def _spoken_forms(t: str) -> str:
+    """Numbers in context first (ranges, times, temperatures, fractions), before plain numbers are read."""
+    t = _CURRENCY.sub(_currency, t)
+    t = _PERCENT.sub(lambda m: f"{number_to_words(m.group(1))} percent", t)
+    t = _RANGE.sub(lambda m: f"{number_to_words(m.group(1))} to {number_to_words(m.group(2))}", t)
+    t = _CLOCK.sub(_clock, t)
+    t = _DEGREES.sub(_degrees, t)
+    t = _FRACTION.sub(_fraction, t)
+    t = _ORDINAL.sub(lambda m: ordinal_words(int(m.group(1))), t)
+    return _NUMBER.sub(lambda m: number_to_words(m.group(0)), t)
+
+
 def normalize_for_tts(text: str) -> str:
-    """Speakable text: no emoji or markdown, abbreviations and numbers written out, single spaces."""
+    """Speakable text: no emoji, emoticons or markdown, abbreviations and numbers written out, single spaces."""
     t = _EMOJI.sub("", text)
+    t = _URL.sub(lambda m: (m.group(1) or m.group(2)).replace(".", " dot "), t)
+    t = _EMOTICON.sub("", t)
     t = _MD_LINK.sub(r"\1", t)
     t = _MD_CODE.sub(r"\1", t)
     t = _MD_HEADING.sub("", t)
@@ -108,11 +149,12 @@ def normalize_for_tts(text: str) -> str:
         t = _MD_EMPH.sub(r"\2", t)
     for abbr, full in ABBREVIATIONS.items():
         t = re.sub(rf"(?<![\w.]){re.escape(abbr)}", full, t)
-    t = _CURRENCY.sub(_currency, t)
-    t = _PERCENT.sub(lambda m: f"{number_to_words(m.group(1))} percent", t)
-    t = _ORDINAL.sub(lambda m: ordinal_words(int(m.group(1))), t)
-    t = _NUMBER.sub(lambda m: number_to_words(m.group(0)), t)
+    t = re.sub(r"~\s?(?=\d)", "about ", t)
+    t = _spoken_forms(t)
     for sym, word in _SYMBOLS.items():
         t = t.replace(sym, word)
-    t = t.replace("*", " ").replace("#", " ").replace("\n", " ")
+    t = _REPEATED_MARK.sub(r"\1", t).replace("\u2026", "...").replace(" \u2014 ", ", ").replace("\u2014", ", ")
+    for ch in "*#~/_\n":
+        t = t.replace(ch, " ")
+    t = re.sub(r"\s+([,.!?;:])", r"\1", t)  # where an emoji or symbol was dropped before a mark
     return _SPACES.sub(" ", t).strip()

@@ -70,9 +70,10 @@ async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]
     out["asr_s"] = time.perf_counter() - t
     t = time.perf_counter()
     plan = backends.planner(None, config.expression.strategy)
-    system = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description)).build(
-        _empty_memory(), "hello", None, plan)[0]
-    async for _ in backends.llm.stream([system, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
+    builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
+                            reply_tag=config.agent.reply_tag)
+    prefix = builder.build(_empty_memory(), "hello", None, plan)[:-1]  # system text and worked turns
+    async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
         pass
     out["llm_s"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -1,0 +1,64 @@
+"""Reply-quality subcommand: ``eval-replies [--model NAME] [--json]`` runs the fixed scenarios of
+``attune.agent.reply_eval`` through the configured prompt and the embedded LLM and scores every reply."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from attune.config import Config
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("eval-replies", help="score the agent's replies on fixed emotional scenarios")
+    p.add_argument("--model", default=None, help="qwen2.5-1.5b | qwen2.5-0.5b (default: config)")
+    p.add_argument("--strategy", default=None, help="response strategy (default: config)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (default: config; the backend's seed is fixed, so runs repeat)")
+    p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    p.add_argument("--json", action="store_true", help="one JSON object: summary and per-scenario results")
+    p.set_defaults(handler=cmd_eval_replies)
+
+
+def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
+    from attune.agent.brain import PromptBuilder
+    from attune.agent.persona import Persona
+    from attune.agent.reply_eval import SCENARIOS, run_eval, summarize
+    from attune.agent.strategy import check_strategy
+    from attune.backends.llm.factory import create_llm
+    from attune.errors import ConfigError
+
+    strategy = check_strategy(args.strategy or config.expression.strategy)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(names) - {s.name for s in SCENARIOS})
+    if unknown:
+        raise ConfigError(f"unknown scenario(s) {unknown} (known: {', '.join(s.name for s in SCENARIOS)})")
+    scenarios = tuple(s for s in SCENARIOS if not names or s.name in names)
+    model = args.model or config.llm.model
+    llm = create_llm(config, **({"model": args.model} if args.model else {}))
+    builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
+                            reply_tag=config.agent.reply_tag)
+    temperature = config.llm.temperature if args.temperature is None else args.temperature
+    reports = asyncio.run(run_eval(llm, builder, strategy=strategy, max_tokens=config.llm.max_tokens,
+                                   temperature=temperature, scenarios=scenarios))
+    summary = {"model": model, "strategy": strategy, "temperature": temperature, **summarize(reports)}
+    if args.json:
+        print(json.dumps({"summary": summary, "scenarios": [r.to_dict() for r in reports]}))
+        return 0
+    for r in reports:
+        print(f"== {r.scenario.name}: {r.scenario.text}")
+        print(f"   {r.context} -> reply {r.expressed}")
+        print(f"   reply: {r.reply!r}")
+        marks = "  ".join(f"{c.name}={'ok' if c.passed else 'FAIL'}" for c in r.checks if c.applicable)
+        print(f"   {marks}  ({r.passed}/{r.applicable}, {r.elapsed_ms:.0f} ms)")
+        for c in r.checks:
+            if c.applicable and not c.passed:
+                print(f"     {c.name}: {c.detail}")
+    print(f"model {model}, strategy {strategy}, temperature {temperature}: checks {summary['checks_passed']}/"
+          f"{summary['checks_total']} ({summary['score']:.0%}), clean replies {summary['clean_replies']}/"
+          f"{summary['replies']}, mean reply {summary['mean_reply_ms']} ms, "
+          f"mean prompt {summary['mean_prompt_tokens']} tokens")
+    print("per check: " + ", ".join(f"{k} {v}" for k, v in summary["per_check"].items()))
+    return 0
