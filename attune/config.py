@@ -87,6 +87,7 @@ class AgentConfig:
     persona: str = setting("")  # persona text for the system prompt; empty = the built-in persona
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
+    fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from attune.agent.prosody import profile_for
 from attune.agent.reply_tag import ReplyTagParser
+from attune.agent.text_affect import fuse_with_words
 from attune.errors import BackendError
 from attune.pipeline import events as ev
 from attune.pipeline.audio import resample, trim_leading_silence
@@ -165,6 +166,8 @@ class Reply:
             return False
         self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": text}))
         emotion = s.turn_emotion()
+        if s.config.agent.fuse_words:
+            emotion = fuse_with_words(emotion, text)
         self.state.user_emotion = emotion
         self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
                                                  "context": emotion.to_context_string() if emotion else "",
