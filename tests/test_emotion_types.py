@@ -87,3 +87,10 @@ def test_predictions_from_scores_caps_and_orders() -> None:
     preds = predictions_from_scores([(E.SAD, 0.2), (E.ANGRY, 0.9), (E.CALM, 0.5), (E.TIRED, 0.1)], 0.9, 0.6)
     assert [p.emotion for p in preds] == [E.ANGRY, E.CALM, E.SAD]
     assert max(p.confidence for p in preds) == 0.6
+
+
+def test_typical_score_is_the_inverse_of_from_score() -> None:
+    from attune.backends.emotion.types import Intensity
+
+    for label in Intensity:
+        assert Intensity.from_score(label.typical_score) is label

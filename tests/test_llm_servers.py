@@ -24,6 +24,18 @@ PIECES = ["I'm ", "sorry ", "to hear ", "that."]
 MESSAGES = [ChatMessage("system", "Be kind."), ChatMessage("user", "[sad] My dog died.")]
 
 
+async def _fault(request: web.Request, mode: str) -> bool:
+    """Mid-stream faults both servers share: True when the connection was dropped ("disconnect"); "stall"
+    waits past the client's timeout and carries on."""
+    if mode == "disconnect":
+        assert request.transport is not None
+        request.transport.close()
+        return True
+    if mode == "stall":
+        await asyncio.sleep(1.5)
+    return False
+
+
 def ollama_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -37,12 +49,8 @@ def ollama_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
             line = {"model": body["model"], "created_at": "2026-01-01T00:00:00Z",
                     "message": {"role": "assistant", "content": piece}, "done": False}
             await resp.write((json.dumps(line) + "\n").encode())
-            if i == 1 and mode == "disconnect":
-                assert request.transport is not None
-                request.transport.close()
+            if i == 1 and await _fault(request, mode):
                 return resp
-            if i == 1 and mode == "stall":
-                await asyncio.sleep(1.5)
         final = {"model": body["model"], "created_at": "2026-01-01T00:00:01Z",
                  "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
                  "eval_count": len(PIECES)}
@@ -70,12 +78,8 @@ def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
             event = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
             await resp.write(f"data: {json.dumps(event)}\n\n".encode())
-            if i == 1 and mode == "disconnect":
-                assert request.transport is not None
-                request.transport.close()
+            if i == 1 and await _fault(request, mode):
                 return resp
-            if i == 1 and mode == "stall":
-                await asyncio.sleep(1.5)
             if i == 1 and mode == "no_done":
                 await resp.write_eof()
                 return resp

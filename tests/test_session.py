@@ -9,10 +9,21 @@ import pytest
 from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
 
 from attune.pipeline import events as ev
+from attune.pipeline.session import Session
 
 
 def _done(events: list) -> bool:
     return any(e.type in (ev.RESPONSE_DONE, ev.RESPONSE_CANCELLED) for e in events)
+
+
+async def one_turn(h: Harness, speech_s: float = 1.0) -> tuple[Session, Driver]:
+    """One spoken turn, answered and played out; the session is closed when this returns."""
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(speech_s)
+        await d.silence_until(_done)
+        await d.until_idle()
+    return s, d
 
 
 async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
@@ -150,11 +161,7 @@ async def test_llm_failure_mid_reply_reports_error_and_session_survives() -> Non
 
 async def test_tts_and_asr_failures_are_error_events() -> None:
     h = Harness(tts=ToneTTS(fail_on=1))
-    async with h.session() as s:
-        d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+    _, d = await one_turn(h)
     assert [e.data["code"] for e in d.of(ev.ERROR)] == ["tts_failed"]
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["heard_text"] == "Hello, nice to hear you."
 
@@ -211,11 +218,7 @@ async def test_empty_transcript_gets_no_reply() -> None:
 async def test_reply_tag_is_stripped_before_speech_and_traced() -> None:
     h = Harness(llm=ScriptedLLM(["[hap", "py]", " That is", " wonderful news."]),
                 overrides={"agent": {"reply_tag": True}})
-    async with h.session() as s:
-        d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+    _, d = await one_turn(h)
     assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == ["That is wonderful news."]
     assert h.tts.texts == ["That is wonderful news."]
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["reply_tag"] == "happy"
@@ -298,11 +301,7 @@ async def test_speech_starting_just_before_the_agent_ends_becomes_a_turn() -> No
 
 async def test_llm_down_before_any_word_the_agent_says_so() -> None:
     h = Harness(llm=ScriptedLLM(["never"], fail_after=0))
-    async with h.session() as s:
-        d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+    _, d = await one_turn(h)
     assert d.of(ev.ERROR)[0].data["code"] == "llm_failed"
     assert [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)] == [
         "Sorry, I lost my train of thought. Could you say that again?"]
@@ -377,11 +376,7 @@ async def test_llm_waits_for_the_first_clause_audio_when_told(hold: bool) -> Non
     log: list[tuple[str, str]] = []
     h = Harness(llm=_LoggedLLM(log), tts=_LoggedTTS(log),
                 overrides={"pipeline": {"hold_llm_for_first_audio": hold}})
-    async with h.session() as s:
-        d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+    s, d = await one_turn(h)
     first_done = log.index(("tts_done", "Hello, nice to hear you."))
     next_token = log.index(("llm", " are"))  # " How" is what shows the first sentence has ended
     assert (next_token > first_done) is hold, log
@@ -404,11 +399,7 @@ class _LateOnsetTTS(ToneTTS):
 
 async def test_leading_silence_of_the_first_sentence_only_is_trimmed() -> None:
     h = Harness(tts=_LateOnsetTTS())
-    async with h.session() as s:
-        d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+    _, d = await one_turn(h)
     by_sentence: dict[int, list[np.ndarray]] = {}
     for e in d.of(ev.AUDIO_DELTA):
         by_sentence.setdefault(e.data["sentence"], []).append(e.audio.samples)

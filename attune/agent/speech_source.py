@@ -20,6 +20,7 @@ from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.errors import TTSError
+from attune.pipeline.audio import rms
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,7 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
     spoke = router.last_provider
     native = tuple(d for d in native_dimensions(spoke) if not (level_dbfs is not None and d == "volume_db"))
     if level_dbfs is not None:
-        rms = max(float(np.sqrt(np.mean(np.square(audio)))), 1e-6) if len(audio) else 1.0
-        audio = (audio * (10 ** (level_dbfs / 20) / rms)).astype(np.float32)
+        audio = (audio * (10 ** (level_dbfs / 20) / max(rms(audio), 1e-6))).astype(np.float32)
     rest = p.neutralized(*native)
     if apply_dsp and not rest.is_neutral:
         from attune.pipeline.prosody_dsp import apply_to_audio

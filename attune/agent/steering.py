@@ -8,6 +8,7 @@ speech along that axis by ``delta`` in -1..1 through ``ProsodyParameters`` and t
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import defaultdict
@@ -131,8 +132,36 @@ def load_axis(path: str | Path = DEFAULT_AXIS_PATH) -> EmotionAxis:
         raise AttuneError(f"emotion axis file {p} is malformed: {exc}") from exc
 
 
+@functools.lru_cache(maxsize=1)
+def _shipped_axis() -> EmotionAxis:
+    return load_axis()
+
+
 def steer(audio: np.ndarray, sample_rate: int, delta: float, axis: EmotionAxis | None = None) -> np.ndarray:
-    """``audio`` moved ``delta`` (-1..1) along the axis (default: the shipped one): +1 toward anger, -1 away."""
+    """``audio`` moved ``delta`` (-1..1) along the axis (default: the shipped one, read once): +1 toward anger,
+    -1 away."""
     from attune.pipeline.prosody_dsp import apply_to_audio
 
-    return apply_to_audio(audio, sample_rate, (axis or load_axis()).params(delta))
+    return apply_to_audio(audio, sample_rate, (axis or _shipped_axis()).params(delta))
+
+
+def measure_steering(data_dir: str | Path, axis: EmotionAxis | None = None) -> dict[str, float]:
+    """Arousal read by the prosodic emotion backend on the neutral (N) clips of an EmoDB-layout folder, steered
+    -1, 0 and +1, with the backend's speaker adaptation off so every clip is read against the same population
+    statistics. Returns the mean arousal per delta and the fraction of clips that +1 raises and -1 lowers."""
+    from attune.backends.emotion.prosodic import ProsodicBackend
+
+    backend = ProsodicBackend()
+    backend.adapt = False
+    clips = sorted(q for q in Path(data_dir).glob("*.wav") if len(q.stem) >= 6 and q.stem[5] == "N")
+    if not clips:
+        raise AudioInputError(f"no neutral (N) EmoDB clips in {data_dir}")
+    arousal: dict[float, list[float]] = {-1.0: [], 0.0: [], 1.0: []}
+    for path in clips:
+        x, sr = load_wav(path)
+        for delta in arousal:
+            arousal[delta].append(backend.analyze(steer(x, sr, delta, axis), sr).dimensions.arousal)
+    low, mid, high = (np.array(arousal[d]) for d in (-1.0, 0.0, 1.0))
+    return {"clips": float(len(clips)), "arousal_minus1": float(low.mean()), "arousal_0": float(mid.mean()),
+            "arousal_plus1": float(high.mean()), "raised_by_plus1": float(np.mean(high > mid)),
+            "lowered_by_minus1": float(np.mean(low < mid))}

@@ -13,7 +13,6 @@ from dataclasses import replace
 
 from attune.backends.emotion.types import (
     EmotionResult,
-    Intensity,
     PrimaryDimensions,
     dimensions_to_likely_emotions,
     predictions_from_scores,
@@ -87,12 +86,9 @@ def fuse_with_words(voice: EmotionResult | None, text: str) -> EmotionResult | N
     # Words and voice that disagree on valence make the reading less certain, not more.
     agreement = 1.0 - min(1.0, abs(valence - d.valence) / 2.0) * 0.5
     confidence = voice.confidence * agreement
-    strength = _intensity_score(voice.primary.intensity)
+    strength = voice.primary.intensity.typical_score
     predictions = predictions_from_scores(dimensions_to_likely_emotions(fused, k=3), strength,
                                           confidence_cap=confidence)
     return replace(voice, dimensions=fused, predictions=predictions, confidence=confidence,
                    backend=f"{voice.backend}+words")
 
-
-def _intensity_score(intensity: Intensity) -> float:
-    return {Intensity.SLIGHT: 0.2, Intensity.MODERATE: 0.45, Intensity.STRONG: 0.7, Intensity.INTENSE: 0.9}[intensity]

@@ -38,6 +38,8 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("emotion-axis", help="measure the anger-minus-neutral prosodic axis of an EmoDB folder")
     p.add_argument("--data", required=True, help="EmoDB-layout folder of WAVs")
     p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--verify", action="store_true",
+                   help="then steer the folder's neutral clips -1/0/+1 and print the arousal the analyzer reads")
     p.set_defaults(handler=cmd_emotion_axis)
 
 
@@ -114,10 +116,15 @@ def cmd_build_references(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_emotion_axis(args: argparse.Namespace, config: Config) -> int:
-    from attune.agent.steering import compute_axis, save_axis
+    from attune.agent.steering import compute_axis, measure_steering, save_axis
 
     axis, per_speaker = compute_axis(args.data)
     save_axis(axis, per_speaker, args.out, source=f"EmoDB-layout folder {Path(args.data).name}")
     print(json.dumps(axis.to_dict()))
     print(f"wrote {args.out} from {len(per_speaker)} speakers")
+    if args.verify:
+        m = measure_steering(args.data, axis)
+        print(f"arousal over {m['clips']:.0f} neutral clips: {m['arousal_0']:.3f} as is, {m['arousal_plus1']:.3f} "
+              f"at +1, {m['arousal_minus1']:.3f} at -1; +1 raises it on {m['raised_by_plus1']:.0%} of clips, "
+              f"-1 lowers it on {m['lowered_by_minus1']:.0%}")
     return 0

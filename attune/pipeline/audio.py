@@ -133,16 +133,22 @@ def to_mono_float(samples: np.ndarray) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(arr, dtype=np.float32), bad_fraction
 
 
+def block_levels_dbfs(samples: np.ndarray, sample_rate: int, frame_s: float) -> np.ndarray:
+    """RMS level in dBFS (floored at -120) of each consecutive, non-overlapping ``frame_s`` block."""
+    frame = max(1, int(frame_s * sample_rate))
+    n = len(samples) // frame
+    if n == 0:
+        return np.zeros(0)
+    levels = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    return np.asarray(20.0 * np.log10(np.maximum(levels, 1e-6)))
+
+
 def trim_leading_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbfs: float = -60.0,
                          keep_s: float = 0.03, frame_s: float = 0.01) -> np.ndarray:
     """``samples`` from ``keep_s`` before the first ``frame_s`` frame above ``threshold_dbfs`` RMS; unchanged when
     no frame is that loud (nothing to find an onset in)."""
     frame = max(1, int(frame_s * sample_rate))
-    n = len(samples) // frame
-    if n == 0:
-        return samples
-    levels = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
-    loud = np.flatnonzero(levels >= 10 ** (threshold_dbfs / 20.0))
+    loud = np.flatnonzero(block_levels_dbfs(samples, sample_rate, frame_s) >= threshold_dbfs)
     if loud.size == 0:
         return samples
     start = max(0, int(loud[0]) * frame - int(keep_s * sample_rate))

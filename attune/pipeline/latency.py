@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from attune.pipeline.audio import block_levels_dbfs
+
 FRAME_S = 0.02
 SPEECH_DBFS = -40.0  # an input frame louder than this is the user speaking
 REPLY_DBFS = -50.0  # a reply frame louder than this is the agent audible
@@ -13,12 +15,7 @@ REPLY_DBFS = -50.0  # a reply frame louder than this is the agent audible
 
 def frame_levels(samples: np.ndarray, rate: int) -> np.ndarray:
     """dBFS of each consecutive 20 ms frame."""
-    n = int(FRAME_S * rate)
-    count = len(samples) // n
-    if count == 0:
-        return np.zeros(0)
-    frames = samples[: count * n].reshape(count, n).astype(np.float64)
-    return 20.0 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)), 1e-6))
+    return block_levels_dbfs(samples, rate, FRAME_S)
 
 
 def voice_to_voice(user: np.ndarray, user_rate: int, reply: np.ndarray, reply_rate: int,

@@ -124,6 +124,11 @@ class Intensity(StrEnum):
         return cls.INTENSE
 
     @property
+    def typical_score(self) -> float:
+        """A representative 0..1 strength inside this label's band (the inverse of ``from_score``)."""
+        return {"slight": 0.2, "moderate": 0.45, "strong": 0.7, "intense": 0.9}[self.value]
+
+    @property
     def adverb(self) -> str:
         return {"slight": "slightly", "moderate": "moderately", "strong": "strongly", "intense": "intensely"}[
             self.value
