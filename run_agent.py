@@ -13,7 +13,7 @@ import logging
 import sys
 
 from attune.config import load_config
-from attune.errors import AttuneError, ConfigError
+from attune.core.errors import AttuneError, ConfigError
 
 COMMAND_MODULES = (
     "attune.commands.emotion",

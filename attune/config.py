@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from attune.errors import ConfigError
+from attune.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"

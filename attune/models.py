@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attune.errors import BackendUnavailable
+from attune.core.errors import BackendUnavailable
 
 STAMP_NAME = ".attune-verified.json"
 CHUNK_BYTES = 1 << 22  # 4 MiB copy/hash chunks

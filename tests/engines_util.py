@@ -61,7 +61,7 @@ def tts_speech(text: str, provider: str = "piper", level_dbfs: float = -24.0) ->
     stay near 0.6, under the prosody DSP's limiter knee (0.9); at -20 they reach it. Piper renders are seeded:
     the closed-loop thresholds were checked on unseeded renders too (spreads noted at each test)."""
     from attune.agent.speech_source import render_speech
-    from attune.errors import BackendUnavailable
+    from attune.core.errors import BackendUnavailable
 
     if provider == "piper":
         import onnxruntime

@@ -15,7 +15,9 @@ import numpy as np
 
 from attune.agent.brain import NeutralPlan
 from attune.backends.base import ChatMessage, Transcription
-from attune.backends.emotion.types import (
+from attune.config import load_config
+from attune.core.audio import measure_quality
+from attune.core.emotion import (
     EmotionCategory,
     EmotionResult,
     PrimaryDimensions,
@@ -23,11 +25,9 @@ from attune.backends.emotion.types import (
     dimensions_to_likely_emotions,
     predictions_from_scores,
 )
-from attune.config import load_config
-from attune.errors import ASRError, LLMError, TTSError
-from attune.pipeline.audio import measure_quality
-from attune.pipeline.events import SessionEvent
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import ASRError, LLMError, TTSError
+from attune.core.events import SessionEvent
+from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.turn import EnergyVAD
 
@@ -120,7 +120,7 @@ class FakeEmotion:
         self._buf, self._t, self._next_hop = np.zeros(0, dtype=np.float32), 0.0, 1.0
 
     def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = RATE) -> list[EmotionResult]:
-        from attune.errors import EmotionError
+        from attune.core.errors import EmotionError
 
         if self.fail:
             raise EmotionError("fake emotion failure")
@@ -136,7 +136,7 @@ class FakeEmotion:
 
 def make_result(emotion: EmotionCategory, start: float, end: float, audio: np.ndarray | None = None,
                 confidence: float = 0.6) -> EmotionResult:
-    from attune.backends.emotion.types import CATEGORY_VAD
+    from attune.core.emotion import CATEGORY_VAD
 
     v, a, d = CATEGORY_VAD[emotion]
     dims = PrimaryDimensions(v, a, d)

@@ -6,7 +6,7 @@ from fakes import make_result
 
 from attune.agent.brain import NeutralPlan, PromptBuilder, qwen_chat_text
 from attune.agent.memory import ConversationMemory
-from attune.backends.emotion.types import EmotionCategory
+from attune.core.emotion import EmotionCategory
 
 
 def test_memory_is_bounded_by_tokens_and_starts_with_the_user() -> None:

@@ -12,9 +12,9 @@ from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 from attune.backends.base import ASRBackend
 from attune.commands.engines import normalize_words, word_errors
 from attune.config import Config
-from attune.errors import AudioInputError, BackendUnavailable
-from attune.pipeline.audio import load_wav
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import load_wav
+from attune.core.errors import AudioInputError, BackendUnavailable
+from attune.core.frames import AudioChunk
 from tests.engines_util import installed_model, librivox_clips
 
 
@@ -39,7 +39,7 @@ def test_transcribes_read_speech_with_segment_timestamps(tiny: FasterWhisperASR)
 
 
 def test_other_rates_are_resampled(tiny: FasterWhisperASR) -> None:
-    from attune.pipeline.audio import resample
+    from attune.core.audio import resample
 
     wav, _ = librivox_clips()[1]
     samples, rate = load_wav(wav)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attune.config import DEFAULT_CONFIG_PATH, Config, load_config
-from attune.errors import ConfigError
+from attune.core.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

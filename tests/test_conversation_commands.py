@@ -7,10 +7,10 @@ import pytest
 from fakes import Harness, ScriptedLLM
 
 import run_agent
-from attune.pipeline import events as ev
-from attune.pipeline.file_transport import stream_file
+from attune.core import events as ev
 from attune.pipeline.latency import frame_levels, voice_to_voice
-from attune.pipeline.local_audio import OutputBuffer
+from attune.transports.file import stream_file
+from attune.transports.microphone import OutputBuffer
 
 RATE = 16000
 
@@ -70,8 +70,8 @@ def test_file_command_on_a_missing_input_is_a_clear_error(tmp_path, capsys) -> N
 
 
 def test_mic_without_portaudio_or_device_is_a_clear_error(capsys) -> None:
-    from attune.errors import BackendUnavailable
-    from attune.pipeline.local_audio import check_devices
+    from attune.core.errors import BackendUnavailable
+    from attune.transports.microphone import check_devices
 
     try:
         check_devices()
@@ -128,7 +128,7 @@ async def test_microphone_transport_with_a_fake_device(monkeypatch) -> None:
     import asyncio
     import types
 
-    from attune.pipeline import local_audio
+    from attune.transports import microphone as local_audio
 
     fake_sd = types.SimpleNamespace(InputStream=_FakeStream, OutputStream=_FakeStream)
     monkeypatch.setattr(local_audio, "import_sounddevice", lambda: fake_sd)
@@ -155,9 +155,10 @@ async def test_mic_demo_falls_back_to_a_two_turn_conversation_when_there_is_no_d
     import argparse
 
     from attune.commands import conversation
-    from attune.errors import BackendUnavailable
-    from attune.pipeline import local_audio, stack
-    from attune.pipeline.audio import load_wav
+    from attune.core.audio import load_wav
+    from attune.core.errors import BackendUnavailable
+    from attune.pipeline import stack
+    from attune.transports import microphone as local_audio
 
     h = Harness(llm=ScriptedLLM(["I am here with you."]))
     template = h.session()

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from attune.config import load_config
-from attune.pipeline import events as ev
-from attune.pipeline.audio import SAMPLE_RATE, load_wav, prepare
-from attune.pipeline.file_transport import stream_file
+from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE, load_wav, prepare
 from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.pipeline.session import Session
+from attune.transports.file import stream_file
 
 MODELS = ("whisper-tiny.en", "qwen2.5-0.5b", "piper-joe")
 

@@ -10,8 +10,8 @@ import pytest
 
 from attune.backends.tts.csm_client import CSMClientTTS
 from attune.backends.tts.csm_service import ContextSegment, create_app, load_reference_bank
-from attune.errors import TTSError
-from attune.pipeline.audio import write_wav
+from attune.core.audio import write_wav
+from attune.core.errors import TTSError
 from tests.conftest import tone
 from tests.engines_util import serve
 

@@ -10,7 +10,7 @@ from emotion_signals import RATE, syllables
 
 import run_agent
 from attune.backends.emotion.detector import VoiceEmotionDetector
-from attune.errors import AudioInputError
+from attune.core.errors import AudioInputError
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_formats_and_rates_agree(det: VoiceEmotionDetector) -> None:
     ref = det.analyze(x, RATE).markers.pitch_mean_hz
     pcm = (x * 32767).astype(np.int16)
     stereo = np.stack([x, x], axis=1)
-    from attune.pipeline.audio import resample
+    from attune.core.audio import resample
 
     for audio, rate in [(pcm, RATE), (stereo, RATE), (stereo.T.copy(), RATE), (resample(x, RATE, 44100), 44100),
                         (resample(x, RATE, 8000), 8000), (x.astype(np.float64), RATE)]:
@@ -86,7 +86,7 @@ def test_cli_analyze_reports_bad_files(tmp_path, capsys) -> None:  # type: ignor
 
 
 def test_cli_analyze_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from attune.pipeline.audio import write_wav
+    from attune.core.audio import write_wav
 
     path = tmp_path / "v.wav"
     write_wav(path, syllables(f0_hz=180.0), RATE)

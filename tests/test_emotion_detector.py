@@ -11,9 +11,9 @@ from emotion_signals import RATE, syllables
 from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results, trajectory
 from attune.backends.emotion.features import SpeakerBaseline, compute_track
 from attune.backends.emotion.prosodic import ProsodicBackend
-from attune.backends.emotion.types import EmotionResult, PrimaryDimensions
 from attune.config import EmotionConfig
-from attune.errors import AudioInputError
+from attune.core.emotion import EmotionResult, PrimaryDimensions
+from attune.core.errors import AudioInputError
 
 
 def test_streaming_results_are_stamped_on_the_stream_clock() -> None:
@@ -114,7 +114,7 @@ def test_aggregate_results_weights_by_confidence() -> None:
 
 
 def test_analyze_file_path_and_array_need_rate(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from attune.pipeline.audio import write_wav
+    from attune.core.audio import write_wav
 
     path = tmp_path / "voice.wav"
     write_wav(path, syllables(f0_hz=200.0), RATE)
@@ -153,7 +153,7 @@ def test_streaming_with_any_backend_passes_whole_windows() -> None:
 
 
 def test_calibrate_baseline_from_files_seeds_the_normaliser(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from attune.pipeline.audio import write_wav
+    from attune.core.audio import write_wav
 
     paths = []
     for i, f in enumerate((140.0, 150.0, 145.0)):

@@ -12,7 +12,7 @@ import run_agent
 from attune.backends.emotion import evaluation as ev
 from attune.backends.emotion.model import CLASSES
 from attune.backends.emotion.prosodic import ProsodicBackend
-from attune.pipeline.audio import load_wav
+from attune.core.audio import load_wav
 
 
 @pytest.fixture(scope="session")

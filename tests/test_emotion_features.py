@@ -7,7 +7,7 @@ import pytest
 from emotion_signals import RATE, harmonic, syllables
 
 from attune.backends.emotion import features as F
-from attune.errors import AudioInputError
+from attune.core.errors import AudioInputError
 
 
 @pytest.mark.parametrize("f0", [90.0, 150.0, 220.0, 330.0, 450.0])

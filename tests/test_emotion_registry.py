@@ -12,10 +12,10 @@ from attune.backends.base import EmotionBackend
 from attune.backends.emotion import registry
 from attune.backends.emotion.emotion2vec import E2V_LABELS, result_from_logits
 from attune.backends.emotion.prosodic import RULE_CONFIDENCE_CAP, ProsodicBackend
-from attune.backends.emotion.types import EmotionCategory
 from attune.config import EmotionConfig
-from attune.errors import BackendUnavailable, EmotionError
-from attune.pipeline.audio import AudioQuality
+from attune.core.audio import AudioQuality
+from attune.core.emotion import EmotionCategory
+from attune.core.errors import BackendUnavailable, EmotionError
 
 GOOD = AudioQuality(-20.0, -3.0, 17.0, 0.0, False, False, False)
 

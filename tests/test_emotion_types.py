@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from attune.backends.emotion.types import (
+from attune.core.audio import AudioQuality
+from attune.core.emotion import (
     CATEGORY_GROUP,
     CATEGORY_VAD,
     EmotionCategory,
@@ -19,7 +20,6 @@ from attune.backends.emotion.types import (
     dimensions_to_likely_emotions,
     predictions_from_scores,
 )
-from attune.pipeline.audio import AudioQuality
 
 E = EmotionCategory
 GOOD = AudioQuality(-20.0, -3.0, 17.0, 0.0, False, False, False)
@@ -90,7 +90,7 @@ def test_predictions_from_scores_caps_and_orders() -> None:
 
 
 def test_typical_score_is_the_inverse_of_from_score() -> None:
-    from attune.backends.emotion.types import Intensity
+    from attune.core.emotion import Intensity
 
     for label in Intensity:
         assert Intensity.from_score(label.typical_score) is label

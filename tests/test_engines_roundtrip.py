@@ -9,8 +9,8 @@ from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 from attune.backends.tts.espeak_backend import EspeakTTS
 from attune.backends.tts.piper_backend import PiperTTS
 from attune.commands.engines import normalize_words, word_errors
-from attune.errors import BackendUnavailable
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendUnavailable
+from attune.core.frames import AudioChunk
 from tests.engines_util import installed_model
 
 TEXT = "I am glad you called. Let us take a slow breath together."

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from attune.backends.emotion.features import extract_markers
-from attune.pipeline.audio import load_wav
+from attune.core.audio import load_wav
 from run_agent import main
 from tests.engines_util import installed_model
 

@@ -6,17 +6,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from attune.agent.prosody import (
-    PROFILES,
-    RANGES,
-    blend,
-    csm_sampling,
-    get_rvc_params,
-    profile_for,
-    to_ssml,
-)
 from attune.agent.strategy import STRATEGIES, ResponsePlan, choose_response
-from attune.backends.emotion.types import (
+from attune.config import load_config
+from attune.core.audio import AudioQuality
+from attune.core.emotion import (
     CATEGORY_GROUP,
     EmotionCategory,
     EmotionGroup,
@@ -26,9 +19,16 @@ from attune.backends.emotion.types import (
     ProsodicMarkers,
     predictions_from_scores,
 )
-from attune.config import load_config
-from attune.errors import ConfigError
-from attune.pipeline.audio import AudioQuality
+from attune.core.errors import ConfigError
+from attune.core.prosody import (
+    PROFILES,
+    RANGES,
+    blend,
+    csm_sampling,
+    get_rvc_params,
+    profile_for,
+    to_ssml,
+)
 
 E = EmotionCategory
 GOOD = AudioQuality(-20.0, -3.0, 17.0, 0.0, False, False, False)

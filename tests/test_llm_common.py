@@ -15,7 +15,7 @@ from attune.backends.llm.factory import create_llm
 from attune.backends.llm.ollama_backend import OllamaLLM
 from attune.backends.llm.openai_backend import OpenAICompatLLM, parse_sse_data
 from attune.config import Config
-from attune.errors import BackendUnavailable, LLMError
+from attune.core.errors import BackendUnavailable, LLMError
 
 
 async def test_worker_is_held_back_by_a_slow_consumer_and_stops_on_break() -> None:

@@ -11,7 +11,7 @@ from attune.backends.base import ChatMessage, LLMBackend
 from attune.backends.llm.factory import create_llm
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
 from attune.config import Config
-from attune.errors import BackendUnavailable, LLMError
+from attune.core.errors import BackendUnavailable, LLMError
 from tests.engines_util import installed_model
 
 SYSTEM = ChatMessage("system", "You are Attune, a kind voice companion. Answer in one short sentence. " * 4)

@@ -17,7 +17,7 @@ from aiohttp import web
 from attune.backends.base import ChatMessage
 from attune.backends.llm.ollama_backend import OllamaLLM
 from attune.backends.llm.openai_backend import OpenAICompatLLM
-from attune.errors import LLMError
+from attune.core.errors import LLMError
 from tests.engines_util import free_port, serve
 
 PIECES = ["I'm ", "sorry ", "to hear ", "that."]

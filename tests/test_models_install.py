@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attune import models
-from attune.errors import BackendUnavailable
+from attune.core.errors import BackendUnavailable
 
 
 def _make_wheel(folder: Path, pkg: str, ver: str, members: dict[str, bytes]) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attune.agent.prosody import PROFILES, ProsodyParameters
+from attune.agent.prosody_dsp import ProsodyApplicator, apply_to_audio, scale_pauses
+from attune.agent.speech_dsp import frame_db, silent_runs, speech_level_db
 from attune.backends.emotion.features import C_F0, compute_track, extract_markers
-from attune.errors import AudioInputError
-from attune.pipeline.audio import resample
-from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio, scale_pauses
-from attune.pipeline.speech_dsp import frame_db, silent_runs, speech_level_db
+from attune.core.audio import resample
+from attune.core.errors import AudioInputError
+from attune.core.prosody import PROFILES, ProsodyParameters
 from tests.engines_util import tts_speech
 
 TEXT = ("The weather was lovely today, and we walked along the river for an hour. "
@@ -213,7 +213,7 @@ def test_join_metric_detects_a_hard_cut(speech):
 
 @pytest.mark.parametrize("rate", [16000, 24000, 48000])
 def test_pitch_and_rate_hold_at_other_sample_rates(speech, rate):
-    from attune.pipeline.audio import resample
+    from attune.core.audio import resample
 
     x, sr = speech
     y_in = resample(x, sr, rate)

@@ -19,8 +19,8 @@ from attune.agent.references import (
 )
 from attune.agent.steering import DEFAULT_AXIS_PATH, compute_axis, load_axis, measure_steering, steer
 from attune.backends.emotion.features import extract_markers
-from attune.backends.emotion.types import EmotionCategory
-from attune.errors import AttuneError, ReferenceBankError
+from attune.core.emotion import EmotionCategory
+from attune.core.errors import AttuneError, ReferenceBankError
 from tests.engines_util import tts_speech
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from attune.agent.reply_checks import (
     count_sentences,
 )
 from attune.agent.reply_eval import SCENARIOS, summarize
-from attune.backends.emotion.types import EmotionCategory
+from attune.core.emotion import EmotionCategory
 
 GOOD_REPLY = "I'm so sorry about your grandmother. I'm here with you, take all the time you need."
 

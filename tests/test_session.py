@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
 
-from attune.pipeline import events as ev
+from attune.core import events as ev
 from attune.pipeline.session import Session
 
 
@@ -245,7 +245,7 @@ def spoken(tmp_path) -> np.ndarray:
     import shutil
     import subprocess
 
-    from attune.pipeline.audio import load_wav, prepare
+    from attune.core.audio import load_wav, prepare
 
     if shutil.which("espeak-ng"):
         wav = tmp_path / "s.wav"
@@ -260,11 +260,11 @@ def spoken(tmp_path) -> np.ndarray:
 async def test_real_emotion_detector_strategy_and_dsp_in_the_session(spoken) -> None:
     """The fakes' real counterparts: the prosodic streaming detector, the turn aggregate, the strategy and the
     prosody DSP."""
+    from attune.agent.prosody_dsp import ProsodyApplicator
     from attune.agent.strategy import choose_response
     from attune.backends.emotion.detector import VoiceEmotionDetector, aggregate_results
     from attune.config import load_config
-    from attune.pipeline.file_transport import stream_file
-    from attune.pipeline.prosody_dsp import ProsodyApplicator
+    from attune.transports.file import stream_file
 
     audio = spoken
     h = Harness(emotion=VoiceEmotionDetector(load_config(environ={}).emotion), planner=choose_response,
@@ -390,7 +390,7 @@ class _LateOnsetTTS(ToneTTS):
     """Each sentence opens with 300 ms of near-silence (-90 dBFS), as VITS voices sometimes do."""
 
     async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
-        from attune.pipeline.frames import AudioChunk
+        from attune.core.frames import AudioChunk
 
         chunks = [c.samples async for c in super().synthesize(text, prosody)]
         lead = np.full(int(0.3 * self.sample_rate), 3e-5, dtype=np.float32)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from attune.agent.reply_tag import ReplyTagParser
-from attune.backends.emotion.types import EmotionCategory
-from attune.pipeline.normalize import int_to_words, normalize_for_tts, number_to_words
+from attune.core.emotion import EmotionCategory
+from attune.core.normalize import int_to_words, normalize_for_tts, number_to_words
 from attune.pipeline.splitter import SentenceSplitter
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fakes import make_result
 
 from attune.agent.text_affect import fuse_with_words, text_valence
-from attune.backends.emotion.types import CATEGORY_GROUP, EmotionCategory, EmotionGroup
+from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
 
 
 def test_text_valence_reads_clear_sentiment() -> None:

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from attune.agent.prosody import ProsodyParameters, profile_for
 from attune.backends.tts.espeak_backend import EspeakTTS
 from attune.backends.tts.piper_backend import PiperTTS
 from attune.backends.tts.prosody_map import espeak_flags, piper_controls
-from attune.errors import BackendUnavailable, TTSError
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters, profile_for
 from tests.engines_util import installed_model
 
 TWO_SENTENCES = "Hello there, it is good to hear from you. How was your day?"

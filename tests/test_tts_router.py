@@ -13,8 +13,8 @@ from attune.backends.tts.factory import create_tts
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
-from attune.errors import BackendUnavailable, TTSError
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
 from tests.conftest import tone
 from tests.engines_util import free_port, installed_model
 

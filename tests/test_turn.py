@@ -8,8 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from attune.pipeline.audio import load_wav, resample
-from attune.pipeline.frames import SpeechStarted, SpeechStopped
+from attune.core.audio import load_wav, resample
+from attune.core.frames import SpeechStarted, SpeechStopped
 from attune.pipeline.turn import (
     EnergyVAD,
     SilenceBegan,
@@ -90,7 +90,7 @@ def test_silero_finds_spoken_turns(tmp_path) -> None:
 
 
 def test_trim_leading_silence_keeps_the_onset() -> None:
-    from attune.pipeline.audio import trim_leading_silence
+    from attune.core.audio import trim_leading_silence
 
     rate = 16000
     tone = 0.3 * np.sin(np.arange(rate // 2) * 0.1).astype(np.float32)

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import ChatMessage
-from attune.backends.emotion.types import EmotionCategory, EmotionResult
+from attune.core.emotion import EmotionCategory, EmotionResult
+from attune.core.prosody import ProsodyParameters
 
 TAG_INSTRUCTION = (
     "Start each reply with the emotion you speak with in square brackets, one word, for example [{emotion}]."

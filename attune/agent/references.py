@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from attune.agent.prosody import ProsodyParameters, profile_for
-from attune.backends.emotion.types import CATEGORY_VAD, EmotionCategory
-from attune.errors import AttuneError, ReferenceBankError
-from attune.pipeline.audio import load_wav, resample, write_wav
+from attune.core.audio import load_wav, resample, write_wav
+from attune.core.emotion import CATEGORY_VAD, EmotionCategory
+from attune.core.errors import AttuneError, ReferenceBankError
+from attune.core.prosody import ProsodyParameters, profile_for
 
 if TYPE_CHECKING:
     from attune.backends.tts.router import VoiceModelRouter
@@ -206,7 +206,7 @@ def build_bank(directory: str | Path, router: VoiceModelRouter) -> dict[str, obj
         })
     manifest: dict[str, object] = {
         "tts": ",".join(sorted(spoke)), "prosody": "engine-native dimensions (attune.backends.tts.prosody_map), "
-        "the rest by attune.pipeline.prosody_dsp.apply_to_audio", "sample_rate": REFERENCE_RATE,
+        "the rest by attune.agent.prosody_dsp.apply_to_audio", "sample_rate": REFERENCE_RATE,
         "references": entries}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest

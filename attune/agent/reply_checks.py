@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from attune.backends.emotion.types import EmotionCategory
-from attune.pipeline.normalize import normalize_for_tts
+from attune.core.emotion import EmotionCategory
+from attune.core.normalize import normalize_for_tts
 
 MAX_SENTENCES = 2
 MAX_WORDS = 40

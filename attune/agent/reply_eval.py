@@ -16,7 +16,8 @@ from attune.agent.memory import ConversationMemory
 from attune.agent.reply_checks import BAD, GOOD, NEUTRAL, CheckResult, check_not_template, check_reply
 from attune.agent.reply_tag import ReplyTagParser
 from attune.backends.base import LLMBackend
-from attune.backends.emotion.types import (
+from attune.core.audio import AudioQuality
+from attune.core.emotion import (
     CATEGORY_VAD,
     EmotionCategory,
     EmotionPrediction,
@@ -25,7 +26,6 @@ from attune.backends.emotion.types import (
     PrimaryDimensions,
     ProsodicMarkers,
 )
-from attune.pipeline.audio import AudioQuality
 
 E = EmotionCategory
 _GOOD_AUDIO = AudioQuality(rms_dbfs=-22.0, peak_dbfs=-3.0, crest_factor_db=19.0, clipped_fraction=0.0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from attune.backends.emotion.types import EmotionCategory
+from attune.core.emotion import EmotionCategory
 
 MAX_TAG_CHARS = 24
 _TAG = re.compile(r"^\s*[\[(<]\s*([A-Za-z_ -]{2,20})\s*[\])>]\s*")

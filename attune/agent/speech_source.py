@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.tts.factory import TTS_BACKENDS, create_tts
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
-from attune.errors import TTSError
-from attune.pipeline.audio import rms
+from attune.core.audio import rms
+from attune.core.errors import TTSError
+from attune.core.prosody import ProsodyParameters
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
         audio = (audio * (10 ** (level_dbfs / 20) / max(rms(audio), 1e-6))).astype(np.float32)
     rest = p.neutralized(*native)
     if apply_dsp and not rest.is_neutral:
-        from attune.pipeline.prosody_dsp import apply_to_audio
+        from attune.agent.prosody_dsp import apply_to_audio
 
         audio = apply_to_audio(audio, router.sample_rate, rest)
     return RenderedSpeech(audio, router.sample_rate, spoke, native)

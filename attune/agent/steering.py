@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from attune.agent.prosody import ProsodyParameters
-from attune.errors import AttuneError, AudioInputError
-from attune.pipeline.audio import load_wav
+from attune.core.audio import load_wav
+from attune.core.errors import AttuneError, AudioInputError
+from attune.core.prosody import ProsodyParameters
 
 DEFAULT_AXIS_PATH = Path(__file__).resolve().parents[2] / "references" / "emotion_axis.json"
 ANGER, NEUTRAL = "W", "N"  # EmoDB emotion letters: W = Wut (anger), N = neutral
@@ -140,7 +140,7 @@ def _shipped_axis() -> EmotionAxis:
 def steer(audio: np.ndarray, sample_rate: int, delta: float, axis: EmotionAxis | None = None) -> np.ndarray:
     """``audio`` moved ``delta`` (-1..1) along the axis (default: the shipped one, read once): +1 toward anger,
     -1 away."""
-    from attune.pipeline.prosody_dsp import apply_to_audio
+    from attune.agent.prosody_dsp import apply_to_audio
 
     return apply_to_audio(audio, sample_rate, (axis or _shipped_axis()).params(delta))
 

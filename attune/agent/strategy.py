@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from attune.agent.prosody import ProsodyParameters, profile_for
-from attune.backends.emotion.types import CATEGORY_GROUP, EmotionCategory, EmotionGroup, EmotionResult
-from attune.errors import ConfigError
+from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup, EmotionResult
+from attune.core.errors import ConfigError
+from attune.core.prosody import ProsodyParameters, profile_for
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from attune.backends.emotion.types import (
+from attune.core.emotion import (
     EmotionResult,
     PrimaryDimensions,
     dimensions_to_likely_emotions,

@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from attune.backends.emotion.types import EmotionResult
-from attune.errors import BackendUnavailable
-from attune.pipeline.frames import AudioChunk
+from attune.core.emotion import EmotionResult
+from attune.core.errors import BackendUnavailable
+from attune.core.frames import AudioChunk
 
 
 @runtime_checkable

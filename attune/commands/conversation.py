@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from attune.config import Config
-from attune.errors import AudioInputError, BackendUnavailable
-from attune.pipeline import events as ev
-from attune.pipeline.audio import SAMPLE_RATE, load_wav, prepare, write_wav
-from attune.pipeline.events import SessionEvent
+from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
+from attune.core.errors import AudioInputError, BackendUnavailable
+from attune.core.events import SessionEvent
+from attune.core.trace import MARKS
 from attune.pipeline.latency import percentile, voice_to_voice
-from attune.pipeline.trace import MARKS
 
 
 def add_commands(sub: Any) -> None:
@@ -79,9 +79,9 @@ def _load_16k(path: str | Path) -> Any:
 
 
 async def _file(args: argparse.Namespace, config: Config) -> int:
-    from attune.pipeline.file_transport import stream_file
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
+    from attune.transports.file import stream_file
 
     samples = _load_16k(args.input)
     backends = build_backends(config)
@@ -101,9 +101,9 @@ def cmd_file(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _mic(args: argparse.Namespace, config: Config) -> int:
-    from attune.pipeline.local_audio import check_devices, run_microphone
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
+    from attune.transports.microphone import check_devices, run_microphone
 
     dev_in = int(args.input_device) if args.input_device and args.input_device.isdigit() else args.input_device
     dev_out = int(args.output_device) if args.output_device and args.output_device.isdigit() else args.output_device
@@ -132,8 +132,8 @@ DEMO_TURNS = (
 
 def demo_utterances(config: Config) -> list[Any]:
     """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono."""
-    from attune.agent.prosody import profile_for
     from attune.agent.speech_source import render_speech
+    from attune.core.prosody import profile_for
 
     out = []
     for text, emotion in DEMO_TURNS:
@@ -153,9 +153,9 @@ async def _demo(config: Config, out_dir: Path) -> int:
     would; write what the user said and what the agent answered on one timeline."""
     import numpy as np
 
-    from attune.pipeline.file_transport import stream_file
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
+    from attune.transports.file import stream_file
 
     utterances = await asyncio.to_thread(demo_utterances, config)
     backends = build_backends(config)
@@ -182,9 +182,9 @@ def cmd_mic(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) -> dict[str, Any]:
-    from attune.pipeline.file_transport import stream_file
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, for_session, warm_up
+    from attune.transports.file import stream_file
 
     backends = build_backends(config)
     warm = await warm_up(backends, config)

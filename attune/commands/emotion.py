@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from attune.config import REPO_ROOT, Config
-from attune.errors import AttuneError, AudioInputError
+from attune.core.errors import AttuneError, AudioInputError
 
 log = logging.getLogger("attune.commands.emotion")
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "emodb-dev"
@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 def _bench_audio(data: str, seconds: float) -> tuple[np.ndarray, str]:
     from attune.backends.emotion.evaluation import corpus_files
-    from attune.pipeline.audio import SAMPLE_RATE, load_wav, resample
+    from attune.core.audio import SAMPLE_RATE, load_wav, resample
 
     need = int(seconds * SAMPLE_RATE)
     try:

@@ -42,8 +42,8 @@ def add_commands(sub: Any) -> None:
 
 def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
     from attune.backends.asr.factory import create_asr
-    from attune.pipeline.audio import load_wav
-    from attune.pipeline.frames import AudioChunk
+    from attune.core.audio import load_wav
+    from attune.core.frames import AudioChunk
 
     samples, rate = load_wav(args.file)
     asr = create_asr(config, **({"model": args.model} if args.model else {}))
@@ -91,8 +91,8 @@ def librivox_pairs(folder: Path) -> list[tuple[Path, str]]:
 
 def bench_asr(config: Config, folder: Path, model: str) -> dict[str, Any]:
     from attune.backends.asr.factory import create_asr
-    from attune.pipeline.audio import load_wav
-    from attune.pipeline.frames import AudioChunk
+    from attune.core.audio import load_wav
+    from attune.core.frames import AudioChunk
 
     asr = create_asr(config, model=model)
     pairs = librivox_pairs(folder)

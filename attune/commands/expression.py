@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from attune.config import Config
-from attune.errors import AttuneError
+from attune.core.errors import AttuneError
 
 BENCH_TEXT = ("The weather was lovely today, and we walked along the river for an hour. "
               "Then we went home, made some tea, and talked until it was dark.")
@@ -44,9 +44,9 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_speak(args: argparse.Namespace, config: Config) -> int:
-    from attune.agent.prosody import profile_for
     from attune.agent.speech_source import render_speech
-    from attune.pipeline.audio import write_wav
+    from attune.core.audio import write_wav
+    from attune.core.prosody import profile_for
 
     try:
         params = profile_for(args.emotion, args.intensity)
@@ -62,11 +62,11 @@ def cmd_speak(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, config: Config) -> int:
-    from attune.agent.prosody import PROFILES
+    from attune.agent.prosody_dsp import ProsodyApplicator, apply_to_audio
     from attune.agent.speech_source import render_speech
-    from attune.backends.emotion.types import EmotionCategory
-    from attune.pipeline.audio import check_sample_rate, resample
-    from attune.pipeline.prosody_dsp import ProsodyApplicator, apply_to_audio
+    from attune.core.audio import check_sample_rate, resample
+    from attune.core.emotion import EmotionCategory
+    from attune.core.prosody import PROFILES
 
     speech = render_speech(BENCH_TEXT, config=config, provider=args.tts)
     audio, rate = speech.audio, speech.sample_rate

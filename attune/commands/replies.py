@@ -28,7 +28,7 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.reply_eval import SCENARIOS, run_eval, summarize
     from attune.agent.strategy import check_strategy
     from attune.backends.llm.factory import create_llm
-    from attune.errors import ConfigError
+    from attune.core.errors import ConfigError
 
     strategy = check_strategy(args.strategy or config.expression.strategy)
     names = [n.strip() for n in args.only.split(",") if n.strip()]

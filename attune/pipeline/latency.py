@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attune.pipeline.audio import block_levels_dbfs
+from attune.core.audio import block_levels_dbfs
 
 FRAME_S = 0.02
 SPEECH_DBFS = -40.0  # an input frame louder than this is the user speaking

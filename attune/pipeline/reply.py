@@ -16,21 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attune.agent.prosody import profile_for
 from attune.agent.reply_tag import ReplyTagParser
 from attune.agent.text_affect import fuse_with_words
-from attune.errors import BackendError
-from attune.pipeline import events as ev
-from attune.pipeline.audio import resample, trim_leading_silence
-from attune.pipeline.events import SessionEvent, error_event
-from attune.pipeline.frames import AudioChunk
-from attune.pipeline.normalize import normalize_for_tts
+from attune.core import events as ev
+from attune.core.audio import resample, trim_leading_silence
+from attune.core.errors import BackendError
+from attune.core.events import SessionEvent, error_event
+from attune.core.frames import AudioChunk
+from attune.core.normalize import normalize_for_tts
+from attune.core.prosody import profile_for
+from attune.core.trace import TurnTrace
 from attune.pipeline.splitter import SentenceSplitter
-from attune.pipeline.trace import TurnTrace
 
 if TYPE_CHECKING:
     from attune.agent.brain import ResponsePlanLike
-    from attune.backends.emotion.types import EmotionResult
+    from attune.core.emotion import EmotionResult
     from attune.pipeline.session import Session
 
 OUTPUT_FRAME_S = 0.02  # s of audio per output event

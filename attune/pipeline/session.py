@@ -22,18 +22,18 @@ import numpy as np
 from attune.agent.brain import Planner, PromptBuilder, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.base import ASRBackend, LLMBackend, TTSBackend
-from attune.backends.emotion.types import EmotionResult
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.config import AgentConfig, Config, PipelineConfig
-from attune.errors import AudioInputError, BackendError
-from attune.pipeline import events as ev
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.events import SessionEvent, error_event
-from attune.pipeline.frames import SpeechStarted, SpeechStopped
+from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE
+from attune.core.emotion import EmotionResult
+from attune.core.errors import AudioInputError, BackendError
+from attune.core.events import SessionEvent, error_event
+from attune.core.frames import SpeechStarted, SpeechStopped
+from attune.core.prosody import ProsodyParameters
+from attune.core.trace import TraceWriter, TurnTrace
 from attune.pipeline.reply import Reply
-from attune.pipeline.trace import TraceWriter, TurnTrace
 from attune.pipeline.turn import (
     SilenceBegan,
     SpeechResumed,
@@ -80,7 +80,7 @@ def default_aggregate() -> Aggregator:
 
 
 def default_dsp_factory() -> Callable[[int, Any], Any]:
-    from attune.pipeline.prosody_dsp import ProsodyApplicator
+    from attune.agent.prosody_dsp import ProsodyApplicator
 
     return ProsodyApplicator
 

@@ -14,8 +14,8 @@ import numpy as np
 from attune.agent.brain import default_planner
 from attune.backends.base import BackendSpec, ChatMessage
 from attune.config import Config
-from attune.errors import BackendError
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendError
+from attune.core.frames import AudioChunk
 from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
 from attune.pipeline.turn import create_vad
 

@@ -18,9 +18,9 @@ from typing import Protocol
 
 import numpy as np
 
-from attune.errors import BackendUnavailable
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.frames import AudioChunk, SpeechStarted, SpeechStopped
+from attune.core.audio import SAMPLE_RATE
+from attune.core.errors import BackendUnavailable
+from attune.core.frames import AudioChunk, SpeechStarted, SpeechStopped
 
 VAD_CHUNK = 512  # samples per VAD decision at 16 kHz (32 ms), what Silero expects
 VAD_CONTEXT = 64  # samples of the previous chunk Silero v5/v6 prepend to each chunk

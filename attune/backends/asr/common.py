@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from attune.errors import AudioInputError
-from attune.pipeline.audio import SAMPLE_RATE, prepare
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import SAMPLE_RATE, prepare
+from attune.core.errors import AudioInputError
+from attune.core.frames import AudioChunk
 
 MIN_ASR_SECONDS = 0.05  # s; shorter input carries no word and is rejected as bad input
 MAX_ASR_SECONDS = 600.0  # s; one utterance, not a whole recording session

@@ -8,7 +8,7 @@ from typing import Any
 from attune.backends.asr.common import WHISPER_MODELS
 from attune.backends.base import ASRBackend, BackendSpec
 from attune.config import Config
-from attune.errors import BackendUnavailable
+from attune.core.errors import BackendUnavailable
 from attune.models import model_path
 
 ASR_BACKENDS: dict[str, BackendSpec] = {

@@ -20,9 +20,9 @@ import numpy as np
 
 from attune.backends.asr.common import validate_audio
 from attune.backends.base import Segment, Transcription
-from attune.errors import ASRError, BackendUnavailable
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import SAMPLE_RATE
+from attune.core.errors import ASRError, BackendUnavailable
+from attune.core.frames import AudioChunk
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install faster-whisper==1.2.1)"
 FULL_WINDOW_S = 30.0  # Whisper's own window

@@ -11,9 +11,9 @@ from typing import Any
 
 from attune.backends.asr.common import validate_audio
 from attune.backends.base import Segment, Transcription
-from attune.errors import ASRError, BackendUnavailable
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import SAMPLE_RATE
+from attune.core.errors import ASRError, BackendUnavailable
+from attune.core.frames import AudioChunk
 
 INSTALL_HINT = "pip install mlx-whisper  (macOS on Apple Silicon only)"
 

@@ -28,16 +28,16 @@ from attune.backends.emotion.features import (
     track_with_fallback,
 )
 from attune.backends.emotion.prosodic import ProsodicBackend, unusable_result
-from attune.backends.emotion.types import (
+from attune.config import EmotionConfig
+from attune.core.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, rms
+from attune.core.emotion import (
     EmotionCategory,
     EmotionResult,
     PrimaryDimensions,
     dimensions_to_likely_emotions,
     predictions_from_scores,
 )
-from attune.config import EmotionConfig
-from attune.errors import AudioInputError
-from attune.pipeline.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, rms
+from attune.core.errors import AudioInputError
 
 log = logging.getLogger("attune.emotion.detector")
 

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from attune.backends.emotion.features import extract_markers
-from attune.backends.emotion.types import (
+from attune.config import EmotionConfig
+from attune.core.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
+from attune.core.emotion import (
     EmotionCategory,
     EmotionResult,
     PrimaryDimensions,
     ProsodicMarkers,
     predictions_from_scores,
 )
-from attune.config import EmotionConfig
-from attune.errors import BackendUnavailable, EmotionError
-from attune.pipeline.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
+from attune.core.errors import BackendUnavailable, EmotionError
 
 log = logging.getLogger("attune.emotion.emotion2vec")
 

@@ -26,9 +26,9 @@ from attune.backends.emotion.model import (
     normalize_by_speaker,
     train_model,
 )
-from attune.backends.emotion.types import EmotionCategory, EmotionResult
-from attune.errors import AudioInputError
-from attune.pipeline.audio import load_wav
+from attune.core.audio import load_wav
+from attune.core.emotion import EmotionCategory, EmotionResult
+from attune.core.errors import AudioInputError
 
 E = EmotionCategory
 # A taxonomy category read back as an EmoDB class, for backends that only give categories.

@@ -16,8 +16,8 @@ from scipy import fft as sfft
 from scipy.fft import dct
 from scipy.signal import find_peaks
 
-from attune.backends.emotion.types import ProsodicMarkers
-from attune.pipeline.audio import SAMPLE_RATE, prepare
+from attune.core.audio import SAMPLE_RATE, prepare
+from attune.core.emotion import ProsodicMarkers
 
 HOP = 160  # samples in 10 ms at 16 kHz: one frame row per hop
 FRAME = 400  # samples in 25 ms at 16 kHz: energy and spectrum frames

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from attune.backends.emotion.features import FEATURE_NAMES, N_FEATURES
-from attune.errors import EmotionError
+from attune.core.errors import EmotionError
 
 MODEL_PATH = Path(__file__).with_name("prosodic_model.json")
 EMODB_CODES = "WLEAFTN"  # EmoDB letter of each class, in CLASSES order

@@ -23,7 +23,9 @@ from attune.backends.emotion.features import (
     track_with_fallback,
 )
 from attune.backends.emotion.model import CLASSES, MODEL_PATH, EmotionModel, SpeakerNormalizer
-from attune.backends.emotion.types import (
+from attune.config import EmotionConfig
+from attune.core.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
+from attune.core.emotion import (
     CATEGORY_VAD,
     EmotionCategory,
     EmotionResult,
@@ -32,9 +34,7 @@ from attune.backends.emotion.types import (
     dimensions_to_likely_emotions,
     predictions_from_scores,
 )
-from attune.config import EmotionConfig
-from attune.errors import EmotionError
-from attune.pipeline.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
+from attune.core.errors import EmotionError
 
 log = logging.getLogger("attune.emotion.prosodic")
 

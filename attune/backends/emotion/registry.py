@@ -11,7 +11,7 @@ import logging
 
 from attune.backends.base import BackendSpec, EmotionBackend
 from attune.config import EmotionConfig
-from attune.errors import BackendUnavailable
+from attune.core.errors import BackendUnavailable
 
 log = logging.getLogger("attune.emotion.registry")
 

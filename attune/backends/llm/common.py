@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from attune.backends.base import ChatMessage
-from attune.errors import LLMError
+from attune.core.errors import LLMError
 
 ROLES = ("system", "user", "assistant")
 TOKEN_QUEUE_SIZE = 1  # pieces buffered between the generating thread and the consumer; small, so a consumer

@@ -6,7 +6,7 @@ from typing import Any
 
 from attune.backends.base import BackendSpec, LLMBackend
 from attune.config import Config
-from attune.errors import BackendUnavailable
+from attune.core.errors import BackendUnavailable
 from attune.models import model_path
 
 LLM_BACKENDS: dict[str, BackendSpec] = {

@@ -16,7 +16,7 @@ from typing import Any
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.common import check_messages, stream_from_thread
-from attune.errors import BackendUnavailable, LLMError
+from attune.core.errors import BackendUnavailable, LLMError
 
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

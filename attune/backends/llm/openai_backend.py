@@ -13,7 +13,7 @@ from typing import Any
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.common import check_messages
-from attune.errors import BackendUnavailable, LLMError
+from attune.core.errors import BackendUnavailable, LLMError
 
 INSTALL_HINT = "pip install httpx==0.28.1"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from attune.errors import TTSError
+from attune.core.errors import TTSError
 
 MAX_TTS_CHARS = 2000  # one reply; longer text is a caller bug
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")

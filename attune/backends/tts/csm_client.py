@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.tts.common import check_text, split_sentences
-from attune.errors import BackendUnavailable, TTSError
-from attune.pipeline.audio import AudioInputError, load_wav_bytes
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import AudioInputError, load_wav_bytes
+from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters
 
 CSM_RATE = 24000  # Hz, Mimi's output rate
 

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from attune.errors import AudioInputError, BackendUnavailable
-from attune.pipeline.audio import load_wav, resample, wav_bytes
+from attune.core.audio import load_wav, resample, wav_bytes
+from attune.core.errors import AudioInputError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 600  # one sentence or two per request

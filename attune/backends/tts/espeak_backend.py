@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.tts.common import check_text, split_sentences
 from attune.backends.tts.prosody_map import espeak_flags
-from attune.errors import BackendUnavailable, TTSError
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters
 
 INSTALL_HINT = "sudo apt-get install espeak-ng"
 ESPEAK_RATE = 22050  # Hz, espeak-ng's output rate

@@ -8,7 +8,7 @@ from typing import Any
 from attune.backends.base import BackendSpec, TTSBackend
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
-from attune.errors import BackendError
+from attune.core.errors import BackendError
 from attune.models import model_path
 
 TTS_BACKENDS: dict[str, BackendSpec] = {

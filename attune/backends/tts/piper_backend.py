@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.prosody import ProsodyParameters
 from attune.backends.tts.common import check_text, split_sentences
 from attune.backends.tts.prosody_map import piper_controls
-from attune.errors import BackendUnavailable, TTSError
-from attune.pipeline.frames import AudioChunk
+from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install piper-tts==1.8.0)"
 

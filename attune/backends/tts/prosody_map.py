@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from attune.agent.prosody import ProsodyParameters
+from attune.core.prosody import ProsodyParameters
 
 PIPER_NOISE_SCALE = 0.667  # Piper's defaults for the en_US medium voices
 PIPER_NOISE_W = 0.8

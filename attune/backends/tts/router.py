@@ -15,9 +15,9 @@ from typing import Any
 
 from attune.backends.base import TTSBackend
 from attune.backends.tts.common import check_text
-from attune.errors import BackendError, BackendUnavailable, TTSError
-from attune.pipeline.audio import resample
-from attune.pipeline.frames import AudioChunk
+from attune.core.audio import resample
+from attune.core.errors import BackendError, BackendUnavailable, TTSError
+from attune.core.frames import AudioChunk
 
 TIERS: dict[str, tuple[str, ...]] = {
     "highest": ("csm", "piper", "espeak"),

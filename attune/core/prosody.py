@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from xml.sax.saxutils import escape as xml_escape
 
-from attune.backends.emotion.types import CATEGORY_VAD, EmotionCategory
+from attune.core.emotion import CATEGORY_VAD, EmotionCategory
 
 # (low, high, neutral) per dimension. Units: semitones, multipliers, dB, 0..1 amounts.
 RANGES: dict[str, tuple[float, float, float]] = {

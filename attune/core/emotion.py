@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from attune.pipeline.audio import AudioQuality
+from attune.core.audio import AudioQuality
 
 
 class EmotionGroup(StrEnum):

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attune.pipeline import events as ev
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.events import SessionEvent
+from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE
+from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 
 FRAME = SAMPLE_RATE // 50  # samples in 20 ms

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attune.backends.emotion.types import EmotionResult
+from attune.core.emotion import EmotionResult
 
 
 @dataclass(frozen=True)

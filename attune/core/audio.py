@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import resample_poly
 
-from attune.errors import AudioInputError
+from attune.core.errors import AudioInputError
 
 SAMPLE_RATE = 16000  # Hz, the rate of every internal analysis stage
 FRAME_MS = 20  # ms per input frame on the streaming paths

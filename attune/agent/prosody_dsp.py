@@ -14,10 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from attune.agent.prosody import ProsodyParameters
-from attune.errors import AudioInputError
-from attune.pipeline.audio import check_sample_rate, to_mono_float
-from attune.pipeline.speech_dsp import (
+from attune.agent.speech_dsp import (
     F0_HOP_S,
     f0_track,
     frame_db,
@@ -28,6 +25,9 @@ from attune.pipeline.speech_dsp import (
     warp_resample,
     wsola,
 )
+from attune.core.audio import check_sample_rate, to_mono_float
+from attune.core.errors import AudioInputError
+from attune.core.prosody import ProsodyParameters
 
 MIN_PAUSE_S = 0.08  # silent runs this long inside speech count as pauses
 PAUSE_FADE_S = 0.004  # fade where a pause is cut or padded

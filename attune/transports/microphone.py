@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from attune.errors import BackendUnavailable
-from attune.pipeline import events as ev
-from attune.pipeline.audio import SAMPLE_RATE
-from attune.pipeline.events import SessionEvent
+from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE
+from attune.core.errors import BackendUnavailable
+from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 
 log = logging.getLogger(__name__)
