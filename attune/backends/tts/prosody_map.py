@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attune.core import catalog
 from attune.core.prosody import ProsodyParameters
 
 PIPER_NOISE_SCALE = 0.667  # Piper's defaults for the en_US medium voices
@@ -16,19 +17,13 @@ ESPEAK_PITCH = 50  # espeak-ng's default pitch, 0..99
 ESPEAK_SEMITONE_STEP = 4.0  # espeak pitch units per semitone, roughly, near the default
 
 
-# The ProsodyParameters dimensions each provider realises natively. The DSP stage leaves these neutral for
-# audio from that provider: ``prosody.neutralized(*NATIVE_DIMENSIONS[router.last_provider])``. Piper's
-# pitch_variance mapping only shapes its noise terms, so the DSP still applies pitch variance.
-NATIVE_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "piper": ("speech_rate",),
-    "espeak": ("speech_rate", "pitch_shift_semitones", "volume_db"),
-    "csm": (),
-}
-
-
 def native_dimensions(provider: str | None) -> tuple[str, ...]:
-    """What ``provider`` already applied (nothing for an unknown or absent provider)."""
-    return NATIVE_DIMENSIONS.get(provider or "", ())
+    """The ProsodyParameters dimensions ``provider`` realises itself (nothing for an unknown or absent one).
+
+    The DSP leaves these neutral for audio from that provider:
+    ``prosody.neutralized(*native_dimensions(provider_that_spoke))``. The data is each provider's
+    ``TTSCapabilities.native_dimensions`` in ``attune.core.catalog``."""
+    return catalog.native_dimensions(provider)
 
 
 @dataclass(frozen=True)

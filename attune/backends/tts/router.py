@@ -16,15 +16,11 @@ from typing import Any
 from attune.backends.base import TTSBackend
 from attune.backends.tts.common import check_text
 from attune.core.audio import resample
+from attune.core.catalog import tts_tiers
 from attune.core.errors import BackendError, BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
 
-TIERS: dict[str, tuple[str, ...]] = {
-    "highest": ("csm", "piper", "espeak"),
-    "high": ("piper", "espeak"),
-    "medium": ("piper", "espeak"),
-    "fast": ("espeak",),
-}
+TIERS: dict[str, tuple[str, ...]] = tts_tiers()  # each tier's chain, from the providers' catalogue entries
 
 
 @dataclass
