@@ -18,6 +18,7 @@ import numpy as np
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
 from attune.core.errors import AttuneError, AudioInputError
+from attune.core.stats import percentile
 
 log = logging.getLogger("attune.commands.emotion")
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "emodb-dev"
@@ -194,8 +195,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         cpu_ms.append((time.process_time() - t0) * 1000.0)
     arr = np.array(cpu_ms)
     figures = {"source": source, "seconds": round(len(audio) / 16000.0, 1), "hops": len(arr), "results": n_results,
-               "hop_ms": round(1000.0 * hop / 16000.0), "cpu_ms_median": round(float(np.median(arr)), 3),
-               "cpu_ms_p95": round(float(np.percentile(arr, 95)), 3), "cpu_ms_max": round(float(arr.max()), 3)}
+               "hop_ms": round(1000.0 * hop / 16000.0), "cpu_ms_median": round(percentile(arr, 50), 3),
+               "cpu_ms_p95": round(percentile(arr, 95), 3), "cpu_ms_max": round(float(arr.max()), 3)}
     if args.json:
         print(json.dumps(figures))
     else:

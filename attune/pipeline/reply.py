@@ -19,6 +19,7 @@ import numpy as np
 from attune.agent.reply_tag import ReplyTagParser
 from attune.agent.text_affect import fuse_with_words
 from attune.core import events as ev
+from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
 from attune.core.errors import BackendError
 from attune.core.events import SessionEvent, error_event
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from attune.core.emotion import EmotionResult
     from attune.pipeline.session import Session
 
-OUTPUT_FRAME_S = 0.02  # s of audio per output event
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 
 
