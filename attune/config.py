@@ -208,7 +208,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _check_limits(value: Any, meta: Mapping[str, Any], key: str) -> None:
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, choices))}")
+        shown = ", ".join('"" (empty)' if c == "" else str(c) for c in choices)
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {shown}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(f"config key '{key}': {value} is outside the allowed range {lo}..{hi}")

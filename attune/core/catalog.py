@@ -6,7 +6,7 @@ install command for when it cannot be, a description, the backend it falls back 
 building any engine is ``spec.load().from_config(config)`` (``attune.backends.registry.build``).
 
 It sits on the ground floor because two rooms below the engines read it: ``config.py`` validates backend names
-against it at load time, and the TTS router and DSP read the prosody each provider applies natively. Nothing
+against it at load time, and the TTS router reads its tiers from it. Nothing
 here imports a backend. Adding a backend is one entry in a table here plus its module.
 """
 
@@ -158,9 +158,3 @@ def tts_tiers() -> dict[str, tuple[str, ...]]:
         for t in s.capabilities.tiers:
             tiers[t].append(s.name)
     return {t: tuple(chain) for t, chain in tiers.items()}
-
-
-def native_dimensions(provider: str | None) -> tuple[str, ...]:
-    """The prosody dimensions ``provider`` applies itself (nothing for an unknown or absent provider)."""
-    found = TTS.get(provider or "")
-    return found.capabilities.native_dimensions if found else ()

@@ -23,7 +23,8 @@ def native_dimensions(provider: str | None) -> tuple[str, ...]:
     The DSP leaves these neutral for audio from that provider:
     ``prosody.neutralized(*native_dimensions(provider_that_spoke))``. The data is each provider's
     ``TTSCapabilities.native_dimensions`` in ``attune.core.catalog``."""
-    return catalog.native_dimensions(provider)
+    spec = catalog.TTS.get(provider or "")
+    return spec.capabilities.native_dimensions if spec else ()
 
 
 @dataclass(frozen=True)
