@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attune.backends.tts.factory import create_tts
+from attune.backends.tts.factory import TTS_BACKENDS, create_tts
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
-from attune.core import catalog
 from attune.core.audio import rms
 from attune.core.errors import TTSError
 from attune.core.prosody import ProsodyParameters
@@ -40,8 +39,8 @@ def speech_router(config: Config | None = None, provider: str | None = None) -> 
     Raises TTSError for an unknown provider name."""
     config = config or Config()
     name = config.expression.tts if provider is None else provider
-    if name and name not in catalog.TTS:
-        raise TTSError(f"unknown TTS provider {name!r} (known: {', '.join(catalog.TTS)})")
+    if name and name not in TTS_BACKENDS:
+        raise TTSError(f"unknown TTS provider {name!r} (known: {', '.join(TTS_BACKENDS)})")
     return create_tts(config, only=(name,) if name else None)
 
 

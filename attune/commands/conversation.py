@@ -15,9 +15,8 @@ from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.events import SessionEvent
-from attune.core.stats import percentile
 from attune.core.trace import MARKS
-from attune.pipeline.latency import voice_to_voice
+from attune.pipeline.latency import percentile, voice_to_voice
 
 
 def add_commands(sub: Any) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from attune.core.audio import FRAME_S, block_levels_dbfs
+from attune.core.stats import percentile
+
+__all__ = ["frame_levels", "percentile", "voice_to_voice"]  # percentile: the one in core.stats, for reports
 
 SPEECH_DBFS = -40.0  # an input frame louder than this is the user speaking
 REPLY_DBFS = -50.0  # a reply frame louder than this is the agent audible

@@ -13,6 +13,7 @@ from attune.config import Config
 from attune.core import catalog
 from attune.core.errors import BackendError
 
+TTS_BACKENDS = catalog.TTS  # the providers by name (the catalogue's table, under the name callers know)
 DEFAULT_TIER = "high"  # its providers are always built, so a request may name the embedded ones at any tier
 
 

@@ -17,14 +17,17 @@ ESPEAK_PITCH = 50  # espeak-ng's default pitch, 0..99
 ESPEAK_SEMITONE_STEP = 4.0  # espeak pitch units per semitone, roughly, near the default
 
 
-def native_dimensions(provider: str | None) -> tuple[str, ...]:
-    """The ProsodyParameters dimensions ``provider`` realises itself (nothing for an unknown or absent one).
+# The ProsodyParameters dimensions each provider realises natively. The DSP stage leaves these neutral for
+# audio from that provider: ``prosody.neutralized(*NATIVE_DIMENSIONS[router.last_provider])``. Piper's
+# pitch_variance mapping only shapes its noise terms, so the DSP still applies pitch variance.
+NATIVE_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    name: spec.capabilities.native_dimensions for name, spec in catalog.TTS.items()  # data: each TTS spec
+}
 
-    The DSP leaves these neutral for audio from that provider:
-    ``prosody.neutralized(*native_dimensions(provider_that_spoke))``. The data is each provider's
-    ``TTSCapabilities.native_dimensions`` in ``attune.core.catalog``."""
-    spec = catalog.TTS.get(provider or "")
-    return spec.capabilities.native_dimensions if spec else ()
+
+def native_dimensions(provider: str | None) -> tuple[str, ...]:
+    """What ``provider`` already applied (nothing for an unknown or absent provider)."""
+    return NATIVE_DIMENSIONS.get(provider or "", ())
 
 
 @dataclass(frozen=True)
