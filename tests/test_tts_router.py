@@ -15,6 +15,7 @@ from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters
 from tests.conftest import tone
 from tests.engines_util import free_port, installed_model
 
@@ -162,8 +163,6 @@ async def test_every_chunk_says_which_provider_spoke_it_and_what_it_did_natively
     speech = [s async for s in router.synthesize_speech("Hello there.")]
     assert len(speech) == 2 and {(s.provider, s.native) for s in speech} == {("espeak", native_dimensions("espeak"))}
     assert router.planned_provider() == "piper"  # a plan, not who spoke
-    from attune.core.prosody import ProsodyParameters
-
     rest = speech[0].remaining(ProsodyParameters(pitch_shift_semitones=3.0, volume_db=-4.0, breathiness=0.5))
     assert (rest.pitch_shift_semitones, rest.volume_db, rest.breathiness) == (0.0, 0.0, 0.5)
 
@@ -171,7 +170,6 @@ async def test_every_chunk_says_which_provider_spoke_it_and_what_it_did_natively
 def test_render_speech_after_a_fail_over_applies_each_dimension_once() -> None:
     """speech_source uses the same per-chunk mechanism as replies: espeak-ng after Piper failed."""
     from attune.agent.speech_source import render_speech
-    from attune.core.prosody import ProsodyParameters
     from tests.fakes import PitchedTTS, peak_hz
 
     piper, espeak = PitchedTTS("piper", native=False), PitchedTTS("espeak", native=True)
