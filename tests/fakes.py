@@ -229,3 +229,40 @@ class Driver:
 
     def of(self, kind: str) -> list[SessionEvent]:
         return [e for e in self.events if e.type == kind]
+
+
+class PitchedTTS:
+    """A TTS provider that speaks a ``base_hz`` tone, ``seconds_per_word`` per word. With ``native`` it applies the
+    prosody's pitch shift and volume itself, as espeak-ng does (``-p``, ``-a``); without, it leaves them to the DSP,
+    as Piper does. ``fail`` fails every request before any audio. ``raw`` keeps each request's output."""
+
+    def __init__(self, name: str, *, native: bool, sample_rate: int = 22050, base_hz: float = 200.0,
+                 seconds_per_word: float = 0.25) -> None:
+        self.name, self.native, self.sample_rate, self.base_hz = name, native, sample_rate, base_hz
+        self.seconds_per_word = seconds_per_word
+        self.fail = False
+        self.raw: list[np.ndarray] = []
+
+    async def synthesize(self, text: str, prosody: Any = None) -> AsyncIterator[AudioChunk]:
+        if self.fail:
+            raise TTSError(f"{self.name} is down", retryable=True, backend=self.name)
+        shift = prosody.pitch_shift_semitones if (self.native and prosody is not None) else 0.0
+        gain = 10 ** (prosody.volume_db / 20) if (self.native and prosody is not None) else 1.0
+        n = int(len(text.split()) * self.seconds_per_word * self.sample_rate)
+        t = np.arange(n) / self.sample_rate
+        audio = (0.3 * gain * np.sin(2 * np.pi * self.base_hz * 2 ** (shift / 12) * t)).astype(np.float32)
+        self.raw.append(audio)
+        step = self.sample_rate // 10
+        for i in range(0, n, step):
+            yield AudioChunk(audio[i:i + step], self.sample_rate)
+
+
+def peak_hz(samples: np.ndarray, rate: int) -> float:
+    """The frequency of the strongest spectral peak (0.1 Hz resolution per second of audio x 8): a tone's f0."""
+    x = np.asarray(samples, dtype=np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), n=8 * len(x)))
+    return float(np.argmax(spectrum) * rate / (8 * len(x)))
+
+
+def level(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, ScriptedLLM, ToneTTS
+from fakes import ECHO_LEVEL, Driver, FakeEmotion, FixedASR, Harness, PitchedTTS, ScriptedLLM, ToneTTS, level, peak_hz
 
 from attune.core import events as ev
 from attune.pipeline.session import Session
@@ -408,3 +408,59 @@ async def test_leading_silence_of_the_first_sentence_only_is_trimmed() -> None:
     assert onset(first) <= 0.05  # 300 ms of dead air cut to the 30 ms kept before the voice
     assert abs(onset(second) - 0.3) < 0.01  # later sentences keep their pauses
     assert len(first) / 16000 >= 5 * 0.25 - 0.01  # the voice itself is all there
+
+
+async def test_a_fail_over_mid_conversation_does_not_apply_pitch_and_volume_twice() -> None:
+    """Turn 1: Piper speaks, the DSP shifts pitch and level. Turn 2: Piper fails before any audio, espeak-ng
+    (which shifts pitch and level itself) takes over, and the DSP must leave both alone. Measured on the output:
+    its f0 and level against the provider's raw output."""
+    from attune.agent.brain import NeutralPlan
+    from attune.agent.prosody_dsp import ProsodyApplicator
+    from attune.backends.tts.router import VoiceModelRouter
+    from attune.core.emotion import EmotionCategory
+    from attune.core.prosody import ProsodyParameters
+
+    lively = ProsodyParameters(pitch_shift_semitones=4.0, volume_db=-6.0)
+    piper, espeak = PitchedTTS("piper", native=False), PitchedTTS("espeak", native=True)
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, tier="high", sample_rate=22050)
+    h = Harness(tts=router, dsp_factory=ProsodyApplicator,  # type: ignore[arg-type]
+                planner=lambda _e, strategy: NeutralPlan(strategy, EmotionCategory.EXCITED, prosody=lively))
+    async with h.session() as s:
+        d = Driver(s)
+        for turn in (1, 2):
+            piper.fail = turn == 2
+            await d.speak(1.0)
+            await d.silence_until(lambda es, n=turn: len(d.of(ev.RESPONSE_DONE)) == n)
+            await d.until_idle()
+    assert [e.data["status"] for e in d.of(ev.RESPONSE_DONE)] == ["completed", "completed"]
+    assert router.stats["piper"].failures == 2 and router.stats["espeak"].requests == 2  # two sentences
+    out = {t: np.concatenate([e.audio.samples for e in d.of(ev.AUDIO_DELTA) if e.data["turn"] == t])
+           for t in (1, 2)}
+    wanted = 200.0 * 2 ** (4 / 12)  # the asked +4 semitones, once: 252 Hz (twice would be 318 Hz)
+    piper_raw, espeak_raw = np.concatenate(piper.raw), np.concatenate(espeak.raw)
+    assert abs(peak_hz(piper_raw, 22050) - 200.0) < 1.0 and abs(peak_hz(out[1], 16000) - wanted) < 3.0
+    assert abs(peak_hz(espeak_raw, 22050) - wanted) < 1.0 and abs(peak_hz(out[2], 16000) - wanted) < 3.0
+    db = lambda a, b: 20 * np.log10(level(a) / level(b))  # noqa: E731
+    assert abs(db(out[1], piper_raw) + 6.0) < 1.0  # the DSP attenuated Piper's speech
+    assert abs(db(out[2], espeak_raw)) < 1.0  # and left espeak-ng's alone: it had attenuated it itself
+
+
+async def test_settings_are_one_value_replaced_while_the_session_runs() -> None:
+    from dataclasses import replace
+
+    from attune.pipeline.settings import SessionSettings
+    from attune.pipeline.turn_policy import PolicySettings
+
+    h = Harness(llm=ScriptedLLM(["One two three four five.", " Six seven eight nine ten."]))
+    async with h.session() as s:
+        assert isinstance(s.settings, SessionSettings) and s.settings.policy.barge_in_min_ms == 300
+        assert s.settings.turn.end_of_turn_ms == s.config.pipeline.end_of_turn_silence_ms == 400
+        s.update_settings(replace(s.settings, policy=PolicySettings(barge_in_min_ms=3000), strategy="match"))
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))
+        await d.speak(0.6)  # would barge in at 300 ms; not at 3000
+        await d.silence_until(lambda es: len(d.of(ev.RESPONSE_DONE)) >= 1)
+        await d.until_idle()
+    assert not d.of(ev.RESPONSE_CANCELLED)
+    assert d.of(ev.RESPONSE_CREATED)[0].data["strategy"] == "match"  # the next reply read the new strategy

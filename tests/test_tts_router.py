@@ -15,6 +15,7 @@ from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
+from attune.core.prosody import ProsodyParameters
 from tests.conftest import tone
 from tests.engines_util import free_port, installed_model
 
@@ -154,3 +155,27 @@ async def test_reference_emotion_reaches_providers_that_take_it() -> None:
     await _collect(router, emotion="sad")
     assert csm.emotion == "sad"
     assert len(await _collect(router, provider="plain")) == 1
+
+
+async def test_every_chunk_says_which_provider_spoke_it_and_what_it_did_natively() -> None:
+    piper, espeak = ToneTTS("piper", fail="before"), ToneTTS("espeak")
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, tier="high")
+    speech = [s async for s in router.synthesize_speech("Hello there.")]
+    assert len(speech) == 2 and {(s.provider, s.native) for s in speech} == {("espeak", native_dimensions("espeak"))}
+    assert router.planned_provider() == "piper"  # a plan, not who spoke
+    rest = speech[0].remaining(ProsodyParameters(pitch_shift_semitones=3.0, volume_db=-4.0, breathiness=0.5))
+    assert (rest.pitch_shift_semitones, rest.volume_db, rest.breathiness) == (0.0, 0.0, 0.5)
+
+
+def test_render_speech_after_a_fail_over_applies_each_dimension_once() -> None:
+    """speech_source uses the same per-chunk mechanism as replies: espeak-ng after Piper failed."""
+    from attune.agent.speech_source import render_speech
+    from tests.fakes import PitchedTTS, peak_hz
+
+    piper, espeak = PitchedTTS("piper", native=False), PitchedTTS("espeak", native=True)
+    piper.fail = True
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, tier="high")
+    speech = render_speech("one two three four", ProsodyParameters(pitch_shift_semitones=4.0), router=router)
+    assert speech.provider == "espeak" and "pitch_shift_semitones" in speech.native
+    assert abs(peak_hz(espeak.raw[0], 22050) - 252.0) < 1.0
+    assert abs(peak_hz(speech.audio, speech.sample_rate) - 252.0) < 3.0  # not shifted again (318 Hz)

@@ -2,9 +2,9 @@
 
 ``speak``, ``build-references`` and ``bench-prosody`` call ``render_speech``. The engine gets the whole
 ProsodyParameters and realises what it does natively (Piper: the rate, through length_scale; espeak-ng: rate,
-pitch and volume); the DSP (``apply_to_audio``) then applies the rest, on
-``prosody.neutralized(*native_dimensions(provider))`` for the provider that really spoke, so no dimension is
-applied twice.
+pitch and volume); the router stamps each chunk with the provider that really spoke it and what it applied
+natively (``SpeechAudio``), and the DSP (``apply_to_audio``) applies the rest (``SpeechAudio.remaining``): the
+same mechanism as a conversation's replies, so no dimension is applied twice, after a fail-over too.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from attune.backends.tts.factory import TTS_BACKENDS, create_tts
-from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.core.audio import rms
 from attune.core.errors import TTSError
+from attune.core.frames import AudioChunk, SpeechAudio
 from attune.core.prosody import ProsodyParameters
 
 
@@ -44,9 +44,13 @@ def speech_router(config: Config | None = None, provider: str | None = None) -> 
     return create_tts(config, only=(name,) if name else None)
 
 
-async def _collect(router: VoiceModelRouter, text: str, prosody: ProsodyParameters) -> np.ndarray:
-    parts = [chunk.samples async for chunk in router.synthesize(text, prosody)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+async def _collect(router: VoiceModelRouter, text: str, prosody: ProsodyParameters) -> tuple[np.ndarray, SpeechAudio]:
+    """The whole utterance, and its first chunk's stamp (one request is spoken by one provider; no audio: none)."""
+    parts = [speech async for speech in router.synthesize_speech(text, prosody)]
+    if not parts:
+        silent = np.zeros(0, np.float32)
+        return silent, SpeechAudio(AudioChunk(silent, router.sample_rate))
+    return np.concatenate([p.chunk.samples for p in parts]).astype(np.float32), parts[0]
 
 
 def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router: VoiceModelRouter | None = None,
@@ -57,21 +61,22 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
     ``level_dbfs`` normalises the engine's output to that RMS level before the DSP; volume is then held back
     from the engine and applied by the DSP, so the asked level difference survives the normalisation.
     ``apply_dsp=False`` returns the engine's audio alone. Blocking (it runs its own event loop): async code
-    streams ``router.synthesize`` itself and plans the DSP with ``router.planned_provider()``. Raises TTSError
+    streams ``router.synthesize_speech`` itself and shapes each chunk by its ``remaining()``. Raises TTSError
     (empty text, unknown provider, every provider failed) or BackendUnavailable (the provider cannot run here,
     with its install command).
     """
     p = prosody or ProsodyParameters()
     router = router or speech_router(config, provider)
     engine_prosody = p.neutralized("volume_db") if level_dbfs is not None else p
-    audio = asyncio.run(_collect(router, text, engine_prosody))
-    spoke = router.last_provider
-    native = tuple(d for d in native_dimensions(spoke) if not (level_dbfs is not None and d == "volume_db"))
+    audio, first = asyncio.run(_collect(router, text, engine_prosody))
+    # The engine applied its native dimensions of ``engine_prosody``; with a level asked, volume was held back
+    # from it (neutral), so the DSP still has to apply the asked volume.
+    native = tuple(d for d in first.native if not (level_dbfs is not None and d == "volume_db"))
     if level_dbfs is not None:
         audio = (audio * (10 ** (level_dbfs / 20) / max(rms(audio), 1e-6))).astype(np.float32)
-    rest = p.neutralized(*native)
+    rest = SpeechAudio(first.chunk, first.provider, native).remaining(p)
     if apply_dsp and not rest.is_neutral:
         from attune.agent.prosody_dsp import apply_to_audio
 
         audio = apply_to_audio(audio, router.sample_rate, rest)
-    return RenderedSpeech(audio, router.sample_rate, spoke, native)
+    return RenderedSpeech(audio, router.sample_rate, first.provider, native)

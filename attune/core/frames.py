@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from attune.core.emotion import EmotionResult
+from attune.core.prosody import ProsodyParameters
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class SpeechStopped:
 
 @dataclass(frozen=True)
 class Transcript:
+    """What the user said in a turn, ``[start_s, end_s)`` on the stream clock (typed turns: both the time typed).
+    ``final`` False marks a partial transcript of speech still in progress."""
+
     text: str
     start_s: float
     end_s: float
@@ -50,47 +53,39 @@ class Transcript:
 
 
 @dataclass(frozen=True)
-class EmotionEstimate:
-    """A streaming emotion measurement over [start_s, end_s) of the user's speech."""
-
-    result: EmotionResult
-    start_s: float
-    end_s: float
-
-
-@dataclass(frozen=True)
-class LLMToken:
-    text: str
-    index: int
-
-
-@dataclass(frozen=True)
 class Sentence:
-    """A piece of reply text ready for TTS: a whole sentence, or a first clause released early."""
+    """A piece of reply text ready for TTS: a whole sentence, or a first clause released early. ``text`` is
+    normalised for speech; ``index`` counts the reply's pieces from 0."""
 
     text: str
     index: int
-    final: bool = False  # the last piece of the reply
 
 
 @dataclass(frozen=True)
 class SpeechAudio:
-    """Synthesised reply audio for sentence ``sentence_index``; ``last`` marks the sentence's final chunk."""
+    """Synthesised speech: ``chunk``, the ``provider`` that spoke it, and the ``ProsodyParameters`` dimensions that
+    provider already applied natively (``native``). The prosody DSP applies exactly the rest,
+    ``remaining(prosody)``, so no dimension is applied twice whichever provider a fail-over lands on. In a reply,
+    ``sentence_index`` says which ``Sentence`` it speaks and ``last`` marks that sentence's final chunk."""
 
     chunk: AudioChunk
-    sentence_index: int
+    provider: str = ""
+    native: tuple[str, ...] = ()
+    sentence_index: int = 0
     last: bool = False
+
+    def remaining(self, prosody: ProsodyParameters) -> ProsodyParameters:
+        """What is still to be applied to this audio of ``prosody``: every dimension but the native ones."""
+        return prosody.neutralized(*self.native)
 
 
 @dataclass(frozen=True)
 class Interruption:
-    """Barge-in: the user spoke over the agent. Stages drop pending output when they see it."""
+    """The user (barge-in, a typed turn) or the client cut the agent off at stream time ``timestamp_s``: the reply
+    in progress is cancelled and its output flushed."""
 
     timestamp_s: float
     reason: str = "barge_in"
 
 
-Frame = (
-    AudioChunk | SpeechStarted | SpeechStopped | Transcript | EmotionEstimate | LLMToken | Sentence | SpeechAudio
-    | Interruption
-)
+Frame = AudioChunk | SpeechStarted | SpeechStopped | Transcript | Sentence | SpeechAudio | Interruption

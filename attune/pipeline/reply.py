@@ -1,9 +1,12 @@
-"""One reply of the agent to one user turn, as three owned stages: think (ASR -> plan -> prompt -> LLM ->
-splitter), speak (normalise -> TTS with prosody -> DSP -> output rate) and play (paced output on the stream clock).
+"""One reply of the agent to one user turn, as three owned stages: think (ASR -> understanding -> LLM ->
+splitter, ``Sentence`` frames out), speak (``Sentence`` -> TTS -> prosody DSP -> output rate, ``SpeechAudio``
+frames out) and play (paced output on the stream clock).
 
-A reply may start speculatively when silence begins: it transcribes, prompts and even synthesises, but holds its
-events and audio until ``commit()``. Cancelling its task (barge-in, the user resuming) stops all three stages;
-``heard_text()`` then says how much of the reply the user actually heard.
+A ``Reply`` depends only on ``ReplyDeps`` (engines, settings, a DSP factory, an output clock, an emit callable and
+what understanding needs) and ends in a frozen ``ReplyOutcome`` that the session records. It may start
+speculatively when silence begins: it transcribes, prompts and even synthesises, but holds its events and audio
+until ``commit()``. Cancelling it (barge-in, the user resuming) stops all three stages; ``outcome(heard_at)`` then
+says how much of the reply the user actually heard.
 """
 
 from __future__ import annotations
@@ -11,30 +14,96 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from attune.agent.brain import ResponsePlanLike
 from attune.agent.reply_tag import ReplyTagParser
-from attune.agent.text_affect import fuse_with_words
+from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
+from attune.backends.tts.router import speech_of
 from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
+from attune.core.emotion import EmotionResult
 from attune.core.errors import BackendError
 from attune.core.events import SessionEvent, error_event
-from attune.core.frames import AudioChunk
+from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
-from attune.core.prosody import profile_for
+from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
 from attune.pipeline.splitter import SentenceSplitter
-
-if TYPE_CHECKING:
-    from attune.agent.brain import ResponsePlanLike
-    from attune.core.emotion import EmotionResult
-    from attune.pipeline.session import Session
+from attune.pipeline.understanding import TurnContext, Understander, Understanding
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
+
+
+class ProsodyShaper(Protocol):
+    """A streaming prosody DSP (``attune.agent.prosody_dsp.ProsodyApplicator``): push samples, flush at the end."""
+
+    def push(self, samples: np.ndarray) -> np.ndarray: ...
+
+    def flush(self) -> np.ndarray: ...
+
+
+DSPFactory = Callable[[int, ProsodyParameters], ProsodyShaper]  # (sample_rate, what to apply) -> DSP
+
+
+@dataclass(frozen=True)
+class ReplySettings:
+    """What a reply reads of the session's settings (``SessionSettings.reply``)."""
+
+    output_sample_rate: int = 24000  # Hz of reply audio events
+    first_clause_min_words: int = 4
+    hold_llm_for_first_audio: bool = True
+    queue_size: int = 64  # bound of the reply's inter-stage queues
+    max_tokens: int = 96
+    temperature: float = 0.7
+    apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
+
+
+@dataclass(frozen=True)
+class ReplyDeps:
+    """Everything a reply uses. ``context()`` is read once, after ASR; ``schedule_output(duration_s)`` reserves
+    output time and returns its stream start once it is due; ``emit`` delivers an event to the transport."""
+
+    asr: ASRBackend
+    llm: LLMBackend
+    tts: TTSBackend
+    understander: Understander
+    settings: ReplySettings
+    context: Callable[[], TurnContext]
+    schedule_output: Callable[[float], Awaitable[float]]
+    emit: Callable[[SessionEvent], None]
+    dsp_factory: DSPFactory | None = None
+
+
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """How a reply ended. ``status``: completed | failed | empty (nothing to answer) | cancelled (cut off at
+    ``heard_at``). ``heard_text`` is what the user heard of ``reply_text``; ``user_message`` the turn as the LLM
+    saw it. ``recorded``: the session keeps it (a committed reply that answered or was cut off)."""
+
+    turn: int
+    status: str
+    committed: bool
+    transcript: str
+    user_message: str
+    reply_text: str
+    heard_text: str
+    user_emotion: EmotionResult | None
+    plan: ResponsePlanLike | None
+    trace: TurnTrace
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status == "cancelled"
+
+    @property
+    def recorded(self) -> bool:
+        return self.committed and self.status != "empty"
 
 
 @dataclass
@@ -48,43 +117,35 @@ class SpokenSpan:
 
 
 @dataclass
-class _AudioItem:
-    index: int
-    text: str
-    samples: np.ndarray
-    last: bool
+class _Progress:
+    """What the stages have done so far (the reply's own mutable state; never read outside it)."""
 
-
-@dataclass
-class ReplyState:
+    status: str = "in_progress"
+    understood: Understanding | None = None
     transcript: str = ""
-    user_message: str = ""  # the user turn exactly as the LLM saw it, for the history
     reply_text: list[str] = field(default_factory=list)  # pieces handed to TTS, tag stripped
+    spoken: dict[int, str] = field(default_factory=dict)  # sentence index -> the text as synthesised
     spans: dict[int, SpokenSpan] = field(default_factory=dict)
-    status: str = "in_progress"  # completed | cancelled | failed | empty
-    plan: ResponsePlanLike | None = None
-    user_emotion: EmotionResult | None = None
 
 
 class Reply:
-    """Owned by the session: ``start()`` creates its task, ``commit()`` releases it, ``cancel()`` stops it."""
+    """``start()`` creates its task, ``commit()`` releases it, ``cancel()`` stops it, ``outcome()`` reports it."""
 
-    def __init__(self, session: Session, turn: int, audio: AudioChunk | None, trace: TurnTrace, *,
+    def __init__(self, deps: ReplyDeps, turn: int, audio: AudioChunk | None, trace: TurnTrace, *,
                  text: str | None = None) -> None:
-        self.s = session
+        self.d = deps
         self.turn = turn
         self.audio = audio
         self.text = text  # a typed turn: no audio to transcribe
         self.trace = trace
-        self.state = ReplyState()
-        self.committed = asyncio.Event()
-        self.done = asyncio.Event()
-        self.playing = False
+        self._p = _Progress()
+        self._committed = False
         self._held: list[SessionEvent] = []
-        self._sentences: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue(session.settings.queue_size)
-        self._audio: asyncio.Queue[_AudioItem | None] = asyncio.Queue(session.settings.queue_size)
+        self._sentences: asyncio.Queue[Sentence | None] = asyncio.Queue(deps.settings.queue_size)
+        self._audio: asyncio.Queue[SpeechAudio | None] = asyncio.Queue(deps.settings.queue_size)
+        self._commit = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self._prosody: Any = None  # the plan's prosody, or the reply tag's emotion once read
+        self._prosody: ProsodyParameters | None = None  # the plan's prosody, or the reply tag's emotion once read
         self._first_audio = asyncio.Event()  # the first sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
 
@@ -93,22 +154,42 @@ class Reply:
         self.task = asyncio.create_task(self._run(), name=f"reply-{self.turn}")
 
     def commit(self) -> None:
-        if not self.committed.is_set():
+        if not self._committed:
             self.trace.mark("turn_committed")
-            self.committed.set()
+            self._committed = True
+            self._commit.set()
             held, self._held = self._held, []
             for event in held:
-                self.s.emit(event)
+                self.d.emit(event)
 
     async def cancel(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait([self.task])
 
+    @property
+    def finished(self) -> bool:
+        """All three stages are over (its audio may still be playing out on the output clock)."""
+        return self.task is not None and self.task.done()
+
+    def outcome(self, heard_at: float | None = None) -> ReplyOutcome:
+        """The reply as it ended; ``heard_at`` is the stream time it was cut off (None: it ran its course, and a
+        failed reply was heard up to where its audio stopped)."""
+        p = self._p
+        full = " ".join(p.reply_text)
+        if heard_at is not None:
+            heard, status = self.heard_text(heard_at), "cancelled"
+        else:
+            status = p.status
+            heard = full if status == "completed" else self.heard_text(float("inf"))
+        u = p.understood
+        return ReplyOutcome(self.turn, status, self._committed, p.transcript, u.user_message if u else "", full,
+                            heard, u.user_emotion if u else None, u.plan if u else None, self.trace)
+
     def heard_text(self, at_s: float) -> str:
         """The words the user heard before stream time ``at_s``; a sentence cut midway keeps its played share."""
         words: list[str] = []
-        for _, span in sorted(self.state.spans.items()):
+        for _, span in sorted(self._p.spans.items()):
             if span.start_s >= at_s:
                 break
             duration = span.end_s - span.start_s
@@ -122,90 +203,87 @@ class Reply:
         return " ".join(words)
 
     def emit(self, event: SessionEvent) -> None:
-        if self.committed.is_set():
-            self.s.emit(event)
+        if self._committed:
+            self.d.emit(event)
         else:
             self._held.append(event)
 
     # ---- the stages ----
     async def _run(self) -> None:
+        p = self._p
         try:
-            if not await self._understand():
+            messages = await self._understand()
+            if messages is None:
                 return
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._think())
+                tg.create_task(self._think(messages))
                 tg.create_task(self._speak())
                 tg.create_task(self._play())
-            if self.state.status == "in_progress":
-                self.state.status = "completed"
+            if p.status == "in_progress":
+                p.status = "completed"
         except asyncio.CancelledError:
-            self.state.status = "cancelled"
+            p.status = "cancelled"
             raise
         except BackendError as exc:  # a failure before any reply text: ASR
-            self.state.status = "failed"
-            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+            p.status = "failed"
+            self._error(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must cost this reply, never the session
-            self.state.status = "failed"
+            p.status = "failed"
             logging.getLogger(__name__).exception("reply %d failed", self.turn)
             self.emit(error_event("internal_error", f"{type(exc).__name__}: {exc}", turn=self.turn))
-        finally:
-            self.done.set()
 
-    async def _understand(self) -> bool:
-        """ASR, the turn's emotion, the plan and the prompt. False when there is nothing to answer."""
-        s = self.s
-        if self.audio is not None:
-            result = await asyncio.to_thread(s.backends.asr.transcribe, self.audio)
-            text = result.text.strip()
-        else:
-            text = self.text or ""
+    async def _understand(self) -> tuple[ChatMessage, ...] | None:
+        """ASR, then the understanding step. None when there is nothing to answer."""
+        transcript = await self._transcribe()
         self.trace.mark("asr_done")
-        self.state.transcript = text
-        if not text or not any(ch.isalnum() for ch in text):
-            self.state.status = "empty"
-            return False
-        self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": text}))
-        emotion = s.turn_emotion()
-        if s.config.agent.fuse_words:
-            emotion = fuse_with_words(emotion, text)
-        self.state.user_emotion = emotion
+        self._p.transcript = transcript.text
+        understood = self.d.understander.understand(transcript, self.d.context())
+        if understood is None:
+            self._p.status = "empty"
+            return None
+        self._p.understood = understood
+        emotion, plan = understood.user_emotion, understood.plan
+        self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": transcript.text}))
         self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
                                                  "context": emotion.to_context_string() if emotion else "",
-                                                 "trajectory": s.trajectory(emotion)}))
-        plan = s.planner(emotion, s.config.expression.strategy)
-        self.state.plan = plan
+                                                 "trajectory": understood.trajectory}))
         self._prosody = plan.prosody
         self.trace.info.update(_plan_info(emotion, plan))
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
-        self._messages = s.prompt.build(s.memory, text, emotion, plan)
-        self.state.user_message = self._messages[-1].content
-        return True
+        return understood.messages
 
-    async def _think(self) -> None:
-        s = self.s
-        splitter = SentenceSplitter(s.settings.first_clause_min_words)
+    async def _transcribe(self) -> Transcript:
+        if self.audio is None:  # a typed turn
+            at = self.trace.speech_end_s
+            return Transcript((self.text or "").strip(), at, at)
+        result = await asyncio.to_thread(self.d.asr.transcribe, self.audio)
+        return Transcript(result.text.strip(), self.audio.timestamp_s, self.audio.end_s, result.no_speech_prob)
+
+    async def _think(self, messages: tuple[ChatMessage, ...]) -> None:
+        d = self.d
+        splitter = SentenceSplitter(d.settings.first_clause_min_words)
         tags = ReplyTagParser()
         index = 0
         try:
-            stream = s.backends.llm.stream(self._messages, max_tokens=s.config.llm.max_tokens,
-                                           temperature=s.config.llm.temperature)
+            stream = d.llm.stream(list(messages), max_tokens=d.settings.max_tokens,
+                                  temperature=d.settings.temperature)
             async for piece in stream:
                 if "llm_first_token" not in self.trace.marks:
                     self.trace.mark("llm_first_token")
-                    self.trace.info.update(_llm_info(s.backends.llm))
+                    self.trace.info.update(_llm_info(d.llm))
                 text = tags.push(piece)
                 self._apply_tag(tags)
                 for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
-                if index and s.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
+                if index and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
                     # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech, and
                     # its thread stops once the small token queue between us is full.
                     await self._first_audio.wait()
             for sentence in splitter.push(tags.flush()) + splitter.flush():
                 index = await self._queue_sentence(index, sentence)
         except BackendError as exc:
-            self.state.status = "failed"
-            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+            self._p.status = "failed"
+            self._error(exc)
             if index == 0:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
@@ -216,7 +294,7 @@ class Reply:
         if tags.raw_tag is None or "reply_tag" in self.trace.info:
             return
         self.trace.info["reply_tag"] = tags.raw_tag
-        plan = self.state.plan
+        plan = self._p.understood.plan if self._p.understood else None
         if tags.emotion is None or plan is None or tags.emotion is plan.expressed_emotion:
             return
         intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
@@ -228,45 +306,63 @@ class Reply:
         if not speakable:
             return index
         self.trace.mark("first_sentence_ready")
-        self.state.reply_text.append(sentence)
-        await self._sentences.put((index, speakable))
+        self._p.reply_text.append(sentence)
+        self._p.spoken[index] = speakable
+        await self._sentences.put(Sentence(speakable, index))
         return index + 1
 
     async def _speak(self) -> None:
-        s = self.s
         try:
-            while (item := await self._sentences.get()) is not None:
-                index, text = item
-                prosody = self._prosody
-                dsp = s.make_dsp(prosody)
-                pending: np.ndarray | None = None
-                async for chunk in s.backends.tts.synthesize(text, prosody):
-                    if pending is not None:
-                        await self._audio.put(self._item(index, text, pending, False))
-                    # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
-                    pending = await asyncio.to_thread(self._to_output, chunk, dsp)
-                tail = await asyncio.to_thread(self._to_output, None, dsp, s.backends.tts.sample_rate)
-                last = np.concatenate([pending, tail]) if pending is not None else tail
-                await self._audio.put(self._item(index, text, last, True))
+            while (sentence := await self._sentences.get()) is not None:
+                await self._speak_sentence(sentence)
                 self._first_audio.set()
         except BackendError as exc:
-            self.state.status = "failed"
-            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+            self._p.status = "failed"
+            self._error(exc)
             while await self._sentences.get() is not None:
                 pass  # let think finish; nothing more is spoken
         finally:
             self._first_audio.set()
             await self._audio.put(None)
 
-    def _item(self, index: int, text: str, samples: np.ndarray, last: bool) -> _AudioItem:
-        """The reply's first audio starts at the voice's onset: a TTS engine's leading silence is dead air."""
+    async def _speak_sentence(self, sentence: Sentence) -> None:
+        """One sentence through TTS and the DSP. The DSP is built from the first chunk, which says which provider
+        spoke and what it applied natively; the DSP applies exactly the rest."""
+        prosody = self._prosody
+        first: SpeechAudio | None = None
+        dsp: ProsodyShaper | None = None
+        pending: np.ndarray | None = None
+        async for speech in speech_of(self.d.tts, sentence.text, prosody):
+            if first is None:
+                first, dsp = speech, self._make_dsp(prosody, speech)
+            if pending is not None:
+                await self._audio.put(self._output(sentence, first, pending, last=False))
+            # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
+            pending = await asyncio.to_thread(self._to_output, speech.chunk, dsp)
+        tail = await asyncio.to_thread(self._to_output, None, dsp, self.d.tts.sample_rate)
+        samples = np.concatenate([pending, tail]) if pending is not None else tail
+        await self._audio.put(self._output(sentence, first, samples, last=True))
+
+    def _make_dsp(self, prosody: ProsodyParameters | None, speech: SpeechAudio) -> ProsodyShaper | None:
+        factory = self.d.dsp_factory
+        if factory is None or prosody is None or not self.d.settings.apply_prosody:
+            return None
+        return factory(self.d.tts.sample_rate, speech.remaining(prosody))
+
+    def _output(self, sentence: Sentence, spoke: SpeechAudio | None, samples: np.ndarray, *,
+                last: bool) -> SpeechAudio:
+        """Output-rate audio of ``sentence``. The reply's first audio starts at the voice's onset: a TTS engine's
+        leading silence is dead air."""
+        rate = self.d.settings.output_sample_rate
         if not self._onset_found:  # the first chunk only: a sentence is never cut away
             self._onset_found = True
-            samples = trim_leading_silence(samples, self.s.settings.output_sample_rate)
-        return _AudioItem(index, text, samples, last)
+            samples = trim_leading_silence(samples, rate)
+        provider, native = (spoke.provider, spoke.native) if spoke is not None else ("", ())
+        return SpeechAudio(AudioChunk(samples, rate), provider, native, sentence.index, last)
 
-    def _to_output(self, chunk: AudioChunk | None, dsp: Any, rate: int | None = None) -> np.ndarray:
-        out_rate = self.s.settings.output_sample_rate
+    def _to_output(self, chunk: AudioChunk | None, dsp: ProsodyShaper | None, rate: int | None = None
+                   ) -> np.ndarray:
+        out_rate = self.d.settings.output_sample_rate
         if chunk is None:
             samples = dsp.flush() if dsp is not None else np.zeros(0, dtype=np.float32)
             src = rate or out_rate
@@ -279,31 +375,34 @@ class Reply:
         return resample(samples, src, out_rate)
 
     async def _play(self) -> None:
-        s = self.s
-        await self.committed.wait()
-        rate = s.settings.output_sample_rate
+        await self._commit.wait()
+        rate = self.d.settings.output_sample_rate
         step = int(OUTPUT_FRAME_S * rate)
         while (item := await self._audio.get()) is not None:
-            for start in range(0, len(item.samples), step):
-                frame = item.samples[start:start + step]
-                ts = await s.schedule_output(len(frame) / rate)
-                self._record_span(item, ts, ts + len(frame) / rate)
-                s.emit(SessionEvent(ev.AUDIO_DELTA, {"turn": self.turn, "sentence": item.index},
-                                    AudioChunk(frame, rate, ts)))
-            if item.last and item.index in self.state.spans:
-                self.state.spans[item.index].complete = True
+            samples, index = item.chunk.samples, item.sentence_index
+            for start in range(0, len(samples), step):
+                frame = samples[start:start + step]
+                ts = await self.d.schedule_output(len(frame) / rate)
+                self._record_span(index, ts, ts + len(frame) / rate)
+                self.emit(SessionEvent(ev.AUDIO_DELTA, {"turn": self.turn, "sentence": index},
+                                       AudioChunk(frame, rate, ts)))
+            if item.last and index in self._p.spans:
+                self._p.spans[index].complete = True
 
-    def _record_span(self, item: _AudioItem, start: float, end: float) -> None:
-        span = self.state.spans.get(item.index)
+    def _record_span(self, index: int, start: float, end: float) -> None:
+        span = self._p.spans.get(index)
         if span is None:
-            self.playing = True
             if self.trace.first_audio_stream_s is None:
                 self.trace.first_audio_stream_s = start
                 self.trace.mark("first_audio_out")
-            self.state.spans[item.index] = SpokenSpan(item.text, start, end)
-            self.s.emit(SessionEvent(ev.TRANSCRIPT_DELTA, {"turn": self.turn, "delta": item.text}))
+            text = self._p.spoken[index]
+            self._p.spans[index] = SpokenSpan(text, start, end)
+            self.emit(SessionEvent(ev.TRANSCRIPT_DELTA, {"turn": self.turn, "delta": text}))
         else:
             span.end_s = end
+
+    def _error(self, exc: BackendError) -> None:
+        self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
 
 
 def _kind(exc: BaseException) -> str:
@@ -331,4 +430,3 @@ def _plan_info(emotion: EmotionResult | None, plan: ResponsePlanLike) -> dict[st
         "strategy": plan.strategy,
         "expressed_emotion": plan.expressed_emotion.value,
     }
-

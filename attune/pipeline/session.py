@@ -4,8 +4,9 @@ all drive this same object.
 Frames (16 kHz mono float32, normally 20 ms) go to ``push_audio()``; the transport reads ``events`` (a bounded
 queue of ``SessionEvent``). The session's clock is the input stream: it advances with every frame, and the
 reply's audio is paced against it, so a transport must keep sending frames (silence included) while the agent
-speaks. Owned tasks: the input stage (turn detection, barge-in), the emotion stage (user speech only) and at most
-one ``Reply`` at a time.
+speaks. Owned tasks: the input stage (turn detection), the emotion stage (user speech only) and at most one
+``Reply`` at a time. Who speaks when is decided by the pure ``TurnPolicy``; this module only executes its
+decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace, done or cancelled).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -23,29 +23,36 @@ from attune.agent.brain import Planner, PromptBuilder, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ASRBackend, LLMBackend, TTSBackend
-from attune.backends.tts.prosody_map import native_dimensions
-from attune.config import AgentConfig, Config, PipelineConfig
+from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
 from attune.core.errors import AudioInputError, BackendError
 from attune.core.events import SessionEvent, error_event
-from attune.core.frames import SpeechStarted, SpeechStopped
-from attune.core.prosody import ProsodyParameters
+from attune.core.frames import Interruption
 from attune.core.trace import TraceWriter, TurnTrace
-from attune.pipeline.reply import Reply
-from attune.pipeline.turn import (
-    SilenceBegan,
-    SpeechResumed,
-    TurnDetector,
-    TurnEvent,
-    TurnSettings,
-    UserTurn,
-    VoiceActivity,
+from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
+from attune.pipeline.settings import SessionSettings
+from attune.pipeline.turn import TurnDetector, VoiceActivity
+from attune.pipeline.turn_policy import (
+    AnnounceSpeech,
+    AnnounceSpeechEnd,
+    CommitReply,
+    Decision,
+    DiscardReply,
+    Listen,
+    ListenFrom,
+    ReplyPhase,
+    StartReply,
+    TurnPolicy,
 )
+from attune.pipeline.understanding import Aggregator, TurnContext, Understander, default_aggregate, default_trajectory
 
 log = logging.getLogger(__name__)
 MAX_FRAME_S = 1.0  # longest frame push_audio accepts
+
+__all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
+           "default_aggregate", "default_dsp_factory"]
 
 
 class StreamingEmotion(Protocol):
@@ -54,9 +61,6 @@ class StreamingEmotion(Protocol):
     def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[EmotionResult]: ...
 
     def reset_stream(self) -> None: ...
-
-
-Aggregator = Callable[[list[EmotionResult]], EmotionResult | None]
 
 
 @dataclass
@@ -70,39 +74,31 @@ class SessionBackends:
     emotion: StreamingEmotion | None = None
     aggregate: Aggregator | None = None
     planner: Planner = field(default_factory=default_planner)
-    dsp_factory: Callable[[int, Any], Any] | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
+    dsp_factory: DSPFactory | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
 
 
-def default_aggregate() -> Aggregator:
-    from attune.backends.emotion.detector import aggregate_results
-
-    return aggregate_results
-
-
-def default_dsp_factory() -> Callable[[int, Any], Any]:
+def default_dsp_factory() -> DSPFactory:
     from attune.agent.prosody_dsp import ProsodyApplicator
 
     return ProsodyApplicator
 
 
 class Session:
-    """Use as ``async with Session(...) as s``: push frames, read ``s.events``; ``s.turns`` holds the traces."""
+    """Use as ``async with Session(...) as s``: push frames, read ``s.events``; ``s.turns`` holds the traces.
+
+    ``s.settings`` (a ``SessionSettings``, from ``config`` and ``persona``) is what the session runs by;
+    ``update_settings`` replaces it while the session runs."""
 
     def __init__(self, config: Config, backends: SessionBackends, *, persona: Persona | None = None) -> None:
         self.config = config
-        self.settings: PipelineConfig = config.pipeline
-        self.agent_settings: AgentConfig = config.agent
+        self.settings = SessionSettings.from_config(config, persona)
         self.backends = backends
-        self.planner = backends.planner
         self.aggregate = backends.aggregate or default_aggregate()
         self.memory = ConversationMemory(config.agent.history_max_tokens)
-        self.prompt = PromptBuilder(persona or Persona(config.agent.name, config.agent.persona or
-                                                       Persona().description), reply_tag=config.agent.reply_tag)
-        p = self.settings
-        self.detector = TurnDetector(backends.vad, TurnSettings(
-            threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
-            speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms, max_turn_s=p.max_turn_s))
-        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(p.event_queue_size)
+        self.prompt = PromptBuilder(self.settings.persona, reply_tag=self.settings.reply_tag)
+        self.detector = TurnDetector(backends.vad, self.settings.turn)
+        self.policy = TurnPolicy(self.settings.policy)
+        self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(self.settings.event_queue_size)
         self.turns: list[TurnTrace] = []
         self.emotion_trajectory: list[EmotionResult] = []  # one aggregate per committed turn
         self.trace_writer = TraceWriter(config.resolve_path(config.logging.trace_path)
@@ -110,17 +106,26 @@ class Session:
         self.now = 0.0  # the stream clock: seconds of input received
         self._wall_at_now = time.perf_counter()
         self._clock = asyncio.Condition()
-        self._input: asyncio.Queue[np.ndarray | None] = asyncio.Queue(p.queue_size)
-        self._emotion_q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(p.queue_size * 4)
+        self._input: asyncio.Queue[np.ndarray | None] = asyncio.Queue(self.settings.queue_size)
+        self._emotion_q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(self.settings.queue_size * 4)
         self._turn_emotions: list[EmotionResult] = []
         self._emotion_gate = False
         self._emotion_offset = 0.0
-        self._ignore_turn = False
         self._turn_index = 0
         self._reply: Reply | None = None
         self._playhead = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+
+    def update_settings(self, settings: SessionSettings) -> None:
+        """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
+        next reply (the one in progress keeps what it started with). Queue bounds and pre-roll length are fixed
+        when the session opens."""
+        if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
+            self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
+        self.settings = settings
+        self.detector.s = settings.turn
+        self.policy.settings = settings.policy
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -137,8 +142,7 @@ class Session:
             return
         self._closed = True
         if self._reply is not None:
-            await self._reply.cancel()
-            self._finish_reply(self._reply, heard_at=self.now)
+            await self._end_reply(self._reply, heard_at=self.now)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -166,14 +170,7 @@ class Session:
         """A typed user turn (``conversation.item.create``): answered like a spoken one, without ASR or emotion."""
         if not text.strip():
             raise AudioInputError("empty text turn")  # the transport reports it; the session goes on
-        await self._interrupt("user_text")
-        self._turn_emotions = []
-        self._turn_index += 1
-        trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
-        trace.mark("speech_stopped")
-        self._reply = Reply(self, self._turn_index, None, trace, text=text.strip())
-        self._reply.start()
-        self._reply.commit()
+        await self._execute(self.policy.on_text(text.strip(), self.now))
 
     @property
     def replying(self) -> bool:
@@ -182,7 +179,7 @@ class Session:
 
     async def cancel_response(self) -> None:
         """Stop the current reply now (a client's ``response.cancel``)."""
-        await self._interrupt("client_cancel")
+        await self._execute(self.policy.interrupt(self.now, "client_cancel"))
 
     def emit(self, event: SessionEvent) -> None:
         try:
@@ -190,27 +187,16 @@ class Session:
         except asyncio.QueueFull:
             log.warning("event queue full; dropping %s (is the transport reading events?)", event.type)
 
-    # ---- used by Reply ----
-    def turn_emotion(self) -> EmotionResult | None:
-        return self.aggregate(list(self._turn_emotions)) if self._turn_emotions else None
+    # ---- what a reply is given ----
+    def _reply_deps(self) -> ReplyDeps:
+        st, b = self.settings, self.backends
+        understander = Understander(b.planner, self.aggregate, default_trajectory(), self.prompt,
+                                    strategy=st.strategy, fuse_words=st.fuse_words)
+        return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
+                         self.emit, b.dsp_factory)
 
-    def trajectory(self, current: EmotionResult | None) -> str:
-        """improving | declining | stable | volatile over this session's turns, ``current`` included."""
-        from attune.backends.emotion.detector import trajectory
-
-        return trajectory([*self.emotion_trajectory, *([current] if current else [])])
-
-    def make_dsp(self, prosody: Any) -> Any:
-        factory = self.backends.dsp_factory
-        if factory is None or prosody is None or not self.config.expression.apply_prosody:
-            return None
-        # The provider about to speak applies some dimensions natively (Piper the rate; espeak-ng rate, pitch
-        # and volume); the DSP does the rest, so nothing is applied twice.
-        if isinstance(prosody, ProsodyParameters):
-            planned = getattr(self.backends.tts, "planned_provider", None)
-            provider = planned() if callable(planned) else getattr(self.backends.tts, "name", "")
-            prosody = prosody.neutralized(*native_dimensions(provider))
-        return factory(self.backends.tts.sample_rate, prosody)
+    def _turn_context(self) -> TurnContext:
+        return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))
 
     async def schedule_output(self, duration_s: float) -> float:
         """Reserve the next ``duration_s`` of output; returns its stream start time once it is due to be sent
@@ -244,131 +230,110 @@ class Session:
         async with self._clock:
             self._clock.notify_all()
         for event in self.detector.drain():
-            await self._on_turn_event(event)
-        await self._check_barge_in()
+            await self._execute(self.policy.on_turn_event(event, audible=self._audible()))
+        await self._execute(self.policy.on_frame(in_speech=self.detector.in_speech, speech_s=self.detector.speech_s,
+                                                 audible=self._audible(), now_s=self.now))
         await self._reap_reply()
 
-    def _agent_engaged(self) -> bool:
-        """A committed reply is pending or playing, or its audio is still being heard."""
-        r = self._reply
-        return (r is not None and r.committed.is_set()) or self._playhead > self.now + 1e-3
+    def _audible(self) -> bool:
+        """Reply audio is still being heard at the current stream time."""
+        return self._playhead > self.now + 1e-3
 
-    async def _check_barge_in(self) -> None:
-        """Decide a tentative turn (speech that began while the agent was engaged): it interrupts once it lasts
-        ``barge_in_min_ms``; it becomes an ordinary turn if the agent finishes first."""
-        if not self.detector.in_speech or not self._ignore_turn:
-            return
-        if not self._agent_engaged():
-            self._adopt_turn(barge_in=False)
-        elif self.detector.speech_s * 1000.0 >= self.settings.barge_in_min_ms:
-            await self._interrupt("barge_in")
-            self._adopt_turn(barge_in=True)
+    # ---- executing the policy's decisions ----
+    async def _execute(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            if isinstance(d, AnnounceSpeech):
+                data: dict[str, Any] = {"audio_start_ms": int(d.at_s * 1000)}
+                if d.barge_in is not None:
+                    data["barge_in"] = d.barge_in
+                self.emit(SessionEvent(ev.SPEECH_STARTED, data))
+            elif isinstance(d, AnnounceSpeechEnd):
+                self.emit(SessionEvent(ev.SPEECH_STOPPED, {"audio_end_ms": int(d.at_s * 1000)}))
+            elif isinstance(d, ListenFrom):
+                self._open_emotion_gate(d.offset_s, with_turn_so_far=d.with_turn_so_far)
+            elif isinstance(d, Listen):
+                self._emotion_gate = d.on
+            elif isinstance(d, StartReply):
+                self._start_reply(d)
+            elif isinstance(d, CommitReply):
+                if self._reply is not None:
+                    self._reply.commit()
+            elif isinstance(d, DiscardReply):
+                await self._discard_reply()
+            elif isinstance(d, Interruption):
+                await self._interrupt(d)
 
-    def _adopt_turn(self, *, barge_in: bool) -> None:
-        self._ignore_turn = False
-        self.emit(SessionEvent(ev.SPEECH_STARTED, {"audio_start_ms": int(self.now * 1000), "barge_in": barge_in}))
-        self._open_emotion_gate(self.now, None)  # from here on the agent is silent: the voice is the user's
-
-    async def _interrupt(self, reason: str) -> None:
-        reply = self._reply
-        at = self.now
-        self._playhead = min(self._playhead, at)
-        if reply is None:
-            return
-        await reply.cancel()
-        self._finish_reply(reply, heard_at=at, reason=reason)
-
-    async def _on_turn_event(self, event: TurnEvent) -> None:
-        if isinstance(event, SpeechStarted):
-            await self._on_speech_started(event)
-        elif isinstance(event, SilenceBegan):
-            self._emotion_gate = False
-            if not self._ignore_turn:
-                self._start_reply(event.audio, event.timestamp_s)
-        elif isinstance(event, SpeechResumed):
-            if self._reply is not None and not self._reply.committed.is_set():
-                await self._reply.cancel()  # speculative work on a turn that is not over: discard it
-                self._reply = None
-                self._turn_index -= 1
-            if not self._ignore_turn:
-                self._emotion_gate = True
-        elif isinstance(event, SpeechStopped):
-            self._emotion_gate = False
-            if not self._ignore_turn:
-                self.emit(SessionEvent(ev.SPEECH_STOPPED, {"audio_end_ms": int(event.timestamp_s * 1000)}))
-        elif isinstance(event, UserTurn):
-            self._on_user_turn(event)
-
-    async def _on_speech_started(self, event: SpeechStarted) -> None:
-        if self._agent_engaged():
-            self._ignore_turn = True  # tentative: a backchannel ("mhm") unless it lasts to barge-in
-            return
-        self._ignore_turn = False
-        self.emit(SessionEvent(ev.SPEECH_STARTED, {"audio_start_ms": int(event.timestamp_s * 1000)}))
-        self._open_emotion_gate(event.timestamp_s, self.detector)
-
-    def _start_reply(self, audio: Any, speech_end_s: float) -> None:
-        if self._reply is not None:
-            return
+    def _start_reply(self, d: StartReply) -> None:
         self._turn_index += 1
-        trace = TurnTrace(turn=self._turn_index, speech_start_s=audio.timestamp_s, speech_end_s=speech_end_s)
-        trace.mark("speech_stopped", at=self._wall_at_now - (self.now - speech_end_s))
-        self._reply = Reply(self, self._turn_index, audio, trace)
+        if d.audio is None:  # a typed turn: no speech, no emotion of its own; it ends as it arrives
+            self._turn_emotions = []
+            trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
+            trace.mark("speech_stopped")
+        else:
+            end = d.speech_end_s
+            trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
+            trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
+        self._reply = Reply(self._reply_deps(), self._turn_index, d.audio, trace, text=d.text)
         self._reply.start()
+        if d.commit:
+            self._reply.commit()
 
-    def _on_user_turn(self, turn: UserTurn) -> None:
-        if self._ignore_turn:
-            self._ignore_turn = False
-            return
-        if self._reply is None:
-            self._start_reply(turn.audio, turn.end_s)
-        assert self._reply is not None
-        self._reply.commit()
+    async def _discard_reply(self) -> None:
+        """Speculative work on a turn that is not over: cancel it and forget its turn number."""
+        if self._reply is not None:
+            await self._reply.cancel()
+            self._reply = None
+            self._turn_index -= 1
+
+    async def _interrupt(self, cut: Interruption) -> None:
+        self._playhead = min(self._playhead, cut.timestamp_s)
+        if self._reply is not None:
+            await self._end_reply(self._reply, heard_at=cut.timestamp_s, reason=cut.reason)
 
     async def _reap_reply(self) -> None:
         reply = self._reply
-        if reply is not None and reply.done.is_set() and reply.committed.is_set() and self._playhead <= self.now:
-            self._finish_reply(reply, heard_at=None)
+        if (reply is not None and reply.finished and self.policy.phase is ReplyPhase.COMMITTED
+                and self._playhead <= self.now):
+            await self._end_reply(reply, heard_at=None)
 
-    def _finish_reply(self, reply: Reply, *, heard_at: float | None, reason: str = "") -> None:
-        """Record the turn: history (only what was heard), trajectory, trace; emit done or cancelled."""
+    # ---- recording a reply ----
+    async def _end_reply(self, reply: Reply, *, heard_at: float | None, reason: str = "") -> None:
+        await reply.cancel()
         if self._reply is reply:
             self._reply = None
-        if not reply.committed.is_set() or (reply.state.status == "empty" and heard_at is None):
+            self.policy.reply_finished()
+        self._record(reply.outcome(heard_at), reason)
+
+    def _record(self, outcome: ReplyOutcome, reason: str) -> None:
+        """History (only what was heard), trajectory, trace; emit done or cancelled."""
+        if not outcome.recorded:
             return
-        st = reply.state
-        interrupted = heard_at is not None
-        full = " ".join(st.reply_text)
-        if heard_at is not None:
-            heard = reply.heard_text(heard_at)
-        else:  # a failed reply was heard up to where its audio stopped
-            heard = full if st.status == "completed" else reply.heard_text(float("inf"))
-        if st.transcript:
-            self.memory.add_user(st.user_message or st.transcript)
-            self.memory.add_assistant(heard, interrupted=heard != full)
-        if st.user_emotion is not None:
-            self.emotion_trajectory.append(st.user_emotion)
-        status = "cancelled" if interrupted else st.status
-        reply.trace.info.update({"transcript": st.transcript, "reply_text": full,
-                                 "heard_text": heard, "status": status})
-        self.turns.append(reply.trace)
+        if outcome.transcript:
+            self.memory.add_user(outcome.user_message or outcome.transcript)
+            self.memory.add_assistant(outcome.heard_text, interrupted=outcome.heard_text != outcome.reply_text)
+        if outcome.user_emotion is not None:
+            self.emotion_trajectory.append(outcome.user_emotion)
+        trace = outcome.trace
+        trace.info.update({"transcript": outcome.transcript, "reply_text": outcome.reply_text,
+                           "heard_text": outcome.heard_text, "status": outcome.status})
+        self.turns.append(trace)
         try:
-            self.trace_writer.write(reply.trace)
+            self.trace_writer.write(trace)
         except OSError as exc:
             log.warning("cannot write trace: %s", exc)
-        data = {"turn": reply.turn, "status": status, "trace": reply.trace.to_dict()}
-        if interrupted:
+        data = {"turn": outcome.turn, "status": outcome.status, "trace": trace.to_dict()}
+        if outcome.interrupted:
             self.emit(SessionEvent(ev.RESPONSE_CANCELLED, {**data, "reason": reason or "barge_in"}))
         else:
             self.emit(SessionEvent(ev.RESPONSE_DONE, data))
 
     # ---- the emotion stage ----
-    def _open_emotion_gate(self, offset_s: float, detector: TurnDetector | None) -> None:
+    def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
         if self.backends.emotion is None:
             return
         self._queue_emotion(("reset", offset_s))
-        if detector is not None:
-            self._queue_emotion(("audio", detector.turn_audio_so_far().samples))
+        if with_turn_so_far:
+            self._queue_emotion(("audio", self.detector.turn_audio_so_far().samples))
         self._emotion_gate = True
 
     def _queue_emotion(self, item: tuple[str, Any]) -> None:

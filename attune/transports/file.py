@@ -46,7 +46,7 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
                       tail_max_s: float = TAIL_MAX_S) -> FileRun:
     """Stream 16 kHz mono ``samples`` at ``speed`` x real time (0 = as fast as possible), then silence until the
     session is idle. The session must already be entered (``async with``)."""
-    run = FileRun(session.settings.output_sample_rate)
+    run = FileRun(session.settings.reply.output_sample_rate)
     consumer = asyncio.create_task(_consume(session, run, on_event))
     try:
         await _feed(session, samples, speed, tail_max_s)
@@ -67,7 +67,7 @@ async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s:
     silence = np.zeros(FRAME, dtype=np.float32)
     t0 = time.perf_counter()
     n_file = -(-len(samples) // FRAME)
-    min_tail = int((session.settings.end_of_turn_silence_ms / 1000 + 0.3) * 50)
+    min_tail = int((session.settings.turn.end_of_turn_ms / 1000 + 0.3) * 50)
     i = 0
     while True:
         in_file = i < n_file

@@ -102,7 +102,7 @@ async def run_microphone(session: Session, *, on_event: Callable[[SessionEvent],
     try:
         mic = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=FRAME,
                              callback=on_input, device=input_device)
-        out = sd.OutputStream(samplerate=session.settings.output_sample_rate, channels=1, dtype="float32",
+        out = sd.OutputStream(samplerate=session.settings.reply.output_sample_rate, channels=1, dtype="float32",
                               callback=on_output, device=output_device)
     except Exception as exc:  # noqa: BLE001 - PortAudio reports a missing device in several ways
         raise BackendUnavailable(f"no usable audio device: {exc}", install_hint=PORTAUDIO_HINT,

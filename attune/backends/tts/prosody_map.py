@@ -17,8 +17,8 @@ ESPEAK_PITCH = 50  # espeak-ng's default pitch, 0..99
 ESPEAK_SEMITONE_STEP = 4.0  # espeak pitch units per semitone, roughly, near the default
 
 
-# The ProsodyParameters dimensions each provider realises natively. The DSP stage leaves these neutral for
-# audio from that provider: ``prosody.neutralized(*NATIVE_DIMENSIONS[router.last_provider])``. Piper's
+# The ProsodyParameters dimensions each provider realises natively. The router stamps them on every chunk that
+# provider speaks (``SpeechAudio.native``) and the DSP applies the rest (``SpeechAudio.remaining``). Piper's
 # pitch_variance mapping only shapes its noise terms, so the DSP still applies pitch variance.
 NATIVE_DIMENSIONS: dict[str, tuple[str, ...]] = {
     name: spec.capabilities.native_dimensions for name, spec in catalog.TTS.items()  # data: each TTS spec

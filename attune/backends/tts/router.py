@@ -3,7 +3,9 @@
 A request walks its chain (or the one provider it names) and fails over to the next provider only while none
 of its audio has been emitted (livekit/agents' rule); after that a failure is the caller's. A provider that
 fails ``failure_threshold`` times in a row is skipped for ``cooldown_s``. Every chunk leaves at the router's
-``sample_rate``. Per-provider statistics: requests, failures, mean latency, time to first audio, RTF.
+``sample_rate``. ``synthesize_speech`` says with every chunk which provider spoke it and which prosody dimensions
+that provider applied natively (``SpeechAudio``), so the prosody DSP applies exactly the rest; ``speech_of`` gives
+the same for any TTS backend. Per-provider statistics: requests, failures, mean latency, time to first audio, RTF.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 
 from attune.backends.base import TTSBackend
 from attune.backends.tts.common import check_text
+from attune.backends.tts.prosody_map import native_dimensions
 from attune.core.audio import resample
 from attune.core.catalog import tts_tiers
 from attune.core.errors import BackendError, BackendUnavailable, TTSError
-from attune.core.frames import AudioChunk
+from attune.core.frames import AudioChunk, SpeechAudio
 
 TIERS: dict[str, tuple[str, ...]] = tts_tiers()  # each tier's chain, from the providers' catalogue entries
 
@@ -63,7 +66,7 @@ class VoiceModelRouter:
         self.cooldown_s = cooldown_s
         self._clock = clock
         self.stats: dict[str, ProviderStats] = {name: ProviderStats() for name in self.providers}
-        self.last_provider = ""  # the provider whose audio the latest request emitted
+        self.last_provider = ""  # the provider whose audio the latest request emitted (any session's; for reports)
 
     def chain(self, tier: str | None = None, provider: str | None = None) -> list[str]:
         """The providers a request will try, in order: built, not cooling down."""
@@ -80,8 +83,8 @@ class VoiceModelRouter:
         return [n for n in names if n in self.providers and self.stats[n].cooldown_until <= now]
 
     def planned_provider(self, tier: str | None = None, provider: str | None = None) -> str:
-        """The provider the next request will try first ("" if none): what the DSP can plan for before audio
-        arrives. After a fail-over ``last_provider`` says which one really spoke."""
+        """The provider the next request will try first ("" if none). Only a plan: after a fail-over another one
+        speaks, so the DSP decides from each chunk's ``SpeechAudio.native``, never from this."""
         try:
             names = self.chain(tier, provider)
         except BackendUnavailable:
@@ -98,6 +101,16 @@ class VoiceModelRouter:
 
     async def synthesize(self, text: str, prosody: Any = None, *, tier: str | None = None,
                          provider: str | None = None, emotion: str | None = None) -> AsyncIterator[AudioChunk]:
+        """The ``TTSBackend`` method: the audio of ``synthesize_speech`` without who spoke it."""
+        async for speech in self.synthesize_speech(text, prosody, tier=tier, provider=provider, emotion=emotion):
+            yield speech.chunk
+
+    async def synthesize_speech(self, text: str, prosody: Any = None, *, tier: str | None = None,
+                                provider: str | None = None, emotion: str | None = None
+                                ) -> AsyncIterator[SpeechAudio]:
+        """Speech for ``text``: each chunk at ``sample_rate`` with the provider that spoke it and the dimensions
+        of ``prosody`` it applied natively. Every chunk of one request comes from one provider (fail-over happens
+        only before the first chunk). Raises TTSError when every provider failed."""
         check_text(text, self.name)  # a bad request fails here, not once per provider
         names = self.chain(tier, provider)
         if not names:
@@ -108,6 +121,7 @@ class VoiceModelRouter:
             backend, stats = self.providers[name], self.stats[name]
             stats.requests += 1
             emitted, audio_s, first_s = False, 0.0, 0.0
+            native = native_dimensions(name)
             t0 = time.perf_counter()
             try:
                 # ``emotion`` (a reference-bank name) only goes to providers when set: the protocol's
@@ -120,7 +134,7 @@ class VoiceModelRouter:
                         self.last_provider = name
                     emitted = True
                     audio_s += chunk.duration_s
-                    yield self._at_rate(chunk)
+                    yield SpeechAudio(self._at_rate(chunk), name, native)
             except BackendError as exc:
                 self._failed(name)
                 if emitted:
@@ -165,3 +179,15 @@ class VoiceModelRouter:
 
 def provider_names(tiers: Sequence[str] = tuple(TIERS)) -> list[str]:
     return sorted({n for t in tiers for n in TIERS[t]})
+
+
+async def speech_of(tts: TTSBackend, text: str, prosody: Any = None) -> AsyncIterator[SpeechAudio]:
+    """``tts``'s speech for ``text`` as ``SpeechAudio``: the router says per chunk who spoke; any other backend
+    speaks itself, with the native dimensions listed for its name."""
+    if isinstance(tts, VoiceModelRouter):
+        async for speech in tts.synthesize_speech(text, prosody):
+            yield speech
+        return
+    native = native_dimensions(tts.name)
+    async for chunk in tts.synthesize(text, prosody):
+        yield SpeechAudio(chunk, tts.name, native)

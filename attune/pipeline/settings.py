@@ -1,0 +1,48 @@
+"""A session's own settings: one frozen, replaceable value, taken from the configuration when the session opens.
+
+Everything a running session reads (turn thresholds, barge-in, strategy, persona, the reply's output) comes from
+``Session.settings``, never from the frozen ``Config``; ``Session.update_settings`` swaps in a new value, which the
+next input frame and the next reply see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from attune.agent.persona import Persona
+from attune.config import Config
+from attune.pipeline.reply import ReplySettings
+from attune.pipeline.turn import TurnSettings
+from attune.pipeline.turn_policy import PolicySettings
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    turn: TurnSettings = field(default_factory=TurnSettings)  # turn detection: VAD threshold, pre-roll, silences
+    policy: PolicySettings = field(default_factory=PolicySettings)  # turn-taking: barge-in
+    reply: ReplySettings = field(default_factory=ReplySettings)
+    persona: Persona = field(default_factory=Persona)
+    strategy: str = "complement"  # match | complement | amplify | neutral
+    fuse_words: bool = True
+    reply_tag: bool = False
+    output_lookahead_ms: int = 60  # reply audio sent ahead of the input clock
+    queue_size: int = 64  # bound of the session's input and emotion queues
+    event_queue_size: int = 2048
+
+    @classmethod
+    def from_config(cls, config: Config, persona: Persona | None = None) -> SessionSettings:
+        p, a = config.pipeline, config.agent
+        return cls(
+            turn=TurnSettings(threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
+                              speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
+                              max_turn_s=p.max_turn_s),
+            policy=PolicySettings(barge_in_min_ms=p.barge_in_min_ms),
+            reply=ReplySettings(output_sample_rate=p.output_sample_rate,
+                                first_clause_min_words=p.first_clause_min_words,
+                                hold_llm_for_first_audio=p.hold_llm_for_first_audio, queue_size=p.queue_size,
+                                max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
+                                apply_prosody=config.expression.apply_prosody),
+            persona=persona or Persona(a.name, a.persona or Persona().description),
+            strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,
+            output_lookahead_ms=p.output_lookahead_ms, queue_size=p.queue_size,
+            event_queue_size=p.event_queue_size)

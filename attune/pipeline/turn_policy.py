@@ -1,0 +1,176 @@
+"""Turn-taking and barge-in policy: the turn detector's events and the agent's state in, decisions out.
+
+``TurnPolicy`` is pure and synchronous (no asyncio, no clock of its own): the session feeds it each turn event
+(``on_turn_event``), asks it once per input frame whether speech over the agent has become a barge-in
+(``on_frame``), and executes the decisions it returns, in order. The policy tracks the one reply's phase (none,
+speculative, committed) from its own decisions; the session tells it when that reply is over
+(``reply_finished``). Its rules:
+
+- Speech that starts while the agent is engaged (a committed reply, or reply audio still being heard) is
+  *tentative*: a backchannel ("mhm") unless it lasts ``barge_in_min_ms``, then it interrupts the agent and
+  becomes the user's turn (``barge_in`` True); if the agent finishes first it is adopted as an ordinary turn.
+- When silence begins after the user's speech the reply starts speculatively; if the user goes on it is
+  discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from attune.core.frames import AudioChunk, Interruption, SpeechStarted, SpeechStopped
+from attune.pipeline.turn import SilenceBegan, SpeechResumed, TurnEvent, UserTurn
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The policy's thresholds, as data (a session may replace them between frames)."""
+
+    barge_in_min_ms: int = 300  # voiced time over the agent that interrupts it
+
+
+class ReplyPhase(Enum):
+    NONE = "none"  # no reply in progress
+    SPECULATIVE = "speculative"  # started on silence; nothing of it is sent until committed
+    COMMITTED = "committed"  # the turn is over: the reply speaks
+
+
+# ---- decisions, executed by the session in the order given ----
+@dataclass(frozen=True)
+class AnnounceSpeech:
+    """Emit ``speech_started`` at ``at_s``; ``barge_in`` is None for a turn that began in silence."""
+
+    at_s: float
+    barge_in: bool | None = None
+
+
+@dataclass(frozen=True)
+class AnnounceSpeechEnd:
+    """Emit ``speech_stopped`` at ``at_s``."""
+
+    at_s: float
+
+
+@dataclass(frozen=True)
+class ListenFrom:
+    """Open the emotion gate: the user's voice from stream time ``offset_s`` on is analysed; with
+    ``with_turn_so_far`` the turn's audio already heard (pre-roll included) goes first."""
+
+    offset_s: float
+    with_turn_so_far: bool
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Emotion gate on (True) or off (False), without resetting the stream."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
+class StartReply:
+    """Start a reply to the turn in ``audio`` (None: the typed ``text``) that ended at ``speech_end_s``;
+    ``commit`` releases it at once, otherwise it is speculative."""
+
+    audio: AudioChunk | None
+    speech_end_s: float
+    commit: bool
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class CommitReply:
+    """Release the speculative reply: the turn is over."""
+
+
+@dataclass(frozen=True)
+class DiscardReply:
+    """Cancel the speculative reply and forget its turn: the user went on speaking."""
+
+
+Decision = (AnnounceSpeech | AnnounceSpeechEnd | ListenFrom | Listen | StartReply | CommitReply | DiscardReply
+            | Interruption)
+
+
+class TurnPolicy:
+    """Decides turn-taking; see the module docstring. ``audible`` inputs say whether reply audio is still being
+    heard at the current stream time (the session's output clock knows)."""
+
+    def __init__(self, settings: PolicySettings | None = None) -> None:
+        self.settings = settings or PolicySettings()
+        self.phase = ReplyPhase.NONE
+        self.tentative = False  # speech began while the agent was engaged and is not yet a turn
+
+    def engaged(self, *, audible: bool) -> bool:
+        """A committed reply is pending or playing, or its audio is still being heard."""
+        return self.phase is ReplyPhase.COMMITTED or audible
+
+    def on_turn_event(self, event: TurnEvent, *, audible: bool) -> list[Decision]:
+        if isinstance(event, SpeechStarted):
+            if self.engaged(audible=audible):
+                self.tentative = True
+                return []
+            self.tentative = False
+            return [AnnounceSpeech(event.timestamp_s), ListenFrom(event.timestamp_s, with_turn_so_far=True)]
+        if isinstance(event, SilenceBegan):
+            out: list[Decision] = [Listen(False)]
+            if not self.tentative and self.phase is ReplyPhase.NONE:
+                self.phase = ReplyPhase.SPECULATIVE
+                out.append(StartReply(event.audio, event.timestamp_s, commit=False))
+            return out
+        if isinstance(event, SpeechResumed):
+            out = []
+            if self.phase is ReplyPhase.SPECULATIVE:
+                self.phase = ReplyPhase.NONE
+                out.append(DiscardReply())
+            if not self.tentative:
+                out.append(Listen(True))
+            return out
+        if isinstance(event, SpeechStopped):
+            stopped: list[Decision] = [Listen(False)]
+            return stopped if self.tentative else [*stopped, AnnounceSpeechEnd(event.timestamp_s)]
+        if isinstance(event, UserTurn):
+            if self.tentative:
+                self.tentative = False  # a backchannel: it ended before it was anything more
+                return []
+            return self.end_of_turn(event.audio, event.end_s)
+        return []
+
+    def end_of_turn(self, audio: AudioChunk, speech_end_s: float) -> list[Decision]:
+        """The user's turn is over: start a committed reply, or commit the one in progress (speculative; or a typed
+        turn's, which already answers)."""
+        was, self.phase = self.phase, ReplyPhase.COMMITTED
+        if was is ReplyPhase.NONE:
+            return [StartReply(audio, speech_end_s, commit=True)]
+        return [CommitReply()]
+
+    def on_frame(self, *, in_speech: bool, speech_s: float, audible: bool, now_s: float) -> list[Decision]:
+        """After each input frame: decide a tentative turn. It becomes an ordinary turn once the agent is no
+        longer engaged; it interrupts once it has ``speech_s`` >= ``barge_in_min_ms`` of voice."""
+        if not in_speech or not self.tentative:
+            return []
+        if not self.engaged(audible=audible):
+            return self._adopt(now_s, barge_in=False)
+        if speech_s * 1000.0 >= self.settings.barge_in_min_ms:
+            return [*self.interrupt(now_s, "barge_in"), *self._adopt(now_s, barge_in=True)]
+        return []
+
+    def on_text(self, text: str, now_s: float) -> list[Decision]:
+        """A typed turn: it interrupts whatever the agent is doing and is answered at once."""
+        out = self.interrupt(now_s, "user_text")
+        self.phase = ReplyPhase.COMMITTED
+        return [*out, StartReply(None, now_s, commit=True, text=text)]
+
+    def interrupt(self, now_s: float, reason: str) -> list[Decision]:
+        """Cut the agent off now (barge-in, a typed turn, the client's cancel)."""
+        self.phase = ReplyPhase.NONE
+        return [Interruption(now_s, reason)]
+
+    def reply_finished(self) -> None:
+        """The session recorded the reply (played out, or ended without audio)."""
+        self.phase = ReplyPhase.NONE
+
+    def _adopt(self, now_s: float, *, barge_in: bool) -> list[Decision]:
+        self.tentative = False
+        # From here on the agent is silent, so the voice is the user's: analyse it from now.
+        return [AnnounceSpeech(now_s, barge_in), ListenFrom(now_s, with_turn_so_far=False)]

@@ -1,0 +1,85 @@
+"""Understanding a user's turn: its transcript and the session's context in, what to answer with out.
+
+The step after ASR and before the LLM, pure and synchronous: the turn's emotion windows are aggregated, fused with
+the words (``agent.fuse_words``), the strategy plans the response, and the prompt is built on the history. A reply
+calls ``Understander.understand`` once per turn; a transport or a test can call it alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from attune.agent.brain import Planner, PromptBuilder, ResponsePlanLike
+from attune.agent.text_affect import fuse_with_words
+from attune.backends.base import ChatMessage
+from attune.core.emotion import EmotionResult
+from attune.core.frames import Transcript
+
+Aggregator = Callable[[list[EmotionResult]], EmotionResult | None]
+Trajectory = Callable[[list[EmotionResult]], str]  # improving | declining | stable | volatile
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What the session knows when a turn is understood: the emotion windows of this turn, one aggregate per
+    earlier turn, and the conversation history exactly as it was sent."""
+
+    window_emotions: tuple[EmotionResult, ...] = ()
+    past_emotions: tuple[EmotionResult, ...] = ()
+    history: tuple[ChatMessage, ...] = ()
+
+
+@dataclass(frozen=True)
+class Understanding:
+    """A turn understood: who said what, how they sound, the plan, and the LLM's messages (the last one is the
+    user's turn as the LLM sees it, which is what the history keeps)."""
+
+    transcript: Transcript
+    user_emotion: EmotionResult | None
+    trajectory: str
+    plan: ResponsePlanLike
+    messages: tuple[ChatMessage, ...]
+
+    @property
+    def user_message(self) -> str:
+        return self.messages[-1].content
+
+
+@dataclass(frozen=True)
+class Understander:
+    """The engines and settings of understanding: ``aggregate`` merges a turn's windows, ``trajectory`` reads the
+    mood over turns, ``planner`` is the strategy, ``prompt`` the persona's prompt builder."""
+
+    planner: Planner
+    aggregate: Aggregator
+    trajectory: Trajectory
+    prompt: PromptBuilder
+    strategy: str = "complement"
+    fuse_words: bool = True
+
+    def understand(self, transcript: Transcript, context: TurnContext) -> Understanding | None:
+        """None when there is nothing to answer (no words: empty, or only punctuation and noise)."""
+        text = transcript.text
+        if not text or not any(ch.isalnum() for ch in text):
+            return None
+        emotion = self.aggregate(list(context.window_emotions)) if context.window_emotions else None
+        if self.fuse_words:
+            emotion = fuse_with_words(emotion, text)
+        mood = self.trajectory([*context.past_emotions, *([emotion] if emotion else [])])
+        plan = self.planner(emotion, self.strategy)
+        messages = (*self.prompt.prefix(), *context.history, self.prompt.user_message(text, emotion, plan))
+        return Understanding(transcript, emotion, mood, plan, messages)
+
+
+def default_aggregate() -> Aggregator:
+    from attune.backends.emotion.detector import aggregate_results
+
+    return aggregate_results
+
+
+def default_trajectory() -> Trajectory:
+    from attune.backends.emotion.detector import trajectory
+
+    return trajectory
+
