@@ -3,7 +3,7 @@
     AttuneError
     ├── ConfigError                 bad config.yaml key, type, range or environment override
     ├── AudioInputError             audio that cannot be used: empty, NaN/Inf, malformed WAV, bad rate
-    ├── ProtocolError               a client message that breaks a network transport's protocol
+    ├── ProtocolError               a client message that breaks the WebSocket protocol
     ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
         ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
