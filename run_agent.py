@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Attune's command line: one subcommand per job (analyze, eval-emotion, speak, transcribe, file, mic, serve, ...).
+"""Attune's command line: one subcommand per job (``run_agent.py --help`` lists them).
 
 Each group of subcommands lives in a module of ``attune.commands`` listed in ``COMMAND_MODULES``; a module's
 ``add_commands(subparsers)`` declares its subcommands and binds each to a handler ``(args, config) -> int``.

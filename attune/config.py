@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from attune.core import catalog
 from attune.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +43,8 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
-class AudioConfig:
-    sample_rate: int = setting(16000, choices=None, lo=8000, hi=48000)  # Hz, internal analysis rate
-    frame_ms: int = setting(20, lo=10, hi=100)  # ms per streamed input frame
-
-
-@dataclass(frozen=True)
 class EmotionConfig:
-    backend: str = setting("prosodic")  # name in the emotion backend registry; unusable -> prosodic
+    backend: str = setting("prosodic", choices=catalog.names("emotion"))  # one that cannot load here -> prosodic
     window_s: float = setting(1.0, lo=0.25, hi=10.0)  # analysis window of the streaming detector
     hop_s: float = setting(0.5, lo=0.05, hi=5.0)  # how often a streaming estimate is produced
     history_size: int = setting(100, lo=1, hi=10000)  # results kept for get_history()
@@ -65,7 +60,7 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    vad: str = setting("silero", choices=("silero", "energy"))  # voice activity detector for turn-taking
+    vad: str = setting("silero", choices=catalog.names("vad"))  # voice activity detector; silero unusable -> energy
     vad_threshold: float = setting(0.5, lo=0.05, hi=0.95)  # speech probability that counts as speech
     preroll_ms: int = setting(300, lo=0, hi=2000)  # audio kept before detected speech
     min_speech_ms: int = setting(160, lo=32, hi=2000)  # voiced time before a turn starts
@@ -92,7 +87,7 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class ASRConfig:
-    backend: str = setting("auto", choices=("auto", "faster-whisper", "mlx-whisper"))  # auto: mlx on Apple Silicon
+    backend: str = setting("auto", choices=("auto", *catalog.names("asr")))  # auto: mlx-whisper on Apple Silicon
     model: str = setting("tiny.en", choices=("tiny.en", "base"))  # Whisper size (embedded models)
     compute_type: str = setting("int8", choices=("int8", "int8_float32", "float32"))  # CTranslate2 precision
     beam_size: int = setting(1, lo=1, hi=10)  # 1 = greedy decoding, fastest
@@ -103,7 +98,7 @@ class ASRConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    backend: str = setting("llama-cpp", choices=("llama-cpp", "ollama", "openai"))
+    backend: str = setting("llama-cpp", choices=catalog.names("llm"))
     model: str = setting("qwen2.5-1.5b", choices=("qwen2.5-1.5b", "qwen2.5-0.5b"))  # embedded GGUF (llama-cpp)
     model_path: str = setting("")  # a GGUF of your own for llama-cpp; empty = the embedded model above
     n_ctx: int = setting(2048, lo=256, hi=32768)  # context window in tokens (llama-cpp)
@@ -122,7 +117,7 @@ class LLMConfig:
 @dataclass(frozen=True)
 class TTSConfig:
     tier: str = setting("high", choices=("highest", "high", "medium", "fast"))  # quality tier of the router
-    provider: str = setting("")  # force one provider (csm | piper | espeak); empty = follow the tier's chain
+    provider: str = setting("", choices=("", *catalog.names("tts")))  # force one provider; empty = the tier's chain
     piper_model: str = setting("")  # a Piper .onnx voice of your own; empty = the embedded joe voice
     espeak_voice: str = setting("en-us")
     csm_url: str = setting("http://127.0.0.1:8001")  # the CSM service on a GPU host
@@ -137,13 +132,13 @@ class ExpressionConfig:
     strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
     apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
     references_dir: str = setting("references")  # the emotion reference bank; relative to the repository root
-    tts: str = setting("piper")  # TTS provider of `speak`, `build-references`, `bench-prosody`; "" = tts tier chain
+    # TTS provider of `speak`, `build-references`, `bench-prosody`; "" = the tts tier's chain
+    tts: str = setting("piper", choices=("", *catalog.names("tts")))
 
 
 @dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    audio: AudioConfig = field(default_factory=AudioConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -213,7 +208,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _check_limits(value: Any, meta: Mapping[str, Any], key: str) -> None:
     lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(map(str, choices))}")
+        shown = ", ".join('"" (empty)' if c == "" else str(c) for c in choices)
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {shown}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(f"config key '{key}': {value} is outside the allowed range {lo}..{hi}")

@@ -16,7 +16,8 @@ import numpy as np
 from attune.agent.brain import NeutralPlan
 from attune.backends.base import ChatMessage, Transcription
 from attune.config import load_config
-from attune.core.audio import measure_quality
+from attune.core.audio import FRAME as AUDIO_FRAME
+from attune.core.audio import FRAME_S, measure_quality
 from attune.core.emotion import (
     EmotionCategory,
     EmotionResult,
@@ -32,7 +33,7 @@ from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.turn import EnergyVAD
 
 RATE = 16000
-FRAME = 320  # 20 ms
+FRAME = AUDIO_FRAME  # samples in one streamed 20 ms frame
 ECHO_LEVEL = np.float32(0.005)  # the agent's voice leaking into the microphone: below the VAD, distinctive value
 
 
@@ -201,7 +202,7 @@ class Driver:
 
     def _agent_sounding(self) -> bool:
         return any(e.type == "response.output_audio.delta" and e.audio is not None
-                   and e.audio.timestamp_s <= self.session.now < e.audio.end_s + 0.02 for e in self.events[-20:])
+                   and e.audio.timestamp_s <= self.session.now < e.audio.end_s + FRAME_S for e in self.events[-20:])
 
     async def speak(self, seconds: float) -> None:
         for _ in range(int(round(seconds * 1000 / 20))):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ import pytest
 from attune.backends.asr.factory import choose_asr_backend, create_asr
 from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 from attune.backends.base import ASRBackend
+from attune.backends.registry import build
 from attune.commands.engines import normalize_words, word_errors
 from attune.config import Config
 from attune.core.audio import load_wav
-from attune.core.errors import AudioInputError, BackendUnavailable
+from attune.core.errors import AudioInputError, BackendUnavailable, ConfigError
 from attune.core.frames import AudioChunk
 from tests.engines_util import installed_model, librivox_clips
 
@@ -74,10 +76,19 @@ def test_auto_picks_mlx_only_on_apple_silicon() -> None:
     assert choose_asr_backend("mlx-whisper") == "mlx-whisper"
 
 
-def test_mlx_missing_names_its_install_command() -> None:
+def test_mlx_missing_names_its_install_command_and_falls_back(caplog: pytest.LogCaptureFixture) -> None:
     installed_model("whisper-tiny.en")
     with pytest.raises(BackendUnavailable, match="pip install mlx-whisper"):
-        create_asr(Config(), backend="mlx-whisper")
+        build("asr", "mlx-whisper", Config())
+    with caplog.at_level(logging.WARNING):
+        asr = create_asr(Config(), backend="mlx-whisper")
+    assert isinstance(asr, FasterWhisperASR)
+    assert "mlx-whisper" in caplog.text and "pip install mlx-whisper" in caplog.text
+
+
+def test_an_unknown_asr_backend_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="'asr.backend'.*'whisperx'"):
+        create_asr(Config(), backend="whisperx")
 
 
 def test_missing_model_folder_is_unavailable(tmp_path: Path) -> None:

@@ -54,9 +54,29 @@ def test_bad_choice_is_named(tmp_path: Path) -> None:
 
 def test_env_override_wins_and_is_typed(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "emotion:\n  hop_s: 0.5\n"),
-                      environ={"ATTUNE_EMOTION__HOP_S": "0.25", "ATTUNE_EMOTION__BACKEND": "neural"})
+                      environ={"ATTUNE_EMOTION__HOP_S": "0.25", "ATTUNE_EMOTION__BACKEND": "emotion2vec"})
     assert cfg.emotion.hop_s == 0.25
-    assert cfg.emotion.backend == "neural"
+    assert cfg.emotion.backend == "emotion2vec"
+
+
+@pytest.mark.parametrize("variable, key", [
+    ("ATTUNE_EMOTION__BACKEND", "emotion.backend"), ("ATTUNE_ASR__BACKEND", "asr.backend"),
+    ("ATTUNE_LLM__BACKEND", "llm.backend"), ("ATTUNE_TTS__PROVIDER", "tts.provider"),
+    ("ATTUNE_EXPRESSION__TTS", "expression.tts"), ("ATTUNE_PIPELINE__VAD", "pipeline.vad"),
+])
+def test_a_backend_name_not_in_the_catalogue_stops_loading_with_the_key_named(variable: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'{key}': 'bogus' is not one of"):
+        load_config(environ={variable: "bogus"})
+
+
+def test_every_catalogued_backend_name_is_accepted() -> None:
+    from attune.core import catalog
+
+    for kind, key in catalog.CONFIG_KEYS.items():
+        section, field = key.split(".")
+        for name in catalog.names(kind):
+            assert getattr(getattr(load_config(environ={f"ATTUNE_{section.upper()}__{field.upper()}": name}),
+                                   section), field) == name
 
 
 def test_env_override_is_validated() -> None:

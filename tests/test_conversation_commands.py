@@ -8,6 +8,7 @@ from fakes import Harness, ScriptedLLM
 
 import run_agent
 from attune.core import events as ev
+from attune.core.audio import FRAME_S
 from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.transports.file import stream_file
 from attune.transports.microphone import OutputBuffer
@@ -33,7 +34,7 @@ async def test_file_transport_two_utterances_are_two_turns_on_one_timeline() -> 
     assert first is not None and first[0] == pytest.approx(1.5, abs=0.05) and first[2] > 0
     second = voice_to_voice(audio, RATE, run.output, run.output_rate, after_s=5.0)
     assert second is not None and second[0] == pytest.approx(5.5, abs=0.05)
-    reply_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * 0.02
+    reply_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * FRAME_S
     assert reply_s == pytest.approx(2 * 6 * 0.25, abs=0.1)  # two replies of six words of tone
 
 
@@ -186,7 +187,7 @@ async def test_mic_demo_falls_back_to_a_two_turn_conversation_when_there_is_no_d
     speaking = frame_levels(user, user_rate) > -40
     second_start = 60 + int(np.argmax(speaking[60:]))  # first speech frame after the first utterance (1.2 s on)
     assert reply_end > reply_start and second_start >= reply_end
-    second = voice_to_voice(user, user_rate, reply, reply_rate, after_s=second_start * 0.02)
+    second = voice_to_voice(user, user_rate, reply, reply_rate, after_s=second_start * FRAME_S)
     assert second is not None and second[2] > 0
     with pytest.raises(BackendUnavailable):
         await conversation._mic(argparse.Namespace(input_device=None, output_device=None, demo=False,

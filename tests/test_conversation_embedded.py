@@ -16,7 +16,7 @@ import pytest
 
 from attune.config import load_config
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE, load_wav, prepare
+from attune.core.audio import FRAME, FRAME_S, SAMPLE_RATE, load_wav, prepare
 from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.pipeline.session import Session
 from attune.transports.file import stream_file
@@ -76,7 +76,7 @@ def test_a_spoken_turn_is_transcribed_and_answered_with_speech(stack, tmp_path) 
                                                                                     ev.EMOTION_MEASUREMENT)]
     assert trace["status"] == "completed" and trace["reply_text"], (trace, seen)
     # Reply audio: speech of plausible length for its text (Piper speaks ~2-4 words per second).
-    voiced_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * 0.02
+    voiced_s = float(np.sum(frame_levels(run.output, run.output_rate) > -50)) * FRAME_S
     n_words = len(trace["reply_text"].split())
     assert 0.15 * n_words <= voiced_s <= 1.2 * n_words + 1.0
     measured = voice_to_voice(audio, SAMPLE_RATE, run.output, run.output_rate)
@@ -96,8 +96,8 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
     async def go():
         async with Session(config, for_session(config, backends)) as s:
             seen: list = []
-            frames = [question[i:i + 320] for i in range(0, len(question) - 319, 320)]
-            silence = np.zeros(320, np.float32)
+            frames = [question[i:i + FRAME] for i in range(0, len(question) - FRAME + 1, FRAME)]
+            silence = np.zeros(FRAME, np.float32)
             for f in frames:
                 await s.push_audio(f)
                 await asyncio.sleep(0.01)
@@ -111,8 +111,8 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
             for _ in range(30):
                 await s.push_audio(silence)
                 await asyncio.sleep(0.01)
-            for i in range(0, len(interruption) - 319, 320):
-                await s.push_audio(interruption[i:i + 320])
+            for i in range(0, len(interruption) - FRAME + 1, FRAME):
+                await s.push_audio(interruption[i:i + FRAME])
                 await asyncio.sleep(0.01)
             for _ in range(50):
                 await s.push_audio(silence)

@@ -55,16 +55,17 @@ async def test_health_reports_the_service_state(bank: dict[str, ContextSegment])
                       "emotion_references_available": ["sad"]}
 
 
-async def test_client_gets_24khz_audio_per_sentence_with_the_reference(bank: dict[str, ContextSegment]) -> None:
+async def test_client_gets_24khz_audio_per_call_with_the_reference(bank: dict[str, ContextSegment]) -> None:
+    """One request per call, for the text as given (the pipeline's splitter already cut it into sentences)."""
     engine = FakeCSM()
     async with serve(create_app(engine, bank)) as url:
         client = CSMClientTTS(url, speaker=1)
         chunks = [c async for c in client.synthesize("I am here. Take your time.", emotion="sad")]
-    assert [c.sample_rate for c in chunks] == [24000, 24000]
-    assert chunks[0].duration_s == pytest.approx(0.05 * len("I am here."), abs=0.01)
-    assert chunks[1].timestamp_s == pytest.approx(chunks[0].end_s)
+        later = [c async for c in client.synthesize("It starts at 3 p.m. today.", emotion="sad")]
+    assert [c.sample_rate for c in chunks + later] == [24000, 24000]
+    assert chunks[0].duration_s == pytest.approx(0.05 * len("I am here. Take your time."), abs=0.01)
     texts = [c[0] for c in engine.calls]
-    assert texts == ["I am here.", "Take your time."]
+    assert texts == ["I am here. Take your time.", "It starts at 3 p.m. today."]
     assert all(c[1] == 1 and c[2] == [bank["sad"]] for c in engine.calls)
 
 

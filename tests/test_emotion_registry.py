@@ -1,4 +1,5 @@
-"""The emotion backend table: every registered backend is built through it; unusable ones fall back to prosodic."""
+"""The emotion backend table: every catalogued backend is built through it; unusable ones fall back to prosodic,
+unknown names are configuration errors."""
 
 from __future__ import annotations
 
@@ -8,33 +9,36 @@ import numpy as np
 import pytest
 from emotion_signals import RATE, syllables
 
-from attune.backends.base import EmotionBackend
+from attune.backends.base import EmotionBackend, FrameTrackBackend
 from attune.backends.emotion import registry
 from attune.backends.emotion.emotion2vec import E2V_LABELS, result_from_logits
 from attune.backends.emotion.prosodic import RULE_CONFIDENCE_CAP, ProsodicBackend
-from attune.config import EmotionConfig
+from attune.config import Config, EmotionConfig, load_config
+from attune.core import catalog
 from attune.core.audio import AudioQuality
 from attune.core.emotion import EmotionCategory
-from attune.core.errors import BackendUnavailable, EmotionError
+from attune.core.errors import BackendUnavailable, ConfigError, EmotionError
 
 GOOD = AudioQuality(-20.0, -3.0, 17.0, 0.0, False, False, False)
 
 
-@pytest.mark.parametrize("name", sorted(registry.EMOTION_BACKENDS))
+@pytest.mark.parametrize("name", sorted(catalog.EMOTION))
 def test_every_registered_backend_builds_or_says_why(name: str) -> None:
     try:
-        backend = registry.build_emotion_backend(name, EmotionConfig())
+        backend = registry.build_emotion_backend(name, Config())
     except BackendUnavailable as exc:
         assert str(exc) and exc.backend
         return
     assert isinstance(backend, EmotionBackend) and backend.name == name
     result = backend.analyze(syllables(), RATE)
     assert result.backend == name and len(result.predictions) == 3
+    # The catalogue's capability is what the detector will find: the frame-track protocol, or not.
+    assert isinstance(backend, FrameTrackBackend) == catalog.EMOTION[name].capabilities.frame_tracks
 
 
 def test_availability_report() -> None:
     report = registry.get_available_backends()
-    assert set(report) == set(registry.EMOTION_BACKENDS)
+    assert set(report) == set(catalog.EMOTION)
     assert report["prosodic"][0] is True
     usable, reason = report["emotion2vec"]
     assert usable is False and "model_path" in reason and "pip install torch" in reason
@@ -42,13 +46,21 @@ def test_availability_report() -> None:
 
 def test_unavailable_backend_falls_back_to_prosodic_with_a_logged_reason(caplog: pytest.LogCaptureFixture,
                                                                            tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = EmotionConfig(backend="emotion2vec", model_path=str(tmp_path / "missing.pt"))
+    cfg = Config(emotion=EmotionConfig(backend="emotion2vec", model_path=str(tmp_path / "missing.pt")))
     with caplog.at_level(logging.WARNING):
-        backend = registry.create_emotion_backend(config=cfg)
-    assert backend.name == "prosodic"
+        backend = registry.create_emotion_backend(cfg)
+        again = registry.create_emotion_backend(cfg)  # the next session: same fallback, not logged again
+    assert backend.name == "prosodic" and again.name == "prosodic" and again is not backend
     assert "emotion2vec" in caplog.text and "not found" in caplog.text
-    assert registry.create_emotion_backend("no-such-backend").name == "prosodic"
-    with pytest.raises(BackendUnavailable):
+    assert caplog.text.count("cannot run here") == 1
+
+
+def test_an_unknown_backend_name_is_a_configuration_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="emotion.backend.*bogus.*prosodic"):
+        load_config(environ={"ATTUNE_EMOTION__BACKEND": "bogus"})
+    with pytest.raises(ConfigError, match="emotion.backend.*no-such-backend"):
+        registry.create_emotion_backend(Config(), "no-such-backend")
+    with pytest.raises(ConfigError, match="emotion.backend"):
         registry.build_emotion_backend("no-such-backend")
 
 
@@ -59,10 +71,10 @@ def test_emotion2vec_without_torch_reports_the_install_hint(tmp_path) -> None:  
         import torch  # noqa: F401
     except ImportError:
         with pytest.raises(BackendUnavailable, match="torch"):
-            registry.build_emotion_backend("emotion2vec", EmotionConfig(model_path=str(weights)))
+            registry.build_emotion_backend("emotion2vec", Config(emotion=EmotionConfig(model_path=str(weights))))
     else:
         with pytest.raises(BackendUnavailable, match="cannot load"):
-            registry.build_emotion_backend("emotion2vec", EmotionConfig(model_path=str(weights)))
+            registry.build_emotion_backend("emotion2vec", Config(emotion=EmotionConfig(model_path=str(weights))))
 
 
 def test_emotion2vec_logits_map_onto_the_taxonomy() -> None:

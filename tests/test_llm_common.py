@@ -15,7 +15,7 @@ from attune.backends.llm.factory import create_llm
 from attune.backends.llm.ollama_backend import OllamaLLM
 from attune.backends.llm.openai_backend import OpenAICompatLLM, parse_sse_data
 from attune.config import Config
-from attune.core.errors import BackendUnavailable, LLMError
+from attune.core.errors import ConfigError, LLMError
 
 
 async def test_worker_is_held_back_by_a_slow_consumer_and_stops_on_break() -> None:
@@ -84,7 +84,7 @@ def test_factory_builds_network_backends_from_config() -> None:
     assert isinstance(ollama, OllamaLLM) and ollama.host == "http://gpu:11434"
     openai = create_llm(config, backend="openai", openai_base_url="http://fleet:8000/v1/")
     assert isinstance(openai, OpenAICompatLLM) and openai.base_url == "http://fleet:8000/v1"
-    with pytest.raises(BackendUnavailable, match="unknown LLM backend"):
+    with pytest.raises(ConfigError, match="'llm.backend'.*'gpt'"):
         create_llm(config, backend="gpt")
 
 

@@ -13,6 +13,7 @@ from attune.backends.tts.prosody_map import espeak_flags, piper_controls
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
 from attune.core.prosody import ProsodyParameters, profile_for
+from attune.pipeline.splitter import SentenceSplitter
 from tests.engines_util import installed_model
 
 TWO_SENTENCES = "Hello there, it is good to hear from you. How was your day?"
@@ -40,16 +41,30 @@ def _voiced_seconds(chunk: AudioChunk) -> float:
 
 
 @pytest.mark.parametrize("which", ["piper", "espeak"])
-async def test_speaks_sentence_by_sentence(which: str, request: pytest.FixtureRequest) -> None:
+async def test_speaks_the_text_as_given(which: str, request: pytest.FixtureRequest) -> None:
+    """No re-splitting: one chunk per call, the whole text in it."""
     tts = request.getfixturevalue(which)
     chunks = await _chunks(tts, TWO_SENTENCES)
-    assert len(chunks) == 2
+    assert len(chunks) == 1
     assert all(c.sample_rate == 22050 and c.samples.dtype == np.float32 for c in chunks)
     total = sum(c.duration_s for c in chunks)
     assert 2.0 < total < 8.0  # ~13 words of speech
-    assert chunks[1].timestamp_s == pytest.approx(chunks[0].end_s)
+    assert chunks[0].timestamp_s == 0.0
     assert all(np.isfinite(c.samples).all() and np.abs(c.samples).max() <= 1.0 for c in chunks)
     assert all(_voiced_seconds(c) > 0.3 for c in chunks)
+
+
+@pytest.mark.parametrize("which", ["piper", "espeak"])
+async def test_an_abbreviation_stays_one_utterance_from_the_splitter_to_the_voice(
+        which: str, request: pytest.FixtureRequest) -> None:
+    """The one splitter is the pipeline's: "3 p.m. today" is one sentence there and one utterance in the voice."""
+    tts = request.getfixturevalue(which)
+    splitter = SentenceSplitter(first_clause_min_words=4)
+    pieces = splitter.push("We can meet at 3 p.m. today. ") + splitter.push("Does that suit you?") + splitter.flush()
+    assert pieces == ["We can meet at 3 p.m. today.", "Does that suit you?"]
+    spoken = [await _chunks(tts, piece) for piece in pieces]
+    assert [len(chunks) for chunks in spoken] == [1, 1]
+    assert spoken[0][0].duration_s > 1.0  # the whole sentence, "today" included
 
 
 @pytest.mark.parametrize("which", ["piper", "espeak"])

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from attune.core.audio import load_wav, resample
+from attune.core.audio import FRAME, load_wav, resample
 from attune.core.frames import SpeechStarted, SpeechStopped
 from attune.pipeline.turn import (
     EnergyVAD,
@@ -34,8 +34,8 @@ def silence(seconds: float) -> np.ndarray:
 def run(detector: TurnDetector, *parts: np.ndarray) -> list:
     out = []
     for part in parts:
-        for i in range(0, len(part), 320):  # 20 ms frames, as transports send them
-            detector.feed(part[i:i + 320])
+        for i in range(0, len(part), FRAME):  # 20 ms frames, as transports send them
+            detector.feed(part[i:i + FRAME])
             out.extend(detector.drain())
     return out
 

@@ -12,6 +12,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import butter, resample_poly, sosfilt
 
+from attune.core.stats import percentile
+
 LEVEL_HOP_S = 0.010  # s between level frames
 LEVEL_WIN_S = 0.020  # s per level frame
 SILENCE_FLOOR_DBFS = -55.0  # frames quieter than this are silent whatever the speech level
@@ -37,7 +39,7 @@ def frame_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
 
 def speech_level_db(db: np.ndarray) -> float:
     """A robust speech level: the 95th percentile of frame levels."""
-    return float(np.percentile(db, 95)) if db.size else -120.0
+    return percentile(db, 95, empty=-120.0)
 
 
 def silent_runs(x: np.ndarray, sample_rate: int, min_s: float, speech_db: float | None = None

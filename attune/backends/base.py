@@ -1,23 +1,26 @@
-"""The small protocols every backend implements, and the lazy name -> factory tables that choose them.
+"""The small protocols every backend implements (the tables that name and build them: ``attune.core.catalog``).
 
 Each backend kind has one main method: emotion ``analyze(audio, rate) -> EmotionResult``, ASR
 ``transcribe(chunk) -> Transcription``, LLM ``stream(messages) -> AsyncIterator[str]``, TTS
 ``synthesize(text, prosody) -> AsyncIterator[AudioChunk]``. Blocking ones (emotion, ASR) are called through
-``asyncio.to_thread`` by the pipeline, never on the event loop.
+``asyncio.to_thread`` by the pipeline, never on the event loop. Every backend class also has a classmethod
+``from_config(config) -> backend``, which ``attune.backends.registry.build`` calls.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from attune.core.audio import AudioQuality
 from attune.core.emotion import EmotionResult
-from attune.core.errors import BackendUnavailable
 from attune.core.frames import AudioChunk
+
+if TYPE_CHECKING:
+    from attune.backends.emotion.features import SpeakerBaseline
 
 
 @runtime_checkable
@@ -26,6 +29,24 @@ class EmotionBackend(Protocol):
 
     def analyze(self, audio: np.ndarray, sample_rate: int) -> EmotionResult:
         """Estimate the emotion in mono float audio. Blocking; validated input only."""
+        ...
+
+
+@runtime_checkable
+class FrameTrackBackend(Protocol):
+    """An emotion backend that reads per-frame feature tracks (``features.compute_track``) and keeps one speaker's
+    running statistics. The streaming detector computes the track of each new hop once and hands the backend the
+    window's concatenated tracks, so a hop costs only its new audio; calibration seeds the speaker statistics."""
+
+    name: str
+
+    def result_from_track(self, track: np.ndarray, quality: AudioQuality, duration_s: float) -> EmotionResult:
+        """The result for a frame track already computed (a window's tracks, concatenated in time)."""
+        ...
+
+    def calibrate(self, features: np.ndarray | None, baseline: SpeakerBaseline | None) -> None:
+        """Fold one neutral recording's feature vector into the speaker's normalisation (when given) and set the
+        speaker's pitch/rate baseline (when given)."""
         ...
 
 
@@ -78,22 +99,3 @@ class TTSBackend(Protocol):
     def synthesize(self, text: str, prosody: Any = None) -> AsyncIterator[AudioChunk]:
         """Stream speech for ``text`` with optional ``ProsodyParameters``."""
         ...
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """One entry of a name -> factory table: ``module:attribute`` imported only when the backend is built."""
-
-    target: str
-    install_hint: str = ""
-    description: str = ""
-
-    def load(self) -> Callable[..., Any]:
-        module_name, _, attr = self.target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise BackendUnavailable(f"cannot import {module_name}: {exc}", install_hint=self.install_hint,
-                                     backend=self.target) from exc
-        factory: Callable[..., Any] = getattr(module, attr)
-        return factory

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from attune.config import REPO_ROOT, Config
+from attune.core import catalog
 from attune.core.errors import AttuneError, AudioInputError
+from attune.core.stats import percentile
 
 log = logging.getLogger("attune.commands.emotion")
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "emodb-dev"
@@ -28,12 +30,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("file", nargs="?", help="audio file (WAV, FLAC, OGG)")
     p.add_argument("--json", action="store_true", help="print one JSON object (EmotionResult.to_dict())")
     p.add_argument("--demo", action="store_true", help="synthesise a sentence with espeak-ng and analyse it")
-    p.add_argument("--backend", default=None, help="emotion backend (default: emotion.backend)")
+    p.add_argument("--backend", default=None, choices=catalog.names("emotion"),
+                   help="emotion backend (default: emotion.backend)")
     p.set_defaults(handler=cmd_analyze)
 
     p = sub.add_parser("eval-emotion", help="UAR, per-class recall and arousal UAR on an EmoDB-style folder")
     p.add_argument("--data", required=True, help="folder of SSTTTEV.wav files")
-    p.add_argument("--backend", default=None, help="emotion backend (default: emotion.backend)")
+    p.add_argument("--backend", default=None, choices=catalog.names("emotion"),
+                   help="emotion backend (default: emotion.backend)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--cv", action="store_true", help="leave-one-speaker-out: retrain without each test speaker")
     p.add_argument("--no-speaker-norm", action="store_true",
@@ -56,7 +60,7 @@ def add_commands(sub: Any) -> None:
 def _backend(args: argparse.Namespace, config: Config) -> Any:
     from attune.backends.emotion.registry import create_emotion_backend
 
-    return create_emotion_backend(args.backend, config.emotion)
+    return create_emotion_backend(config, args.backend)
 
 
 def cmd_analyze(args: argparse.Namespace, config: Config) -> int:
@@ -191,8 +195,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
         cpu_ms.append((time.process_time() - t0) * 1000.0)
     arr = np.array(cpu_ms)
     figures = {"source": source, "seconds": round(len(audio) / 16000.0, 1), "hops": len(arr), "results": n_results,
-               "hop_ms": round(1000.0 * hop / 16000.0), "cpu_ms_median": round(float(np.median(arr)), 3),
-               "cpu_ms_p95": round(float(np.percentile(arr, 95)), 3), "cpu_ms_max": round(float(arr.max()), 3)}
+               "hop_ms": round(1000.0 * hop / 16000.0), "cpu_ms_median": round(percentile(arr, 50), 3),
+               "cpu_ms_p95": round(percentile(arr, 95), 3), "cpu_ms_max": round(float(arr.max()), 3)}
     if args.json:
         print(json.dumps(figures))
     else:

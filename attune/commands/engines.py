@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.config import Config
+from attune.core.stats import percentile
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 _WORD_MAP = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
@@ -112,7 +113,7 @@ def bench_asr(config: Config, folder: Path, model: str) -> dict[str, Any]:
         compute_s += dt
         rtfs.append(dt / (len(samples) / rate))
     return {"model": model, "clips": len(pairs), "audio_s": round(audio_s, 2), "wer": round(errors / words, 4),
-            "rtf": round(compute_s / audio_s, 4), "rtf_p95": round(_p(rtfs, 95), 4)}
+            "rtf": round(compute_s / audio_s, 4), "rtf_p95": round(percentile(rtfs, 95, empty=0.0), 4)}
 
 
 def cmd_bench_asr(args: argparse.Namespace, config: Config) -> int:
@@ -123,13 +124,6 @@ def cmd_bench_asr(args: argparse.Namespace, config: Config) -> int:
     results = [bench_asr(config, folder, m) for m in args.models.split(",")]
     _report(results, args.json, "ASR on pocketsphinx-testdata LibriVox clips")
     return 0
-
-
-def _p(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def _report(results: list[dict[str, Any]], as_json: bool, title: str) -> None:
@@ -182,7 +176,8 @@ def cmd_bench_llm(args: argparse.Namespace, config: Config) -> int:
         turns = asyncio.run(_llm_turns(llm, args.turns, 48))
         ttfts = [t["ttft"] * 1000 for t in turns]
         results.append({"model": model, "prefix_cache": reuse, "turns": len(turns),
-                        "ttft_ms_p50": round(statistics.median(ttfts), 1), "ttft_ms_p95": round(_p(ttfts, 95), 1),
+                        "ttft_ms_p50": round(percentile(ttfts, 50, empty=0.0), 1),
+                        "ttft_ms_p95": round(percentile(ttfts, 95, empty=0.0), 1),
                         "tok_s": round(statistics.mean(t["tok_s"] for t in turns), 1),
                         "prompt_tokens": round(statistics.mean(t["prompt"] for t in turns)),
                         "evaluated_tokens": round(statistics.mean(t["prompt"] - t["reused"] for t in turns))})
@@ -210,8 +205,8 @@ async def _bench_provider(router: Any, name: str) -> dict[str, Any]:
         firsts.append(first * 1000)
         rtfs.append(total / audio_s)
     return {"provider": name, "sentences": len(BENCH_SENTENCES),
-            "first_audio_ms_p50": round(statistics.median(firsts), 1),
-            "first_audio_ms_p95": round(_p(firsts, 95), 1), "rtf": round(statistics.mean(rtfs), 4)}
+            "first_audio_ms_p50": round(percentile(firsts, 50, empty=0.0), 1),
+            "first_audio_ms_p95": round(percentile(firsts, 95, empty=0.0), 1), "rtf": round(statistics.mean(rtfs), 4)}
 
 
 def cmd_bench_tts(args: argparse.Namespace, config: Config) -> int:

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from attune.config import Config
+from attune.core.audio import FRAME_S
 from attune.core.errors import AttuneError
+from attune.core.stats import percentile
 
 BENCH_TEXT = ("The weather was lovely today, and we walked along the river for an hour. "
               "Then we went home, made some tea, and talked until it was dark.")
@@ -82,7 +84,7 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
             times.append(time.perf_counter() - t0)
         rows[emotion.value] = float(np.median(times)) / seconds
     # Streaming: 20 ms pushes, the way a TTS stream arrives.
-    app, hop = ProsodyApplicator(rate, PROFILES[EmotionCategory.EXCITED]), rate // 50
+    app, hop = ProsodyApplicator(rate, PROFILES[EmotionCategory.EXCITED]), int(rate * FRAME_S)
     t0 = time.perf_counter()
     for i in range(0, len(audio), hop):
         app.push(audio[i:i + hop])
@@ -90,8 +92,8 @@ def cmd_bench(args: argparse.Namespace, config: Config) -> int:
     stream_rtf = (time.perf_counter() - t0) / seconds
     rtfs = np.array(list(rows.values()))
     summary = {"tts": speech.provider, "audio_s": round(seconds, 2), "sample_rate": rate,
-               "rtf_p50": round(float(np.median(rtfs)), 4),
-               "rtf_p95": round(float(np.percentile(rtfs, 95)), 4), "rtf_max": round(float(rtfs.max()), 4),
+               "rtf_p50": round(percentile(rtfs, 50), 4),
+               "rtf_p95": round(percentile(rtfs, 95), 4), "rtf_max": round(float(rtfs.max()), 4),
                "rtf_max_emotion": max(rows, key=lambda k: rows[k]),
                "stream_20ms_rtf_excited": round(stream_rtf, 4)}
     if args.json:

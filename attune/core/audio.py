@@ -18,7 +18,9 @@ from scipy.signal import resample_poly
 from attune.core.errors import AudioInputError
 
 SAMPLE_RATE = 16000  # Hz, the rate of every internal analysis stage
-FRAME_MS = 20  # ms per input frame on the streaming paths
+FRAME_MS = 20  # ms per streamed frame, in (transports -> session) and out (reply audio events)
+FRAME_S = FRAME_MS / 1000  # s per streamed frame
+FRAME = SAMPLE_RATE * FRAME_MS // 1000  # samples in one 16 kHz frame (320)
 MIN_SAMPLE_RATE = 4000  # Hz; below this, speech carries too little to analyse
 MAX_SAMPLE_RATE = 192000  # Hz
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped

@@ -1,7 +1,7 @@
 """What a session tells its transport: one small event type carrying an OpenAI-Realtime-style name and a JSON-able
 payload, plus reply audio for ``response.output_audio.delta``.
 
-Transports (file, microphone, WebSocket) turn these into their own output; the session never does I/O itself.
+Transports (``attune.transports``) turn these into their own output; the session never does I/O itself.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from attune.core.audio import block_levels_dbfs
+from attune.core.audio import FRAME_S, block_levels_dbfs
+from attune.core.stats import percentile
 
-FRAME_S = 0.02
+__all__ = ["frame_levels", "percentile", "voice_to_voice"]  # percentile: the one in core.stats, for reports
+
 SPEECH_DBFS = -40.0  # an input frame louder than this is the user speaking
 REPLY_DBFS = -50.0  # a reply frame louder than this is the agent audible
 
@@ -35,6 +37,3 @@ def voice_to_voice(user: np.ndarray, user_rate: int, reply: np.ndarray, reply_ra
     speech_end = float((speech[-1] + 1) * FRAME_S)
     return speech_end, reply_start, (reply_start - speech_end) * 1000.0
 
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")

@@ -25,6 +25,7 @@ from attune.agent.reply_tag import ReplyTagParser
 from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
 from attune.backends.tts.router import speech_of
 from attune.core import events as ev
+from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
 from attune.core.emotion import EmotionResult
 from attune.core.errors import BackendError
@@ -36,7 +37,6 @@ from attune.core.trace import TurnTrace
 from attune.pipeline.splitter import SentenceSplitter
 from attune.pipeline.understanding import TurnContext, Understander, Understanding
 
-OUTPUT_FRAME_S = 0.02  # s of audio per output event
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 
 

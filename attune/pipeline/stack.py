@@ -1,5 +1,8 @@
 """The embedded stack for a session: the configured ASR, LLM, TTS router, VAD, emotion detector, strategy and
 prosody DSP, built once and shared by every session of a process; plus a warm-up so the first turn is not slow.
+
+Every engine comes from the catalogue (``attune.core.catalog``) through its kind's ``create_*`` entry point; the
+emotion detector runs the backend ``emotion.backend`` names.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from typing import Any
 import numpy as np
 
 from attune.agent.brain import default_planner
-from attune.backends.base import BackendSpec, ChatMessage
+from attune.backends.asr.factory import create_asr
+from attune.backends.base import ChatMessage
+from attune.backends.llm.factory import create_llm
+from attune.backends.tts.factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
@@ -21,21 +27,14 @@ from attune.pipeline.turn import create_vad
 
 log = logging.getLogger(__name__)
 
-FACTORIES = {
-    "asr": BackendSpec("attune.backends.asr.factory:create_asr", install_hint="bash scripts/setup.sh"),
-    "llm": BackendSpec("attune.backends.llm.factory:create_llm", install_hint="bash scripts/setup.sh"),
-    "tts": BackendSpec("attune.backends.tts.factory:create_tts", install_hint="bash scripts/setup.sh"),
-}
-
-
 def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
     session; ``for_session()`` gives the next session its own stream state over the same engines."""
-    asr = FACTORIES["asr"].load()(config)
-    llm = FACTORIES["llm"].load()(config)
-    tts = FACTORIES["tts"].load()(config)
-    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=None,
+    asr = create_asr(config)
+    llm = create_llm(config)
+    tts = create_tts(config)
+    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
                                aggregate=default_aggregate(), planner=default_planner(),
                                dsp_factory=default_dsp_factory())
     return for_session(config, backends) if emotion else backends
@@ -43,15 +42,18 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
 
 def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     """The same engines (ASR, LLM, TTS: shared, loaded once) with fresh per-stream state: a new VAD and a new
-    streaming emotion detector. One call per session; two sessions must never share these."""
+    streaming emotion detector over its own ``emotion.backend`` (the backend keeps the speaker's statistics).
+    One call per session; two sessions must never share these. A backend that cannot run here falls back to
+    prosodic (logged once); if even that fails, emotion analysis is off for the session (logged)."""
     from attune.backends.emotion.detector import VoiceEmotionDetector
+    from attune.backends.emotion.registry import create_emotion_backend
 
     detector = None
     try:
-        detector = VoiceEmotionDetector(config.emotion)
+        detector = VoiceEmotionDetector(config.emotion, create_emotion_backend(config))
     except BackendError as exc:
         log.warning("emotion analysis off: %s", exc)
-    return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config.pipeline.vad),
+    return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config),
                            emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
                            dsp_factory=backends.dsp_factory)
 

@@ -10,99 +10,27 @@ that work; ``SpeechStopped`` followed by ``UserTurn`` commits it.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from attune.backends.registry import build_or_fallback
+from attune.backends.vad import VAD_CHUNK, EnergyVAD, SileroVAD, VoiceActivity
+from attune.config import Config, PipelineConfig
 from attune.core.audio import SAMPLE_RATE
-from attune.core.errors import BackendUnavailable
 from attune.core.frames import AudioChunk, SpeechStarted, SpeechStopped
 
-VAD_CHUNK = 512  # samples per VAD decision at 16 kHz (32 ms), what Silero expects
-VAD_CONTEXT = 64  # samples of the previous chunk Silero v5/v6 prepend to each chunk
+__all__ = ["EnergyVAD", "SileroVAD", "TurnDetector", "TurnSettings", "VoiceActivity", "create_vad"]
+
 CHUNK_S = VAD_CHUNK / SAMPLE_RATE
 CANDIDATE_GAP_MS = 100  # silence that drops a speech candidate not yet long enough to be a turn
 
 
-class VoiceActivity(Protocol):
-    """A per-chunk speech probability. ``probability`` takes exactly ``VAD_CHUNK`` samples at 16 kHz."""
-
-    def probability(self, chunk: np.ndarray) -> float: ...
-
-    def reset(self) -> None: ...
-
-
-class SileroVAD:
-    """Silero VAD v6 (the ONNX file bundled with faster-whisper) run chunk by chunk, keeping its LSTM state.
-
-    The model's signature, read from the file: ``input`` float32 [n, 576] (64 samples of context + 512 new),
-    ``h``/``c`` float32 [1, 1, 128] in, ``speech_probs`` [n] and ``hn``/``cn`` out; 16 kHz only.
-    """
-
-    def __init__(self, model_path: str | Path | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise BackendUnavailable("Silero VAD needs onnxruntime", install_hint="pip install faster-whisper==1.2.1",
-                                     backend="silero") from exc
-        path = Path(model_path) if model_path else default_silero_path()
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 4
-        self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
-                                                     sess_options=opts)
-        self.reset()
-
-    def reset(self) -> None:
-        self._h = np.zeros((1, 1, 128), dtype=np.float32)
-        self._c = np.zeros((1, 1, 128), dtype=np.float32)
-        self._context = np.zeros(VAD_CONTEXT, dtype=np.float32)
-
-    def probability(self, chunk: np.ndarray) -> float:
-        x = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])[None, :]
-        out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
-        self._context = x[0, -VAD_CONTEXT:].copy()
-        return float(np.asarray(out).ravel()[0])
-
-
-def default_silero_path() -> Path:
-    """The Silero ONNX file shipped inside faster-whisper (or the ``silero-vad`` wheel)."""
-    for module, rel in (("faster_whisper", "assets/silero_vad_v6.onnx"), ("silero_vad", "data/silero_vad.onnx")):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            continue
-        candidate = Path(os.path.dirname(mod.__file__ or "")) / rel
-        if candidate.is_file():
-            return candidate
-    raise BackendUnavailable("no Silero VAD model file found", install_hint="pip install faster-whisper==1.2.1",
-                             backend="silero")
-
-
-class EnergyVAD:
-    """A level gate: probability 1 above ``threshold_dbfs`` RMS, else 0. For tests and as a dependency-free fallback."""
-
-    def __init__(self, threshold_dbfs: float = -40.0) -> None:
-        self.threshold = 10 ** (threshold_dbfs / 20.0)
-
-    def probability(self, chunk: np.ndarray) -> float:
-        level = float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64)))) if chunk.size else 0.0
-        return 1.0 if level >= self.threshold else 0.0
-
-    def reset(self) -> None:
-        return None
-
-
-def create_vad(name: str) -> VoiceActivity:
-    """``silero`` or ``energy``."""
-    if name == "energy":
-        return EnergyVAD()
-    return SileroVAD()
+def create_vad(config: Config) -> VoiceActivity:
+    """The detector named by ``pipeline.vad`` (Silero falls back to the level gate where it cannot load, logged)."""
+    vad: VoiceActivity = build_or_fallback("vad", config.pipeline.vad, config)
+    return vad
 
 
 @dataclass(frozen=True)
@@ -132,14 +60,25 @@ class UserTurn:
 TurnEvent = SpeechStarted | SpeechStopped | SilenceBegan | SpeechResumed | UserTurn
 
 
+_DEFAULTS = PipelineConfig()  # one source for the turn-taking defaults: config.py's
+
+
 @dataclass(frozen=True)
 class TurnSettings:
-    threshold: float = 0.5  # speech probability that counts as speech
-    preroll_ms: int = 300  # audio kept before detected speech
-    min_speech_ms: int = 200  # voiced time before a turn starts
-    speculate_ms: int = 100  # silence after which SilenceBegan is emitted
-    end_of_turn_ms: int = 500  # silence that ends the turn
-    max_turn_s: float = 30.0  # a turn longer than this is cut
+    """The turn detector's knobs; the defaults are ``PipelineConfig``'s (see ``from_config``)."""
+
+    threshold: float = _DEFAULTS.vad_threshold  # speech probability that counts as speech
+    preroll_ms: int = _DEFAULTS.preroll_ms  # audio kept before detected speech
+    min_speech_ms: int = _DEFAULTS.min_speech_ms  # voiced time before a turn starts
+    speculate_ms: int = _DEFAULTS.speculate_silence_ms  # silence after which SilenceBegan is emitted
+    end_of_turn_ms: int = _DEFAULTS.end_of_turn_silence_ms  # silence that ends the turn
+    max_turn_s: float = _DEFAULTS.max_turn_s  # a turn longer than this is cut
+
+    @classmethod
+    def from_config(cls, p: PipelineConfig) -> TurnSettings:
+        return cls(threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
+                   speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
+                   max_turn_s=p.max_turn_s)
 
 
 @dataclass

@@ -1,2 +1,3 @@
-"""The ways into a session: a recorded file and the local microphone (WebSocket and kiosk join them here). Each
-turns its source into 20 ms frames for ``Session.push_audio`` and plays or stores the session's events."""
+"""The ways into a session, one module each (``file``: a recorded file; ``microphone``: the local microphone).
+Each turns its source into 20 ms frames (``core.audio.FRAME``) for ``Session.push_audio`` and plays, sends or
+stores the session's events."""

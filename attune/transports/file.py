@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE
+from attune.core.audio import FRAME, FRAME_S
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 
-FRAME = SAMPLE_RATE // 50  # samples in 20 ms
 TAIL_MAX_S = 60.0  # s of silence streamed after the file while nothing happens
 TAIL_HARD_CAP_S = 600.0  # s of silence streamed after the file at most, even while a reply is in progress
 
@@ -78,10 +77,10 @@ async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s:
         await session.push_audio(frame)
         i += 1
         if speed > 0:
-            await asyncio.sleep(max(0.0, t0 + i * 0.02 / speed - time.perf_counter()))
+            await asyncio.sleep(max(0.0, t0 + i * FRAME_S / speed - time.perf_counter()))
         else:
             await asyncio.sleep(0.001)
-        tail_s = (i - n_file) * 0.02
+        tail_s = (i - n_file) * FRAME_S
         if in_file or i - n_file < min_tail:
             continue
         if session.idle or tail_s >= TAIL_HARD_CAP_S or (tail_s >= tail_max_s and not session.replying):

@@ -16,13 +16,12 @@ from typing import Any
 import numpy as np
 
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE
+from attune.core.audio import FRAME, SAMPLE_RATE
 from attune.core.errors import BackendUnavailable
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 
 log = logging.getLogger(__name__)
-FRAME = SAMPLE_RATE // 50  # 20 ms input blocks
 INPUT_QUEUE = 50  # 1 s of input frames; older ones are dropped if the loop falls behind
 PORTAUDIO_HINT = "sudo apt-get install libportaudio2 (Debian/Ubuntu) or brew install portaudio (macOS)"
 

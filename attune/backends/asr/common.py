@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from attune.config import Config
 from attune.core.audio import SAMPLE_RATE, prepare
-from attune.core.errors import AudioInputError
+from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.frames import AudioChunk
+from attune.models import model_path
 
 MIN_ASR_SECONDS = 0.05  # s; shorter input carries no word and is rejected as bad input
 MAX_ASR_SECONDS = 600.0  # s; one utterance, not a whole recording session
@@ -27,3 +31,11 @@ def validate_audio(audio: AudioChunk) -> np.ndarray:
     if seconds > MAX_ASR_SECONDS:
         raise AudioInputError(f"audio is too long for one utterance ({seconds:.0f} s > {MAX_ASR_SECONDS:.0f} s)")
     return samples
+
+
+def whisper_folder(config: Config) -> Path:
+    """The folder of the embedded Whisper model ``asr.model`` (``BackendUnavailable`` for an unknown size)."""
+    model = config.asr.model
+    if model not in WHISPER_MODELS:
+        raise BackendUnavailable(f"unknown Whisper model '{model}' (known: {', '.join(WHISPER_MODELS)})")
+    return model_path(config.resolve_path(config.models.cache_dir), WHISPER_MODELS[model])

@@ -1,22 +1,17 @@
-"""``create_asr(config)``: the one place an ASR backend is chosen (``auto`` = mlx-whisper on Apple Silicon)."""
+"""``create_asr(config)``: the one place an ASR backend is chosen (``auto`` = mlx-whisper on Apple Silicon).
+
+The backends themselves are ``attune.core.catalog.ASR``; each builds itself with ``from_config``.
+"""
 
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from typing import Any
 
-from attune.backends.asr.common import WHISPER_MODELS
-from attune.backends.base import ASRBackend, BackendSpec
+from attune.backends.base import ASRBackend
+from attune.backends.registry import build_or_fallback
 from attune.config import Config
-from attune.core.errors import BackendUnavailable
-from attune.models import model_path
-
-ASR_BACKENDS: dict[str, BackendSpec] = {
-    "faster-whisper": BackendSpec("attune.backends.asr.faster_whisper_backend:FasterWhisperASR",
-                                  install_hint="bash scripts/setup.sh", description="Whisper on CPU (CTranslate2)"),
-    "mlx-whisper": BackendSpec("attune.backends.asr.mlx_backend:MLXWhisperASR",
-                               install_hint="pip install mlx-whisper", description="Whisper on Apple Silicon"),
-}
 
 
 def is_apple_silicon(system: str | None = None, machine: str | None = None) -> bool:
@@ -38,17 +33,10 @@ def choose_asr_backend(requested: str, *, system: str | None = None, machine: st
 
 
 def create_asr(config: Config, **overrides: Any) -> ASRBackend:
-    """Build the configured ASR backend; ``overrides`` (e.g. ``model="base"``) replace ``config.asr`` keys."""
-    settings = {**config.asr.__dict__, **overrides}
-    name = choose_asr_backend(settings["backend"])
-    if name not in ASR_BACKENDS:
-        raise BackendUnavailable(f"unknown ASR backend '{name}' (known: {', '.join(ASR_BACKENDS)})")
-    model = settings["model"]
-    if model not in WHISPER_MODELS:
-        raise BackendUnavailable(f"unknown Whisper model '{model}' (known: {', '.join(WHISPER_MODELS)})")
-    folder = model_path(config.resolve_path(config.models.cache_dir), WHISPER_MODELS[model])
-    factory = ASR_BACKENDS[name].load()
-    backend: ASRBackend = factory(folder, compute_type=settings["compute_type"], threads=settings["threads"],
-                                  beam_size=settings["beam_size"], language=settings["language"],
-                                  encoder_window_s=settings["encoder_window_s"])
+    """Build the configured ASR backend; ``overrides`` (e.g. ``model="base"``) replace ``config.asr`` keys.
+
+    An unknown backend name is a ``ConfigError``; a named backend that cannot load here falls back along its
+    chain (mlx-whisper -> faster-whisper, logged once) and ``BackendUnavailable`` says what to install."""
+    config = replace(config, asr=replace(config.asr, **overrides)) if overrides else config
+    backend: ASRBackend = build_or_fallback("asr", choose_asr_backend(config.asr.backend), config)
     return backend

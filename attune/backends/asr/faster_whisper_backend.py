@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.asr.common import validate_audio
+from attune.backends.asr.common import validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
+from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
 from attune.core.errors import ASRError, BackendUnavailable
 from attune.core.frames import AudioChunk
@@ -75,6 +76,12 @@ class FasterWhisperASR:
             raise ASRError(f"cannot load Whisper model from {model_dir}: {exc}", backend=self.name) from exc
         self._full_encode = self._model.encode
         self._model.encode = self._encode  # the instance's encode: features cut to the current window
+
+    @classmethod
+    def from_config(cls, config: Config) -> FasterWhisperASR:
+        a = config.asr
+        return cls(whisper_folder(config), compute_type=a.compute_type, threads=a.threads, beam_size=a.beam_size,
+                   language=a.language, encoder_window_s=a.encoder_window_s)
 
     def _encode(self, features: np.ndarray) -> Any:
         if features.shape[-1] > self._frames:

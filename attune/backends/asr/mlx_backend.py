@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attune.backends.asr.common import validate_audio
+from attune.backends.asr.common import validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
+from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
 from attune.core.errors import ASRError, BackendUnavailable
 from attune.core.frames import AudioChunk
@@ -30,6 +31,10 @@ class MLXWhisperASR:
         self._mlx: Any = mlx_whisper
         self.model_dir = Path(model_dir)
         self.language = language
+
+    @classmethod
+    def from_config(cls, config: Config) -> MLXWhisperASR:
+        return cls(whisper_folder(config), language=config.asr.language)
 
     def transcribe(self, audio: AudioChunk) -> Transcription:
         samples = validate_audio(audio)

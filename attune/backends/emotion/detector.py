@@ -2,8 +2,10 @@
 trajectory and speaker calibration, on top of any emotion backend.
 
 The streaming path is a pure synchronous core: ``analyze_streaming(chunk)`` takes any amount of audio and
-returns the results of every hop it completed, each stamped on the stream clock. With the prosodic backend
-each hop computes the frame track of only its new 500 ms and reuses the previous half window's track.
+returns the results of every hop it completed, each stamped on the stream clock. The backend is any
+``EmotionBackend`` (by default the one ``emotion.backend`` names, through the registry); one that implements
+``FrameTrackBackend`` (prosodic) gets the cheap path: each hop computes the frame track of only its new 500 ms and
+reuses the previous half window's track. Any other backend analyses the whole window every hop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attune.backends.base import EmotionBackend
+from attune.backends.base import EmotionBackend, FrameTrackBackend
 from attune.backends.emotion.features import (
     CONTEXT,
     HOP,
@@ -27,8 +29,9 @@ from attune.backends.emotion.features import (
     silent_track,
     track_with_fallback,
 )
-from attune.backends.emotion.prosodic import ProsodicBackend, unusable_result
-from attune.config import EmotionConfig
+from attune.backends.emotion.prosodic import unusable_result
+from attune.backends.emotion.registry import create_emotion_backend
+from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, rms
 from attune.core.emotion import (
     EmotionCategory,
@@ -50,8 +53,12 @@ class VoiceEmotionDetector:
     """Emotion from a voice, one utterance at a time or streamed. Not thread-safe: one stream per instance."""
 
     def __init__(self, config: EmotionConfig | None = None, backend: EmotionBackend | None = None) -> None:
+        """``backend`` defaults to ``config.backend`` built through the registry (prosodic where it cannot run)."""
         self.config = config or EmotionConfig()
-        self.backend: EmotionBackend = backend or ProsodicBackend(self.config)
+        self.backend: EmotionBackend = backend or create_emotion_backend(Config(emotion=self.config))
+        # The per-hop frame-track path, for backends that read tracks (a structural check: any such backend).
+        self._framed: FrameTrackBackend | None = (self.backend if isinstance(self.backend, FrameTrackBackend)
+                                                  else None)
         self.window = int(round(self.config.window_s * SAMPLE_RATE))  # samples per analysis window
         self.hop = int(round(self.config.hop_s * SAMPLE_RATE))  # samples between estimates
         self.hop -= self.hop % HOP  # whole 10 ms frames, so per-hop tracks concatenate
@@ -77,7 +84,8 @@ class VoiceEmotionDetector:
 
         Items are arrays at ``sample_rate`` or audio file paths. Afterwards ``pitch_elevated`` and
         ``speech_rate_category`` are judged against it. With the prosodic backend the recordings also seed the
-        speaker's feature normalisation, so the classifier reads later speech relative to this voice.
+        speaker's feature normalisation (a ``FrameTrackBackend``'s ``calibrate``), so the classifier reads later
+        speech relative to this voice.
         """
         if not samples:
             raise AudioInputError("calibrate_baseline needs at least one recording")
@@ -87,8 +95,8 @@ class VoiceEmotionDetector:
             x, _ = prepare(audio, rate)
             track = track_with_fallback(x)
             features, m = analyze_track(track)
-            if isinstance(self.backend, ProsodicBackend) and features.any():
-                self.backend.normalizer.update(features)
+            if self._framed is not None:
+                self._framed.calibrate(features, None)
             if m.pitch_mean_hz > 0:
                 pitches.append(m.pitch_mean_hz)
             if m.speech_rate_sps > 0:
@@ -96,8 +104,8 @@ class VoiceEmotionDetector:
         if not pitches:
             raise AudioInputError("no voiced speech in the calibration recordings")
         self.baseline = SpeakerBaseline(float(np.median(pitches)), float(np.median(rates)) if rates else 4.0)
-        if isinstance(self.backend, ProsodicBackend):
-            self.backend.baseline = self.baseline
+        if self._framed is not None:
+            self._framed.calibrate(None, self.baseline)
         log.info("speaker baseline: %.0f Hz, %.1f syllables/s", self.baseline.pitch_hz, self.baseline.rate_sps)
         return self.baseline
 
@@ -132,8 +140,8 @@ class VoiceEmotionDetector:
     def _process_hop(self, hop_audio: np.ndarray) -> EmotionResult | None:
         context = self._window_audio[-CONTEXT:]
         silent = 20.0 * math.log10(rms(hop_audio) + 1e-10) < SILENCE_DBFS
-        use_tracks = isinstance(self.backend, ProsodicBackend)
-        if use_tracks:
+        framed = self._framed
+        if framed is not None:
             track = silent_track(hop_audio) if silent else compute_track(hop_audio, left_context=context)
             self._tracks.append(track)
         self._window_audio = np.concatenate([self._window_audio, hop_audio])[-self.window:]
@@ -148,9 +156,8 @@ class VoiceEmotionDetector:
         quality = measure_quality(self._window_audio, SAMPLE_RATE, min_duration_s=self.config.min_duration_s)
         if quality.is_silent:
             result = unusable_result(self.backend.name, quality, self.config.window_s)
-        elif use_tracks:
-            assert isinstance(self.backend, ProsodicBackend)
-            result = self.backend.result_from_track(np.concatenate(list(self._tracks)), quality, self.config.window_s)
+        elif framed is not None:
+            result = framed.result_from_track(np.concatenate(list(self._tracks)), quality, self.config.window_s)
         else:
             result = self.backend.analyze(self._window_audio, SAMPLE_RATE)
         return replace(result, stream_start_s=start_s, stream_end_s=end_s)

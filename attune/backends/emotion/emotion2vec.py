@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from attune.backends.emotion.features import extract_markers
-from attune.config import EmotionConfig
+from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
 from attune.core.emotion import (
     EmotionCategory,
@@ -86,6 +86,10 @@ class Emotion2VecBackend:
             self._model = self._torch.jit.load(str(path), map_location="cpu").eval()
         except (RuntimeError, ValueError) as exc:
             raise BackendUnavailable(f"cannot load emotion2vec weights {path}: {exc}", backend=self.name) from exc
+
+    @classmethod
+    def from_config(cls, config: Config) -> Emotion2VecBackend:
+        return cls(config.emotion)
 
     def analyze(self, audio: np.ndarray, sample_rate: int) -> EmotionResult:
         x, bad = prepare(audio, sample_rate)

@@ -23,7 +23,7 @@ from attune.backends.emotion.features import (
     track_with_fallback,
 )
 from attune.backends.emotion.model import CLASSES, MODEL_PATH, EmotionModel, SpeakerNormalizer
-from attune.config import EmotionConfig
+from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
 from attune.core.emotion import (
     CATEGORY_VAD,
@@ -147,9 +147,20 @@ class ProsodicBackend:
         self.baseline = SpeakerBaseline()
         self.adapt = True  # fold each analysed utterance into the speaker's running statistics
 
+    @classmethod
+    def from_config(cls, config: Config) -> ProsodicBackend:
+        return cls(config.emotion)
+
     @property
     def learned(self) -> bool:
         return self.model is not None
+
+    def calibrate(self, features: np.ndarray | None, baseline: SpeakerBaseline | None) -> None:
+        """Seed the speaker's normalisation with one neutral recording's features; set the pitch/rate baseline."""
+        if features is not None and features.any():
+            self.normalizer.update(features)
+        if baseline is not None:
+            self.baseline = baseline
 
     def reset_speaker(self) -> None:
         self.normalizer.reset()

@@ -16,7 +16,9 @@ from typing import Any
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.common import check_messages, stream_from_thread
+from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
+from attune.models import model_path as embedded_model_path
 
 CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -51,6 +53,14 @@ class LlamaCppLLM:
         self.last_ttft_s = 0.0  # time from call to first piece of the last stream
         self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
         self._formatters: dict[bool, Any] = {}
+
+    @classmethod
+    def from_config(cls, config: Config) -> LlamaCppLLM:
+        """The GGUF ``llm.model_path`` if set, else the embedded model ``llm.model``."""
+        c = config.llm
+        path = (config.resolve_path(c.model_path) if c.model_path
+                else embedded_model_path(config.resolve_path(config.models.cache_dir), c.model))
+        return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache)
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
         """The prompt as the model's own chat template (from the GGUF) renders and tokenises it.

@@ -11,6 +11,7 @@ from typing import Any
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.common import check_messages
+from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
 INSTALL_HINT = "pip install ollama==0.6.3"
@@ -31,6 +32,11 @@ class OllamaLLM:
         self._ollama: Any = ollama
         self._httpx: Any = httpx
         self._client: Any = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s))
+
+    @classmethod
+    def from_config(cls, config: Config) -> OllamaLLM:
+        c = config.llm
+        return cls(c.ollama_host, c.ollama_model, timeout_s=c.timeout_s)
 
     def _classify(self, exc: BaseException) -> LLMError:
         httpx, ollama = self._httpx, self._ollama

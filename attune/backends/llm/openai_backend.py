@@ -13,6 +13,7 @@ from typing import Any
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.common import check_messages
+from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
 INSTALL_HINT = "pip install httpx==0.28.1"
@@ -41,6 +42,11 @@ class OpenAICompatLLM:
         self.timeout_s = timeout_s
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    @classmethod
+    def from_config(cls, config: Config) -> OpenAICompatLLM:
+        c = config.llm
+        return cls(c.openai_base_url, c.openai_model, api_key_env=c.openai_api_key_env, timeout_s=c.timeout_s)
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
                      temperature: float = 0.7) -> AsyncIterator[str]:

@@ -1,13 +1,13 @@
-"""What the TTS backends share: text validation and a simple sentence splitter for per-sentence streaming."""
+"""What the TTS backends share: text validation.
+
+A backend speaks the text it is given as one utterance and never re-splits it: splitting a reply into sentences
+is the pipeline's ``SentenceSplitter``, the one splitter (so "3 p.m. today" is not cut at "p.m.")."""
 
 from __future__ import annotations
-
-import re
 
 from attune.core.errors import TTSError
 
 MAX_TTS_CHARS = 2000  # one reply; longer text is a caller bug
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
 def check_text(text: object, backend: str) -> str:
@@ -20,7 +20,3 @@ def check_text(text: object, backend: str) -> str:
     if len(stripped) > MAX_TTS_CHARS:
         raise TTSError(f"text is too long ({len(stripped)} > {MAX_TTS_CHARS} characters)", backend=backend)
     return stripped
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if any(c.isalnum() for c in s)]

@@ -1,7 +1,8 @@
 """Client of the CSM service (``csm_service``) on a GPU host: ``POST /synthesize`` -> 24 kHz WAV, ``GET /health``.
 
-Each sentence is one request carrying ``text``, ``speaker`` and ``reference_emotion`` (the reference bank entry
-the service passes to CSM as a context segment). Connection errors, timeouts and 5xx are retryable.
+Each call is one request for the text as given (the pipeline sends one sentence at a time), carrying ``text``,
+``speaker`` and ``reference_emotion`` (the reference bank entry the service passes to CSM as a context segment).
+Connection errors, timeouts and 5xx are retryable.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from attune.backends.tts.common import check_text, split_sentences
+from attune.backends.tts.common import check_text
+from attune.config import Config
 from attune.core.audio import AudioInputError, load_wav_bytes
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
@@ -32,6 +34,11 @@ class CSMClientTTS:
         self.url = url.rstrip("/")
         self.speaker = speaker
         self.timeout_s = timeout_s
+
+    @classmethod
+    def from_config(cls, config: Config) -> CSMClientTTS:
+        t = config.tts
+        return cls(t.csm_url, speaker=t.csm_speaker, timeout_s=t.timeout_s)
 
     async def health(self) -> dict[str, Any]:
         """The service's ``/health`` answer; raises a retryable ``TTSError`` when it cannot be reached."""
@@ -66,11 +73,7 @@ class CSMClientTTS:
     async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
                          emotion: str | None = None) -> AsyncIterator[AudioChunk]:
         clean = check_text(text, self.name)
-        t = 0.0
         httpx = self._httpx
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s)) as client:
-            for sentence in split_sentences(clean) or [clean]:
-                got = await self.request(client, sentence, emotion)
-                chunk = AudioChunk(got.samples, got.sample_rate, t)
-                t = chunk.end_s
-                yield chunk
+            got = await self.request(client, clean, emotion)
+        yield AudioChunk(got.samples, got.sample_rate, 0.0)

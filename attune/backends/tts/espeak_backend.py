@@ -1,4 +1,6 @@
-"""espeak-ng (Debian package) through a subprocess: the always-available last-resort voice, 22,050 Hz WAV."""
+"""espeak-ng (Debian package) through a subprocess: the always-available last-resort voice, 22,050 Hz WAV.
+
+The text is spoken as given, one subprocess and one chunk per call."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from attune.backends.tts.common import check_text, split_sentences
+from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import espeak_flags
+from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
 from attune.core.prosody import ProsodyParameters
@@ -30,6 +33,10 @@ class EspeakTTS:
             raise BackendUnavailable(f"{binary} is not on PATH", install_hint=INSTALL_HINT, backend=self.name)
         self.binary = path
         self.voice = voice
+
+    @classmethod
+    def from_config(cls, config: Config) -> EspeakTTS:
+        return cls(config.tts.espeak_voice)
 
     async def synthesize_sentence(self, sentence: str, prosody: ProsodyParameters | None = None) -> np.ndarray:
         import soundfile as sf
@@ -56,9 +63,5 @@ class EspeakTTS:
     async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
                          emotion: str | None = None) -> AsyncIterator[AudioChunk]:
         clean = check_text(text, self.name)
-        t = 0.0
-        for sentence in split_sentences(clean) or [clean]:
-            audio = await self.synthesize_sentence(sentence, prosody)
-            chunk = AudioChunk(audio, self.sample_rate, t)
-            t = chunk.end_s
-            yield chunk
+        audio = await self.synthesize_sentence(clean, prosody)
+        yield AudioChunk(audio, self.sample_rate, 0.0)

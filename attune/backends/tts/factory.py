@@ -1,58 +1,46 @@
-"""``create_tts(config)``: builds every TTS provider that can run here and puts the router in front of them."""
+"""``create_tts(config)``: builds every TTS provider that can run here and puts the router in front of them.
+
+The providers are ``attune.core.catalog.TTS`` (each builds itself with ``from_config``; its tiers, native
+prosody dimensions and rate are data there), so a new provider is one catalogue entry plus its module.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from attune.backends.base import BackendSpec, TTSBackend
-from attune.backends.tts.router import VoiceModelRouter
+from attune.backends.base import TTSBackend
+from attune.backends.registry import build
+from attune.backends.tts.router import TIERS, VoiceModelRouter
 from attune.config import Config
+from attune.core import catalog
 from attune.core.errors import BackendError
-from attune.models import model_path
 
-TTS_BACKENDS: dict[str, BackendSpec] = {
-    "csm": BackendSpec("attune.backends.tts.csm_client:CSMClientTTS", install_hint="pip install httpx==0.28.1",
-                       description="Sesame CSM over HTTP (GPU host)"),
-    "piper": BackendSpec("attune.backends.tts.piper_backend:PiperTTS", install_hint="bash scripts/setup.sh",
-                         description="Piper, embedded en_US joe voice"),
-    "espeak": BackendSpec("attune.backends.tts.espeak_backend:EspeakTTS",
-                          install_hint="sudo apt-get install espeak-ng", description="espeak-ng formant voice"),
-}
+TTS_BACKENDS = catalog.TTS  # the providers by name (the catalogue's table, under the name callers know)
+DEFAULT_TIER = "high"  # its providers are always built, so a request may name the embedded ones at any tier
 
 
-def _builders(config: Config) -> dict[str, Callable[[Callable[..., Any]], Any]]:
-    t = config.tts
-
-    def piper(factory: Callable[..., Any]) -> Any:
-        path = (config.resolve_path(t.piper_model) if t.piper_model
-                else model_path(config.resolve_path(config.models.cache_dir), "piper-joe"))
-        return factory(path)
-
-    return {
-        "csm": lambda f: f(t.csm_url, speaker=t.csm_speaker, timeout_s=t.timeout_s),
-        "piper": piper,
-        "espeak": lambda f: f(t.espeak_voice),
-    }
+def wanted_providers(tier: str, provider: str = "") -> tuple[str, ...]:
+    """The providers ``create_tts`` builds: the tier's chain, the forced provider, and the default tier's."""
+    names = (*TIERS[tier], *((provider,) if provider else ()), *TIERS[DEFAULT_TIER])
+    return tuple(dict.fromkeys(names))
 
 
 def create_tts(config: Config, *, tier: str | None = None, only: tuple[str, ...] | None = None) -> VoiceModelRouter:
-    """The router over every provider of the tier chains (or ``only`` these) that can be built here.
+    """The router over every provider of the tier's chain (or ``only`` these) that can be built here.
 
-    A provider that cannot be built is listed in ``router.unavailable`` with the reason and install command.
-    CSM is a client, so it is always built; whether its service answers shows in ``health()`` and fail-over.
+    An unknown name is a ``ConfigError``. A provider that cannot be built is listed in ``router.unavailable``
+    with the reason and install command; the router's chain is its fallback. CSM is a client, so it is always
+    built; whether its service answers shows in ``health()`` and fail-over.
     """
     tier = tier or config.tts.tier
-    wanted = only or (("csm",) if tier == "highest" or config.tts.provider == "csm" else ()) + ("piper", "espeak")
+    wanted = only or wanted_providers(tier, config.tts.provider)
     providers: dict[str, TTSBackend] = {}
     unavailable: dict[str, str] = {}
-    builders = _builders(config)
+    for name in wanted:
+        catalog.spec("tts", name)  # unknown -> ConfigError, before anything is built
     for name in wanted:
         try:
-            providers[name] = builders[name](TTS_BACKENDS[name].load())
+            providers[name] = build("tts", name, config)
         except BackendError as exc:
             unavailable[name] = str(exc)
-    router = VoiceModelRouter(providers, tier=tier, failure_threshold=config.tts.failure_threshold,
-                              cooldown_s=config.tts.cooldown_s, unavailable=unavailable,
-                              default_provider=config.tts.provider)
-    return router
+    return VoiceModelRouter(providers, tier=tier, failure_threshold=config.tts.failure_threshold,
+                            cooldown_s=config.tts.cooldown_s, unavailable=unavailable,
+                            default_provider=config.tts.provider)

@@ -1,7 +1,8 @@
-"""Piper (VITS, onnxruntime) with the embedded en_US joe voice: one chunk per sentence, 22,050 Hz.
+"""Piper (VITS, onnxruntime) with the embedded en_US joe voice, 22,050 Hz.
 
-Synthesis is blocking, so it runs in a worker thread one sentence at a time; the first sentence's audio is
-yielded while the next is synthesised. Rate and variation come from ``prosody_map.piper_controls``.
+Synthesis is blocking, so it runs in a worker thread. The text is spoken as given, one chunk per call (the
+pipeline sends one sentence at a time; it is never re-split here). Rate and variation come from
+``prosody_map.piper_controls``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.tts.common import check_text, split_sentences
+from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import piper_controls
+from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
 from attune.core.prosody import ProsodyParameters
+from attune.models import model_path as embedded_model_path
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install piper-tts==1.8.0)"
 
@@ -58,9 +61,13 @@ class PiperTTS:
     async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
                          emotion: str | None = None) -> AsyncIterator[AudioChunk]:
         clean = check_text(text, self.name)
-        t = 0.0
-        for sentence in split_sentences(clean) or [clean]:
-            audio = await asyncio.to_thread(self.synthesize_sentence, sentence, prosody)
-            chunk = AudioChunk(audio, self.sample_rate, t)
-            t = chunk.end_s
-            yield chunk
+        audio = await asyncio.to_thread(self.synthesize_sentence, clean, prosody)
+        yield AudioChunk(audio, self.sample_rate, 0.0)
+
+    @classmethod
+    def from_config(cls, config: Config) -> PiperTTS:
+        """The voice ``tts.piper_model`` if set, else the embedded joe voice."""
+        t = config.tts
+        path = (config.resolve_path(t.piper_model) if t.piper_model
+                else embedded_model_path(config.resolve_path(config.models.cache_dir), "piper-joe"))
+        return cls(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attune.core import catalog
 from attune.core.prosody import ProsodyParameters
 
 PIPER_NOISE_SCALE = 0.667  # Piper's defaults for the en_US medium voices
@@ -20,9 +21,7 @@ ESPEAK_SEMITONE_STEP = 4.0  # espeak pitch units per semitone, roughly, near the
 # provider speaks (``SpeechAudio.native``) and the DSP applies the rest (``SpeechAudio.remaining``). Piper's
 # pitch_variance mapping only shapes its noise terms, so the DSP still applies pitch variance.
 NATIVE_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "piper": ("speech_rate",),
-    "espeak": ("speech_rate", "pitch_shift_semitones", "volume_db"),
-    "csm": (),
+    name: spec.capabilities.native_dimensions for name, spec in catalog.TTS.items()  # data: each TTS spec
 }
 
 

@@ -19,15 +19,11 @@ from attune.backends.base import TTSBackend
 from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.core.audio import resample
+from attune.core.catalog import tts_tiers
 from attune.core.errors import BackendError, BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk, SpeechAudio
 
-TIERS: dict[str, tuple[str, ...]] = {
-    "highest": ("csm", "piper", "espeak"),
-    "high": ("piper", "espeak"),
-    "medium": ("piper", "espeak"),
-    "fast": ("espeak",),
-}
+TIERS: dict[str, tuple[str, ...]] = tts_tiers()  # each tier's chain, from the providers' catalogue entries
 
 
 @dataclass
