@@ -413,12 +413,14 @@ def _kind(exc: BaseException) -> str:
     return "backend"
 
 
-def _llm_info(llm: Any) -> dict[str, int]:
-    """The prompt's size and how much of it the KV cache served (llama-cpp), for the trace."""
+def _llm_info(llm: Any) -> dict[str, float]:
+    """The prompt's size, how much of it the KV cache served (llama-cpp) and, with a shared LLM, how long the
+    request waited for its turn, for the trace."""
     out = {}
-    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens")):
+    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens"),
+                      ("last_queue_wait_ms", "llm_queue_wait_ms"), ("last_queued", "llm_queued")):
         value = getattr(llm, attr, None)
-        if isinstance(value, int):
+        if isinstance(value, (int, float)):
             out[key] = value
     return out
 

@@ -116,6 +116,7 @@ class Session:
         self._playhead = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.on_overflow: Callable[[SessionEvent], None] | None = None
 
     def update_settings(self, settings: SessionSettings) -> None:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
@@ -182,10 +183,37 @@ class Session:
         await self._execute(self.policy.interrupt(self.now, "client_cancel"))
 
     def emit(self, event: SessionEvent) -> None:
+        """Queue an event for the transport. A full queue is never silent: ``on_overflow`` (set by a transport
+        that must not lose events, e.g. the WebSocket server, which then closes the connection) is told."""
         try:
             self.events.put_nowait(event)
         except asyncio.QueueFull:
-            log.warning("event queue full; dropping %s (is the transport reading events?)", event.type)
+            if self.on_overflow is not None:
+                self.on_overflow(event)
+            else:
+                log.warning("event queue full; dropping %s (is the transport reading events?)", event.type)
+
+    def emit_for_reply(self, event: SessionEvent) -> None:
+        """Emit through the current reply, so that a speculative reply's event waits for its commit."""
+        if self._reply is not None:
+            self._reply.emit(event)
+        else:
+            self.emit(event)
+
+    def commit_input(self) -> bool:
+        """Push-to-talk (``input_audio_buffer.commit``): end the user's turn now; its events follow with the next
+        frame. False when nothing was heard since the last turn."""
+        return self.detector.end_turn()
+
+    async def clear_input(self) -> None:
+        """``input_audio_buffer.clear``: forget what was heard of the turn in progress and any speculative reply."""
+        self.detector.reset()
+        self._emotion_gate = False
+        self._ignore_turn = False
+        if self._reply is not None and not self._reply.committed.is_set():
+            await self._reply.cancel()
+            self._reply = None
+            self._turn_index -= 1
 
     # ---- what a reply is given ----
     def _reply_deps(self) -> ReplyDeps:
