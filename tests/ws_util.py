@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fakes import FakeEmotion, FixedASR, ScriptedLLM, ToneTTS, calm_planner, speech_frame
 from websockets.asyncio.client import ClientConnection, connect
 
 from attune.config import load_config
 from attune.pipeline.session import SessionBackends
 from attune.pipeline.turn import EnergyVAD
 from attune.transports.server import AttuneServer, Engines, GracefulServer, uvicorn_config
-from tests.fakes import FakeEmotion, FixedASR, ScriptedLLM, ToneTTS, calm_planner, speech_frame
 
 FRAME = 320
 
@@ -50,8 +51,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_server(stack: FakeStack | None = None, *, server: dict[str, Any] | None = None,
-                         pipeline: dict[str, Any] | None = None, tokens: tuple[str, ...] = ()
-                         ) -> AsyncIterator[Running]:
+                         pipeline: dict[str, Any] | None = None, tokens: tuple[str, ...] = (),
+                         sndbuf: int | None = None) -> AsyncIterator[Running]:
+    """``sndbuf``: the kernel send buffer of every accepted socket (inherited from the listening one), small to
+    make a client that stops reading fill the server's buffers quickly."""
     stack = stack or FakeStack()
     config = load_config(environ={}, overrides={
         "pipeline": {"vad": "energy", "output_sample_rate": 16000, **(pipeline or {})},
@@ -59,12 +62,17 @@ async def running_server(stack: FakeStack | None = None, *, server: dict[str, An
     attune = AttuneServer(Engines(config, stack.fresh, llm=stack.llm, tts=stack.tts, asr=stack.asr),
                           tokens=tokens)
     srv = GracefulServer(uvicorn_config(attune.app, "127.0.0.1", 0, config.server), attune)
-    task = asyncio.create_task(srv.serve())
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(srv.serve(sockets=[sock]))
     for _ in range(500):
         if srv.started:
             break
         await asyncio.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
     try:
         yield Running(attune, srv, port)
     finally:

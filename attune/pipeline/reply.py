@@ -287,7 +287,8 @@ class Reply:
             if index == 0:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
-            await self._sentences.put(None)
+            if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
+                await self._sentences.put(None)
 
     def _apply_tag(self, tags: ReplyTagParser) -> None:
         """The reply's own [emotion] tag, once read, sets the expressed emotion's prosody for what follows."""
@@ -323,7 +324,8 @@ class Reply:
                 pass  # let think finish; nothing more is spoken
         finally:
             self._first_audio.set()
-            await self._audio.put(None)
+            if not _cancelling():
+                await self._audio.put(None)
 
     async def _speak_sentence(self, sentence: Sentence) -> None:
         """One sentence through TTS and the DSP. The DSP is built from the first chunk, which says which provider
@@ -403,6 +405,11 @@ class Reply:
 
     def _error(self, exc: BackendError) -> None:
         self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _kind(exc: BaseException) -> str:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CLOCK_GAP_S = 0.2  # s without client audio after which the clock keeper streams silence
 FRAME = SAMPLE_RATE // 50  # samples in 20 ms
 FLUSH_TIMEOUT_S = 2.0  # s the last events (an error, session.closing) get to reach the client before the close
+CLOSE_TIMEOUT_S = 60.0  # s a close frame may wait for a client that stopped reading (keep-alive ends it sooner)
 
 
 class Socket(Protocol):
@@ -82,7 +83,7 @@ class Connection:
         self._started = time.monotonic()
         self._last_seen = self._started
         self._last_audio = self._started
-        self._cancelled_turns: set[int] = set()
+        self.close_code: int | None = None
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
 
     # ---- control ----
@@ -116,18 +117,22 @@ class Connection:
         for task in tasks:
             task.add_done_callback(self._on_task_done)
         code, reason = await self._closing
-        writer = tasks[2]
         if code is not None and code != proto.CLOSE_POLICY:  # a reader of its messages: let the last ones out
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained(), FLUSH_TIMEOUT_S)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        del writer
-        if code is not None:
-            with contextlib.suppress(Exception, TimeoutError):  # a client that never reads cannot take a close frame
-                await asyncio.wait_for(self.socket.close(code, reason), FLUSH_TIMEOUT_S)
+        self.close_code = code
         return reason
+
+    async def finish(self) -> None:
+        """Send the close frame (after ``run()``, once the session is closed). A client that stopped reading gets it
+        after what is already buffered for it, if it reads again before the keep-alive ping gives up on it."""
+        if self.close_code is None:
+            return
+        with contextlib.suppress(Exception, TimeoutError):
+            await asyncio.wait_for(self.socket.close(self.close_code, self._closing.result()[1]), CLOSE_TIMEOUT_S)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -245,7 +250,6 @@ class Connection:
         if self._outbox_audio_s > lim.outbox_max_s or len(self._outbox) > lim.outbox_max_events:
             log.warning("connection %s: client is not reading (%.1f s of audio, %d messages waiting); closing",
                         self.session_id, self._outbox_audio_s, len(self._outbox))
-            self.metrics.closed.labels("slow_client").inc()
             self.close_soon(proto.CLOSE_POLICY, "client not reading: output buffer full")
 
     def _drop_turn_audio(self, turn: Any) -> None:

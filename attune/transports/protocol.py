@@ -56,6 +56,14 @@ SERVER_EVENTS = (
     PONG, ev.ERROR,
 )
 
+# Every ``error.code`` the server sends (docs/PROTOCOL.md has a row for each).
+ERROR_CODES = (
+    "invalid_json", "invalid_event", "unknown_event", "audio_as_text", "invalid_session_update", "invalid_item",
+    "invalid_request", "buffer_empty", "empty_audio", "misaligned_audio", "non_finite_audio", "frame_too_long",
+    "asr_failed", "llm_failed", "tts_failed", "emotion_failed", "backend_failed", "internal_error", "idle_timeout",
+    "session_expired",
+)
+
 # Close codes the server uses (RFC 6455 section 7.4.1).
 CLOSE_NORMAL = 1000  # idle or maximum session time reached (an error event says which)
 CLOSE_GOING_AWAY = 1001  # the server is shutting down

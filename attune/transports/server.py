@@ -204,6 +204,7 @@ class AttuneServer:
             finally:
                 self.connections.pop(session_id, None)
                 self.metrics.sessions_active.dec()
+        await conn.finish()
 
     # ---- shutdown ----
     async def drain(self, grace_s: float | None = None) -> None:
