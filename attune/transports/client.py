@@ -119,13 +119,18 @@ async def _read(ws: Any, run: ClientRun, on_event: Callable[[dict[str, Any]], No
 
 
 def _busy(run: ClientRun, now_s: float) -> bool:
-    """A turn or a reply is in progress: speech began after the last finished reply, and events still arrive
-    (a turn that yields no reply, such as one the ASR hears as noise, goes quiet)."""
+    """A turn or a reply is in progress: a reply was created and has not finished, or speech began after the last
+    finished reply and events still arrive (a turn that yields no reply, e.g. one heard as noise, goes quiet)."""
     kinds = [e["type"] for e in run.events]
-    started = max((i for i, k in enumerate(kinds) if k == "input_audio_buffer.speech_started"), default=-1)
-    ended = max((i for i, k in enumerate(kinds) if k in ("response.done", "response.cancelled")), default=-1)
+
+    def last(*names: str) -> int:
+        return max((i for i, k in enumerate(kinds) if k in names), default=-1)
+
+    ended = last("response.done", "response.cancelled")
+    if last("response.created") > ended:
+        return True
     recent = bool(run.events) and now_s - float(run.events[-1].get("t", 0.0)) < QUIET_TURN_S
-    return started > ended and recent
+    return last("input_audio_buffer.speech_started") > ended and recent
 
 
 async def _send(ws: Any, run: ClientRun, frames: list[bytes], speed: float, tail_max_s: float, rate: int) -> None:
