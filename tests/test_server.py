@@ -267,3 +267,33 @@ async def test_session_update_rejects_non_numbers(body: str) -> None:
         await ws.close()
         await reader
     assert err["error"]["code"] in ("invalid_session_update", "invalid_json")
+
+
+async def test_reference_client_streams_at_the_files_rate_and_keeps_the_reply() -> None:
+    """The reference client declares its file's 22,050 Hz, the server resamples; the reply audio lands on the
+    input's timeline after the utterance, and the event log holds the turn."""
+    from attune.transports.client import stream_file
+
+    t = np.arange(int(1.0 * 22050)) / 22050
+    utterance = np.concatenate([np.zeros(11025, np.float32), (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)])
+    async with running_server() as srv:
+        run = await stream_file(srv.url, utterance, 22050, speed=0.0, tail_max_s=10.0)
+    assert run.close_code == 1000
+    assert run.of("session.updated")[0]["session"]["input_sample_rate"] == 22050
+    assert run.of("response.done")[0]["status"] == "completed"
+    out = run.output()
+    voiced = np.flatnonzero(np.abs(out) > 0.05)
+    assert voiced.size and voiced[0] / run.output_rate > 1.4  # after the 0.5 s lead-in and the 1 s utterance
+    assert abs(voiced.size / run.output_rate - 2.0) < 0.1  # the whole 2 s reply
+
+
+async def test_load_clients_measure_lag() -> None:
+    from attune.transports.load import run_load
+
+    t = np.arange(16000) / 16000
+    utterance = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    async with running_server() as srv:
+        result = await run_load(srv.url, utterance, 16000, 3, stagger_s=0.05, tail_max_s=8.0)
+    assert result.sessions == 3 and result.failures == 0 and result.turns == 3
+    assert result.hops >= 3 and all(v >= 0 for v in result.emotion_lag_ms)
+    assert result.to_dict()["realtime"] in (True, False)

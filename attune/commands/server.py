@@ -39,9 +39,11 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_client)
     p = sub.add_parser("bench-load", help="N concurrent real-time sessions: emotion lag and turn latency vs N")
     p.add_argument("--sessions", default="1,10,25,50", help="comma-separated session counts (e.g. 50)")
-    p.add_argument("--input", default=None, help="utterance WAV (default: a LibriVox clip of pocketsphinx-testdata)")
+    p.add_argument("--input", default=None, help="utterance WAV (default: the shortest LibriVox clip of "
+                                                 "pocketsphinx-testdata, 3 s)")
     p.add_argument("--url", default=None, help="an already running server; default: start `serve` on a free port")
     p.add_argument("--llm-model", default="qwen2.5-0.5b", help="llm.model of the started server")
+    p.add_argument("--tail", type=float, default=15.0, help="s of silence each client streams at most after it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_load)
 
@@ -151,7 +153,7 @@ def _server_process(llm_model: str, max_sessions: int) -> Any:
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
                     break
             time.sleep(0.25)
-        yield f"ws://127.0.0.1:{port}/ws"
+        yield f"ws://127.0.0.1:{port}/ws", proc.pid
     finally:
         proc.terminate()
         try:
@@ -162,7 +164,7 @@ def _server_process(llm_model: str, max_sessions: int) -> Any:
 
 def _default_utterance() -> str:
     folder = Path("/usr/share/pocketsphinx/test/data/librivox")
-    clips = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    clips = sorted(folder.glob("*.wav"), key=lambda p: p.stat().st_size) if folder.is_dir() else []
     if not clips:
         raise AudioInputError("no --input given and no pocketsphinx-testdata clips found (apt-get install "
                               "pocketsphinx-testdata)")
@@ -176,23 +178,42 @@ def cmd_bench_load(args: argparse.Namespace, config: Config) -> int:
     samples, rate = _load_for_client(args.input or _default_utterance())
     eot = config.pipeline.end_of_turn_silence_ms
     results = []
-    ctx = contextlib.nullcontext(args.url) if args.url else _server_process(args.llm_model, max(counts))
-    with ctx as url:
+    result_cpu: dict[int, int | None] = {}
+    ctx = contextlib.nullcontext((args.url, None)) if args.url else _server_process(args.llm_model, max(counts))
+    with ctx as (url, pid):
         for n in counts:
-            result = asyncio.run(run_load(url, samples, rate, n, end_of_turn_ms=eot))
+            cpu0, t0 = _cpu_s(pid), time.perf_counter()
+            result = asyncio.run(run_load(url, samples, rate, n, end_of_turn_ms=eot, tail_max_s=args.tail))
+            cpu1, t1 = _cpu_s(pid), time.perf_counter()
+            load = None if cpu0 is None or cpu1 is None else round(100.0 * (cpu1 - cpu0) / (t1 - t0))
             results.append(result)
-            if not args.json:
+            cpu_text = f" | server CPU {load}% of one core" if load is not None else ""
+            if args.json:
+                result_cpu[n] = load
+            else:
                 print(f"N={n:3d}: emotion lag p50/p95/max {_fmt(result.emotion_lag_ms)} ms | end-of-turn lag "
                       f"{_fmt(result.stop_lag_ms)} ms | voice-to-voice {_fmt(result.voice_to_voice_ms)} ms | LLM "
                       f"queue wait {_fmt(result.llm_wait_ms)} ms | {result.hops} hops, {result.turns} turns, "
-                      f"{result.failures} failed | {'real time' if result.realtime else 'REAL TIME LOST'}",
+                      f"{result.failures} failed | {'real time' if result.realtime else 'REAL TIME LOST'}{cpu_text}",
                       flush=True)
     lost = next((r.sessions for r in results if not r.realtime), None)
     if args.json:
-        print(json.dumps({"results": [r.to_dict() for r in results], "realtime_lost_at": lost}))
+        print(json.dumps({"results": [{**r.to_dict(), "server_cpu_pct": result_cpu.get(r.sessions)} for r in results],
+                          "realtime_lost_at": lost}))
     else:
         print(f"real time lost at N={lost}" if lost else f"real time held up to N={max(counts)}")
     return 0
+
+
+def _cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` so far, from /proc (Linux); None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _fmt(stats: tuple[float, float, float]) -> str:

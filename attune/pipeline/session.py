@@ -394,7 +394,13 @@ class Session:
 
     async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
         try:
-            results = await asyncio.to_thread(detector.analyze_streaming, samples, SAMPLE_RATE)
+            ready = getattr(detector, "hops_ready", None)
+            if callable(ready) and ready(len(samples)) == 0:
+                # Only buffering until the next hop: a worker-thread round trip per 20 ms frame would cost more
+                # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
+                results = detector.analyze_streaming(samples, SAMPLE_RATE)
+            else:
+                results = await asyncio.to_thread(detector.analyze_streaming, samples, SAMPLE_RATE)
         except BackendError as exc:
             self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
             return

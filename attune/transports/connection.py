@@ -266,10 +266,14 @@ class Connection:
                 self._has_out.clear()
                 await self._has_out.wait()
             item = self._outbox[0]
-            if isinstance(item.message, bytes):
-                await self.socket.send_bytes(item.message)
-            else:
-                await self.socket.send_text(item.message)
+            try:
+                if isinstance(item.message, bytes):
+                    await self.socket.send_bytes(item.message)
+                else:
+                    await self.socket.send_text(item.message)
+            except Exception:  # noqa: BLE001 - the client has gone (uvicorn's and Starlette's disconnect errors)
+                self.close_soon(None, "client closed")
+                return
             if self._outbox and self._outbox[0] is item:
                 self._outbox.popleft()
                 self._outbox_audio_s = max(0.0, self._outbox_audio_s - item.audio_s)
