@@ -82,3 +82,18 @@ async def test_a_full_event_queue_is_reported_not_silent() -> None:
         for _ in range(20):
             s.emit(SessionEvent(ev.EMOTION_MEASUREMENT, {}))
     assert lost == [ev.EMOTION_MEASUREMENT] * 4
+
+
+def test_policy_clear_discards_only_a_speculative_reply() -> None:
+    from attune.core.frames import AudioChunk
+    from attune.pipeline.turn import SilenceBegan
+    from attune.pipeline.turn_policy import DiscardReply, Listen, ReplyPhase, TurnPolicy
+
+    policy = TurnPolicy()
+    assert policy.clear() == [Listen(False)]
+    policy.on_turn_event(SilenceBegan(1.0, AudioChunk(np.zeros(160, np.float32), 16000)), audible=False)
+    assert policy.phase is ReplyPhase.SPECULATIVE
+    assert policy.clear() == [Listen(False), DiscardReply()]
+    assert policy.phase is ReplyPhase.NONE
+    policy.on_text("hi", 2.0)
+    assert policy.clear() == [Listen(False)] and policy.phase is ReplyPhase.COMMITTED  # a committed reply stays

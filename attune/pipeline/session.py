@@ -12,8 +12,11 @@ decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -53,6 +56,16 @@ MAX_FRAME_S = 1.0  # longest frame push_audio accepts
 
 __all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
            "default_aggregate", "default_dsp_factory"]
+
+
+EMOTION_WORKERS = 2  # threads for emotion hops, shared by every session of the process
+
+
+@functools.cache
+def _emotion_pool() -> ThreadPoolExecutor:
+    """Emotion hops get threads of their own: in asyncio's default pool they would queue behind ASR and TTS work
+    (hundreds of ms each), and with many sessions the hops' lag would grow by seconds."""
+    return ThreadPoolExecutor(EMOTION_WORKERS, thread_name_prefix="attune-emotion")
 
 
 class StreamingEmotion(Protocol):
@@ -120,12 +133,12 @@ class Session:
 
     def update_settings(self, settings: SessionSettings) -> None:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
-        next reply (the one in progress keeps what it started with). Queue bounds and pre-roll length are fixed
-        when the session opens."""
+        next reply (the one in progress keeps what it started with). Queue bounds are fixed when the session
+        opens."""
         if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
             self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
         self.settings = settings
-        self.detector.s = settings.turn
+        self.detector.configure(settings.turn)
         self.policy.settings = settings.policy
 
     # ---- lifecycle ----
@@ -208,12 +221,7 @@ class Session:
     async def clear_input(self) -> None:
         """``input_audio_buffer.clear``: forget what was heard of the turn in progress and any speculative reply."""
         self.detector.reset()
-        self._emotion_gate = False
-        self._ignore_turn = False
-        if self._reply is not None and not self._reply.committed.is_set():
-            await self._reply.cancel()
-            self._reply = None
-            self._turn_index -= 1
+        await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
     def _reply_deps(self) -> ReplyDeps:
@@ -400,7 +408,8 @@ class Session:
                 # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
                 results = detector.analyze_streaming(samples, SAMPLE_RATE)
             else:
-                results = await asyncio.to_thread(detector.analyze_streaming, samples, SAMPLE_RATE)
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(_emotion_pool(), detector.analyze_streaming, samples, SAMPLE_RATE)
         except BackendError as exc:
             self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
             return

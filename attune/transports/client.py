@@ -28,8 +28,9 @@ class ClientError(AttuneError):
 
 @dataclass
 class ClientRun:
-    """Everything one streamed file produced: events (with ``t`` = seconds since the first frame was sent),
-    reply audio on the input's timeline, and the frames' send times (for lag measurements)."""
+    """Everything one streamed file produced: events (with ``t`` = wall seconds since the first frame was sent),
+    reply audio on the input's timeline (each chunk at the input stream's position when it arrived), and the
+    frames' send times (for lag measurements)."""
 
     output_rate: int = 24000
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -106,8 +107,8 @@ async def _read(ws: Any, run: ClientRun, on_event: Callable[[dict[str, Any]], No
     with contextlib.suppress(ConnectionClosed):
         async for message in ws:
             now = time.perf_counter()
-            if isinstance(message, bytes):
-                run.chunks.append((run.stream_time(now), message))
+            if isinstance(message, bytes):  # placed where the input stream was when it arrived
+                run.chunks.append((len(run.sent_at) * FRAME_S, message))
                 continue
             event = json.loads(message)
             event["t"] = round(run.stream_time(now), 4)

@@ -75,7 +75,7 @@ class Connection:
         self.shared_tts = shared_tts
         self.voices = voices
         self.live = LiveSettings()
-        self.out_rate = session.settings.output_sample_rate
+        self.out_rate = session.settings.reply.output_sample_rate
         self._outbox: deque[_Out] = deque()
         self._outbox_audio_s = 0.0
         self._has_out = asyncio.Event()
