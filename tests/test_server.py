@@ -297,3 +297,29 @@ async def test_load_clients_measure_lag() -> None:
     assert result.sessions == 3 and result.failures == 0 and result.turns == 3
     assert result.hops >= 3 and all(v >= 0 for v in result.emotion_lag_ms)
     assert result.to_dict()["realtime"] in (True, False)
+
+
+async def test_voice_chooses_the_provider_of_the_shared_router() -> None:
+    """``session.update`` voice: this session's replies come from that provider of the one shared router;
+    another session keeps the router's default chain."""
+    from fakes import ToneTTS
+
+    from attune.backends.tts.router import VoiceModelRouter
+
+    piper, espeak = ToneTTS(), ToneTTS()
+    piper.name, espeak.name = "piper", "espeak"
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, sample_rate=16000)
+    async with running_server(FakeStack(tts=router)) as srv, connect(srv.url) as ws, connect(srv.url) as other:
+        log, other_log = Log(), Log()
+        readers = [asyncio.create_task(collect(ws, log)), asyncio.create_task(collect(other, other_log))]
+        await wait_for(log, "session.created")
+        assert log.of("session.created")[0]["voices"] == ["espeak", "piper"]
+        await ws.send(json.dumps({"type": "session.update", "session": {"voice": "espeak"}}))
+        assert (await wait_for(log, "session.updated"))["session"]["voice"] == "espeak"
+        await talk(ws, log)
+        assert espeak.texts and not piper.texts
+        await talk(other, other_log)
+        assert piper.texts  # the default chain starts with piper
+        await ws.close()
+        await other.close()
+        await asyncio.gather(*readers)

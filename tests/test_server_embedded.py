@@ -71,8 +71,8 @@ def test_embedded_stack_through_the_server(server, tmp_path: Path) -> None:
     assert load_wav(wav)[1] == 22050
     out = tmp_path / "reply.wav"
     client = subprocess.run([sys.executable, str(REPO_ROOT / "run_agent.py"), "client", "--url",
-                             f"ws://127.0.0.1:{port}/ws", "--input", str(wav), "--output", str(out), "--tail", "30"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                             f"ws://127.0.0.1:{port}/ws", "--input", str(wav), "--output", str(out), "--tail", "90"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert client.returncode == 0, client.stdout + client.stderr
     events = [json.loads(line) for line in (tmp_path / "reply.events.jsonl").read_text().splitlines()]
     kinds = [e["type"] for e in events]

@@ -178,7 +178,7 @@ def cmd_bench_load(args: argparse.Namespace, config: Config) -> int:
     samples, rate = _load_for_client(args.input or _default_utterance())
     eot = config.pipeline.end_of_turn_silence_ms
     results = []
-    result_cpu: dict[int, int | None] = {}
+    result_cpu: dict[int, tuple[int | None, float]] = {}
     ctx = contextlib.nullcontext((args.url, None)) if args.url else _server_process(args.llm_model, max(counts))
     with ctx as (url, pid):
         for n in counts:
@@ -187,9 +187,10 @@ def cmd_bench_load(args: argparse.Namespace, config: Config) -> int:
             cpu1, t1 = _cpu_s(pid), time.perf_counter()
             load = None if cpu0 is None or cpu1 is None else round(100.0 * (cpu1 - cpu0) / (t1 - t0))
             results.append(result)
-            cpu_text = f" | server CPU {load}% of one core" if load is not None else ""
+            load1 = round(os.getloadavg()[0], 1)
+            cpu_text = (f" | server CPU {load}% of one core" if load is not None else "") + f" | load1 {load1}"
             if args.json:
-                result_cpu[n] = load
+                result_cpu[n] = (load, load1)
             else:
                 print(f"N={n:3d}: emotion lag p50/p95/max {_fmt(result.emotion_lag_ms)} ms | end-of-turn lag "
                       f"{_fmt(result.stop_lag_ms)} ms | voice-to-voice {_fmt(result.voice_to_voice_ms)} ms | LLM "
@@ -198,7 +199,8 @@ def cmd_bench_load(args: argparse.Namespace, config: Config) -> int:
                       flush=True)
     lost = next((r.sessions for r in results if not r.realtime), None)
     if args.json:
-        print(json.dumps({"results": [{**r.to_dict(), "server_cpu_pct": result_cpu.get(r.sessions)} for r in results],
+        print(json.dumps({"results": [{**r.to_dict(), "server_cpu_pct": result_cpu[r.sessions][0],
+                                       "load1": result_cpu[r.sessions][1]} for r in results],
                           "realtime_lost_at": lost}))
     else:
         print(f"real time lost at N={lost}" if lost else f"real time held up to N={max(counts)}")

@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket
 
 from attune.config import Config, ServerConfig
 from attune.core.errors import ConfigError
+from attune.core.events import SessionEvent
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
 from attune.transports.connection import Connection, ConnectionLimits
@@ -183,8 +184,6 @@ class AttuneServer:
         def on_queued(place: int) -> None:
             session = holder.get("s")
             if session is not None:
-                from attune.core.events import SessionEvent
-
                 session.emit_for_reply(SessionEvent(RESPONSE_QUEUED, {"position": place}))
 
         backends = replace(self.engines.fresh(), llm=self.shared_llm.for_session(on_queued))
