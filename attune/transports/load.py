@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.pipeline.latency import percentile
+from attune.core.stats import percentile
 from attune.transports.client import FRAME_S, ClientRun, stream_file
 
 REALTIME_LAG_S = 1.0  # an emotion hop or an end of turn reported later than this after its audio: real time lost
