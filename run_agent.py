@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "attune.commands.engines",
     "attune.commands.expression",
     "attune.commands.replies",
+    "attune.commands.server",
 )
 
 

@@ -137,6 +137,22 @@ class ExpressionConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1")  # address `serve` binds; a non-loopback one needs a token (token_env)
+    port: int = setting(8765, lo=0, hi=65535)  # one port: /ws, the web client at /, /health, /metrics
+    token_env: str = setting("ATTUNE_TOKENS")  # environment variable with the accepted tokens, comma-separated
+    origins: list[str] = setting([])  # browser origins allowed besides the server's own; ["*"] = any
+    max_sessions: int = setting(64, lo=1, hi=10000)  # concurrent WebSocket sessions; one more gets HTTP 503
+    max_message_bytes: int = setting(131072, lo=1024, hi=16777216)  # larger messages close the socket (1009)
+    idle_timeout_s: float = setting(120.0, lo=1.0, hi=86400.0)  # no message from the client for this long: close
+    max_session_s: float = setting(3600.0, lo=1.0, hi=604800.0)  # a session's longest life
+    outbox_max_s: float = setting(10.0, lo=0.5, hi=600.0)  # s of reply audio buffered for a slow client, then 1008
+    outbox_max_events: int = setting(4096, lo=16, hi=1000000)  # events buffered for a slow client, then 1008
+    shutdown_grace_s: float = setting(10.0, lo=0.0, hi=600.0)  # on SIGTERM: time for replies to finish
+    llm_slots: int = setting(1, lo=1, hi=64)  # concurrent LLM generations shared by all sessions (queued fairly)
+
+
+@dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
@@ -147,6 +163,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""

@@ -6,13 +6,15 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*"; }
 
-# --- system packages (Debian): espeak-ng (last-resort TTS voice), PortAudio --------------------------------------
+# --- system packages (Debian): espeak-ng (last-resort TTS voice), PortAudio, chromium --------------------------------------
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 # PortAudio, for the live microphone conversation (python-sounddevice loads it at run time).
 ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need_apt+=(libportaudio2)
 # LibriVox read-speech clips with transcripts: the real-speech ASR tests and bench-asr use them (optional).
 [ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
+# Headless Chromium: the web client's browser tests drive it through playwright (never `playwright install`).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt_install() {  # quietly; refreshes the package lists once when the first try fails

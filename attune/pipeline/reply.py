@@ -287,7 +287,8 @@ class Reply:
             if index == 0:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
-            await self._sentences.put(None)
+            if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
+                await self._sentences.put(None)
 
     def _apply_tag(self, tags: ReplyTagParser) -> None:
         """The reply's own [emotion] tag, once read, sets the expressed emotion's prosody for what follows."""
@@ -323,7 +324,8 @@ class Reply:
                 pass  # let think finish; nothing more is spoken
         finally:
             self._first_audio.set()
-            await self._audio.put(None)
+            if not _cancelling():
+                await self._audio.put(None)
 
     async def _speak_sentence(self, sentence: Sentence) -> None:
         """One sentence through TTS and the DSP. The DSP is built from the first chunk, which says which provider
@@ -405,6 +407,11 @@ class Reply:
         self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
 
 
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 def _kind(exc: BaseException) -> str:
     name = type(exc).__name__.lower()
     for kind in ("asr", "llm", "tts", "emotion"):
@@ -413,12 +420,14 @@ def _kind(exc: BaseException) -> str:
     return "backend"
 
 
-def _llm_info(llm: Any) -> dict[str, int]:
-    """The prompt's size and how much of it the KV cache served (llama-cpp), for the trace."""
+def _llm_info(llm: Any) -> dict[str, float]:
+    """The prompt's size, how much of it the KV cache served (llama-cpp) and, with a shared LLM, how long the
+    request waited for its turn, for the trace."""
     out = {}
-    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens")):
+    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens"),
+                      ("last_queue_wait_ms", "llm_queue_wait_ms"), ("last_queued", "llm_queued")):
         value = getattr(llm, attr, None)
-        if isinstance(value, int):
+        if isinstance(value, (int, float)):
             out[key] = value
     return out
 

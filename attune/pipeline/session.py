@@ -12,8 +12,11 @@ decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -53,6 +56,16 @@ MAX_FRAME_S = 1.0  # longest frame push_audio accepts
 
 __all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
            "default_aggregate", "default_dsp_factory"]
+
+
+EMOTION_WORKERS = 2  # threads for emotion hops, shared by every session of the process
+
+
+@functools.cache
+def _emotion_pool() -> ThreadPoolExecutor:
+    """Emotion hops get threads of their own: in asyncio's default pool they would queue behind ASR and TTS work
+    (hundreds of ms each), and with many sessions the hops' lag would grow by seconds."""
+    return ThreadPoolExecutor(EMOTION_WORKERS, thread_name_prefix="attune-emotion")
 
 
 class StreamingEmotion(Protocol):
@@ -116,15 +129,16 @@ class Session:
         self._playhead = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.on_overflow: Callable[[SessionEvent], None] | None = None
 
     def update_settings(self, settings: SessionSettings) -> None:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
-        next reply (the one in progress keeps what it started with). Queue bounds and pre-roll length are fixed
-        when the session opens."""
+        next reply (the one in progress keeps what it started with). Queue bounds are fixed when the session
+        opens."""
         if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
             self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
         self.settings = settings
-        self.detector.s = settings.turn
+        self.detector.configure(settings.turn)
         self.policy.settings = settings.policy
 
     # ---- lifecycle ----
@@ -182,10 +196,32 @@ class Session:
         await self._execute(self.policy.interrupt(self.now, "client_cancel"))
 
     def emit(self, event: SessionEvent) -> None:
+        """Queue an event for the transport. A full queue is never silent: ``on_overflow`` (set by a transport
+        that must not lose events, e.g. the WebSocket server, which then closes the connection) is told."""
         try:
             self.events.put_nowait(event)
         except asyncio.QueueFull:
-            log.warning("event queue full; dropping %s (is the transport reading events?)", event.type)
+            if self.on_overflow is not None:
+                self.on_overflow(event)
+            else:
+                log.warning("event queue full; dropping %s (is the transport reading events?)", event.type)
+
+    def emit_for_reply(self, event: SessionEvent) -> None:
+        """Emit through the current reply, so that a speculative reply's event waits for its commit."""
+        if self._reply is not None:
+            self._reply.emit(event)
+        else:
+            self.emit(event)
+
+    def commit_input(self) -> bool:
+        """Push-to-talk (``input_audio_buffer.commit``): end the user's turn now; its events follow with the next
+        frame. False when nothing was heard since the last turn."""
+        return self.detector.end_turn()
+
+    async def clear_input(self) -> None:
+        """``input_audio_buffer.clear``: forget what was heard of the turn in progress and any speculative reply."""
+        self.detector.reset()
+        await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
     def _reply_deps(self) -> ReplyDeps:
@@ -366,7 +402,14 @@ class Session:
 
     async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
         try:
-            results = await asyncio.to_thread(detector.analyze_streaming, samples, SAMPLE_RATE)
+            ready = getattr(detector, "hops_ready", None)
+            if callable(ready) and ready(len(samples)) == 0:
+                # Only buffering until the next hop: a worker-thread round trip per 20 ms frame would cost more
+                # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
+                results = detector.analyze_streaming(samples, SAMPLE_RATE)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(_emotion_pool(), detector.analyze_streaming, samples, SAMPLE_RATE)
         except BackendError as exc:
             self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
             return

@@ -138,6 +138,23 @@ class TurnDetector:
         out, self._events = self._events, []
         return out
 
+    def configure(self, settings: TurnSettings) -> None:
+        """New thresholds from the next chunk on (a client's ``session.update``); a turn in progress goes on."""
+        self.s = settings
+        self._preroll = deque(self._preroll, maxlen=max(1, int(np.ceil(settings.preroll_ms / 1000 / CHUNK_S))))
+
+    def end_turn(self) -> bool:
+        """Push-to-talk: end the turn in progress now, as if its end-of-turn silence had passed (events follow in
+        ``drain()``). False when no speech has been heard since the last turn."""
+        st = self._st
+        if not (st.in_speech or st.candidate):
+            return False
+        if st.candidate:
+            st.candidate, st.in_speech = False, True
+            self._events.append(SpeechStarted(st.start_s))
+        self._end_turn()
+        return True
+
     def reset(self) -> None:
         """Forget any turn in progress (the clock keeps running)."""
         self._st = _State()

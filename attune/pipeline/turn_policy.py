@@ -166,6 +166,16 @@ class TurnPolicy:
         self.phase = ReplyPhase.NONE
         return [Interruption(now_s, reason)]
 
+    def clear(self) -> list[Decision]:
+        """The client dropped the speech heard so far (``input_audio_buffer.clear``): no tentative turn, and a
+        speculative reply to that speech is discarded."""
+        self.tentative = False
+        out: list[Decision] = [Listen(False)]
+        if self.phase is ReplyPhase.SPECULATIVE:
+            self.phase = ReplyPhase.NONE
+            out.append(DiscardReply())
+        return out
+
     def reply_finished(self) -> None:
         """The session recorded the reply (played out, or ended without audio)."""
         self.phase = ReplyPhase.NONE

@@ -120,6 +120,11 @@ class VoiceEmotionDetector:
     def clear_history(self) -> None:
         self._history.clear()
 
+    def hops_ready(self, n_samples: int) -> int:
+        """How many hops feeding ``n_samples`` more (16 kHz) would complete: 0 means that call only buffers, cheap
+        enough for the event loop (the session then skips the worker thread)."""
+        return (len(self._pending) + n_samples) // self.hop
+
     def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[EmotionResult]:
         """Feed audio; returns one result per completed hop once the window is full (none before 1 s).
 

@@ -1,0 +1,142 @@
+"""One LLM shared fairly by many sessions: requests wait in one first-come queue for ``slots`` generation slots,
+a waiting session is told its place, and every session keeps its own figures (prompt tokens, KV-cache reuse,
+time spent queued) instead of reading the shared backend's, which the next session overwrites.
+
+``SharedLLM.for_session()`` gives each session an ``LLMBackend`` of its own. A session has at most one reply, so
+a first-come queue is round-robin between sessions: nobody is served twice while another waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from attune.backends.base import ChatMessage, LLMBackend
+
+QueuedCallback = Callable[[int], None]  # called with the 1-based place in the queue when a request must wait
+WaitObserver = Callable[[float], None]  # called with the seconds every request waited (0 when served at once)
+
+
+class SharedLLM:
+    """``slots`` concurrent generations of ``llm`` (1 for llama-cpp in process: it has one KV cache)."""
+
+    def __init__(self, llm: LLMBackend, *, slots: int = 1, on_wait: WaitObserver | None = None) -> None:
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self.llm = llm
+        self.name = getattr(llm, "name", "llm")
+        self.slots = slots
+        self.on_wait = on_wait
+        self.busy = 0
+        self.served = 0
+        self.queued_total = 0  # requests that had to wait
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
+        return SessionLLM(self, on_queued)
+
+    async def acquire(self, on_queued: QueuedCallback | None) -> float:
+        """Wait for a slot, first come first served; returns the seconds waited."""
+        t0 = time.perf_counter()
+        if self.busy >= self.slots or self._waiters:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            self.queued_total += 1
+            if on_queued is not None:
+                on_queued(len(self._waiters))
+            try:
+                await fut  # release() hands its slot over: ``busy`` already counts us
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self.release()  # the slot was handed to us as we were cancelled: pass it on
+                else:
+                    self._waiters.remove(fut)
+                raise
+        else:
+            self.busy += 1
+        waited = time.perf_counter() - t0
+        self.served += 1
+        if self.on_wait is not None:
+            self.on_wait(waited)
+        return waited
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes to the next waiter directly
+                return
+        self.busy -= 1
+
+
+class SessionLLM:
+    """One session's view of a ``SharedLLM``: an ``LLMBackend`` whose figures are this session's own.
+
+    The whole generation runs while the slot is held and is buffered here (at most ``max_tokens`` pieces), so a
+    session whose reply plays slowly, or a client that reads slowly, never keeps the LLM from the next session.
+    """
+
+    def __init__(self, shared: SharedLLM, on_queued: QueuedCallback | None) -> None:
+        self.shared = shared
+        self.name = shared.name
+        self.on_queued = on_queued
+        self.last_prompt_tokens = 0
+        self.last_reused_tokens = 0
+        self.last_queue_wait_ms = 0.0
+        self.last_queued = False
+
+    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+                     temperature: float = 0.7) -> AsyncIterator[str]:
+        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
+        queued: list[int] = []
+
+        def note_queued(place: int) -> None:
+            queued.append(place)
+            if self.on_queued is not None:
+                self.on_queued(place)
+
+        async def pump() -> None:
+            waited = await self.shared.acquire(note_queued)
+            self.last_queue_wait_ms = round(waited * 1000.0, 1)
+            self.last_queued = bool(queued)
+            try:
+                first = True
+                async for piece in self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature):
+                    if first:  # llama-cpp sets its prompt figures before the first token
+                        self._copy_figures()
+                        first = False
+                    pieces.put_nowait(("piece", piece))
+                pieces.put_nowait(("end", None))
+            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+                pieces.put_nowait(("error", exc))
+            finally:
+                self._copy_figures()
+                self.shared.release()
+
+        task = asyncio.create_task(pump(), name="shared-llm-pump")
+        try:
+            while True:
+                kind, value = await pieces.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _copy_figures(self) -> None:
+        """Taken while this session holds the slot, so no other session's request has overwritten them."""
+        for attr in ("last_prompt_tokens", "last_reused_tokens"):
+            value = getattr(self.shared.llm, attr, None)
+            if isinstance(value, int):
+                setattr(self, attr, value)

@@ -1,0 +1,250 @@
+"""The WebSocket server: one port serving the protocol at ``/ws``, the web client at ``/``, ``GET /health`` and
+``GET /metrics``, as a Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O protocol as its WebSocket
+implementation (an ASGI app, unlike ``websockets``' own ``process_request``, can read request bodies and file
+uploads on the same port, which the persona API needs).
+
+Hardening: an explicit max message size (1009), no compression, an origins allow-list (403), bearer-token auth
+(401; with no token configured only a loopback address may be bound), a connection cap (503), idle and
+maximum-session timers (``connection.py``), and a graceful SIGTERM: sessions are told, replies in progress may
+finish for ``shutdown_grace_s``, then every socket is closed with 1001 and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import itertools
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from attune.config import Config, ServerConfig
+from attune.core.errors import ConfigError
+from attune.core.events import SessionEvent
+from attune.pipeline.session import Session, SessionBackends
+from attune.pipeline.shared_llm import SharedLLM
+from attune.transports.connection import Connection, ConnectionLimits
+from attune.transports.metrics import CONTENT_TYPE, ServerMetrics
+from attune.transports.protocol import RESPONSE_QUEUED
+from attune.transports.settings import voices_of
+
+log = logging.getLogger(__name__)
+WEB_DIR = Path(__file__).resolve().parent / "web"
+WS_IMPLEMENTATION = "websockets-sansio"  # uvicorn's WebSocket protocol built on websockets' Sans-I/O core
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tokens_from_env(settings: ServerConfig, environ: Any = None) -> tuple[str, ...]:
+    raw = (os.environ if environ is None else environ).get(settings.token_env, "")
+    return tuple(t.strip() for t in raw.split(",") if t.strip())
+
+
+def check_bind(host: str, tokens: tuple[str, ...], token_env: str) -> None:
+    """With no token configured, only a loopback address may be bound (a ``ConfigError`` otherwise)."""
+    if not tokens and not loopback(host):
+        raise ConfigError(f"refusing to bind {host} without authentication: set {token_env} to one or more "
+                          "comma-separated tokens, or bind 127.0.0.1")
+
+
+@dataclass
+class Engines:
+    """What sessions are served with: ``fresh()`` makes one session's backends (its own VAD and emotion stream
+    state over the shared ASR, LLM and TTS); the LLM is wrapped here so that sessions share it fairly."""
+
+    config: Config
+    fresh: Callable[[], SessionBackends]
+    llm: Any
+    tts: Any
+    asr: Any = None
+
+
+class AttuneServer:
+    """The ASGI app (``self.app``) and the state of its sessions."""
+
+    def __init__(self, engines: Engines, *, settings: ServerConfig | None = None,
+                 tokens: tuple[str, ...] = ()) -> None:
+        self.engines = engines
+        self.settings = settings or engines.config.server
+        self.tokens = tokens
+        self.metrics = ServerMetrics()
+        self.shared_llm = SharedLLM(engines.llm, slots=self.settings.llm_slots,
+                                    on_wait=self.metrics.llm_wait.observe)
+        self.voices = voices_of(engines.tts)
+        self.connections: dict[str, Connection] = {}
+        self.draining = False
+        self.started = time.time()
+        self._ids = itertools.count(1)
+        self.app = Starlette(routes=[
+            Route("/", self.index),
+            Route("/health", self.health),
+            Route("/metrics", self.metrics_page),
+            Mount("/static", StaticFiles(directory=WEB_DIR)),
+            WebSocketRoute("/ws", self.websocket),
+        ])
+
+    # ---- HTTP ----
+    async def index(self, request: Request) -> Response:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(await self.health_dict())
+
+    async def health_dict(self) -> dict[str, Any]:
+        e = self.engines
+        tts: dict[str, Any] = {"name": getattr(e.tts, "name", "tts")}
+        probe = getattr(e.tts, "health", None)
+        if probe is not None:
+            try:
+                tts["providers"] = await probe()
+            except Exception as exc:  # noqa: BLE001 - health reports a failing engine, it never fails itself
+                tts["error"] = str(exc)
+        llm = self.shared_llm
+        return {
+            "status": "draining" if self.draining else "ok",
+            "sessions": len(self.connections), "max_sessions": self.settings.max_sessions,
+            "uptime_s": round(time.time() - self.started, 1),
+            "engines": {
+                "asr": {"name": getattr(e.asr, "name", None), "ready": e.asr is not None},
+                "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
+                        "served": llm.served, "queued_total": llm.queued_total},
+                "tts": tts,
+            },
+        }
+
+    async def metrics_page(self, request: Request) -> Response:
+        if self.tokens and not self._authorized(request.headers.get("authorization"),
+                                                request.query_params.get("token")):
+            return PlainTextResponse("unauthorized\n", status_code=401)
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    # ---- the handshake ----
+    def _authorized(self, header: str | None, query_token: str | None) -> bool:
+        if not self.tokens:
+            return True
+        given = query_token or ""
+        if header and header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return any(hmac.compare_digest(given.encode(), t.encode()) for t in self.tokens)
+
+    def _origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        if origin is None:  # not a browser: the token is what guards it
+            return True
+        allowed = self.settings.origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()  # the page this server serves
+
+    def _refusal(self, ws: WebSocket) -> tuple[int, str] | None:
+        h = ws.headers
+        if not self._origin_allowed(h.get("origin"), h.get("host")):
+            return 403, "origin not allowed"
+        if not self._authorized(h.get("authorization"), ws.query_params.get("token")):
+            return 401, "missing or invalid token"
+        if self.draining:
+            return 503, "server shutting down"
+        if len(self.connections) >= self.settings.max_sessions:
+            return 503, "too many sessions"
+        return None
+
+    async def websocket(self, ws: WebSocket) -> None:
+        refusal = self._refusal(ws)
+        if refusal is not None:
+            status, why = refusal
+            self.metrics.rejected.labels(why.split()[-1] if status != 503 else "capacity").inc()
+            await ws.send_denial_response(PlainTextResponse(why + "\n", status_code=status))
+            return
+        await ws.accept()
+        session_id = f"sess_{next(self._ids)}"
+        holder: dict[str, Session] = {}
+
+        def on_queued(place: int) -> None:
+            session = holder.get("s")
+            if session is not None:
+                session.emit_for_reply(SessionEvent(RESPONSE_QUEUED, {"position": place}))
+
+        backends = replace(self.engines.fresh(), llm=self.shared_llm.for_session(on_queued))
+        session = holder["s"] = Session(self.engines.config, backends)
+        s = self.settings
+        limits = ConnectionLimits(idle_timeout_s=s.idle_timeout_s, max_session_s=s.max_session_s,
+                                  outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
+        async with session:
+            conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
+                              shared_tts=self.engines.tts, voices=self.voices)
+            self.connections[session_id] = conn
+            self.metrics.sessions.inc()
+            self.metrics.sessions_active.inc()
+            try:
+                reason = await conn.run()
+                self.metrics.closed.labels(reason.split(":")[0].replace(" ", "_")).inc()
+            finally:
+                self.connections.pop(session_id, None)
+                self.metrics.sessions_active.dec()
+        await conn.finish()
+
+    # ---- shutdown ----
+    async def drain(self, grace_s: float | None = None) -> None:
+        """Refuse new sessions, tell the open ones, give their replies ``grace_s`` to finish, close them."""
+        self.draining = True
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        await asyncio.gather(*(c.shutdown(grace) for c in list(self.connections.values())), return_exceptions=True)
+        deadline = time.monotonic() + grace + 3.0
+        while self.connections and time.monotonic() < deadline:  # noqa: ASYNC110 - sockets closing one by one
+            await asyncio.sleep(0.05)
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server whose first SIGTERM/SIGINT drains the sessions (``AttuneServer.drain``) before it stops;
+    a second one stops at once. The process then exits normally instead of re-raising the signal."""
+
+    def __init__(self, config: uvicorn.Config, attune: AttuneServer) -> None:
+        super().__init__(config)
+        self.attune = attune
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain_task is not None or self.should_exit:
+            self.force_exit = self.should_exit = True
+            return
+        log.info("signal %s: draining %d session(s)", signal.Signals(sig).name, len(self.attune.connections))
+        loop = asyncio.get_event_loop()
+        loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        async def drain() -> None:
+            try:
+                await self.attune.drain()
+            finally:
+                self.should_exit = True
+
+        self._drain_task = asyncio.create_task(drain(), name="attune-drain")
+
+
+def uvicorn_config(app: Any, host: str, port: int, settings: ServerConfig, **extra: Any) -> uvicorn.Config:
+    """The pinned choices: websockets' Sans-I/O protocol, the message size limit, no compression."""
+    return uvicorn.Config(app, host=host, port=port, ws=WS_IMPLEMENTATION, ws_max_size=settings.max_message_bytes,
+                          ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+                          lifespan="off", log_level="warning", timeout_graceful_shutdown=5, **extra)
