@@ -123,4 +123,4 @@ def test_cli_bench_falls_back_to_synthetic_speech(tmp_path, capsys) -> None:  # 
 
 def test_cli_eval_rejects_a_folder_without_emodb_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert run_agent.main(["eval-emotion", "--data", str(tmp_path)]) == 1
-    assert "no EmoDB-named WAV files" in capsys.readouterr().err
+    assert "no EmoDB (SSTTTEV.wav) or RAVDESS" in capsys.readouterr().err
