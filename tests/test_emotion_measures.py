@@ -108,3 +108,34 @@ def test_warm_mode_adapts_to_a_speaker_offset() -> None:
     acc = {mode: np.mean(apply_model(model, test, mode).logits.argmax(1) == test.labels)
            for mode in ("cold", "warm")}
     assert acc["cold"] < 0.65 and acc["warm"] > acc["cold"] + 0.2
+
+
+def test_evaluate_shipped_scores_any_backend_cold_and_warm(tmp_path: Path) -> None:
+    """A backend without retraining (emotion2vec's path) through analyze: a fresh one per file when cold, one
+    per speaker when warm; its categories read back as classes."""
+    from emotion_signals import syllables
+    from fakes import make_result
+
+    from attune.backends.emotion.benchmark import evaluate_shipped
+    from attune.core.audio import write_wav
+    from attune.core.emotion import EmotionCategory
+
+    for emo in ("04", "05"):
+        for actor in ("01", "02"):
+            write_wav(tmp_path / f"03-01-{emo}-01-01-01-{actor}.wav", syllables(seconds=0.5), 16000)
+    made: list[object] = []
+
+    class ReadsEverythingAngry:
+        name = "fake"
+
+        def analyze(self, audio: np.ndarray, rate: int) -> object:
+            return make_result(EmotionCategory.ANGRY, 0.0, 0.5, audio)
+
+    def make() -> object:
+        made.append(1)
+        return ReadsEverythingAngry()
+
+    out = evaluate_shipped(make, list_utterances([tmp_path]), ("cold", "warm"))
+    assert len(made) == 4 + 2  # four files cold, two speakers warm
+    m = out["cold"]["shipped"]["all"]  # type: ignore[index]
+    assert m["per_class"]["anger"] == 1.0 and m["per_class"]["sadness"] == 0.0 and m["uar"] == 0.5

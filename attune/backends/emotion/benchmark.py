@@ -119,7 +119,9 @@ def evaluate_shipped(make: Callable[[], object], utterances: list[Utterance], mo
         order = rng.permutation(len(utterances)) if mode == "warm" else np.arange(len(utterances))
         for i in order:
             u = utterances[i]
-            b = make() if mode == "cold" else backends.setdefault(u.speaker, make())
+            if mode == "cold" or u.speaker not in backends:
+                backends[u.speaker] = make()
+            b = backends[u.speaker]
             r = b.analyze(load_16k(u.path), 16000)  # type: ignore[attr-defined]
             probs[i], conf[i] = result_probs(r), r.confidence
         out[mode] = {"shipped": {**_figures(labels, probs, corpora), "all": score(labels, probs, conf)}}

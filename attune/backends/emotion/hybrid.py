@@ -57,6 +57,13 @@ class HybridBackend:
                 log.warning("Whisper encoder failed, reading this turn by prosody alone: %s", exc)
         return self.analyze_states(states, x)
 
+    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
+        """A whole turn at its end, reusing the ASR's encoder ``states`` when they fit (else it encodes)."""
+        x = np.asarray(audio16k, np.float32)
+        if not self.neural.usable_states(states, len(x)):
+            return self.analyze(x, SAMPLE_RATE)
+        return self.analyze_states(states, x)
+
     def analyze_states(self, states: np.ndarray | None, audio16k: np.ndarray) -> EmotionResult:
         """The fused result for a turn; ``states`` None (no encoder pass) gives the prosodic result alone."""
         x = np.asarray(audio16k, np.float32)

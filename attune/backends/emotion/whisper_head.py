@@ -20,7 +20,7 @@ from attune.backends.emotion.features import extract_markers
 from attune.backends.emotion.model import EmotionModel
 from attune.backends.emotion.posterior import result_from_probs
 from attune.backends.emotion.prosodic import quality_factor, unusable_result
-from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool
+from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool, states_for
 from attune.config import REPO_ROOT, Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, measure_quality, prepare
 from attune.core.emotion import EmotionResult, ProsodicMarkers
@@ -126,6 +126,20 @@ class WhisperEmotionBackend:
             self.normalizer.update(v)
         self.last_probs = probs
         return probs, self.head.familiar_factor(v)
+
+    def usable_states(self, states: np.ndarray | None, n_samples: int) -> bool:
+        """Whether ``states`` (from the ASR) are this head's encoder's pass over a clip of ``n_samples``."""
+        return (states is not None and states.ndim == 2 and len(states) == states_for(n_samples)
+                and 2 * states.shape[1] * (1 if self.pooling.endswith("meanstd") else 0.5) == self.head.dim)
+
+    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
+        """A whole turn at its end: reuses ``states`` when they are this encoder's pass over the turn (the ASR's,
+        ``FasterWhisperASR.last_encoder_states``), else encodes the turn itself."""
+        x = np.asarray(audio16k, np.float32)
+        if not self.usable_states(states, len(x)):
+            return self.analyze(x, SAMPLE_RATE)
+        assert states is not None
+        return self.analyze_states(states, x)
 
     def analyze_states(self, states: np.ndarray, audio16k: np.ndarray,
                        markers: ProsodicMarkers | None = None) -> EmotionResult:
