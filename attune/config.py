@@ -44,7 +44,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class EmotionConfig:
-    backend: str = setting("prosodic", choices=catalog.names("emotion"))  # one that cannot load here -> prosodic
+    backend: str = setting("hybrid", choices=catalog.names("emotion"))  # one that cannot load here -> prosodic
     window_s: float = setting(1.0, lo=0.25, hi=10.0)  # analysis window of the streaming detector
     hop_s: float = setting(0.5, lo=0.05, hi=5.0)  # how often a streaming estimate is produced
     history_size: int = setting(100, lo=1, hi=10000)  # results kept for get_history()

@@ -101,7 +101,7 @@ CATEGORY_VAD: dict[EmotionCategory, tuple[float, float, float]] = {
     E.CONFUSED: (-0.15, 0.50, 0.25),
 }
 
-RELIABLE_CONFIDENCE = 0.2  # a result below this confidence is not acted on (neutral delivery); see `reliable`
+RELIABLE_CONFIDENCE = 0.4  # below this the strategy answers plainly (held out, such readings were mostly wrong)
 NEUTRAL_BAND = 0.15  # |valence| below this, with mid arousal, reads as the neutral group
 AROUSAL_SPLIT = 0.5  # arousal at or above this is "activated"
 
