@@ -62,6 +62,13 @@ def test_the_head_reads_the_asr_encoder_pass(tiny: WhisperEncoder) -> None:
     asr.transcribe(AudioChunk(x, 16000))
     reused = asr.last_encoder_states()
     assert reused is not None
+    import threading
+
+    other: list[object] = []
+    t = threading.Thread(target=lambda: other.append(asr.last_encoder_states()))
+    t.start()
+    t.join()
+    assert other == [None]  # another session's thread never reads this turn's pass
     own = tiny.states(x)
     assert reused.shape == own.shape == (-(-len(x) // 320), 384)
     np.testing.assert_allclose(reused, own, atol=1e-3)

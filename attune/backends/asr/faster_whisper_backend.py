@@ -76,8 +76,7 @@ class FasterWhisperASR:
             raise ASRError(f"cannot load Whisper model from {model_dir}: {exc}", backend=self.name) from exc
         self._full_encode = self._model.encode
         self._model.encode = self._encode  # the instance's encode: features cut to the current window
-        self._first_encoding: Any = None  # the encoder output of the last transcribe's first window
-        self._encoded_samples = 0
+        self._last = threading.local()  # per calling thread: the first encoder output of its last transcribe
 
     @classmethod
     def from_config(cls, config: Config) -> FasterWhisperASR:
@@ -89,16 +88,18 @@ class FasterWhisperASR:
         if features.shape[-1] > self._frames:
             features = np.ascontiguousarray(features[..., : self._frames])
         out = self._full_encode(features)
-        if self._first_encoding is None:
-            self._first_encoding = out
+        if getattr(self._last, "encoding", None) is None:
+            self._last.encoding = out
         return out
 
     def last_encoder_states(self) -> np.ndarray | None:
-        """The encoder's output over the last transcribed clip, (ceil(samples / 320), d_model) float32, so the
-        emotion head can reuse the pass; None before any transcription. Covers the first 30 s of the clip."""
-        if self._first_encoding is None:
+        """The encoder's output over the clip this thread last transcribed, (ceil(samples / 320), d_model)
+        float32, so the emotion head can reuse the pass (per thread: sessions sharing the ASR never read each
+        other's); None before any transcription. Covers the first 30 s of the clip."""
+        encoding = getattr(self._last, "encoding", None)
+        if encoding is None:
             return None
-        return storage_to_states(self._first_encoding, self._encoded_samples)
+        return storage_to_states(encoding, self._last.samples)
 
     def _token_cap(self, n_samples: int) -> int | None:
         """A bound on decoded tokens for a shortened window, where a looping decoder would otherwise run on."""
@@ -111,7 +112,7 @@ class FasterWhisperASR:
         try:
             with self._lock:
                 self._frames = encoder_frames(len(samples) / SAMPLE_RATE, self.encoder_window_s)
-                self._first_encoding, self._encoded_samples = None, len(samples)
+                self._last.encoding, self._last.samples = None, len(samples)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
                     vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))
