@@ -44,13 +44,15 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class EmotionConfig:
-    backend: str = setting("prosodic", choices=catalog.names("emotion"))  # one that cannot load here -> prosodic
+    backend: str = setting("hybrid", choices=catalog.names("emotion"))  # one that cannot load here -> prosodic
     window_s: float = setting(1.0, lo=0.25, hi=10.0)  # analysis window of the streaming detector
     hop_s: float = setting(0.5, lo=0.05, hi=5.0)  # how often a streaming estimate is produced
     history_size: int = setting(100, lo=1, hi=10000)  # results kept for get_history()
     trajectory_window_s: float = setting(300.0, lo=10.0, hi=3600.0)  # span of get_trajectory()
     min_duration_s: float = setting(0.1, lo=0.02, hi=2.0)  # shorter audio is flagged too short
     model_path: str = setting("")  # weights for learned backends (emotion2vec); empty = not configured
+    encoder: str = setting("tiny.en", choices=("tiny.en", "base"))  # Whisper encoder of the whisper/hybrid heads
+    hybrid_neural_weight: float = setting(0.5, lo=0.0, hi=1.0)  # hybrid: the neural head's share of the fusion
 
 
 @dataclass(frozen=True)

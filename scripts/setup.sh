@@ -51,7 +51,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "building llama-cpp-python 0.3.36 once into $wheels (takes several minutes)"
     .venv/bin/python -m pip wheel -q --no-deps llama-cpp-python==0.3.36 -w "$wheels"
   fi
-  .venv/bin/python -m pip install -q -c requirements.lock --find-links "$wheels" -e '.[dev,embedded]'
+  .venv/bin/python -m pip install -q -c requirements.lock --find-links "$wheels" -e '.[dev,embedded,mlx]'
   echo "$want" > "$stamp"
 fi
 

@@ -12,6 +12,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMODB_DIR = Path(os.environ.get("ATTUNE_EMODB_DIR", REPO_ROOT.parent / "shared" / "data" / "emodb-dev"))
+RAVDESS_DIR = Path(os.environ.get("ATTUNE_RAVDESS_DIR", REPO_ROOT.parent / "shared" / "data" / "ravdess-dev"))
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,14 @@ def emodb_dir() -> Path:
     if not EMODB_DIR.is_dir() or not any(EMODB_DIR.glob("*.wav")):
         pytest.skip(f"EmoDB data not found at {EMODB_DIR}")
     return EMODB_DIR
+
+
+@pytest.fixture(scope="session")
+def ravdess_dir() -> Path:
+    """The RAVDESS development folder (actors 01-06, 16 kHz), or a clean skip where it is absent."""
+    if not RAVDESS_DIR.is_dir() or not any(RAVDESS_DIR.glob("*.wav")):
+        pytest.skip(f"RAVDESS data not found at {RAVDESS_DIR}")
+    return RAVDESS_DIR
 
 
 def tone(freq_hz: float = 220.0, seconds: float = 1.0, rate: int = 16000, amp: float = 0.3) -> np.ndarray:

@@ -135,6 +135,40 @@ class FakeEmotion:
         return out
 
 
+class StatesASR(FixedASR):
+    """A FixedASR that, like FasterWhisperASR, exposes its encoder pass of the last clip (one row per 20 ms)."""
+
+    def __init__(self, text: str = "hello there", width: int = 8) -> None:
+        super().__init__(text)
+        self.width = width
+        self._n = 0
+
+    def transcribe(self, audio: AudioChunk) -> Transcription:
+        self._n = -(-len(audio.samples) * 16000 // audio.sample_rate // 320)
+        return super().transcribe(audio)
+
+    def last_encoder_states(self) -> np.ndarray | None:
+        return np.ones((self._n, self.width), np.float32) if self._n else None
+
+
+class FakeTurnEmotion:
+    """A whole-turn reader (``analyze_turn``): records what it was given and reads every turn as ``emotion``;
+    ``fail`` raises an EmotionError instead."""
+
+    def __init__(self, emotion: EmotionCategory = EmotionCategory.ANGRY, *, confidence: float = 0.8,
+                 fail: bool = False) -> None:
+        self.emotion, self.confidence, self.fail = emotion, confidence, fail
+        self.calls: list[tuple[int, tuple[int, ...] | None]] = []
+
+    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
+        from attune.core.errors import EmotionError
+
+        self.calls.append((len(audio16k), None if states is None else tuple(states.shape)))
+        if self.fail:
+            raise EmotionError("fake turn emotion failure")
+        return make_result(self.emotion, 0.0, len(audio16k) / 16000, audio16k, confidence=self.confidence)
+
+
 def make_result(emotion: EmotionCategory, start: float, end: float, audio: np.ndarray | None = None,
                 confidence: float = 0.6) -> EmotionResult:
     from attune.core.emotion import CATEGORY_VAD
@@ -159,6 +193,7 @@ class Harness:
     llm: ScriptedLLM = field(default_factory=ScriptedLLM)
     tts: ToneTTS = field(default_factory=ToneTTS)
     emotion: Any = field(default_factory=FakeEmotion)
+    turn_emotion: Any = None
     overrides: dict[str, Any] = field(default_factory=dict)
     planner: Callable[..., Any] = calm_planner
     aggregate: Callable[..., Any] = field(default=lambda rs: rs[-1] if rs else None)
@@ -169,7 +204,7 @@ class Harness:
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
         backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
-                                   dsp_factory=self.dsp_factory)
+                                   dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion)
         return Session(config, backends)
 
 

@@ -92,7 +92,8 @@ def test_cli_analyze_json(tmp_path, capsys) -> None:  # type: ignore[no-untyped-
     write_wav(path, syllables(f0_hz=180.0), RATE)
     assert run_agent.main(["analyze", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["backend"] == "prosodic" and len(out["predictions"]) == 3 and out["context"].startswith("[")
+    assert out["backend"] in ("hybrid", "prosodic") and len(out["predictions"]) == 3  # prosodic: no Whisper model
+    assert out["context"].startswith("[")
     assert out["markers"]["pitch_mean_hz"] == pytest.approx(180.0, rel=0.03)
     assert run_agent.main(["analyze", str(path)]) == 0
     assert "valence" in capsys.readouterr().out
@@ -123,4 +124,4 @@ def test_cli_bench_falls_back_to_synthetic_speech(tmp_path, capsys) -> None:  # 
 
 def test_cli_eval_rejects_a_folder_without_emodb_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert run_agent.main(["eval-emotion", "--data", str(tmp_path)]) == 1
-    assert "no EmoDB-named WAV files" in capsys.readouterr().err
+    assert "no EmoDB (SSTTTEV.wav) or RAVDESS" in capsys.readouterr().err

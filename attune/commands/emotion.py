@@ -34,20 +34,28 @@ def add_commands(sub: Any) -> None:
                    help="emotion backend (default: emotion.backend)")
     p.set_defaults(handler=cmd_analyze)
 
-    p = sub.add_parser("eval-emotion", help="UAR, per-class recall and arousal UAR on an EmoDB-style folder")
-    p.add_argument("--data", required=True, help="folder of SSTTTEV.wav files")
+    p = sub.add_parser("eval-emotion", help="held-out emotion figures on EmoDB / RAVDESS folders (cold and warm)")
+    p.add_argument("--data", required=True, action="append",
+                   help="folder of EmoDB (SSTTTEV.wav) or RAVDESS (MM-VV-EE-II-SS-RR-AA.wav) files; repeat for both")
     p.add_argument("--backend", default=None, choices=catalog.names("emotion"),
                    help="emotion backend (default: emotion.backend)")
+    p.add_argument("--mode", choices=("cold", "warm", "both"), default="both",
+                   help="cold: a fresh detector per utterance; warm: one per speaker, adapting (default: both)")
+    p.add_argument("--encoder", choices=("tiny.en", "base"), default=None,
+                   help="Whisper encoder of the whisper/hybrid heads (default: emotion.encoder)")
+    p.add_argument("--cpu-files", type=int, default=20, help="files timed for CPU per turn (0: skip)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--cv", action="store_true", help="leave-one-speaker-out: retrain without each test speaker")
-    p.add_argument("--no-speaker-norm", action="store_true",
-                   help="with --cv: normalise test speakers by the training population only (no speaker stats)")
     p.set_defaults(handler=cmd_eval)
 
-    p = sub.add_parser("train-emotion", help="retrain the prosodic model on an EmoDB-style folder")
-    p.add_argument("--data", required=True, help="folder of SSTTTEV.wav files")
-    p.add_argument("--out", default=None, help="model file (default: the shipped prosodic_model.json)")
-    p.add_argument("--l2", type=float, default=0.003, help="L2 penalty of the logistic regression")
+    p = sub.add_parser("train-emotion", help="retrain a shipped emotion model (prosodic or Whisper head)")
+    p.add_argument("--data", required=True, action="append", help="EmoDB or RAVDESS folder; repeat for both")
+    p.add_argument("--backend", choices=("prosodic", "whisper"), default="prosodic",
+                   help="prosodic: prosodic_model.json; whisper: whisper_head_<encoder>.npz")
+    p.add_argument("--encoder", choices=("tiny.en", "base"), default="tiny.en", help="with --backend whisper")
+    p.add_argument("--pooling", choices=("mean", "meanstd", "speechmean", "speechmeanstd"), default="speechmeanstd",
+                   help="with --backend whisper: over all encoder rows or the voiced ones only")
+    p.add_argument("--out", default=None, help="model file (default: the shipped one)")
+    p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
@@ -112,53 +120,137 @@ def _analyze_demo(detector: Any) -> Any:
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
-    from attune.backends.emotion import evaluation as ev
-    from attune.backends.emotion.prosodic import ProsodicBackend
+    from dataclasses import replace
+
+    from attune.backends.emotion import benchmark as bm
+    from attune.backends.emotion.dataset import list_utterances
+    from attune.backends.emotion.registry import build_emotion_backend
 
     started = time.perf_counter()
-    backend = _backend(args, config)
-    if args.cv:
-        metrics = ev.cross_validate(ev.load_corpus(args.data), speaker_norm=not args.no_speaker_norm)
-    elif isinstance(backend, ProsodicBackend) and backend.model is not None:
-        metrics = ev.evaluate_model(backend.model, ev.load_corpus(args.data))
-        metrics["protocol"] = "shipped model (trained on the dev speakers: optimistic; use --cv for unseen)"
+    name = args.backend or config.emotion.backend
+    emo = replace(config.emotion, encoder=args.encoder or config.emotion.encoder)
+    cfg = replace(config, emotion=emo)
+    utterances = list_utterances(args.data)
+    modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
+    out: dict[str, Any] = {"backend": name, "encoder": emo.encoder if name in ("whisper", "hybrid") else None,
+                           "files": len(utterances), "speakers": len({u.speaker for u in utterances})}
+    if name in bm.LEARNED:
+        sets = bm.feature_sets(name, utterances, emo.encoder, config.resolve_path(config.models.cache_dir))
+        out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
+        out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
     else:
-        metrics = ev.evaluate_backend(backend.analyze, ev.corpus_files(args.data))
-        metrics["protocol"] = "backend.analyze per file"
-    metrics["backend"] = backend.name
-    metrics["normalisation"] = ("population prior only" if args.cv and args.no_speaker_norm
-                                else "per speaker (ids from file names, no labels)")
-    metrics["seconds"] = round(time.perf_counter() - started, 2)
+        out["protocol"] = "the backend as shipped, through analyze()"
+        out["modes"] = bm.evaluate_shipped(lambda: build_emotion_backend(name, cfg), utterances, modes)
+    if args.cpu_files > 0:
+        out["cpu_per_turn"] = bm.cpu_per_turn(build_emotion_backend(name, cfg), utterances, args.cpu_files)
+    out["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(out, default=float))
     else:
-        print(f"backend {backend.name}; {metrics['protocol']}; normalisation: {metrics['normalisation']}")
-        print(ev.format_report(metrics))
+        print(_eval_text(out))
     return 0
+
+
+def _eval_text(out: dict[str, Any]) -> str:
+    from attune.backends.emotion.measures import format_report, summary_line
+
+    enc = f" ({out['encoder']} encoder)" if out["encoder"] else ""
+    lines = [f"backend {out['backend']}{enc}: {out['files']} files, {out['speakers']} speakers; {out['protocol']}"]
+    for mode, protocols in out["modes"].items():
+        for proto, figs in protocols.items():
+            if "n_files" in figs:  # one score dict (cross-corpus)
+                lines.append(f"[{mode}] {proto}: {summary_line(figs)}  (n={figs['n_files']})")
+                continue
+            for part, m in figs.items():
+                lines.append(f"[{mode}] {proto} {part}: {summary_line(m)}  (n={m['n_files']})")
+    for mode, protocols in out["modes"].items():
+        first = next(iter(protocols.values()))
+        lines += ["", f"[{mode}] {next(iter(protocols))} all speakers, in detail:", format_report(first["all"])]
+    cpu = out.get("cpu_per_turn")
+    if cpu:
+        text = f"CPU per turn (end of turn, {int(cpu['n'])} files): whole p50 {cpu['whole_p50_ms']:.1f} ms, " \
+               f"p95 {cpu['whole_p95_ms']:.1f} ms"
+        if "encoder_reused_p50_ms" in cpu:
+            text += (f"; reusing the ASR's encoder pass p50 {cpu['encoder_reused_p50_ms']:.1f} ms, "
+                     f"p95 {cpu['encoder_reused_p95_ms']:.1f} ms")
+        lines += ["", text + " (target <= 30 ms)"]
+    lines.append(f"({out['seconds']} s)")
+    return "\n".join(lines)
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from attune.backends.emotion import evaluation as ev
-    from attune.backends.emotion.model import MODEL_PATH
+    from attune.backends.emotion.dataset import list_utterances
+    from attune.backends.emotion.model import MODEL_PATH, PROSODIC
+    from attune.backends.emotion.whisper_head import feature_kind, head_path
 
-    corpus = ev.load_corpus(args.data)
-    model, cv = ev.train_calibrated(corpus, l2=args.l2, info={"data": Path(args.data).name})
-    out = Path(args.out) if args.out else MODEL_PATH
+    utterances = list_utterances(args.data)
+    kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
+    data = ev.features_for(utterances, kind, config.resolve_path(config.models.cache_dir))
+    names = sorted({Path(d).name for d in args.data})
+    model, figures = ev.train_shipped(data, kind, args.l2, info={"data": names},
+                                      progress=lambda msg: print(msg, file=sys.stderr))
+    if kind != PROSODIC:
+        model = _with_human_detector(model, data, args.encoder, args.pooling, config)
+    out = Path(args.out) if args.out else (MODEL_PATH if kind == PROSODIC else head_path(args.encoder))
     model.save(out)
-    print(f"trained on {len(corpus.labels)} files of {len(set(corpus.speakers))} speakers -> {out}")
-    print(f"leave-one-speaker-out: UAR {cv['uar']:.3f}, arousal UAR {cv['arousal_uar']:.3f}")
+    print(f"trained {kind} on {len(data.utterances)} files of {len(set(data.speakers))} speakers -> {out}")
+    for mode in ("cold", "warm"):
+        print(f"leave-one-speaker-out, {mode}: " + ", ".join(
+            f"{k} {figures[f'loso_{mode}_{k}']:.3f}" for k in ("uar", "group5_uar", "valence_uar", "arousal_uar",
+                                                               "class4_uar", "ece")))
     print(f"calibration temperature: {model.temperature_known:.2f} (known speaker), "
-          f"{model.temperature_stranger:.2f} (stranger)")
+          f"{model.temperature_stranger:.2f} (stranger); out-of-distribution scale {model.ood_scale:.2f}")
+    if "human_detector" in model.info:
+        print(f"human-voice detector: {model.info['human_detector']}")
     return 0
 
 
+def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, config: Config) -> Any:
+    """The head with its human-voice detector: espeak-ng voices vs the corpora's people, checked on held-out
+    speakers (how many real people it would wrongly flag) and on Piper (an engine it never saw)."""
+    from dataclasses import replace
+
+    from attune.backends.emotion.model import fit_human_detector
+    from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool
+    from attune.commands.synthetic_voices import SENTENCES, espeak_clips, piper_clips
+
+    enc = WhisperEncoder(config.resolve_path(config.models.cache_dir) / f"whisper-{encoder}")
+    print("rendering espeak-ng and Piper voices for the human-voice detector", file=sys.stderr)
+
+    def pooled(clips: list[np.ndarray]) -> np.ndarray:
+        return np.stack([pool(enc.states(x), pooling, x) for x in clips]) if clips else np.zeros((0, model.dim))
+
+    def flagged(m: Any, rows: np.ndarray) -> float | None:
+        if not len(rows):
+            return None
+        return round(float(np.mean([m.human_probability((x - m.prior_mean) / m.prior_std) < 0.5 for x in rows])), 4)
+
+    espeak = pooled(espeak_clips())
+    piper_train, piper_test = pooled(piper_clips(SENTENCES[::2])), pooled(piper_clips(SENTENCES[1::2]))
+    people = []
+    for s in np.unique(data.speakers):
+        test = data.speakers == s
+        w, b = fit_human_detector(model, data.features[~test], np.vstack([espeak, piper_train]))
+        people.append(flagged(replace(model, human_weights=w, human_bias=b), data.features[test]) or 0.0)
+    w, b = fit_human_detector(model, data.features, espeak)
+    unseen_engine = flagged(replace(model, human_weights=w, human_bias=b), np.vstack([piper_train, piper_test]))
+    w, b = fit_human_detector(model, data.features, np.vstack([espeak, piper_train]))
+    model = replace(model, human_weights=w, human_bias=b)
+    check = {"espeak_clips": len(espeak), "piper_train_clips": len(piper_train),
+             "heldout_people_flagged": round(float(np.mean(people)), 4),
+             "piper_heldout_sentences_flagged": flagged(model, piper_test),
+             "piper_unseen_engine_flagged": unseen_engine}
+    return replace(model, info={**model.info, "human_detector": check})
+
+
 def _bench_audio(data: str, seconds: float) -> tuple[np.ndarray, str]:
-    from attune.backends.emotion.evaluation import corpus_files
+    from attune.backends.emotion.dataset import list_utterances
     from attune.core.audio import SAMPLE_RATE, load_wav, resample
 
     need = int(seconds * SAMPLE_RATE)
     try:
-        files = corpus_files(data)
+        files = [u.path for u in list_utterances([data])]
     except AudioInputError:
         files = []
     if files:

@@ -114,10 +114,21 @@ EMOTION: dict[str, BackendSpec[EmotionCapabilities]] = _table(
     BackendSpec("prosodic", "attune.backends.emotion.prosodic:ProsodicBackend",
                 EmotionCapabilities(frame_tracks=True, streams_cheaply=True),
                 description="pure DSP features + a small learned model shipped as JSON (default, no extra install)"),
+    BackendSpec("whisper", "attune.backends.emotion.whisper_head:WhisperEmotionBackend",
+                EmotionCapabilities(frame_tracks=False, streams_cheaply=False),
+                install_hint=SETUP + "  (the embedded Whisper model of emotion.encoder)",
+                description="a small head on the Whisper encoder's states (reuses the ASR's pass of a turn)",
+                fallback="prosodic"),
+    BackendSpec("hybrid", "attune.backends.emotion.hybrid:HybridBackend",
+                EmotionCapabilities(frame_tracks=False, streams_cheaply=False),
+                install_hint=SETUP + "  (the embedded Whisper model of emotion.encoder)",
+                description="the Whisper head's category fused with prosody's (markers from prosody)",
+                fallback="prosodic"),
     BackendSpec("emotion2vec", "attune.backends.emotion.emotion2vec:Emotion2VecBackend",
                 EmotionCapabilities(frame_tracks=False, streams_cheaply=False),
-                install_hint="pip install torch  # and set emotion.model_path to an emotion2vec TorchScript export",
-                description="emotion2vec+ speech-emotion model from user-supplied weights (needs torch)",
+                install_hint="python -m attune.backends.emotion.e2v_weights model.pt e2v.npz  # then set "
+                             "emotion.model_path; pip install 'mlx[cpu]==0.32.4' for MLX (numpy otherwise)",
+                description="emotion2vec (data2vec 2.0, 9 classes) from user-supplied weights, in MLX or numpy",
                 fallback="prosodic"),
 )
 

@@ -101,6 +101,7 @@ CATEGORY_VAD: dict[EmotionCategory, tuple[float, float, float]] = {
     E.CONFUSED: (-0.15, 0.50, 0.25),
 }
 
+RELIABLE_CONFIDENCE = 0.4  # below this the strategy answers plainly (held out, such readings were mostly wrong)
 NEUTRAL_BAND = 0.15  # |valence| below this, with mid arousal, reads as the neutral group
 AROUSAL_SPLIT = 0.5  # arousal at or above this is "activated"
 
@@ -286,14 +287,14 @@ class EmotionResult:
     @property
     def reliable(self) -> bool:
         """Whether the result is worth acting on: usable audio and a confidence above chance."""
-        return self.quality.usable and self.confidence >= 0.2
+        return self.quality.usable and self.confidence >= RELIABLE_CONFIDENCE
 
     def to_context_string(self) -> str:
         """LLM-ready text, e.g. ``[Voice sounds moderately anxious (elevated pitch, speaking quickly),
         possibly also stressed]``; says plainly when the voice could not be read."""
         if not self.quality.usable:
             return f"[Voice emotion unclear ({', '.join(self.quality.issues) or 'unusable audio'})]"
-        if self.confidence < 0.2:
+        if self.confidence < RELIABLE_CONFIDENCE:
             return "[Voice emotion unclear (low confidence)]"
         top = self.primary
         text = f"Voice sounds {top.intensity.adverb} {top.emotion.value}"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +52,13 @@ class ProsodyShaper(Protocol):
 DSPFactory = Callable[[int, ProsodyParameters], ProsodyShaper]  # (sample_rate, what to apply) -> DSP
 
 
+class TurnEmotion(Protocol):
+    """A whole-turn emotion reader (``WhisperEmotionBackend``, ``HybridBackend``): the turn's 16 kHz audio and,
+    when the ASR exposes it, the encoder's pass over it (reused instead of encoding again)."""
+
+    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult: ...
+
+
 @dataclass(frozen=True)
 class ReplySettings:
     """What a reply reads of the session's settings (``SessionSettings.reply``)."""
@@ -78,6 +86,7 @@ class ReplyDeps:
     schedule_output: Callable[[float], Awaitable[float]]
     emit: Callable[[SessionEvent], None]
     dsp_factory: DSPFactory | None = None
+    turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
 
 
 @dataclass(frozen=True)
@@ -234,10 +243,13 @@ class Reply:
 
     async def _understand(self) -> tuple[ChatMessage, ...] | None:
         """ASR, then the understanding step. None when there is nothing to answer."""
-        transcript = await self._transcribe()
+        transcript, states = await self._transcribe()
         self.trace.mark("asr_done")
         self._p.transcript = transcript.text
-        understood = self.d.understander.understand(transcript, self.d.context())
+        context = self.d.context()
+        if self.d.turn_emotion is not None and self.audio is not None and any(ch.isalnum() for ch in transcript.text):
+            context = replace(context, turn_emotion=await self._turn_emotion(states))
+        understood = self.d.understander.understand(transcript, context)
         if understood is None:
             self._p.status = "empty"
             return None
@@ -252,12 +264,41 @@ class Reply:
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         return understood.messages
 
-    async def _transcribe(self) -> Transcript:
+    async def _transcribe(self) -> tuple[Transcript, np.ndarray | None]:
+        """The transcript, and the ASR's encoder states of the turn where it exposes them (read in the same
+        worker call, so no other transcription can come between)."""
         if self.audio is None:  # a typed turn
             at = self.trace.speech_end_s
-            return Transcript((self.text or "").strip(), at, at)
-        result = await asyncio.to_thread(self.d.asr.transcribe, self.audio)
-        return Transcript(result.text.strip(), self.audio.timestamp_s, self.audio.end_s, result.no_speech_prob)
+            return Transcript((self.text or "").strip(), at, at), None
+        asr, audio = self.d.asr, self.audio
+        states_of = getattr(asr, "last_encoder_states", None) if self.d.turn_emotion is not None else None
+
+        def run() -> tuple[Any, np.ndarray | None]:
+            result = asr.transcribe(audio)
+            return result, states_of() if states_of is not None else None
+
+        result, states = await asyncio.to_thread(run)
+        return Transcript(result.text.strip(), audio.timestamp_s, audio.end_s, result.no_speech_prob), states
+
+    async def _turn_emotion(self, states: np.ndarray | None) -> EmotionResult | None:
+        """The whole-turn reading (in a worker thread); None, logged, if it fails (the windows' aggregate then)."""
+        assert self.d.turn_emotion is not None and self.audio is not None
+        reader, audio = self.d.turn_emotion, self.audio
+        x = resample(audio.samples, audio.sample_rate, 16000) if audio.sample_rate != 16000 else audio.samples
+
+        def run() -> tuple[EmotionResult, float]:
+            t0 = time.process_time()
+            r = reader.analyze_turn(np.asarray(x, np.float32), states)
+            return r, (time.process_time() - t0) * 1000.0
+
+        try:
+            result, cpu_ms = await asyncio.to_thread(run)
+        except (BackendError, ValueError, RuntimeError) as exc:
+            logging.getLogger(__name__).warning("turn emotion failed, using the windows: %s", exc)
+            return None
+        self.trace.info["emotion_turn_cpu_ms"] = round(cpu_ms, 1)
+        self.trace.info["emotion_turn_reused_encoder"] = states is not None
+        return result
 
     async def _think(self, messages: tuple[ChatMessage, ...]) -> None:
         d = self.d

@@ -34,7 +34,7 @@ from attune.core.errors import AudioInputError, BackendError
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import Interruption
 from attune.core.trace import TraceWriter, TurnTrace
-from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
+from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome, TurnEmotion
 from attune.pipeline.settings import SessionSettings
 from attune.pipeline.turn import TurnDetector, VoiceActivity
 from attune.pipeline.turn_policy import (
@@ -88,6 +88,7 @@ class SessionBackends:
     aggregate: Aggregator | None = None
     planner: Planner = field(default_factory=default_planner)
     dsp_factory: DSPFactory | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
+    turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
 
 
 def default_dsp_factory() -> DSPFactory:
@@ -229,7 +230,7 @@ class Session:
         understander = Understander(b.planner, self.aggregate, default_trajectory(), self.prompt,
                                     strategy=st.strategy, fuse_words=st.fuse_words)
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
-                         self.emit, b.dsp_factory)
+                         self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None)
 
     def _turn_context(self) -> TurnContext:
         return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from attune.backends.tts.factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
+from attune.pipeline.reply import TurnEmotion
 from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
 from attune.pipeline.turn import create_vad
 
@@ -43,19 +44,25 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
 def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     """The same engines (ASR, LLM, TTS: shared, loaded once) with fresh per-stream state: a new VAD and a new
     streaming emotion detector over its own ``emotion.backend`` (the backend keeps the speaker's statistics).
-    One call per session; two sessions must never share these. A backend that cannot run here falls back to
-    prosodic (logged once); if even that fails, emotion analysis is off for the session (logged)."""
+    A whole-turn backend (whisper, hybrid) reads each turn once, after ASR, from the ASR's encoder pass
+    (``turn_emotion``), while the 1 s windows keep the cheap prosodic meter. One call per session; two sessions
+    must never share these. A backend that cannot run here falls back to prosodic (logged once); if even that
+    fails, emotion analysis is off for the session (logged)."""
     from attune.backends.emotion.detector import VoiceEmotionDetector
     from attune.backends.emotion.registry import create_emotion_backend
 
-    detector = None
+    detector: VoiceEmotionDetector | None = None
+    turn: TurnEmotion | None = None
     try:
-        detector = VoiceEmotionDetector(config.emotion, create_emotion_backend(config))
+        backend = create_emotion_backend(config)
+        if hasattr(backend, "analyze_turn"):  # whisper / hybrid: read once per turn; the live meter stays prosodic
+            turn, backend = cast(TurnEmotion, backend), create_emotion_backend(config, "prosodic")
+        detector = VoiceEmotionDetector(config.emotion, backend)
     except BackendError as exc:
         log.warning("emotion analysis off: %s", exc)
     return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config),
                            emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
-                           dsp_factory=backends.dsp_factory)
+                           dsp_factory=backends.dsp_factory, turn_emotion=turn)
 
 
 async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """Understanding a user's turn: its transcript and the session's context in, what to answer with out.
 
-The step after ASR and before the LLM, pure and synchronous: the turn's emotion windows are aggregated, fused with
-the words (``agent.fuse_words``), the strategy plans the response, and the prompt is built on the history. A reply
-calls ``Understander.understand`` once per turn; a transport or a test can call it alone.
+The step after ASR and before the LLM, pure and synchronous: the turn's emotion (the whole-turn reading where the
+session has one, else its emotion windows aggregated) is fused with the words (``agent.fuse_words``), the strategy
+plans the response, and the prompt is built on the history. A reply calls ``Understander.understand`` once per
+turn; a transport or a test can call it alone.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ Trajectory = Callable[[list[EmotionResult]], str]  # improving | declining | sta
 @dataclass(frozen=True)
 class TurnContext:
     """What the session knows when a turn is understood: the emotion windows of this turn, one aggregate per
-    earlier turn, and the conversation history exactly as it was sent."""
+    earlier turn, the conversation history exactly as it was sent, and (with a whole-turn emotion backend) the
+    reading of the whole turn."""
 
     window_emotions: tuple[EmotionResult, ...] = ()
     past_emotions: tuple[EmotionResult, ...] = ()
     history: tuple[ChatMessage, ...] = ()
+    turn_emotion: EmotionResult | None = None  # a whole-turn reading (the Whisper head's); wins over the windows
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ class Understander:
         text = transcript.text
         if not text or not any(ch.isalnum() for ch in text):
             return None
-        emotion = self.aggregate(list(context.window_emotions)) if context.window_emotions else None
+        emotion = context.turn_emotion  # an unreliable one stays: it means "answer plainly"
+        if emotion is None and context.window_emotions:
+            emotion = self.aggregate(list(context.window_emotions))
         if self.fuse_words:
             emotion = fuse_with_words(emotion, text)
         mood = self.trajectory([*context.past_emotions, *([emotion] if emotion else [])])

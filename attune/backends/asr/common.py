@@ -1,4 +1,5 @@
-"""What every ASR backend shares: input validation to 16 kHz mono float and the embedded model locations."""
+"""What every ASR backend shares: input validation to 16 kHz mono float, the embedded model locations, and
+the encoder states of a turn as numpy (which the emotion head reuses)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from attune.core.audio import SAMPLE_RATE, prepare
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.frames import AudioChunk
 from attune.models import model_path
+
+SAMPLES_PER_STATE = 320  # 20 ms at 16 kHz: Whisper's encoder halves the 10 ms mel frame rate
 
 MIN_ASR_SECONDS = 0.05  # s; shorter input carries no word and is rejected as bad input
 MAX_ASR_SECONDS = 600.0  # s; one utterance, not a whole recording session
@@ -39,3 +42,17 @@ def whisper_folder(config: Config) -> Path:
     if model not in WHISPER_MODELS:
         raise BackendUnavailable(f"unknown Whisper model '{model}' (known: {', '.join(WHISPER_MODELS)})")
     return model_path(config.resolve_path(config.models.cache_dir), WHISPER_MODELS[model])
+
+
+def states_for(n_samples: int) -> int:
+    """Encoder rows that cover a clip of ``n_samples`` (16 kHz)."""
+    return max(1, -(-int(n_samples) // SAMPLES_PER_STATE))
+
+
+def storage_to_states(output: object, n_samples: int) -> np.ndarray:
+    """The clip's rows of an encoder output of shape (1, T, d) (a CTranslate2 StorageView on the CPU, or any
+    array): (min(T, states_for(n_samples)), d) float32."""
+    arr = np.asarray(output, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[0]
+    return np.array(arr[: min(len(arr), states_for(n_samples))], np.float32)

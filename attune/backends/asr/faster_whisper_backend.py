@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.asr.common import validate_audio, whisper_folder
+from attune.backends.asr.common import storage_to_states, validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
@@ -76,6 +76,7 @@ class FasterWhisperASR:
             raise ASRError(f"cannot load Whisper model from {model_dir}: {exc}", backend=self.name) from exc
         self._full_encode = self._model.encode
         self._model.encode = self._encode  # the instance's encode: features cut to the current window
+        self._last = threading.local()  # per calling thread: the first encoder output of its last transcribe
 
     @classmethod
     def from_config(cls, config: Config) -> FasterWhisperASR:
@@ -86,7 +87,19 @@ class FasterWhisperASR:
     def _encode(self, features: np.ndarray) -> Any:
         if features.shape[-1] > self._frames:
             features = np.ascontiguousarray(features[..., : self._frames])
-        return self._full_encode(features)
+        out = self._full_encode(features)
+        if getattr(self._last, "encoding", None) is None:
+            self._last.encoding = out
+        return out
+
+    def last_encoder_states(self) -> np.ndarray | None:
+        """The encoder's output over the clip this thread last transcribed, (ceil(samples / 320), d_model)
+        float32, so the emotion head can reuse the pass (per thread: sessions sharing the ASR never read each
+        other's); None before any transcription. Covers the first 30 s of the clip."""
+        encoding = getattr(self._last, "encoding", None)
+        if encoding is None:
+            return None
+        return storage_to_states(encoding, self._last.samples)
 
     def _token_cap(self, n_samples: int) -> int | None:
         """A bound on decoded tokens for a shortened window, where a looping decoder would otherwise run on."""
@@ -99,6 +112,7 @@ class FasterWhisperASR:
         try:
             with self._lock:
                 self._frames = encoder_frames(len(samples) / SAMPLE_RATE, self.encoder_window_s)
+                self._last.encoding, self._last.samples = None, len(samples)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
                     vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))

@@ -53,9 +53,15 @@ class VoiceEmotionDetector:
     """Emotion from a voice, one utterance at a time or streamed. Not thread-safe: one stream per instance."""
 
     def __init__(self, config: EmotionConfig | None = None, backend: EmotionBackend | None = None) -> None:
-        """``backend`` defaults to ``config.backend`` built through the registry (prosodic where it cannot run)."""
+        """``backend`` defaults to ``config.backend`` built through the registry (prosodic where it cannot run);
+        a whole-turn backend (whisper, hybrid: ``analyze_turn``) is read once per turn, not per hop, so the
+        default streaming backend is then prosodic."""
         self.config = config or EmotionConfig()
-        self.backend: EmotionBackend = backend or create_emotion_backend(Config(emotion=self.config))
+        if backend is None:
+            backend = create_emotion_backend(Config(emotion=self.config))
+            if hasattr(backend, "analyze_turn"):
+                backend = create_emotion_backend(Config(emotion=self.config), "prosodic")
+        self.backend: EmotionBackend = backend
         # The per-hop frame-track path, for backends that read tracks (a structural check: any such backend).
         self._framed: FrameTrackBackend | None = (self.backend if isinstance(self.backend, FrameTrackBackend)
                                                   else None)

@@ -1,14 +1,14 @@
-"""emotion2vec backend: a neural speech-emotion model from weights the user supplies (no registry ships them).
+"""emotion2vec backend: the official speech-emotion model (data2vec 2.0 audio, 9-class head) from weights the
+user supplies (no registry ships them), run in MLX where it is installed and in numpy otherwise.
 
-``emotion.model_path`` names a TorchScript export of an emotion2vec+ classifier that maps a (1, n) float32
-16 kHz waveform to logits over its nine labels (``E2V_LABELS``). Without torch or the file the backend raises
-``BackendUnavailable`` with the reason, and the registry falls back to prosodic. The mapping from logits to an
-``EmotionResult`` (``result_from_logits``) is plain numpy so it is tested without torch.
+``emotion.model_path`` names either a converted ``.npz`` (``python -m attune.backends.emotion.e2v_weights
+model.pt out.npz``) or an official checkpoint, converted on load (``.pt`` needs torch). Without the file the
+backend raises ``BackendUnavailable`` with the reason, and the registry falls back to prosodic. The mapping
+from logits to an ``EmotionResult`` (``result_from_logits``) is plain numpy.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +29,9 @@ from attune.core.errors import BackendUnavailable, EmotionError
 
 log = logging.getLogger("attune.emotion.emotion2vec")
 
-INSTALL_HINT = "pip install torch"
+INSTALL_HINT = ("python -m attune.backends.emotion.e2v_weights model.pt weights.npz  # then set emotion.model_path; "
+                "pip install \"mlx[cpu]==0.32.4\" for MLX (numpy otherwise)")
+MIN_SAMPLES = 400  # the conv stack needs 25 ms of audio for one frame
 CONFIDENCE_CAP = 0.95
 E = EmotionCategory
 # emotion2vec+ label order, with each label's taxonomy category and (valence, arousal, dominance).
@@ -64,28 +66,48 @@ def result_from_logits(logits: np.ndarray, quality: AudioQuality, duration_s: fl
 
 
 class Emotion2VecBackend:
-    """Runs a user-supplied emotion2vec+ TorchScript export on CPU."""
+    """emotion2vec on the CPU (or Apple's GPU through MLX); ``engine`` says which implementation runs."""
 
     name = "emotion2vec"
 
-    def __init__(self, config: EmotionConfig | None = None) -> None:
+    def __init__(self, config: EmotionConfig | None = None, *, prefer_mlx: bool = True) -> None:
+        from attune.backends.emotion.e2v_weights import E2VConfig, load_converted
+
         self.config = config or EmotionConfig()
         if not self.config.model_path:
-            raise BackendUnavailable("emotion2vec needs weights: set emotion.model_path to a TorchScript export "
-                                     "(no registry ships them)", install_hint=INSTALL_HINT, backend=self.name)
+            raise BackendUnavailable("emotion2vec needs weights: set emotion.model_path to a converted .npz or an "
+                                     "official checkpoint (no registry ships them)", install_hint=INSTALL_HINT,
+                                     backend=self.name)
         path = Path(self.config.model_path).expanduser()
         if not path.is_file():
             raise BackendUnavailable(f"emotion2vec weights not found at {path}", install_hint=INSTALL_HINT,
                                      backend=self.name)
         try:
-            self._torch = importlib.import_module("torch")
-        except ImportError as exc:
-            raise BackendUnavailable(f"emotion2vec needs torch ({exc})", install_hint=INSTALL_HINT,
+            self.weights = load_converted(path)
+            self.cfg = E2VConfig.from_weights(self.weights)
+        except EmotionError as exc:
+            raise BackendUnavailable(f"cannot load emotion2vec weights {path}: {exc}", install_hint=INSTALL_HINT,
                                      backend=self.name) from exc
-        try:
-            self._model = self._torch.jit.load(str(path), map_location="cpu").eval()
-        except (RuntimeError, ValueError) as exc:
-            raise BackendUnavailable(f"cannot load emotion2vec weights {path}: {exc}", backend=self.name) from exc
+        if self.cfg.n_classes != len(E2V_LABELS):
+            raise BackendUnavailable(f"emotion2vec head has {self.cfg.n_classes} classes, expected "
+                                     f"{len(E2V_LABELS)}", backend=self.name)
+        self.engine = "numpy"
+        self._mlx = None
+        if prefer_mlx:
+            try:
+                from attune.backends.emotion.e2v_mlx import E2VModel
+
+                self._mlx = E2VModel(self.weights, self.cfg)
+                self.engine = "mlx"
+            except ImportError as exc:
+                log.info("MLX not available (%s); emotion2vec runs on the numpy reference", exc)
+
+    def logits(self, audio16k: np.ndarray) -> np.ndarray:
+        if self._mlx is not None:
+            return self._mlx.logits(audio16k)
+        from attune.backends.emotion import e2v_numpy
+
+        return e2v_numpy.logits(self.weights, self.cfg, audio16k)
 
     @classmethod
     def from_config(cls, config: Config) -> Emotion2VecBackend:
@@ -95,9 +117,10 @@ class Emotion2VecBackend:
         x, bad = prepare(audio, sample_rate)
         quality = measure_quality(x, SAMPLE_RATE, non_finite_fraction=bad, min_duration_s=self.config.min_duration_s)
         markers = extract_markers(x, SAMPLE_RATE)
-        with self._torch.inference_mode():
-            logits = self._model(self._torch.from_numpy(x[None, :])).cpu().numpy()
-        result = result_from_logits(logits, quality, len(x) / SAMPLE_RATE, self.name, markers)
+        if len(x) < MIN_SAMPLES:
+            return replace(result_from_logits(np.zeros(len(E2V_LABELS)), quality, len(x) / SAMPLE_RATE, self.name,
+                                              markers), confidence=0.0)
+        result = result_from_logits(self.logits(x), quality, len(x) / SAMPLE_RATE, self.name, markers)
         if not quality.usable:
             result = replace(result, confidence=0.0)
         return result

@@ -1,197 +1,169 @@
-"""Evaluation and training on EmoDB-style folders (files named SSTTTEV.wav: speaker, text, emotion letter, version).
+"""Held-out evaluation and training of the learned emotion models on the dev corpora (EmoDB and RAVDESS).
 
-``load_corpus`` reads a folder into features, labels and speaker ids; ``evaluate_model`` scores the shipped
-model with unsupervised per-speaker normalisation (each test speaker's statistics come from that speaker's own
-files, no labels); ``cross_validate`` retrains leaving one speaker out at a time, the honest figure for unseen
-speakers; ``evaluate_backend`` scores any backend through ``analyze`` via the taxonomy. Metrics: 7-class
-unweighted average recall (UAR), per-class recall, confusion matrix, and binary arousal UAR.
+Protocols: leave-one-speaker-out over every speaker of the folders given (``loso``) and across corpora (train
+on one, test on the other: ``cross_corpus``). Modes, as a detector meets a voice: ``cold`` (every utterance
+read by a fresh detector: population prior only) and ``warm`` (one detector per speaker, the speaker's files in
+a fixed shuffled order, the running speaker estimate adapting as in a long call). ``held_out`` returns
+held-out logits and each row's familiarity; ``calibrate`` fits the temperatures; ``hybrid_probs`` fuses two
+backends' posteriors the way ``HybridBackend`` does. Feature rows come from ``dataset.feature_matrix``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from attune.backends.emotion.dataset import LabelledSet, feature_matrix
 from attune.backends.emotion.features import extract_features
-from attune.backends.emotion.model import (
-    CLASSES,
-    EMODB_CODES,
-    HIGH_AROUSAL,
-    LOW_AROUSAL,
-    EmotionModel,
-    fit_temperature,
-    normalize_by_speaker,
-    train_model,
-)
-from attune.core.audio import load_wav
-from attune.core.emotion import EmotionCategory, EmotionResult
-from attune.core.errors import AudioInputError
+from attune.backends.emotion.labels import CLASSES, GROUP5, Utterance, grouping_matrix
+from attune.backends.emotion.model import PROSODIC, EmotionModel, fit_temperature, softmax, train_model
+from attune.core.errors import EmotionError
 
-E = EmotionCategory
-# A taxonomy category read back as an EmoDB class, for backends that only give categories.
-CATEGORY_CLASS: dict[EmotionCategory, str] = {
-    **dict.fromkeys((E.ANGRY, E.FRUSTRATED, E.IMPATIENT, E.CONFIDENT), "anger"),
-    **dict.fromkeys((E.ANXIOUS, E.NERVOUS, E.PANICKED, E.STRESSED, E.CONFUSED), "fear"),
-    **dict.fromkeys((E.HAPPY, E.EXCITED, E.AMUSED, E.PLAYFUL, E.FLIRTY, E.CURIOUS), "happiness"),
-    **dict.fromkeys((E.BORED, E.TIRED), "boredom"),
-    **dict.fromkeys((E.SAD, E.DISAPPOINTED, E.HOPELESS, E.LONELY), "sadness"),
-    **dict.fromkeys((E.NEUTRAL, E.CALM, E.CONTENT, E.THOUGHTFUL, E.AFFECTIONATE), "neutral"),
-}
+MODES = ("cold", "warm")
+WARM_ORDER_SEED = 0  # the order a warm detector hears a speaker's files (name order groups RAVDESS by emotion)
+DEFAULT_L2 = {PROSODIC: 0.003, "whisper": 0.01}
+_G5 = grouping_matrix(GROUP5)
+
+
+def default_l2(kind: str) -> float:
+    return DEFAULT_L2[PROSODIC] if kind == PROSODIC else DEFAULT_L2["whisper"]
+
+
+def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> LabelledSet:
+    """Feature rows of ``kind``: ``prosodic`` or ``whisper-<model>-<pooling>`` (whisper_encoder.POOLINGS)."""
+    if kind == PROSODIC:
+        return feature_matrix(utterances, kind, lambda a: extract_features(a, 16000))
+    from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool
+
+    parts = kind.split("-")
+    if len(parts) != 3 or parts[0] != "whisper" or parts[2] not in POOLINGS:
+        raise EmotionError(f"unknown feature kind {kind!r} (prosodic | whisper-tiny.en-mean | ...)")
+    encoder: list[WhisperEncoder] = []
+    span = "speech" if parts[2].startswith("speech") else ""
+
+    def extract(audio: np.ndarray) -> np.ndarray:
+        if not encoder:
+            encoder.append(WhisperEncoder(models_dir / f"whisper-{parts[1]}"))
+        return pool(encoder[0].states(audio), f"{span}meanstd", audio)
+
+    full = feature_matrix(utterances, f"whisper-{parts[1]}-{span}meanstd-v{FEATURES_VERSION}", extract)
+    if not parts[2].endswith("meanstd"):
+        return replace(full, features=full.features[:, : full.features.shape[1] // 2])
+    return full
 
 
 @dataclass(frozen=True)
-class Corpus:
-    files: tuple[Path, ...]
-    features: np.ndarray  # (n, N_FEATURES)
-    labels: np.ndarray  # class index into CLASSES
-    speakers: tuple[str, ...]
+class HeldOut:
+    """Held-out logits (n, len(CLASSES)) of a test set with each row's familiarity (0 stranger .. 1 known)."""
+
+    logits: np.ndarray
+    familiarity: np.ndarray
+    ood: np.ndarray  # each row's familiar_factor (1 in distribution)
 
 
-def parse_name(path: Path) -> tuple[str, int] | None:
-    """(speaker id, class index) from an EmoDB file name such as ``03a01Wa.wav``; None if it is not one."""
-    stem = path.stem
-    if len(stem) < 6 or stem[5] not in EMODB_CODES:
-        return None
-    return stem[:2], EMODB_CODES.index(stem[5])
+def apply_model(model: EmotionModel, test: LabelledSet, mode: str) -> HeldOut:
+    """Logits of ``test`` as a cold or warm detector would compute them (see the module docstring)."""
+    if mode not in MODES:
+        raise EmotionError(f"unknown mode {mode!r} (cold | warm)")
+    n = len(test.utterances)
+    logits = np.zeros((n, len(CLASSES)))
+    fam = np.zeros(n)
+    ood = np.array([model.familiar_factor(x) for x in test.features])
+    if mode == "cold":
+        logits[:] = model.logits(model.normalizer().normalize(test.features))
+        return HeldOut(logits, fam, ood)
+    rng = np.random.default_rng(WARM_ORDER_SEED)
+    for s in np.unique(test.speakers):
+        rows = np.flatnonzero(test.speakers == s)
+        norm = model.normalizer()
+        for i in rng.permutation(rows):
+            fam[i] = norm.familiarity
+            logits[i] = model.logits(norm.normalize(test.features[i]))[0]
+            norm.update(test.features[i])
+    return HeldOut(logits, fam, ood)
 
 
-def corpus_files(data_dir: str | Path) -> list[Path]:
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise AudioInputError(f"data folder not found: {folder}")
-    files = [p for p in sorted(folder.glob("*.wav")) if parse_name(p)]
-    if not files:
-        raise AudioInputError(f"no EmoDB-named WAV files (SSTTTEV.wav) in {folder}")
-    return files
-
-
-def load_corpus(data_dir: str | Path) -> Corpus:
-    """Features of every EmoDB-named WAV in ``data_dir``."""
-    files = corpus_files(data_dir)
-    feats, labels, speakers = [], [], []
-    for f in files:
-        audio, rate = load_wav(f)
-        feats.append(extract_features(audio, rate))
-        spk, label = parse_name(f) or ("", 0)
-        labels.append(label)
-        speakers.append(spk)
-    return Corpus(tuple(files), np.array(feats), np.array(labels), tuple(speakers))
-
-
-def metrics(true: np.ndarray, pred: np.ndarray, arousal_score: np.ndarray) -> dict[str, object]:
-    """UAR, per-class recall, confusion matrix (rows true, columns predicted) and binary arousal UAR.
-
-    ``arousal_score`` > 0.5 counts as high arousal; only W/A/F (high) and L/T (low) files enter arousal UAR.
-    """
-    k = len(CLASSES)
-    confusion = np.zeros((k, k), int)
-    np.add.at(confusion, (true, pred), 1)
-    present = confusion.sum(axis=1) > 0
-    recall = np.where(present, np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1), np.nan)
-    hi_idx = [CLASSES.index(c) for c in HIGH_AROUSAL]
-    lo_idx = [CLASSES.index(c) for c in LOW_AROUSAL]
-    is_hi, is_lo = np.isin(true, hi_idx), np.isin(true, lo_idx)
-    said_hi = arousal_score > 0.5
-    parts = [float(np.mean(said_hi[is_hi]))] if is_hi.any() else []
-    parts += [float(np.mean(~said_hi[is_lo]))] if is_lo.any() else []
-    return {
-        "uar": float(np.nanmean(recall)),
-        "arousal_uar": float(np.mean(parts)) if parts else float("nan"),
-        "accuracy": float(np.mean(true == pred)),
-        "per_class": {c: (None if np.isnan(r) else round(float(r), 4)) for c, r in zip(CLASSES, recall, strict=True)},
-        "confusion": confusion.tolist(),
-        "classes": list(CLASSES),
-        "n_files": int(len(true)),
-    }
-
-
-def _arousal_from_probs(probs: np.ndarray) -> np.ndarray:
-    hi = probs[:, [CLASSES.index(c) for c in HIGH_AROUSAL]].sum(axis=1)
-    lo = probs[:, [CLASSES.index(c) for c in LOW_AROUSAL]].sum(axis=1)
-    return hi / np.maximum(hi + lo, 1e-12)
-
-
-def evaluate_model(model: EmotionModel, corpus: Corpus) -> dict[str, object]:
-    """Score ``model`` on ``corpus`` with unsupervised per-speaker normalisation (speaker ids from file names)."""
-    probs = model.probabilities(normalize_by_speaker(corpus.features, corpus.speakers))
-    return metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
-
-
-def loso_logits(corpus: Corpus, l2: float = 0.003, speaker_norm: bool = True) -> np.ndarray:
-    """Held-out class logits of every file: for each speaker, a model trained on the other speakers.
-
-    With ``speaker_norm`` the test speaker is z-scored against their own files (unsupervised); without it
-    against the training population only, as a fresh detector sees a stranger's first utterance.
-    """
-    spk = np.asarray(corpus.speakers)
-    logits = np.zeros((len(spk), len(CLASSES)))
-    for s in np.unique(spk):
-        test = spk == s
-        model = train_model(corpus.features[~test], corpus.labels[~test], list(spk[~test]), l2=l2)
-        z = (normalize_by_speaker(corpus.features[test], list(spk[test])) if speaker_norm
-             else model.normalizer().normalize(corpus.features[test]))
-        logits[test] = model.logits(z)
-    return logits
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    s = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(s)
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def cross_validate(corpus: Corpus, l2: float = 0.003, speaker_norm: bool = True) -> dict[str, object]:
-    """Leave-one-speaker-out metrics (see ``loso_logits``); argmax and arousal are temperature-free."""
-    probs = _softmax(loso_logits(corpus, l2, speaker_norm))
-    out = metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
-    out["protocol"] = "leave-one-speaker-out"
+def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None) -> HeldOut:
+    """Leave-one-speaker-out held-out logits over every speaker in ``data``."""
+    n = len(data.utterances)
+    out = HeldOut(np.zeros((n, len(CLASSES))), np.zeros(n), np.ones(n))
+    for s in np.unique(data.speakers):
+        test = data.speakers == s
+        model = _train(data.subset(~test), kind, l2)
+        part = apply_model(model, data.subset(test), mode)
+        out.logits[test], out.familiarity[test], out.ood[test] = part.logits, part.familiarity, part.ood
     return out
 
 
-def train_calibrated(corpus: Corpus, l2: float = 0.003, info: dict[str, object] | None = None
-                     ) -> tuple[EmotionModel, dict[str, object]]:
-    """The model trained on all of ``corpus``, with temperatures fitted on leave-one-speaker-out logits.
+def cross_corpus(data: LabelledSet, train_corpus: str, kind: str, mode: str, l2: float | None = None
+                 ) -> tuple[LabelledSet, HeldOut]:
+    """Train on every speaker of ``train_corpus``; held-out logits on the other corpus's files."""
+    train = data.corpora == train_corpus
+    if not train.any() or train.all():
+        raise EmotionError(f"cross-corpus needs files of {train_corpus!r} and of another corpus")
+    test = data.subset(~train)
+    return test, apply_model(_train(data.subset(train), kind, l2), test, mode)
 
-    Returns the model and the cross-validation metrics (speaker-normalised) it reports in its ``info``.
+
+def _train(data: LabelledSet, kind: str, l2: float | None) -> EmotionModel:
+    return train_model(data.features, data.labels, list(data.speakers), l2=default_l2(kind) if l2 is None else l2,
+                       feature_kind=kind)
+
+
+def calibrated_probs(held: HeldOut, t_known: float, t_stranger: float) -> np.ndarray:
+    """Posteriors with each row's temperature interpolated on its familiarity (as EmotionModel.temperature)."""
+    t = t_stranger + (t_known - t_stranger) * np.clip(held.familiarity, 0.0, 1.0)
+    return softmax(held.logits / t[:, None])
+
+
+def calibrate(labels: np.ndarray, cold: HeldOut, warm: HeldOut) -> tuple[float, float]:
+    """(temperature_known, temperature_stranger): fitted on warm rows the detector knows, and on cold rows."""
+    known = warm.familiarity >= 0.5
+    t_known = fit_temperature(warm.logits[known], labels[known]) if known.sum() >= 20 else 1.0
+    return t_known, fit_temperature(cold.logits, labels)
+
+
+def hybrid_probs(neural: np.ndarray, prosodic: np.ndarray, neural_weight: float,
+                 neural_familiar: np.ndarray | None = None) -> np.ndarray:
+    """Confidence-weighted product of experts over rows of class posteriors (n, len(CLASSES)).
+
+    p ~ p_n^a * p_p^b with a = w c_n, b = (1 - w) c_p, normalised to a + b = 1, where c is each side's
+    group5 confidence (the neural one times its familiarity factor) and w = ``neural_weight``.
     """
-    known = loso_logits(corpus, l2, speaker_norm=True)
-    stranger = loso_logits(corpus, l2, speaker_norm=False)
-    probs = _softmax(known)
-    cv = metrics(corpus.labels, probs.argmax(axis=1), _arousal_from_probs(probs))
-    meta = {"loso_uar": round(float(cv["uar"]), 4),  # type: ignore[arg-type]
-            "loso_arousal_uar": round(float(cv["arousal_uar"]), 4), **(info or {})}  # type: ignore[arg-type]
-    model = train_model(corpus.features, corpus.labels, corpus.speakers, l2=l2, info=meta)
-    model = replace(model, temperature_known=fit_temperature(known, corpus.labels),
-                    temperature_stranger=fit_temperature(stranger, corpus.labels))
-    return model, cv
+    n = np.atleast_2d(neural)
+    p = np.atleast_2d(prosodic)
+    fam = np.ones(len(n)) if neural_familiar is None else np.asarray(neural_familiar, np.float64)
+    a = neural_weight * (n @ _G5).max(axis=1) * fam
+    b = (1.0 - neural_weight) * (p @ _G5).max(axis=1)
+    total = np.maximum(a + b, 1e-9)
+    log = (a / total)[:, None] * np.log(n + 1e-9) + (b / total)[:, None] * np.log(p + 1e-9)
+    return softmax(log)
 
 
-def evaluate_backend(analyze: Callable[[np.ndarray, int], EmotionResult], files: Sequence[Path]
-                     ) -> dict[str, object]:
-    """Score any backend's ``analyze`` through the taxonomy (top category -> class, arousal dimension)."""
-    true, pred, arousal = [], [], []
-    for f in files:
-        audio, rate = load_wav(f)
-        result = analyze(audio, rate)
-        true.append((parse_name(f) or ("", 0))[1])
-        pred.append(CLASSES.index(CATEGORY_CLASS.get(result.primary.emotion, "neutral")))
-        arousal.append(result.dimensions.arousal)
-    return metrics(np.array(true), np.array(pred), np.array(arousal))
+def train_shipped(data: LabelledSet, kind: str, l2: float | None = None, info: dict[str, object] | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[EmotionModel, dict[str, float]]:
+    """The model trained on all of ``data``, its temperatures fitted on leave-one-speaker-out logits.
 
+    Returns the model and the held-out figures it records in ``info`` (cold and warm UAR, group5 UAR).
+    """
+    from attune.backends.emotion.measures import score
 
-def format_report(m: dict[str, object]) -> str:
-    """Human-readable metrics: UARs, per-class recall and the confusion matrix."""
-    lines = [f"files: {m['n_files']}", f"7-class UAR: {m['uar']:.3f} (chance 0.143)",
-             f"arousal UAR (W,A,F vs L,T): {m['arousal_uar']:.3f}", f"accuracy: {m['accuracy']:.3f}",
-             "per-class recall:"]
-    per_class = m["per_class"]
-    assert isinstance(per_class, dict)
-    lines += [f"  {c:<10} {'-' if r is None else f'{r:.2f}'}" for c, r in per_class.items()]
-    lines.append("confusion (rows true, columns predicted): " + " ".join(c[:4] for c in CLASSES))
-    confusion = m["confusion"]
-    assert isinstance(confusion, list)
-    lines += [f"  {c[:4]:<5} " + " ".join(f"{v:4d}" for v in row) for c, row in zip(CLASSES, confusion, strict=True)]
-    return "\n".join(lines)
+    say = progress or (lambda _msg: None)
+    say(f"leave-one-speaker-out ({len(np.unique(data.speakers))} speakers), cold")
+    cold = loso(data, kind, "cold", l2)
+    say("leave-one-speaker-out, warm")
+    warm = loso(data, kind, "warm", l2)
+    t_known, t_stranger = calibrate(data.labels, cold, warm)
+    figures: dict[str, float] = {}
+    for mode, held in (("cold", cold), ("warm", warm)):
+        m = score(data.labels, calibrated_probs(held, t_known, t_stranger))
+        for key in ("uar", "group5_uar", "valence_uar", "arousal_uar", "class4_uar", "ece"):
+            figures[f"loso_{mode}_{key}"] = round(float(m[key]), 4)  # type: ignore[arg-type]
+    model = _train(data, kind, l2)
+    corpora = sorted(set(data.corpora))
+    model = replace(model, temperature_known=t_known, temperature_stranger=t_stranger,
+                    info={**model.info, **figures, "corpora": corpora, **(info or {})})
+    return model, figures

@@ -22,12 +22,17 @@ from attune.backends.emotion.features import (
     analyze_track,
     track_with_fallback,
 )
-from attune.backends.emotion.model import CLASSES, MODEL_PATH, EmotionModel, SpeakerNormalizer
+from attune.backends.emotion.model import MODEL_PATH, EmotionModel, SpeakerNormalizer
+from attune.backends.emotion.posterior import (  # noqa: F401  (re-exported: the class mapping lives there)
+    CLASS_CATEGORIES,
+    CLASS_VAD,
+    CONFIDENCE_CAP,
+    category_scores,
+    result_from_probs,
+)
 from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, AudioQuality, measure_quality, prepare
 from attune.core.emotion import (
-    CATEGORY_VAD,
-    EmotionCategory,
     EmotionResult,
     PrimaryDimensions,
     ProsodicMarkers,
@@ -40,29 +45,6 @@ log = logging.getLogger("attune.emotion.prosodic")
 
 RULE_CONFIDENCE_CAP = 0.75  # without a learned model the estimate is a heuristic; never claim more
 MODEL_CONFIDENCE_CAP = 0.9  # acted-speech training data: leave room for what it has not heard
-E = EmotionCategory
-
-# Each EmoDB class spread over the taxonomy categories it reads as.
-CLASS_CATEGORIES: dict[str, dict[EmotionCategory, float]] = {
-    "anger": {E.ANGRY: 0.6, E.FRUSTRATED: 0.3, E.IMPATIENT: 0.1},
-    "fear": {E.ANXIOUS: 0.45, E.NERVOUS: 0.35, E.PANICKED: 0.2},
-    "happiness": {E.HAPPY: 0.55, E.EXCITED: 0.35, E.AMUSED: 0.1},
-    "boredom": {E.BORED: 0.6, E.TIRED: 0.4},
-    "sadness": {E.SAD: 0.6, E.DISAPPOINTED: 0.25, E.HOPELESS: 0.15},
-    "disgust": {E.FRUSTRATED: 0.5, E.DISAPPOINTED: 0.5},
-    "neutral": {E.NEUTRAL: 0.6, E.CALM: 0.4},
-}
-# (valence, arousal, dominance) of each EmoDB class.
-CLASS_VAD: dict[str, tuple[float, float, float]] = {
-    "anger": (-0.65, 0.85, 0.8),
-    "fear": (-0.6, 0.8, 0.2),
-    "happiness": (0.75, 0.72, 0.65),
-    "boredom": (-0.3, 0.15, 0.45),
-    "sadness": (-0.7, 0.2, 0.25),
-    "disgust": (-0.6, 0.45, 0.6),
-    "neutral": (0.0, 0.4, 0.5),
-}
-_CLASS_VAD = np.array([CLASS_VAD[c] for c in CLASSES])
 
 # Rule fallback: population means and within-speaker stds of the features it reads (EmoDB dev speakers).
 RULE_PRIOR: dict[str, tuple[float, float]] = {
@@ -107,17 +89,6 @@ def rule_dimensions(z: np.ndarray) -> tuple[PrimaryDimensions, float]:
     return dims, min(1.0, abs(arousal_z) / 3.0 + abs(valence_z) / 4.0)
 
 
-def category_scores(probs: np.ndarray, dims: PrimaryDimensions) -> list[tuple[EmotionCategory, float]]:
-    """26-category scores (sum 1) from class posteriors, blended with the dimension-space neighbours."""
-    scores = dict.fromkeys(CATEGORY_VAD, 0.0)
-    for cls, p in zip(CLASSES, probs, strict=True):
-        for cat, share in CLASS_CATEGORIES[cls].items():
-            scores[cat] += 0.85 * float(p) * share
-    for cat, p in dimensions_to_likely_emotions(dims, k=len(CATEGORY_VAD)):
-        scores[cat] += 0.15 * p
-    return sorted(scores.items(), key=lambda cs: cs[1], reverse=True)
-
-
 def quality_factor(quality: AudioQuality, speech_s: float) -> float:
     """How much to trust an estimate from this audio: clipping, low level and little speech lower it."""
     factor = 1.0
@@ -146,6 +117,7 @@ class ProsodicBackend:
         self.normalizer = self.model.normalizer() if self.model else _rule_normalizer()
         self.baseline = SpeakerBaseline()
         self.adapt = True  # fold each analysed utterance into the speaker's running statistics
+        self.last_probs: np.ndarray | None = None  # class posteriors of the last learned estimate (for fusion)
 
     @classmethod
     def from_config(cls, config: Config) -> ProsodicBackend:
@@ -199,15 +171,13 @@ class ProsodicBackend:
         if self.model is not None:
             # Held-out calibration: a stranger's posteriors are flatter than a familiar speaker's.
             probs = self.model.probabilities(z, self.model.temperature(familiarity))
-            v, a, d = probs @ _CLASS_VAD
-            dims = PrimaryDimensions(float(v), float(a), float(d))
-            scores = category_scores(probs, dims)
-            confidence = min(float(probs.max()), MODEL_CONFIDENCE_CAP) * factor
-            strength = min(1.0, math.hypot(dims.valence, 2.0 * (dims.arousal - 0.4)) * float(probs.max()) * 1.3)
-        else:
-            dims, strength = rule_dimensions(z)
-            scores = dimensions_to_likely_emotions(dims, k=3)
-            confidence = RULE_CONFIDENCE_CAP * min(1.0, 0.35 + strength) * factor
+            self.last_probs = probs
+            trust = factor * self.model.familiar_factor(features)
+            return result_from_probs(probs, markers=markers, quality=quality, duration_s=duration_s,
+                                     backend=self.name, trust=min(trust, MODEL_CONFIDENCE_CAP / CONFIDENCE_CAP))
+        dims, strength = rule_dimensions(z)
+        scores = dimensions_to_likely_emotions(dims, k=3)
+        confidence = RULE_CONFIDENCE_CAP * min(1.0, 0.35 + strength) * factor
         preds = predictions_from_scores(scores, strength, confidence_cap=confidence)
         return EmotionResult(dims, preds, markers, quality, duration_s, self.name, confidence)
 

@@ -1,0 +1,156 @@
+"""The neural emotion backend: a small logistic head on the Whisper encoder's pooled states (``whisper``).
+
+The head (``whisper_head_<model>.npz``, a few hundred KB, retrained by ``run_agent.py train-emotion --backend
+whisper``) reads the mean-pooled encoder output of a turn. ``analyze(audio, rate)`` runs the encoder itself;
+``analyze_states(states, audio)`` takes the states the ASR already computed for the turn
+(``FasterWhisperASR.last_encoder_states``), which costs only the pooling and one matrix product. Like the
+prosodic backend it keeps a running estimate of the speaker (pooled-state mean and spread), so a long call
+reads the voice relative to itself while the first turn is read against the population.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from attune.backends.emotion.features import extract_markers
+from attune.backends.emotion.model import EmotionModel
+from attune.backends.emotion.posterior import result_from_probs
+from attune.backends.emotion.prosodic import quality_factor, unusable_result
+from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool, states_for
+from attune.config import REPO_ROOT, Config, EmotionConfig
+from attune.core.audio import SAMPLE_RATE, measure_quality, prepare
+from attune.core.emotion import EmotionResult, ProsodicMarkers
+from attune.core.errors import BackendUnavailable, EmotionError
+
+log = logging.getLogger("attune.emotion.whisper")
+
+ENCODERS = ("tiny.en", "base")
+DEFAULT_POOLING = "speechmeanstd"  # mean and spread over the voiced rows: best held-out (docs/BENCHMARKS.md)
+HEAD_DIR = Path(__file__).parent
+RETRAIN = "run_agent.py train-emotion --backend whisper"
+
+
+def head_path(encoder: str) -> Path:
+    return HEAD_DIR / f"whisper_head_{encoder}.npz"
+
+
+def feature_kind(encoder: str, pooling: str = DEFAULT_POOLING) -> str:
+    return f"whisper-{encoder}-{pooling}"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_head(path: str, kind: str) -> EmotionModel:
+    return EmotionModel.load(path, feature_kind=kind)
+
+
+class WhisperEmotionBackend:
+    """Emotion from Whisper encoder states. Keeps one speaker's running normalisation between calls.
+
+    Not thread-safe (one conversation per instance); the encoder it may build is shared-safe.
+    """
+
+    name = "whisper"
+
+    def __init__(self, config: EmotionConfig | None = None, *, head: EmotionModel | None = None,
+                 encoder: WhisperEncoder | None = None, models_dir: Path | None = None) -> None:
+        self.config = config or EmotionConfig()
+        self.encoder_name = self.config.encoder
+        if self.encoder_name not in ENCODERS:
+            raise BackendUnavailable(f"unknown Whisper encoder {self.encoder_name!r} (known: {', '.join(ENCODERS)})",
+                                     backend=self.name)
+        if head is None:
+            path = head_path(self.encoder_name)
+            kinds = [feature_kind(self.encoder_name, p) for p in POOLINGS]
+            head = self._load(path, kinds)
+        self.head = head
+        self.pooling = head.feature_kind.rsplit("-", 1)[-1]
+        self._encoder = encoder
+        self._models_dir = models_dir or REPO_ROOT / "models"
+        folder = self._models_dir / f"whisper-{self.encoder_name}"
+        if encoder is None and not (folder / "model.bin").is_file():
+            raise BackendUnavailable(f"no Whisper {self.encoder_name} model in {folder}",
+                                     install_hint=".venv/bin/python -m attune.models install "
+                                                  f"whisper-{self.encoder_name}", backend=self.name)
+        self.normalizer = head.normalizer()
+        self.adapt = True
+        self.last_probs: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> WhisperEmotionBackend:
+        return cls(config.emotion, models_dir=config.resolve_path(config.models.cache_dir))
+
+    def _load(self, path: Path, kinds: list[str]) -> EmotionModel:
+        if not path.is_file():
+            raise BackendUnavailable(f"no Whisper emotion head at {path}", install_hint=RETRAIN, backend=self.name)
+        errors = []
+        for kind in kinds:
+            try:
+                return _load_head(str(path), kind)
+            except EmotionError as exc:
+                errors.append(str(exc))
+        raise BackendUnavailable(f"cannot load the Whisper emotion head: {errors[-1]}", install_hint=RETRAIN,
+                                 backend=self.name)
+
+    @property
+    def encoder(self) -> WhisperEncoder:
+        """The encoder for turns whose states nobody computed yet (built on first use)."""
+        if self._encoder is None:
+            self._encoder = WhisperEncoder(self._models_dir / f"whisper-{self.encoder_name}")
+        return self._encoder
+
+    def reset_speaker(self) -> None:
+        self.normalizer.reset()
+
+    def analyze(self, audio: np.ndarray, sample_rate: int) -> EmotionResult:
+        """Emotion of one stretch of audio (any rate; bad input raises): encodes it, then ``analyze_states``."""
+        x, bad = prepare(audio, sample_rate)
+        quality = measure_quality(x, SAMPLE_RATE, non_finite_fraction=bad, min_duration_s=self.config.min_duration_s)
+        if not quality.usable:
+            return unusable_result(self.name, quality, len(x) / SAMPLE_RATE)
+        return self.analyze_states(self.encoder.states(x), x)
+
+    def posteriors(self, states: np.ndarray, audio16k: np.ndarray) -> tuple[np.ndarray, float]:
+        """Calibrated class posteriors of a turn's encoder states (T, d) and its 16 kHz audio, and the
+        familiarity factor (0..1)."""
+        v = pool(states, self.pooling, audio16k)
+        if v.shape != (self.head.dim,):
+            raise EmotionError(f"encoder states of width {np.shape(states)[-1]} do not fit the {self.encoder_name} "
+                               f"head (expects pooled width {self.head.dim})", backend=self.name)
+        z = self.normalizer.normalize(v)
+        probs = self.head.probabilities(z, self.head.temperature(self.normalizer.familiarity))
+        if self.adapt:
+            self.normalizer.update(v)
+        self.last_probs = probs
+        return probs, self.head.familiar_factor(v)
+
+    def usable_states(self, states: np.ndarray | None, n_samples: int) -> bool:
+        """Whether ``states`` (from the ASR) are this head's encoder's pass over a clip of ``n_samples``."""
+        return (states is not None and states.ndim == 2 and len(states) == states_for(n_samples)
+                and 2 * states.shape[1] * (1 if self.pooling.endswith("meanstd") else 0.5) == self.head.dim)
+
+    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
+        """A whole turn at its end: reuses ``states`` when they are this encoder's pass over the turn (the ASR's,
+        ``FasterWhisperASR.last_encoder_states``), else encodes the turn itself."""
+        x = np.asarray(audio16k, np.float32)
+        if not self.usable_states(states, len(x)):
+            return self.analyze(x, SAMPLE_RATE)
+        assert states is not None
+        return self.analyze_states(states, x)
+
+    def analyze_states(self, states: np.ndarray, audio16k: np.ndarray,
+                       markers: ProsodicMarkers | None = None) -> EmotionResult:
+        """The result for a turn whose encoder states are known; ``audio16k`` gives quality and markers."""
+        x = np.asarray(audio16k, np.float32)
+        quality = measure_quality(x, SAMPLE_RATE, min_duration_s=self.config.min_duration_s)
+        if not quality.usable:
+            return unusable_result(self.name, quality, len(x) / SAMPLE_RATE)
+        probs, familiar = self.posteriors(states, x)
+        markers = markers if markers is not None else extract_markers(x, SAMPLE_RATE)
+        speech_s = len(x) / SAMPLE_RATE if markers.level_dbfs > -200 else 0.0
+        trust = quality_factor(quality, speech_s) * familiar
+        return result_from_probs(probs, markers=markers, quality=quality, duration_s=len(x) / SAMPLE_RATE,
+                                 backend=self.name, trust=trust)
