@@ -106,6 +106,12 @@ MODELS: dict[str, ModelSpec] = {
         ),
         "Piper en_US joe medium voice, 22,050 Hz",
     ),
+    "smart-turn-v3": ModelSpec(
+        "smart-turn-v3", "smart-turn-v3", ("pipecat-ai==1.14.0",),
+        (ModelFile("smart-turn-v3.2-cpu.onnx", ("pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",),
+                   "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f", 8679182),),
+        "Pipecat smart-turn v3.2 end-of-turn model, ONNX for CPU (BSD-2-Clause; only this file is extracted)",
+    ),
 }
 DEFAULT_INSTALL = tuple(MODELS)
 
