@@ -24,11 +24,13 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+_IM_END_TAIL = 2  # tokens a rendered message ends with: "<|im_end|>" and the newline after it
 INSTALL_HINT = "bash scripts/setup.sh  (builds and caches the llama-cpp-python==0.3.36 wheel)"
 
 
 class LlamaCppLLM:
     name = "llama-cpp"
+    continues_reply = True  # stream(continue_from=...) goes on from words already said
 
     def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
                  seed: int = 0) -> None:
@@ -92,6 +94,42 @@ class LlamaCppLLM:
             self._llm.eval(tokens)
         return len(tokens)
 
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+        """Evaluate the start of a prompt ahead of time: ``messages`` end with the user's words so far (the
+        settled part of a turn still being spoken). Their tokens, less the closing ``<|im_end|>`` and
+        ``keep_back`` more (the last word may tokenise differently once the next one follows), are evaluated
+        after the longest prefix the KV cache already holds, at most ``max_new`` per call (so a call is short
+        and the reply never waits long for the context). Returns how many tokens were evaluated.
+
+        Blocking; never waits: returns 0 at once when a generation (or another prefill) holds the context.
+        """
+        if not self.prefix_cache:
+            return 0
+        tokens = self.prompt_tokens(messages, add_generation_prompt=False)
+        end = _IM_END_TAIL + keep_back
+        tokens = tokens[:-end] if len(tokens) > end else []
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            cached = self._llm._input_ids[: self._llm.n_tokens]
+            common = 0
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
+            todo = tokens[common:common + max_new]
+            if not todo or common + len(todo) > self.n_ctx:
+                return 0
+            if common < self._llm.n_tokens:
+                self._llm._ctx.kv_cache_seq_rm(-1, common, -1)
+                self._llm.n_tokens = common
+            self._llm.eval(todo)
+            return len(todo)
+        except (RuntimeError, ValueError) as exc:
+            raise LLMError(f"llama.cpp prefill failed: {exc}", retryable=True, backend=self.name) from exc
+        finally:
+            self._lock.release()
+
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many leading prompt tokens the KV state already holds (llama-cpp re-uses them)."""
         cached = self._llm._input_ids[: self._llm.n_tokens]
@@ -128,8 +166,14 @@ class LlamaCppLLM:
                 raise LLMError(f"llama.cpp generation failed: {exc}", retryable=True, backend=self.name) from exc
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7) -> AsyncIterator[str]:
+                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
+        """The reply's pieces. ``continue_from``: words already said as the start of the reply (an opening
+        played while the model works); they are written into the assistant turn, so the model goes on from them
+        and its pieces are what follows."""
         prompt = self.prompt_tokens(messages)
+        if continue_from.strip():
+            text = continue_from.strip().replace("<|", "< |")
+            prompt += list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
         self.last_prompt_tokens = len(prompt)
         async for piece in stream_from_thread(lambda stop: self._generate(prompt, max_tokens, temperature, stop)):
             yield piece

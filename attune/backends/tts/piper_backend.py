@@ -43,6 +43,7 @@ class PiperTTS:
         except (OSError, ValueError, RuntimeError) as exc:
             raise TTSError(f"cannot load Piper voice {model_path}: {exc}", backend=self.name) from exc
         self._config_cls: Any = SynthesisConfig
+        self.model_path = Path(model_path)  # the voice, for caches of synthesised speech
         self.sample_rate = int(self._voice.config.sample_rate)
         self._base_length = float(getattr(self._voice.config, "length_scale", 1.0) or 1.0)
 
