@@ -28,6 +28,7 @@ class FileRun:
     events: list[SessionEvent] = field(default_factory=list)
     output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     streamed_s: float = 0.0
+    input_lag_s: list[float] = field(default_factory=list)  # per frame sent: real time elapsed - stream processed
 
     def place(self, event: SessionEvent) -> None:
         chunk = event.audio
@@ -49,7 +50,7 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
     run = FileRun(session.settings.reply.output_sample_rate)
     consumer = asyncio.create_task(_consume(session, run, on_event))
     try:
-        await _feed(session, samples, speed, tail_max_s)
+        await _feed(session, samples, speed, tail_max_s, run.input_lag_s)
         await asyncio.sleep(0)
     finally:
         consumer.cancel()
@@ -61,9 +62,13 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
     return run
 
 
-async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s: float) -> None:
+async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s: float,
+                lag: list[float]) -> None:
     """The file, then silence until the session is idle. The tail gives up after ``tail_max_s`` of stream time
-    with no reply in progress (a reply in progress is waited for, up to ``TAIL_HARD_CAP_S``)."""
+    with no reply in progress (a reply in progress is waited for, up to ``TAIL_HARD_CAP_S``).
+
+    At real-time speed each frame appends the input lag to ``lag``: the real time since the first frame minus
+    the stream time the session has processed, less the frame just sent (0 when the session keeps up)."""
     silence = np.zeros(FRAME, dtype=np.float32)
     t0 = time.perf_counter()
     n_file = -(-len(samples) // FRAME)
@@ -76,6 +81,8 @@ async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s:
             frame = np.concatenate([frame, np.zeros(FRAME - len(frame), dtype=np.float32)])
         await session.push_audio(frame)
         i += 1
+        if speed == 1.0:
+            lag.append(max(0.0, time.perf_counter() - t0 - session.now - 0.02))
         if speed > 0:
             await asyncio.sleep(max(0.0, t0 + i * FRAME_S / speed - time.perf_counter()))
         else:
