@@ -24,6 +24,7 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+EVAL_CHUNK = 16  # prompt tokens evaluated between two looks at the stop flag
 _IM_END_TAIL = 2  # tokens a rendered message ends with: "<|im_end|>" and the newline after it
 INSTALL_HINT = "bash scripts/setup.sh  (builds and caches the llama-cpp-python==0.3.36 wheel)"
 
@@ -111,24 +112,38 @@ class LlamaCppLLM:
         if not self._lock.acquire(blocking=False):
             return 0
         try:
-            cached = self._llm._input_ids[: self._llm.n_tokens]
-            common = 0
-            for a, b in zip(cached, tokens, strict=False):
-                if a != b:
-                    break
-                common += 1
-            todo = tokens[common:common + max_new]
-            if not todo or common + len(todo) > self.n_ctx:
-                return 0
-            if common < self._llm.n_tokens:
-                self._llm._ctx.kv_cache_seq_rm(-1, common, -1)
-                self._llm.n_tokens = common
-            self._llm.eval(todo)
-            return len(todo)
+            return self._extend_cache(tokens, max_new)
         except (RuntimeError, ValueError) as exc:
             raise LLMError(f"llama.cpp prefill failed: {exc}", retryable=True, backend=self.name) from exc
         finally:
             self._lock.release()
+
+    def _extend_cache(self, tokens: list[int], max_new: int) -> int:
+        """Make the KV state hold ``tokens``' longest cached prefix plus up to ``max_new`` more of them (evaluated
+        now). Returns how many were evaluated. The caller holds the lock."""
+        cached = self._llm._input_ids[: self._llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        todo = tokens[common:common + max_new]
+        if not todo or common + len(todo) > self.n_ctx:
+            return 0
+        if common < self._llm.n_tokens:
+            self._llm._ctx.kv_cache_seq_rm(-1, common, -1)
+            self._llm.n_tokens = common
+        self._llm.eval(todo)
+        return len(todo)
+
+    def _evaluate_prompt(self, prompt: list[int], stop: threading.Event) -> bool:
+        """Evaluate all but the prompt's last token in ``EVAL_CHUNK`` steps, checking ``stop`` between them, so a
+        cancelled reply lets go of the model within one step instead of after the whole prompt. False if
+        stopped. (The completion call then finds them cached and evaluates only the last token.)"""
+        while not stop.is_set():
+            if self._extend_cache(prompt[:-1], EVAL_CHUNK) == 0:
+                return True
+        return False
 
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many leading prompt tokens the KV state already holds (llama-cpp re-uses them)."""
@@ -152,6 +167,8 @@ class LlamaCppLLM:
             t0 = time.perf_counter()
             first = True
             try:
+                if self.prefix_cache and not self._evaluate_prompt(prompt, stop):
+                    return
                 stream = self._llm.create_completion(prompt, max_tokens=max_tokens, temperature=temperature,
                                                      stream=True, stop=["<|im_end|>", "<|endoftext|>"])
                 for chunk in stream:
