@@ -74,6 +74,13 @@ class PipelineConfig:
     output_lookahead_ms: int = setting(60, lo=0, hi=1000)  # reply audio sent ahead of real time
     first_clause_min_words: int = setting(4, lo=1, hi=50)  # words before the first clause may be spoken
     hold_llm_for_first_audio: bool = setting(True)  # pause LLM generation while the first clause is synthesised
+    end_of_turn_model: str = setting("smart-turn", choices=("smart-turn", "none"))  # none: silence alone decides
+    eot_complete_ms: int = setting(200, lo=32, hi=5000)  # silence when the model (P >= 0.9) and words agree: done
+    eot_likely_ms: int = setting(700, lo=32, hi=5000)  # silence when the model is less sure (0.5 <= P < 0.9)
+    eot_unfinished_ms: int = setting(1200, lo=100, hi=10000)  # silence when the model or the words say "going on"
+    partial_asr: bool = setting(True)  # transcribe while the user speaks (partial transcripts, settled words)
+    partial_step_ms: int = setting(300, lo=100, hi=5000)  # new speech between two partial passes
+    prefill_llm: bool = setting(True)  # evaluate the settled words into the LLM's KV cache while the user speaks
     queue_size: int = setting(64, lo=4, hi=4096)  # bound of every inter-stage queue
     event_queue_size: int = setting(2048, lo=16, hi=65536)  # bound of the session's event queue
 
@@ -85,6 +92,7 @@ class AgentConfig:
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
+    openings: bool = setting(True)  # open with a short cached phrase that fits ("Oh no.") while the LLM goes on
 
 
 @dataclass(frozen=True)

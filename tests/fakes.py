@@ -53,6 +53,18 @@ class FixedASR:
         return Transcription(self.text, duration_s=audio.duration_s)
 
 
+class FixedEndOfTurn:
+    """The end-of-turn model's stand-in: the same P(complete) for every turn; ``calls`` counts the questions."""
+
+    def __init__(self, probability: float = 0.95) -> None:
+        self.probability = probability
+        self.calls = 0
+
+    def complete_probability(self, samples: np.ndarray) -> float:
+        self.calls += 1
+        return self.probability
+
+
 class ScriptedLLM:
     """Streams ``tokens``; ``fail_after`` raises LLMError after that many tokens; ``delay_s`` before each token."""
 
@@ -63,11 +75,26 @@ class ScriptedLLM:
                  *, delay_s: float = 0.0, fail_after: int | None = None) -> None:
         self.tokens, self.delay_s, self.fail_after = list(tokens), delay_s, fail_after
         self.calls: list[list[ChatMessage]] = []
+        self.continued_from: list[str] = []
         self.cancelled = 0
+        self.prefills: list[str] = []  # the user's words so far, per prefill() call
+
+    @property
+    def continues_reply(self) -> bool:
+        return True
+
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+        """Records the words; "evaluates" them once (0 for words already seen), as llama-cpp's would."""
+        words = messages[-1].content
+        if self.prefills and self.prefills[-1] == words:
+            return 0
+        self.prefills.append(words)
+        return len(words.split())
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7) -> AsyncIterator[str]:
+                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
         self.calls.append(list(messages))
+        self.continued_from.append(continue_from)
         try:
             for i, tok in enumerate(self.tokens[:max_tokens]):
                 if self.fail_after is not None and i >= self.fail_after:
@@ -198,13 +225,18 @@ class Harness:
     planner: Callable[..., Any] = calm_planner
     aggregate: Callable[..., Any] = field(default=lambda rs: rs[-1] if rs else None)
     dsp_factory: Callable[..., Any] | None = None
+    end_of_turn: Any = None  # e.g. FixedEndOfTurn
+    openings: Any = None  # an OpeningVoice over the harness's TTS
 
     def session(self) -> Session:
-        pipeline = {"vad": "energy", "output_sample_rate": 16000, **self.overrides.get("pipeline", {})}
+        # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
+        pipeline = {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False,
+                    **self.overrides.get("pipeline", {})}
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
         backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
-                                   dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion)
+                                   dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,
+                                   end_of_turn=self.end_of_turn, openings=self.openings)
         return Session(config, backends)
 
 

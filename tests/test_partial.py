@@ -26,3 +26,25 @@ def test_schedule_asks_for_a_pass_every_step_of_new_audio() -> None:
     assert not s.due(0.8) and s.due(0.9)
     s.reset()
     assert s.due(0.6)
+
+
+async def test_background_worker_runs_at_a_lower_priority() -> None:
+    import os
+    import sys
+    import threading
+
+    from attune.pipeline.listening import BackgroundWorker
+
+    worker = BackgroundWorker(nice=7)
+    try:
+        def where() -> tuple[int, int]:
+            tid = threading.get_native_id()
+            return tid, os.getpriority(os.PRIO_PROCESS, tid)
+
+        tid, nice = await worker.run(where)
+        assert tid != threading.get_native_id()  # off the event loop's thread
+        if sys.platform.startswith("linux"):
+            assert nice >= min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 7)
+        assert worker.call(lambda: 41 + 1) == 42
+    finally:
+        worker.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from attune.agent.brain import PromptBuilder, ResponsePlanLike, default_planner
 from attune.agent.memory import ConversationMemory
+from attune.agent.openings import choose_opening
 from attune.agent.reply_checks import BAD, GOOD, NEUTRAL, CheckResult, check_not_template, check_reply
 from attune.agent.reply_tag import ReplyTagParser
 from attune.backends.base import LLMBackend
@@ -124,24 +125,31 @@ class ScenarioReport:
 
 
 async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, plan: ResponsePlanLike, *,
-                   max_tokens: int, temperature: float) -> str:
-    """The reply as the session would speak it: streamed, the leading tag (if any) stripped."""
+                   max_tokens: int, temperature: float, openings: bool = False) -> str:
+    """The reply as the session would speak it: streamed, the leading tag (if any) stripped. With ``openings``
+    (and an LLM that continues a reply), the opening the session would play comes first and the model goes on
+    from it; the whole reply, opening included, is returned."""
     messages = builder.build(ConversationMemory(), scenario.text, scenario.emotion_result(), plan)
+    opening = choose_opening(scenario.text, plan) if openings and getattr(llm, "continues_reply", False) else None
+    extra: dict[str, Any] = {"continue_from": opening.text} if opening is not None else {}
     tags = ReplyTagParser()
     parts = [tags.push(piece) async for piece in llm.stream(messages, max_tokens=max_tokens,
-                                                               temperature=temperature)]
-    return ("".join(parts) + tags.flush()).strip()
+                                                               temperature=temperature, **extra)]
+    text = ("".join(parts) + tags.flush()).strip()
+    return f"{opening.text} {text}".strip() if opening is not None else text
 
 
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
-                   temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS) -> list[ScenarioReport]:
+                   temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
+                   openings: bool = False) -> list[ScenarioReport]:
     planner = default_planner()
     out = []
     for sc in scenarios:
         result = sc.emotion_result()
         plan = planner(result, strategy)
         t0 = time.perf_counter()
-        reply = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens, temperature=temperature)
+        reply = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens, temperature=temperature,
+                               openings=openings)
         elapsed = (time.perf_counter() - t0) * 1000
         checks = check_reply(reply, user_text=sc.text, situation=sc.situation,
                              answer_keywords=sc.answer_keywords, topic=sc.topic)

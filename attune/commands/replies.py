@@ -18,6 +18,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: config; the backend's seed is fixed, so runs repeat)")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
+    p.add_argument("--openings", choices=("on", "off"), default=None,
+                   help="open each reply with the cached opening a session would play (default: agent.openings)")
     p.add_argument("--json", action="store_true", help="one JSON object: summary and per-scenario results")
     p.set_defaults(handler=cmd_eval_replies)
 
@@ -41,9 +43,11 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
                             reply_tag=config.agent.reply_tag)
     temperature = config.llm.temperature if args.temperature is None else args.temperature
+    openings = config.agent.openings if args.openings is None else args.openings == "on"
     reports = asyncio.run(run_eval(llm, builder, strategy=strategy, max_tokens=config.llm.max_tokens,
-                                   temperature=temperature, scenarios=scenarios))
-    summary = {"model": model, "strategy": strategy, "temperature": temperature, **summarize(reports)}
+                                   temperature=temperature, scenarios=scenarios, openings=openings))
+    summary = {"model": model, "strategy": strategy, "temperature": temperature, "openings": openings,
+               **summarize(reports)}
     if args.json:
         print(json.dumps({"summary": summary, "scenarios": [r.to_dict() for r in reports]}))
         return 0
@@ -56,7 +60,8 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
         for c in r.checks:
             if c.applicable and not c.passed:
                 print(f"     {c.name}: {c.detail}")
-    print(f"model {model}, strategy {strategy}, temperature {temperature}: checks {summary['checks_passed']}/"
+    print(f"model {model}, strategy {strategy}, temperature {temperature}, openings {openings}: "
+          f"checks {summary['checks_passed']}/"
           f"{summary['checks_total']} ({summary['score']:.0%}), clean replies {summary['clean_replies']}/"
           f"{summary['replies']}, mean reply {summary['mean_reply_ms']} ms, "
           f"mean prompt {summary['mean_prompt_tokens']} tokens")

@@ -14,6 +14,7 @@ from attune.core.frames import AudioChunk
 SPEECH_STARTED = "input_audio_buffer.speech_started"
 SPEECH_STOPPED = "input_audio_buffer.speech_stopped"
 TRANSCRIPT = "conversation.item.input_audio_transcription.completed"
+TRANSCRIPT_PARTIAL = "conversation.item.input_audio_transcription.delta"  # settled words while the user speaks
 EMOTION_MEASUREMENT = "emotion.measurement"
 EMOTION_TURN = "emotion.turn"
 RESPONSE_CREATED = "response.created"

@@ -27,7 +27,47 @@ from attune.pipeline.partial import DecodeSchedule, TranscriptAgreement
 log = logging.getLogger(__name__)
 MAX_BACKLOG_FRAMES = 3  # input frames waiting beyond which background work yields to real-time input
 PREDICT_SILENCE_S = 0.2  # silence the end-of-turn model hears after the last voiced chunk (as Pipecat's 200 ms)
-PREFILL_STEP_TOKENS = 8  # tokens per prefill call: the reply never waits longer than one step for the context
+PREFILL_STEP_TOKENS = 4  # tokens per prefill call: the reply never waits longer than one step for the context
+
+
+class BackgroundWorker:
+    """One worker thread at a lower CPU priority (``nice`` raised by 10 on Linux) for work that must never slow
+    real-time input or a reply: partial Whisper passes and KV prefill. On two cores the scheduler then gives the event
+    loop (VAD, pacing) and the reply's engines the CPU first.
+
+    Thread pools follow their creator's priority: llama.cpp's OpenMP team belongs to the thread that calls it, so
+    prefill calls made here run niced; CTranslate2's workers are created when a model loads, so the partial
+    passes' Whisper model is loaded here (``call(load)``). Where priorities cannot be changed, work still runs.
+    """
+
+    def __init__(self, nice: int = 10) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attune-background",
+                                        initializer=_lower_priority, initargs=(nice,))
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` in the worker thread and wait for it (blocking: start-up only)."""
+        return self._pool.submit(fn, *args).result()
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import functools
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority(nice: int) -> None:
+    import os
+    import threading
+
+    try:  # Linux: a thread is a task, and PRIO_PROCESS with its id sets that thread's nice value alone
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (AttributeError, OSError, PermissionError):
+        log.debug("cannot lower the background worker's priority here")
 
 
 class EndOfTurnModel(Protocol):
@@ -52,8 +92,9 @@ class TurnListener:
 
     def __init__(self, asr: Any, llm: Any, model: EndOfTurnModel | None, *, settings: ListenSettings,
                  prompt_for: Callable[[str], Sequence[ChatMessage]], emit_delta: Callable[[str], None],
-                 backlog_frames: Callable[[], int]) -> None:
+                 backlog_frames: Callable[[], int], worker: BackgroundWorker | None = None) -> None:
         self.asr = asr
+        self.worker = worker
         self.llm = llm if settings.prefill and callable(getattr(llm, "prefill", None)) else None
         self.model = model
         self.settings = settings
@@ -75,15 +116,15 @@ class TurnListener:
         return self.agreement.settled
 
     # ---- driven by the session ----
-    def on_speech(self, audio: AudioChunk) -> None:
-        """The turn so far (voiced, or a pause inside it). Starts a pass when one is due and none is running."""
+    def on_speech(self, turn_s: float, audio: Callable[[], AudioChunk]) -> None:
+        """The turn has ``turn_s`` of audio so far; ``audio()`` returns it (called only when a pass starts).
+        Starts a pass when one is due, none is running and the input keeps up."""
         if not self.settings.partial_asr or (self._work is not None and not self._work.done()):
             return
-        turn_s = len(audio.samples) / SAMPLE_RATE
         if not self.schedule.due(turn_s) or self.backlog_frames() > MAX_BACKLOG_FRAMES:
             return
         self.schedule.started(turn_s)
-        self._work = asyncio.create_task(self._pass(audio, self._generation), name="listen-pass")
+        self._work = asyncio.create_task(self._pass(audio(), self._generation), name="listen-pass")
 
     def on_silence(self, audio: AudioChunk) -> None:
         """Silence began: ask the end-of-turn model about ``audio`` (the turn up to its last voiced chunk)."""
@@ -123,6 +164,11 @@ class TurnListener:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- the work, off the loop ----
+    async def _background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.worker is not None:
+            return await self.worker.run(fn, *args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
     async def _run_model(self, samples: np.ndarray, generation: int) -> None:
         assert self.model is not None
         try:
@@ -135,7 +181,7 @@ class TurnListener:
 
     async def _pass(self, audio: AudioChunk, generation: int) -> None:
         try:
-            result = await asyncio.to_thread(self.asr.transcribe, audio)
+            result = await self._background(self.asr.transcribe, audio)
         except (BackendError, ValueError) as exc:
             log.debug("partial pass failed: %s", exc)
             return
@@ -144,6 +190,8 @@ class TurnListener:
         self.passes += 1
         self.words = result.text.strip()
         delta = self.agreement.push(self.words)
+        log.debug("pass %d over %.2f s: %r (settled +%r, backlog %d)", self.passes, audio.duration_s, self.words,
+                  delta, self.backlog_frames())
         if delta:
             self.emit_delta(delta)
             await self._prefill(generation)
@@ -155,10 +203,11 @@ class TurnListener:
         messages = list(self.prompt_for(self.agreement.settled))
         while generation == self._generation and self.backlog_frames() <= MAX_BACKLOG_FRAMES:
             try:
-                n = await asyncio.to_thread(self.llm.prefill, messages, max_new=PREFILL_STEP_TOKENS)
+                n = await self._background(self.llm.prefill, messages, max_new=PREFILL_STEP_TOKENS)
             except BackendError as exc:
                 log.warning("prefill failed: %s", exc)
                 return
             if n <= 0:
                 return
             self.prefilled_tokens += n
+            log.debug("prefilled %d tokens (%d this turn)", n, self.prefilled_tokens)

@@ -17,37 +17,44 @@ import numpy as np
 from attune.agent.openings import OPENINGS, Opening
 from attune.backends.base import TTSBackend
 from attune.backends.tts.cache import CachedSpeech, SpeechCache, SpeechKey
+from attune.backends.tts.router import speech_of
 from attune.core.audio import resample, trim_leading_silence
 from attune.core.emotion import EmotionCategory
 from attune.core.errors import BackendError
 from attune.core.prosody import ProsodyParameters, profile_for
 
 log = logging.getLogger(__name__)
-INTENSITY_STEP = 0.1  # openings are rendered at intensities rounded to this, so a few renders serve every plan
-# What the default strategy expresses most (complement: calm for agitation, warmth for low moods; neutral when
-# unsure): rendered at start-up. Other emotions are rendered the first time they are needed, for the next turn.
+INTENSITY_LEVELS = (0.4, 0.7, 1.0)  # openings are rendered at the nearest of these, so a few renders serve all plans
+# What the default strategy expresses most (complement: calm for agitation, warmth for low moods, a positive
+# feeling matched at ~0.8 x the detector's confidence; neutral when unsure): rendered at start-up. Any other
+# emotion is rendered the first time it is needed, for the next turn.
 PREWARM: tuple[tuple[EmotionCategory, float], ...] = (
     (EmotionCategory.NEUTRAL, 1.0), (EmotionCategory.CALM, 0.7), (EmotionCategory.AFFECTIONATE, 0.7),
+    (EmotionCategory.HAPPY, 0.4), (EmotionCategory.HAPPY, 0.7), (EmotionCategory.EXCITED, 0.4),
+    (EmotionCategory.EXCITED, 0.7), (EmotionCategory.CONTENT, 0.4),
 )
 
 
+def opening_level(intensity: float) -> float:
+    return min(INTENSITY_LEVELS, key=lambda level: abs(level - intensity))
+
+
 def opening_prosody(emotion: EmotionCategory, intensity: float) -> ProsodyParameters:
-    """The prosody an opening is spoken with: the emotion's profile at the intensity rounded to a step."""
-    k = min(1.0, max(0.0, round(intensity / INTENSITY_STEP) * INTENSITY_STEP))
-    return profile_for(emotion, k)
+    """The prosody an opening is spoken with: the emotion's profile at the nearest of ``INTENSITY_LEVELS``."""
+    return profile_for(emotion, opening_level(intensity))
 
 
 class OpeningVoice:
     """``cached(opening, intensity)`` -> audio or None (never blocks); ``render(...)`` makes and caches it.
 
-    ``make_dsp(prosody)`` returns the push/flush DSP the session would use for that prosody (or None);
-    ``out_rate`` is the session's output sample rate.
+    ``dsp_factory(sample_rate, prosody)`` is the reply's prosody DSP (None: no DSP), given what the speaking
+    provider did not apply natively, exactly as a reply's sentence; ``out_rate`` is the output sample rate.
     """
 
-    def __init__(self, tts: TTSBackend, make_dsp: Callable[[ProsodyParameters], Any], out_rate: int,
+    def __init__(self, tts: TTSBackend, dsp_factory: Callable[[int, ProsodyParameters], Any] | None, out_rate: int,
                  cache: SpeechCache | None = None) -> None:
         self.tts = tts
-        self.make_dsp = make_dsp
+        self.dsp_factory = dsp_factory
         self.out_rate = out_rate
         self.cache = cache or SpeechCache()
         self._pending: dict[SpeechKey, asyncio.Task[CachedSpeech | None]] = {}
@@ -62,15 +69,18 @@ class OpeningVoice:
         return self.cache.get(self.key(opening, intensity))
 
     async def render(self, opening: Opening, intensity: float) -> CachedSpeech | None:
-        """Synthesise the opening as the reply would be (off the loop for the DSP) and cache it. None when the
-        TTS fails (an opening is an extra: the reply goes on without it)."""
+        """Synthesise the opening as a reply's sentence would be (TTS, then the DSP for what the provider did
+        not apply, off the loop) and cache it. None when the TTS fails (an opening is an extra: the reply goes on
+        without it)."""
         key = self.key(opening, intensity)
         prosody = opening_prosody(opening.emotion, intensity)
-        dsp = self.make_dsp(prosody)
+        dsp: Any = None
         parts: list[np.ndarray] = []
         try:
-            async for chunk in self.tts.synthesize(opening.text, prosody):
-                parts.append(await asyncio.to_thread(self._shape, chunk.samples, chunk.sample_rate, dsp))
+            async for speech in speech_of(self.tts, opening.text, prosody):
+                if dsp is None and self.dsp_factory is not None:
+                    dsp = self.dsp_factory(self.tts.sample_rate, speech.remaining(prosody))
+                parts.append(await asyncio.to_thread(self._shape, speech.chunk.samples, speech.chunk.sample_rate, dsp))
             if dsp is not None:
                 parts.append(await asyncio.to_thread(self._shape, dsp.flush(), self.tts.sample_rate, None))
         except BackendError as exc:

@@ -70,6 +70,7 @@ class ReplySettings:
     max_tokens: int = 96
     temperature: float = 0.7
     apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
+    openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ReplyDeps:
     emit: Callable[[SessionEvent], None]
     dsp_factory: DSPFactory | None = None
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
+    openings: Any = None  # attune.pipeline.openings.OpeningVoice (cached openings); None = no openings
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,9 @@ class Reply:
         self._commit = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._prosody: ProsodyParameters | None = None  # the plan's prosody, or the reply tag's emotion once read
-        self._first_audio = asyncio.Event()  # the first sentence is synthesised (or nothing will be)
+        self._first_audio = asyncio.Event()  # the first model sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
+        self._opening = ""  # words already played from the cache (sentence 0); the LLM goes on from them
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -175,6 +178,11 @@ class Reply:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait([self.task])
+
+    @property
+    def transcript_ready(self) -> str | None:
+        """The turn's transcript once ASR is done (None before): the words the end-of-turn policy reads."""
+        return self._p.transcript if "asr_done" in self.trace.marks else None
 
     @property
     def finished(self) -> bool:
@@ -262,7 +270,32 @@ class Reply:
         self._prosody = plan.prosody
         self.trace.info.update(_plan_info(emotion, plan))
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
+        await self._open(transcript.text, plan)
         return understood.messages
+
+    async def _open(self, text: str, plan: ResponsePlanLike) -> None:
+        """Queue a cached opening that fits as the reply's first words (sentence 0, played at commit); the LLM
+        goes on from it. A missing rendering is made in the background for next time; none is played now."""
+        voice, d = self.d.openings, self.d
+        if voice is None or not d.settings.openings or not getattr(d.llm, "continues_reply", False):
+            return
+        from attune.agent.openings import choose_opening
+
+        opening = choose_opening(text, plan)
+        if opening is None:
+            return
+        intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
+        speech = voice.cached(opening, intensity)
+        if speech is None:
+            voice.render_later(opening, intensity)
+            return
+        self._opening = opening.text
+        self.trace.info["opening"] = opening.text
+        self._p.reply_text.append(opening.text)
+        self._p.spoken[0] = opening.text
+        self._onset_found = True  # its leading silence was trimmed when it was cached
+        await self._audio.put(SpeechAudio(AudioChunk(np.asarray(speech.samples), speech.sample_rate), "cache", (),
+                                          0, True))
 
     async def _transcribe(self) -> tuple[Transcript, np.ndarray | None]:
         """The transcript, and the ASR's encoder states of the turn where it exposes them (read in the same
@@ -304,10 +337,11 @@ class Reply:
         d = self.d
         splitter = SentenceSplitter(d.settings.first_clause_min_words)
         tags = ReplyTagParser()
-        index = 0
+        first = index = 1 if self._opening else 0  # an opening is sentence 0
         try:
+            extra = {"continue_from": self._opening} if self._opening else {}
             stream = d.llm.stream(list(messages), max_tokens=d.settings.max_tokens,
-                                  temperature=d.settings.temperature)
+                                  temperature=d.settings.temperature, **extra)
             async for piece in stream:
                 if "llm_first_token" not in self.trace.marks:
                     self.trace.mark("llm_first_token")
@@ -316,7 +350,7 @@ class Reply:
                 self._apply_tag(tags)
                 for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
-                if index and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
+                if index > first and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
                     # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech, and
                     # its thread stops once the small token queue between us is full.
                     await self._first_audio.wait()
@@ -325,7 +359,7 @@ class Reply:
         except BackendError as exc:
             self._p.status = "failed"
             self._error(exc)
-            if index == 0:  # nothing said yet: tell the user rather than stay silent
+            if index == first:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
             if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
@@ -438,6 +472,8 @@ class Reply:
             if self.trace.first_audio_stream_s is None:
                 self.trace.first_audio_stream_s = start
                 self.trace.mark("first_audio_out")
+            if "first_model_audio_stream_s" not in self.trace.info and index >= (1 if self._opening else 0):
+                self.trace.info["first_model_audio_stream_s"] = round(start, 3)  # the model's own first words
             text = self._p.spoken[index]
             self._p.spans[index] = SpokenSpan(text, start, end)
             self.emit(SessionEvent(ev.TRANSCRIPT_DELTA, {"turn": self.turn, "delta": text}))

@@ -25,18 +25,28 @@ import numpy as np
 from attune.agent.brain import Planner, PromptBuilder, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
-from attune.backends.base import ASRBackend, LLMBackend, TTSBackend
+from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
 from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
 from attune.core.errors import AudioInputError, BackendError
 from attune.core.events import SessionEvent, error_event
-from attune.core.frames import Interruption
+from attune.core.frames import Interruption, SpeechStarted
 from attune.core.trace import TraceWriter, TurnTrace
+from attune.pipeline.endpoint import EndOfTurnPolicy
+from attune.pipeline.listening import EndOfTurnModel, TurnListener
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome, TurnEmotion
 from attune.pipeline.settings import SessionSettings
-from attune.pipeline.turn import TurnDetector, VoiceActivity
+from attune.pipeline.turn import (
+    SilenceBegan,
+    SpeechResumed,
+    TurnDetector,
+    TurnEvent,
+    TurnSettings,
+    UserTurn,
+    VoiceActivity,
+)
 from attune.pipeline.turn_policy import (
     AnnounceSpeech,
     AnnounceSpeechEnd,
@@ -89,6 +99,10 @@ class SessionBackends:
     planner: Planner = field(default_factory=default_planner)
     dsp_factory: DSPFactory | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
     turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
+    end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
+    openings: Any = None  # attune.pipeline.openings.OpeningVoice: cached openings; None = no openings
+    listen_asr: ASRBackend | None = None  # the partial passes' ASR (loaded in ``background``); None = ``asr``
+    background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill
 
 
 def default_dsp_factory() -> DSPFactory:
@@ -110,8 +124,10 @@ class Session:
         self.aggregate = backends.aggregate or default_aggregate()
         self.memory = ConversationMemory(config.agent.history_max_tokens)
         self.prompt = PromptBuilder(self.settings.persona, reply_tag=self.settings.reply_tag)
-        self.detector = TurnDetector(backends.vad, self.settings.turn)
+        self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
         self.policy = TurnPolicy(self.settings.policy)
+        self.endpoint: EndOfTurnPolicy | None = None
+        self.listener: TurnListener | None = None
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(self.settings.event_queue_size)
         self.turns: list[TurnTrace] = []
         self.emotion_trajectory: list[EmotionResult] = []  # one aggregate per committed turn
@@ -129,8 +145,10 @@ class Session:
         self._reply: Reply | None = None
         self._playhead = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
         self._closed = False
         self.on_overflow: Callable[[SessionEvent], None] | None = None
+        self._listen(self.settings)
 
     def update_settings(self, settings: SessionSettings) -> None:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
@@ -139,8 +157,33 @@ class Session:
         if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
             self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
         self.settings = settings
-        self.detector.configure(settings.turn)
+        self.detector.configure(self._turn_settings(settings))
         self.policy.settings = settings.policy
+        self._listen(settings)
+
+    def _predicted(self, settings: SessionSettings) -> bool:
+        return settings.endpoint is not None and self.backends.end_of_turn is not None
+
+    def _turn_settings(self, settings: SessionSettings) -> TurnSettings:
+        """With a predicted end of turn, the detector's own silence timeout is the longest wait (an unfinished
+        turn's); the policy ends a finished one sooner."""
+        if settings.endpoint is None or self.backends.end_of_turn is None:
+            return settings.turn
+        return replace(settings.turn, end_of_turn_ms=settings.endpoint.unfinished_ms)
+
+    def _listen(self, settings: SessionSettings) -> None:
+        """(Re)build the end-of-turn policy and the listener for ``settings`` (a turn in progress starts over)."""
+        b, predicted = self.backends, self._predicted(settings)
+        self.endpoint = EndOfTurnPolicy(settings.endpoint) if predicted and settings.endpoint else None
+        if self.listener is not None:
+            self.listener.reset()
+        if not predicted and not settings.listen.partial_asr:
+            self.listener = None
+            return
+        self.listener = TurnListener(
+            b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
+            prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
+            backlog_frames=lambda: self._input.qsize(), worker=b.background)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -160,7 +203,9 @@ class Session:
             await self._end_reply(self._reply, heard_at=self.now)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._discarded, return_exceptions=True)
+        if self.listener is not None:
+            await self.listener.close()
 
     # ---- the transport's side ----
     async def push_audio(self, samples: np.ndarray) -> None:
@@ -230,7 +275,8 @@ class Session:
         understander = Understander(b.planner, self.aggregate, default_trajectory(), self.prompt,
                                     strategy=st.strategy, fuse_words=st.fuse_words)
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
-                         self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None)
+                         self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
+                         openings=b.openings)
 
     def _turn_context(self) -> TurnContext:
         return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))
@@ -267,10 +313,51 @@ class Session:
         async with self._clock:
             self._clock.notify_all()
         for event in self.detector.drain():
-            await self._execute(self.policy.on_turn_event(event, audible=self._audible()))
+            await self._on_turn_event(event)
+        if self._hear_turn():  # the end-of-turn policy ended the turn: the detector holds its events
+            for event in self.detector.drain():
+                await self._on_turn_event(event)
         await self._execute(self.policy.on_frame(in_speech=self.detector.in_speech, speech_s=self.detector.speech_s,
                                                  audible=self._audible(), now_s=self.now))
         await self._reap_reply()
+
+    async def _on_turn_event(self, event: TurnEvent) -> None:
+        listener = self.listener
+        if listener is not None and not self.policy.tentative:
+            if isinstance(event, SpeechStarted | UserTurn):
+                listener.reset()  # a new turn starts from nothing; an ended one is forgotten
+            elif isinstance(event, SilenceBegan):
+                listener.on_silence(event.audio)
+            elif isinstance(event, SpeechResumed):
+                listener.on_resume()
+        await self._execute(self.policy.on_turn_event(event, audible=self._audible()))
+
+    def _hear_turn(self) -> bool:
+        """While the user speaks, partial passes; in a pause, the end-of-turn decision. True when the policy ended
+        the turn (the detector then holds its SpeechStopped and UserTurn)."""
+        d, listener = self.detector, self.listener
+        if listener is None or not d.in_speech or self.policy.tentative:
+            return False
+        if d.silence_s * 1000.0 < self.settings.turn.speculate_ms:
+            listener.on_speech(d.turn_s, d.turn_audio_so_far)
+            return False
+        reply = self._reply
+        words = reply.transcript_ready if reply is not None else None
+        if self.endpoint is None or reply is None or words is None:
+            return False  # the words are not known yet: wait for them (or for the longest silence)
+        wait_ms = self.endpoint.required_silence_ms(listener.probability, words)
+        if d.silence_s * 1000.0 < wait_ms:
+            return False
+        p = listener.probability
+        reply.trace.info.update({"eot_probability": None if p is None else round(p, 3), "eot_wait_ms": wait_ms})
+        return d.end_turn()
+
+    def _prompt_so_far(self, words: str) -> list[ChatMessage]:
+        """This turn's prompt as far as the user's settled words (what the reply's prompt will start with)."""
+        return [*self.prompt.prefix(), *self.memory.messages(), ChatMessage("user", words)]
+
+    def _emit_partial(self, delta: str) -> None:
+        self.emit(SessionEvent(ev.TRANSCRIPT_PARTIAL, {"turn": self._turn_index + 1, "delta": delta}))
 
     def _audible(self) -> bool:
         """Reply audio is still being heard at the current stream time."""
@@ -311,14 +398,23 @@ class Session:
             trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
             trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
         self._reply = Reply(self._reply_deps(), self._turn_index, d.audio, trace, text=d.text)
+        if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
+            trace.info.update({"partial_passes": self.listener.passes,
+                               "llm_prefilled_tokens": self.listener.prefilled_tokens})
         self._reply.start()
         if d.commit:
             self._reply.commit()
 
     async def _discard_reply(self) -> None:
-        """Speculative work on a turn that is not over: cancel it and forget its turn number."""
-        if self._reply is not None:
-            await self._reply.cancel()
+        """Speculative work on a turn that is not over: cancel it and forget its turn number, without waiting
+        here (an LLM thread may take a moment to let go of the model; real-time input must not wait for it).
+        The session owns the cancelled task until it has ended."""
+        reply = self._reply
+        if reply is not None:
+            if reply.task is not None and not reply.task.done():
+                reply.task.cancel()
+                self._discarded.add(reply.task)
+                reply.task.add_done_callback(self._discarded.discard)
             self._reply = None
             self._turn_index -= 1
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from attune.agent.persona import Persona
 from attune.config import Config
+from attune.pipeline.endpoint import EndpointSettings
+from attune.pipeline.listening import ListenSettings
 from attune.pipeline.reply import ReplySettings
 from attune.pipeline.turn import TurnSettings
 from attune.pipeline.turn_policy import PolicySettings
@@ -20,6 +22,8 @@ from attune.pipeline.turn_policy import PolicySettings
 class SessionSettings:
     turn: TurnSettings = field(default_factory=TurnSettings)  # turn detection: VAD threshold, pre-roll, silences
     policy: PolicySettings = field(default_factory=PolicySettings)  # turn-taking: barge-in
+    endpoint: EndpointSettings | None = None  # the predicted end of turn's silences; None = silence alone
+    listen: ListenSettings = field(default_factory=ListenSettings)  # partial passes and KV prefill while speaking
     reply: ReplySettings = field(default_factory=ReplySettings)
     persona: Persona = field(default_factory=Persona)
     strategy: str = "complement"  # match | complement | amplify | neutral
@@ -37,11 +41,14 @@ class SessionSettings:
                               speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
                               max_turn_s=p.max_turn_s),
             policy=PolicySettings(barge_in_min_ms=p.barge_in_min_ms),
+            endpoint=None if p.end_of_turn_model == "none" else EndpointSettings(
+                complete_ms=p.eot_complete_ms, likely_ms=p.eot_likely_ms, unfinished_ms=p.eot_unfinished_ms),
+            listen=ListenSettings(partial_asr=p.partial_asr, prefill=p.prefill_llm, step_s=p.partial_step_ms / 1000),
             reply=ReplySettings(output_sample_rate=p.output_sample_rate,
                                 first_clause_min_words=p.first_clause_min_words,
                                 hold_llm_for_first_audio=p.hold_llm_for_first_audio, queue_size=p.queue_size,
                                 max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
-                                apply_prosody=config.expression.apply_prosody),
+                                apply_prosody=config.expression.apply_prosody, openings=a.openings),
             persona=persona or Persona(a.name, a.persona or Persona().description),
             strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,
             output_lookahead_ms=p.output_lookahead_ms, queue_size=p.queue_size,

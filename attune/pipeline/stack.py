@@ -28,6 +28,7 @@ from attune.pipeline.turn import create_vad
 
 log = logging.getLogger(__name__)
 
+
 def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
@@ -37,8 +38,42 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     tts = create_tts(config)
     backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
                                aggregate=default_aggregate(), planner=default_planner(),
-                               dsp_factory=default_dsp_factory())
+                               dsp_factory=default_dsp_factory(), end_of_turn=_end_of_turn_model(config))
+    if config.pipeline.partial_asr or config.pipeline.prefill_llm:
+        _add_background(config, backends)
+    if config.agent.openings:
+        from attune.pipeline.openings import OpeningVoice
+
+        backends.openings = OpeningVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
+                                         config.pipeline.output_sample_rate)
     return for_session(config, backends) if emotion else backends
+
+
+def _add_background(config: Config, backends: SessionBackends) -> None:
+    """A low-priority worker for the listener, and (for faster-whisper) a one-thread Whisper loaded in it, so
+    partial passes run at that priority and never wait for the reply's ASR."""
+    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+    from attune.pipeline.listening import BackgroundWorker
+
+    backends.background = BackgroundWorker()
+    if config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR):
+        try:
+            backends.listen_asr = backends.background.call(lambda: create_asr(config, threads=1))
+        except BackendError as exc:
+            log.warning("partial passes share the main ASR: %s", exc)
+
+
+def _end_of_turn_model(config: Config) -> Any:
+    """smart-turn v3 when configured and installed; else None (silence alone ends a turn), logged."""
+    if config.pipeline.end_of_turn_model == "none":
+        return None
+    from attune.backends.turn.smart_turn import SmartTurn
+
+    try:
+        return SmartTurn()
+    except BackendError as exc:
+        log.warning("end-of-turn model off (silence alone ends a turn): %s", exc)
+        return None
 
 
 def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
@@ -62,7 +97,9 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
         log.warning("emotion analysis off: %s", exc)
     return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config),
                            emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
-                           dsp_factory=backends.dsp_factory, turn_emotion=turn)
+                           dsp_factory=backends.dsp_factory, turn_emotion=turn, end_of_turn=backends.end_of_turn,
+                           openings=backends.openings, listen_asr=backends.listen_asr,
+                           background=backends.background)
 
 
 async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]:
@@ -76,6 +113,8 @@ async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]
     rng = np.random.default_rng(0)
     noise = (0.01 * rng.standard_normal(16000)).astype(np.float32)
     await asyncio.to_thread(backends.asr.transcribe, AudioChunk(noise, 16000))
+    if backends.listen_asr is not None:
+        await asyncio.to_thread(backends.listen_asr.transcribe, AudioChunk(noise, 16000))
     out["asr_s"] = time.perf_counter() - t
     t = time.perf_counter()
     plan = backends.planner(None, config.expression.strategy)
@@ -89,6 +128,14 @@ async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
     out["tts_s"] = time.perf_counter() - t
+    if backends.openings is not None and config.agent.openings:
+        t = time.perf_counter()
+        await backends.openings.prewarm()
+        out["openings_s"] = time.perf_counter() - t
+    if backends.end_of_turn is not None:
+        t = time.perf_counter()
+        await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)
+        out["end_of_turn_s"] = time.perf_counter() - t
     return out
 
 

@@ -121,6 +121,16 @@ class TurnDetector:
     def time_s(self) -> float:
         return self._time_s
 
+    @property
+    def turn_s(self) -> float:
+        """Audio of the current turn so far, pre-roll included (0 outside a turn)."""
+        return len(self._st.turn) * CHUNK_S if (self._st.in_speech or self._st.candidate) else 0.0
+
+    @property
+    def silence_s(self) -> float:
+        """Silence since the last voiced chunk of the current turn (0 while speaking or outside a turn)."""
+        return self._st.silence_s if self._st.in_speech else 0.0
+
     def turn_audio_so_far(self) -> AudioChunk:
         """All audio of the current turn (pre-roll included), up to the last fed chunk."""
         st = self._st
