@@ -107,9 +107,7 @@ class FasterWhisperASR:
             return None
         return int(TOKENS_PER_S * n_samples / SAMPLE_RATE) + 8
 
-    def transcribe(self, audio: AudioChunk, prefix: str | None = None) -> Transcription:
-        """``prefix``: words already settled for the start of this audio (passes while the person spoke); the
-        decoder is forced through them and decodes only the rest. The result's text includes them."""
+    def transcribe(self, audio: AudioChunk) -> Transcription:
         samples = validate_audio(audio)
         try:
             with self._lock:
@@ -117,8 +115,7 @@ class FasterWhisperASR:
                 self._last.encoding, self._last.samples = None, len(samples)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
-                    vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)),
-                    prefix=prefix or None)
+                    vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))
                 raw = list(segments_iter)
         except (RuntimeError, ValueError) as exc:
             raise ASRError(f"Whisper decoding failed: {exc}", retryable=True, backend=self.name) from exc
