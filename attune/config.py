@@ -92,7 +92,7 @@ class AgentConfig:
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
-    openings: bool = setting(True)  # open with a short cached phrase that fits ("Oh no.") while the LLM goes on
+    openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
 
 
 @dataclass(frozen=True)

@@ -92,29 +92,29 @@ async def test_an_opening_is_played_at_commit_and_the_model_goes_on_from_it() ->
     tts = ToneTTS(16000)
     voice = OpeningVoice(tts, None, 16000)
     h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
-                overrides={"pipeline": PIPELINE})
+                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
     await voice.prewarm([(h.planner(None, "complement").expressed_emotion, 0.4)])
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
         await d.silence_until(_done)
         await d.until_idle()
-    assert h.llm.continued_from == ["Oh no."]
+    assert h.llm.continued_from == ["Oh no,"]
     deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)]
-    assert deltas[0] == "Oh no." and deltas[1] == "Hello, nice to hear you."
+    assert deltas[0] == "Oh no," and deltas[1] == "Hello, nice to hear you."
     trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
-    assert trace["opening"] == "Oh no."
-    assert trace["reply_text"].startswith("Oh no. Hello")
+    assert trace["opening"] == "Oh no,"
+    assert trace["reply_text"].startswith("Oh no, Hello")
     first_model = trace["first_model_audio_stream_s"]
     assert first_model > trace["speech_end_s"] + trace["voice_to_voice_ms"] / 1000.0  # after the opening
-    assert s.memory.messages()[1].content.startswith("Oh no. Hello")
+    assert s.memory.messages()[1].content.startswith("Oh no, Hello")
 
 
 async def test_a_missing_opening_is_rendered_for_next_time_and_not_played() -> None:
     tts = ToneTTS(16000)
     voice = OpeningVoice(tts, None, 16000)
     h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
-                overrides={"pipeline": PIPELINE})
+                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
