@@ -169,7 +169,9 @@ async def send_audio_rate(ws: object, samples: np.ndarray, rate: int) -> None:
 async def test_push_to_talk_commit_and_clear() -> None:
     """commit ends the turn at once (no end-of-turn silence needed); clear forgets the speech heard so far."""
     stack = FakeStack()
-    async with running_server(stack, pipeline={"end_of_turn_silence_ms": 5000}) as srv, connect(srv.url) as ws:
+    # Partial passes off: they call the ASR while the user speaks, and this test counts the turn's ASR calls.
+    async with running_server(stack, pipeline={"end_of_turn_silence_ms": 5000, "partial_asr": False}) as srv, \
+            connect(srv.url) as ws:
         log = Log()
         reader = asyncio.create_task(collect(ws, log))
         await send_audio(ws, speech(0.6))
