@@ -122,6 +122,13 @@ def test_list_devices_command_prints_the_devices(monkeypatch, capsys) -> None:
     assert "Fake Duplex USB" in capsys.readouterr().out
 
 
+def test_bench_echo_without_clips_is_a_clear_error(tmp_path, capsys) -> None:
+    import run_agent
+
+    assert run_agent.main(["bench-echo", "--data", str(tmp_path), "--no-asr"]) == 1
+    assert "no LibriVox clips" in capsys.readouterr().err
+
+
 # ---- a live session over a fake duplex device ----
 class RecordedTTS:
     """Speaks every sentence with a real recording (16 kHz, 100 ms chunks): speech Silero VAD hears as speech."""

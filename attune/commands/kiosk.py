@@ -1,0 +1,73 @@
+"""The ``kiosk`` subcommand: a headless, unattended agent on the local microphone and loudspeaker, logging JSON
+lines to stderr (journald keeps them), until SIGTERM or SIGINT. See docs/KIOSK.md for the systemd unit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from attune.config import Config
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("kiosk", help="headless unattended agent on the microphone and loudspeaker (JSON logs)")
+    p.add_argument("--input-device", default=None, help="microphone: index or part of its name")
+    p.add_argument("--output-device", default=None, help="speaker: index or part of its name")
+    p.add_argument("--echo", choices=("webrtc", "off"), default=None, help="echo cancellation (off = headphones)")
+    p.set_defaults(handler=cmd_kiosk)
+
+
+def json_logging(level: str) -> None:
+    """Route every log record to stderr as one JSON object per line."""
+    from attune.transports.kiosk import JsonLineFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+async def run_kiosk(kiosk: Any) -> int:
+    """Run ``kiosk`` until SIGTERM or SIGINT, then let it finish cleanly (reply cut, streams closed); 0."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await kiosk.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
+    """The kiosk on the embedded engines and PortAudio (which must be importable: checked here, at start)."""
+    from attune.pipeline.stack import build_backends, warm_up
+    from attune.transports.kiosk import Kiosk
+    from attune.transports.microphone import import_sounddevice, open_local_audio, rescan
+
+    sd = import_sounddevice()  # no PortAudio at all is not worth retrying: fail now, with the install hint
+
+    async def load_engines() -> Any:
+        backends = await asyncio.to_thread(build_backends, config, emotion=False)
+        await warm_up(backends, config)
+        return backends
+
+    def open_audio() -> Any:
+        return open_local_audio(config, sd=sd, input_device=args.input_device, output_device=args.output_device,
+                                echo=args.echo)
+
+    return Kiosk(config, load_engines=load_engines, open_audio=open_audio, rescan=lambda: rescan(sd))
+
+
+def cmd_kiosk(args: argparse.Namespace, config: Config) -> int:
+    json_logging(getattr(args, "log_level", None) or config.logging.level)
+    return asyncio.run(run_kiosk(build_kiosk(config, args)))
