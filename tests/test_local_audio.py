@@ -13,13 +13,13 @@ import pytest
 from fake_audio import FakeDuplexDevice, kiosk_room
 from fakes import FakeEmotion, FixedASR, ScriptedLLM, calm_planner
 
+from attune.backends.vad import SileroVAD
 from attune.config import load_config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare
 from attune.core.errors import AudioDeviceError
 from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
-from attune.pipeline.turn import create_vad
 from attune.transports.echo import PassThrough, PlaybackReference, ReferenceTrack, create_echo_canceller
 from attune.transports.echo_path import EchoPath, measure, power_db, room_rir, speech_similarity, synthetic_rir
 from attune.transports.microphone import LocalAudio, OutputBuffer, list_devices, resolve_device, run_microphone
@@ -147,7 +147,7 @@ class RecordedTTS:
 def _session(agent_voice: np.ndarray, emotion: FakeEmotion) -> Session:
     config = load_config(environ={}, overrides={"pipeline": {"output_sample_rate": SAMPLE_RATE}})
     backends = SessionBackends(asr=FixedASR("tell me a story"), llm=ScriptedLLM(["Once upon a time there was."]),
-                               tts=RecordedTTS(agent_voice), vad=create_vad("silero"), emotion=emotion,
+                               tts=RecordedTTS(agent_voice), vad=SileroVAD(), emotion=emotion,
                                aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
     return Session(config, backends)
 

@@ -56,9 +56,9 @@ def _looped(voice: np.ndarray, seconds: float) -> np.ndarray:
 
 def _voiced_fraction(samples: np.ndarray) -> float:
     """Share of 32 ms chunks Silero VAD calls speech (threshold 0.5)."""
-    from attune.pipeline.turn import VAD_CHUNK, create_vad
+    from attune.backends.vad import VAD_CHUNK, SileroVAD
 
-    vad = create_vad("silero")
+    vad = SileroVAD()
     chunks = [samples[i:i + VAD_CHUNK] for i in range(0, len(samples) - VAD_CHUNK + 1, VAD_CHUNK)]
     return float(np.mean([vad.probability(c) >= 0.5 for c in chunks])) if chunks else 0.0
 
