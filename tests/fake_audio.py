@@ -123,8 +123,12 @@ class FakeDuplexDevice:
         self._thread.join(timeout=5)
 
     def _wait_for_consumer(self) -> None:
-        deadline = time.monotonic() + 0.5
-        while self.pace is not None and self.pace() < self.time_s - self.ahead_s and time.monotonic() < deadline:
+        """Lockstep with the consumer; a consumer that has stopped reading is given up on after 5 s (a loaded
+        test machine can stall the loop for a good fraction of a second, and running ahead then would drop
+        frames and shift the echo against its reference)."""
+        deadline = time.monotonic() + 5.0
+        while (self.pace is not None and self.pace() < self.time_s - self.ahead_s and time.monotonic() < deadline
+               and not self._stop.is_set()):
             time.sleep(0.0005)
 
     def _run(self) -> None:
