@@ -102,6 +102,8 @@ def bench(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_p50": aec.cpu_ms_p50, "cpu_ms_p95": aec.cpu_ms_p95,
             "echo_voiced_raw": round(_voiced_fraction(raw.output[SAMPLE_RATE:at]), 3),
             "echo_voiced_aec": round(_voiced_fraction(aec.output[SAMPLE_RATE:at]), 3),
+            "user_voiced_clean": round(_voiced_fraction(user), 3),
+            "user_voiced_aec": round(_voiced_fraction(aec.output[span]), 3),
             "user_similarity_raw": round(speech_similarity(raw.output[span], user)[0], 3),
             "user_similarity_aec": round(speech_similarity(aec.output[span], user)[0], 3)}
         if asr is not None:
@@ -135,6 +137,8 @@ def cmd_bench_echo(args: argparse.Namespace, config: Config) -> int:
           f"p50 {m['cpu_ms_p50']} ms, p95 {m['cpu_ms_p95']} ms")
     print(f"  Silero VAD hears speech in the echo alone: raw {m['echo_voiced_raw']:.1%} of chunks, "
           f"after the canceller {m['echo_voiced_aec']:.1%}")
+    print(f"  Silero VAD hears the person talking over the agent in {m['user_voiced_aec']:.1%} of chunks after the "
+          f"canceller ({m['user_voiced_clean']:.1%} of the clean clip's)")
     print(f"  the person's speech (similarity to the clean clip): raw {m['user_similarity_raw']}, "
           f"after the canceller {m['user_similarity_aec']}")
     if "wer_aec" in m:
