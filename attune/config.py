@@ -171,6 +171,8 @@ class KioskConfig:
     backoff_initial_s: float = setting(1.0, lo=0.01, hi=60.0)  # first wait before reopening a device or engine
     backoff_max_s: float = setting(30.0, lo=0.01, hi=3600.0)  # longest wait between retries (doubling up to it)
     failed_turns_before_rebuild: int = setting(3, lo=1, hi=100)  # consecutive failed replies that reload engines
+    health_host: str = setting("127.0.0.1")  # address of the kiosk's GET /health
+    health_port: int = setting(8766, lo=0, hi=65535)  # port of GET /health; 0 = no health endpoint
 
 
 @dataclass(frozen=True)

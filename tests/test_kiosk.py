@@ -211,16 +211,35 @@ KIOSK_SCRIPT = textwrap.dedent("""
 
     json_logging("INFO")
     rig = Rig(idle_reset_s=600.0)
-    code = asyncio.run(run_kiosk(rig.kiosk))
+    code = asyncio.run(run_kiosk(rig.kiosk, health_port=int(sys.argv[1])))
     rig.device.shutdown()
     sys.exit(code)
 """)
 
 
-def test_kiosk_exits_cleanly_on_sigterm() -> None:
+def _get_health(port: int) -> tuple[int, dict[str, Any]]:
+    import time
+    import urllib.error
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            time.sleep(0.1)  # not listening yet
+    raise AssertionError("GET /health never answered")
+
+
+def test_kiosk_answers_health_and_exits_cleanly_on_sigterm() -> None:
+    from tests.engines_util import free_port
+
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", KIOSK_SCRIPT], cwd=ROOT, env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", KIOSK_SCRIPT, str(port)], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert proc.stderr is not None
     lines: list[dict[str, Any]] = []
     try:
@@ -228,6 +247,9 @@ def test_kiosk_exits_cleanly_on_sigterm() -> None:
             lines.append(json.loads(raw))
             if lines[-1]["event"] == "conversation.start":
                 break
+        status, health = _get_health(port)
+        assert status == 200 and health["status"] == "ok" and health["listening"] is True
+        assert health["device"]["state"] == "open" and health["engines"]["state"] == "ready"
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=60)
     finally:
@@ -254,3 +276,16 @@ def test_kiosk_command_without_portaudio_is_a_clear_error(monkeypatch, capsys) -
     assert run_agent.main(["kiosk"]) == 1
     assert "PortAudio" in capsys.readouterr().err
 
+
+
+def test_health_endpoint_answers_503_when_the_kiosk_cannot_listen() -> None:
+    from starlette.testclient import TestClient
+
+    from attune.transports.kiosk_health import health_app
+
+    snap = {"status": "degraded", "listening": False}
+    with TestClient(health_app(lambda: snap)) as client:
+        resp = client.get("/health")
+        assert resp.status_code == 503 and resp.json() == snap
+        snap["status"] = "ok"
+        assert client.get("/health").status_code == 200

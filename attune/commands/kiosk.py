@@ -34,15 +34,24 @@ def json_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-async def run_kiosk(kiosk: Any) -> int:
-    """Run ``kiosk`` until SIGTERM or SIGINT, then let it finish cleanly (reply cut, streams closed); 0."""
+async def run_kiosk(kiosk: Any, *, health_host: str = "127.0.0.1", health_port: int = 0) -> int:
+    """Run ``kiosk`` (and ``GET /health`` on ``health_host:health_port`` unless the port is 0) until SIGTERM or
+    SIGINT, then let it finish cleanly (reply cut, streams closed, health server stopped); 0."""
+    from attune.transports.kiosk_health import serve_health
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    health = (asyncio.create_task(serve_health(kiosk.health_snapshot, health_host, health_port, done))
+              if health_port else None)
     try:
         await kiosk.run(stop)
     finally:
+        done.set()
+        if health is not None:
+            await health
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
@@ -70,4 +79,5 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
 
 def cmd_kiosk(args: argparse.Namespace, config: Config) -> int:
     json_logging(getattr(args, "log_level", None) or config.logging.level)
-    return asyncio.run(run_kiosk(build_kiosk(config, args)))
+    k = config.kiosk
+    return asyncio.run(run_kiosk(build_kiosk(config, args), health_host=k.health_host, health_port=k.health_port))
