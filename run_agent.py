@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "attune.commands.expression",
     "attune.commands.replies",
     "attune.commands.server",
+    "attune.commands.kiosk",
+    "attune.commands.echo",
 )
 
 

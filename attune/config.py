@@ -155,6 +155,27 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class LocalAudioConfig:
+    input_device: str = setting("")  # microphone: device index or part of its name; empty = the system default
+    output_device: str = setting("")  # speaker: device index or part of its name; empty = the system default
+    echo_cancellation: str = setting("webrtc", choices=("webrtc", "off"))  # remove the agent's voice from the mic
+    echo_delay_ms: int = setting(0, lo=0, hi=500)  # speaker-to-mic delay hint for the canceller; 0 = estimate it
+    echo_tail_ms: int = setting(300, lo=0, hi=3000)  # after the agent's audio ends, kept out of the emotion window
+    device_timeout_s: float = setting(2.0, lo=0.2, hi=60.0)  # no microphone frame for this long = device lost
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    greeting: str = setting("Hello, I'm here if you'd like to talk.")  # spoken at start and after a reset; "" = none
+    idle_reset_s: float = setting(60.0, lo=1.0, hi=86400.0)  # quiet time after a conversation before it is reset
+    backoff_initial_s: float = setting(1.0, lo=0.01, hi=60.0)  # first wait before reopening a device or engine
+    backoff_max_s: float = setting(30.0, lo=0.01, hi=3600.0)  # longest wait between retries (doubling up to it)
+    failed_turns_before_rebuild: int = setting(3, lo=1, hi=100)  # consecutive failed replies that reload engines
+    health_host: str = setting("127.0.0.1")  # address of the kiosk's GET /health
+    health_port: int = setting(8766, lo=0, hi=65535)  # port of GET /health; 0 = no health endpoint
+
+
+@dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
@@ -166,6 +187,8 @@ class Config:
     tts: TTSConfig = field(default_factory=TTSConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    local_audio: LocalAudioConfig = field(default_factory=LocalAudioConfig)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""

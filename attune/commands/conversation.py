@@ -26,9 +26,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fast", action="store_true", help="stream faster than real time (latencies meaningless)")
     p.add_argument("--quiet", action="store_true", help="print only the per-turn summary")
     p.set_defaults(handler=cmd_file)
-    p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (use headphones)")
-    p.add_argument("--input-device", default=None, help="sounddevice input device (index or name)")
-    p.add_argument("--output-device", default=None, help="sounddevice output device (index or name)")
+    p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (echo-cancelled)")
+    p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
+    p.add_argument("--input-device", default=None,
+                   help="microphone: index or part of its name (default: local_audio.input_device)")
+    p.add_argument("--output-device", default=None,
+                   help="speaker: index or part of its name (default: local_audio.output_device)")
+    p.add_argument("--echo", choices=("webrtc", "off"), default=None,
+                   help="echo cancellation (default: local_audio.echo_cancellation; off = headphones)")
     p.add_argument("--demo", action="store_true",
                    help="where no microphone can be opened, hold a demo conversation from synthesised speech")
     p.add_argument("--demo-out", default="out", help="folder for the demo's input and reply WAVs")
@@ -103,22 +108,39 @@ def cmd_file(args: argparse.Namespace, config: Config) -> int:
 async def _mic(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
-    from attune.transports.microphone import check_devices, run_microphone
+    from attune.transports.microphone import check_devices, open_local_audio, resolve_device, run_microphone
 
-    dev_in = int(args.input_device) if args.input_device and args.input_device.isdigit() else args.input_device
-    dev_out = int(args.output_device) if args.output_device and args.output_device.isdigit() else args.output_device
-    try:
-        check_devices(dev_in, dev_out)  # fail before loading models when there is no PortAudio or no device
+    la = config.local_audio
+    dev_in = la.input_device if args.input_device is None else args.input_device
+    dev_out = la.output_device if args.output_device is None else args.output_device
+    try:  # fail before loading models when there is no PortAudio or no device
+        check_devices(resolve_device(dev_in, "input"), resolve_device(dev_out, "output"))
     except BackendUnavailable as exc:
         if not args.demo:
             raise
         print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
         return await _demo(config, Path(args.demo_out))
+    audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=getattr(args, "echo", None))
     backends = build_backends(config)
     await warm_up(backends, config)
-    print("listening; speak (Ctrl+C to stop). Use headphones: the agent must not hear itself.")
+    hint = "use headphones: echo cancellation is off" if audio.canceller.name == "off" else (
+        f"echo cancellation: {audio.canceller.name}, loudspeakers are fine")
+    print(f"listening; speak (Ctrl+C to stop); {hint}.")
     async with Session(config, backends) as session:
-        await run_microphone(session, on_event=_printer(False), input_device=dev_in, output_device=dev_out)
+        with audio:
+            await run_microphone(session, audio, on_event=_printer(False))
+    return 0
+
+
+def list_audio_devices() -> int:
+    """Print PortAudio's devices (``<`` default input, ``>`` default output)."""
+    from attune.transports.microphone import list_devices
+
+    devices = list_devices()
+    for d in devices:
+        print(d.describe())
+    if not devices:
+        print("no audio devices")
     return 0
 
 
@@ -178,6 +200,8 @@ async def _demo(config: Config, out_dir: Path) -> int:
 
 
 def cmd_mic(args: argparse.Namespace, config: Config) -> int:
+    if args.list_devices:
+        return list_audio_devices()
     return asyncio.run(_mic(args, config))
 
 

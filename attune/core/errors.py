@@ -7,6 +7,7 @@
     ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
         ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
+        ├── AudioDeviceError        a microphone or speaker was lost or cannot be opened (it may come back)
         ├── EmotionError
         ├── ASRError
         ├── LLMError
@@ -59,6 +60,13 @@ class BackendUnavailable(BackendError):
         full = f"{message} (install with: {install_hint})" if install_hint else message
         super().__init__(full, retryable=False, backend=backend)
         self.install_hint = install_hint
+
+
+class AudioDeviceError(BackendError):
+    """A microphone or speaker cannot be opened or stopped delivering audio; retryable (it may be plugged in)."""
+
+    def __init__(self, message: str, *, backend: str = "sounddevice") -> None:
+        super().__init__(message, retryable=True, backend=backend)
 
 
 class EmotionError(BackendError):
