@@ -15,6 +15,7 @@ from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.events import SessionEvent
+from attune.core.paths import writable_folder, writable_output
 from attune.core.trace import MARKS
 from attune.pipeline.latency import percentile, voice_to_voice
 
@@ -83,12 +84,13 @@ async def _file(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    output = writable_output(args.output)  # before any work: a bad path is one line now, not a lost run later
     samples = _load_16k(args.input)
     backends = build_backends(config)
     await warm_up(backends, config)
     async with Session(config, backends) as session:
         run = await stream_file(session, samples, speed=0.0 if args.fast else 1.0, on_event=_printer(args.quiet))
-    write_wav(args.output, run.output, run.output_rate)
+    write_wav(output, run.output, run.output_rate)
     print(f"\n{len(session.turns)} turn(s); reply audio written to {args.output}")
     for trace in session.turns:
         print(_summary(trace.to_dict()))
@@ -112,8 +114,9 @@ async def _mic(args: argparse.Namespace, config: Config) -> int:
     except BackendUnavailable as exc:
         if not args.demo:
             raise
+        out_dir = writable_folder(args.demo_out)
         print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
-        return await _demo(config, Path(args.demo_out))
+        return await _demo(config, out_dir)
     backends = build_backends(config)
     await warm_up(backends, config)
     print("listening; speak (Ctrl+C to stop). Use headphones: the agent must not hear itself.")
@@ -130,14 +133,15 @@ DEMO_TURNS = (
 )
 
 
-def demo_utterances(config: Config) -> list[Any]:
-    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono."""
+def demo_utterances(config: Config, router: Any = None) -> list[Any]:
+    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono. Pass the session's
+    ``router`` to speak through the voices already loaded (no second copy of each model). Blocking."""
     from attune.agent.speech_source import render_speech
     from attune.core.prosody import profile_for
 
     out = []
     for text, emotion in DEMO_TURNS:
-        speech = render_speech(text, profile_for(emotion), config=config, level_dbfs=-22.0)
+        speech = render_speech(text, profile_for(emotion), config=config, router=router, level_dbfs=-22.0)
         out.append(prepare(speech.audio, speech.sample_rate, SAMPLE_RATE)[0])
     return out
 
@@ -157,8 +161,8 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
-    utterances = await asyncio.to_thread(demo_utterances, config)
     backends = build_backends(config)
+    utterances = await asyncio.to_thread(demo_utterances, config, backends.tts)  # the session's voices, loaded once
     await warm_up(backends, config)
     user = np.zeros(0, np.float32)
     reply = np.zeros(0, np.float32)

@@ -46,7 +46,8 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
                       on_event: Callable[[SessionEvent], None] | None = None,
                       tail_max_s: float = TAIL_MAX_S) -> FileRun:
     """Stream 16 kHz mono ``samples`` at ``speed`` x real time (0 = as fast as possible), then silence until the
-    session is idle. The session must already be entered (``async with``)."""
+    session is idle. The session must already be entered (``async with``). The output covers at least the
+    input's duration (silence where the agent said nothing)."""
     run = FileRun(session.settings.output_sample_rate)
     consumer = asyncio.create_task(_consume(session, run, on_event))
     try:
@@ -59,6 +60,10 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
         _take(run, session.events.get_nowait(), on_event)
     run.streamed_s = session.now
     run.output = run.output[: int(session.now * run.output_rate) + run.output_rate // 2]
+    # Never shorter than the input: with no reply at all the output is silence as long as the recording.
+    covered = -(-len(samples) * run.output_rate // SAMPLE_RATE)
+    if len(run.output) < covered:
+        run.output = np.concatenate([run.output, np.zeros(covered - len(run.output), dtype=np.float32)])
     return run
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ from attune.backends.tts.router import VoiceModelRouter
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.models import model_path
+
+log = logging.getLogger(__name__)
 
 TTS_BACKENDS: dict[str, BackendSpec] = {
     "csm": BackendSpec("attune.backends.tts.csm_client:CSMClientTTS", install_hint="pip install httpx==0.28.1",
@@ -52,6 +55,7 @@ def create_tts(config: Config, *, tier: str | None = None, only: tuple[str, ...]
             providers[name] = builders[name](TTS_BACKENDS[name].load())
         except BackendError as exc:
             unavailable[name] = str(exc)
+            log.warning("TTS provider %s is unavailable; requests go to the next in the chain: %s", name, exc)
     router = VoiceModelRouter(providers, tier=tier, failure_threshold=config.tts.failure_threshold,
                               cooldown_s=config.tts.cooldown_s, unavailable=unavailable,
                               default_provider=config.tts.provider)
