@@ -328,8 +328,8 @@ def test_missing_portaudio_still_gives_the_install_command(monkeypatch: Any) -> 
         microphone.check_devices()
 
 
-def test_demo_speaks_through_the_sessions_router(monkeypatch: Any) -> None:
-    """The demo's user side uses the voices the session loaded, not a second copy of each model."""
+def test_demo_utterances_speak_through_a_given_router(monkeypatch: Any) -> None:
+    """The demo's user side can use voices already loaded instead of a second copy of each model."""
     from attune.agent import speech_source
     from attune.commands import conversation
 

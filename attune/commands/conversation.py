@@ -15,6 +15,7 @@ from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.events import SessionEvent
+from attune.core.memory import release_free_memory
 from attune.core.paths import writable_folder, writable_output
 from attune.core.trace import MARKS
 from attune.pipeline.latency import percentile, voice_to_voice
@@ -88,6 +89,7 @@ async def _file(args: argparse.Namespace, config: Config) -> int:
     samples = _load_16k(args.input)
     backends = build_backends(config)
     await warm_up(backends, config)
+    release_free_memory()  # the warm-up's freed buffers, before the conversation
     async with Session(config, backends) as session:
         run = await stream_file(session, samples, speed=0.0 if args.fast else 1.0, on_event=_printer(args.quiet))
     write_wav(output, run.output, run.output_rate)
@@ -134,8 +136,8 @@ DEMO_TURNS = (
 
 
 def demo_utterances(config: Config, router: Any = None) -> list[Any]:
-    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono. Pass the session's
-    ``router`` to speak through the voices already loaded (no second copy of each model). Blocking."""
+    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono. ``router``: speak
+    through voices already loaded (default: a router of its own, released on return). Blocking."""
     from attune.agent.speech_source import render_speech
     from attune.core.prosody import profile_for
 
@@ -161,9 +163,13 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    # The user's side first, through its own router, which is gone (and its memory handed back) before the
+    # session's engines load: rendering on top of the loaded stack would add its buffers to the peak.
+    utterances = await asyncio.to_thread(demo_utterances, config)
+    release_free_memory()
     backends = build_backends(config)
-    utterances = await asyncio.to_thread(demo_utterances, config, backends.tts)  # the session's voices, loaded once
     await warm_up(backends, config)
+    release_free_memory()
     user = np.zeros(0, np.float32)
     reply = np.zeros(0, np.float32)
     rate = config.pipeline.output_sample_rate

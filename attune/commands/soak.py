@@ -35,14 +35,16 @@ async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[
     """The demo's two spoken utterances (real Piper speech) alternated as the user's turns, each streamed as
     fast as the session takes it, the agent answering each in full before the next."""
     from attune.commands.conversation import demo_utterances
-    from attune.core.memory import peak_rss_mb, rss_mb
+    from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    utterances = await asyncio.to_thread(demo_utterances, config)  # as the demo: rendered before the stack loads
+    release_free_memory()
     backends = build_backends(config)
-    utterances = await asyncio.to_thread(demo_utterances, config, backends.tts)
     await warm_up(backends, config)
+    release_free_memory()
     samples: list[dict[str, float]] = [{"turn": 0, "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                                         "elapsed_s": 0.0}]
     if not quiet:
