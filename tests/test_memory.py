@@ -78,3 +78,19 @@ async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any) -> None:
     assert [s["turn"] for s in result["samples"]] == [0, 2, 4]
     assert result["turns_completed"] == 4
     assert all(s["rss_mb"] > 0 for s in result["samples"])
+
+
+async def test_a_second_recording_in_one_session_keeps_only_its_own_timeline() -> None:
+    """Audio buffers per turn: each stream_file run holds its own recording's span, not the session's so far."""
+    from attune.pipeline.latency import voice_to_voice
+    from attune.transports.file import stream_file
+
+    t = np.arange(16000) / 16000
+    speech = np.concatenate([(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), np.zeros(8000, np.float32)])
+    async with Harness(llm=ScriptedLLM(["I am here with you."])).session() as s:
+        first = await stream_file(s, speech, speed=0.0)
+        second = await stream_file(s, speech, speed=0.0)
+    assert first.origin_s == 0.0 and second.origin_s == pytest.approx(first.streamed_s, abs=0.05)
+    assert len(second.output) <= int((second.streamed_s + 0.5) * second.output_rate) + 1
+    measured = voice_to_voice(speech, 16000, second.output, second.output_rate)
+    assert measured is not None and measured[0] == pytest.approx(1.0, abs=0.05)  # its reply, on its own timeline

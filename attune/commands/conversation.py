@@ -177,8 +177,9 @@ async def _demo(config: Config, out_dir: Path) -> int:
         for speech in utterances:
             user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
             run = await stream_file(session, speech, speed=1.0, on_event=_printer(False))
-            reply = np.pad(reply, (0, max(0, len(run.output) - len(reply))))
-            reply[: len(run.output)] += run.output
+            start = int(round(run.origin_s * rate))
+            reply = np.pad(reply, (0, max(0, start + len(run.output) - len(reply))))
+            reply[start:start + len(run.output)] += run.output
     await asyncio.to_thread(_write_demo, out_dir, user, reply, rate)
     print(f"\n{len(session.turns)} turn(s); the user's side is in {out_dir / 'demo_input.wav'}, "
           f"the agent's replies in {out_dir / 'demo_reply.wav'}")
