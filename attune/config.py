@@ -285,10 +285,24 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# ATTUNE_<NAME> variables that are not overrides although NAME is a section: setup's list of models to install.
+NOT_OVERRIDES = frozenset({"ATTUNE_MODELS"})
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested overrides given by ``ATTUNE_<SECTION>__<KEY>`` variables. ``ATTUNE_<SECTION>`` alone (say
+    ``ATTUNE_LLM=5``) is a ConfigError naming the form to use, not silently ignored; other ``ATTUNE_*`` names
+    without ``__`` are left alone (they belong to scripts and tests)."""
+    sections = {f.name for f in dataclasses.fields(Config)}
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
+        if not name.startswith(ENV_PREFIX):
+            continue
+        if "__" not in name:
+            section = name[len(ENV_PREFIX):].lower()
+            if section in sections and name not in NOT_OVERRIDES:
+                raise ConfigError(f"environment variable {name}={raw!r} cannot replace the whole '{section}' "
+                                  f"section; set one key with {name}__<KEY>, e.g. {name}__{_first_key(section)}")
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if any(not p for p in path):
@@ -304,6 +318,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"environment variable {name} conflicts with another override")
         node[path[-1]] = value
     return out
+
+
+def _first_key(section: str) -> str:
+    cls = typing.get_type_hints(Config)[section]
+    return dataclasses.fields(cls)[0].name.upper()
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.events import SessionEvent
+from attune.core.memory import release_free_memory
+from attune.core.paths import writable_folder, writable_output
 from attune.core.trace import MARKS
 from attune.pipeline.latency import percentile, voice_to_voice
 
@@ -88,12 +90,14 @@ async def _file(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    output = writable_output(args.output)  # before any work: a bad path is one line now, not a lost run later
     samples = _load_16k(args.input)
     backends = build_backends(config)
     await warm_up(backends, config)
+    release_free_memory()  # the warm-up's freed buffers, before the conversation
     async with Session(config, backends) as session:
         run = await stream_file(session, samples, speed=0.0 if args.fast else 1.0, on_event=_printer(args.quiet))
-    write_wav(args.output, run.output, run.output_rate)
+    write_wav(output, run.output, run.output_rate)
     print(f"\n{len(session.turns)} turn(s); reply audio written to {args.output}")
     for trace in session.turns:
         print(_summary(trace.to_dict()))
@@ -118,8 +122,9 @@ async def _mic(args: argparse.Namespace, config: Config) -> int:
     except BackendUnavailable as exc:
         if not args.demo:
             raise
+        out_dir = writable_folder(args.demo_out)
         print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
-        return await _demo(config, Path(args.demo_out))
+        return await _demo(config, out_dir)
     audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=getattr(args, "echo", None))
     backends = build_backends(config)
     await warm_up(backends, config)
@@ -152,14 +157,15 @@ DEMO_TURNS = (
 )
 
 
-def demo_utterances(config: Config) -> list[Any]:
-    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono."""
+def demo_utterances(config: Config, router: Any = None) -> list[Any]:
+    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono. ``router``: speak
+    through voices already loaded (default: a router of its own, released on return). Blocking."""
     from attune.agent.speech_source import render_speech
     from attune.core.prosody import profile_for
 
     out = []
     for text, emotion in DEMO_TURNS:
-        speech = render_speech(text, profile_for(emotion), config=config, level_dbfs=-22.0)
+        speech = render_speech(text, profile_for(emotion), config=config, router=router, level_dbfs=-22.0)
         out.append(prepare(speech.audio, speech.sample_rate, SAMPLE_RATE)[0])
     return out
 
@@ -179,9 +185,13 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    # The user's side first, through its own router, which is gone (and its memory handed back) before the
+    # session's engines load: rendering on top of the loaded stack would add its buffers to the peak.
     utterances = await asyncio.to_thread(demo_utterances, config)
+    release_free_memory()
     backends = build_backends(config)
     await warm_up(backends, config)
+    release_free_memory()
     user = np.zeros(0, np.float32)
     reply = np.zeros(0, np.float32)
     rate = config.pipeline.output_sample_rate
@@ -189,8 +199,9 @@ async def _demo(config: Config, out_dir: Path) -> int:
         for speech in utterances:
             user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
             run = await stream_file(session, speech, speed=1.0, on_event=_printer(False))
-            reply = np.pad(reply, (0, max(0, len(run.output) - len(reply))))
-            reply[: len(run.output)] += run.output
+            start = int(round(run.origin_s * rate))
+            reply = np.pad(reply, (0, max(0, start + len(run.output) - len(reply))))
+            reply[start:start + len(run.output)] += run.output
     await asyncio.to_thread(_write_demo, out_dir, user, reply, rate)
     print(f"\n{len(session.turns)} turn(s); the user's side is in {out_dir / 'demo_input.wav'}, "
           f"the agent's replies in {out_dir / 'demo_reply.wav'}")

@@ -3,6 +3,7 @@
     AttuneError
     ├── ConfigError                 bad config.yaml key, type, range or environment override
     ├── AudioInputError             audio that cannot be used: empty, NaN/Inf, malformed WAV, bad rate
+    ├── OutputPathError             an output file that cannot be written (missing folder, a directory)
     ├── ProtocolError               a client message that breaks the WebSocket protocol
     ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
@@ -30,6 +31,10 @@ class ConfigError(AttuneError):
 
 class AudioInputError(AttuneError, ValueError):
     """Audio that cannot be analysed or transcribed: the message says what is wrong with it."""
+
+
+class OutputPathError(AttuneError):
+    """An output path that cannot be written; raised before the work that would fill it starts."""
 
 
 class ProtocolError(AttuneError):

@@ -109,17 +109,30 @@ def rescan(sd: Any) -> None:
             terminate()
         finally:
             initialize()
+NO_DEVICE_ADVICE = ("connect a microphone and a speaker (a headless machine or a container has none), or talk "
+                    "to the agent through a recording: run_agent.py file --input IN.wav --output OUT.wav")
 
 
 def check_devices(input_device: int | str | None = None, output_device: int | str | None = None) -> None:
-    """Raise ``BackendUnavailable`` unless PortAudio sees an input and an output device."""
+    """Raise ``BackendUnavailable`` unless PortAudio sees an input and an output device.
+
+    Without sounddevice or the PortAudio library the message gives the install command; with PortAudio
+    installed but no (matching) device it says so and what to do instead, since installing it again won't help."""
     sd = import_sounddevice()
     try:
-        sd.query_devices(input_device, kind="input")
-        sd.query_devices(output_device, kind="output")
-    except Exception as exc:  # noqa: BLE001 - PortAudioError or ValueError, depending on the failure
-        raise BackendUnavailable(f"no usable audio device: {exc}", install_hint=PORTAUDIO_HINT,
-                                 backend="sounddevice") from exc
+        found = len(sd.query_devices())
+    except Exception:  # noqa: BLE001 - PortAudioError when the host API itself cannot list devices
+        found = 0
+    if found == 0:
+        raise BackendUnavailable(f"PortAudio is installed but finds no audio device at all; {NO_DEVICE_ADVICE}",
+                                 backend="sounddevice")
+    for device, kind in ((input_device, "input"), (output_device, "output")):
+        try:
+            sd.query_devices(device, kind=kind)
+        except Exception as exc:  # noqa: BLE001 - PortAudioError or ValueError, depending on the failure
+            which = f"{kind} device {device!r}" if device is not None else f"default {kind} device"
+            raise BackendUnavailable(f"PortAudio finds {found} audio device(s) but no usable {which} ({exc}); "
+                                     f"{NO_DEVICE_ADVICE}", backend="sounddevice") from exc
 
 
 class OutputBuffer:
