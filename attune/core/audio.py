@@ -38,10 +38,11 @@ class AudioQuality:
     is_clipped: bool
     too_short: bool
     non_finite_fraction: float = 0.0
+    no_speech: bool = False  # sound, but no voiced speech in it (noise, hum, clicks): set by the emotion analysis
 
     @property
     def usable(self) -> bool:
-        return not (self.is_silent or self.too_short)
+        return not (self.is_silent or self.too_short or self.no_speech)
 
     @property
     def issues(self) -> list[str]:
@@ -52,6 +53,8 @@ class AudioQuality:
             out.append("clipped")
         if self.too_short:
             out.append("too short")
+        if self.no_speech and not self.is_silent:
+            out.append("no speech found")
         if self.non_finite_fraction > 0:
             out.append("non-finite samples replaced")
         if not self.is_silent and self.rms_dbfs < -45.0:
@@ -68,6 +71,7 @@ class AudioQuality:
             "is_clipped": self.is_clipped,
             "too_short": self.too_short,
             "non_finite_fraction": round(self.non_finite_fraction, 5),
+            "no_speech": self.no_speech,
             "issues": self.issues,
         }
 
@@ -173,19 +177,30 @@ def prepare(samples: np.ndarray, sample_rate: object, target_rate: int = SAMPLE_
     return resample(mono, rate, target_rate), bad
 
 
-def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read an audio file into (mono float32, sample rate). Raises AudioInputError for a missing or bad file."""
+def read_audio_file(path: str | Path) -> tuple[np.ndarray, int]:
+    """The samples of an audio file as stored (float32, (n,) or (n, channels), NaN/Inf left in) and its rate.
+
+    Raises AudioInputError for a missing path, a directory or a file libsndfile cannot read."""
     import soundfile as sf
 
     p = Path(path)
+    if p.is_dir():
+        raise AudioInputError(f"{p} is a directory, not an audio file")
     if not p.is_file():
         raise AudioInputError(f"audio file not found: {p}")
     try:
         data, rate = sf.read(str(p), dtype="float32", always_2d=False)
     except (RuntimeError, sf.LibsndfileError) as exc:  # libsndfile's own message is terse; keep it and the path
         raise AudioInputError(f"cannot read audio file {p}: {exc}") from exc
-    mono, _ = to_mono_float(np.asarray(data))
-    return mono, check_sample_rate(rate)
+    return np.asarray(data), check_sample_rate(rate)
+
+
+def load_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read an audio file into (mono float32, sample rate), NaN/Inf replaced by 0 (``read_audio_file`` keeps
+    them, for a caller that reports how many arrived). Raises AudioInputError for a missing or bad file."""
+    data, rate = read_audio_file(path)
+    mono, _ = to_mono_float(data)
+    return mono, rate
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:

@@ -3,10 +3,12 @@
     AttuneError
     ├── ConfigError                 bad config.yaml key, type, range or environment override
     ├── AudioInputError             audio that cannot be used: empty, NaN/Inf, malformed WAV, bad rate
+    ├── OutputPathError             an output file that cannot be written (missing folder, a directory)
     ├── ProtocolError               a client message that breaks the WebSocket protocol
     ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
         ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
+        ├── AudioDeviceError        a microphone or speaker was lost or cannot be opened (it may come back)
         ├── EmotionError
         ├── ASRError
         ├── LLMError
@@ -29,6 +31,10 @@ class ConfigError(AttuneError):
 
 class AudioInputError(AttuneError, ValueError):
     """Audio that cannot be analysed or transcribed: the message says what is wrong with it."""
+
+
+class OutputPathError(AttuneError):
+    """An output path that cannot be written; raised before the work that would fill it starts."""
 
 
 class ProtocolError(AttuneError):
@@ -59,6 +65,13 @@ class BackendUnavailable(BackendError):
         full = f"{message} (install with: {install_hint})" if install_hint else message
         super().__init__(full, retryable=False, backend=backend)
         self.install_hint = install_hint
+
+
+class AudioDeviceError(BackendError):
+    """A microphone or speaker cannot be opened or stopped delivering audio; retryable (it may be plugged in)."""
+
+    def __init__(self, message: str, *, backend: str = "sounddevice") -> None:
+        super().__init__(message, retryable=True, backend=backend)
 
 
 class EmotionError(BackendError):

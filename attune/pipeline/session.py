@@ -144,6 +144,9 @@ class Session:
         self._turn_index = 0
         self._reply: Reply | None = None
         self._playhead = 0.0
+        self.echo_tail_s = 0.0  # set by a transport whose microphone hears its speaker (see note_agent_audio)
+        self._audible_until = 0.0  # stream time until which agent audio played outside a reply is heard
+        self._emotion_from = 0.0  # stream time before which no input reaches the emotion window
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
         self._closed = False
@@ -241,6 +244,16 @@ class Session:
         """Stop the current reply now (a client's ``response.cancel``)."""
         await self._execute(self.policy.interrupt(self.now, "client_cancel"))
 
+    def note_agent_audio(self, until_s: float) -> None:
+        """The transport itself played agent audio (a kiosk's greeting) heard until stream time ``until_s``.
+        Like a reply's audio, it and ``echo_tail_s`` after it are kept out of the emotion window."""
+        self._audible_until = max(self._audible_until, until_s)
+
+    def _echo_free_from(self) -> float:
+        """The stream time from which the input holds no echo of the agent: the end of what it played (the
+        reply's, cut short by an interruption, or the transport's own) plus ``echo_tail_s``."""
+        return max(self._audible_until, min(self._playhead, self.now)) + self.echo_tail_s
+
     def emit(self, event: SessionEvent) -> None:
         """Queue an event for the transport. A full queue is never silent: ``on_overflow`` (set by a transport
         that must not lose events, e.g. the WebSocket server, which then closes the connection) is told."""
@@ -307,7 +320,9 @@ class Session:
     async def _take_frame(self, frame: np.ndarray) -> None:
         self.detector.feed(frame)
         if self._emotion_gate:
-            self._queue_emotion(("audio", frame))
+            skip = int(round((self._emotion_from - self.now) * SAMPLE_RATE))
+            if skip < len(frame):
+                self._queue_emotion(("audio", frame[max(0, skip):]))
         self.now += len(frame) / SAMPLE_RATE
         self._wall_at_now = time.perf_counter()
         async with self._clock:
@@ -462,11 +477,18 @@ class Session:
 
     # ---- the emotion stage ----
     def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
+        """Analyse the user's voice from ``offset_s`` (with the detector's turn audio so far, which starts there),
+        but never what precedes ``_echo_free_from()``: the agent's own voice and its echo are not the user's."""
         if self.backends.emotion is None:
             return
-        self._queue_emotion(("reset", offset_s))
+        start = max(offset_s, self._echo_free_from())
+        self._emotion_from = start
+        self._queue_emotion(("reset", start))
         if with_turn_so_far:
-            self._queue_emotion(("audio", self.detector.turn_audio_so_far().samples))
+            skip = int(round((start - offset_s) * SAMPLE_RATE))
+            audio = self.detector.turn_audio_so_far().samples[skip:]
+            if len(audio):
+                self._queue_emotion(("audio", audio))
         self._emotion_gate = True
 
     def _queue_emotion(self, item: tuple[str, Any]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attune.core import events as ev
-from attune.core.audio import FRAME, FRAME_S
+from attune.core.audio import FRAME, FRAME_S, SAMPLE_RATE
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 
@@ -22,32 +22,39 @@ TAIL_HARD_CAP_S = 600.0  # s of silence streamed after the file at most, even wh
 
 @dataclass
 class FileRun:
-    """The session's events and the reply audio on the input's timeline (``output_rate`` Hz)."""
+    """The session's events and the reply audio on the input's timeline (``output_rate`` Hz): sample 0 of
+    ``output`` is session time ``origin_s``, where this recording started (0 in a fresh session), so a long
+    session streamed one recording at a time keeps one recording's worth of audio per run, not the session's."""
 
     output_rate: int
     events: list[SessionEvent] = field(default_factory=list)
     output: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     streamed_s: float = 0.0
     input_lag_s: list[float] = field(default_factory=list)  # per frame sent: real time elapsed - stream processed
+    origin_s: float = 0.0
 
     def place(self, event: SessionEvent) -> None:
         chunk = event.audio
         if chunk is None:
             return
-        start = int(round(chunk.timestamp_s * self.output_rate))
-        end = start + len(chunk.samples)
+        start = int(round((chunk.timestamp_s - self.origin_s) * self.output_rate))
+        samples = chunk.samples[max(0, -start):]  # audio from before this recording began is not on its timeline
+        start = max(0, start)
+        end = start + len(samples)
         if end > len(self.output):
             self.output = np.concatenate([self.output, np.zeros(end - len(self.output) + self.output_rate,
                                                                  dtype=np.float32)])
-        self.output[start:end] += chunk.samples
+        self.output[start:end] += samples
 
 
 async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1.0,
                       on_event: Callable[[SessionEvent], None] | None = None,
                       tail_max_s: float = TAIL_MAX_S) -> FileRun:
     """Stream 16 kHz mono ``samples`` at ``speed`` x real time (0 = as fast as possible), then silence until the
-    session is idle. The session must already be entered (``async with``)."""
-    run = FileRun(session.settings.reply.output_sample_rate)
+    session is idle. The session must already be entered (``async with``). The output starts where the
+    recording starts (``FileRun.origin_s`` on the session clock) and covers at least its duration (silence where
+    the agent said nothing)."""
+    run = FileRun(session.settings.reply.output_sample_rate, origin_s=session.now)
     consumer = asyncio.create_task(_consume(session, run, on_event))
     try:
         await _feed(session, samples, speed, tail_max_s, run.input_lag_s)
@@ -57,8 +64,12 @@ async def stream_file(session: Session, samples: np.ndarray, *, speed: float = 1
         await asyncio.gather(consumer, return_exceptions=True)
     while not session.events.empty():
         _take(run, session.events.get_nowait(), on_event)
-    run.streamed_s = session.now
-    run.output = run.output[: int(session.now * run.output_rate) + run.output_rate // 2]
+    run.streamed_s = session.now - run.origin_s
+    run.output = run.output[: int(run.streamed_s * run.output_rate) + run.output_rate // 2]
+    # Never shorter than the input: with no reply at all the output is silence as long as the recording.
+    covered = -(-len(samples) * run.output_rate // SAMPLE_RATE)
+    if len(run.output) < covered:
+        run.output = np.concatenate([run.output, np.zeros(covered - len(run.output), dtype=np.float32)])
     return run
 
 

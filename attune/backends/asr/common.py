@@ -3,7 +3,9 @@ the encoder states of a turn as numpy (which the emotion head reuses)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,22 @@ MIN_ASR_SECONDS = 0.05  # s; shorter input carries no word and is rejected as ba
 MAX_ASR_SECONDS = 600.0  # s; one utterance, not a whole recording session
 
 WHISPER_MODELS = {"tiny.en": "whisper-tiny.en", "base": "whisper-base"}  # config name -> attune.models name
+NO_SPEECH_THRESHOLD = 0.6  # Whisper's own no_speech_threshold: a segment it rates this likely silent is dropped
+S = TypeVar("S")
+
+
+def no_speech_prob(segment: Any) -> float:
+    """A Whisper segment's no-speech probability, from an object (faster-whisper) or a dict (mlx-whisper)."""
+    value = segment.get("no_speech_prob", 0.0) if isinstance(segment, dict) else getattr(segment, "no_speech_prob", 0.0)
+    return float(value)
+
+
+def speech_segments(segments: Iterable[S], threshold: float = NO_SPEECH_THRESHOLD) -> list[S]:
+    """The segments Whisper does not itself flag as no-speech (``no_speech_prob`` below ``threshold``).
+
+    Whisper hallucinates words ("you", "thank you") over silence and noise while rating the segment no-speech
+    (0.95 on digital silence); those words must not become a user's turn."""
+    return [s for s in segments if no_speech_prob(s) < threshold]
 
 
 def validate_audio(audio: AudioChunk) -> np.ndarray:

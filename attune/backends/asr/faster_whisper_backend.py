@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.asr.common import storage_to_states, validate_audio, whisper_folder
+from attune.backends.asr.common import speech_segments, storage_to_states, validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
@@ -48,7 +48,8 @@ class FasterWhisperASR:
     """Blocking ``transcribe(chunk) -> Transcription``; one decode at a time per instance (a lock guards it).
 
     Segment times are seconds from the start of the chunk (add ``chunk.timestamp_s`` for stream time);
-    ``no_speech_prob`` is the lowest of the segments' (1.0 when Whisper found no segment at all).
+    segments Whisper flags as no-speech are dropped (``speech_segments``), so silence gives empty text;
+    ``no_speech_prob`` is the lowest of all decoded segments' (1.0 when Whisper found no segment at all).
     """
 
     name = "faster-whisper"
@@ -119,7 +120,7 @@ class FasterWhisperASR:
                 raw = list(segments_iter)
         except (RuntimeError, ValueError) as exc:
             raise ASRError(f"Whisper decoding failed: {exc}", retryable=True, backend=self.name) from exc
-        segments = tuple(Segment(round(s.start, 3), round(s.end, 3), s.text.strip()) for s in raw)
+        segments = tuple(Segment(round(s.start, 3), round(s.end, 3), s.text.strip()) for s in speech_segments(raw))
         text = " ".join(s.text for s in segments if s.text).strip()
         # The utterance's no-speech probability: the lowest over segments (any confident speech counts); 1.0 if none.
         no_speech = min((float(s.no_speech_prob) for s in raw), default=1.0)

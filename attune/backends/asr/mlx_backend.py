@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attune.backends.asr.common import validate_audio, whisper_folder
+from attune.backends.asr.common import no_speech_prob, speech_segments, validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
@@ -43,7 +43,10 @@ class MLXWhisperASR:
         except (RuntimeError, ValueError, OSError) as exc:
             raise ASRError(f"mlx-whisper failed: {exc}", retryable=True, backend=self.name) from exc
         raw = out.get("segments", [])
-        segments = tuple(Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in raw)
-        no_speech = min((float(s.get("no_speech_prob", 0.0)) for s in raw), default=1.0)
-        return Transcription(text=str(out.get("text", "")).strip(), segments=segments, no_speech_prob=no_speech,
+        kept = speech_segments(raw)
+        segments = tuple(Segment(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in kept)
+        no_speech = min((no_speech_prob(s) for s in raw), default=1.0)
+        text = " ".join(s.text for s in segments if s.text).strip() if len(kept) < len(raw) else str(
+            out.get("text", "")).strip()
+        return Transcription(text=text, segments=segments, no_speech_prob=no_speech,
                              language=self.language, duration_s=len(samples) / SAMPLE_RATE)

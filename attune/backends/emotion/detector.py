@@ -32,7 +32,7 @@ from attune.backends.emotion.features import (
 from attune.backends.emotion.prosodic import unusable_result
 from attune.backends.emotion.registry import create_emotion_backend
 from attune.config import Config, EmotionConfig
-from attune.core.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, rms
+from attune.core.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, read_audio_file, rms
 from attune.core.emotion import (
     EmotionCategory,
     EmotionResult,
@@ -75,9 +75,11 @@ class VoiceEmotionDetector:
 
     # -- whole utterances -------------------------------------------------------------------------------------
     def analyze(self, audio: np.ndarray | str | Path, sample_rate: int | None = None) -> EmotionResult:
-        """Emotion of one recording: a file path, or an array with its ``sample_rate`` (required for arrays)."""
+        """Emotion of one recording: a file path, or an array with its ``sample_rate`` (required for arrays).
+
+        A file's samples reach the backend as stored, so its quality report counts the NaN/Inf that arrived."""
         if isinstance(audio, (str, Path)):
-            samples, rate = load_wav(audio)
+            samples, rate = read_audio_file(audio)
         else:
             if sample_rate is None:
                 raise AudioInputError("analyze(array) needs sample_rate (Hz)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,8 @@ class ProsodicBackend:
         features, markers = analyze_track(track, self.baseline)
         if not features.any():
             return self.unusable_result(quality, duration_s, markers)
+        if markers.pitch_mean_hz <= 0:  # sound without a single voiced frame: noise, not a voice to read
+            return self.unusable_result(replace(quality, no_speech=True), duration_s, markers)
         speech_s = markers_speech_s(track, features)
         z = self.normalizer.normalize(features)
         familiarity = self.normalizer.familiarity

@@ -4,10 +4,17 @@
 only the tokens after the longest common prefix. The persona/system text leads every prompt, so with
 ``prefix_cache`` on each turn only evaluates what is new; ``prime()`` evaluates that prefix ahead of the first
 turn. With it off, the state is reset before each turn (the baseline ``bench-llm`` compares against).
+
+Memory: the GGUF is memory-mapped and its weights are used in place (file-backed pages, shared with the page
+cache). llama.cpp's CPU backend would otherwise repack the Q4_K weights into an anonymous copy for its AVX2
+kernels, keeping both resident (+720 MB RSS for the 1.5B model, measured in docs/BENCHMARKS.md "Memory").
+The KV cache is 8-bit (q8_0, which needs flash attention; half the f16 cache) and prompts are evaluated in
+batches of ``N_BATCH`` tokens, which bounds llama.cpp's compute buffer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -27,6 +34,34 @@ CHATML_TEMPLATE = (
 EVAL_CHUNK = 16  # prompt tokens evaluated between two looks at the stop flag
 _IM_END_TAIL = 2  # tokens a rendered message ends with: "<|im_end|>" and the newline after it
 INSTALL_HINT = "bash scripts/setup.sh  (builds and caches the llama-cpp-python==0.3.36 wheel)"
+N_BATCH = 128  # prompt tokens per llama.cpp batch: its compute buffer grows with this
+GGML_TYPE_Q8_0 = 8  # ggml's type id of q8_0, for the KV cache
+_PARAMS_LOCK = threading.Lock()  # model loads that swap llama-cpp-python's default-parameter function
+
+
+@contextlib.contextmanager
+def _model_params(*, repack: bool) -> Iterator[None]:
+    """While a ``Llama`` is built, its model parameters get ``use_extra_bufts = repack``.
+
+    llama-cpp-python 0.3.36 takes no keyword for llama.cpp's ``use_extra_bufts`` (weight repacking), but
+    ``Llama.__init__`` starts from ``llama_cpp.llama_model_default_params()``; that function is wrapped for the
+    duration of the load (under a lock, so two loads never see each other's wrapper)."""
+    import llama_cpp.llama_cpp as lib
+
+    with _PARAMS_LOCK:
+        original = lib.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            if hasattr(p, "use_extra_bufts"):
+                p.use_extra_bufts = repack
+            return p
+
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
 
 
 class LlamaCppLLM:
@@ -34,7 +69,8 @@ class LlamaCppLLM:
     continues_reply = True  # stream(continue_from=...) goes on from words already said
 
     def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, repack: bool = False) -> None:
+        """``repack=True`` lets llama.cpp copy the weights into its repacked CPU layout (more memory)."""
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -44,8 +80,11 @@ class LlamaCppLLM:
             raise BackendUnavailable(f"GGUF model not found: {model_path}",
                                      install_hint=".venv/bin/python -m attune.models install", backend=self.name)
         try:
-            self._llm: Any = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
-                                   n_threads_batch=threads, seed=seed, verbose=False)
+            with _model_params(repack=repack):
+                self._llm: Any = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
+                                       n_threads_batch=threads, n_batch=N_BATCH, n_ubatch=N_BATCH,
+                                       flash_attn=True, type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_Q8_0,
+                                       seed=seed, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise LLMError(f"cannot load {model_path}: {exc}", backend=self.name) from exc
         self.model_path = Path(model_path)

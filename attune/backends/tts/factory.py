@@ -6,6 +6,8 @@ prosody dimensions and rate are data there), so a new provider is one catalogue 
 
 from __future__ import annotations
 
+import logging
+
 from attune.backends.base import TTSBackend
 from attune.backends.registry import build
 from attune.backends.tts.router import TIERS, VoiceModelRouter
@@ -13,6 +15,7 @@ from attune.config import Config
 from attune.core import catalog
 from attune.core.errors import BackendError
 
+log = logging.getLogger(__name__)
 TTS_BACKENDS = catalog.TTS  # the providers by name (the catalogue's table, under the name callers know)
 DEFAULT_TIER = "high"  # its providers are always built, so a request may name the embedded ones at any tier
 
@@ -41,6 +44,7 @@ def create_tts(config: Config, *, tier: str | None = None, only: tuple[str, ...]
             providers[name] = build("tts", name, config)
         except BackendError as exc:
             unavailable[name] = str(exc)
+            log.warning("TTS provider %s is unavailable; requests go to the next in the chain: %s", name, exc)
     return VoiceModelRouter(providers, tier=tier, failure_threshold=config.tts.failure_threshold,
                             cooldown_s=config.tts.cooldown_s, unavailable=unavailable,
                             default_provider=config.tts.provider)

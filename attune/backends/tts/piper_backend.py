@@ -1,13 +1,20 @@
 """Piper (VITS, onnxruntime) with the embedded en_US joe voice, 22,050 Hz.
 
 Synthesis is blocking, so it runs in a worker thread. The text is spoken as given, one chunk per call (the
-pipeline sends one sentence at a time; it is never re-split here). Rate and variation come from
+pipeline sends one sentence at a time; it is never re-split into utterances here). Rate and variation come from
 ``prosody_map.piper_controls``.
+
+The onnxruntime session runs without its CPU memory arena: the arena keeps the high-water mark of every
+sentence's intermediate tensors for the life of the process (+170 MB after one long sentence), where plain
+allocations are returned after each run. A voice file that onnxruntime cannot load (corrupt, truncated) is a
+``BackendUnavailable`` naming the file and the repair command, so the router falls back to the next provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,47 @@ from attune.core.prosody import ProsodyParameters
 from attune.models import model_path as embedded_model_path
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install piper-tts==1.8.0)"
+REPAIR_HINT = ".venv/bin/python -m attune.models install piper-joe"
+MAX_PIECE_CHARS = 60  # a longer sentence is synthesised clause by clause (~26 MB of tensors per s of audio)
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+
+
+def clause_pieces(sentence: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """``sentence`` cut after commas, semicolons and colons into pieces of at most ``max_chars`` where it can be
+    (a clause longer than that stays whole); the pieces joined by spaces give the sentence back."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    pieces: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        if pieces and len(pieces[-1]) + 1 + len(clause) <= max_chars:
+            pieces[-1] = f"{pieces[-1]} {clause}"
+        else:
+            pieces.append(clause)
+    return pieces
+
+
+def load_voice(model_path: Path) -> Any:
+    """A ``PiperVoice`` over an onnxruntime session without the CPU arena (see the module docstring).
+
+    Raises BackendUnavailable when the voice or its ``.onnx.json`` cannot be read or onnxruntime rejects the
+    model (onnxruntime's own exceptions derive from ``Exception`` only, so they are caught broadly here)."""
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    config_path = Path(f"{model_path}.json")
+    try:
+        config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        options = onnxruntime.SessionOptions()
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+        session = onnxruntime.InferenceSession(str(model_path), sess_options=options,
+                                               providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - InvalidProtobuf, Fail, OSError, JSON and key errors alike
+        raise BackendUnavailable(f"Piper voice {model_path} cannot be loaded (corrupt or incomplete?): "
+                                 f"{type(exc).__name__}: {str(exc)[:200]}", install_hint=REPAIR_HINT,
+                                 backend="piper") from exc
+    return PiperVoice(config=config, session=session)
 
 
 class PiperTTS:
@@ -30,29 +78,26 @@ class PiperTTS:
 
     def __init__(self, model_path: Path) -> None:
         try:
-            from piper import PiperVoice, SynthesisConfig
+            from piper import SynthesisConfig
         except ImportError as exc:
             raise BackendUnavailable(f"piper-tts is not installed: {exc}", install_hint=INSTALL_HINT,
                                      backend=self.name) from exc
         if not Path(model_path).is_file():
             raise BackendUnavailable(f"Piper voice not found: {model_path}",
-                                     install_hint=".venv/bin/python -m attune.models install piper-joe",
-                                     backend=self.name)
-        try:
-            self._voice: Any = PiperVoice.load(str(model_path))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise TTSError(f"cannot load Piper voice {model_path}: {exc}", backend=self.name) from exc
+                                     install_hint=REPAIR_HINT, backend=self.name)
+        self._voice: Any = load_voice(Path(model_path))
         self._config_cls: Any = SynthesisConfig
         self.model_path = Path(model_path)  # the voice, for caches of synthesised speech
         self.sample_rate = int(self._voice.config.sample_rate)
         self._base_length = float(getattr(self._voice.config, "length_scale", 1.0) or 1.0)
 
     def synthesize_sentence(self, sentence: str, prosody: ProsodyParameters | None = None) -> np.ndarray:
-        """One sentence as float32 audio at ``sample_rate``. Blocking."""
+        """One sentence as float32 audio at ``sample_rate``, clause by clause when it is long. Blocking."""
         c = piper_controls(prosody, self._base_length)
         config = self._config_cls(length_scale=c.length_scale, noise_scale=c.noise_scale, noise_w_scale=c.noise_w)
         try:
-            parts = [chunk.audio_float_array for chunk in self._voice.synthesize(sentence, syn_config=config)]
+            parts = [chunk.audio_float_array for piece in clause_pieces(sentence)
+                     for chunk in self._voice.synthesize(piece, syn_config=config)]
         except (RuntimeError, ValueError) as exc:
             raise TTSError(f"Piper failed on {sentence[:40]!r}: {exc}", retryable=True, backend=self.name) from exc
         if not parts:

@@ -1,0 +1,67 @@
+"""The soak benchmark, ``bench-soak``: many turns through one session of the real embedded stack (no fakes),
+printing the process's RSS every few turns, to show whether memory stays flat over a long conversation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from attune.config import Config
+from attune.core.errors import AttuneError
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("bench-soak", help="RSS over many turns of one session through the real embedded stack")
+    p.add_argument("--turns", type=int, default=200, help="turns to hold (default 200)")
+    p.add_argument("--every", type=int, default=20, help="print RSS every N turns (default 20)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(handler=cmd_bench_soak)
+
+
+def cmd_bench_soak(args: argparse.Namespace, config: Config) -> int:
+    if args.turns < 1 or args.every < 1:
+        raise AttuneError("--turns and --every must be at least 1")
+    result = asyncio.run(_soak(config, args.turns, args.every, quiet=args.json))
+    if args.json:
+        print(json.dumps(result))
+    return 0 if result["turns_completed"] else 1
+
+
+async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[str, Any]:
+    """The demo's two spoken utterances (real Piper speech) alternated as the user's turns, each streamed as
+    fast as the session takes it, the agent answering each in full before the next."""
+    from attune.commands.conversation import demo_utterances
+    from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb
+    from attune.pipeline.session import Session
+    from attune.pipeline.stack import build_backends, warm_up
+    from attune.transports.file import stream_file
+
+    utterances = await asyncio.to_thread(demo_utterances, config)  # as the demo: rendered before the stack loads
+    release_free_memory()
+    backends = build_backends(config)
+    await warm_up(backends, config)
+    release_free_memory()
+    samples: list[dict[str, float]] = [{"turn": 0, "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                                        "elapsed_s": 0.0}]
+    if not quiet:
+        print(f"after warm-up: RSS {samples[0]['rss_mb']} MB (peak {samples[0]['peak_rss_mb']} MB); "
+              f"{turns} turns, RSS every {every}; load {os.getloadavg()[0]:.2f}", flush=True)
+    t0 = time.perf_counter()
+    async with Session(config, backends) as session:
+        for i in range(1, turns + 1):
+            await stream_file(session, utterances[i % len(utterances)], speed=0.0)
+            if i % every == 0 or i == turns:
+                row = {"turn": i, "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                       "elapsed_s": round(time.perf_counter() - t0, 1), "completed": len(session.turns)}
+                samples.append(row)
+                if not quiet:
+                    print(f"turn {i:4d}: RSS {row['rss_mb']:7.1f} MB, peak {row['peak_rss_mb']:7.1f} MB, "
+                          f"{row['completed']} replies, {row['elapsed_s']} s", flush=True)
+    growth = samples[-1]["rss_mb"] - samples[1]["rss_mb"] if len(samples) > 2 else 0.0
+    return {"turns": turns, "turns_completed": len(session.turns), "samples": samples,
+            "rss_growth_mb_after_first_sample": round(growth, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+            "load1": round(os.getloadavg()[0], 2)}

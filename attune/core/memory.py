@@ -1,0 +1,67 @@
+"""Process memory: the allocator settings that keep a long session's RSS flat, and RSS readings for benchmarks.
+
+glibc's malloc raises its mmap threshold each time a large block is freed, after which large buffers (a
+sentence's synthesis tensors, a turn's audio) come from the heap and their pages stay resident after ``free``;
+it also grows one arena per thread. ``tune_allocator()`` pins the threshold and caps the arenas, so large
+buffers go back to the system when freed. Linux with glibc only; elsewhere it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+M_ARENA_MAX = -8  # mallopt parameters from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 256 * 1024  # blocks this large are mmap'ed and returned to the system on free
+ARENA_MAX = 2  # malloc arenas at most (default: 8 per core)
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+def tune_allocator() -> bool:
+    """Pin glibc's mmap threshold and cap its arenas for the rest of the process; True when applied.
+
+    Call once at start-up, before the models load; it affects allocations made after the call."""
+    libc = _libc()
+    if libc is None:
+        return False
+    ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    return bool(libc.mallopt(M_ARENA_MAX, ARENA_MAX) == 1 and ok)
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the system (``malloc_trim``); a no-op without glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def _status_kb(field: str) -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mb() -> float:
+    """Resident set size now, in MB (MiB); 0.0 where /proc is not available."""
+    return _status_kb("VmRSS") / 1024.0
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far, in MB (MiB); 0.0 where /proc is not available."""
+    return _status_kb("VmHWM") / 1024.0
