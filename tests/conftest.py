@@ -34,3 +34,19 @@ def ravdess_dir() -> Path:
 def tone(freq_hz: float = 220.0, seconds: float = 1.0, rate: int = 16000, amp: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+# The four layers of ../shared/STYLE.md. Every test module names its layer (``LAYER = "unit"``) and a test of
+# another layer in it says so with its own marker (``@pytest.mark.real``); ``pytest -m unit`` runs one layer.
+LAYERS = ("unit", "stage", "fakes", "real")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(m.name in LAYERS for m in item.own_markers):
+            continue
+        layer = getattr(getattr(item, "module", None), "LAYER", None)
+        if layer not in LAYERS:
+            raise pytest.UsageError(f"{item.nodeid}: its module names no LAYER (one of {', '.join(LAYERS)})")
+        item.add_marker(getattr(pytest.mark, layer))

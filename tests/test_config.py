@@ -9,6 +9,8 @@ import pytest
 from attune.config import DEFAULT_CONFIG_PATH, Config, load_config
 from attune.core.errors import ConfigError
 
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
 
 def write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "c.yaml"

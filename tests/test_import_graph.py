@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
 ROOT = Path(__file__).resolve().parents[1] / "attune"
 
 # Lowest first. A room may import itself and any room with a smaller rank.

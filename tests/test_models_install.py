@@ -11,6 +11,8 @@ import pytest
 from attune import models
 from attune.core.errors import BackendUnavailable
 
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
 
 def _make_wheel(folder: Path, pkg: str, ver: str, members: dict[str, bytes]) -> None:
     with zipfile.ZipFile(folder / f"{pkg.replace('-', '_')}-{ver}-py3-none-any.whl", "w") as z:

@@ -1,0 +1,158 @@
+"""ASR: the real faster-whisper tiny.en on real read speech, bad input, and the backend selection logic."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attune.backends.asr.factory import choose_asr_backend, create_asr
+from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+from attune.backends.base import ASRBackend
+from attune.backends.registry import build
+from attune.commands.engines import normalize_words, word_errors
+from attune.config import Config
+from attune.core.audio import load_wav
+from attune.core.errors import AudioInputError, BackendUnavailable, ConfigError
+from attune.core.frames import AudioChunk
+from tests.engines_util import installed_model, librivox_clips
+
+LAYER = "real"  # STYLE.md layer 4: real models on real audio
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FasterWhisperASR:
+    return FasterWhisperASR(installed_model("whisper-tiny.en"))
+
+
+def test_transcribes_read_speech_with_segment_timestamps(tiny: FasterWhisperASR) -> None:
+    wav, reference = librivox_clips()[0]
+    samples, rate = load_wav(wav)
+    assert isinstance(tiny, ASRBackend)
+    result = tiny.transcribe(AudioChunk(samples, rate))
+    ref = normalize_words(reference)
+    assert word_errors(ref, normalize_words(result.text)) / len(ref) < 0.25
+    assert "dashwood" in result.text.lower()
+    assert result.segments and result.segments[0].start_s >= 0.0
+    ends = [s.end_s for s in result.segments]
+    assert ends == sorted(ends) and ends[-1] <= result.duration_s + 0.5
+    assert result.no_speech_prob < 0.5
+    assert abs(result.duration_s - len(samples) / rate) < 0.01
+
+
+def test_other_rates_are_resampled(tiny: FasterWhisperASR) -> None:
+    from attune.core.audio import resample
+
+    wav, _ = librivox_clips()[1]
+    samples, rate = load_wav(wav)
+    result = tiny.transcribe(AudioChunk(resample(samples, rate, 44100), 44100))
+    assert "young man" in result.text.lower()
+
+
+def test_silence_reads_as_no_speech(tiny: FasterWhisperASR) -> None:
+    noise = np.random.default_rng(0).normal(0, 1e-4, 16000 * 2).astype(np.float32)
+    result = tiny.transcribe(AudioChunk(noise, 16000))
+    assert result.no_speech_prob > 0.5 or result.text == ""
+
+
+@pytest.mark.parametrize(("samples", "rate", "match"), [
+    (np.zeros(0, np.float32), 16000, "empty"),
+    (np.full(16000, np.nan, np.float32), 16000, "NaN"),
+    (np.r_[np.zeros(8000), [np.inf]].astype(np.float32), 16000, "NaN/Inf"),
+    (np.zeros(16000, np.float32), 0, "sample rate"),
+    (np.zeros(100, np.float32), 16000, "too short"),
+])
+def test_bad_input_is_a_clear_error(tiny: FasterWhisperASR, samples: np.ndarray, rate: int, match: str) -> None:
+    with pytest.raises(AudioInputError, match=match):
+        tiny.transcribe(AudioChunk(samples, rate))
+
+
+def test_auto_picks_mlx_only_on_apple_silicon() -> None:
+    assert choose_asr_backend("auto", system="Darwin", machine="arm64", mlx_importable=True) == "mlx-whisper"
+    assert choose_asr_backend("auto", system="Darwin", machine="arm64", mlx_importable=False) == "faster-whisper"
+    assert choose_asr_backend("auto", system="Darwin", machine="x86_64", mlx_importable=True) == "faster-whisper"
+    assert choose_asr_backend("auto", system="Linux", machine="aarch64", mlx_importable=True) == "faster-whisper"
+    assert choose_asr_backend("auto") == "faster-whisper"  # this Linux x86_64 machine
+    assert choose_asr_backend("mlx-whisper") == "mlx-whisper"
+
+
+def test_mlx_missing_names_its_install_command_and_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    installed_model("whisper-tiny.en")
+    with pytest.raises(BackendUnavailable, match="pip install mlx-whisper"):
+        build("asr", "mlx-whisper", Config())
+    with caplog.at_level(logging.WARNING):
+        asr = create_asr(Config(), backend="mlx-whisper")
+    assert isinstance(asr, FasterWhisperASR)
+    assert "mlx-whisper" in caplog.text and "pip install mlx-whisper" in caplog.text
+
+
+def test_an_unknown_asr_backend_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="'asr.backend'.*'whisperx'"):
+        create_asr(Config(), backend="whisperx")
+
+
+def test_missing_model_folder_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match="attune.models install"):
+        FasterWhisperASR(tmp_path)
+
+
+def test_create_asr_base_model_transcribes() -> None:
+    installed_model("whisper-base")
+    asr = create_asr(Config(), model="base")
+    wav, _ = librivox_clips()[4]
+    assert "amiable" in asr.transcribe(AudioChunk(*load_wav(wav))).text.lower()
+
+
+def test_transcribe_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import run_agent
+
+    installed_model("whisper-tiny.en")
+    wav, _ = librivox_clips()[1]
+    assert run_agent.main(["transcribe", str(wav), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "young man" in out["text"].lower() and out["segments"]
+
+
+def test_word_error_rate_helper() -> None:
+    assert word_errors(["a", "b", "c"], ["a", "x", "c", "d"]) == 2
+    assert normalize_words("Mr. John's dog, ok!") == ["mister", "john's", "dog", "ok"]
+
+
+def test_encoder_window_follows_the_clip() -> None:
+    from attune.backends.asr.faster_whisper_backend import encoder_frames
+
+    assert encoder_frames(2.0, 30.0) == 3000  # stock: always Whisper's 30 s window
+    assert encoder_frames(2.0, 6.0) == 600  # the minimum window
+    assert encoder_frames(7.3, 6.0) == 900  # clip + 1 s of silence, rounded up to a whole second
+    assert encoder_frames(29.5, 6.0) == 3000  # never past Whisper's window
+    assert all(encoder_frames(d / 10, 6.0) % 2 == 0 for d in range(1, 300))  # the encoder's conv needs even
+
+
+def test_short_window_encodes_fewer_frames_and_still_transcribes() -> None:
+    short = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
+    seen: list[int] = []
+    full = short._full_encode
+
+    def spy(features: np.ndarray) -> object:
+        seen.append(int(features.shape[-1]))
+        return full(features)
+
+    short._full_encode = spy
+    wav, reference = librivox_clips()[0]
+    samples, rate = load_wav(wav)
+    result = short.transcribe(AudioChunk(samples, rate))
+    ref = normalize_words(reference)
+    assert word_errors(ref, normalize_words(result.text)) / len(ref) < 0.25
+    assert seen and max(seen) < 3000 and max(seen) >= len(samples) / rate * 100
+    assert short._token_cap(len(samples)) is not None
+
+
+def test_configured_window_reaches_the_backend() -> None:
+    installed_model("whisper-tiny.en")
+    asr = create_asr(Config(), encoder_window_s=8.0)
+    assert isinstance(asr, FasterWhisperASR) and asr.encoder_window_s == 8.0
+    assert FasterWhisperASR(installed_model("whisper-tiny.en"))._token_cap(16000) is None  # stock: uncapped

@@ -1,0 +1,115 @@
+"""The Whisper-encoder emotion head and the hybrid: real embedded Whisper models on real and synthetic audio.
+
+Property tests, not figures (``eval-emotion`` prints those): the shipped heads load, the ASR's encoder pass
+is the one the head reads, acted English anger and sadness land on the right side, and voices the model
+never met (synthetic TTS, white noise) get a confidence below ``reliable``'s threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attune.backends.emotion import registry
+from attune.backends.emotion.hybrid import HybridBackend
+from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool, speech_rows
+from attune.backends.emotion.whisper_head import ENCODERS, WhisperEmotionBackend, head_path
+from attune.config import Config, EmotionConfig
+from attune.core.audio import load_wav, resample
+from attune.core.emotion import CATEGORY_GROUP, RELIABLE_CONFIDENCE
+from attune.core.errors import EmotionError
+from tests.engines_util import installed_model, tts_speech
+
+LAYER = "real"  # STYLE.md layer 4: real models on real audio
+
+
+@pytest.fixture(scope="module")
+def tiny() -> WhisperEncoder:
+    return WhisperEncoder(installed_model("whisper-tiny.en"))
+
+
+def test_pool_and_speech_rows() -> None:
+    states = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.testing.assert_allclose(pool(states, "mean"), [5.0, 6.0])
+    assert pool(states, "meanstd").shape == (4,)
+    audio = np.zeros(6 * 320, np.float32)
+    audio[2 * 320:3 * 320] = 0.5  # one loud block: it and one block each side count as speech
+    assert speech_rows(audio, 6).tolist() == [False, True, True, True, False, False]
+    with pytest.raises(EmotionError):
+        pool(states, "speechmean")  # needs the audio
+    with pytest.raises(EmotionError):
+        pool(np.zeros((0, 2)), "mean")
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_shipped_heads_load_and_are_small(encoder: str) -> None:
+    path = head_path(encoder)
+    assert path.is_file() and path.stat().st_size < 400_000
+    backend = WhisperEmotionBackend(EmotionConfig(encoder=encoder), encoder=object())  # type: ignore[arg-type]
+    assert backend.head.temperature_stranger > 0 and backend.head.ood_scale > 0
+    assert float(backend.head.info["loso_cold_group5_uar"]) > 0.55  # type: ignore[arg-type]
+
+
+def test_the_head_reads_the_asr_encoder_pass(tiny: WhisperEncoder) -> None:
+    """FasterWhisperASR.last_encoder_states is the same pass WhisperEncoder computes for the clip."""
+    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+    from attune.core.frames import AudioChunk
+
+    audio, rate = tts_speech("I have been waiting here for two hours.", provider="espeak")
+    x = resample(audio, rate, 16000)
+    asr = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
+    assert asr.last_encoder_states() is None
+    asr.transcribe(AudioChunk(x, 16000))
+    reused = asr.last_encoder_states()
+    assert reused is not None
+    import threading
+
+    other: list[object] = []
+    t = threading.Thread(target=lambda: other.append(asr.last_encoder_states()))
+    t.start()
+    t.join()
+    assert other == [None]  # another session's thread never reads this turn's pass
+    own = tiny.states(x)
+    assert reused.shape == own.shape == (-(-len(x) // 320), 384)
+    np.testing.assert_allclose(reused, own, atol=1e-3)
+
+
+def _ravdess(ravdess_dir: Path, emotion: str, actor: str = "01") -> list[np.ndarray]:
+    return [load_wav(p)[0] for p in sorted(ravdess_dir.glob(f"03-01-{emotion}-02-*-{actor}.wav"))]
+
+
+def test_english_anger_reads_negative_activated_and_sadness_deactivated(ravdess_dir: Path, tiny: WhisperEncoder
+                                                                        ) -> None:
+    backend = WhisperEmotionBackend(EmotionConfig(), encoder=tiny)
+    backend.adapt = False  # every file read cold, as a first turn
+    angry = [backend.analyze(x, 16000) for x in _ravdess(ravdess_dir, "05")]
+    sad = [backend.analyze(x, 16000) for x in _ravdess(ravdess_dir, "04")]
+    assert np.mean([r.dimensions.arousal for r in angry]) > np.mean([r.dimensions.arousal for r in sad]) + 0.2
+    assert sum(CATEGORY_GROUP[r.primary.emotion].value == "negative_activated" for r in angry) >= 3
+    assert np.mean([r.dimensions.valence for r in sad]) < 0
+
+
+def test_unfamiliar_voices_are_not_reliable(tiny: WhisperEncoder) -> None:
+    """White noise and synthetic voices: confidence drops below the reliable threshold (no 'intensely angry')."""
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(3 * 16000)).astype(np.float32)
+    for backend in (WhisperEmotionBackend(EmotionConfig(), encoder=tiny),
+                    HybridBackend(EmotionConfig(), neural=WhisperEmotionBackend(EmotionConfig(), encoder=tiny))):
+        r = backend.analyze(noise, 16000)
+        assert r.confidence < RELIABLE_CONFIDENCE and not r.reliable, (backend.name, r.confidence)
+    audio, rate = tts_speech("I cannot believe you did that to me again!", provider="espeak")
+    r = WhisperEmotionBackend(EmotionConfig(), encoder=tiny).analyze(audio, rate)
+    assert not r.reliable, r.confidence
+
+
+def test_hybrid_through_the_registry_and_its_fallback(tiny: WhisperEncoder, tmp_path: Path) -> None:
+    backend = registry.create_emotion_backend(Config(), "hybrid")
+    assert backend.name == "hybrid"
+    audio, rate = tts_speech("Thank you so much, this is wonderful news.", provider="piper")
+    hybrid = HybridBackend(EmotionConfig(), neural=WhisperEmotionBackend(EmotionConfig(), encoder=tiny))
+    r = hybrid.analyze(audio, rate)
+    assert r.backend == "hybrid" and r.markers.pitch_mean_hz > 50  # markers from prosody
+    alone = hybrid.analyze_states(None, resample(audio, rate, 16000))
+    assert alone.backend == "prosodic"  # no encoder pass: prosody alone

@@ -1,0 +1,97 @@
+"""The thread -> asyncio token hand-off: bounded, stoppable, errors re-raised; and the LLM factory table."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from attune.backends.llm.common import stream_from_thread
+from attune.backends.llm.factory import create_llm
+from attune.backends.llm.ollama_backend import OllamaLLM
+from attune.backends.llm.openai_backend import OpenAICompatLLM, parse_sse_data
+from attune.config import Config
+from attune.core.errors import ConfigError, LLMError
+
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
+
+async def test_worker_is_held_back_by_a_slow_consumer_and_stops_on_break() -> None:
+    produced: list[int] = []
+    stopped = threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[str]:
+        for i in range(1000):
+            if stop.is_set():
+                stopped.set()
+                return
+            produced.append(i)
+            yield str(i)
+
+    got = []
+    stream = stream_from_thread(produce, maxsize=4)
+    async for piece in stream:
+        got.append(piece)
+        await asyncio.sleep(0.05)
+        if len(got) == 3:
+            break
+    await stream.aclose()
+    assert got == ["0", "1", "2"]
+    assert len(produced) <= 3 + 4 + 1  # never more than the bound ahead of the consumer
+    assert stopped.is_set() or len(produced) < 1000
+
+
+async def test_worker_errors_reach_the_consumer() -> None:
+    def produce(stop: threading.Event) -> Iterator[str]:
+        yield "a"
+        raise LLMError("boom", retryable=True)
+
+    got = []
+    with pytest.raises(LLMError, match="boom"):
+        async for piece in stream_from_thread(produce):
+            got.append(piece)
+    assert got == ["a"]
+
+
+async def test_cancelling_the_consumer_stops_the_worker() -> None:
+    finished = threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[str]:
+        try:
+            while not stop.is_set():
+                time.sleep(0.01)
+                yield "x"
+        finally:
+            finished.set()
+
+    async def consume() -> None:
+        async for _ in stream_from_thread(produce, maxsize=2):
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(finished.wait, 5)
+
+
+@pytest.mark.real
+def test_factory_builds_network_backends_from_config() -> None:
+    config = Config()
+    ollama = create_llm(replace(config, llm=replace(config.llm, backend="ollama", ollama_host="http://gpu:11434")))
+    assert isinstance(ollama, OllamaLLM) and ollama.host == "http://gpu:11434"
+    openai = create_llm(config, backend="openai", openai_base_url="http://fleet:8000/v1/")
+    assert isinstance(openai, OpenAICompatLLM) and openai.base_url == "http://fleet:8000/v1"
+    with pytest.raises(ConfigError, match="'llm.backend'.*'gpt'"):
+        create_llm(config, backend="gpt")
+
+
+def test_sse_data_lines() -> None:
+    assert parse_sse_data('data: {"a": 1}') == '{"a": 1}'
+    assert parse_sse_data("data: [DONE]") == "[DONE]"
+    assert parse_sse_data(": comment") is None and parse_sse_data("event: x") is None

@@ -1,0 +1,55 @@
+"""Filling the KV cache while the person speaks, and going on from an opening, on the real Qwen2.5 0.5B GGUF."""
+
+from __future__ import annotations
+
+import pytest
+
+from attune.backends.base import ChatMessage
+from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
+from tests.engines_util import installed_model
+
+LAYER = "real"  # STYLE.md layer 4: real models on real audio
+
+SYSTEM = ChatMessage("system", "You are Attune, a kind voice companion. Answer in one short sentence.")
+WORDS = "I was thinking that maybe we could go for a long walk by the river later this afternoon"
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlamaCppLLM:
+    return LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=1024)
+
+
+async def _reply(llm: LlamaCppLLM, messages: list[ChatMessage], **kw: object) -> str:
+    return "".join([p async for p in llm.stream(messages, max_tokens=24, temperature=0.0, **kw)])
+
+
+async def test_prefilled_words_are_reused_and_the_reply_is_unchanged(llm: LlamaCppLLM) -> None:
+    final = [SYSTEM, ChatMessage("user", WORDS + ", what do you think?\n[Voice: calm] (Tone: calm.)")]
+    llm._llm.reset()
+    cold = await _reply(llm, final)
+    cold_reused = llm.last_reused_tokens
+    llm._llm.reset()
+    evaluated = 0
+    words = WORDS.split()
+    for n in range(3, len(words) + 1, 3):  # the settled words grow as passes agree
+        while (step := llm.prefill([SYSTEM, ChatMessage("user", " ".join(words[:n]))], max_new=4)) > 0:
+            evaluated += step
+    assert evaluated > 15
+    warm = await _reply(llm, final)
+    assert llm.last_reused_tokens >= cold_reused + evaluated - 4  # only the tail was evaluated after the turn
+    assert warm == cold  # greedy decoding over the prefilled cache gives the same reply
+
+
+async def test_prefill_skips_while_the_context_is_busy(llm: LlamaCppLLM) -> None:
+    assert llm._lock.acquire()
+    try:
+        assert llm.prefill([SYSTEM, ChatMessage("user", WORDS)]) == 0
+    finally:
+        llm._lock.release()
+
+
+async def test_reply_goes_on_from_an_opening(llm: LlamaCppLLM) -> None:
+    messages = [SYSTEM, ChatMessage("user", "My dog died this morning.")]
+    text = await _reply(llm, messages, continue_from="Oh no.")
+    assert text.strip() and not text.strip().lower().startswith("oh no")
+    assert llm.last_prompt_tokens > 0

@@ -1,0 +1,163 @@
+"""Ollama and OpenAI-compatible backends against real local HTTP servers speaking each wire format.
+
+Ollama streams newline-delimited JSON from ``POST /api/chat``; OpenAI-compatible servers stream server-sent
+events from ``POST /v1/chat/completions`` ending in ``data: [DONE]``. Each server here can also drop the
+connection mid-stream or stall past the client's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from attune.backends.base import ChatMessage
+from attune.backends.llm.ollama_backend import OllamaLLM
+from attune.backends.llm.openai_backend import OpenAICompatLLM
+from attune.core.errors import LLMError
+from tests.engines_util import free_port, serve
+
+LAYER = "fakes"  # STYLE.md layer 3: the pipeline on fake backends
+
+PIECES = ["I'm ", "sorry ", "to hear ", "that."]
+MESSAGES = [ChatMessage("system", "Be kind."), ChatMessage("user", "[sad] My dog died.")]
+
+
+async def _fault(request: web.Request, mode: str) -> bool:
+    """Mid-stream faults both servers share: True when the connection was dropped ("disconnect"); "stall"
+    waits past the client's timeout and carries on."""
+    if mode == "disconnect":
+        assert request.transport is not None
+        request.transport.close()
+        return True
+    if mode == "stall":
+        await asyncio.sleep(1.5)
+    return False
+
+
+def ollama_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append(body)
+        if body["model"] != "qwen2.5:1.5b-instruct":
+            return web.json_response({"error": f"model \"{body['model']}\" not found, try pulling it first"},
+                                     status=404)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for i, piece in enumerate(PIECES):
+            line = {"model": body["model"], "created_at": "2026-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": piece}, "done": False}
+            await resp.write((json.dumps(line) + "\n").encode())
+            if i == 1 and await _fault(request, mode):
+                return resp
+        final = {"model": body["model"], "created_at": "2026-01-01T00:00:01Z",
+                 "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                 "eval_count": len(PIECES)}
+        await resp.write((json.dumps(final) + "\n").encode())
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/api/chat", chat)
+    return app
+
+
+def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append({**body, "auth": request.headers.get("Authorization", "")})
+        if mode == "http500":
+            return web.json_response({"error": {"message": "overloaded"}}, status=500)
+        if body["model"] != "qwen":
+            return web.json_response({"error": {"message": "model not found"}}, status=404)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b": keep-alive comment\n\n")
+        for i, piece in enumerate(PIECES):
+            event = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen",
+                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+            if i == 1 and await _fault(request, mode):
+                return resp
+            if i == 1 and mode == "no_done":
+                await resp.write_eof()
+                return resp
+        await resp.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n')
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+async def _collect(llm: Any) -> list[str]:
+    return [p async for p in llm.stream(MESSAGES, max_tokens=20, temperature=0.2)]
+
+
+async def test_ollama_streams_ndjson_chat() -> None:
+    seen: list[dict[str, Any]] = []
+    async with serve(ollama_app("ok", seen)) as url:
+        pieces = await _collect(OllamaLLM(url, "qwen2.5:1.5b-instruct", timeout_s=2))
+    assert pieces == PIECES
+    assert seen[0]["stream"] is True and seen[0]["options"]["num_predict"] == 20
+    assert [m["role"] for m in seen[0]["messages"]] == ["system", "user"]
+
+
+async def test_ollama_model_not_pulled_is_not_retryable() -> None:
+    async with serve(ollama_app("ok", [])) as url:
+        with pytest.raises(LLMError, match="ollama pull qwen9") as err:
+            await _collect(OllamaLLM(url, "qwen9", timeout_s=2))
+    assert err.value.retryable is False
+
+
+@pytest.mark.parametrize("mode", ["disconnect", "stall"])
+async def test_ollama_broken_stream_is_retryable(mode: str) -> None:
+    got: list[str] = []
+    async with serve(ollama_app(mode, [])) as url:
+        with pytest.raises(LLMError) as err:
+            async for piece in OllamaLLM(url, "qwen2.5:1.5b-instruct", timeout_s=0.5).stream(MESSAGES):
+                got.append(piece)
+    assert err.value.retryable is True
+    assert got == PIECES[:2]
+    if mode == "stall":
+        assert "stalled" in str(err.value)
+
+
+async def test_ollama_server_down_is_retryable_and_says_so() -> None:
+    with pytest.raises(LLMError, match="not reachable") as err:
+        await _collect(OllamaLLM(f"http://127.0.0.1:{free_port()}", "qwen2.5:1.5b-instruct", timeout_s=1))
+    assert err.value.retryable is True
+
+
+async def test_openai_streams_sse_until_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_KEY", "sekrit")
+    seen: list[dict[str, Any]] = []
+    async with serve(openai_app("ok", seen)) as url:
+        pieces = await _collect(OpenAICompatLLM(f"{url}/v1", "qwen", api_key_env="TEST_KEY", timeout_s=2))
+    assert pieces == PIECES
+    assert seen[0]["stream"] is True and seen[0]["max_tokens"] == 20 and seen[0]["auth"] == "Bearer sekrit"
+
+
+@pytest.mark.parametrize(("mode", "model", "retryable", "match"), [
+    ("disconnect", "qwen", True, "broke off"),
+    ("stall", "qwen", True, "stalled"),
+    ("no_done", "qwen", True, "without \\[DONE\\]"),
+    ("http500", "qwen", True, "HTTP 500"),
+    ("ok", "nope", False, "HTTP 404"),
+])
+async def test_openai_failures_are_classified(mode: str, model: str, retryable: bool, match: str) -> None:
+    async with serve(openai_app(mode, [])) as url:
+        with pytest.raises(LLMError, match=match) as err:
+            await _collect(OpenAICompatLLM(f"{url}/v1", model, timeout_s=0.5))
+    assert err.value.retryable is retryable
+
+
+async def test_openai_refused_connection_is_retryable() -> None:
+    with pytest.raises(LLMError, match="not reachable") as err:
+        await _collect(OpenAICompatLLM(f"http://127.0.0.1:{free_port()}/v1", "qwen", timeout_s=1))
+    assert err.value.retryable is True

@@ -1,0 +1,99 @@
+"""Memory (issue 13, item 7): the allocator settings, RSS readings, Piper's clause pieces, llama.cpp's load
+parameters and the soak benchmark's loop. Figures themselves are benchmarks (docs/BENCHMARKS.md, "Memory")."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+from attune.backends.base import ChatMessage
+from attune.backends.tts.piper_backend import MAX_PIECE_CHARS, clause_pieces
+from attune.core import memory
+from tests.engines_util import installed_model
+from tests.fakes import Harness, ScriptedLLM
+
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc are Linux's")
+def test_allocator_tuning_applies_and_rss_is_read() -> None:
+    assert memory.tune_allocator() is True
+    memory.release_free_memory()
+    assert 10 < memory.rss_mb() <= memory.peak_rss_mb()
+
+
+def test_big_buffers_go_back_to_the_system_when_freed() -> None:
+    if not memory.tune_allocator():
+        pytest.skip("not glibc")
+    before = memory.rss_mb()
+    block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
+    assert memory.rss_mb() > before + 50
+    del block
+    assert memory.rss_mb() < before + 20
+
+
+def test_clause_pieces_cut_long_sentences_at_clause_marks_only() -> None:
+    short = "Take a slow breath with me."
+    assert clause_pieces(short) == [short]
+    long = ("He might have been a bit older than you thought, and that is completely understandable, "
+            "because we all grow older every single day of the year.")
+    pieces = clause_pieces(long)
+    assert len(pieces) == 3 and " ".join(pieces) == long
+    assert all(p.endswith((",", ".")) for p in pieces)
+    unbroken = "x" * (MAX_PIECE_CHARS + 20)
+    assert clause_pieces(unbroken) == [unbroken]  # no clause mark: left whole, never cut inside a word
+
+
+@pytest.mark.real
+def test_llama_loads_without_repacking_and_restores_the_defaults() -> None:
+    import llama_cpp.llama_cpp as lib
+
+    from attune.backends.llm.llama_cpp_backend import LlamaCppLLM, _model_params
+
+    original = lib.llama_model_default_params
+    with _model_params(repack=False):
+        assert lib.llama_model_default_params().use_extra_bufts is False
+    assert lib.llama_model_default_params is original and original().use_extra_bufts is True
+    llm = LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=512)
+    assert llm._llm.model_params.use_extra_bufts is False  # the weights stay in the mapped file
+    assert len(llm.prompt_tokens([ChatMessage("user", "Hello")])) > 2
+
+
+async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any) -> None:
+    from attune.commands import conversation, soak
+    from attune.pipeline import stack
+
+    h = Harness(llm=ScriptedLLM(["I am here with you."]))
+    template = h.session()
+
+    async def no_warm_up(*_: Any) -> dict[str, float]:
+        return {}
+
+    t = np.arange(16000) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    monkeypatch.setattr(stack, "build_backends", lambda config: template.backends)
+    monkeypatch.setattr(stack, "warm_up", no_warm_up)
+    monkeypatch.setattr(conversation, "demo_utterances", lambda config, router=None: [speech, speech])
+    result = await soak._soak(template.config, 4, 2, quiet=True)
+    assert [s["turn"] for s in result["samples"]] == [0, 2, 4]
+    assert result["turns_completed"] == 4
+    assert all(s["rss_mb"] > 0 for s in result["samples"])
+
+
+async def test_a_second_recording_in_one_session_keeps_only_its_own_timeline() -> None:
+    """Audio buffers per turn: each stream_file run holds its own recording's span, not the session's so far."""
+    from attune.pipeline.latency import voice_to_voice
+    from attune.transports.file import stream_file
+
+    t = np.arange(16000) / 16000
+    speech = np.concatenate([(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), np.zeros(8000, np.float32)])
+    async with Harness(llm=ScriptedLLM(["I am here with you."])).session() as s:
+        first = await stream_file(s, speech, speed=0.0)
+        second = await stream_file(s, speech, speed=0.0)
+    assert first.origin_s == 0.0 and second.origin_s == pytest.approx(first.streamed_s, abs=0.05)
+    assert len(second.output) <= int((second.streamed_s + 0.5) * second.output_rate) + 1
+    measured = voice_to_voice(speech, 16000, second.output, second.output_rate)
+    assert measured is not None and measured[0] == pytest.approx(1.0, abs=0.05)  # its reply, on its own timeline

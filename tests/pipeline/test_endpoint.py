@@ -1,0 +1,79 @@
+"""End-of-turn prediction: the pure policy and word cue (layer 1), and smart-turn v3 on real speech (layer 4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from attune.backends.turn.smart_turn import N_FRAMES, N_MELS, WINDOW_SAMPLES, last_window, log_mel, mel_filters
+from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings, words_unfinished
+from tests.engines_util import installed_model, tts_speech
+
+LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
+
+
+@pytest.mark.parametrize("text", ["The thing about my job is", "I really want to...", "My dog has been.",
+                                  "When I got home tonight.", "If it does not rain tomorrow.", "so I was like,"])
+def test_hanging_sentences_read_as_unfinished(text: str) -> None:
+    assert words_unfinished(text)
+
+
+@pytest.mark.parametrize("text", ["Thanks, that really helps.", "My cat ran away last night.",
+                                  "Can you tell me a joke?", "When I got home, the kitchen was flooded.", ""])
+def test_finished_sentences_read_as_finished(text: str) -> None:
+    assert not words_unfinished(text)
+
+
+def test_policy_waits_short_only_when_model_and_words_agree() -> None:
+    s = EndpointSettings(complete_ms=200, likely_ms=600, unfinished_ms=1200, confident_threshold=0.9,
+                         complete_threshold=0.5)
+    policy = EndOfTurnPolicy(s)
+    assert policy.required_silence_ms(0.97, "I passed my test today.") == 200
+    assert policy.required_silence_ms(0.7, "I passed my test today.") == 600
+    assert policy.required_silence_ms(0.97, "The thing about my job is") == 1200  # the words overrule
+    assert policy.required_silence_ms(0.2, "I passed my test today.") == 1200  # the voice overrules
+    assert policy.required_silence_ms(None, "I passed my test today.") == 1200  # no answer yet: wait
+    assert policy.required_silence_ms(0.97, None) == 200  # no words known: the model alone
+
+
+def test_window_keeps_the_end_and_pads_the_front() -> None:
+    short = np.ones(16000, np.float32)
+    w = last_window(short)
+    assert w.shape == (WINDOW_SAMPLES,) and not w[:-16000].any() and w[-16000:].all()
+    long = np.arange(WINDOW_SAMPLES + 500, dtype=np.float32)
+    assert last_window(long)[0] == 500.0
+
+
+def test_log_mel_shape_range_and_filters() -> None:
+    rng = np.random.default_rng(0)
+    x = last_window((0.1 * rng.standard_normal(40000)).astype(np.float32))
+    mel = log_mel(x)
+    assert mel.shape == (N_MELS, N_FRAMES) and mel.dtype == np.float32
+    assert mel.max() <= 1.5 and mel.min() >= mel.max() - 2.0 - 1e-6  # 8 dB range scaled by 1/4
+    filters = mel_filters()
+    assert filters.shape == (201, N_MELS) and (filters >= 0).all() and (filters.sum(axis=0) > 0).all()
+    with pytest.raises(ValueError):
+        log_mel(np.zeros(100, np.float32))
+
+
+def _smart_turn():  # type: ignore[no-untyped-def]
+    from attune.backends.turn.smart_turn import SmartTurn
+
+    return SmartTurn(installed_model("smart-turn-v3"))
+
+
+def _at_16k(text: str) -> np.ndarray:
+    from attune.core.audio import prepare
+
+    audio, rate = tts_speech(text)
+    samples = prepare(audio, rate, 16000)[0]
+    loud = np.nonzero(np.abs(samples) > 1e-3)[0]
+    return np.concatenate([samples[: loud[-1] + 1], np.zeros(3200, np.float32)])  # 200 ms of silence after
+
+
+@pytest.mark.real
+def test_smart_turn_hears_a_finished_sentence_and_one_left_hanging() -> None:
+    model = _smart_turn()
+    finished = model.complete_probability(_at_16k("I passed my driving test today!"))
+    hanging = model.complete_probability(_at_16k("My sister called me this morning and,"))
+    assert 0.0 <= hanging < 0.5 < finished <= 1.0

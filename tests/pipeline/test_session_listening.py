@@ -1,0 +1,127 @@
+"""The session hearing the turn while it is spoken (stage layer, fake backends, stream time): the predicted end
+of the turn, partial transcripts and KV prefill, and openings played at commit."""
+
+from __future__ import annotations
+
+import asyncio
+
+from attune.core import events as ev
+from attune.pipeline.openings import OpeningVoice
+from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ToneTTS
+
+LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
+
+PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1200,
+            "end_of_turn_silence_ms": 400}
+
+
+def _done(events: list) -> bool:
+    return any(e.type in (ev.RESPONSE_DONE, ev.RESPONSE_CANCELLED) for e in events)
+
+
+async def _silence_until_stopped(d: Driver, max_s: float) -> float | None:
+    """Silence frames until speech_stopped; the stream seconds of silence it took (None: not within max_s)."""
+    for i in range(int(max_s * 50)):
+        if d.of(ev.SPEECH_STOPPED):
+            return i * 0.02
+        await d.frame(False)
+        await asyncio.sleep(0.002)  # the model and the ASR answer from worker threads
+    return None
+
+
+async def test_a_finished_turn_is_committed_after_a_short_silence() -> None:
+    eot = FixedEndOfTurn(0.95)
+    h = Harness(asr=FixedASR("I passed my driving test today."), end_of_turn=eot, overrides={"pipeline": PIPELINE})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        took = await _silence_until_stopped(d, 1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert took is not None and took < 0.7  # well before the 1200 ms an unfinished turn waits
+    assert eot.calls == 1
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["eot_wait_ms"] == 200 and trace["eot_probability"] == 0.95
+
+
+async def test_words_left_hanging_make_the_session_wait() -> None:
+    h = Harness(asr=FixedASR("The thing about my job is"), end_of_turn=FixedEndOfTurn(0.95),
+                overrides={"pipeline": PIPELINE})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        took = await _silence_until_stopped(d, 2.0)
+        await d.silence_until(_done)
+    assert took is not None and took >= 1.1  # the longest wait: the detector's own end of turn
+
+
+async def test_a_voice_that_sounds_unfinished_makes_the_session_wait_and_resuming_keeps_one_turn() -> None:
+    h = Harness(asr=FixedASR("I finally told my boss."), end_of_turn=FixedEndOfTurn(0.1),
+                overrides={"pipeline": PIPELINE})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence(0.8)  # a mid-sentence pause, longer than the old 400 ms end of turn
+        assert not d.of(ev.SPEECH_STOPPED)
+        await d.speak(0.8)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert len(d.of(ev.RESPONSE_DONE)) == 1 and len(s.turns) == 1
+
+
+async def test_partial_transcripts_and_prefill_while_speaking() -> None:
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"),
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):  # 2 s of speech, giving the passes' threads time to answer
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    partial = d.of(ev.TRANSCRIPT_PARTIAL)
+    assert partial and " ".join(e.data["delta"] for e in partial) == "I was thinking maybe we could"
+    assert all(e.data["turn"] == 1 for e in partial)
+    types = d.types()
+    assert types.index(ev.TRANSCRIPT_PARTIAL) < types.index(ev.SPEECH_STOPPED)
+    assert h.llm.prefills and h.llm.prefills[-1] == "I was thinking maybe we could"
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["partial_passes"] >= 2 and trace["llm_prefilled_tokens"] > 0
+
+
+async def test_an_opening_is_played_at_commit_and_the_model_goes_on_from_it() -> None:
+    tts = ToneTTS(16000)
+    voice = OpeningVoice(tts, None, 16000)
+    h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
+                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
+    await voice.prewarm([(h.planner(None, "complement").expressed_emotion, 0.4)])
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert h.llm.continued_from == ["Oh no,"]
+    deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)]
+    assert deltas[0] == "Oh no," and deltas[1] == "Hello, nice to hear you."
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["opening"] == "Oh no,"
+    assert trace["reply_text"].startswith("Oh no, Hello")
+    first_model = trace["first_model_audio_stream_s"]
+    assert first_model > trace["speech_end_s"] + trace["voice_to_voice_ms"] / 1000.0  # after the opening
+    assert s.memory.messages()[1].content.startswith("Oh no, Hello")
+
+
+async def test_a_missing_opening_is_rendered_for_next_time_and_not_played() -> None:
+    tts = ToneTTS(16000)
+    voice = OpeningVoice(tts, None, 16000)
+    h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
+                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    await voice.close()
+    assert h.llm.continued_from == [""]
+    assert "opening" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert len(voice.cache) == 1  # rendered in the background, for the next turn

@@ -1,0 +1,106 @@
+"""Turn detection: the pure TurnDetector driven by an energy VAD, and Silero VAD on real synthetic speech."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from attune.core.audio import FRAME, load_wav, resample
+from attune.core.frames import SpeechStarted, SpeechStopped
+from attune.pipeline.turn import (
+    EnergyVAD,
+    SilenceBegan,
+    SpeechResumed,
+    TurnDetector,
+    TurnSettings,
+    UserTurn,
+)
+
+LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
+
+RATE = 16000
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), dtype=np.float32)
+
+
+def run(detector: TurnDetector, *parts: np.ndarray) -> list:
+    out = []
+    for part in parts:
+        for i in range(0, len(part), FRAME):  # 20 ms frames, as transports send them
+            detector.feed(part[i:i + FRAME])
+            out.extend(detector.drain())
+    return out
+
+
+def test_one_turn_with_preroll_and_speculation_signal() -> None:
+    d = TurnDetector(EnergyVAD(), TurnSettings(preroll_ms=300, end_of_turn_ms=500, speculate_ms=100))
+    events = run(d, silence(1.0), tone(1.0), silence(1.0))
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SilenceBegan, SpeechStopped, UserTurn]
+    started, began, stopped, turn = events
+    assert started.timestamp_s == pytest.approx(1.0 - 0.3, abs=0.04)  # pre-roll included
+    assert stopped.timestamp_s == pytest.approx(2.0, abs=0.04)
+    assert began.timestamp_s == stopped.timestamp_s
+    assert turn.audio.duration_s == pytest.approx(1.3, abs=0.05)
+    assert turn.audio.duration_s >= 1.0 + 0.3 - 0.04
+    assert np.allclose(turn.audio.samples, began.audio.samples)
+
+
+def test_short_click_is_not_a_turn_and_pause_resumes() -> None:
+    d = TurnDetector(EnergyVAD(), TurnSettings(min_speech_ms=200, end_of_turn_ms=500, speculate_ms=100))
+    assert run(d, silence(0.5), tone(0.06), silence(1.0)) == []
+    events = run(d, tone(0.6), silence(0.25), tone(0.6), silence(0.7))
+    kinds = [type(e) for e in events]
+    assert kinds == [SpeechStarted, SilenceBegan, SpeechResumed, SilenceBegan, SpeechStopped, UserTurn]
+    assert events[-1].audio.duration_s > 1.4  # both parts are one turn
+
+
+def test_speech_duration_and_max_turn() -> None:
+    d = TurnDetector(EnergyVAD(), TurnSettings(max_turn_s=2.0))
+    run(d, tone(0.5))
+    assert d.in_speech and d.speech_s == pytest.approx(0.5, abs=0.04)
+    events = run(d, tone(2.0))
+    assert any(isinstance(e, UserTurn) for e in events)
+
+
+@pytest.mark.real
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_silero_finds_spoken_turns(tmp_path) -> None:
+    from attune.pipeline.turn import SileroVAD
+
+    wav = tmp_path / "s.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "I had a really long day at work today."], check=True)
+    speech, rate = load_wav(wav)
+    speech = resample(speech, rate, RATE)
+    d = TurnDetector(SileroVAD(), TurnSettings(end_of_turn_ms=500))
+    noise = (np.random.default_rng(0).normal(0, 0.003, RATE)).astype(np.float32)  # quiet room noise
+    events = run(d, noise, speech, silence(1.0), speech, silence(1.0))
+    turns = [e for e in events if isinstance(e, UserTurn)]
+    assert len(turns) == 2
+    assert turns[0].audio.duration_s == pytest.approx(len(speech) / RATE, abs=0.5)
+    assert turns[0].start_s < 1.0 + 0.1  # starts where the speech starts (with pre-roll), not in the noise
+    assert turns[0].start_s > 0.4
+
+
+def test_trim_leading_silence_keeps_the_onset() -> None:
+    from attune.core.audio import trim_leading_silence
+
+    rate = 16000
+    tone = 0.3 * np.sin(np.arange(rate // 2) * 0.1).astype(np.float32)
+    audio = np.concatenate([np.full(rate // 4, 1e-5, np.float32), tone])
+    out = trim_leading_silence(audio, rate, keep_s=0.03)
+    assert len(audio) - len(out) == rate // 4 - int(0.03 * rate)
+    assert np.array_equal(out[-len(tone):], tone)
+    quiet = np.full(rate, 1e-5, np.float32)
+    assert trim_leading_silence(quiet, rate) is quiet  # no onset: unchanged
+    assert len(trim_leading_silence(tone, rate)) == len(tone)  # already starts loud
