@@ -470,12 +470,10 @@ async def test_settings_are_one_value_replaced_while_the_session_runs() -> None:
 async def test_frames_queued_behind_a_busy_input_stage_are_taken_in_one_step() -> None:
     """A server behind on its event loop hands the input stage many frames at once: it takes them in one step (one
     VAD call over all their chunks) and hears the same turn at the same stream times."""
-    from fakes import speech_frame
-
     from attune.core.audio import FRAME
 
-    frames = [np.zeros(FRAME, np.float32)] * 10 + [speech_frame(i) for i in range(50)] + \
-        [np.zeros(FRAME, np.float32)] * 40
+    tone = (0.3 * np.sin(2 * np.pi * 200.0 * np.arange(50 * FRAME) / 16000)).astype(np.float32)
+    frames = [np.zeros(FRAME, np.float32)] * 10 + list(tone.reshape(50, FRAME)) + [np.zeros(FRAME, np.float32)] * 40
     seen: dict[str, list] = {}
     for mode in ("paced", "queued"):
         h = Harness(emotion=None)
