@@ -6,9 +6,10 @@ one is ``pipeline.vad`` (``attune.core.catalog.VAD``).
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +28,15 @@ class VoiceActivity(Protocol):
     def reset(self) -> None: ...
 
 
+def probabilities(vad: VoiceActivity, chunks: np.ndarray) -> np.ndarray:
+    """Speech probabilities of consecutive chunks (float32 [k, VAD_CHUNK]) in stream order, [k]: one model call
+    where the detector batches (``SileroVAD.probabilities``), else one ``probability`` per chunk."""
+    batched = getattr(vad, "probabilities", None)
+    if batched is not None:
+        return np.asarray(batched(chunks))
+    return np.array([vad.probability(c) for c in chunks])
+
+
 class SileroVAD:
     """Silero VAD v6 (the ONNX file bundled with faster-whisper) run chunk by chunk, keeping its LSTM state.
 
@@ -35,18 +45,8 @@ class SileroVAD:
     """
 
     def __init__(self, model_path: str | Path | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise BackendUnavailable("Silero VAD needs onnxruntime", install_hint="pip install faster-whisper==1.2.1",
-                                     backend="silero") from exc
         path = Path(model_path) if model_path else default_silero_path()
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 4
-        self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
-                                                     sess_options=opts)
+        self._session = _silero_session(str(path.resolve()))
         self.reset()
 
     @classmethod
@@ -59,10 +59,38 @@ class SileroVAD:
         self._context = np.zeros(VAD_CONTEXT, dtype=np.float32)
 
     def probability(self, chunk: np.ndarray) -> float:
-        x = np.concatenate([self._context, chunk.astype(np.float32, copy=False)])[None, :]
+        return float(self.probabilities(np.asarray(chunk, dtype=np.float32)[None, :])[0])
+
+    def probabilities(self, chunks: np.ndarray) -> np.ndarray:
+        """Consecutive chunks float32 [k, VAD_CHUNK] -> their probabilities [k], in one model call: the model runs
+        its rows as a sequence through its LSTM state, so the result equals ``k`` calls of ``probability`` (the
+        same figures to the bit) at about half the cost per chunk from k = 3."""
+        if chunks.dtype != np.float32 or chunks.ndim != 2:
+            chunks = np.asarray(chunks, dtype=np.float32).reshape(-1, VAD_CHUNK)
+        x = np.empty((len(chunks), VAD_CONTEXT + VAD_CHUNK), dtype=np.float32)
+        x[:, VAD_CONTEXT:] = chunks
+        x[0, :VAD_CONTEXT] = self._context
+        x[1:, :VAD_CONTEXT] = chunks[:-1, -VAD_CONTEXT:]
         out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
-        self._context = x[0, -VAD_CONTEXT:].copy()
-        return float(np.asarray(out).ravel()[0])
+        self._context = x[-1, -VAD_CONTEXT:]  # a view of this call's own buffer, never written again
+        return out.reshape(-1)
+
+
+@functools.cache
+def _silero_session(path: str) -> Any:
+    """One ONNX session per model file for the whole process: it holds no state of its own (each ``SileroVAD``
+    keeps its LSTM state and context), so every session's detector shares it, and a new connection does not build
+    one on the event loop (about 10 ms each)."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailable("Silero VAD needs onnxruntime", install_hint="pip install faster-whisper==1.2.1",
+                                 backend="silero") from exc
+    opts = onnxruntime.SessionOptions()
+    opts.inter_op_num_threads = 1
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 4
+    return onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"], sess_options=opts)
 
 
 def default_silero_path() -> Path:

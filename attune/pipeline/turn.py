@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from attune.backends.registry import build_or_fallback
-from attune.backends.vad import VAD_CHUNK, EnergyVAD, SileroVAD, VoiceActivity
+from attune.backends.vad import VAD_CHUNK, EnergyVAD, SileroVAD, VoiceActivity, probabilities
 from attune.config import Config, PipelineConfig
 from attune.core.audio import SAMPLE_RATE
 from attune.core.frames import AudioChunk, SpeechStarted, SpeechStopped
@@ -138,10 +138,16 @@ class TurnDetector:
         return AudioChunk(samples, SAMPLE_RATE, st.start_s)
 
     def feed(self, samples: np.ndarray) -> None:
-        self._pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
-        while len(self._pending) >= VAD_CHUNK:
-            chunk, self._pending = self._pending[:VAD_CHUNK], self._pending[VAD_CHUNK:]
-            self._step(chunk, self.vad.probability(chunk) >= self.s.threshold)
+        """Any number of samples; every whole ``VAD_CHUNK`` goes through the VAD, all of them in one call (a
+        transport that hands over several frames at once pays the model's call overhead once)."""
+        pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        whole = len(pending) // VAD_CHUNK * VAD_CHUNK
+        self._pending = pending[whole:]
+        if not whole:
+            return
+        chunks = pending[:whole].reshape(-1, VAD_CHUNK)
+        for chunk, p in zip(chunks, probabilities(self.vad, chunks), strict=True):
+            self._step(chunk, p >= self.s.threshold)
             self._time_s += CHUNK_S
 
     def drain(self) -> list[TurnEvent]:

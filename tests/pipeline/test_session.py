@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -477,3 +478,35 @@ async def test_settings_are_one_value_replaced_while_the_session_runs() -> None:
         await d.until_idle()
     assert not d.of(ev.RESPONSE_CANCELLED)
     assert d.of(ev.RESPONSE_CREATED)[0].data["strategy"] == "match"  # the next reply read the new strategy
+
+
+async def test_frames_queued_behind_a_busy_input_stage_are_taken_in_one_step() -> None:
+    """A server behind on its event loop hands the input stage many frames at once: it takes them in one step (one
+    VAD call over all their chunks) and hears the same turn at the same stream times."""
+    from attune.core.audio import FRAME
+
+    tone = (0.3 * np.sin(2 * np.pi * 200.0 * np.arange(50 * FRAME) / 16000)).astype(np.float32)
+    frames = [np.zeros(FRAME, np.float32)] * 10 + list(tone.reshape(50, FRAME)) + [np.zeros(FRAME, np.float32)] * 40
+    seen: dict[str, list] = {}
+    for mode in ("paced", "queued"):
+        h = Harness(emotion=None)
+        async with h.session() as s:
+            feeds: list[int] = []
+            feed = s.detector.feed
+            s.detector.feed = lambda x, feed=feed, feeds=feeds: (feeds.append(len(x)), feed(x))[1]  # type: ignore
+            for i, f in enumerate(frames):
+                await s.push_audio(f)
+                if mode == "paced" or i % 10 == 9:  # queued: ten frames (200 ms) wait before the stage runs
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+            for _ in range(10):
+                await asyncio.sleep(0)
+            events = []
+            while not s.events.empty():
+                events.append(s.events.get_nowait())
+        seen[mode] = [(e.type, e.data.get("audio_start_ms"), e.data.get("audio_end_ms")) for e in events
+                      if e.type in (ev.SPEECH_STARTED, ev.SPEECH_STOPPED)]
+        seen[mode + " feeds"] = feeds
+    assert seen["paced"] and seen["paced"] == seen["queued"]
+    assert max(seen["paced feeds"]) == FRAME
+    assert max(seen["queued feeds"]) >= 5 * FRAME and sum(seen["queued feeds"]) == len(frames) * FRAME

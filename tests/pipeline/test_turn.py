@@ -104,3 +104,52 @@ def test_trim_leading_silence_keeps_the_onset() -> None:
     quiet = np.full(rate, 1e-5, np.float32)
     assert trim_leading_silence(quiet, rate) is quiet  # no onset: unchanged
     assert len(trim_leading_silence(tone, rate)) == len(tone)  # already starts loud
+
+
+class _BatchLog:
+    """An energy VAD that records how many chunks each model call was given."""
+
+    def __init__(self) -> None:
+        self.inner = EnergyVAD()
+        self.calls: list[int] = []
+
+    def probability(self, chunk: np.ndarray) -> float:
+        self.calls.append(1)
+        return self.inner.probability(chunk)
+
+    def probabilities(self, chunks: np.ndarray) -> np.ndarray:
+        self.calls.append(len(chunks))
+        return np.array([self.inner.probability(c) for c in chunks])
+
+    def reset(self) -> None:
+        return None
+
+
+def test_several_frames_at_once_are_one_vad_call_with_the_same_turns() -> None:
+    audio = np.concatenate([silence(0.5), tone(1.0), silence(1.0)])
+    one_by_one = run(TurnDetector(EnergyVAD()), audio)
+    vad = _BatchLog()
+    d = TurnDetector(vad)
+    batched = []
+    for i in range(0, len(audio), 5 * FRAME):  # 100 ms at a time, as a busy session's input stage hands them over
+        d.feed(audio[i:i + 5 * FRAME])
+        batched.extend(d.drain())
+    assert [type(e) for e in batched] == [type(e) for e in one_by_one]
+    assert [getattr(e, "timestamp_s", None) for e in batched] == [getattr(e, "timestamp_s", None) for e in one_by_one]
+    assert max(vad.calls) >= 3 and sum(vad.calls) == len(audio) // 512
+    assert len(vad.calls) < sum(vad.calls)
+
+
+def test_silero_batched_probabilities_equal_chunk_by_chunk() -> None:
+    from attune.backends.vad import VAD_CHUNK
+    from attune.pipeline.turn import SileroVAD
+
+    t = np.arange(VAD_CHUNK * 40) / RATE
+    audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (t % 0.6 < 0.3)
+             + np.random.default_rng(0).normal(0, 0.01, len(t))).astype(np.float32)
+    one, many = SileroVAD(), SileroVAD()
+    seq = np.array([one.probability(c) for c in audio.reshape(-1, VAD_CHUNK)])
+    chunks = audio.reshape(-1, VAD_CHUNK)
+    batched = np.concatenate([many.probabilities(chunks[i:i + 7]) for i in range(0, len(chunks), 7)])
+    assert seq.max() > 0.1 and seq.max() - seq.min() > 0.05  # the stream has something to tell apart
+    np.testing.assert_allclose(batched, seq, rtol=0, atol=1e-6)  # the LSTM state and context carry across calls
