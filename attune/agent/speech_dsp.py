@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import butter, resample_poly, sosfilt
 
+from attune.core.dsp import butter, resample_poly, sosfilt
 from attune.core.stats import percentile
 
 LEVEL_HOP_S = 0.010  # s between level frames
@@ -106,7 +106,7 @@ def _drop_short_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
 
 
 def lowpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
-    sos = butter(6, min(cutoff_hz, 0.49 * sample_rate), btype="low", fs=sample_rate, output="sos")
+    sos = butter(6, min(cutoff_hz, 0.49 * sample_rate), btype="low", fs=sample_rate)
     return np.asarray(sosfilt(sos, x), dtype=np.float32)
 
 
