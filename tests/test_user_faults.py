@@ -21,7 +21,7 @@ from attune import models
 from attune.config import load_config
 from attune.core.audio import load_wav
 from attune.core.errors import AudioInputError, BackendUnavailable, ConfigError
-from attune.core.frames import AudioChunk
+from attune.core.frames import AudioChunk, SpeechAudio
 
 RATE = 16000
 
@@ -197,6 +197,10 @@ class _RecordingRouter:
     async def synthesize(self, text: str, prosody: Any = None, **_: Any) -> Any:
         self.texts.append(text)
         yield AudioChunk(np.zeros(2205, np.float32), self.sample_rate)
+
+    async def synthesize_speech(self, text: str, prosody: Any = None, **_: Any) -> Any:
+        self.texts.append(text)
+        yield SpeechAudio(AudioChunk(np.zeros(2205, np.float32), self.sample_rate), provider=self.last_provider)
 
 
 def test_render_speech_speaks_normalised_text() -> None:

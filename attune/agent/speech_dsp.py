@@ -1,5 +1,6 @@
 """Signal primitives for the prosody applicator: frame levels, silent runs, an F0 tracker, WSOLA time-scaling
-with a time-varying factor, and variable-rate resampling. numpy/scipy only; every function is pure.
+with a time-varying factor, and variable-rate resampling. numpy only (filters from ``attune.core.dsp``); every
+function is pure.
 
 Arrays are mono float32 at the caller's sample rate; times in samples unless a name says otherwise.
 """

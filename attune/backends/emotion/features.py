@@ -1,4 +1,4 @@
-"""Voice features by pure numpy/scipy DSP: frame tracks (pitch, energy, spectrum) and their utterance summaries.
+"""Voice features by pure numpy DSP: frame tracks (pitch, energy, spectrum) and their utterance summaries.
 
 ``compute_track`` turns 16 kHz audio into one row per 10 ms frame; tracks of consecutive chunks concatenate,
 which is how the streaming detector reuses the previous half window. ``summarize`` turns a track into the
