@@ -66,7 +66,7 @@ def main() -> int:
     tts = create_tts(config)
     report("tts")
     backends = for_session(config, SessionBackends(
-        asr=asr, llm=llm, tts=tts, vad=create_vad(config.pipeline.vad), emotion=None, aggregate=default_aggregate(),
+        asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None, aggregate=default_aggregate(),
         planner=default_planner(), dsp_factory=default_dsp_factory()))
     report("vad+emotion", 0)
     asyncio.run(warm_up(backends, config))

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
 
 from attune.agent.speech_dsp import (
     F0_HOP_S,
@@ -26,6 +25,7 @@ from attune.agent.speech_dsp import (
     wsola,
 )
 from attune.core.audio import check_sample_rate, to_mono_float
+from attune.core.dsp import butter, sosfilt, sosfilt_zi
 from attune.core.errors import AudioInputError
 from attune.core.prosody import ProsodyParameters
 
@@ -194,7 +194,7 @@ class ProsodyApplicator:
     def __init__(self, sample_rate: int, params: ProsodyParameters, seed: int = 0) -> None:
         self.sample_rate = check_sample_rate(sample_rate)
         self.params = params
-        self._sos = butter(2, BREATH_CUTOFF_HZ, btype="high", fs=self.sample_rate, output="sos")
+        self._sos = butter(2, BREATH_CUTOFF_HZ, btype="high", fs=self.sample_rate)
         self._voice = _Voice(None, np.random.default_rng(seed), sosfilt_zi(self._sos) * 0.0)
         self._pending: list[np.ndarray] = []
         self._pending_n = 0

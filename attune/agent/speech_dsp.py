@@ -1,5 +1,6 @@
 """Signal primitives for the prosody applicator: frame levels, silent runs, an F0 tracker, WSOLA time-scaling
-with a time-varying factor, and variable-rate resampling. numpy/scipy only; every function is pure.
+with a time-varying factor, and variable-rate resampling. numpy only (filters from ``attune.core.dsp``); every
+function is pure.
 
 Arrays are mono float32 at the caller's sample rate; times in samples unless a name says otherwise.
 """
@@ -10,8 +11,8 @@ import math
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import butter, resample_poly, sosfilt
 
+from attune.core.dsp import butter, resample_poly, sosfilt
 from attune.core.stats import percentile
 
 LEVEL_HOP_S = 0.010  # s between level frames
@@ -106,7 +107,7 @@ def _drop_short_runs(mask: np.ndarray, min_len: int) -> np.ndarray:
 
 
 def lowpass(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
-    sos = butter(6, min(cutoff_hz, 0.49 * sample_rate), btype="low", fs=sample_rate, output="sos")
+    sos = butter(6, min(cutoff_hz, 0.49 * sample_rate), btype="low", fs=sample_rate)
     return np.asarray(sosfilt(sos, x), dtype=np.float32)
 
 

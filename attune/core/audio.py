@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
+from attune.core.dsp import resample_poly
 from attune.core.errors import AudioInputError
 
 SAMPLE_RATE = 16000  # Hz, the rate of every internal analysis stage

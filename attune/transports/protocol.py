@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
+from attune.core.dsp import resample_poly
 from attune.core.errors import ProtocolError
 from attune.core.events import SessionEvent
 

@@ -1,4 +1,4 @@
-"""Voice features by pure numpy/scipy DSP: frame tracks (pitch, energy, spectrum) and their utterance summaries.
+"""Voice features by pure numpy DSP: frame tracks (pitch, energy, spectrum) and their utterance summaries.
 
 ``compute_track`` turns 16 kHz audio into one row per 10 ms frame; tracks of consecutive chunks concatenate,
 which is how the streaming detector reuses the previous half window. ``summarize`` turns a track into the
@@ -12,11 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import fft as sfft
-from scipy.fft import dct
-from scipy.signal import find_peaks
 
 from attune.core.audio import SAMPLE_RATE, prepare
+from attune.core.dsp import dct_ortho, find_peaks
 from attune.core.emotion import ProsodicMarkers
 from attune.core.stats import quantiles
 
@@ -129,8 +127,8 @@ def yin(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if n == 0:
         return np.zeros(0, np.float32), np.ones(0, np.float32)
     frames = frames.astype(np.float32, copy=False)
-    spec = sfft.rfft(frames, PITCH_NFFT, axis=1)
-    r = sfft.irfft(spec.real ** 2 + spec.imag ** 2, PITCH_NFFT, axis=1)[:, : _TAU_MAX + 2]
+    spec = np.fft.rfft(frames, PITCH_NFFT, axis=1)
+    r = np.fft.irfft(spec.real ** 2 + spec.imag ** 2, PITCH_NFFT, axis=1)[:, : _TAU_MAX + 2]
     cs = np.zeros((n, w + 1), np.float32)
     np.cumsum(frames ** 2, axis=1, out=cs[:, 1:])
     taus = np.arange(_TAU_MAX + 2)
@@ -208,7 +206,7 @@ def compute_track(audio: np.ndarray, left_context: np.ndarray | None = None) -> 
 
 
 def _spectral_columns(frames: np.ndarray, out: np.ndarray) -> None:
-    spec = sfft.rfft(frames * _WINDOW, NFFT, axis=1)
+    spec = np.fft.rfft(frames * _WINDOW, NFFT, axis=1)
     power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32) + 1e-12
     total = power.sum(axis=1)
     out[:, C_CENTROID] = (power @ _FREQS) / total
@@ -223,7 +221,7 @@ def _spectral_columns(frames: np.ndarray, out: np.ndarray) -> None:
     bands = (power @ _BAND_MASKS) / total[:, None]
     out[:, C_BANDS:C_MFCC] = np.log10(bands + 1e-8)
     mel = np.log(power @ _MEL + 1e-10)
-    out[:, C_MFCC:] = dct(mel, type=2, norm="ortho", axis=1)[:, 1:N_MFCC + 1]
+    out[:, C_MFCC:] = dct_ortho(mel, axis=1)[:, 1:N_MFCC + 1]
 
 
 @dataclass(frozen=True)
@@ -276,7 +274,7 @@ def _syllable_nuclei(db: np.ndarray, voiced: np.ndarray) -> int:
     if voiced.sum() < 3:
         return 0
     smooth = np.convolve(db, np.ones(5) / 5.0, mode="same")
-    peaks, _ = find_peaks(smooth, prominence=2.0, distance=10)
+    peaks, _ = find_peaks(smooth, prominence=2.0, distance=10), None
     near_voiced = np.convolve(voiced.astype(np.float32), np.ones(5), mode="same") > 0
     return int(np.count_nonzero(near_voiced[peaks]))
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 
 from attune.backends.emotion.features import FEATURE_NAMES, N_FEATURES
 from attune.backends.emotion.labels import AROUSAL, CLASSES
@@ -234,6 +233,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         logp = s - np.log(np.exp(s).sum(axis=1, keepdims=True))
         return float(-np.mean(logp[rows, labels]))
 
+    from scipy.optimize import minimize_scalar  # training only: scipy.optimize stays off the runtime path
+
     return float(minimize_scalar(nll, bounds=(0.25, 10.0), method="bounded").x)
 
 
@@ -259,6 +260,8 @@ def fit_logreg(z: np.ndarray, y: np.ndarray, l2: float, k: int = len(CLASSES)) -
 
     theta0 = np.zeros(p * k + k)
     theta0[p * k:] = np.where(present, 0.0, -8.0)
+    from scipy.optimize import minimize  # training only: scipy.optimize stays off the runtime path
+
     res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
     return res.x[: p * k].reshape(p, k), res.x[p * k:]
 
