@@ -204,7 +204,7 @@ class Session:
             return
         self._closed = True
         if self._reply is not None:
-            await self._end_reply(self._reply, heard_at=self.now)
+            await self._end_reply(self._reply, heard_at=self.now, reason="session_closed")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._discarded, return_exceptions=True)

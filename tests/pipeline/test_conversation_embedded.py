@@ -96,7 +96,7 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
 
     config, backends = stack
     question = _say(tmp_path, "Tell me a long story about the sea and the old lighthouse keeper.")
-    interruption = _say(tmp_path, "Wait, stop, stop please.")[SAMPLE_RATE // 2:]
+    interruption = _say(tmp_path, "Please stop now.")  # no pause inside: one turn, one barge-in
 
     async def go():
         async with Session(config, for_session(config, backends)) as s:
@@ -127,7 +127,9 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
             return s, seen
 
     session, seen = asyncio.run(go())
-    cancelled = [e for e in seen if e.type == ev.RESPONSE_CANCELLED]
+    # The interruption is a turn of its own; on a fast machine its reply may be under way when the session
+    # closes (reason session_closed). The reply that was cut is the barge-in's.
+    cancelled = [e for e in seen if e.type == ev.RESPONSE_CANCELLED and e.data["reason"] == "barge_in"]
     assert len(cancelled) == 1, [e.type for e in seen if e.type != ev.AUDIO_DELTA]
     trace = cancelled[0].data["trace"]
     assert len(trace["heard_text"].split()) < len(trace["reply_text"].split())

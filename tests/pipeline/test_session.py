@@ -510,3 +510,16 @@ async def test_frames_queued_behind_a_busy_input_stage_are_taken_in_one_step() -
     assert seen["paced"] and seen["paced"] == seen["queued"]
     assert max(seen["paced feeds"]) == FRAME
     assert max(seen["queued feeds"]) >= 5 * FRAME and sum(seen["queued feeds"]) == len(frames) * FRAME
+
+
+async def test_closing_the_session_mid_reply_says_so_not_barge_in() -> None:
+    h = Harness(llm=ScriptedLLM(["One two three four five.", " Six seven eight nine ten."]))
+    s = h.session()
+    async with s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))
+    while not s.events.empty():
+        d.events.append(s.events.get_nowait())
+    cancelled = d.of(ev.RESPONSE_CANCELLED)
+    assert len(cancelled) == 1 and cancelled[0].data["reason"] == "session_closed"
