@@ -160,12 +160,7 @@ class LlamaCppLLM:
     def _extend_cache(self, tokens: list[int], max_new: int) -> int:
         """Make the KV state hold ``tokens``' longest cached prefix plus up to ``max_new`` more of them (evaluated
         now). Returns how many were evaluated. The caller holds the lock."""
-        cached = self._llm._input_ids[: self._llm.n_tokens]
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self._common_prefix(tokens)
         todo = tokens[common:common + max_new]
         if not todo or common + len(todo) > self.n_ctx:
             return 0
@@ -186,13 +181,17 @@ class LlamaCppLLM:
 
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many leading prompt tokens the KV state already holds (llama-cpp re-uses them)."""
+        return min(self._common_prefix(prompt), len(prompt) - 1)  # the last token is re-evaluated for fresh logits
+
+    def _common_prefix(self, tokens: list[int]) -> int:
+        """How many leading ``tokens`` the KV state holds now."""
         cached = self._llm._input_ids[: self._llm.n_tokens]
         n = 0
-        for a, b in zip(cached, prompt, strict=False):
+        for a, b in zip(cached, tokens, strict=False):
             if a != b:
                 break
             n += 1
-        return min(n, len(prompt) - 1)  # the last prompt token is always re-evaluated for fresh logits
+        return n
 
     def _generate(self, prompt: list[int], max_tokens: int, temperature: float,
                   stop: threading.Event) -> Iterator[str]:
