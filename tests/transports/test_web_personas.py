@@ -58,8 +58,11 @@ async def _unlabelled(page: Any) -> list[str]:
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map((el) => el.id)"""))
 
 
-async def _fill_persona(page: Any) -> None:
-    await page.click("#new")
+async def _fill_persona(page: Any) -> str:
+    """Fills the form for a new persona (opened from the keyboard); returns the id of the field focused on open."""
+    await page.focus("#new")
+    await page.keyboard.press("Enter")
+    focused = str(await page.evaluate("document.activeElement.id"))
     await page.fill("#f-id", "clinic")
     await page.fill("#f-name", "Ada")
     await page.fill("#f-description", "the clinic's waiting-room voice")
@@ -75,6 +78,7 @@ async def _fill_persona(page: Any) -> None:
         await page.click("#add-setting")
         await page.locator("#advanced .kv").last.locator(".k").fill(key)
         await page.locator("#advanced .kv").last.locator(".v").fill(value)
+    return focused
 
 
 async def test_persona_page_in_chromium(tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             page.on("pageerror", lambda e: print("page error:", e))
             await page.goto(f"{srv.http}/personas?token={TOKEN}")
             await _wait(page, "s.listed >= 1")
-            await _fill_persona(page)
+            focused_on_open = await _fill_persona(page)
             fits_phone = await _layout_fits(page)
             unlabelled = await _unlabelled(page)
             await page.click("#save")
@@ -103,8 +107,9 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             await page.click("#save")
             await _wait(page, "s.errors.length >= 1")
             pitch_error = await page.inner_text("#e-pitch")
+            pitch_invalid = await page.get_attribute("#f-pitch", "aria-invalid")
             await page.fill("#f-pitch", "-3")
-            await page.click("#save")
+            await page.press("#f-pitch", "Enter")  # Enter in a field saves, as a form does
             await _wait(page, "s.saved >= 2")
             pitch_after = (await http.get("/v1/personas/clinic")).json()["voice"]["pitch"]
 
@@ -145,12 +150,13 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
 
     assert fits_phone and picker_fits, "the page is wider than a 390 px phone"
     assert unlabelled == [], f"inputs without a label: {unlabelled}"
+    assert focused_on_open == "f-id"
     assert "Ada" in listed and "clinic" in listed
     assert stored["name"] == "Ada" and stored["strategy"] == "match"
     assert stored["voice"]["fallback"] == ["espeak"] and stored["voice"]["quality"] == "medium"
     assert stored["voice"]["speed"] == pytest.approx(1.1) and stored["voice"]["pitch"] == pytest.approx(2.0)
     assert stored["voice"]["advanced"] == {"alpha": 0.3, "diffusion_steps": 5, "style": "warm"}
-    assert pitch_error.strip(), "the pitch error is not shown beside the pitch"
+    assert pitch_error.strip() and pitch_invalid == "true", "the pitch error is not shown beside the pitch"
     assert pitch_after == pytest.approx(-3.0)
     assert "duration" in rejection.lower()
     assert "Hz" in sample_text and "24000" in sample_text
