@@ -163,6 +163,14 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class PersonasConfig:
+    data_dir: str = setting("data")  # personas.sqlite3, samples/ and voices/; relative to the repository root
+    max_sample_bytes: int = setting(10485760, lo=65536, hi=268435456)  # largest voice-sample upload (413 above)
+    min_snr_db: float = setting(15.0, lo=0.0, hi=60.0)  # a voice sample's speech-to-noise estimate must reach this
+    min_speech_fraction: float = setting(0.2, lo=0.0, hi=1.0)  # share of a sample the VAD must hear as speech
+
+
+@dataclass(frozen=True)
 class LocalAudioConfig:
     input_device: str = setting("")  # microphone: device index or part of its name; empty = the system default
     output_device: str = setting("")  # speaker: device index or part of its name; empty = the system default
@@ -195,6 +203,7 @@ class Config:
     tts: TTSConfig = field(default_factory=TTSConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    personas: PersonasConfig = field(default_factory=PersonasConfig)
     local_audio: LocalAudioConfig = field(default_factory=LocalAudioConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
 

@@ -129,6 +129,23 @@ def warp(x: np.ndarray, sample_rate: int, params: ProsodyParameters, t0_s: float
     return warp_resample(y, ratio_y)
 
 
+def voice_warp(x: np.ndarray, sample_rate: int, semitones: float, tempo: float = 1.0) -> np.ndarray:
+    """A constant pitch shift (semitones, any size) and tempo change (> 1 faster): a persona's voice on top of
+    whatever prosody a reply has. The same WSOLA + variable-rate reading as ``warp``, without its clamped
+    ``ProsodyParameters`` ranges or contour work."""
+    if abs(semitones) < 1e-3 and abs(tempo - 1.0) < 1e-3:
+        return x
+    n_frame = int(0.025 * sample_rate)
+    if len(x) < 4 * n_frame:
+        n_out = max(1, int(round(len(x) / tempo)))
+        return np.interp(np.linspace(0, len(x) - 1, n_out), np.arange(len(x)), x).astype(np.float32)
+    pitch = 2.0 ** (semitones / 12.0)
+    y, _ = wsola(x, sample_rate, np.full(len(x), pitch / tempo))
+    if pitch > 1.02:  # reading faster folds the top band down: low-pass it first
+        y = lowpass(y, sample_rate, 0.45 * sample_rate / pitch)
+    return warp_resample(y, np.full(len(y), pitch))
+
+
 def envelope(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(per-sample amplitude envelope, per-sample level in dB) from 20 ms frames."""
     db, hop = frame_db(x, sample_rate)

@@ -6,6 +6,8 @@
     ├── OutputPathError             an output file that cannot be written (missing folder, a directory)
     ├── ProtocolError               a client message that breaks the WebSocket protocol
     ├── ReferenceBankError          a missing or corrupt emotion reference (WAV or manifest)
+    ├── PersonaError                a persona or voice sample that breaks the contract (``code``, ``field``)
+    ├── StoreError                  the persona database cannot be opened, read or migrated (names the file)
     └── BackendError                an engine failed; ``retryable`` says whether trying again may help
         ├── BackendUnavailable      an optional dependency or model file is missing (``install_hint``)
         ├── AudioDeviceError        a microphone or speaker was lost or cannot be opened (it may come back)
@@ -47,6 +49,20 @@ class ProtocolError(AttuneError):
 
 class ReferenceBankError(AttuneError):
     """An emotion reference is missing, unreadable or fails its SHA-256 check; the message names the file."""
+
+
+class PersonaError(AttuneError):
+    """A persona body or voice sample that breaks the persona API's contract. ``code`` is the API's error code
+    (``invalid``, ``rejected``, ``not_found``, ``exists``, ...), ``field`` the dotted field or rule it names."""
+
+    def __init__(self, message: str, code: str = "invalid", field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+class StoreError(AttuneError):
+    """The persona database cannot be opened, read or migrated; the message names the file. The file is kept."""
 
 
 class BackendError(AttuneError):

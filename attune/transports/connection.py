@@ -21,7 +21,7 @@ import numpy as np
 
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
-from attune.core.errors import AttuneError, ProtocolError
+from attune.core.errors import AttuneError, BackendError, PersonaError, ProtocolError
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 from attune.transports import protocol as proto
@@ -66,7 +66,8 @@ class Connection:
     """``await Connection(...).run()`` serves the socket until either side closes; returns the close reason."""
 
     def __init__(self, socket: Socket, session: Session, *, session_id: str, limits: ConnectionLimits,
-                 metrics: ServerMetrics, shared_tts: Any = None, voices: tuple[str, ...] = ()) -> None:
+                 metrics: ServerMetrics, shared_tts: Any = None, voices: tuple[str, ...] = (),
+                 personas: Any = None) -> None:
         self.socket = socket
         self.session = session
         self.session_id = session_id
@@ -74,6 +75,7 @@ class Connection:
         self.metrics = metrics
         self.shared_tts = shared_tts
         self.voices = voices
+        self.personas = personas  # persona_api.PersonaService: session.update's persona_id
         self.live = LiveSettings()
         self.out_rate = session.settings.reply.output_sample_rate
         self._outbox: deque[_Out] = deque()
@@ -178,7 +180,8 @@ class Connection:
         s = self.session
         if event.type == "session.update":
             update = proto.parse_session_update(event, self.voices)
-            self.live.apply(update, s, self.shared_tts)
+            chosen = await self._persona(update.persona_id) if update.persona_id is not None else None
+            self.live.apply(update, s, self.shared_tts, persona=chosen)
             self.send_json({"type": proto.SESSION_UPDATED, "session": self.live.describe(s)})
         elif event.type == "input_audio_buffer.commit":
             committed = s.commit_input()
@@ -194,6 +197,19 @@ class Connection:
             await s.cancel_response()
         elif event.type == "ping":
             self.send_json({"type": proto.PONG, **({"id": event.data["id"]} if "id" in event.data else {})})
+
+    async def _persona(self, pid: str) -> Any:
+        """(record, voice) of ``pid``; an unknown id or a voice that cannot load is an error naming persona_id,
+        raised before anything of the update is applied."""
+        if self.personas is None:
+            raise ProtocolError("session.persona_id: this server has no persona store", "invalid_session_update")
+        try:
+            return await self.personas.resolve(pid)
+        except PersonaError:
+            raise ProtocolError(f"session.persona_id: no persona with id {pid!r}", "invalid_session_update") from None
+        except BackendError as exc:
+            raise ProtocolError(f"session.persona_id: the voice of {pid!r} cannot be used: {exc}",
+                                "invalid_session_update") from None
 
     async def _keep_clock(self) -> None:
         """The session's clock runs on input audio; while a client sends none (push-to-talk, typed turns), silence

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.agent.persona_model import ID_PATTERN as PERSONA_ID
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
 from attune.core.dsp import resample_poly
@@ -99,6 +100,7 @@ class SessionUpdate:
     strategy: str | None = None
     persona: str | None = None
     voice: str | None = None
+    persona_id: str | None = None
     turn_detection: TurnDetection | None = None
 
 
@@ -158,6 +160,14 @@ def _turn_detection(obj: Any) -> TurnDetection:
             get("min_speech_ms"), "turn_detection.min_speech_ms", 32, 2000, integer=True))
 
 
+def _persona_id(value: Any) -> str:
+    """The form of a persona id (whether it exists is the connection's question)."""
+    if not isinstance(value, str) or not PERSONA_ID.match(value):
+        raise ProtocolError(f"session.persona_id must be a persona id ({PERSONA_ID.pattern}), got {value!r}"[:200],
+                            "invalid_session_update")
+    return value
+
+
 def parse_session_update(event: ClientEvent, voices: tuple[str, ...]) -> SessionUpdate:
     """Validate a ``session.update`` as a whole (an invalid one changes nothing). ``voices``: the TTS providers
     a client may choose."""
@@ -183,6 +193,7 @@ def parse_session_update(event: ClientEvent, voices: tuple[str, ...]) -> Session
         strategy=None if get("strategy") is None else _choice(get("strategy"), "strategy", STRATEGIES),
         persona=persona.strip() if persona is not None else None,
         voice=None if get("voice") is None else _choice(get("voice"), "voice", voices),
+        persona_id=None if get("persona_id") is None else _persona_id(get("persona_id")),
         turn_detection=None if get("turn_detection") is None else _turn_detection(get("turn_detection")))
 
 

@@ -1,7 +1,8 @@
 """The WebSocket server: one port serving the protocol at ``/ws``, the web client at ``/`` (its persona page at
-``/personas``), ``GET /health`` and ``GET /metrics``, as a Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O
-protocol as its WebSocket implementation (an ASGI app, unlike ``websockets``' own ``process_request``, can read
-request bodies and file uploads on the same port, which the persona API needs).
+``/personas``), ``GET /health``, ``GET /metrics`` and the persona API under ``/v1/`` (``persona_api.py``), as a
+Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O protocol as its WebSocket implementation (an ASGI app,
+unlike ``websockets``' own ``process_request``, can read request bodies and file uploads on the same port, which
+the persona API needs).
 
 Hardening: an explicit max message size (1009), no compression, an origins allow-list (403), bearer-token auth
 (401; with no token configured only a loopback address may be bound), a connection cap (503), idle and
@@ -34,6 +35,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
+from attune.agent.persona_store import PersonaStore
+from attune.agent.persona_voice import VoiceRegistry
 from attune.config import Config, ServerConfig
 from attune.core.errors import ConfigError
 from attune.core.events import SessionEvent
@@ -41,6 +44,7 @@ from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
 from attune.transports.connection import Connection, ConnectionLimits
 from attune.transports.metrics import CONTENT_TYPE, ServerMetrics
+from attune.transports.persona_api import PersonaAPI, PersonaService
 from attune.transports.protocol import RESPONSE_QUEUED
 from attune.transports.settings import voices_of
 
@@ -83,10 +87,11 @@ class Engines:
 
 
 class AttuneServer:
-    """The ASGI app (``self.app``) and the state of its sessions."""
+    """The ASGI app (``self.app``) and the state of its sessions. ``personas``: the persona store (default: the
+    one under ``personas.data_dir``, opened here; a corrupt database file is a ``StoreError`` naming it)."""
 
     def __init__(self, engines: Engines, *, settings: ServerConfig | None = None,
-                 tokens: tuple[str, ...] = ()) -> None:
+                 tokens: tuple[str, ...] = (), personas: PersonaStore | None = None) -> None:
         self.engines = engines
         self.settings = settings or engines.config.server
         self.tokens = tokens
@@ -98,11 +103,16 @@ class AttuneServer:
         self.draining = False
         self.started = time.time()
         self._ids = itertools.count(1)
+        store = personas if personas is not None else PersonaStore.from_config(engines.config)
+        self.personas = PersonaService(store, engines.tts, engines.config, VoiceRegistry())
+        api = PersonaAPI(self.personas, lambda r: self._authorized(r.headers.get("authorization"),
+                                                                   r.query_params.get("token")))
         self.app = Starlette(routes=[
             Route("/", self.index),
             Route("/personas", self.personas_page),
             Route("/health", self.health),
             Route("/metrics", self.metrics_page),
+            *api.routes(),
             Mount("/static", StaticFiles(directory=WEB_DIR)),
             WebSocketRoute("/ws", self.websocket),
         ])
@@ -198,7 +208,7 @@ class AttuneServer:
                                   outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
         async with session:
             conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
-                              shared_tts=self.engines.tts, voices=self.voices)
+                              shared_tts=self.engines.tts, voices=self.voices, personas=self.personas)
             self.connections[session_id] = conn
             self.metrics.sessions.inc()
             self.metrics.sessions_active.inc()

@@ -1,6 +1,7 @@
 """A WebSocket session's live settings (``session.update``): the input format and rate at the edge, and the
-strategy, persona, voice and turn-taking thresholds applied to its ``Session``. ``describe()`` is the ``session``
-object of ``session.created`` / ``session.updated``."""
+strategy, persona (``persona_id``: a stored persona's traits, strategy and voice), voice and turn-taking
+thresholds applied to its ``Session``. ``describe()`` is the ``session`` object of ``session.created`` /
+``session.updated``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
+from attune.agent.persona_model import PersonaRecord
 from attune.core.audio import SAMPLE_RATE
 from attune.pipeline.session import Session
 from attune.transports.protocol import SessionUpdate, StreamingResampler
@@ -34,26 +36,36 @@ class LiveSettings:
     input_sample_rate: int = SAMPLE_RATE
     input_audio_format: str = "pcm16"
     voice: str = ""
+    persona_id: str | None = None
     resampler: StreamingResampler | None = None
 
-    def apply(self, update: SessionUpdate, session: Session, shared_tts: Any) -> None:
+    def apply(self, update: SessionUpdate, session: Session, shared_tts: Any, *,
+              persona: tuple[PersonaRecord, Any] | None = None) -> None:
         """Apply a validated update: the edge's part here, the rest as one new ``SessionSettings`` (the next input
-        frame and the next reply use it)."""
+        frame and the next reply use it). ``persona``: the record and ``PersonaVoice`` of ``update.persona_id``,
+        resolved by the connection; its traits, strategy and voice apply first, so a ``persona``, ``strategy`` or
+        ``voice`` in the same update overrides them."""
         if update.input_sample_rate is not None and update.input_sample_rate != self.input_sample_rate:
             self.input_sample_rate = update.input_sample_rate
             self.resampler = (None if self.input_sample_rate == SAMPLE_RATE
                               else StreamingResampler(self.input_sample_rate, SAMPLE_RATE))
         if update.input_audio_format is not None:
             self.input_audio_format = update.input_audio_format
+        st = session.settings
+        changes: dict[str, Any] = {}
+        if persona is not None:
+            record, voice = persona
+            self.persona_id, self.voice = record.id, ""
+            session.backends.tts = voice
+            changes["persona"] = record.persona(st.persona)
+            changes["strategy"] = record.strategy
         if update.voice is not None:
             self.voice = update.voice
             session.backends.tts = voice_of(shared_tts, update.voice)
-        st = session.settings
-        changes: dict[str, Any] = {}
         if update.strategy is not None:
             changes["strategy"] = update.strategy
         if update.persona is not None:
-            changes["persona"] = replace(st.persona, description=update.persona)
+            changes["persona"] = replace(changes.get("persona", st.persona), description=update.persona)
         td = update.turn_detection
         if td is not None:
             t = st.turn
@@ -80,6 +92,7 @@ class LiveSettings:
             "strategy": st.strategy,
             "persona": st.persona.description,
             "voice": self.voice or None,
+            "persona_id": self.persona_id,
             "turn_detection": {"type": "server_vad", "threshold": s.threshold, "prefix_padding_ms": s.preroll_ms,
                                "silence_duration_ms": s.end_of_turn_ms, "min_speech_ms": s.min_speech_ms},
         }

@@ -1,12 +1,16 @@
 """Client of the CSM service (``csm_service``) on a GPU host: ``POST /synthesize`` -> 24 kHz WAV, ``GET /health``.
 
 Each call is one request for the text as given (the pipeline sends one sentence at a time), carrying ``text``,
-``speaker`` and ``reference_emotion`` (the reference bank entry the service passes to CSM as a context segment).
+``speaker`` and ``reference_emotion`` (the reference bank entry the service passes to CSM as a context segment),
+and, for a persona with a voice sample, ``reference`` (the sample's WAV, base64, and its transcript if known),
+which the service puts first in the context so CSM speaks in that voice.
 Connection errors, timeouts and 5xx are retryable.
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +38,13 @@ class CSMClientTTS:
         self.url = url.rstrip("/")
         self.speaker = speaker
         self.timeout_s = timeout_s
+        self.reference: tuple[bytes, str] | None = None  # a persona's voice sample (WAV bytes, transcript)
+
+    def with_reference(self, wav: bytes, text: str = "") -> CSMClientTTS:
+        """This client sending ``wav`` (a persona's voice sample) as the first context segment of every request."""
+        view = copy.copy(self)
+        view.reference = (wav, text)
+        return view
 
     @classmethod
     def from_config(cls, config: Config) -> CSMClientTTS:
@@ -55,7 +66,10 @@ class CSMClientTTS:
 
     async def request(self, client: Any, sentence: str, emotion: str | None) -> AudioChunk:
         httpx = self._httpx
-        body = {"text": sentence, "speaker": self.speaker, "reference_emotion": emotion}
+        body: dict[str, Any] = {"text": sentence, "speaker": self.speaker, "reference_emotion": emotion}
+        if self.reference is not None:
+            wav, said = self.reference
+            body["reference"] = {"audio_wav_base64": base64.b64encode(wav).decode("ascii"), "text": said}
         try:
             resp = await client.post(f"{self.url}/synthesize", json=body)
         except httpx.HTTPError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from attune.core.audio import load_wav, resample, wav_bytes
+from attune.core.audio import load_wav, load_wav_bytes, resample, wav_bytes
 from attune.core.errors import AudioInputError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 600  # one sentence or two per request
 MAX_AUDIO_MS = 20000  # the longest audio generated for one request
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a request carrying a persona's voice sample (30 s at 48 kHz PCM16, base64)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,19 @@ def load_reference_bank(folder: Path, sample_rate: int) -> dict[str, ContextSegm
     return bank
 
 
+def _reference_segment(obj: Any, speaker: int, sample_rate: int) -> ContextSegment | None:
+    """A persona's voice sample from a request (``{"audio_wav_base64", "text"}``) as a context segment."""
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("audio_wav_base64"), str):
+        raise ValueError("must be an object with audio_wav_base64")
+    text = obj.get("text", "")
+    if not isinstance(text, str):
+        raise ValueError("text must be a string")
+    audio, rate = load_wav_bytes(base64.b64decode(obj["audio_wav_base64"], validate=True))
+    return ContextSegment(speaker, text, resample(audio, rate, sample_rate))
+
+
 def create_app(engine: CSMEngine | None, references: dict[str, ContextSegment]) -> Any:
     """The aiohttp application; ``engine`` None answers 503 (model not loaded) to synthesis requests."""
     from aiohttp import web
@@ -118,6 +133,12 @@ def create_app(engine: CSMEngine | None, references: dict[str, ContextSegment]) 
         if engine is None:
             return web.json_response({"error": "model not loaded"}, status=503)
         context = [references[emotion]] if emotion is not None else []
+        try:
+            voice = _reference_segment(body.get("reference"), speaker, engine.sample_rate)
+        except (ValueError, AudioInputError) as exc:
+            return web.json_response({"error": f"reference: {exc}"}, status=400)
+        if voice is not None:
+            context.insert(0, voice)
         async with lock:
             try:
                 audio = await asyncio.to_thread(engine.generate, text.strip(), speaker, context)
@@ -127,7 +148,7 @@ def create_app(engine: CSMEngine | None, references: dict[str, ContextSegment]) 
         return web.Response(body=wav_bytes(np.asarray(audio, dtype=np.float32), engine.sample_rate),
                             content_type="audio/wav")
 
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/health", health)
     app.router.add_post("/synthesize", synthesize)
     return app

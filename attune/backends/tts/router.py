@@ -61,6 +61,7 @@ class VoiceModelRouter:
         self.unavailable = dict(unavailable or {})  # name -> why it could not be built
         self.tier = tier
         self.default_provider = default_provider  # used when a request names none
+        self.preferred: tuple[str, ...] = ()  # a persona's chain (``agent.persona_voice``); () = the tier's
         self.sample_rate = sample_rate
         self.failure_threshold = failure_threshold
         self.cooldown_s = cooldown_s
@@ -69,17 +70,23 @@ class VoiceModelRouter:
         self.last_provider = ""  # the provider whose audio the latest request emitted (any session's; for reports)
 
     def chain(self, tier: str | None = None, provider: str | None = None) -> list[str]:
-        """The providers a request will try, in order: built, not cooling down."""
+        """The providers a request will try, in order: built, not cooling down. A named provider (the request's
+        or ``default_provider``) is the only one; else ``preferred`` where any of it is built and not cooling
+        down; else the tier's chain."""
         provider = provider or self.default_provider
         if provider:
             if provider not in self.providers:
                 why = self.unavailable.get(provider, "not registered")
                 raise BackendUnavailable(f"TTS provider '{provider}' is not available: {why}", backend=provider)
             return [provider]
+        now = self._clock()
+        if self.preferred and tier is None:
+            chosen = [n for n in self.preferred if n in self.providers and self.stats[n].cooldown_until <= now]
+            if chosen:
+                return chosen
         names = TIERS.get(tier or self.tier)
         if names is None:
             raise TTSError(f"unknown tier '{tier}' (known: {', '.join(TIERS)})")
-        now = self._clock()
         return [n for n in names if n in self.providers and self.stats[n].cooldown_until <= now]
 
     def planned_provider(self, tier: str | None = None, provider: str | None = None) -> str:
@@ -182,10 +189,12 @@ def provider_names(tiers: Sequence[str] = tuple(TIERS)) -> list[str]:
 
 
 async def speech_of(tts: TTSBackend, text: str, prosody: Any = None) -> AsyncIterator[SpeechAudio]:
-    """``tts``'s speech for ``text`` as ``SpeechAudio``: the router says per chunk who spoke; any other backend
-    speaks itself, with the native dimensions listed for its name."""
-    if isinstance(tts, VoiceModelRouter):
-        async for speech in tts.synthesize_speech(text, prosody):
+    """``tts``'s speech for ``text`` as ``SpeechAudio``: the router (or a view of it with ``synthesize_speech``,
+    like a persona's voice) says per chunk who spoke; any other backend speaks itself, with the native
+    dimensions listed for its name."""
+    speak = getattr(tts, "synthesize_speech", None)
+    if speak is not None:
+        async for speech in speak(text, prosody):
             yield speech
         return
     native = native_dimensions(tts.name)
