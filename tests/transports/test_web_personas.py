@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import soundfile as sf
 
-from attune.core.audio import load_wav, write_wav
+from attune.core.audio import load_wav
 from tests.transports.test_web_client import CHROMIUM, DOCS, FLAGS
 from tests.ws_util import running_server
 
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chr
 
 
 def _samples(tmp_path: Path) -> tuple[Path, Path]:
-    """A real 2.2 s recording (too short: the duration rule) and ~9 s of real speech from the reference bank
-    (24 kHz, 16-bit mono), joined with short pauses."""
+    """A real 2.2 s recording (too short: the duration rule), and ~9.8 s of real speech from the reference bank
+    (24 kHz) joined with short pauses, over faint noise, as a 16-bit stereo file (accepted, with a down-mix note)."""
     short = tmp_path / "short.wav"
     shutil.copy(REFERENCES / "neutral.wav", short)
     parts: list[np.ndarray] = []
@@ -39,8 +40,10 @@ def _samples(tmp_path: Path) -> tuple[Path, Path]:
     for name in ("neutral", "calm_supportive", "confident"):
         audio, rate = load_wav(REFERENCES / f"{name}.wav")
         parts += [audio, np.zeros(int(0.3 * rate), np.float32)]
+    speech = np.concatenate(parts)
+    noise = np.random.default_rng(7).normal(0.0, 0.002, (len(speech), 2))
     good = tmp_path / "good.wav"
-    write_wav(good, np.concatenate(parts), rate)
+    sf.write(str(good), np.clip(speech[:, None] + noise, -1, 1), rate, subtype="PCM_16")
     return short, good
 
 
@@ -121,6 +124,7 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             await page.click("#upload")
             await _wait(page, "s.uploads >= 1")
             sample_text = await page.inner_text("#sample")
+            notes = await page.inner_text("#notes")
 
             await page.fill("#f-line", "Please take a seat, the doctor will see you soon.")
             await page.click("#try-buttons [data-emotion=happy]")
@@ -158,8 +162,9 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
     assert stored["voice"]["advanced"] == {"alpha": 0.3, "diffusion_steps": 5, "style": "warm"}
     assert pitch_error.strip() and pitch_invalid == "true", "the pitch error is not shown beside the pitch"
     assert pitch_after == pytest.approx(-3.0)
-    assert "duration" in rejection.lower()
-    assert "Hz" in sample_text and "24000" in sample_text
+    assert 'rule "duration"' in rejection and "2.19 s" in rejection  # the rule, the measured value
+    assert "9.8 s" in sample_text and "24000 Hz" in sample_text and "SNR" in sample_text
+    assert "down-mixed 2 channels to mono" in notes
     assert [p["emotion"] for p in previews] == ["happy", "sad"]
     for p in previews:
         assert p["decodedDuration"] > 0.2 and p["peak"] > 0.05 and p["rate"] > 0

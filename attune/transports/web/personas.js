@@ -239,7 +239,8 @@
     } catch (err) {
       const e = err.error || { code: "error", field: null, message: String(err) };
       const rule = e.code === "rejected" && e.field ? `rule "${e.field}"` : e.code;
-      showError(slot, `Rejected (${rule}): ${e.message}`, $("f-sample"));
+      const message = e.field && e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
+      showError(slot, `Rejected (${rule}): ${message}`, $("f-sample"));
       stats.rejections.push(e);
     } finally { $("upload").disabled = false; }
   }
