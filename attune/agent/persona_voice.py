@@ -106,6 +106,11 @@ class PersonaVoice:
         """The voice part of a speech-cache key (``VoiceConfig.identity``)."""
         return self.voice.identity(self.voices_dir)
 
+    def planned_provider(self) -> str:
+        """The provider the next request will try first ("" if none)."""
+        planned = getattr(self._tts, "planned_provider", None)
+        return str(planned()) if planned is not None else str(getattr(self._tts, "name", ""))
+
     def chain(self) -> list[str]:
         chain = getattr(self._tts, "chain", None)
         return list(chain()) if chain is not None else [getattr(self._tts, "name", "tts")]

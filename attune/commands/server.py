@@ -51,6 +51,7 @@ def add_commands(sub: Any) -> None:
 async def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn  # noqa: F401 - fail early with the install hint below if it is missing
 
+    from attune.agent.persona_store import PersonaStore
     from attune.pipeline.stack import build_backends, for_session, warm_up
     from attune.transports.server import (
         AttuneServer,
@@ -65,10 +66,11 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     port = config.server.port if args.port is None else args.port
     tokens = tokens_from_env(config.server)
     check_bind(host, tokens, config.server.token_env)
+    personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
     base = build_backends(config, emotion=False)
     await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
-    attune = AttuneServer(engines, tokens=tokens)
+    attune = AttuneServer(engines, tokens=tokens, personas=personas)
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

@@ -8,6 +8,7 @@ The choice of words is the agent's (``attune.agent.openings``); this module only
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -58,6 +59,12 @@ class OpeningVoice:
         self.out_rate = out_rate
         self.cache = cache or SpeechCache()
         self._pending: dict[SpeechKey, asyncio.Task[CachedSpeech | None]] = {}
+
+    def speaking_with(self, tts: TTSBackend) -> OpeningVoice:
+        """The same cache of renderings with another voice (a session's persona); its own background renders."""
+        view = copy.copy(self)
+        view.tts, view._pending = tts, {}
+        return view
 
     def key(self, opening: Opening, intensity: float) -> SpeechKey:
         planned = getattr(self.tts, "planned_provider", None)
@@ -122,7 +129,11 @@ class OpeningVoice:
 
 
 def voice_of(tts: Any, provider: str) -> str:
-    """The voice a provider of the router speaks with (Piper's model file, espeak-ng's voice name), for the key."""
+    """The voice a provider of the router speaks with (Piper's model file, espeak-ng's voice name), for the key;
+    a persona's voice names itself (``identity()``: its file, pitch, speed, sample)."""
+    identity = getattr(tts, "identity", None)
+    if callable(identity):
+        return f"{identity()}|{provider}"
     backend = getattr(tts, "providers", {}).get(provider, tts)
     for attr in ("model_path", "voice", "speaker"):
         value = getattr(backend, attr, None)

@@ -57,6 +57,9 @@ class LiveSettings:
             record, voice = persona
             self.persona_id, self.voice = record.id, ""
             session.backends.tts = voice
+            openings = getattr(session.backends, "openings", None)
+            if openings is not None:  # cached openings in the persona's voice, keyed by its identity
+                session.backends.openings = openings.speaking_with(voice)
             changes["persona"] = record.persona(st.persona)
             changes["strategy"] = record.strategy
         if update.voice is not None:

@@ -344,3 +344,17 @@ def test_demo_utterances_speak_through_a_given_router(monkeypatch: Any) -> None:
     router = object()
     conversation.demo_utterances(load_config(), router)
     assert seen and all(r is router for r in seen)
+
+
+# -- a corrupt persona database stops `serve` with one line and keeps the file ---------------------------------
+
+def test_serve_with_a_corrupt_persona_database_says_so_and_keeps_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    garbage = os.urandom(4096)
+    (tmp_path / "personas.sqlite3").write_bytes(garbage)
+    monkeypatch.setenv("ATTUNE_PERSONAS__DATA_DIR", str(tmp_path))
+    code = run_agent.main(["serve", "--port", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(tmp_path / "personas.sqlite3") in err
+    assert (tmp_path / "personas.sqlite3").read_bytes() == garbage

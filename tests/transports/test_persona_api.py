@@ -247,3 +247,29 @@ async def test_session_update_persona_id_switches_traits_strategy_and_voice() ->
             assert espeak.texts and not piper.texts
             await ws.close()
             await reader
+
+
+async def test_a_broken_user_voice_is_an_error_not_a_crash() -> None:
+    """A persona whose Piper file exists but cannot load: session.update names persona_id and changes nothing;
+    the preview answers 503 tts_failed; the server goes on."""
+    async with running_server() as srv, httpx.AsyncClient(base_url=srv.http) as c:
+        voices = srv.attune.personas.store.voices_dir
+        (voices / "bad.onnx").write_bytes(b"not a model" * 100)
+        (voices / "bad.onnx.json").write_text("{}")
+        resp = await c.post("/v1/personas", json={"id": "bad", "voice": {"model": "bad.onnx"}})
+        assert resp.status_code == 201
+        preview = await c.post("/v1/personas/bad/preview", json={})
+        assert preview.status_code == 503 and _err(preview)["code"] == "tts_failed"
+        async with connect(srv.url) as ws:
+            log = Log()
+            reader = asyncio.create_task(collect(ws, log))
+            await wait_for(log, "session.created")
+            await ws.send(json.dumps({"type": "session.update", "session": {"persona_id": "bad"}}))
+            err = (await wait_for(log, "error"))["error"]
+            assert "persona_id" in err["message"] and "bad.onnx" in err["message"]
+            await ws.send(json.dumps({"type": "ping"}))
+            await wait_for(log, "pong")
+            assert not log.of("session.updated")
+            await ws.close()
+            await reader
+        assert (await c.get("/v1/personas/bad")).status_code == 200
