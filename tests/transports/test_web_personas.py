@@ -3,10 +3,12 @@ never ``playwright install``), against the real server and its real persona API 
 persona through the form, see it listed, edit its pitch (a bad value is named beside the field), upload a sample
 the server rejects (the rule is shown) and one it accepts (its figures are shown), try the voice (the preview's
 WAV is decoded and played in the page), pick it on the conversation page (session.update with persona_id), and
-delete it. ``ATTUNE_SAVE_SCREENSHOTS=1`` also saves docs/web-personas.png."""
+delete it. With the real Piper voice behind the router, raising the pitch in the form raises the F0 of what the
+page's "try" button plays. ``ATTUNE_SAVE_SCREENSHOTS=1`` also saves docs/web-personas.png."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from pathlib import Path
@@ -17,9 +19,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from attune.core.audio import load_wav
+from attune.agent.speech_dsp import f0_track
+from attune.backends.tts.piper_backend import PiperTTS
+from attune.backends.tts.router import VoiceModelRouter
+from attune.core.audio import load_wav, load_wav_bytes
+from tests.engines_util import installed_model
+from tests.fakes import ToneTTS
 from tests.transports.test_web_client import CHROMIUM, DOCS, FLAGS
-from tests.ws_util import running_server
+from tests.ws_util import FakeStack, running_server
 
 LAYER = "fakes"  # the real server and persona API; the engines behind the preview are the fakes of tests/fakes.py
 
@@ -171,3 +178,52 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
     assert "clinic" not in listed_after and gone == 404
     if os.environ.get("ATTUNE_SAVE_SCREENSHOTS") == "1":
         shutil.copy(tmp_path / "web-personas.png", DOCS / "web-personas.png")
+
+
+def _piper_router() -> VoiceModelRouter:
+    """The real Piper voice first; the fallback a tone (espeak is not what this test listens to)."""
+    espeak = ToneTTS(22050)
+    espeak.name = "espeak"
+    return VoiceModelRouter({"piper": PiperTTS(installed_model("piper-joe")), "espeak": espeak}, sample_rate=22050)
+
+
+async def _try_and_hear(page: Any, n: int) -> float:
+    """Clicks "Try calm", waits for the page's ``n``-th preview and returns the median F0 of the WAV it received."""
+    await page.click("#try-buttons [data-emotion=calm]")
+    await _wait(page, f"s.previews.length >= {n}", timeout_ms=60000)
+    b64 = await page.evaluate("""(() => { const b = new Uint8Array(window.personaPage.state.lastWav); let s = "";
+        for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+        return btoa(s); })()""")
+    samples, rate = load_wav_bytes(base64.b64decode(b64))
+    f0, _ = f0_track(samples, rate)
+    voiced = f0[f0 > 0]
+    assert len(voiced) > 20, "the preview has too little voiced speech to measure"
+    return float(np.median(voiced))
+
+
+@pytest.mark.real
+async def test_persona_page_pitch_changes_the_real_voice() -> None:
+    playwright = pytest.importorskip("playwright.async_api")
+    async with running_server(FakeStack(tts=_piper_router())) as srv, playwright.async_playwright() as pw, \
+            httpx.AsyncClient(base_url=srv.http, timeout=60) as http:
+        created = await http.post("/v1/personas", json={"id": "ada", "name": "Ada",
+                                                        "voice": {"provider": "piper", "pitch": -3.0}})
+        assert created.status_code == 201, created.text
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            page.on("console", lambda m: print("console:", m.text))  # shown when the test fails
+            await page.goto(f"{srv.http}/personas")
+            await _wait(page, "s.listed >= 1")
+            await page.click("#list li[data-id=ada] button.edit")
+            await page.fill("#f-line", "Hello, how are you feeling today?")
+            low = await _try_and_hear(page, 1)
+            await page.fill("#f-pitch", "3")
+            await page.press("#f-pitch", "Enter")
+            await _wait(page, "s.saved >= 1")
+            high = await _try_and_hear(page, 2)
+            previews = await page.evaluate("window.personaPage.stats.previews")
+        finally:
+            await browser.close()
+    assert all(p["decodedDuration"] > 0.5 and p["peak"] > 0.05 for p in previews)
+    assert 1.2 < high / low < 1.7, (low, high)  # 6 semitones apart is x1.41

@@ -8,7 +8,7 @@
   const token = params.get("token");
   const stats = { listed: 0, saved: 0, deleted: 0, uploads: 0, rejections: [], previews: [], played: 0,
                   errors: [] };
-  const state = { personas: [], current: null, dirty: false, ctx: null, url: null };
+  const state = { personas: [], current: null, dirty: false, ctx: null, url: null, lastWav: null };
   window.personaPage = { stats, state };
   const SAMPLE_TYPES = ["audio/wav", "audio/x-wav", "audio/flac"];
 
@@ -287,6 +287,7 @@
       for (const x of decoded.getChannelData(0)) peak = Math.max(peak, Math.abs(x));
       const entry = { emotion, bytes: buf.byteLength, rate: info.rate, duration: info.duration,
                       decodedDuration: decoded.duration, peak, played: false };
+      state.lastWav = buf;  // the real-voice test reads the WAV the page received
       stats.previews.push(entry);
       if (state.url) URL.revokeObjectURL(state.url);
       state.url = URL.createObjectURL(new Blob([buf], { type: "audio/wav" }));
