@@ -156,6 +156,17 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             await _wait(page, "s.deleted >= 1")
             listed_after = await page.inner_text("#list")
             gone = (await http.get("/v1/personas/clinic")).status_code
+
+            await page.click("#new")  # a taken id: 409, named beside the id field
+            await page.fill("#f-id", "default")
+            await page.click("#save")
+            await _wait(page, "s.errors.length >= 1")  # counted since this page was loaded
+            duplicate = await page.inner_text("#e-id")
+            await page.click("#list li[data-id=default] button.edit")  # the last persona cannot go
+            await page.click("#delete")
+            await _wait(page, "s.errors.length >= 2")
+            last = await page.inner_text("#e-id")
+            codes = [e["code"] for e in await page.evaluate("window.personaPage.stats.errors")]
         finally:
             await browser.close()
 
@@ -176,6 +187,8 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
     for p in previews:
         assert p["decodedDuration"] > 0.2 and p["peak"] > 0.05 and p["rate"] > 0
     assert "clinic" not in listed_after and gone == 404
+    assert codes == ["exists", "last_persona"]
+    assert "exists" in duplicate and "default" in duplicate and last.strip()
     if os.environ.get("ATTUNE_SAVE_SCREENSHOTS") == "1":
         shutil.copy(tmp_path / "web-personas.png", DOCS / "web-personas.png")
 
