@@ -1,7 +1,8 @@
-"""The WebSocket server: one port serving the protocol at ``/ws``, the web client at ``/``, ``GET /health``,
-``GET /metrics`` and the persona API under ``/v1/`` (``persona_api.py``), as a Starlette ASGI app on uvicorn
-with ``websockets``' Sans-I/O protocol as its WebSocket implementation (an ASGI app, unlike ``websockets``' own
-``process_request``, can read request bodies and file uploads on the same port, which the persona API needs).
+"""The WebSocket server: one port serving the protocol at ``/ws``, the web client at ``/`` (its persona page at
+``/personas``), ``GET /health``, ``GET /metrics`` and the persona API under ``/v1/`` (``persona_api.py``), as a
+Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O protocol as its WebSocket implementation (an ASGI app,
+unlike ``websockets``' own ``process_request``, can read request bodies and file uploads on the same port, which
+the persona API needs).
 
 Hardening: an explicit max message size (1009), no compression, an origins allow-list (403), bearer-token auth
 (401; with no token configured only a loopback address may be bound), a connection cap (503), idle and
@@ -108,6 +109,7 @@ class AttuneServer:
                                                                    r.query_params.get("token")))
         self.app = Starlette(routes=[
             Route("/", self.index),
+            Route("/personas", self.personas_page),
             Route("/health", self.health),
             Route("/metrics", self.metrics_page),
             *api.routes(),
@@ -118,6 +120,10 @@ class AttuneServer:
     # ---- HTTP ----
     async def index(self, request: Request) -> Response:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
+
+    async def personas_page(self, request: Request) -> Response:
+        """The persona editor (``web/personas.html``); the page itself holds no data, the API it calls is guarded."""
+        return FileResponse(WEB_DIR / "personas.html", media_type="text/html; charset=utf-8")
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(await self.health_dict())

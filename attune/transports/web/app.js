@@ -9,7 +9,7 @@
                   transcripts: 0, replies: 0, events: {} };
   const state = { ws: null, capture: null, play: null, outRate: 24000, nextTime: 0, sources: new Set(),
                   points: [], agentMsg: {}, analyser: null };
-  window.attune = { stats, state };
+  window.attune = { stats, state, send, sessionExtras: {} };  // persona-picker.js adds persona_id
 
   function setStatus(text, cls) { const s = $("status"); s.textContent = text; s.className = "pill " + cls; }
 
@@ -113,6 +113,7 @@
   // ---- events ----
   function onEvent(e) {
     stats.events[e.type] = (stats.events[e.type] || 0) + 1;
+    window.dispatchEvent(new CustomEvent("attune:event", { detail: e }));
     switch (e.type) {
       case "session.created": state.outRate = e.session.output_sample_rate; break;
       case "input_audio_buffer.speech_started": if (e.barge_in) flushPlayback(); break;
@@ -158,7 +159,8 @@
     ws.onmessage = (m) => (typeof m.data === "string" ? onEvent(JSON.parse(m.data)) : playPcm(m.data));
     ws.onclose = (c) => { setStatus(`closed (${c.code})`, "off"); stop(false); };
     send({ type: "session.update", session: { input_sample_rate: state.capture.sampleRate,
-                                                strategy: $("strategy").value } });
+                                                strategy: $("strategy").value,
+                                                ...window.attune.sessionExtras } });
     // The worklet and the socket are ready before the microphone opens: its first words are not lost.
     const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1,
       echoCancellation: processing, noiseSuppression: processing, autoGainControl: processing } });
