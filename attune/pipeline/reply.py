@@ -434,9 +434,10 @@ class Reply:
             await phrases.store(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]))
 
     def _sentence_cache(self, prosody: ProsodyParameters | None) -> Any:
-        """The speech cache's voice when it renders sentences as this reply does (the same DSP or none)."""
+        """The speech cache's voice when it renders sentences as this reply does (the same TTS, rate, and DSP or
+        none)."""
         d, phrases = self.d, self.d.phrases
-        if phrases is None or not d.settings.cache_sentences or self._expressed is None:
+        if phrases is None or not d.settings.cache_sentences or self._expressed is None or phrases.tts is not d.tts:
             return None
         shaped = d.dsp_factory is not None and prosody is not None and d.settings.apply_prosody
         same = shaped == (phrases.dsp_factory is not None and prosody is not None)
