@@ -73,6 +73,7 @@ class PhraseVoice:
         self.dsp_factory = dsp_factory
         self.out_rate = out_rate
         self.cache = cache if cache is not None else SpeechCache()
+        self._writes: set[asyncio.Task[None]] = set()  # disk writes of kept sentences, owned here
 
     def key(self, text: str, emotion: EmotionCategory | str, prosody: ProsodyParameters | None) -> SpeechKey:
         planned = getattr(self.tts, "planned_provider", None)
@@ -102,6 +103,23 @@ class PhraseVoice:
             return None
         key = self.key(text, emotion, prosody)
         return await asyncio.to_thread(self.cache.put, key, samples, self.out_rate)
+
+    def keep(self, text: str, emotion: EmotionCategory | str, prosody: ProsodyParameters | None,
+             samples: np.ndarray) -> CachedSpeech | None:
+        """Keep audio rendered elsewhere (a reply's sentence): in memory now, on disk in the background, so the
+        caller waits for no file. ``drain()`` waits for the writes still running."""
+        if samples.size == 0:
+            return None
+        key = self.key(text, emotion, prosody)
+        item = self.cache.put(key, samples, self.out_rate, persist=False)
+        if self.cache.store is not None:
+            task = asyncio.create_task(asyncio.to_thread(self.cache.persist, key, item), name="speech-cache-write")
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+        return item
+
+    async def drain(self) -> None:
+        await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def render(self, text: str, emotion: EmotionCategory | str, prosody: ProsodyParameters | None
                      ) -> CachedSpeech | None:

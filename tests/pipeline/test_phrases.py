@@ -111,6 +111,7 @@ async def test_reply_sentences_are_looked_up_and_only_the_short_ones_stored(tmp_
     phrases = voice(tmp_path, tts)
     first, events1 = _reply(ScriptedLLM(tokens), tts, phrases)
     await _run(first)
+    await phrases.drain()  # the disk write runs behind the reply
     assert tts.texts == ["I see.", "That sounds like a long day for you."]
     assert _entries(tmp_path) == 1  # "I see." kept; the long sentence is not stored
     second, events2 = _reply(ScriptedLLM(tokens), tts, voice(tmp_path, tts))  # another process, same directory

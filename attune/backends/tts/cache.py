@@ -6,13 +6,14 @@ Stock phrases (openings, greetings, acknowledgements) are rendered into it at st
 and cost nothing at run time; a second start finds them on disk.
 
 On disk, one file per entry, named by the SHA-256 of the key's canonical JSON (``<digest>.npz``): the samples as
-float32 (exactly what the memory front holds, so a disk hit is bit-identical to a fresh render and never loses
-the DSP's headroom to 16-bit rounding; a 1 s phrase at 24 kHz is 94 KiB) and the metadata (the key's canonical
-JSON, the rate, the creation time). Writes go to a temporary file in the same directory and are published with
-``os.replace``, so a reader sees the whole entry or none. Recency is the file's modification time (touched on every
-hit), so least-recently-used eviction to the size cap works across processes; the time-to-live counts from the
-creation time in the metadata and is checked on every read and every sweep. A corrupt or truncated entry is a
-miss: removed and logged once, never an exception to the caller; a store that cannot write only logs.
+float32 (exactly what the memory front holds, so a disk hit is bit-identical to a fresh render and never loses the
+DSP's headroom to 16-bit rounding; a 1 s phrase at 24 kHz is 94 KiB) and the metadata (the key's canonical JSON,
+the rate, the creation time). Writes go to a temporary file in the same directory and are published with
+``os.replace``, so a reader sees the whole entry or none (no fsync: the data can be rendered again, and the
+truncated file a crash may leave is a miss like any corrupt entry). Recency is the file's modification time
+(touched on every hit), so least-recently-used eviction to the size cap works across processes; the time-to-live
+counts from the creation time in the metadata and is checked on every read and every sweep. A corrupt or truncated
+entry is a miss: removed and logged once, never an exception to the caller; a store that cannot write only logs.
 """
 
 from __future__ import annotations
@@ -180,8 +181,6 @@ class SpeechStore:
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.directory)
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, samples=speech.samples, meta=np.array(json.dumps(meta)))
-                f.flush()
-                os.fsync(f.fileno())
             now = self.clock()
             os.utime(tmp, (now, now))
             os.replace(tmp, self.path_of(key))
@@ -336,14 +335,20 @@ class SpeechCache:
             self.stats.hits += 1
             return item
 
-    def put(self, key: SpeechKey, samples: np.ndarray, sample_rate: int) -> CachedSpeech:
+    def put(self, key: SpeechKey, samples: np.ndarray, sample_rate: int, *, persist: bool = True) -> CachedSpeech:
+        """Keep the audio (a read-only copy) in memory and, with ``persist``, on disk now; without, the caller
+        writes it later with ``persist(key, item)`` (off the path that is waiting for it)."""
         item = _speech(samples, sample_rate, self.clock())
         with self._lock:
             self._remember(key, item)
             self.stats.stores += 1
+        if persist:
+            self.persist(key, item)
+        return item
+
+    def persist(self, key: SpeechKey, item: CachedSpeech) -> None:
         if self.store is not None:
             self.store.put(key, item)
-        return item
 
     def _remember(self, key: SpeechKey, item: CachedSpeech) -> None:
         self._items[key] = item
