@@ -150,3 +150,25 @@ async def test_on_piper_a_disk_hit_is_the_rendering_itself(tmp_path: Path) -> No
     hit = await cold.lookup(ack.text, ack.emotion, ack.prosody)
     assert hit is not None and np.array_equal(hit.samples, made.samples)
     assert voice_of(piper, "piper").startswith(piper.model_path.name + ":")
+
+
+async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_none(tmp_path: Path) -> None:
+    from attune.pipeline.session import SessionBackends
+    from attune.pipeline.stack import warm_up
+    from attune.pipeline.turn import EnergyVAD
+
+    cfg = config(acknowledgements=["Okay.", "I see."], acknowledgement_emotions=["calm"])
+    counts = []
+    for _ in range(2):  # two starts over one directory
+        tts = ToneTTS()
+        backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
+                                   phrases=voice(tmp_path, tts))
+        out = await warm_up(backends, cfg, greetings=("Welcome back.",))
+        assert "phrases_s" in out
+        counts.append(len(tts.texts) - 1)  # warm_up's own "Hello." is not a stock phrase
+    assert counts == [3, 0]
+    off = config(prewarm=False)
+    tts = ToneTTS()
+    backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
+                               phrases=voice(tmp_path / "off", tts))
+    assert "phrases_s" not in await warm_up(backends, off) and len(tts.texts) == 1
