@@ -105,12 +105,13 @@ class PhraseVoice:
         return await asyncio.to_thread(self.cache.put, key, samples, self.out_rate)
 
     def keep(self, text: str, emotion: EmotionCategory | str, prosody: ProsodyParameters | None,
-             samples: np.ndarray) -> CachedSpeech | None:
-        """Keep audio rendered elsewhere (a reply's sentence): in memory now, on disk in the background, so the
-        caller waits for no file. ``drain()`` waits for the writes still running."""
-        if samples.size == 0:
-            return None
+             samples: np.ndarray, spoke: str) -> CachedSpeech | None:
+        """Keep audio rendered elsewhere (a reply's sentence) that provider ``spoke``: in memory now, on disk in
+        the background, so the caller waits for no file (``drain()`` waits for the writes still running). Not
+        kept when another provider than the planned one spoke (a fail-over): it would sit under the wrong key."""
         key = self.key(text, emotion, prosody)
+        if samples.size == 0 or not _same_provider(key, spoke):
+            return None
         item = self.cache.put(key, samples, self.out_rate, persist=False)
         if self.cache.store is not None:
             task = asyncio.create_task(asyncio.to_thread(self.cache.persist, key, item), name="speech-cache-write")
@@ -131,10 +132,13 @@ class PhraseVoice:
         speakable = normalize_for_tts(text)
         if not speakable:
             return None
+        key = self.key(text, emotion, prosody)
         dsp: Any = None
         parts: list[np.ndarray] = []
+        spoke = ""
         try:
             async for speech in speech_of(self.tts, speakable, prosody):
+                spoke = spoke or speech.provider
                 if dsp is None and self.dsp_factory is not None and prosody is not None:
                     dsp = self.dsp_factory(self.tts.sample_rate, speech.remaining(prosody))
                 parts.append(await asyncio.to_thread(self._shape, speech.chunk.samples, speech.chunk.sample_rate, dsp))
@@ -146,11 +150,18 @@ class PhraseVoice:
         samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         if samples.size == 0:
             return None
+        if not _same_provider(key, spoke):  # a fail-over spoke: play it, but never under the planned voice's key
+            log.info("stock phrase %r spoken by %s, not %s: not cached", text, spoke, key.provider)
+            return CachedSpeech(samples, self.out_rate)
         return await self.store(text, emotion, prosody, samples)
 
     def _shape(self, samples: np.ndarray, rate: int, dsp: Any) -> np.ndarray:
         out = np.asarray(dsp.push(samples) if dsp is not None else samples, dtype=np.float32)
         return resample(out, rate, self.out_rate) if out.size and rate != self.out_rate else out
+
+
+def _same_provider(key: SpeechKey, spoke: str) -> bool:
+    return key.provider.removesuffix("+raw") == spoke
 
 
 async def prewarm(voice: PhraseVoice, phrases: Iterable[Phrase]) -> PrewarmReport:

@@ -431,7 +431,8 @@ class Reply:
         samples = np.concatenate([pending, tail]) if pending is not None else tail
         await self._audio.put(self._output(sentence, first, samples, last=True))
         if phrases is not None and len(sentence.text.split()) <= STORE_MAX_WORDS:  # short ones come back
-            phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]))
+            phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]),
+                         first.provider if first is not None else "")
 
     def _sentence_cache(self, prosody: ProsodyParameters | None) -> Any:
         """The speech cache's voice when it renders sentences as this reply does (the same TTS, rate, and DSP or

@@ -172,3 +172,25 @@ async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_non
     backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
                                phrases=voice(tmp_path / "off", tts))
     assert "phrases_s" not in await warm_up(backends, off) and len(tts.texts) == 1
+
+
+async def test_speech_from_a_fail_over_is_played_but_never_cached_under_the_planned_voice(tmp_path: Path) -> None:
+    from attune.backends.tts.router import VoiceModelRouter
+    from tests.fakes import PitchedTTS
+
+    piper, espeak = PitchedTTS("piper", native=False), PitchedTTS("espeak", native=True)
+    piper.fail = True
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, tier="high", sample_rate=22050)
+    phrases = voice(tmp_path, router)
+    ack = Phrase.of("Okay.", EmotionCategory.CALM)
+    spoken = await phrases.render(ack.text, ack.emotion, ack.prosody)
+    assert spoken is not None and spoken.duration_s > 0.1  # espeak spoke it
+    assert phrases.key(ack.text, ack.emotion, ack.prosody).provider == "piper"
+    assert await phrases.lookup(ack.text, ack.emotion, ack.prosody) is None and _entries(tmp_path) == 0
+    reply, _ = _reply(ScriptedLLM(("Okay.",)), router, phrases)  # type: ignore[arg-type]
+    await _run(reply)
+    await phrases.drain()
+    assert await phrases.lookup(ack.text, ack.emotion, ack.prosody) is None and _entries(tmp_path) == 0
+    piper.fail = False
+    assert await phrases.render(ack.text, ack.emotion, ack.prosody) is not None
+    assert _entries(tmp_path) == 1  # piper spoke: cached under its key
