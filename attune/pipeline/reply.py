@@ -413,6 +413,7 @@ class Reply:
         phrases = self._sentence_cache(prosody)
         if phrases is not None and (hit := await phrases.lookup(sentence.text, self._expressed, prosody)):
             cached = SpeechAudio(AudioChunk(np.asarray(hit.samples), hit.sample_rate), "cache", (), sentence.index)
+            self.trace.info["cached_sentences"] = self.trace.info.get("cached_sentences", 0) + 1
             await self._audio.put(self._output(sentence, cached, np.asarray(hit.samples), last=True))
             return
         first: SpeechAudio | None = None

@@ -119,6 +119,7 @@ async def test_reply_sentences_are_looked_up_and_only_the_short_ones_stored(tmp_
     assert tts.texts[2:] == ["That sounds like a long day for you."]  # "I see." came from the cache
     assert np.array_equal(_audio(events1), _audio(events2))  # and sounds the same
     assert second.outcome().heard_text == "I see. That sounds like a long day for you."
+    assert second.outcome().trace.info["cached_sentences"] == 1 and "cached_sentences" not in first.outcome().trace.info
 
 
 async def test_a_prewarmed_acknowledgement_serves_the_reply_that_says_it(tmp_path: Path) -> None:
