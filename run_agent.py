@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "attune.commands.kiosk",
     "attune.commands.echo",
     "attune.commands.soak",
+    "attune.commands.speech_cache",
 )
 
 

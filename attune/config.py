@@ -138,6 +138,19 @@ class TTSConfig:
 
 
 @dataclass(frozen=True)
+class SpeechCacheConfig:
+    enabled: bool = setting(True)  # keep finished stock speech on disk (off: in memory only, per process)
+    dir: str = setting("")  # entry directory; empty = ${XDG_CACHE_HOME:-~/.cache}/attune/speech; relative = repo root
+    max_mb: float = setting(100.0, lo=1.0, hi=100000.0)  # size cap of the directory; least recently used go first
+    ttl_s: float = setting(86400.0, lo=1.0, hi=31536000.0)  # an entry's life from its rendering
+    memory_items: int = setting(256, lo=1, hi=100000)  # entries of the in-memory front
+    prewarm: bool = setting(True)  # render the acknowledgements (and the kiosk's greeting) at start-up
+    acknowledgements: list[str] = setting(["Mm-hm.", "I see.", "Okay.", "Go on.", "Right."])
+    acknowledgement_emotions: list[str] = setting(["neutral", "calm", "affectionate"])  # each phrase in each
+    reply_sentences: bool = setting(True)  # look every reply sentence up; store the short ones (<= 4 words)
+
+
+@dataclass(frozen=True)
 class ExpressionConfig:
     strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
     apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
@@ -201,6 +214,7 @@ class Config:
     asr: ASRConfig = field(default_factory=ASRConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
+    speech_cache: SpeechCacheConfig = field(default_factory=SpeechCacheConfig)
     expression: ExpressionConfig = field(default_factory=ExpressionConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     personas: PersonasConfig = field(default_factory=PersonasConfig)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The speech cache of this test run: its own directory, never the user's (a command run as a subprocess inherits it).
+_SPEECH_CACHE = tempfile.mkdtemp(prefix="attune-test-speech-")
+os.environ["ATTUNE_SPEECH_CACHE__DIR"] = _SPEECH_CACHE
+atexit.register(shutil.rmtree, _SPEECH_CACHE, True)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMODB_DIR = Path(os.environ.get("ATTUNE_EMODB_DIR", REPO_ROOT.parent / "shared" / "data" / "emodb-dev"))

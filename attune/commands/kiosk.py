@@ -67,7 +67,7 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
 
     async def load_engines() -> Any:
         backends = await asyncio.to_thread(build_backends, config, emotion=False)
-        await warm_up(backends, config)
+        await warm_up(backends, config, greetings=(config.kiosk.greeting,))  # greeting ready in the speech cache
         return backends
 
     def open_audio() -> Any:

@@ -1,6 +1,7 @@
 """Openings spoken from the cache: ``OpeningVoice`` renders each opening through the session's own speech path
-(TTS with the expressed emotion's prosody, the prosody DSP, the output rate, the leading silence trimmed) into a
-``SpeechCache`` at start-up, so at the moment a turn is committed the opening is ready to play.
+(``pipeline/phrases.py``'s ``PhraseVoice``: TTS with the expressed emotion's prosody, the prosody DSP, the output
+rate) into the shared ``SpeechCache`` at start-up, so at the moment a turn is committed the opening is ready to
+play, its leading silence trimmed (it starts the reply).
 
 The choice of words is the agent's (``attune.agent.openings``); this module only makes and finds the sound.
 """
@@ -18,12 +19,12 @@ import numpy as np
 from attune.agent.openings import OPENINGS, Opening
 from attune.backends.base import TTSBackend
 from attune.backends.tts.cache import CachedSpeech, SpeechCache, SpeechKey
-from attune.backends.tts.router import speech_of
-from attune.core.audio import resample, trim_leading_silence
+from attune.core.audio import trim_leading_silence
 from attune.core.emotion import EmotionCategory
-from attune.core.errors import BackendError
 from attune.core.prosody import ProsodyParameters, profile_for
+from attune.pipeline.phrases import PhraseVoice, voice_of
 
+__all__ = ["PREWARM", "OpeningVoice", "opening_level", "opening_prosody", "voice_of"]
 log = logging.getLogger(__name__)
 INTENSITY_LEVELS = (0.4, 0.7, 1.0)  # openings are rendered at the nearest of these, so a few renders serve all plans
 # What the default strategy expresses most (complement: calm for agitation, warmth for low moods, a positive
@@ -48,56 +49,46 @@ def opening_prosody(emotion: EmotionCategory, intensity: float) -> ProsodyParame
 class OpeningVoice:
     """``cached(opening, intensity)`` -> audio or None (never blocks); ``render(...)`` makes and caches it.
 
-    ``dsp_factory(sample_rate, prosody)`` is the reply's prosody DSP (None: no DSP), given what the speaking
-    provider did not apply natively, exactly as a reply's sentence; ``out_rate`` is the output sample rate.
+    ``dsp_factory(sample_rate, prosody)`` is the reply's prosody DSP (None: no DSP); ``out_rate`` is the output
+    sample rate; ``cache`` the process's speech cache (shared with the other stock phrases), or a ``PhraseVoice``
+    given as ``phrases`` that already holds it.
     """
 
     def __init__(self, tts: TTSBackend, dsp_factory: Callable[[int, ProsodyParameters], Any] | None, out_rate: int,
-                 cache: SpeechCache | None = None) -> None:
-        self.tts = tts
-        self.dsp_factory = dsp_factory
-        self.out_rate = out_rate
-        self.cache = cache or SpeechCache()
+                 cache: SpeechCache | None = None, *, phrases: PhraseVoice | None = None) -> None:
+        self.voice = phrases if phrases is not None else PhraseVoice(tts, dsp_factory, out_rate, cache)
+        self.tts, self.dsp_factory, self.out_rate = self.voice.tts, self.voice.dsp_factory, self.voice.out_rate
+        self.cache = self.voice.cache
         self._pending: dict[SpeechKey, asyncio.Task[CachedSpeech | None]] = {}
+        self._trimmed: dict[SpeechKey, CachedSpeech] = {}
 
     def speaking_with(self, tts: TTSBackend) -> OpeningVoice:
         """The same cache of renderings with another voice (a session's persona); its own background renders."""
         view = copy.copy(self)
-        view.tts, view._pending = tts, {}
+        view.voice = self.voice.speaking_with(tts)
+        view.tts, view._pending, view._trimmed = tts, {}, {}
         return view
 
     def key(self, opening: Opening, intensity: float) -> SpeechKey:
-        planned = getattr(self.tts, "planned_provider", None)
-        provider = planned() if callable(planned) else getattr(self.tts, "name", "")
-        return SpeechKey.of(opening.text, voice=voice_of(self.tts, str(provider)), provider=str(provider),
-                            emotion=opening.emotion.value, prosody=opening_prosody(opening.emotion, intensity))
+        return self.voice.key(opening.text, opening.emotion, opening_prosody(opening.emotion, intensity))
 
     def cached(self, opening: Opening, intensity: float) -> CachedSpeech | None:
-        return self.cache.get(self.key(opening, intensity))
+        """The opening's audio from the memory front, leading silence trimmed; None when it is not there."""
+        key = self.key(opening, intensity)
+        speech = self.cache.get_memory(key)
+        if speech is None:
+            return None
+        trimmed = self._trimmed.get(key)
+        if trimmed is None or trimmed.created_s != speech.created_s:
+            samples = trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
+            trimmed = CachedSpeech(samples, speech.sample_rate, speech.created_s)
+            self._trimmed[key] = trimmed
+        return trimmed
 
     async def render(self, opening: Opening, intensity: float) -> CachedSpeech | None:
-        """Synthesise the opening as a reply's sentence would be (TTS, then the DSP for what the provider did
-        not apply, off the loop) and cache it. None when the TTS fails (an opening is an extra: the reply goes on
-        without it)."""
-        key = self.key(opening, intensity)
-        prosody = opening_prosody(opening.emotion, intensity)
-        dsp: Any = None
-        parts: list[np.ndarray] = []
-        try:
-            async for speech in speech_of(self.tts, opening.text, prosody):
-                if dsp is None and self.dsp_factory is not None:
-                    dsp = self.dsp_factory(self.tts.sample_rate, speech.remaining(prosody))
-                parts.append(await asyncio.to_thread(self._shape, speech.chunk.samples, speech.chunk.sample_rate, dsp))
-            if dsp is not None:
-                parts.append(await asyncio.to_thread(self._shape, dsp.flush(), self.tts.sample_rate, None))
-        except BackendError as exc:
-            log.warning("opening %r not rendered: %s", opening.text, exc)
-            return None
-        samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        samples = trim_leading_silence(samples, self.out_rate)
-        if samples.size == 0:
-            return None
-        return self.cache.put(key, samples, self.out_rate)
+        """Find or synthesise the opening as a reply's sentence would be, and cache it. None when the TTS fails
+        (an opening is an extra: the reply goes on without it)."""
+        return await self.voice.render(opening.text, opening.emotion, opening_prosody(opening.emotion, intensity))
 
     def render_later(self, opening: Opening, intensity: float) -> None:
         """Start rendering a missing opening in the background, for the next turn that needs it. The task is
@@ -115,28 +106,11 @@ class OpeningVoice:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def prewarm(self, combos: Iterable[tuple[EmotionCategory, float]] = PREWARM) -> int:
-        """Render every opening for each (emotion, intensity); returns how many are cached."""
+        """Have every opening ready for each (emotion, intensity), from the cache (memory or disk) or rendered
+        now; returns how many are ready."""
         done = 0
         for emotion, intensity in combos:
             for situation, text in OPENINGS.items():
                 if await self.render(Opening(text, situation, emotion), intensity) is not None:
                     done += 1
         return done
-
-    def _shape(self, samples: np.ndarray, rate: int, dsp: Any) -> np.ndarray:
-        out = np.asarray(dsp.push(samples) if dsp is not None else samples, dtype=np.float32)
-        return resample(out, rate, self.out_rate) if out.size and rate != self.out_rate else out
-
-
-def voice_of(tts: Any, provider: str) -> str:
-    """The voice a provider of the router speaks with (Piper's model file, espeak-ng's voice name), for the key;
-    a persona's voice names itself (``identity()``: its file, pitch, speed, sample)."""
-    identity = getattr(tts, "identity", None)
-    if callable(identity):
-        return f"{identity()}|{provider}"
-    backend = getattr(tts, "providers", {}).get(provider, tts)
-    for attr in ("model_path", "voice", "speaker"):
-        value = getattr(backend, attr, None)
-        if value is not None and not callable(value):
-            return str(getattr(value, "name", value))
-    return provider

@@ -35,6 +35,7 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
+from attune.pipeline.phrases import STORE_MAX_WORDS
 from attune.pipeline.splitter import SentenceSplitter
 from attune.pipeline.understanding import TurnContext, Understander, Understanding
 
@@ -71,6 +72,7 @@ class ReplySettings:
     temperature: float = 0.7
     apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
     openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
+    cache_sentences: bool = True  # look each sentence up in the speech cache (``ReplyDeps.phrases``)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class ReplyDeps:
     dsp_factory: DSPFactory | None = None
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
     openings: Any = None  # attune.pipeline.openings.OpeningVoice (cached openings); None = no openings
+    phrases: Any = None  # attune.pipeline.phrases.PhraseVoice (the speech cache); None = every sentence synthesised
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ class Reply:
         self._commit = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._prosody: ProsodyParameters | None = None  # the plan's prosody, or the reply tag's emotion once read
+        self._expressed: Any = None  # the EmotionCategory that prosody expresses (the speech cache's key)
         self._first_audio = asyncio.Event()  # the first model sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
         self._opening = ""  # words already played from the cache (sentence 0); the LLM goes on from them
@@ -267,7 +271,7 @@ class Reply:
         self.emit(SessionEvent(ev.EMOTION_TURN, {"turn": self.turn, "emotion": emotion.to_dict() if emotion else None,
                                                  "context": emotion.to_context_string() if emotion else "",
                                                  "trajectory": understood.trajectory}))
-        self._prosody = plan.prosody
+        self._prosody, self._expressed = plan.prosody, plan.expressed_emotion
         self.trace.info.update(_plan_info(emotion, plan))
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         await self._open(transcript.text, plan)
@@ -374,7 +378,7 @@ class Reply:
         if tags.emotion is None or plan is None or tags.emotion is plan.expressed_emotion:
             return
         intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
-        self._prosody = profile_for(tags.emotion, intensity)
+        self._prosody, self._expressed = profile_for(tags.emotion, intensity), tags.emotion
         self.trace.info["expressed_emotion"] = tags.emotion.value
 
     async def _queue_sentence(self, index: int, sentence: str) -> int:
@@ -406,19 +410,40 @@ class Reply:
         """One sentence through TTS and the DSP. The DSP is built from the first chunk, which says which provider
         spoke and what it applied natively; the DSP applies exactly the rest."""
         prosody = self._prosody
+        phrases = self._sentence_cache(prosody)
+        if phrases is not None and (hit := await phrases.lookup(sentence.text, self._expressed, prosody)):
+            cached = SpeechAudio(AudioChunk(np.asarray(hit.samples), hit.sample_rate), "cache", (), sentence.index)
+            self.trace.info["cached_sentences"] = self.trace.info.get("cached_sentences", 0) + 1
+            await self._audio.put(self._output(sentence, cached, np.asarray(hit.samples), last=True))
+            return
         first: SpeechAudio | None = None
         dsp: ProsodyShaper | None = None
         pending: np.ndarray | None = None
+        parts: list[np.ndarray] = []
         async for speech in speech_of(self.d.tts, sentence.text, prosody):
             if first is None:
                 first, dsp = speech, self._make_dsp(prosody, speech)
             if pending is not None:
+                parts.append(pending)
                 await self._audio.put(self._output(sentence, first, pending, last=False))
             # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
             pending = await asyncio.to_thread(self._to_output, speech.chunk, dsp)
         tail = await asyncio.to_thread(self._to_output, None, dsp, self.d.tts.sample_rate)
         samples = np.concatenate([pending, tail]) if pending is not None else tail
         await self._audio.put(self._output(sentence, first, samples, last=True))
+        if phrases is not None and len(sentence.text.split()) <= STORE_MAX_WORDS:  # short ones come back
+            phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]),
+                         first.provider if first is not None else "")
+
+    def _sentence_cache(self, prosody: ProsodyParameters | None) -> Any:
+        """The speech cache's voice when it renders sentences as this reply does (the same TTS, rate, and DSP or
+        none)."""
+        d, phrases = self.d, self.d.phrases
+        if phrases is None or not d.settings.cache_sentences or self._expressed is None or phrases.tts is not d.tts:
+            return None
+        shaped = d.dsp_factory is not None and prosody is not None and d.settings.apply_prosody
+        same = shaped == (phrases.dsp_factory is not None and prosody is not None)
+        return phrases if same and phrases.out_rate == d.settings.output_sample_rate else None
 
     def _make_dsp(self, prosody: ProsodyParameters | None, speech: SpeechAudio) -> ProsodyShaper | None:
         factory = self.d.dsp_factory

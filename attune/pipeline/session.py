@@ -102,6 +102,7 @@ class SessionBackends:
     turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
     end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
     openings: Any = None  # attune.pipeline.openings.OpeningVoice: cached openings; None = no openings
+    phrases: Any = None  # attune.pipeline.phrases.PhraseVoice: the speech cache's voice; None = no cache
     listen_asr: ASRBackend | None = None  # the partial passes' ASR (loaded in ``background``); None = ``asr``
     background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill
 
@@ -290,7 +291,7 @@ class Session:
                                     strategy=st.strategy, fuse_words=st.fuse_words)
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
-                         openings=b.openings)
+                         openings=b.openings, phrases=b.phrases)
 
     def _turn_context(self) -> TurnContext:
         return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))

@@ -18,10 +18,12 @@ from attune.agent.brain import default_planner
 from attune.backends.asr.factory import create_asr
 from attune.backends.base import ChatMessage
 from attune.backends.llm.factory import create_llm
+from attune.backends.tts.cache import speech_cache_from_config
 from attune.backends.tts.factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
+from attune.pipeline.phrases import PhraseVoice, prewarm, stock_phrases
 from attune.pipeline.reply import TurnEmotion
 from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
 from attune.pipeline.turn import create_vad
@@ -41,11 +43,12 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
                                dsp_factory=default_dsp_factory(), end_of_turn=_end_of_turn_model(config))
     if config.pipeline.partial_asr or config.pipeline.prefill_llm:
         _add_background(config, backends)
+    backends.phrases = PhraseVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
+                                   config.pipeline.output_sample_rate, speech_cache_from_config(config))
     if config.agent.openings:
         from attune.pipeline.openings import OpeningVoice
 
-        backends.openings = OpeningVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
-                                         config.pipeline.output_sample_rate)
+        backends.openings = OpeningVoice(tts, None, 0, phrases=backends.phrases)
     return for_session(config, backends) if emotion else backends
 
 
@@ -98,13 +101,13 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config),
                            emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
                            dsp_factory=backends.dsp_factory, turn_emotion=turn, end_of_turn=backends.end_of_turn,
-                           openings=backends.openings, listen_asr=backends.listen_asr,
+                           openings=backends.openings, phrases=backends.phrases, listen_asr=backends.listen_asr,
                            background=backends.background)
 
 
-async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]:
-    """Load models and fill caches (the LLM's persona prefix) so the first real turn is representative.
-    Returns seconds per engine."""
+async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
+    """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
+    ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine."""
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import Persona
 
@@ -128,6 +131,12 @@ async def warm_up(backends: SessionBackends, config: Config) -> dict[str, float]
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
     out["tts_s"] = time.perf_counter() - t
+    if backends.phrases is not None and config.speech_cache.prewarm:
+        t = time.perf_counter()
+        report = await prewarm(backends.phrases, stock_phrases(config, greetings))
+        out["phrases_s"] = time.perf_counter() - t
+        log.info("stock phrases: %d from the cache, %d rendered, %d failed", report.ready, report.rendered,
+                 report.failed)
     if backends.openings is not None and config.agent.openings:
         t = time.perf_counter()
         await backends.openings.prewarm()

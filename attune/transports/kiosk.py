@@ -26,9 +26,11 @@ import numpy as np
 
 from attune.config import Config
 from attune.core import events as ev
-from attune.core.audio import resample
-from attune.core.errors import AudioDeviceError
+from attune.core.audio import trim_leading_silence
+from attune.core.emotion import EmotionCategory
+from attune.core.errors import AudioDeviceError, TTSError
 from attune.core.events import SessionEvent
+from attune.pipeline.phrases import Phrase, PhraseVoice
 from attune.pipeline.session import Session, SessionBackends
 from attune.transports.microphone import LocalAudio, run_microphone
 
@@ -249,12 +251,18 @@ class Kiosk:
         return watch.outcome
 
     async def _render_greeting(self, backends: SessionBackends) -> np.ndarray | None:
+        """The greeting through the speech cache (neutral, as a reply's sentence would sound; found on disk after
+        the first start), its leading silence trimmed. A failed TTS is an error of the engines (retried)."""
         text = self.settings.greeting.strip()
         if not text:
             return None
-        parts = [chunk.samples async for chunk in backends.tts.synthesize(text, None)]
-        samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        return resample(samples, backends.tts.sample_rate, self.config.pipeline.output_sample_rate)
+        voice = backends.phrases or PhraseVoice(backends.tts, backends.dsp_factory,
+                                                self.config.pipeline.output_sample_rate)
+        phrase = Phrase.of(text, EmotionCategory.NEUTRAL)
+        speech = await voice.render(phrase.text, phrase.emotion, phrase.prosody)
+        if speech is None:
+            raise TTSError(f"the greeting {text!r} could not be synthesised (see the warning above)", retryable=True)
+        return trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
 
     def _greet(self, session: Session, audio: LocalAudio) -> None:
         if self._greeting is None or not len(self._greeting):

@@ -60,6 +60,9 @@ class LiveSettings:
             openings = getattr(session.backends, "openings", None)
             if openings is not None:  # cached openings in the persona's voice, keyed by its identity
                 session.backends.openings = openings.speaking_with(voice)
+            phrases = getattr(session.backends, "phrases", None)
+            if phrases is not None:  # reply sentences looked up and kept in the persona's voice
+                session.backends.phrases = phrases.speaking_with(voice)
             changes["persona"] = record.persona(st.persona)
             changes["strategy"] = record.strategy
         if update.voice is not None:

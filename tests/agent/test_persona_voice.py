@@ -135,3 +135,21 @@ async def test_openings_in_a_personas_voice_are_cached_apart() -> None:
     assert low.cache is shared.cache and low._pending is not shared._pending
     assert await low.render(opening, 0.6) is not None
     assert low.cached(opening, 0.6) is not None and high.cached(opening, 0.6) is None
+
+
+async def test_reply_sentences_in_a_personas_voice_are_cached_apart() -> None:
+    """The speech cache's phrase voice, switched to a persona, keys by the persona's identity over the one cache:
+    a sentence kept in one persona's voice is never played in another's."""
+    from attune.core.emotion import EmotionCategory
+    from attune.pipeline.phrases import PhraseVoice
+
+    router = _router(ToneTTS(22050))
+    shared = PhraseVoice(router, None, 16000)
+    low = shared.speaking_with(PersonaVoice(router, VoiceConfig(pitch=-3.0)))
+    high = shared.speaking_with(PersonaVoice(router, VoiceConfig(pitch=3.0)))
+    keys = {v.key("Okay.", EmotionCategory.CALM, None) for v in (shared, low, high)}
+    assert len(keys) == 3
+    assert low.cache is shared.cache and low.tts is not shared.tts
+    assert await low.render("Okay.", EmotionCategory.CALM, None) is not None
+    assert low.cached("Okay.", EmotionCategory.CALM, None) is not None
+    assert high.cached("Okay.", EmotionCategory.CALM, None) is None

@@ -290,3 +290,24 @@ def test_health_endpoint_answers_503_when_the_kiosk_cannot_listen() -> None:
         assert resp.status_code == 503 and resp.json() == snap
         snap["status"] = "ok"
         assert client.get("/health").status_code == 200
+
+
+async def test_the_greeting_comes_from_the_speech_cache_on_a_second_start(tmp_path: Path) -> None:
+    from attune.agent.prosody_dsp import ProsodyApplicator
+    from attune.backends.tts.cache import SpeechCache, SpeechStore
+    from attune.pipeline.phrases import PhraseVoice
+
+    config = load_config(environ={})
+
+    def backends(tts: ToneTTS) -> SessionBackends:
+        cache = SpeechCache(store=SpeechStore(tmp_path, max_bytes=10**8))
+        return SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
+                               dsp_factory=ProsodyApplicator,
+                               phrases=PhraseVoice(tts, ProsodyApplicator, config.pipeline.output_sample_rate, cache))
+
+    kiosk = Kiosk(config, load_engines=lambda: None, open_audio=lambda: None)  # type: ignore[arg-type,return-value]
+    first_tts, second_tts = ToneTTS(), ToneTTS()
+    first = await kiosk._render_greeting(backends(first_tts))
+    second = await kiosk._render_greeting(backends(second_tts))  # a restarted kiosk, the same directory
+    assert first_tts.texts == [config.kiosk.greeting] and second_tts.texts == []
+    assert first is not None and second is not None and np.array_equal(first, second) and len(first) > 0

@@ -1,0 +1,35 @@
+"""``LiveSettings.apply`` with a persona: the session's TTS, its cached openings and its cached reply sentences
+all switch to the persona's voice (one shared cache, keyed by the persona's identity), and its traits and
+strategy become the session's."""
+
+from __future__ import annotations
+
+from attune.agent.persona_model import PersonaRecord, VoiceConfig
+from attune.agent.persona_voice import PersonaVoice
+from attune.backends.tts.router import VoiceModelRouter
+from attune.pipeline.openings import OpeningVoice
+from attune.pipeline.phrases import PhraseVoice
+from attune.transports.protocol import SessionUpdate
+from attune.transports.settings import LiveSettings
+from tests.fakes import Harness, ToneTTS
+
+LAYER = "unit"
+
+
+def test_a_persona_switches_the_voice_of_speech_openings_and_cached_sentences() -> None:
+    router = VoiceModelRouter({"piper": ToneTTS(22050)}, sample_rate=22050)
+    phrases = PhraseVoice(router, None, 16000)
+    session = Harness(tts=router, openings=OpeningVoice(router, None, 0, phrases=phrases)).session()
+    session.backends.phrases = phrases
+    record = PersonaRecord(id="clinic", traits="You are Ada, calm and brief.", strategy="match",
+                           voice=VoiceConfig(pitch=-2.0))
+    voice = PersonaVoice(router, record.voice)
+    live = LiveSettings()
+    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=(record, voice))
+    b = session.backends
+    assert b.tts is voice and b.openings.tts is voice and b.phrases.tts is voice
+    assert b.phrases.cache is phrases.cache and b.openings.cache is phrases.cache
+    assert b.phrases.key("Okay.", "calm", None) != phrases.key("Okay.", "calm", None)
+    assert session.settings.strategy == "match"
+    assert "Ada" in session.settings.persona.system_text()
+    assert live.describe(session)["persona_id"] == "clinic"
