@@ -180,7 +180,7 @@ class Connection:
         s = self.session
         if event.type == "session.update":
             update = proto.parse_session_update(event, self.voices)
-            chosen = await self._persona(update.persona_id) if update.persona_id is not None else None
+            chosen = await self._persona(update.persona_id) if update.persona_id else None
             self.live.apply(update, s, self.shared_tts, persona=chosen)
             self.send_json({"type": proto.SESSION_UPDATED, "session": self.live.describe(s)})
         elif event.type == "input_audio_buffer.commit":

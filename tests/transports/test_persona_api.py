@@ -219,7 +219,8 @@ async def test_preview_speaks_with_the_emotion_and_rejects_unknown_ones(api: Any
 
 async def test_session_update_persona_id_switches_traits_strategy_and_voice() -> None:
     """An unknown id is an error naming persona_id and changes nothing; a known one sets the prompt's persona,
-    the strategy and the TTS chain for the next reply, and describe() says which."""
+    the strategy and the TTS chain for the next reply, and describe() says which; ``null`` puts the configured
+    agent back."""
     from attune.backends.tts.router import VoiceModelRouter
 
     piper, espeak = ToneTTS(), ToneTTS()
@@ -245,6 +246,15 @@ async def test_session_update_persona_id_switches_traits_strategy_and_voice() ->
             assert session.settings.persona.name == "Ada"
             await talk(ws, log)
             assert espeak.texts and not piper.texts
+            before = len(log.of("session.updated"))
+            await ws.send(json.dumps({"type": "session.update", "session": {"persona_id": None}}))
+            await wait_for(log, "session.updated", count=before + 1)
+            back = log.of("session.updated")[-1]["session"]
+            assert back["persona_id"] is None and back["strategy"] == created["session"]["strategy"]
+            assert back["persona"] == created["session"]["persona"]
+            said = len(espeak.texts)
+            await talk(ws, log)
+            assert piper.texts and len(espeak.texts) == said
             await ws.close()
             await reader
 
