@@ -23,7 +23,7 @@ from pathlib import Path
 
 from attune.agent.persona_model import PersonaRecord, Sample, VoiceConfig, record_from_json
 from attune.config import Config
-from attune.core.errors import PersonaError, StoreError
+from attune.core.errors import ConfigError, PersonaError, StoreError
 
 DB_NAME = "personas.sqlite3"
 DEFAULT_ID = "default"
@@ -50,7 +50,16 @@ def _v2(db: sqlite3.Connection) -> None:
                    (json.dumps(obj), sample["sha256"] if sample else None, pid))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]  # step i brings version i to i + 1
+def _v3(db: sqlite3.Connection) -> None:
+    """Personas get a ``greeting`` (spoken first by a kiosk, prewarmed in the persona's voice): "" for every
+    persona stored before."""
+    for pid, body in db.execute("SELECT id, body FROM personas").fetchall():
+        obj = json.loads(body)
+        obj.setdefault("greeting", "")
+        db.execute("UPDATE personas SET body = ? WHERE id = ?", (json.dumps(obj, sort_keys=True), pid))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]  # step i brings version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -143,6 +152,18 @@ class PersonaStore:
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
+
+    def default_persona(self, default_id: str) -> PersonaRecord | None:
+        """The persona of sessions that choose none (``personas.default_id``); None for "" (the configured agent).
+        An id that is not stored is a ``ConfigError`` naming the key and the ids there are."""
+        if not default_id:
+            return None
+        try:
+            return self.get(default_id)
+        except PersonaError:
+            known = ", ".join(r.id for r in self.list())
+            raise ConfigError(f"config key 'personas.default_id': no persona {default_id!r} in {self.path} "
+                              f"(stored: {known})") from None
 
     # ---- rows ----
     @staticmethod
