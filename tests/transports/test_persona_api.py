@@ -164,8 +164,10 @@ async def test_openapi_describes_every_route(api: Any) -> None:
     for route in srv.attune.app.routes:
         if route.path.startswith("/v1/"):
             assert {m.lower() for m in route.methods} - {"head"} <= set(doc["paths"][route.path])
-    assert set(doc["components"]["schemas"]["Persona"]["properties"]) == set(CLINIC) | {"created_at",
-                                                                                        "updated_at"}
+    from attune.agent.persona_model import PersonaRecord
+
+    assert set(doc["components"]["schemas"]["Persona"]["properties"]) == set(PersonaRecord("x").to_json())
+    assert set(CLINIC) | {"greeting", "created_at", "updated_at"} == set(PersonaRecord("x").to_json())
 
 
 async def test_upload_raw_multipart_rejections_and_detach(api: Any) -> None:
