@@ -9,12 +9,13 @@ import sqlite3
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from attune.agent.persona_model import PersonaRecord, Sample, VoiceConfig, parse_persona
 from attune.agent.persona_store import DB_NAME, SCHEMA_VERSION, PersonaStore, seed_record
-from attune.config import load_config
+from attune.config import Config, load_config
 from attune.core.errors import PersonaError, StoreError
 
 LAYER = "unit"
@@ -151,6 +152,31 @@ def test_greeting_is_validated_and_default_id_is_checked(tmp_path: Path) -> None
     assert store.default_persona("default") == store.get("default")
     with pytest.raises(ConfigError, match=r"personas\.default_id.*'ghost'.*stored: default"):
         store.default_persona("ghost")
+
+
+def test_config_seeds_more_personas_on_the_first_start_only(tmp_path: Path) -> None:
+    from attune.core.errors import ConfigError
+
+    def config(seed: list[dict[str, Any]]) -> Config:
+        return load_config(environ={}, overrides={"personas": {"data_dir": str(tmp_path / "p"), "seed": seed}})
+
+    clinic = {"id": "clinic", "name": "Ada", "traits": "You are Ada.", "strategy": "match",
+              "greeting": "Hello, I am Ada.", "voice": {"pitch": -2.0}}
+    store = PersonaStore.from_config(config([clinic, {"id": "buddy"}]))
+    assert [r.id for r in store.list()] == ["buddy", "clinic", "default"]
+    ada = store.get("clinic")
+    assert (ada.name, ada.strategy, ada.greeting, ada.voice.pitch) == ("Ada", "match", "Hello, I am Ada.", -2.0)
+    store.delete("buddy")
+    again = PersonaStore.from_config(config([clinic, {"id": "buddy"}, {"id": "later"}]))
+    assert [r.id for r in again.list()] == ["clinic", "default"]  # an existing database is never re-seeded
+    for seed, where in (([{"id": "x", "voice": {"speed": 9}}], r"personas\.seed\[0\]': voice\.speed"),
+                        ([{"id": "x"}, {"id": "x"}], r"personas\.seed\[1\]\.id': 'x' is given twice"),
+                        ([{"id": "default"}], r"personas\.seed\[0\]\.id': 'default'"),
+                        ([{"name": "no id"}], r"personas\.seed\[0\]': id")):
+        with pytest.raises(ConfigError, match=where):
+            PersonaStore.from_config(config(seed))
+    with pytest.raises(ConfigError, match=r"personas\.seed\[0\]"):
+        load_config(environ={}, overrides={"personas": {"seed": ["not a mapping"]}})
 
 
 def test_a_corrupt_database_is_refused_and_kept(tmp_path: Path) -> None:
