@@ -148,6 +148,8 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             await page.click("#start")
             await page.wait_for_function("() => window.attune.stats.personaId === 'clinic'", timeout=15000)
             picker_fits = await _layout_fits(page)
+            await page.select_option("#persona", "")  # (configured): persona_id null, back to the configured agent
+            await page.wait_for_function("() => window.attune.stats.personaId === null", timeout=15000)
             await page.click("#start")  # stop
 
             await page.goto(f"{srv.http}/personas?token={TOKEN}")
