@@ -178,6 +178,8 @@ class ServerConfig:
 @dataclass(frozen=True)
 class PersonasConfig:
     data_dir: str = setting("data")  # personas.sqlite3, samples/ and voices/; relative to the repository root
+    default_id: str = setting("")  # the stored persona of sessions (serve, kiosk) that choose none; "" = this config
+    seed: list[dict[str, Any]] = setting([])  # more personas (persona API bodies) stored when the database is new
     max_sample_bytes: int = setting(10485760, lo=65536, hi=268435456)  # largest voice-sample upload (413 above)
     min_snr_db: float = setting(15.0, lo=0.0, hi=60.0)  # a voice sample's speech-to-noise estimate must reach this
     min_speech_fraction: float = setting(0.2, lo=0.0, hi=1.0)  # share of a sample the VAD must hear as speech

@@ -53,16 +53,17 @@ class Running:
 @contextlib.asynccontextmanager
 async def running_server(stack: FakeStack | None = None, *, server: dict[str, Any] | None = None,
                          pipeline: dict[str, Any] | None = None, tokens: tuple[str, ...] = (),
-                         sndbuf: int | None = None, data_dir: str | None = None) -> AsyncIterator[Running]:
+                         sndbuf: int | None = None, data_dir: str | None = None,
+                         personas: dict[str, Any] | None = None) -> AsyncIterator[Running]:
     """``sndbuf``: the kernel send buffer of every accepted socket (inherited from the listening one), small to
     make a client that stops reading fill the server's buffers quickly. ``data_dir``: the persona store's
-    folder (default: a fresh temporary one, removed afterwards)."""
+    folder (default: a fresh temporary one, removed afterwards); ``personas``: more of the ``personas`` settings."""
     stack = stack or FakeStack()
     scratch = None if data_dir else tempfile.TemporaryDirectory(prefix="attune-personas-")
     config = load_config(environ={}, overrides={
         "pipeline": {"vad": "energy", "output_sample_rate": 16000, **(pipeline or {})},
         "server": {"port": 0, **(server or {})},
-        "personas": {"data_dir": data_dir or (scratch.name if scratch else "")}})
+        "personas": {"data_dir": data_dir or (scratch.name if scratch else ""), **(personas or {})}})
     attune = AttuneServer(Engines(config, stack.fresh, llm=stack.llm, tts=stack.tts, asr=stack.asr),
                           tokens=tokens)
     srv = GracefulServer(uvicorn_config(attune.app, "127.0.0.1", 0, config.server), attune)

@@ -25,6 +25,7 @@ LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 STRATEGIES = ("match", "complement", "amplify", "neutral")
 MAX_NAME_CHARS = 80
 MAX_DESCRIPTION_CHARS = 200
+MAX_GREETING_CHARS = 200
 MAX_TRAITS_CHARS = 2000
 MAX_FALLBACK = 8
 MAX_ADVANCED_KEYS = 32
@@ -120,12 +121,14 @@ class PersonaRecord:
     traits: str = ""  # the system prompt's head; "" = the built-in persona text
     strategy: str = "complement"
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    greeting: str = ""  # spoken first by a kiosk running as this persona, prewarmed in its voice; "" = none
     created_at: str = ""
     updated_at: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "description": self.description, "traits": self.traits,
-                "strategy": self.strategy, "voice": self.voice.to_json(), "created_at": self.created_at,
+                "strategy": self.strategy, "voice": self.voice.to_json(), "greeting": self.greeting,
+                "created_at": self.created_at,
                 "updated_at": self.updated_at}
 
     def persona(self, base: Persona | None = None) -> Persona:
@@ -225,7 +228,7 @@ def parse_persona(obj: Any, *, path_id: str | None = None) -> PersonaRecord:
     ``path_id``: the id in the URL of a PUT; the body's id, if given, must equal it. Raises ``PersonaError``."""
     if not isinstance(obj, dict):
         raise _bad("body", "must be a JSON object (a Persona)")
-    _known(obj, {"id", "name", "description", "traits", "strategy", "voice", *READ_ONLY}, "")
+    _known(obj, {"id", "name", "description", "traits", "strategy", "voice", "greeting", *READ_ONLY}, "")
     pid = obj.get("id", path_id)
     if pid is None:
         raise _bad("id", "is required")
@@ -241,7 +244,8 @@ def parse_persona(obj: Any, *, path_id: str | None = None) -> PersonaRecord:
         id=pid, name=name or pid,
         description=_text(obj, "description", "description", "", MAX_DESCRIPTION_CHARS, one_line=True).strip(),
         traits=_text(obj, "traits", "traits", "", MAX_TRAITS_CHARS), strategy=strategy,
-        voice=parse_voice(obj.get("voice", {})))
+        voice=parse_voice(obj.get("voice", {})),
+        greeting=_text(obj, "greeting", "greeting", "", MAX_GREETING_CHARS, one_line=True).strip())
 
 
 def record_from_json(obj: dict[str, Any]) -> PersonaRecord:

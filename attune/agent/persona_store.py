@@ -3,10 +3,11 @@ the voice samples beside it (``<data_dir>/samples/<sha256>.wav``); user Piper vo
 
 The schema is versioned: ``schema_version`` holds the version and ``MIGRATIONS`` the steps, applied in order in
 one transaction each; a new database is seeded from the configuration (the agent's name and persona become
-persona ``default``). A file that is not a readable database, or one from a newer Attune, is a ``StoreError``
-naming it, and the file is never written, overwritten or deleted. Every operation opens its own connection
-(WAL journal, a busy timeout), so concurrent requests from worker threads are safe; writes take ``BEGIN
-IMMEDIATE``. Blocking: call it from a worker thread (``asyncio.to_thread``) on the event loop's side.
+persona ``default``; ``personas.seed`` adds more). A file that is not a readable database, or one from a newer
+Attune, is a ``StoreError`` naming it, and the file is never written, overwritten or deleted. Every operation
+opens its own connection (WAL journal, a busy timeout), so concurrent requests from worker threads are safe;
+writes take ``BEGIN IMMEDIATE``. Blocking: call it from a worker thread (``asyncio.to_thread``) on the event
+loop's side.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from attune.agent.persona_model import PersonaRecord, Sample, VoiceConfig, record_from_json
+from attune.agent.persona_model import PersonaRecord, Sample, VoiceConfig, parse_persona, record_from_json
 from attune.config import Config
-from attune.core.errors import PersonaError, StoreError
+from attune.core.errors import ConfigError, PersonaError, StoreError
 
 DB_NAME = "personas.sqlite3"
 DEFAULT_ID = "default"
@@ -50,7 +51,16 @@ def _v2(db: sqlite3.Connection) -> None:
                    (json.dumps(obj), sample["sha256"] if sample else None, pid))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]  # step i brings version i to i + 1
+def _v3(db: sqlite3.Connection) -> None:
+    """Personas get a ``greeting`` (spoken first by a kiosk, prewarmed in the persona's voice): "" for every
+    persona stored before."""
+    for pid, body in db.execute("SELECT id, body FROM personas").fetchall():
+        obj = json.loads(body)
+        obj.setdefault("greeting", "")
+        db.execute("UPDATE personas SET body = ? WHERE id = ?", (json.dumps(obj, sort_keys=True), pid))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]  # step i brings version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -68,10 +78,30 @@ def seed_record(config: Config) -> PersonaRecord:
                          voice=VoiceConfig(provider=t.provider, fallback=(), model=model, quality=t.tier))
 
 
-class PersonaStore:
-    """Open (creating, migrating and seeding as needed) the store under ``data_dir``."""
+def seed_records(config: Config) -> list[PersonaRecord]:
+    """``personas.seed``: each entry validated as a persona API body; a bad one (or an id given twice, or
+    ``default``, which is the configured agent) is a ``ConfigError`` naming the entry and its field."""
+    records: list[PersonaRecord] = []
+    seen = {DEFAULT_ID}
+    for i, body in enumerate(config.personas.seed):
+        try:
+            record = parse_persona(body)
+        except PersonaError as exc:
+            raise ConfigError(f"config key 'personas.seed[{i}]': {exc}") from None
+        if record.id in seen:
+            why = "is the configured agent's" if record.id == DEFAULT_ID else "is given twice"
+            raise ConfigError(f"config key 'personas.seed[{i}].id': {record.id!r} {why}")
+        seen.add(record.id)
+        records.append(record)
+    return records
 
-    def __init__(self, data_dir: Path, seed: PersonaRecord | None = None) -> None:
+
+class PersonaStore:
+    """Open (creating, migrating and seeding as needed) the store under ``data_dir``. ``seed`` and ``more`` are
+    stored only when the database is new (``default`` first, then ``personas.seed`` in order)."""
+
+    def __init__(self, data_dir: Path, seed: PersonaRecord | None = None,
+                 more: tuple[PersonaRecord, ...] | list[PersonaRecord] = ()) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self.samples_dir = self.data_dir / "samples"
@@ -81,17 +111,20 @@ class PersonaStore:
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"persona data directory {self.data_dir} cannot be created: {exc}") from None
-        self._open(seed)
+        self._open(seed, tuple(more))
 
     @classmethod
     def from_config(cls, config: Config) -> PersonaStore:
-        return cls(config.resolve_path(config.personas.data_dir), seed_record(config))
+        """The store of ``personas.data_dir``, seeded (when new) from the configuration: ``default`` and
+        ``personas.seed``, which is validated on every start (a ConfigError naming the entry)."""
+        more = seed_records(config)
+        return cls(config.resolve_path(config.personas.data_dir), seed_record(config), more)
 
     def _fail(self, exc: Exception) -> StoreError:
         return StoreError(f"persona database {self.path} cannot be used ({exc}); it was left untouched: move it "
                           "aside or restore a backup, and a new one is made on the next start")
 
-    def _open(self, seed: PersonaRecord | None) -> None:
+    def _open(self, seed: PersonaRecord | None, more: tuple[PersonaRecord, ...] = ()) -> None:
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             with self._connect() as db:
@@ -111,9 +144,10 @@ class PersonaStore:
                     db.execute("DELETE FROM schema_version")
                     db.execute("INSERT INTO schema_version VALUES (?)", (step + 1,))
                     db.execute("COMMIT")
-                if version == 0 and seed is not None:  # a new database: seeded once, never again
+                if version == 0 and (seed is not None or more):  # a new database: seeded once, never again
                     db.execute("BEGIN IMMEDIATE")
-                    self._insert(db, seed)
+                    for record in (seed, *more) if seed is not None else more:
+                        self._insert(db, record)
                     db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise self._fail(exc) from None
@@ -143,6 +177,18 @@ class PersonaStore:
             db.execute("BEGIN IMMEDIATE")
             yield db
             db.execute("COMMIT")
+
+    def default_persona(self, default_id: str) -> PersonaRecord | None:
+        """The persona of sessions that choose none (``personas.default_id``); None for "" (the configured agent).
+        An id that is not stored is a ``ConfigError`` naming the key and the ids there are."""
+        if not default_id:
+            return None
+        try:
+            return self.get(default_id)
+        except PersonaError:
+            known = ", ".join(r.id for r in self.list())
+            raise ConfigError(f"config key 'personas.default_id': no persona {default_id!r} in {self.path} "
+                              f"(stored: {known})") from None
 
     # ---- rows ----
     @staticmethod

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from attune.config import Config
+from attune.core.errors import PersonaError
 
 
 def add_commands(sub: Any) -> None:
@@ -58,23 +59,44 @@ async def run_kiosk(kiosk: Any, *, health_host: str = "127.0.0.1", health_port: 
 
 
 def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
-    """The kiosk on the embedded engines and PortAudio (which must be importable: checked here, at start)."""
+    """The kiosk on the embedded engines and PortAudio (which must be importable: checked here, at start), as the
+    stored persona ``personas.default_id`` where one is set (an unknown id is a ConfigError naming the key)."""
+    from attune.agent.persona_store import PersonaStore
+    from attune.agent.persona_voice import VoiceRegistry
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.kiosk import Kiosk
     from attune.transports.microphone import import_sounddevice, open_local_audio, rescan
+    from attune.transports.persona_api import PersonaService
 
     sd = import_sounddevice()  # no PortAudio at all is not worth retrying: fail now, with the install hint
+    store = PersonaStore.from_config(config) if config.personas.default_id else None
+    start_record = store.default_persona(config.personas.default_id) if store is not None else None
+    registry = VoiceRegistry()
 
     async def load_engines() -> Any:
         backends = await asyncio.to_thread(build_backends, config, emotion=False)
         await warm_up(backends, config, greetings=(config.kiosk.greeting,))  # greeting ready in the speech cache
+        if store is not None and start_record is not None:  # its persona's greeting and acknowledgements too
+            await PersonaService(store, backends.tts, config, registry).prewarm(backends.phrases,
+                                                                               only=(start_record.id,))
         return backends
+
+    async def persona(backends: Any) -> Any:
+        """The persona as stored now (its start-up record if it has gone since) and its voice. A voice that
+        cannot load fails the engine load, which the kiosk retries."""
+        if store is None or start_record is None:
+            return None
+        service = PersonaService(store, backends.tts, config, registry)
+        try:
+            return await service.resolve(start_record.id)
+        except PersonaError:
+            return start_record, await asyncio.to_thread(service.voice_sync, start_record)
 
     def open_audio() -> Any:
         return open_local_audio(config, sd=sd, input_device=args.input_device, output_device=args.output_device,
                                 echo=args.echo)
 
-    return Kiosk(config, load_engines=load_engines, open_audio=open_audio, rescan=lambda: rescan(sd))
+    return Kiosk(config, load_engines=load_engines, open_audio=open_audio, rescan=lambda: rescan(sd), persona=persona)
 
 
 def cmd_kiosk(args: argparse.Namespace, config: Config) -> int:

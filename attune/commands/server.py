@@ -67,10 +67,12 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     tokens = tokens_from_env(config.server)
     check_bind(host, tokens, config.server.token_env)
     personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
+    personas.default_persona(config.personas.default_id)  # so does an unknown personas.default_id
     base = build_backends(config, emotion=False)
     await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
     attune = AttuneServer(engines, tokens=tokens, personas=personas)
+    await attune.personas.prewarm(base.phrases)  # every persona's greeting and acknowledgements, in its voice
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

@@ -67,7 +67,7 @@ class Connection:
 
     def __init__(self, socket: Socket, session: Session, *, session_id: str, limits: ConnectionLimits,
                  metrics: ServerMetrics, shared_tts: Any = None, voices: tuple[str, ...] = (),
-                 personas: Any = None) -> None:
+                 personas: Any = None, persona: Any = None) -> None:
         self.socket = socket
         self.session = session
         self.session_id = session_id
@@ -77,6 +77,8 @@ class Connection:
         self.voices = voices
         self.personas = personas  # persona_api.PersonaService: session.update's persona_id
         self.live = LiveSettings()
+        if persona is not None:  # (record, voice): the persona of sessions that choose none (personas.default_id)
+            self.live.apply(proto.SessionUpdate(persona_id=persona[0].id), session, shared_tts, persona=persona)
         self.out_rate = session.settings.reply.output_sample_rate
         self._outbox: deque[_Out] = deque()
         self._outbox_audio_s = 0.0
@@ -180,7 +182,7 @@ class Connection:
         s = self.session
         if event.type == "session.update":
             update = proto.parse_session_update(event, self.voices)
-            chosen = await self._persona(update.persona_id) if update.persona_id is not None else None
+            chosen = await self._persona(update.persona_id) if update.persona_id else None
             self.live.apply(update, s, self.shared_tts, persona=chosen)
             self.send_json({"type": proto.SESSION_UPDATED, "session": self.live.describe(s)})
         elif event.type == "input_audio_buffer.commit":

@@ -1,9 +1,10 @@
 """The kiosk: an unattended conversation loop over the local microphone and loudspeaker.
 
-It starts listening at once and greets; forgets a conversation after ``kiosk.idle_reset_s`` of quiet and begins a
-new one; reopens a lost or reappearing audio device and reloads failing engines, waiting longer after each failure
-(``Backoff``); logs one JSON object per line; stops cleanly when ``stop`` is set (SIGTERM). ``health_snapshot()``
-is what ``GET /health`` answers: device state, engines, turns, the last error.
+It starts listening at once and greets (as its persona, ``personas.default_id``, where one is set: that
+persona's name, traits, strategy and voice, and its greeting); forgets a conversation after ``kiosk.idle_reset_s``
+of quiet and begins a new one; reopens a lost or reappearing audio device and reloads failing engines, waiting
+longer after each failure (``Backoff``); logs one JSON object per line; stops cleanly when ``stop`` is set
+(SIGTERM). ``health_snapshot()`` is what ``GET /health`` answers: device state, engines, turns, the last error.
 
     Kiosk.run(stop)
       engines: load (retry with backoff) ─┐
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.agent.persona_model import PersonaRecord
 from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import trim_leading_silence
@@ -33,6 +35,8 @@ from attune.core.events import SessionEvent
 from attune.pipeline.phrases import Phrase, PhraseVoice
 from attune.pipeline.session import Session, SessionBackends
 from attune.transports.microphone import LocalAudio, run_microphone
+from attune.transports.protocol import SessionUpdate
+from attune.transports.settings import LiveSettings
 
 log = logging.getLogger("attune.kiosk")
 WATCH_S = 0.1  # s between checks of the idle timer and the stop signal
@@ -112,17 +116,22 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 class Kiosk:
     """``await Kiosk(...).run(stop)`` until ``stop`` is set. ``load_engines`` builds (and warms) the engines;
     ``open_audio`` makes a ``LocalAudio`` (not yet entered); ``rescan`` makes PortAudio look for devices again;
-    ``for_session`` gives each conversation fresh per-stream state over the shared engines."""
+    ``for_session`` gives each conversation fresh per-stream state over the shared engines; ``persona`` gives the
+    (record, ``PersonaVoice``) each conversation runs as, over the loaded engines (None: the configured agent)."""
 
     def __init__(self, config: Config, *, load_engines: Callable[[], Awaitable[SessionBackends]],
                  open_audio: Callable[[], LocalAudio], rescan: Callable[[], None] = lambda: None,
-                 for_session: Callable[[Config, SessionBackends], SessionBackends] | None = None) -> None:
+                 for_session: Callable[[Config, SessionBackends], SessionBackends] | None = None,
+                 persona: Callable[[SessionBackends], Awaitable[tuple[PersonaRecord, Any] | None]] | None = None,
+                 ) -> None:
         self.config = config
         self.settings = config.kiosk
         self.load_engines, self.open_audio, self.rescan = load_engines, open_audio, rescan
         self.for_session = for_session or _default_for_session
         self.health = KioskHealth()
         self.session: Session | None = None
+        self.persona_of = persona
+        self.persona: tuple[PersonaRecord, Any] | None = None
         self._greeting: np.ndarray | None = None
 
     def health_snapshot(self) -> dict[str, Any]:
@@ -134,7 +143,8 @@ class Kiosk:
 
     # ---- the outer loops ----
     async def run(self, stop: asyncio.Event) -> None:
-        log_event("kiosk.start", greeting=bool(self.settings.greeting), idle_reset_s=self.settings.idle_reset_s)
+        log_event("kiosk.start", greeting=bool(self.settings.greeting), idle_reset_s=self.settings.idle_reset_s,
+                  persona=self.config.personas.default_id or None)
         engine_backoff = self._backoff()
         while not stop.is_set():
             backends = await self._load(stop, engine_backoff)
@@ -157,6 +167,7 @@ class Kiosk:
             t = time.perf_counter()
             try:
                 backends = await self.load_engines()
+                self.persona = await self.persona_of(backends) if self.persona_of is not None else None
                 self._greeting = await self._render_greeting(backends)
             except Exception as exc:  # noqa: BLE001 - any failure to load is retried; the kiosk never exits on it
                 delay = backoff.next()
@@ -166,7 +177,8 @@ class Kiosk:
                 await _sleep(stop, delay)
                 continue
             self.health.engines.update(state="ready", error=None, loads=self.health.engines["loads"] + 1)
-            log_event("engines.ready", load_s=round(time.perf_counter() - t, 2))
+            log_event("engines.ready", load_s=round(time.perf_counter() - t, 2),
+                      persona=self.persona[0].id if self.persona else None)
             return backends
         return None
 
@@ -232,6 +244,9 @@ class Kiosk:
     # ---- one conversation ----
     async def _conversation(self, backends: SessionBackends, audio: LocalAudio, stop: asyncio.Event) -> str:
         session = Session(self.config, self.for_session(self.config, backends))
+        if self.persona is not None:  # the persona's traits, strategy and voice, as a session.update would
+            LiveSettings().apply(SessionUpdate(persona_id=self.persona[0].id), session, backends.tts,
+                                 persona=self.persona)
         self.session = session
         self.health.conversations += 1
         number = self.health.conversations
@@ -250,14 +265,22 @@ class Kiosk:
         log_event("conversation.end", conversation=number, reason=watch.outcome, turns=len(session.turns))
         return watch.outcome
 
+    def greeting_text(self) -> str:
+        """The persona's greeting where it has one, else ``kiosk.greeting`` ("" = none)."""
+        own = self.persona[0].greeting.strip() if self.persona is not None else ""
+        return own or self.settings.greeting.strip()
+
     async def _render_greeting(self, backends: SessionBackends) -> np.ndarray | None:
-        """The greeting through the speech cache (neutral, as a reply's sentence would sound; found on disk after
-        the first start), its leading silence trimmed. A failed TTS is an error of the engines (retried)."""
-        text = self.settings.greeting.strip()
+        """The greeting through the speech cache (neutral, as a reply's sentence would sound, in the persona's
+        voice where there is one; found on disk after the first start), its leading silence trimmed. A failed TTS
+        is an error of the engines (retried)."""
+        text = self.greeting_text()
         if not text:
             return None
         voice = backends.phrases or PhraseVoice(backends.tts, backends.dsp_factory,
                                                 self.config.pipeline.output_sample_rate)
+        if self.persona is not None:
+            voice = voice.speaking_with(self.persona[1])
         phrase = Phrase.of(text, EmotionCategory.NEUTRAL)
         speech = await voice.render(phrase.text, phrase.emotion, phrase.prosody)
         if speech is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -33,8 +34,10 @@ from attune.config import Config
 from attune.core.audio import resample, wav_bytes
 from attune.core.errors import BackendError, PersonaError
 from attune.core.prosody import PROFILES, profile_for
+from attune.pipeline.phrases import PrewarmReport, prewarm, stock_phrases
 from attune.transports.persona_openapi import openapi_document
 
+log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 64 * 1024
 MULTIPART_ALLOWANCE = 64 * 1024  # headers and boundaries around an uploaded file
 MAX_PREVIEW_CHARS = 200
@@ -98,6 +101,44 @@ class PersonaService:
             record = self.store.get(pid)
             return record, self.voice_sync(record)
         return await asyncio.to_thread(work)
+
+    async def for_new_session(self) -> tuple[PersonaRecord, PersonaVoice] | None:
+        """The (record, voice) a new session starts with: ``personas.default_id`` as stored now (edits apply to
+        the next session), None for "" or when that persona has gone since start-up (deleted through the API, or
+        its voice no longer loads): the session is then the configured agent, with a warning in the log."""
+        pid = self.config.personas.default_id
+        if not pid:
+            return None
+        try:
+            return await self.resolve(pid)
+        except (PersonaError, BackendError) as exc:
+            log.warning("personas.default_id %r cannot be used (%s); this session is the configured agent", pid, exc)
+            return None
+
+    async def prewarm(self, phrases: Any, only: tuple[str, ...] | None = None) -> PrewarmReport:
+        """Each stored persona's greeting and the acknowledgements (``speech_cache``) made ready in the speech
+        cache in that persona's voice (``phrases.speaking_with``), so a later start finds them all on disk.
+        ``only``: these ids alone. A persona whose voice cannot be loaded is skipped with a warning (counted as
+        failed). Nothing without a speech cache (``phrases`` None) or with ``speech_cache.prewarm`` off."""
+        total = PrewarmReport()
+        if phrases is None or not self.config.speech_cache.prewarm:
+            return total
+        records = await asyncio.to_thread(self.store.list)
+        for record in records:
+            if only is not None and record.id not in only:
+                continue
+            try:
+                voice = await asyncio.to_thread(self.voice_sync, record)
+            except BackendError as exc:
+                log.warning("persona %r: its voice cannot be loaded, nothing prewarmed (%s)", record.id, exc)
+                total.failed += 1
+                continue
+            report = await prewarm(phrases.speaking_with(voice), stock_phrases(self.config, (record.greeting,)))
+            total.ready, total.rendered = total.ready + report.ready, total.rendered + report.rendered
+            total.failed += report.failed
+        log.info("persona phrases: %d from the cache, %d rendered, %d failed", total.ready, total.rendered,
+                 total.failed)
+        return total
 
     def check_model(self, record: PersonaRecord) -> None:
         path = record.voice.model_path(self.store.voices_dir)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from attune.agent.persona_model import ID_PATTERN, PITCH_RANGE, SPEED_RANGE, STRATEGIES, tts_providers, tts_tiers
+from attune.agent.persona_model import (
+    ID_PATTERN,
+    MAX_GREETING_CHARS,
+    PITCH_RANGE,
+    SPEED_RANGE,
+    STRATEGIES,
+    tts_providers,
+    tts_tiers,
+)
 from attune.core.prosody import PROFILES
 
 SAMPLE_RULES = ["duration", "sample_rate", "bit_depth", "channels", "clipping", "snr", "speech", "format"]
@@ -55,6 +63,9 @@ def _schemas() -> dict[str, Any]:
             "traits": {"type": "string", "maxLength": 2000, "description": "the system prompt's head"},
             "strategy": {"type": "string", "enum": list(STRATEGIES), "default": "complement"},
             "voice": {"$ref": "#/components/schemas/Voice"},
+            "greeting": {"type": "string", "maxLength": MAX_GREETING_CHARS, "default": "",
+                         "description": "one line spoken first by a kiosk running as this persona and prewarmed "
+                                        "in its voice at start-up; \"\" = none"},
             "created_at": {"type": "string", "format": "date-time", "readOnly": True},
             "updated_at": {"type": "string", "format": "date-time", "readOnly": True}}},
         "VoiceUpload": {"type": "object", "required": ["persona", "sample", "notes"], "properties": {

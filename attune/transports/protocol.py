@@ -100,8 +100,11 @@ class SessionUpdate:
     strategy: str | None = None
     persona: str | None = None
     voice: str | None = None
-    persona_id: str | None = None
+    persona_id: str | None = None  # NO_PERSONA ("") = the client sent null: back to the configured agent
     turn_detection: TurnDetection | None = None
+
+
+NO_PERSONA = ""  # ``SessionUpdate.persona_id`` for ``{"persona_id": null}`` (no persona id is empty)
 
 
 def decode_text(text: str) -> ClientEvent:
@@ -193,7 +196,8 @@ def parse_session_update(event: ClientEvent, voices: tuple[str, ...]) -> Session
         strategy=None if get("strategy") is None else _choice(get("strategy"), "strategy", STRATEGIES),
         persona=persona.strip() if persona is not None else None,
         voice=None if get("voice") is None else _choice(get("voice"), "voice", voices),
-        persona_id=None if get("persona_id") is None else _persona_id(get("persona_id")),
+        persona_id=(None if "persona_id" not in session else NO_PERSONA if session["persona_id"] is None
+                    else _persona_id(session["persona_id"])),
         turn_detection=None if get("turn_detection") is None else _turn_detection(get("turn_detection")))
 
 

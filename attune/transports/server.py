@@ -105,6 +105,7 @@ class AttuneServer:
         self._ids = itertools.count(1)
         store = personas if personas is not None else PersonaStore.from_config(engines.config)
         self.personas = PersonaService(store, engines.tts, engines.config, VoiceRegistry())
+        store.default_persona(engines.config.personas.default_id)  # an unknown id: ConfigError, at start-up
         api = PersonaAPI(self.personas, lambda r: self._authorized(r.headers.get("authorization"),
                                                                    r.query_params.get("token")))
         self.app = Starlette(routes=[
@@ -206,9 +207,11 @@ class AttuneServer:
         s = self.settings
         limits = ConnectionLimits(idle_timeout_s=s.idle_timeout_s, max_session_s=s.max_session_s,
                                   outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
+        persona = await self.personas.for_new_session()
         async with session:
             conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
-                              shared_tts=self.engines.tts, voices=self.voices, personas=self.personas)
+                              shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
+                              persona=persona)
             self.connections[session_id] = conn
             self.metrics.sessions.inc()
             self.metrics.sessions_active.inc()

@@ -1,7 +1,7 @@
 """A WebSocket session's live settings (``session.update``): the input format and rate at the edge, and the
-strategy, persona (``persona_id``: a stored persona's traits, strategy and voice), voice and turn-taking
-thresholds applied to its ``Session``. ``describe()`` is the ``session`` object of ``session.created`` /
-``session.updated``."""
+strategy, persona (``persona_id``: a stored persona's traits, strategy and voice; ``null``: back to the configured
+agent), voice and turn-taking thresholds applied to its ``Session``. ``describe()`` is the ``session`` object of
+``session.created`` / ``session.updated``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from attune.agent.persona_model import PersonaRecord
 from attune.core.audio import SAMPLE_RATE
 from attune.pipeline.session import Session
-from attune.transports.protocol import SessionUpdate, StreamingResampler
+from attune.transports.protocol import NO_PERSONA, SessionUpdate, StreamingResampler
 
 
 def voice_of(router: Any, provider: str) -> Any:
@@ -29,6 +29,23 @@ def voices_of(tts: Any) -> tuple[str, ...]:
     return tuple(sorted(providers)) if isinstance(providers, dict) else ()
 
 
+@dataclass(frozen=True)
+class AgentState:
+    """What a session ran as before its first update: the configured agent's persona and strategy, and the
+    shared voice's openings and cached sentences (``{"persona_id": null}`` restores them)."""
+
+    persona: Any
+    strategy: str
+    openings: Any
+    phrases: Any
+
+    @classmethod
+    def of(cls, session: Session) -> AgentState:
+        b = session.backends
+        return cls(session.settings.persona, session.settings.strategy, getattr(b, "openings", None),
+                   getattr(b, "phrases", None))
+
+
 @dataclass
 class LiveSettings:
     """The edge's part (input rate and format) plus what was applied to the session."""
@@ -38,13 +55,17 @@ class LiveSettings:
     voice: str = ""
     persona_id: str | None = None
     resampler: StreamingResampler | None = None
+    agent: AgentState | None = None  # the configured agent, taken before the session's first change
 
     def apply(self, update: SessionUpdate, session: Session, shared_tts: Any, *,
               persona: tuple[PersonaRecord, Any] | None = None) -> None:
         """Apply a validated update: the edge's part here, the rest as one new ``SessionSettings`` (the next input
         frame and the next reply use it). ``persona``: the record and ``PersonaVoice`` of ``update.persona_id``,
         resolved by the connection; its traits, strategy and voice apply first, so a ``persona``, ``strategy`` or
-        ``voice`` in the same update overrides them."""
+        ``voice`` in the same update overrides them. ``update.persona_id == NO_PERSONA`` (the client's ``null``)
+        puts the configured agent back: its persona text and strategy, the shared TTS, openings and phrases."""
+        if self.agent is None:
+            self.agent = AgentState.of(session)
         if update.input_sample_rate is not None and update.input_sample_rate != self.input_sample_rate:
             self.input_sample_rate = update.input_sample_rate
             self.resampler = (None if self.input_sample_rate == SAMPLE_RATE
@@ -65,6 +86,15 @@ class LiveSettings:
                 session.backends.phrases = phrases.speaking_with(voice)
             changes["persona"] = record.persona(st.persona)
             changes["strategy"] = record.strategy
+        elif update.persona_id == NO_PERSONA:
+            agent = self.agent
+            self.persona_id, self.voice = None, ""
+            session.backends.tts = shared_tts
+            if agent.openings is not None:
+                session.backends.openings = agent.openings
+            if agent.phrases is not None:
+                session.backends.phrases = agent.phrases
+            changes["persona"], changes["strategy"] = agent.persona, agent.strategy
         if update.voice is not None:
             self.voice = update.voice
             session.backends.tts = voice_of(shared_tts, update.voice)

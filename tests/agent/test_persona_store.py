@@ -9,12 +9,13 @@ import sqlite3
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from attune.agent.persona_model import PersonaRecord, Sample, VoiceConfig, parse_persona
 from attune.agent.persona_store import DB_NAME, SCHEMA_VERSION, PersonaStore, seed_record
-from attune.config import load_config
+from attune.config import Config, load_config
 from attune.core.errors import PersonaError, StoreError
 
 LAYER = "unit"
@@ -106,8 +107,76 @@ def test_a_v1_database_is_migrated(tmp_path: Path) -> None:
     assert old.name == "Old" and old.voice.pitch == 3.0 and old.voice.sample == SAMPLE
     assert old.created_at == "2025-01-01T00:00:00Z"
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert db.execute("SELECT sample_sha256 FROM personas").fetchone()[0] == SAMPLE.sha256
+
+
+def test_a_v2_database_is_migrated_to_greetings(tmp_path: Path) -> None:
+    """A database at schema version 2 (no greeting in the bodies) opens at version 3: every persona with greeting
+    "", its sample and times kept; a greeting then round-trips."""
+    path = tmp_path / DB_NAME
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (2)")
+    db.execute("CREATE TABLE personas (id TEXT PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "updated_at TEXT NOT NULL, sample_sha256 TEXT)")
+    db.execute("CREATE TABLE samples (sha256 TEXT PRIMARY KEY, meta TEXT NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("INSERT INTO samples VALUES (?, ?, '2025-01-01T00:00:00Z')",
+               (SAMPLE.sha256, json.dumps(SAMPLE.to_json())))
+    body = {"name": "Two", "traits": "You are Two.", "strategy": "match", "voice": {"provider": "piper", "speed": 1.2}}
+    db.execute("INSERT INTO personas VALUES ('two', ?, '2025-02-02T00:00:00Z', '2025-02-02T00:00:00Z', ?)",
+               (json.dumps(body), SAMPLE.sha256))
+    db.commit()
+    db.close()
+    store = _store(tmp_path)
+    (two,) = store.list()
+    assert two.greeting == "" and two.name == "Two" and two.voice.speed == 1.2 and two.voice.sample == SAMPLE
+    assert two.created_at == "2025-02-02T00:00:00Z"
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert json.loads(db.execute("SELECT body FROM personas").fetchone()[0])["greeting"] == ""
+    again = store.replace(replace(two, greeting="Hello, I am Two."))
+    assert store.get("two").greeting == again.greeting == "Hello, I am Two."
+
+
+def test_greeting_is_validated_and_default_id_is_checked(tmp_path: Path) -> None:
+    from attune.core.errors import ConfigError
+
+    assert parse_persona({"id": "k", "greeting": "  Hi there.  "}).greeting == "Hi there."
+    for bad in ("x" * 201, "two\nlines", 5):
+        with pytest.raises(PersonaError) as err:
+            parse_persona({"id": "k", "greeting": bad})
+        assert err.value.field == "greeting"
+    store = _store(tmp_path)
+    assert store.default_persona("") is None
+    assert store.default_persona("default") == store.get("default")
+    with pytest.raises(ConfigError, match=r"personas\.default_id.*'ghost'.*stored: default"):
+        store.default_persona("ghost")
+
+
+def test_config_seeds_more_personas_on_the_first_start_only(tmp_path: Path) -> None:
+    from attune.core.errors import ConfigError
+
+    def config(seed: list[dict[str, Any]]) -> Config:
+        return load_config(environ={}, overrides={"personas": {"data_dir": str(tmp_path / "p"), "seed": seed}})
+
+    clinic = {"id": "clinic", "name": "Ada", "traits": "You are Ada.", "strategy": "match",
+              "greeting": "Hello, I am Ada.", "voice": {"pitch": -2.0}}
+    store = PersonaStore.from_config(config([clinic, {"id": "buddy"}]))
+    assert [r.id for r in store.list()] == ["buddy", "clinic", "default"]
+    ada = store.get("clinic")
+    assert (ada.name, ada.strategy, ada.greeting, ada.voice.pitch) == ("Ada", "match", "Hello, I am Ada.", -2.0)
+    store.delete("buddy")
+    again = PersonaStore.from_config(config([clinic, {"id": "buddy"}, {"id": "later"}]))
+    assert [r.id for r in again.list()] == ["clinic", "default"]  # an existing database is never re-seeded
+    for seed, where in (([{"id": "x", "voice": {"speed": 9}}], r"personas\.seed\[0\]': voice\.speed"),
+                        ([{"id": "x"}, {"id": "x"}], r"personas\.seed\[1\]\.id': 'x' is given twice"),
+                        ([{"id": "default"}], r"personas\.seed\[0\]\.id': 'default'"),
+                        ([{"name": "no id"}], r"personas\.seed\[0\]': id")):
+        with pytest.raises(ConfigError, match=where):
+            PersonaStore.from_config(config(seed))
+    with pytest.raises(ConfigError, match=r"personas\.seed\[0\]"):
+        load_config(environ={}, overrides={"personas": {"seed": ["not a mapping"]}})
 
 
 def test_a_corrupt_database_is_refused_and_kept(tmp_path: Path) -> None:

@@ -358,3 +358,14 @@ def test_serve_with_a_corrupt_persona_database_says_so_and_keeps_it(
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert str(tmp_path / "personas.sqlite3") in err
     assert (tmp_path / "personas.sqlite3").read_bytes() == garbage
+
+
+def test_serve_with_an_unknown_default_persona_names_the_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``personas.default_id`` naming no stored persona stops ``serve`` before the engines load, in one line."""
+    monkeypatch.setenv("ATTUNE_PERSONAS__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ATTUNE_PERSONAS__DEFAULT_ID", "ghost")
+    code = run_agent.main(["serve", "--port", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "personas.default_id" in err and "'ghost'" in err and "default" in err

@@ -64,14 +64,16 @@ def _config(**kiosk: Any) -> Any:
 class Rig:
     """A kiosk on fake engines and a fake device; ``load_failures`` engine loads fail first."""
 
-    def __init__(self, *, load_failures: int = 0, llm: ScriptedLLM | None = None, **kiosk: Any) -> None:
+    def __init__(self, *, load_failures: int = 0, llm: ScriptedLLM | None = None, persona: Any = None,
+                 **kiosk: Any) -> None:
         self.config = _config(**kiosk)
         self.llm = llm or ScriptedLLM(["Sure, I am here."])
         self.loads = 0
         self.load_failures = load_failures
         self.memories: list[int] = []
+        self.tts: list[ToneTTS] = []
         self.kiosk = Kiosk(self.config, load_engines=self._load, open_audio=self._open, rescan=self._rescan,
-                           for_session=self._for_session)
+                           for_session=self._for_session, persona=persona)
         self.device = FakeDuplexDevice(pace=self._consumed_s)
         self.rescans = 0
         self._audio: LocalAudio | None = None
@@ -86,7 +88,8 @@ class Rig:
         self.loads += 1
         if self.loads <= self.load_failures:
             raise RuntimeError("the LLM server is not up yet")
-        return SessionBackends(asr=FixedASR(), llm=self.llm, tts=ToneTTS(), vad=EnergyVAD(), emotion=FakeEmotion(),
+        self.tts.append(ToneTTS())
+        return SessionBackends(asr=FixedASR(), llm=self.llm, tts=self.tts[-1], vad=EnergyVAD(), emotion=FakeEmotion(),
                                aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
 
     def _for_session(self, config: Any, b: SessionBackends) -> SessionBackends:
@@ -144,6 +147,52 @@ async def test_kiosk_greets_answers_and_resets_the_conversation_after_idle_time(
     assert rig.kiosk.session is None  # stopped cleanly; the new conversation started with an empty memory
     assert _greeting_played(rig.device) > 2 * 1.5  # greeted at start and again after the reset, plus the reply
     assert rig.llm.calls and len(rig.llm.calls) == 1
+
+
+async def test_a_kiosk_runs_as_its_persona_and_speaks_its_greeting() -> None:
+    """With a persona (``personas.default_id``) every conversation has the persona's name, traits, strategy and
+    voice, and the greeting spoken is the persona's, in that voice."""
+    from attune.agent.persona_model import parse_persona
+    from attune.agent.persona_voice import PersonaVoice
+
+    record = parse_persona({"id": "clinic", "name": "Ada", "traits": "You are Ada, calm.", "strategy": "match",
+                            "greeting": "Hello, I am Ada. Take a seat.", "voice": {"pitch": -2.0}})
+    voices: list[PersonaVoice] = []
+
+    async def persona(backends: SessionBackends) -> Any:
+        voices.append(PersonaVoice(backends.tts, record.voice, persona_id=record.id))
+        return record, voices[-1]
+
+    rig = Rig(persona=persona)
+    assert rig.kiosk.greeting_text() == rig.config.kiosk.greeting  # before the engines: the configured one
+    await rig.run_until(lambda: rig.kiosk.session is not None and rig.device.time_s > 2.0)
+    assert rig.kiosk.greeting_text() == "Hello, I am Ada. Take a seat."
+    assert rig.tts[-1].texts[:1] == ["Hello, I am Ada. Take a seat."]
+    assert rig.config.kiosk.greeting not in rig.tts[-1].texts
+    assert _greeting_played(rig.device) > 0.5
+
+
+async def test_a_kiosks_conversation_takes_the_personas_settings() -> None:
+    from attune.agent.persona_model import parse_persona
+    from attune.agent.persona_voice import PersonaVoice
+
+    record = parse_persona({"id": "clinic", "name": "Ada", "traits": "You are Ada, calm.", "strategy": "match"})
+    seen: list[Any] = []
+
+    async def persona(backends: SessionBackends) -> Any:
+        return record, PersonaVoice(backends.tts, record.voice, persona_id=record.id)
+
+    rig = Rig(persona=persona)
+
+    def started() -> bool:
+        s = rig.kiosk.session
+        if s is not None and not seen:
+            seen.append((s.settings.persona.name, s.settings.strategy, s.backends.tts))
+        return bool(seen)
+
+    await rig.run_until(started)
+    name, strategy, tts = seen[0]
+    assert (name, strategy) == ("Ada", "match") and isinstance(tts, PersonaVoice) and tts.persona_id == "clinic"
 
 
 async def test_kiosk_survives_a_lost_sound_card_and_carries_on_when_it_returns() -> None:

@@ -33,3 +33,32 @@ def test_a_persona_switches_the_voice_of_speech_openings_and_cached_sentences() 
     assert session.settings.strategy == "match"
     assert "Ada" in session.settings.persona.system_text()
     assert live.describe(session)["persona_id"] == "clinic"
+
+
+def test_persona_id_null_puts_the_configured_agent_back() -> None:
+    """After a persona, ``{"persona_id": null}`` restores the configured agent: its persona text and strategy,
+    the shared TTS, and the shared voice's openings and cached sentences."""
+    import json
+
+    from attune.transports.protocol import NO_PERSONA, ClientEvent, parse_session_update
+
+    router = VoiceModelRouter({"piper": ToneTTS(22050)}, sample_rate=22050)
+    phrases = PhraseVoice(router, None, 16000)
+    openings = OpeningVoice(router, None, 0, phrases=phrases)
+    session = Harness(tts=router, openings=openings).session()
+    session.backends.phrases = phrases
+    before = session.settings
+    record = PersonaRecord(id="clinic", traits="You are Ada, calm and brief.", strategy="match",
+                           voice=VoiceConfig(pitch=-2.0))
+    live = LiveSettings()
+    voice = PersonaVoice(router, record.voice)
+    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=(record, voice))
+    assert session.settings.strategy == "match" != before.strategy
+    update = parse_session_update(ClientEvent("session.update", json.loads('{"session": {"persona_id": null}}')), ())
+    assert update.persona_id == NO_PERSONA
+    assert parse_session_update(ClientEvent("session.update", {"session": {}}), ()).persona_id is None
+    live.apply(update, session, router)
+    b = session.backends
+    assert b.tts is router and b.openings is openings and b.phrases is phrases
+    assert session.settings.strategy == before.strategy and session.settings.persona == before.persona
+    assert live.describe(session)["persona_id"] is None

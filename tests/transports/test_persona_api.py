@@ -164,8 +164,10 @@ async def test_openapi_describes_every_route(api: Any) -> None:
     for route in srv.attune.app.routes:
         if route.path.startswith("/v1/"):
             assert {m.lower() for m in route.methods} - {"head"} <= set(doc["paths"][route.path])
-    assert set(doc["components"]["schemas"]["Persona"]["properties"]) == set(CLINIC) | {"created_at",
-                                                                                        "updated_at"}
+    from attune.agent.persona_model import PersonaRecord
+
+    assert set(doc["components"]["schemas"]["Persona"]["properties"]) == set(PersonaRecord("x").to_json())
+    assert set(CLINIC) | {"greeting", "created_at", "updated_at"} == set(PersonaRecord("x").to_json())
 
 
 async def test_upload_raw_multipart_rejections_and_detach(api: Any) -> None:
@@ -219,7 +221,8 @@ async def test_preview_speaks_with_the_emotion_and_rejects_unknown_ones(api: Any
 
 async def test_session_update_persona_id_switches_traits_strategy_and_voice() -> None:
     """An unknown id is an error naming persona_id and changes nothing; a known one sets the prompt's persona,
-    the strategy and the TTS chain for the next reply, and describe() says which."""
+    the strategy and the TTS chain for the next reply, and describe() says which; ``null`` puts the configured
+    agent back."""
     from attune.backends.tts.router import VoiceModelRouter
 
     piper, espeak = ToneTTS(), ToneTTS()
@@ -245,8 +248,60 @@ async def test_session_update_persona_id_switches_traits_strategy_and_voice() ->
             assert session.settings.persona.name == "Ada"
             await talk(ws, log)
             assert espeak.texts and not piper.texts
+            before = len(log.of("session.updated"))
+            await ws.send(json.dumps({"type": "session.update", "session": {"persona_id": None}}))
+            await wait_for(log, "session.updated", count=before + 1)
+            back = log.of("session.updated")[-1]["session"]
+            assert back["persona_id"] is None and back["strategy"] == created["session"]["strategy"]
+            assert back["persona"] == created["session"]["persona"]
+            said = len(espeak.texts)
+            await talk(ws, log)
+            assert piper.texts and len(espeak.texts) == said
             await ws.close()
             await reader
+
+
+async def test_sessions_start_as_personas_default_id(tmp_path: Any) -> None:
+    """With ``personas.default_id`` a new session starts as that persona (session.created says so, its voice
+    speaks); ``null`` returns it to the configured agent; once the persona is deleted, new sessions are the
+    configured agent. An unknown id is a ConfigError naming the key when the server is made."""
+    from attune.agent.persona_model import parse_persona
+    from attune.agent.persona_store import PersonaStore, seed_record
+    from attune.backends.tts.router import VoiceModelRouter
+    from attune.config import load_config
+    from attune.core.errors import ConfigError
+
+    config = load_config(environ={})
+    store = PersonaStore(tmp_path, seed_record(config))
+    store.create(parse_persona({**CLINIC, "voice": {"provider": "espeak", "fallback": ["piper"]}}))
+    piper, espeak = ToneTTS(), ToneTTS()
+    piper.name, espeak.name = "piper", "espeak"
+    router = VoiceModelRouter({"piper": piper, "espeak": espeak}, sample_rate=16000)
+    async with running_server(FakeStack(tts=router), data_dir=str(tmp_path),
+                              personas={"default_id": "clinic"}) as srv, httpx.AsyncClient(base_url=srv.http) as c:
+        async with connect(srv.url) as ws:
+            log = Log()
+            reader = asyncio.create_task(collect(ws, log))
+            created = (await wait_for(log, "session.created"))["session"]
+            assert created["persona_id"] == "clinic" and created["strategy"] == "match"
+            assert created["persona"] == "You are Ada, calm."
+            await talk(ws, log)
+            assert espeak.texts and not piper.texts
+            await ws.send(json.dumps({"type": "session.update", "session": {"persona_id": None}}))
+            back = (await wait_for(log, "session.updated"))["session"]
+            assert back["persona_id"] is None and back["strategy"] == config.expression.strategy
+            await ws.close()
+            await reader
+        assert (await c.delete("/v1/personas/clinic")).status_code == 204
+        async with connect(srv.url) as ws:
+            log = Log()
+            reader = asyncio.create_task(collect(ws, log))
+            assert (await wait_for(log, "session.created"))["session"]["persona_id"] is None
+            await ws.close()
+            await reader
+    with pytest.raises(ConfigError, match=r"personas\.default_id.*'clinic'"):
+        async with running_server(data_dir=str(tmp_path), personas={"default_id": "clinic"}):
+            pass
 
 
 async def test_a_broken_user_voice_is_an_error_not_a_crash() -> None:
@@ -273,3 +328,48 @@ async def test_a_broken_user_voice_is_an_error_not_a_crash() -> None:
             await ws.close()
             await reader
         assert (await c.get("/v1/personas/bad")).status_code == 200
+
+
+async def test_persona_greetings_and_acknowledgements_are_prewarmed_in_each_voice(tmp_path: Any) -> None:
+    """At start-up every stored persona's greeting and the acknowledgements are rendered in that persona's voice;
+    a second start (a new process: a new cache over the same directory, a new TTS) renders none of them."""
+    from attune.agent.persona_model import parse_persona
+    from attune.agent.persona_store import PersonaStore
+    from attune.agent.persona_voice import VoiceRegistry
+    from attune.agent.prosody_dsp import ProsodyApplicator
+    from attune.backends.tts.cache import SpeechCache, SpeechStore
+    from attune.backends.tts.router import VoiceModelRouter
+    from attune.config import load_config
+    from attune.core.emotion import EmotionCategory
+    from attune.pipeline.phrases import Phrase, PhraseVoice
+    from attune.transports.persona_api import PersonaService
+
+    config = load_config(environ={})
+    store = PersonaStore(tmp_path / "personas")  # no seed: just the two below
+    store.create(parse_persona({**CLINIC, "greeting": "Hello, I am Ada."}))
+    store.create(parse_persona({"id": "buddy", "greeting": "Hey there!", "voice": {"pitch": 3.0}}))
+    acks = len(config.speech_cache.acknowledgements) * len(config.speech_cache.acknowledgement_emotions)
+
+    def start() -> tuple[ToneTTS, PhraseVoice, PersonaService]:
+        tone = ToneTTS()
+        tone.name = "piper"
+        router = VoiceModelRouter({"piper": tone}, sample_rate=16000)
+        cache = SpeechCache(store=SpeechStore(tmp_path / "speech", max_bytes=10**8))
+        phrases = PhraseVoice(router, ProsodyApplicator, config.pipeline.output_sample_rate, cache)
+        return tone, phrases, PersonaService(store, router, config, VoiceRegistry())
+
+    tone, phrases, service = start()
+    first = await service.prewarm(phrases)
+    assert (first.rendered, first.ready, first.failed) == (2 + 2 * acks, 0, 0)
+    assert "Hello, I am Ada." in tone.texts and "Hey there!" in tone.texts
+    greeting = Phrase.of("Hello, I am Ada.", EmotionCategory.NEUTRAL)
+    ada = phrases.speaking_with(service.voice_sync(store.get("clinic")))
+    assert ada.cached(greeting.text, greeting.emotion, greeting.prosody) is not None
+    assert phrases.cached(greeting.text, greeting.emotion, greeting.prosody) is None  # not in the shared voice
+    await phrases.drain()
+
+    tone, phrases, service = start()
+    second = await service.prewarm(phrases)
+    assert (second.rendered, second.ready, second.failed) == (0, 2 + 2 * acks, 0) and tone.texts == []
+    only = await service.prewarm(phrases, only=("buddy",))
+    assert only.ready == 1 + acks

@@ -78,6 +78,7 @@ async def _fill_persona(page: Any) -> str:
     await page.fill("#f-description", "the clinic's waiting-room voice")
     await page.fill("#f-traits", "You are Ada, a calm receptionist. You speak in short, kind sentences.")
     await page.select_option("#f-strategy", "match")
+    await page.fill("#f-greeting", "Hello, I am Ada. Take a seat, please.")
     await page.fill("#f-provider", "piper")
     await page.fill("#f-fallback", "espeak")
     await page.fill("#f-language", "en-us")
@@ -147,6 +148,8 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
             await page.click("#start")
             await page.wait_for_function("() => window.attune.stats.personaId === 'clinic'", timeout=15000)
             picker_fits = await _layout_fits(page)
+            await page.select_option("#persona", "")  # (configured): persona_id null, back to the configured agent
+            await page.wait_for_function("() => window.attune.stats.personaId === null", timeout=15000)
             await page.click("#start")  # stop
 
             await page.goto(f"{srv.http}/personas?token={TOKEN}")
@@ -175,6 +178,7 @@ async def test_persona_page_in_chromium(tmp_path: Path) -> None:
     assert focused_on_open == "f-id"
     assert "Ada" in listed and "clinic" in listed
     assert stored["name"] == "Ada" and stored["strategy"] == "match"
+    assert stored["greeting"] == "Hello, I am Ada. Take a seat, please."
     assert stored["voice"]["fallback"] == ["espeak"] and stored["voice"]["quality"] == "medium"
     assert stored["voice"]["speed"] == pytest.approx(1.1) and stored["voice"]["pitch"] == pytest.approx(2.0)
     assert stored["voice"]["advanced"] == {"alpha": 0.3, "diffusion_steps": 5, "style": "warm"}

@@ -1,5 +1,5 @@
 // The conversation page's persona picker: fills #persona from GET /v1/personas and sends session.update with
-// persona_id when it changes (app.js sends the chosen one with its first session.update, through
+// persona_id when it changes ("(configured)" sends null: back to the configured agent) (app.js sends the chosen one with its first session.update, through
 // window.attune.sessionExtras). Hidden where the server has no persona API or refuses the token.
 (() => {
   const params = new URLSearchParams(location.search);
@@ -26,13 +26,14 @@
   select.onchange = () => {
     const id = select.value;
     if (id) attune.sessionExtras.persona_id = id; else delete attune.sessionExtras.persona_id;
-    if (id) attune.send({ type: "session.update", session: { persona_id: id } });
+    attune.send({ type: "session.update", session: { persona_id: id || null } });  // null: the configured agent
   };
   window.addEventListener("attune:event", ({ detail: e }) => {
     const s = e.session;
-    if ((e.type === "session.created" || e.type === "session.updated") && s && s.persona_id) {
-      attune.stats.personaId = s.persona_id;
-      if ([...select.options].some((o) => o.value === s.persona_id)) select.value = s.persona_id;
+    if ((e.type === "session.created" || e.type === "session.updated") && s && "persona_id" in s) {
+      attune.stats.personaId = s.persona_id;  // the server's personas.default_id shows here on session.created
+      const id = s.persona_id || "";
+      if ([...select.options].some((o) => o.value === id)) select.value = id;
     }
   });
   fetch("/v1/personas", { headers: token ? { Authorization: `Bearer ${token}` } : {} })

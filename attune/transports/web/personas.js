@@ -102,7 +102,8 @@
   }
 
   // ---- the form ----
-  const FIELDS = { "f-name": "name", "f-description": "description", "f-traits": "traits", "f-strategy": "strategy" };
+  const FIELDS = { "f-name": "name", "f-description": "description", "f-traits": "traits", "f-strategy": "strategy",
+                   "f-greeting": "greeting" };
   const VOICE = { "f-provider": "provider", "f-model": "model", "f-language": "language", "f-quality": "quality" };
 
   function open(p) {
