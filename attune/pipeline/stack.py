@@ -50,17 +50,17 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
 
 
 def _add_background(config: Config, backends: SessionBackends) -> None:
-    """A low-priority worker for the listener, and (for faster-whisper) a one-thread Whisper loaded in it, so
-    partial passes run at that priority and never wait for the reply's ASR."""
+    """A low-priority worker for the listener (partial passes, KV prefill) and, for faster-whisper, a second
+    handle over the ASR's own model (``sibling()``: CTranslate2 replicas sharing one copy of the weights), so
+    partial passes never wait for the reply's ASR. A second model of its own cost 59 MiB of RSS and a 106 MiB
+    peak while it loaded (docs/BENCHMARKS.md, "Memory"); the price is that the partial passes' decodes run in
+    CTranslate2's workers at normal priority (a model's workers take its loader's priority)."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
     from attune.pipeline.listening import BackgroundWorker
 
     backends.background = BackgroundWorker()
     if config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR):
-        try:
-            backends.listen_asr = backends.background.call(lambda: create_asr(config, threads=1))
-        except BackendError as exc:
-            log.warning("partial passes share the main ASR: %s", exc)
+        backends.listen_asr = backends.asr.sibling()
 
 
 def _end_of_turn_model(config: Config) -> Any:
