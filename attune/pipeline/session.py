@@ -102,7 +102,7 @@ class SessionBackends:
     turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
     end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
     openings: Any = None  # attune.pipeline.openings.OpeningVoice: cached openings; None = no openings
-    listen_asr: ASRBackend | None = None  # the partial passes' ASR (loaded in ``background``); None = ``asr``
+    listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
     background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill
 
 

@@ -33,14 +33,18 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
     session; ``for_session()`` gives the next session its own stream state over the same engines."""
-    asr = create_asr(config)
+    background = _background(config)
+    # With partial passes the ASR loads in the niced worker: CTranslate2's workers take the priority of the
+    # thread that loads the model, and the passes decode in them (see _add_background).
+    asr = background.call(create_asr, config) if background is not None and config.pipeline.partial_asr \
+        else create_asr(config)
     llm = create_llm(config)
     tts = create_tts(config)
     backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
                                aggregate=default_aggregate(), planner=default_planner(),
                                dsp_factory=default_dsp_factory(), end_of_turn=_end_of_turn_model(config))
-    if config.pipeline.partial_asr or config.pipeline.prefill_llm:
-        _add_background(config, backends)
+    if background is not None:
+        _add_background(config, backends, background)
     if config.agent.openings:
         from attune.pipeline.openings import OpeningVoice
 
@@ -49,16 +53,24 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     return for_session(config, backends) if emotion else backends
 
 
-def _add_background(config: Config, backends: SessionBackends) -> None:
-    """A low-priority worker for the listener (partial passes, KV prefill) and, for faster-whisper, a second
-    handle over the ASR's own model (``sibling()``: CTranslate2 replicas sharing one copy of the weights), so
-    partial passes never wait for the reply's ASR. A second model of its own cost 59 MiB of RSS and a 106 MiB
-    peak while it loaded (docs/BENCHMARKS.md, "Memory"); the price is that the partial passes' decodes run in
-    CTranslate2's workers at normal priority (a model's workers take its loader's priority)."""
-    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+def _background(config: Config) -> Any:
+    """A low-priority worker for the listener (partial passes, KV prefill), or None when both are off."""
+    if not (config.pipeline.partial_asr or config.pipeline.prefill_llm):
+        return None
     from attune.pipeline.listening import BackgroundWorker
 
-    backends.background = BackgroundWorker()
+    return BackgroundWorker()
+
+
+def _add_background(config: Config, backends: SessionBackends, background: Any) -> None:
+    """The listener's worker and, for faster-whisper, a second handle over the ASR's own model (``sibling()``:
+    CTranslate2 replicas sharing one copy of the weights), so partial passes never wait for the reply's ASR.
+    The model was loaded in the niced worker, so its decodes (the passes' and the reply's) run at that priority:
+    on a dedicated machine nothing else competes with the reply's ASR; a second, one-thread model of the
+    passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded (docs/BENCHMARKS.md, "Memory")."""
+    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+
+    backends.background = background
     if config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR):
         backends.listen_asr = backends.asr.sibling()
 
