@@ -5,7 +5,7 @@ anonymous and file-backed pages (/proc/self/smaps), and the largest mappings. Ru
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/memory-breakdown.py [--turns N]
 
 Linux only. It builds the configured engines one by one in the order ``pipeline.stack.build_backends`` does
-(the ASR in the niced background worker when partial passes are on, its sibling handle for the passes), warms
+(one ASR model, its sibling handle for the partial passes), warms
 them up, and with ``--turns N`` holds N turns of the demo's two spoken utterances through one session. The peak
 of each step is read from VmHWM, reset before the step (``/proc/self/clear_refs``). docs/BENCHMARKS.md, "Memory".
 """
@@ -81,8 +81,7 @@ def main() -> int:
     if args.turns:
         report("demo utterances (router released)")
     background = stack._background(config)
-    asr = (background.call(stack.create_asr, config) if background is not None and config.pipeline.partial_asr
-           else stack.create_asr(config))
+    asr = stack.create_asr(config)
     report("asr")
     llm = stack.create_llm(config)
     report("llm")

@@ -34,10 +34,7 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
     session; ``for_session()`` gives the next session its own stream state over the same engines."""
     background = _background(config)
-    # With partial passes the ASR loads in the niced worker: CTranslate2's workers take the priority of the
-    # thread that loads the model, and the passes decode in them (see _add_background).
-    asr = background.call(create_asr, config) if background is not None and config.pipeline.partial_asr \
-        else create_asr(config)
+    asr = create_asr(config)  # on this thread: its CTranslate2 workers keep normal priority (see _add_background)
     llm = create_llm(config)
     tts = create_tts(config)
     backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
@@ -65,9 +62,11 @@ def _background(config: Config) -> Any:
 def _add_background(config: Config, backends: SessionBackends, background: Any) -> None:
     """The listener's worker and, for faster-whisper, a second handle over the ASR's own model (``sibling()``:
     CTranslate2 replicas sharing one copy of the weights), so partial passes never wait for the reply's ASR.
-    The model was loaded in the niced worker, so its decodes (the passes' and the reply's) run at that priority:
-    on a dedicated machine nothing else competes with the reply's ASR; a second, one-thread model of the
-    passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded (docs/BENCHMARKS.md, "Memory")."""
+    A second, one-thread model of the passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded
+    (docs/BENCHMARKS.md, "Memory"). The price: the passes decode in CTranslate2's workers, which take the
+    priority of the thread that loaded the model, i.e. normal priority, not the worker's nice +10. Loading the
+    model in the niced worker instead put the reply's own ASR at nice +10 too, and on a loaded machine that
+    took ASR done from about 0.5-1.1 s to 9.3 s."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
     backends.background = background
