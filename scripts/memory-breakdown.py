@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Where the embedded stack's memory goes: RSS after each engine loads, split into anonymous and file-backed
-pages (/proc/self/smaps), with the largest mappings. Run from the repository root:
+"""Where the embedded stack's memory goes: RSS after each engine loads, the peak within each step, the split into
+anonymous and file-backed pages (/proc/self/smaps), and the largest mappings. Run from the repository root:
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/memory-breakdown.py
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/memory-breakdown.py [--turns N]
 
-Linux only. It builds the configured engines one by one as ``pipeline.stack.build_backends`` does, warms them
-up, and reads /proc after each step (docs/BENCHMARKS.md, "Memory").
+Linux only. It builds the configured engines one by one in the order ``pipeline.stack.build_backends`` does
+(one ASR model, its sibling handle for the partial passes), warms
+them up, and with ``--turns N`` holds N turns of the demo's two spoken utterances through one session. The peak
+of each step is read from VmHWM, reset before the step (``/proc/self/clear_refs``). docs/BENCHMARKS.md, "Memory".
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import sys
@@ -17,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attune.core.memory import peak_rss_mb, rss_mb, tune_allocator  # noqa: E402
+from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb, tune_allocator  # noqa: E402
+
+_last = [0.0]
 
 
 def mappings() -> dict[str, int]:
@@ -34,43 +39,75 @@ def mappings() -> dict[str, int]:
     return out
 
 
-def report(stage: str, top: int = 4) -> None:
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def report(stage: str, top: int = 0) -> None:
     per = mappings()
     file_kb = sum(v for k, v in per.items() if k.startswith("/"))
     anon_kb = sum(v for k, v in per.items() if not k.startswith("/"))
-    print(f"{stage:10s} RSS {rss_mb():7.1f} MB (peak {peak_rss_mb():7.1f}): anonymous {anon_kb / 1024:6.1f} MB, "
-          f"file-backed {file_kb / 1024:6.1f} MB")
+    now = rss_mb()
+    print(f"| {stage} | {now:7.1f} | {now - _last[0]:+7.1f} | {peak_rss_mb():7.1f} | {anon_kb / 1024:6.1f} | "
+          f"{file_kb / 1024:7.1f} |", flush=True)
     for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"{'':12s}{v / 1024:7.1f} MB  {k}")
+        print(f"|   {k} | {v / 1024:7.1f} | | | | |")
+    _last[0] = now
+    _reset_peak()
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, default=0, help="turns of the demo's utterances after warm-up")
+    args = ap.parse_args()
     tune_allocator()
     from attune.config import load_config
 
     config = load_config()
-    report("start", 0)
-    from attune.agent.brain import default_planner
-    from attune.backends.asr.factory import create_asr
-    from attune.backends.llm.factory import create_llm
-    from attune.backends.tts.factory import create_tts
-    from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
-    from attune.pipeline.stack import for_session, warm_up
-    from attune.pipeline.turn import create_vad
+    print("| step | RSS MiB | change | peak in step | anonymous | file-backed |\n|---|---|---|---|---|---|")
+    report("interpreter")
+    from attune.commands.conversation import demo_utterances
+    from attune.pipeline import stack
+    from attune.pipeline.session import Session, SessionBackends, default_aggregate, default_dsp_factory
+    from attune.transports.file import stream_file
 
-    report("imports", 0)
-    asr = create_asr(config)
+    report("imports")
+    utterances = demo_utterances(config) if args.turns else []
+    release_free_memory()
+    if args.turns:
+        report("demo utterances (router released)")
+    background = stack._background(config)
+    asr = stack.create_asr(config)
     report("asr")
-    llm = create_llm(config)
+    llm = stack.create_llm(config)
     report("llm")
-    tts = create_tts(config)
+    tts = stack.create_tts(config)
     report("tts")
-    backends = for_session(config, SessionBackends(
-        asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None, aggregate=default_aggregate(),
-        planner=default_planner(), dsp_factory=default_dsp_factory()))
-    report("vad+emotion", 0)
-    asyncio.run(warm_up(backends, config))
-    report("warm-up", 8)
+    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=stack.create_vad(config), emotion=None,
+                               aggregate=default_aggregate(), planner=stack.default_planner(),
+                               dsp_factory=default_dsp_factory(), end_of_turn=stack._end_of_turn_model(config))
+    report("vad + smart-turn")
+    if background is not None:
+        stack._add_background(config, backends, background)
+        report("partial passes' ASR (sibling)")
+    backends = stack.for_session(config, backends)
+    report("emotion")
+    asyncio.run(stack.warm_up(backends, config))
+    release_free_memory()
+    report("warm-up", 10)
+
+    async def turns() -> None:
+        async with Session(config, backends) as session:
+            for i in range(args.turns):
+                await stream_file(session, utterances[i % len(utterances)], speed=0.0)
+                report(f"turn {i + 1}")
+
+    if args.turns:
+        asyncio.run(turns())
     return 0
 
 

@@ -65,3 +65,16 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     """The process's peak resident set size so far, in MB (MiB); 0.0 where /proc is not available."""
     return _status_kb("VmHWM") / 1024.0
+
+
+def slope_per_100(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of ``(turn, rss_mb)`` points, in MB per 100 turns (0.0 for fewer than two turns):
+    the soak's growth trend, less sensitive to one turn's transient than the last reading minus the first."""
+    if len({x for x, _ in points}) < 2:
+        return 0.0
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    return 100.0 * sxy / sxx

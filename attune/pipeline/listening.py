@@ -36,8 +36,9 @@ class BackgroundWorker:
     loop (VAD, pacing) and the reply's engines the CPU first.
 
     Thread pools follow their creator's priority: llama.cpp's OpenMP team belongs to the thread that calls it, so
-    prefill calls made here run niced; CTranslate2's workers are created when a model loads, so the partial
-    passes' Whisper model is loaded here (``call(load)``). Where priorities cannot be changed, work still runs.
+    prefill calls made here run niced; CTranslate2's workers are created when a model loads and keep that
+    thread's priority, so the partial passes, which decode on a sibling handle of the reply's Whisper model
+    (``pipeline.stack``), run at normal priority. Where priorities cannot be changed, work still runs.
     """
 
     def __init__(self, nice: int = 10) -> None:

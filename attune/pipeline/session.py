@@ -103,7 +103,7 @@ class SessionBackends:
     end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
     openings: Any = None  # attune.pipeline.openings.OpeningVoice: cached openings; None = no openings
     phrases: Any = None  # attune.pipeline.phrases.PhraseVoice: the speech cache's voice; None = no cache
-    listen_asr: ASRBackend | None = None  # the partial passes' ASR (loaded in ``background``); None = ``asr``
+    listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
     background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill
 
 

@@ -35,14 +35,15 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
     session; ``for_session()`` gives the next session its own stream state over the same engines."""
-    asr = create_asr(config)
+    background = _background(config)
+    asr = create_asr(config)  # on this thread: its CTranslate2 workers keep normal priority (see _add_background)
     llm = create_llm(config)
     tts = create_tts(config)
     backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
                                aggregate=default_aggregate(), planner=default_planner(),
                                dsp_factory=default_dsp_factory(), end_of_turn=_end_of_turn_model(config))
-    if config.pipeline.partial_asr or config.pipeline.prefill_llm:
-        _add_background(config, backends)
+    if background is not None:
+        _add_background(config, backends, background)
     backends.phrases = PhraseVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
                                    config.pipeline.output_sample_rate, speech_cache_from_config(config))
     if config.agent.openings:
@@ -52,18 +53,28 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     return for_session(config, backends) if emotion else backends
 
 
-def _add_background(config: Config, backends: SessionBackends) -> None:
-    """A low-priority worker for the listener, and (for faster-whisper) a one-thread Whisper loaded in it, so
-    partial passes run at that priority and never wait for the reply's ASR."""
-    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+def _background(config: Config) -> Any:
+    """A low-priority worker for the listener (partial passes, KV prefill), or None when both are off."""
+    if not (config.pipeline.partial_asr or config.pipeline.prefill_llm):
+        return None
     from attune.pipeline.listening import BackgroundWorker
 
-    backends.background = BackgroundWorker()
+    return BackgroundWorker()
+
+
+def _add_background(config: Config, backends: SessionBackends, background: Any) -> None:
+    """The listener's worker and, for faster-whisper, a second handle over the ASR's own model (``sibling()``:
+    CTranslate2 replicas sharing one copy of the weights), so partial passes never wait for the reply's ASR.
+    A second, one-thread model of the passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded
+    (docs/BENCHMARKS.md, "Memory"). The price: the passes decode in CTranslate2's workers, which take the
+    priority of the thread that loaded the model, i.e. normal priority, not the worker's nice +10. Loading the
+    model in the niced worker instead put the reply's own ASR at nice +10 too, and on a loaded machine that
+    took ASR done from about 0.5-1.1 s to 9.3 s."""
+    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+
+    backends.background = background
     if config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR):
-        try:
-            backends.listen_asr = backends.background.call(lambda: create_asr(config, threads=1))
-        except BackendError as exc:
-            log.warning("partial passes share the main ASR: %s", exc)
+        backends.listen_asr = backends.asr.sibling()
 
 
 def _end_of_turn_model(config: Config) -> Any:

@@ -156,3 +156,37 @@ def test_configured_window_reaches_the_backend() -> None:
     asr = create_asr(Config(), encoder_window_s=8.0)
     assert isinstance(asr, FasterWhisperASR) and asr.encoder_window_s == 8.0
     assert FasterWhisperASR(installed_model("whisper-tiny.en"))._token_cap(16000) is None  # stock: uncapped
+
+
+def test_a_sibling_shares_the_loaded_model_and_decodes_beside_it() -> None:
+    """The partial passes' handle (memory, issue 13): the same CTranslate2 model (no second copy of the
+    weights), a lock of its own, concurrent decodes that give the text one decode alone gives, and each
+    thread's encoder states its own clip's."""
+    import threading
+
+    main = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0, workers=2)
+    twin = main.sibling()
+    assert twin._model is main._model and twin._lock is not main._lock
+    assert main._model.model.num_workers == 2  # two workers over one loaded model
+    wav, _ = librivox_clips()[0]
+    samples, rate = load_wav(wav)
+    clip = AudioChunk(samples, rate)
+    half = AudioChunk(samples[: len(samples) // 2], rate)
+    alone = main.transcribe(clip).text
+    out: dict[str, object] = {}
+
+    def run(asr: FasterWhisperASR, chunk: AudioChunk, key: str) -> None:
+        out[key] = asr.transcribe(chunk).text
+        states = asr.last_encoder_states()
+        out[key + "_frames"] = None if states is None else states.shape[0]
+
+    threads = [threading.Thread(target=run, args=(main, clip, "main")),
+               threading.Thread(target=run, args=(twin, half, "twin"))]
+    with main._lock:  # the main handle busy: the sibling must not wait for it
+        threads[1].start()
+        threads[1].join(timeout=120)
+        assert not threads[1].is_alive() and out["twin"]
+    threads[0].start()
+    threads[0].join(timeout=120)
+    assert out["main"] == alone
+    assert out["main_frames"] == -(-len(samples) // 320) and out["twin_frames"] == -(-(len(samples) // 2) // 320)

@@ -62,7 +62,7 @@ def test_llama_loads_without_repacking_and_restores_the_defaults() -> None:
     assert len(llm.prompt_tokens([ChatMessage("user", "Hello")])) > 2
 
 
-async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any) -> None:
+async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from attune.commands import conversation, soak
     from attune.pipeline import stack
 
@@ -77,10 +77,46 @@ async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any) -> None:
     monkeypatch.setattr(stack, "build_backends", lambda config: template.backends)
     monkeypatch.setattr(stack, "warm_up", no_warm_up)
     monkeypatch.setattr(conversation, "demo_utterances", lambda config, router=None: [speech, speech])
-    result = await soak._soak(template.config, 4, 2, quiet=True)
+    result = await soak._soak(template.config, 4, 2, quiet=False)
     assert [s["turn"] for s in result["samples"]] == [0, 2, 4]
     assert result["turns_completed"] == 4
     assert all(s["rss_mb"] > 0 for s in result["samples"])
+    assert all(s["s_per_turn"] >= 0 and "load1" in s for s in result["samples"][1:])
+    expected = memory.slope_per_100([(s["turn"], s["rss_mb"]) for s in result["samples"][1:]])
+    assert result["rss_slope_mb_per_100_turns"] == round(expected, 1)
+    out = capsys.readouterr().out
+    assert "RSS every 2" in out and "turn    4: RSS" in out and "MB per 100 turns" in out
+
+
+def test_slope_per_100_turns_is_the_least_squares_trend() -> None:
+    assert memory.slope_per_100([]) == 0.0 and memory.slope_per_100([(20, 1500.0)]) == 0.0
+    assert memory.slope_per_100([(20, 1500.0), (40, 1500.0), (60, 1500.0)]) == 0.0
+    assert memory.slope_per_100([(20, 1500.0), (120, 1510.0)]) == pytest.approx(10.0)
+    # one turn's transient in the middle moves the trend far less than it moves last-minus-first
+    noisy = [(20, 1500.0), (40, 1540.0), (60, 1500.0), (80, 1500.0), (100, 1500.0)]
+    assert memory.slope_per_100(noisy) == pytest.approx(-20.0)
+    assert memory.slope_per_100([(t, 1400.0 + 0.5 * t) for t in range(20, 201, 20)]) == pytest.approx(50.0)
+
+
+def test_soak_rejects_a_negative_reply_bound_and_applies_a_positive_one(monkeypatch: Any) -> None:
+    import argparse
+
+    from attune.commands import soak
+    from attune.config import Config
+    from attune.core.errors import AttuneError
+
+    seen: list[int] = []
+
+    async def fake_soak(config: Any, turns: int, every: int, *, quiet: bool) -> dict[str, Any]:
+        seen.append(config.llm.max_tokens)
+        return {"turns_completed": turns}
+
+    monkeypatch.setattr(soak, "_soak", fake_soak)
+    with pytest.raises(AttuneError, match="--max-tokens"):
+        soak.cmd_bench_soak(argparse.Namespace(turns=2, every=1, max_tokens=-1, json=True), Config())
+    assert soak.cmd_bench_soak(argparse.Namespace(turns=2, every=1, max_tokens=24, json=False), Config()) == 0
+    assert soak.cmd_bench_soak(argparse.Namespace(turns=2, every=1, max_tokens=0, json=False), Config()) == 0
+    assert seen == [24, Config().llm.max_tokens]
 
 
 async def test_a_second_recording_in_one_session_keeps_only_its_own_timeline() -> None:

@@ -134,3 +134,13 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
     trace = cancelled[0].data["trace"]
     assert len(trace["heard_text"].split()) < len(trace["reply_text"].split())
     assert session.memory.exchanges[1].interrupted
+
+
+def test_partial_passes_share_the_asr_model_instead_of_loading_a_second(stack) -> None:
+    """Memory (issue 13): one Whisper model in the stack; the partial passes' handle is a sibling over it."""
+    from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
+
+    config, backends = stack
+    assert config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR)
+    assert isinstance(backends.listen_asr, FasterWhisperASR) and backends.listen_asr is not backends.asr
+    assert backends.listen_asr._model is backends.asr._model and backends.asr._model.model.num_workers == 2

@@ -12,6 +12,7 @@ cut back before encoding (``WhisperModel.encode``, the one place faster-whisper 
 
 from __future__ import annotations
 
+import copy
 import threading
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,16 @@ class FasterWhisperASR:
     Segment times are seconds from the start of the chunk (add ``chunk.timestamp_s`` for stream time);
     segments Whisper flags as no-speech are dropped (``speech_segments``), so silence gives empty text;
     ``no_speech_prob`` is the lowest of all decoded segments' (1.0 when Whisper found no segment at all).
+
+    ``workers`` > 1 loads the model for that many concurrent decodes (CTranslate2 replicas that share one copy
+    of the weights); ``sibling()`` then gives a second handle over the same loaded model, with its own lock, so
+    the partial passes never wait for the reply's transcription nor hold a second model in memory.
     """
 
     name = "faster-whisper"
 
     def __init__(self, model_dir: Path, *, compute_type: str = "int8", threads: int = 2, beam_size: int = 1,
-                 language: str = "en", encoder_window_s: float = FULL_WINDOW_S) -> None:
+                 language: str = "en", encoder_window_s: float = FULL_WINDOW_S, workers: int = 1) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
@@ -68,26 +73,39 @@ class FasterWhisperASR:
         self.beam_size = beam_size
         self.language = language
         self.encoder_window_s = encoder_window_s
-        self._frames = int(FULL_WINDOW_S * FRAMES_PER_S)  # the encoder window of the decode in progress
+        self.workers = workers
         self._lock = threading.Lock()
         try:
             self._model: Any = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
-                                            cpu_threads=threads, local_files_only=True)
+                                            cpu_threads=threads, num_workers=workers, local_files_only=True)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ASRError(f"cannot load Whisper model from {model_dir}: {exc}", backend=self.name) from exc
         self._full_encode = self._model.encode
-        self._model.encode = self._encode  # the instance's encode: features cut to the current window
-        self._last = threading.local()  # per calling thread: the first encoder output of its last transcribe
+        self._model.encode = self._encode  # the model's encode: features cut to the calling thread's window
+        # Per calling thread (shared with siblings): the encoder window of its decode in progress and the first
+        # encoder output of its last transcribe.
+        self._last = threading.local()
+
+    def sibling(self) -> FasterWhisperASR:
+        """Another handle over this loaded model (no second copy of the weights) with a lock of its own: its
+        decodes run beside this one's when the model was loaded with ``workers`` >= 2, else they queue in
+        CTranslate2. Per-thread state is shared, so each thread reads back its own encoder states."""
+        twin = copy.copy(self)
+        twin._lock = threading.Lock()
+        return twin
 
     @classmethod
     def from_config(cls, config: Config) -> FasterWhisperASR:
+        """Two workers when the pipeline runs partial passes (their ``sibling()`` shares the weights)."""
         a = config.asr
         return cls(whisper_folder(config), compute_type=a.compute_type, threads=a.threads, beam_size=a.beam_size,
-                   language=a.language, encoder_window_s=a.encoder_window_s)
+                   language=a.language, encoder_window_s=a.encoder_window_s,
+                   workers=2 if config.pipeline.partial_asr else 1)
 
     def _encode(self, features: np.ndarray) -> Any:
-        if features.shape[-1] > self._frames:
-            features = np.ascontiguousarray(features[..., : self._frames])
+        frames = getattr(self._last, "frames", int(FULL_WINDOW_S * FRAMES_PER_S))
+        if features.shape[-1] > frames:
+            features = np.ascontiguousarray(features[..., :frames])
         out = self._full_encode(features)
         if getattr(self._last, "encoding", None) is None:
             self._last.encoding = out
@@ -104,7 +122,7 @@ class FasterWhisperASR:
 
     def _token_cap(self, n_samples: int) -> int | None:
         """A bound on decoded tokens for a shortened window, where a looping decoder would otherwise run on."""
-        if self._frames >= FULL_WINDOW_S * FRAMES_PER_S:
+        if getattr(self._last, "frames", FULL_WINDOW_S * FRAMES_PER_S) >= FULL_WINDOW_S * FRAMES_PER_S:
             return None
         return int(TOKENS_PER_S * n_samples / SAMPLE_RATE) + 8
 
@@ -112,7 +130,7 @@ class FasterWhisperASR:
         samples = validate_audio(audio)
         try:
             with self._lock:
-                self._frames = encoder_frames(len(samples) / SAMPLE_RATE, self.encoder_window_s)
+                self._last.frames = encoder_frames(len(samples) / SAMPLE_RATE, self.encoder_window_s)
                 self._last.encoding, self._last.samples = None, len(samples)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
