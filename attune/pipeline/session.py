@@ -6,19 +6,18 @@ queue of ``SessionEvent``). The session's clock is the input stream: it advances
 reply's audio is paced against it, so a transport must keep sending frames (silence included) while the agent
 speaks. Owned tasks: the input stage (turn detection), the emotion stage (user speech only) and at most one
 ``Reply`` at a time. Who speaks when is decided by the pure ``TurnPolicy``; this module only executes its
-decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace, done or cancelled).
+decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace, done or cancelled). The emotion
+stage (``attune.pipeline.emotion_stage``) and the listener (``attune.pipeline.listening``) are its parts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -30,10 +29,11 @@ from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
-from attune.core.errors import AudioInputError, BackendError
+from attune.core.errors import AudioInputError
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import Interruption, SpeechStarted
 from attune.core.trace import TraceWriter, TurnTrace
+from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
 from attune.pipeline.listening import EndOfTurnModel, TurnListener
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome, TurnEmotion
@@ -67,24 +67,6 @@ INPUT_BATCH_S = 0.1  # s of queued frames the input stage takes in one step when
 
 __all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
            "default_aggregate", "default_dsp_factory"]
-
-
-EMOTION_WORKERS = 2  # threads for emotion hops, shared by every session of the process
-
-
-@functools.cache
-def _emotion_pool() -> ThreadPoolExecutor:
-    """Emotion hops get threads of their own: in asyncio's default pool they would queue behind ASR and TTS work
-    (hundreds of ms each), and with many sessions the hops' lag would grow by seconds."""
-    return ThreadPoolExecutor(EMOTION_WORKERS, thread_name_prefix="attune-emotion")
-
-
-class StreamingEmotion(Protocol):
-    """What the session needs of ``attune.backends.emotion.detector.VoiceEmotionDetector``."""
-
-    def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[EmotionResult]: ...
-
-    def reset_stream(self) -> None: ...
 
 
 @dataclass
@@ -138,16 +120,12 @@ class Session:
         self._wall_at_now = time.perf_counter()
         self._clock = asyncio.Condition()
         self._input: asyncio.Queue[np.ndarray | None] = asyncio.Queue(self.settings.queue_size)
-        self._emotion_q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(self.settings.queue_size * 4)
-        self._turn_emotions: list[EmotionResult] = []
-        self._emotion_gate = False
-        self._emotion_offset = 0.0
+        self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
         self._reply: Reply | None = None
         self._playhead = 0.0
         self.echo_tail_s = 0.0  # set by a transport whose microphone hears its speaker (see note_agent_audio)
         self._audible_until = 0.0  # stream time until which agent audio played outside a reply is heard
-        self._emotion_from = 0.0  # stream time before which no input reaches the emotion window
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
         self._closed = False
@@ -193,7 +171,7 @@ class Session:
     async def __aenter__(self) -> Session:
         self._tasks = [asyncio.create_task(self._input_stage(), name="session-input")]
         if self.backends.emotion is not None:
-            self._tasks.append(asyncio.create_task(self._emotion_stage(), name="session-emotion"))
+            self._tasks.append(asyncio.create_task(self.emotion.run(), name="session-emotion"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -293,7 +271,8 @@ class Session:
                          openings=b.openings)
 
     def _turn_context(self) -> TurnContext:
-        return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))
+        return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
+                           tuple(self.memory.messages()))
 
     async def schedule_output(self, duration_s: float) -> float:
         """Reserve the next ``duration_s`` of output; returns its stream start time once it is due to be sent
@@ -337,10 +316,7 @@ class Session:
 
     async def _take_frame(self, frame: np.ndarray) -> None:
         self.detector.feed(frame)
-        if self._emotion_gate:
-            skip = int(round((self._emotion_from - self.now) * SAMPLE_RATE))
-            if skip < len(frame):
-                self._queue_emotion(("audio", frame[max(0, skip):]))
+        self.emotion.feed(frame, self.now)
         self.now += len(frame) / SAMPLE_RATE
         self._wall_at_now = time.perf_counter()
         async with self._clock:
@@ -409,7 +385,7 @@ class Session:
             elif isinstance(d, ListenFrom):
                 self._open_emotion_gate(d.offset_s, with_turn_so_far=d.with_turn_so_far)
             elif isinstance(d, Listen):
-                self._emotion_gate = d.on
+                self.emotion.gate = d.on
             elif isinstance(d, StartReply):
                 self._start_reply(d)
             elif isinstance(d, CommitReply):
@@ -423,7 +399,7 @@ class Session:
     def _start_reply(self, d: StartReply) -> None:
         self._turn_index += 1
         if d.audio is None:  # a typed turn: no speech, no emotion of its own; it ends as it arrives
-            self._turn_emotions = []
+            self.emotion.turn_emotions = []
             trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
             trace.mark("speech_stopped")
         else:
@@ -493,74 +469,14 @@ class Session:
         else:
             self.emit(SessionEvent(ev.RESPONSE_DONE, data))
 
-    # ---- the emotion stage ----
     def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
         """Analyse the user's voice from ``offset_s`` (with the detector's turn audio so far, which starts there),
         but never what precedes ``_echo_free_from()``: the agent's own voice and its echo are not the user's."""
         if self.backends.emotion is None:
             return
         start = max(offset_s, self._echo_free_from())
-        self._emotion_from = start
-        self._queue_emotion(("reset", start))
+        audio = None
         if with_turn_so_far:
             skip = int(round((start - offset_s) * SAMPLE_RATE))
             audio = self.detector.turn_audio_so_far().samples[skip:]
-            if len(audio):
-                self._queue_emotion(("audio", audio))
-        self._emotion_gate = True
-
-    def _queue_emotion(self, item: tuple[str, Any]) -> None:
-        if self.backends.emotion is None:
-            return
-        try:
-            self._emotion_q.put_nowait(item)
-        except asyncio.QueueFull:
-            log.warning("emotion stage is behind; dropping user audio from analysis")
-
-    async def _emotion_stage(self) -> None:
-        detector = self.backends.emotion
-        assert detector is not None
-        while True:
-            items = [await self._emotion_q.get()]
-            while not self._emotion_q.empty():
-                items.append(self._emotion_q.get_nowait())
-            batch: list[np.ndarray] = []
-            for kind, value in [*items, ("end", None)]:
-                if kind == "audio":
-                    batch.append(value)
-                    continue
-                if batch:
-                    await self._analyze(detector, np.concatenate(batch))
-                    batch = []
-                if kind == "reset":
-                    detector.reset_stream()
-                    self._emotion_offset = float(value)
-                    self._turn_emotions = []
-
-    async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
-        try:
-            ready = getattr(detector, "hops_ready", None)
-            if callable(ready) and ready(len(samples)) == 0:
-                # Only buffering until the next hop: a worker-thread round trip per 20 ms frame would cost more
-                # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
-                results = detector.analyze_streaming(samples, SAMPLE_RATE)
-            else:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(_emotion_pool(), detector.analyze_streaming, samples, SAMPLE_RATE)
-        except BackendError as exc:
-            self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
-            return
-        except Exception as exc:  # noqa: BLE001 - emotion is an extra; the conversation goes on without it
-            log.exception("emotion analysis failed")
-            self.emit(error_event("emotion_failed", f"{type(exc).__name__}: {exc}"))
-            return
-        for result in results:
-            self._on_emotion(result)
-
-    def _on_emotion(self, result: EmotionResult) -> None:
-        off = self._emotion_offset
-        if result.stream_start_s is not None and result.stream_end_s is not None:
-            result = replace(result, stream_start_s=result.stream_start_s + off, stream_end_s=result.stream_end_s + off)
-        self._turn_emotions.append(result)
-        self.emit(SessionEvent(ev.EMOTION_MEASUREMENT, result.to_dict()))
-
+        self.emotion.open(start, audio)
