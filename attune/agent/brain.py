@@ -3,8 +3,8 @@
 
 The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed prefix (the
 persona's system text and its worked example turns), the token-bounded history as it was sent, then the user's
-turn: the words, the voice's context string and how to sound; so each turn's prompt extends the last one and
-the LLM's KV cache is reused.
+turn: the voice's context string, the words and how to sound; so each turn's prompt extends the last one and
+the LLM's KV cache is reused (and the start of a turn can be evaluated while it is still being spoken).
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ def default_planner() -> Planner:
     return choose_response
 
 
+def voice_note(emotion: EmotionResult | None) -> str:
+    """The voice's context string as the prompt carries it (one when the voice was not read)."""
+    return emotion.to_context_string() if emotion is not None else "[Voice emotion unknown]"
+
+
 def expression_guidance(plan: ResponsePlanLike) -> str:
     """How to sound, in as few tokens as possible (each prompt token costs ~14 ms of time to first token with the
     1.5B model on 2 cores): e.g. "Tone: calm." The intensity goes to the prosody, the reason to the trace."""
@@ -78,8 +83,8 @@ def expression_guidance(plan: ResponsePlanLike) -> str:
 class PromptBuilder:
     """Builds the chat messages so that each turn's prompt extends the last one (llama.cpp then evaluates only
     the new tokens): a fixed prefix (the system message with the persona and, when on, the tag instruction; then
-    the persona's worked turns), the history exactly as it was sent, then this turn's user message: the words,
-    the voice's context string and how to sound.
+    the persona's worked turns), the history exactly as it was sent, then this turn's user message: the voice's
+    context string, the words and how to sound (``user_content``).
     """
 
     def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False) -> None:
@@ -102,9 +107,10 @@ class PromptBuilder:
         return out
 
     def user_message(self, user_text: str, user_emotion: EmotionResult | None,
-                     plan: ResponsePlanLike) -> ChatMessage:
-        context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
-        return ChatMessage("user", user_content(context, user_text, expression_guidance(plan)))
+                     plan: ResponsePlanLike, *, note: str | None = None) -> ChatMessage:
+        """``note``: the voice note to use instead of ``user_emotion``'s (the one a prefill already evaluated)."""
+        return ChatMessage("user", user_content(note or voice_note(user_emotion), user_text,
+                                                expression_guidance(plan)))
 
     def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
               plan: ResponsePlanLike) -> list[ChatMessage]:
@@ -112,9 +118,17 @@ class PromptBuilder:
 
 
 def user_content(context: str, words: str, guidance: str) -> str:
-    """One user turn as the model sees it: the words first, then the voice note and the tone on a line of their
-    own (with the note first the small models read it back as if it were the reply)."""
-    return f"{words.strip()}\n{context} ({guidance})"
+    """One user turn as the model sees it: the voice note on a line of its own, the words, then the tone.
+
+    Ordered by when each part is known: the note can be built from the voice heard so far and the words settle
+    while the person speaks, so both are evaluated into the LLM's KV cache before the turn ends
+    (``turn_start``); only the tone, which follows from the whole turn's plan, and the last words remain."""
+    return f"{turn_start(context, words)}\n({guidance})"
+
+
+def turn_start(context: str, words: str) -> str:
+    """The part of a user turn known while it is spoken: the voice note and the words (so far)."""
+    return f"{context}\n{words.strip()}"
 
 
 def qwen_chat_text(messages: list[ChatMessage]) -> str:

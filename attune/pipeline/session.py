@@ -13,6 +13,7 @@ stage (``attune.pipeline.emotion_stage``) and the listener (``attune.pipeline.li
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import Planner, PromptBuilder, default_planner
+from attune.agent.brain import Planner, PromptBuilder, default_planner, turn_start, voice_note
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
@@ -59,7 +60,14 @@ from attune.pipeline.turn_policy import (
     StartReply,
     TurnPolicy,
 )
-from attune.pipeline.understanding import Aggregator, TurnContext, Understander, default_aggregate, default_trajectory
+from attune.pipeline.understanding import (
+    Aggregator,
+    EarlyVoice,
+    TurnContext,
+    Understander,
+    default_aggregate,
+    default_trajectory,
+)
 
 log = logging.getLogger(__name__)
 MAX_FRAME_S = 1.0  # longest frame push_audio accepts
@@ -165,7 +173,8 @@ class Session:
         self.listener = TurnListener(
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
-            backlog_frames=lambda: self._input.qsize(), worker=b.background)
+            backlog_frames=lambda: self._input.qsize(), worker=b.background,
+            voice_so_far=self._voice_so_far if b.emotion is not None else None)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -262,17 +271,18 @@ class Session:
         await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
-    def _reply_deps(self) -> ReplyDeps:
+    def _reply_deps(self, early: EarlyVoice | None = None) -> ReplyDeps:
         st, b = self.settings, self.backends
         understander = Understander(b.planner, self.aggregate, default_trajectory(), self.prompt,
                                     strategy=st.strategy, fuse_words=st.fuse_words)
-        return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
+        return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, functools.partial(self._turn_context, early),
+                         self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
                          openings=b.openings)
 
-    def _turn_context(self) -> TurnContext:
+    def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
         return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
-                           tuple(self.memory.messages()))
+                           tuple(self.memory.messages()), early_voice=early)
 
     async def schedule_output(self, duration_s: float) -> float:
         """Reserve the next ``duration_s`` of output; returns its stream start time once it is due to be sent
@@ -361,9 +371,16 @@ class Session:
         reply.trace.info.update({"eot_probability": None if p is None else round(p, 3), "eot_wait_ms": wait_ms})
         return d.end_turn()
 
-    def _prompt_so_far(self, words: str) -> list[ChatMessage]:
-        """This turn's prompt as far as the user's settled words (what the reply's prompt will start with)."""
-        return [*self.prompt.prefix(), *self.memory.messages(), ChatMessage("user", words)]
+    def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
+        """This turn's prompt as far as the voice note and the user's settled words (what the reply's prompt will
+        start with)."""
+        user = ChatMessage("user", turn_start(voice_note(voice), words))
+        return [*self.prompt.prefix(), *self.memory.messages(), user]
+
+    def _voice_so_far(self) -> EmotionResult | None:
+        """The turn's emotion windows so far, aggregated (None before the first)."""
+        windows = self.emotion.turn_emotions
+        return self.aggregate(list(windows)) if windows else None
 
     def _emit_partial(self, delta: str) -> None:
         self.emit(SessionEvent(ev.TRANSCRIPT_PARTIAL, {"turn": self._turn_index + 1, "delta": delta}))
@@ -406,7 +423,8 @@ class Session:
             end = d.speech_end_s
             trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
             trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
-        self._reply = Reply(self._reply_deps(), self._turn_index, d.audio, trace, text=d.text)
+        early = self.listener.early if self.listener is not None and d.audio is not None else None
+        self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
             trace.info.update({"partial_passes": self.listener.passes,
                                "llm_prefilled_tokens": self.listener.prefilled_tokens})

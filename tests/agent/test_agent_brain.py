@@ -43,12 +43,13 @@ def test_prompt_has_persona_guidance_history_and_emotion_context() -> None:
     assert [x.role for x in msgs[1:n]] == ["user", "assistant"] * len(builder.persona.examples)
     assert "Attune" in msgs[0].content and "[calm]" in msgs[0].content
     last = msgs[-1].content
-    assert last == f"I can't sleep\n{user.to_context_string()} (Tone: calm.)" and "anxious" in last
+    assert last == f"{user.to_context_string()}\nI can't sleep\n(Tone: calm.)" and "anxious" in last
     # The worked turns are in the same format as a live turn.
-    assert msgs[1].content.split("\n")[1].startswith("[Voice sounds") and "(Tone: " in msgs[1].content
+    assert msgs[1].content.split("\n")[0].startswith("[Voice sounds") and msgs[1].content.endswith(")")
+    assert msgs[1].content.split("\n")[2].startswith("(Tone: ") and last.split("\n")[2].startswith("(Tone: ")
     # The system message does not change with the turn's emotion: the prompt prefix stays cacheable.
     other = NeutralPlan(strategy="match", expressed_emotion=EmotionCategory.SAD, reason="x")
     assert PromptBuilder(reply_tag=True).build(m, "hi", None, other)[0] == msgs[0]
     text = qwen_chat_text(msgs)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
-    assert PromptBuilder().build(m, "x", None, plan)[-1].content == "x\n[Voice emotion unknown] (Tone: calm.)"
+    assert PromptBuilder().build(m, "x", None, plan)[-1].content == "[Voice emotion unknown]\nx\n(Tone: calm.)"

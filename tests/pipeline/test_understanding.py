@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from attune.agent.brain import PromptBuilder
 from attune.backends.base import ChatMessage
-from attune.core.emotion import EmotionCategory, EmotionResult
+from attune.core.emotion import EmotionCategory, EmotionResult, ProsodicMarkers
 from attune.core.frames import Transcript
-from attune.pipeline.understanding import TurnContext, Understander, default_aggregate, default_trajectory
+from attune.pipeline.understanding import (
+    EarlyVoice,
+    TurnContext,
+    Understander,
+    default_aggregate,
+    default_trajectory,
+)
 from tests.fakes import calm_planner, make_result
 
 LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
@@ -48,7 +56,7 @@ def test_a_turn_is_aggregated_planned_and_prompted_on_the_history() -> None:
     prefix = PromptBuilder().prefix()
     assert got.messages[:len(prefix)] == tuple(prefix)  # the cached prefix first
     assert got.messages[len(prefix):-1] == history  # then the history exactly as it was sent
-    assert got.user_message.startswith("hello there\n") and windows[-1].to_context_string() in got.user_message
+    assert got.user_message.startswith(windows[-1].to_context_string() + "\nhello there\n")
     assert "(Tone: calm.)" in got.user_message and got.transcript.text == "hello there"
 
 
@@ -57,7 +65,7 @@ def test_no_windows_means_no_voice_emotion_and_the_prompt_says_so() -> None:
     got = _understander(seen).understand(Transcript("What time is it?", 1.0, 1.0), TurnContext())
     assert got is not None and got.user_emotion is None and "aggregated" not in seen
     assert seen["trajectory_of"] == []
-    assert got.user_message.startswith("What time is it?\n[Voice emotion unknown]")
+    assert got.user_message.startswith("[Voice emotion unknown]\nWhat time is it?\n")
 
 
 def test_words_with_sentiment_move_the_voice_valence_when_fusion_is_on() -> None:
@@ -78,3 +86,30 @@ def test_the_real_aggregate_and_trajectory_plug_in() -> None:
     got = u.understand(Transcript("hello there", 0.0, 2.0), TurnContext(windows))
     assert got is not None and got.user_emotion is not None
     assert got.user_emotion.primary.emotion is EmotionCategory.SAD and got.trajectory == "stable"
+
+
+def test_the_prefills_voice_note_is_kept_when_it_agrees_with_the_turns_reading() -> None:
+    early = replace(make_result(EmotionCategory.SAD, 0.0, 1.0), markers=ProsodicMarkers(speech_rate_category="slow"))
+    final = make_result(EmotionCategory.SAD, 0.0, 3.0)
+    assert early.to_context_string() != final.to_context_string()
+    u = _understander({}, fuse_words=False)
+    kept = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=EarlyVoice(early)))
+    assert kept is not None and kept.early_note
+    assert kept.user_message.startswith(early.to_context_string() + "\nmy cat is ill\n")
+    assert kept.user_emotion is final  # the plan and the trace still follow the whole turn's reading
+    other = EarlyVoice(make_result(EmotionCategory.HAPPY, 0.0, 1.0))
+    replaced = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=other))
+    assert replaced is not None and not replaced.early_note
+    assert replaced.user_message.startswith(final.to_context_string() + "\n")
+    plain = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,)))
+    assert plain is not None and not plain.early_note and plain.messages == replaced.messages
+
+
+def test_early_voice_agreement() -> None:
+    sad, happy = make_result(EmotionCategory.SAD, 0, 1), make_result(EmotionCategory.HAPPY, 0, 1)
+    unsure = make_result(EmotionCategory.HAPPY, 0, 1, confidence=0.1)
+    assert EarlyVoice(sad).agrees_with(make_result(EmotionCategory.SAD, 0, 2))
+    assert not EarlyVoice(sad).agrees_with(happy) and not EarlyVoice(sad).agrees_with(unsure)
+    assert EarlyVoice(unsure).agrees_with(make_result(EmotionCategory.SAD, 0, 1, confidence=0.2))
+    assert EarlyVoice(None).agrees_with(None) and not EarlyVoice(None).agrees_with(sad)
+    assert not EarlyVoice(sad).agrees_with(None)
