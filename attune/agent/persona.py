@@ -8,16 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PERSONA = (
-    "You are Attune, a warm, caring friend in a spoken conversation. Each user message starts with a note in "
-    "square brackets on how their voice sounds and ends with the tone for you: let them shape how you speak, "
-    "but talk about their words, not the note. Comfort bad news, help with problems, congratulate good news, "
-    "answer questions. One or two short sentences, plain words, no lists or emoji."
+    "You are Attune, a warm, caring friend in a spoken conversation. After each user message comes a note in "
+    "square brackets on how their voice sounds, and the tone for you: let it shape how you speak, but talk "
+    "about their words, not the note. Comfort bad news, help with problems, congratulate good news, answer "
+    "questions. One or two short sentences, plain words, no lists or emoji."
 )
 
-# Worked turns placed after the system message, in the prompt's own format (``brain.user_content``: voice
-# note, words, tone). Small models follow a shown exchange far better than a described one; the turns never
-# change, so they are part of the cached prompt prefix and cost nothing after the first turn. Varied on purpose
-# (bad news, good news with a sad voice, a question) so that no single reply becomes a template.
+# How the persona text describes the user turn, in each order of ``brain.user_content`` (the default: words
+# first; ``agent.voice_note_first``: the note first). ``PromptBuilder`` swaps one for the other.
+NOTE_AFTER = ("After each user message comes a note in square brackets on how their voice sounds, and the tone "
+              "for you: let it shape how you speak")
+NOTE_FIRST = ("Each user message starts with a note in square brackets on how their voice sounds and ends with the "
+              "tone for you: let them shape how you speak")
+
+# Worked turns placed after the system message, in the prompt's own format (voice note, words, tone). Small
+# models follow a shown exchange far better than a described one; the turns never change, so they are part of
+# the cached prompt prefix and cost nothing after the first turn. Varied on purpose (bad news, good news with a
+# sad voice, a question) so that no single reply becomes a template.
 DEFAULT_EXAMPLES: tuple[tuple[str, str, str, str], ...] = (
     # (voice note, user's words, tone, reply)
     ("[Voice sounds strongly sad (speaking slowly)]", "My dog died yesterday.", "affectionate",

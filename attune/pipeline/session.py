@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import Planner, PromptBuilder, default_planner, turn_start, voice_note
+from attune.agent.brain import Planner, default_planner, turn_start, voice_note
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
@@ -114,7 +114,7 @@ class Session:
         self.backends = backends
         self.aggregate = backends.aggregate or default_aggregate()
         self.memory = ConversationMemory(config.agent.history_max_tokens)
-        self.prompt = PromptBuilder(self.settings.persona, reply_tag=self.settings.reply_tag)
+        self.prompt = self.settings.prompt_builder()
         self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
         self.policy = TurnPolicy(self.settings.policy)
         self.endpoint: EndOfTurnPolicy | None = None
@@ -144,8 +144,8 @@ class Session:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
         next reply (the one in progress keeps what it started with). Queue bounds are fixed when the session
         opens."""
-        if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
-            self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
+        if settings.prompt_key != self.settings.prompt_key:
+            self.prompt = settings.prompt_builder()
         self.settings = settings
         self.detector.configure(self._turn_settings(settings))
         self.policy.settings = settings.policy
@@ -174,7 +174,7 @@ class Session:
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
             backlog_frames=lambda: self._input.qsize(), worker=b.background,
-            voice_so_far=self._voice_so_far if b.emotion is not None else None)
+            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -374,7 +374,7 @@ class Session:
     def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
         """This turn's prompt as far as the voice note and the user's settled words (what the reply's prompt will
         start with)."""
-        user = ChatMessage("user", turn_start(voice_note(voice), words))
+        user = ChatMessage("user", turn_start(voice_note(voice), words, note_first=self.prompt.note_first))
         return [*self.prompt.prefix(), *self.memory.messages(), user]
 
     def _voice_so_far(self) -> EmotionResult | None:
@@ -423,7 +423,7 @@ class Session:
             end = d.speech_end_s
             trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
             trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
-        early = self.listener.early if self.listener is not None and d.audio is not None else None
+        early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
         self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
             trace.info.update({"partial_passes": self.listener.passes,

@@ -163,7 +163,7 @@ async def test_a_typed_turn_is_answered_without_asr() -> None:
     assert reply.task is not None
     await reply.task
     assert not asr.calls and reply.outcome().transcript == "What time is it?"
-    assert llm.calls[0][-1].content.startswith("[Voice emotion unknown]\nWhat time is it?\n")
+    assert llm.calls[0][-1].content.startswith("What time is it?\n[Voice emotion unknown]")
 
 
 def _lively(_emotion: Any, strategy: str) -> NeutralPlan:

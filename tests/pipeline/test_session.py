@@ -73,7 +73,7 @@ async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
     # The prompt carried the user's emotion context and the expressed emotion guidance.
     system, *_, user = h.llm.calls[0]
-    assert user.content.split("\n")[0].startswith("[Voice sounds") and "calm" in user.content.split("\n")[2]
+    assert user.content.split("\n")[1].startswith("[Voice sounds") and "calm" in user.content.split("\n")[1]
     lines = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["transcript"] == "hello there"
     assert len(s.turns) == 1 and s.emotion_trajectory
@@ -250,7 +250,7 @@ async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
     assert not h.asr.calls
     assert d.of(ev.TRANSCRIPT)[0].data["transcript"] == "What time is it?"
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
-    assert s.memory.messages()[0].content.startswith("[Voice emotion unknown]\nWhat time is it?\n")
+    assert s.memory.messages()[0].content.startswith("What time is it?\n[Voice emotion unknown]")
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from attune.backends.base import ChatMessage
 from attune.core import events as ev
 from attune.pipeline.openings import OpeningVoice
@@ -71,9 +73,11 @@ async def test_a_voice_that_sounds_unfinished_makes_the_session_wait_and_resumin
     assert len(d.of(ev.RESPONSE_DONE)) == 1 and len(s.turns) == 1
 
 
-async def test_partial_transcripts_and_prefill_while_speaking() -> None:
+@pytest.mark.parametrize("note_first", [False, True])
+async def test_partial_transcripts_and_prefill_while_speaking(note_first: bool) -> None:
     h = Harness(asr=FixedASR("I was thinking maybe we could go"),
-                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300}})
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": note_first}})
     async with h.session() as s:
         d = Driver(s)
         for _ in range(10):  # 2 s of speech, giving the passes' threads time to answer
@@ -86,13 +90,17 @@ async def test_partial_transcripts_and_prefill_while_speaking() -> None:
     assert all(e.data["turn"] == 1 for e in partial)
     types = d.types()
     assert types.index(ev.TRANSCRIPT_PARTIAL) < types.index(ev.SPEECH_STOPPED)
-    # The voice note (from the voice heard so far) leads the prefilled turn, then the settled words; the reply's
-    # prompt keeps that note (the whole turn reads the same emotion), so it extends what was prefilled.
-    assert h.llm.prefills and h.llm.prefills[-1].startswith("[Voice sounds ")
-    assert h.llm.prefills[-1].endswith("]\nI was thinking maybe we could")
-    assert h.llm.calls[-1][-1].content.startswith(h.llm.prefills[-1])
+    # The settled words are prefilled; with the note first, the voice note (from the voice heard so far) leads
+    # them, and the reply's prompt keeps it (the whole turn reads the same emotion), so it extends the prefill.
+    prefilled = h.llm.prefills[-1] if h.llm.prefills else ""
+    if note_first:
+        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith("]\nI was thinking maybe we could")
+    else:
+        assert prefilled == "I was thinking maybe we could"
+    assert h.llm.calls[-1][-1].content.startswith(prefilled)
     trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
-    assert trace["partial_passes"] >= 2 and trace["llm_prefilled_tokens"] > 0 and trace["llm_early_note"]
+    assert trace["partial_passes"] >= 2 and trace["llm_prefilled_tokens"] > 0
+    assert trace["llm_early_note"] is note_first
 
 
 async def test_a_server_sessions_shared_llm_view_is_prefilled_too() -> None:
@@ -106,7 +114,7 @@ async def test_a_server_sessions_shared_llm_view_is_prefilled_too() -> None:
             await asyncio.sleep(0.01)
         await d.silence_until(_done)
         await d.until_idle()
-    assert inner.prefills and inner.prefills[-1].endswith("\nI was thinking maybe we could")
+    assert inner.prefills and inner.prefills[-1] == "I was thinking maybe we could"
     assert inner.calls[-1][-1].content.startswith(inner.prefills[-1])
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_prefilled_tokens"] > 0
 
