@@ -3,8 +3,9 @@
 
 The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed prefix (the
 persona's system text and its worked example turns), the token-bounded history as it was sent, then the user's
-turn: the words, the voice's context string and how to sound; so each turn's prompt extends the last one and
-the LLM's KV cache is reused.
+turn: the words, the voice's context string and how to sound (or, with ``note_first``, the note before the
+words); so each turn's prompt extends the last one, the LLM's KV cache is reused, and the start of a turn can
+be evaluated while it is still being spoken.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from attune.agent.memory import ConversationMemory
-from attune.agent.persona import Persona
+from attune.agent.persona import NOTE_AFTER, NOTE_FIRST, Persona
 from attune.backends.base import ChatMessage
 from attune.core.emotion import EmotionCategory, EmotionResult
 from attune.core.prosody import ProsodyParameters
@@ -69,6 +70,11 @@ def default_planner() -> Planner:
     return choose_response
 
 
+def voice_note(emotion: EmotionResult | None) -> str:
+    """The voice's context string as the prompt carries it (one when the voice was not read)."""
+    return emotion.to_context_string() if emotion is not None else "[Voice emotion unknown]"
+
+
 def expression_guidance(plan: ResponsePlanLike) -> str:
     """How to sound, in as few tokens as possible (each prompt token costs ~14 ms of time to first token with the
     1.5B model on 2 cores): e.g. "Tone: calm." The intensity goes to the prosody, the reason to the trace."""
@@ -79,15 +85,18 @@ class PromptBuilder:
     """Builds the chat messages so that each turn's prompt extends the last one (llama.cpp then evaluates only
     the new tokens): a fixed prefix (the system message with the persona and, when on, the tag instruction; then
     the persona's worked turns), the history exactly as it was sent, then this turn's user message: the words,
-    the voice's context string and how to sound.
+    the voice's context string and how to sound (``user_content``; ``note_first`` puts the note first).
     """
 
-    def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False) -> None:
+    def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False, note_first: bool = False) -> None:
         self.persona = persona or Persona()
         self.reply_tag = reply_tag
+        self.note_first = note_first  # the voice note before the words (``user_content``)
 
     def system_message(self) -> ChatMessage:
         text = self.persona.system_text()
+        if self.note_first:
+            text = text.replace(NOTE_AFTER, NOTE_FIRST)
         if self.reply_tag:
             text += " " + TAG_INSTRUCTION.format(emotion="calm")
         return ChatMessage("system", text)
@@ -97,24 +106,36 @@ class PromptBuilder:
         ``LlamaCppLLM.prime()`` should evaluate ahead of the first turn."""
         out = [self.system_message()]
         for note, words, tone, reply in self.persona.examples:
-            out.append(ChatMessage("user", user_content(note, words, f"Tone: {tone}.")))
+            out.append(ChatMessage("user", user_content(note, words, f"Tone: {tone}.", note_first=self.note_first)))
             out.append(ChatMessage("assistant", f"[{tone}] {reply}" if self.reply_tag else reply))
         return out
 
     def user_message(self, user_text: str, user_emotion: EmotionResult | None,
-                     plan: ResponsePlanLike) -> ChatMessage:
-        context = user_emotion.to_context_string() if user_emotion is not None else "[Voice emotion unknown]"
-        return ChatMessage("user", user_content(context, user_text, expression_guidance(plan)))
+                     plan: ResponsePlanLike, *, note: str | None = None) -> ChatMessage:
+        """``note``: the voice note to use instead of ``user_emotion``'s (the one a prefill already evaluated)."""
+        return ChatMessage("user", user_content(note or voice_note(user_emotion), user_text,
+                                                expression_guidance(plan), note_first=self.note_first))
 
     def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
               plan: ResponsePlanLike) -> list[ChatMessage]:
         return [*self.prefix(), *memory.messages(), self.user_message(user_text, user_emotion, plan)]
 
 
-def user_content(context: str, words: str, guidance: str) -> str:
-    """One user turn as the model sees it: the words first, then the voice note and the tone on a line of their
-    own (with the note first the small models read it back as if it were the reply)."""
+def user_content(context: str, words: str, guidance: str, *, note_first: bool = False) -> str:
+    """One user turn as the model sees it: the words, then the voice note and the tone on a line of their own.
+
+    ``note_first``: the note on a line of its own, the words, then the tone; the order in which they become
+    known, so the note (read from the voice so far) and the words are evaluated into the LLM's KV cache while
+    the person speaks and only the tone and the last words remain (``turn_start`` is what comes before them).
+    It scored lower in ``eval-replies`` on the 1.5B (docs/BENCHMARKS.md), so it is off by default."""
+    if note_first:
+        return f"{turn_start(context, words, note_first=True)}\n({guidance})"
     return f"{words.strip()}\n{context} ({guidance})"
+
+
+def turn_start(context: str, words: str, *, note_first: bool = False) -> str:
+    """The part of a user turn known while it is spoken: the words so far, after the voice note if it leads."""
+    return f"{context}\n{words.strip()}" if note_first else words.strip()
 
 
 def qwen_chat_text(messages: list[ChatMessage]) -> str:

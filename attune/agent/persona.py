@@ -14,6 +14,13 @@ DEFAULT_PERSONA = (
     "questions. One or two short sentences, plain words, no lists or emoji."
 )
 
+# How the persona text describes the user turn, in each order of ``brain.user_content`` (the default: words
+# first; ``agent.voice_note_first``: the note first). ``PromptBuilder`` swaps one for the other.
+NOTE_AFTER = ("After each user message comes a note in square brackets on how their voice sounds, and the tone "
+              "for you: let it shape how you speak")
+NOTE_FIRST = ("Each user message starts with a note in square brackets on how their voice sounds and ends with the "
+              "tone for you: let them shape how you speak")
+
 # Worked turns placed after the system message, in the prompt's own format (voice note, words, tone). Small
 # models follow a shown exchange far better than a described one; the turns never change, so they are part of
 # the cached prompt prefix and cost nothing after the first turn. Varied on purpose (bad news, good news with a

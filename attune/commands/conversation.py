@@ -262,7 +262,8 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
         trace = traces[-1] if traces else {}
         per_file.append({"file": path.name, **file_figures(samples, run, traces),
                          "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
-                         "opening": trace.get("opening"), "reply": trace.get("reply_text"), "turns": len(traces)})
+                         "opening": trace.get("opening"), "reply": trace.get("reply_text"), "turns": len(traces),
+                         "early_note": trace.get("llm_early_note")})
         if not args.json:
             f = per_file[-1]
             print(f"{path.name}: {f['voice_to_voice_ms']} ms, model word {f['first_model_word_ms']} ms, tail "
@@ -285,6 +286,7 @@ def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> di
             "first_model_word_ms": stat("first_model_word_ms"), "tail_tokens": stat("tail_tokens"),
             "input_lag_max_ms": stat("input_lag_max_ms"),
             "premature_cutoffs": sum(1 for f in per_file if f["premature_cutoff"]),
+            "early_notes": sum(1 for f in per_file if f.get("early_note")),
             "stage_p50_ms": stages, "warm_up_s": {k: round(v, 2) for k, v in warm.items()}, "per_file": per_file}
 
 
@@ -302,6 +304,7 @@ def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
         for key in ("first_model_word_ms", "tail_tokens", "input_lag_max_ms"):
             print(f"{key}: p50 {result[key]['p50']}, p95 {result[key]['p95']}")
         print(f"premature cut-offs: {result['premature_cutoffs']} of {result['files']} files")
+        print(f"voice note prefilled and kept: {result['early_notes']} of {result['files']} files")
         print("stage medians (ms after the end of speech): "
               + ", ".join(f"{k} {v}" for k, v in result["stage_p50_ms"].items()))
     return 0 if result["n"] else 1

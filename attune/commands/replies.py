@@ -41,7 +41,7 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     model = args.model or config.llm.model
     llm = create_llm(config, **({"model": args.model} if args.model else {}))
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
-                            reply_tag=config.agent.reply_tag)
+                            reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     temperature = config.llm.temperature if args.temperature is None else args.temperature
     openings = config.agent.openings if args.openings is None else args.openings == "on"
     reports = asyncio.run(run_eval(llm, builder, strategy=strategy, max_tokens=config.llm.max_tokens,

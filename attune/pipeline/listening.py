@@ -1,6 +1,7 @@
 """Hearing the turn while it is spoken: Whisper passes over the turn so far every ``partial_step_ms`` of new
 speech, the words that successive passes agree on sent out as partial transcripts and evaluated into the LLM's
-KV cache, and, once silence begins, the end-of-turn model's verdict.
+KV cache (after the voice note, read from the voice so far), and, once silence begins, the end-of-turn model's
+verdict.
 
 ``TurnListener`` is owned by the session (one turn at a time; ``reset()`` between turns, ``close()`` at the end)
 and runs every engine call off the event loop, one at a time, so the passes never fight the reply for the two
@@ -20,9 +21,11 @@ import numpy as np
 
 from attune.backends.base import ChatMessage
 from attune.core.audio import SAMPLE_RATE
+from attune.core.emotion import EmotionResult
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
 from attune.pipeline.partial import DecodeSchedule, TranscriptAgreement
+from attune.pipeline.understanding import EarlyVoice
 
 log = logging.getLogger(__name__)
 MAX_BACKLOG_FRAMES = 3  # input frames waiting beyond which background work yields to real-time input
@@ -87,19 +90,28 @@ class TurnListener:
     """Feed it the session's view of the turn; read ``probability`` and ``words`` for the end-of-turn policy and
     ``settled`` for the final transcript.
 
-    ``prompt_for(words)`` returns the chat messages of this turn with ``words`` as the user's message so far
-    (what the reply's prompt will start with); ``emit_delta(text)`` sends one partial transcript event.
+    ``prompt_for(voice, words)`` returns the chat messages of this turn as far as the voice note (of ``voice``)
+    and ``words``, the user's words so far (what the reply's prompt will start with); ``emit_delta(text)`` sends
+    one partial transcript event. ``voice_so_far()`` is the voice as read so far (None: not yet; the prefill
+    waits for it); without it the voice is not read and the note says so. The voice is taken once per turn, when
+    the prefill begins, and kept in ``early`` (the reply's prompt keeps that note where it agrees with the whole
+    turn's reading, ``EarlyVoice.agrees_with``).
     """
 
     def __init__(self, asr: Any, llm: Any, model: EndOfTurnModel | None, *, settings: ListenSettings,
-                 prompt_for: Callable[[str], Sequence[ChatMessage]], emit_delta: Callable[[str], None],
-                 backlog_frames: Callable[[], int], worker: BackgroundWorker | None = None) -> None:
+                 prompt_for: Callable[[EmotionResult | None, str], Sequence[ChatMessage]],
+                 emit_delta: Callable[[str], None], backlog_frames: Callable[[], int],
+                 worker: BackgroundWorker | None = None,
+                 voice_so_far: Callable[[], EmotionResult | None] | None = None) -> None:
         self.asr = asr
         self.worker = worker
-        self.llm = llm if settings.prefill and callable(getattr(llm, "prefill", None)) else None
+        self.llm = (llm if settings.prefill and callable(getattr(llm, "prefill", None))
+                    and getattr(llm, "can_prefill", True) else None)
         self.model = model
         self.settings = settings
         self.prompt_for = prompt_for
+        self.voice_so_far = voice_so_far
+        self.early: EarlyVoice | None = None  # the voice whose note the prefill evaluated this turn
         self.emit_delta = emit_delta
         self.backlog_frames = backlog_frames
         self.agreement = TranscriptAgreement()
@@ -157,6 +169,7 @@ class TurnListener:
         self.agreement.reset()
         self.schedule.reset()
         self.probability = self.words = None
+        self.early = None
         self.prefilled_tokens = self.passes = 0
 
     async def close(self) -> None:
@@ -195,13 +208,20 @@ class TurnListener:
                   delta, self.backlog_frames())
         if delta:
             self.emit_delta(delta)
+        if self.agreement.settled:
             await self._prefill(generation)
 
     async def _prefill(self, generation: int) -> None:
-        """Evaluate the settled words into the KV cache, a few tokens per step, while input keeps up."""
+        """Evaluate the voice note and the settled words into the KV cache, a few tokens per step, while input
+        keeps up."""
         if self.llm is None:
             return
-        messages = list(self.prompt_for(self.agreement.settled))
+        if self.early is None:
+            voice = self.voice_so_far() if self.voice_so_far is not None else None
+            if voice is None and self.voice_so_far is not None:
+                return  # the voice is not read yet: its note leads the turn, so the words wait for it
+            self.early = EarlyVoice(voice)
+        messages = list(self.prompt_for(self.early.emotion, self.agreement.settled))
         while generation == self._generation and self.backlog_frames() <= MAX_BACKLOG_FRAMES:
             try:
                 n = await self._background(self.llm.prefill, messages, max_new=PREFILL_STEP_TOKENS)

@@ -273,6 +273,7 @@ class Reply:
                                                  "trajectory": understood.trajectory}))
         self._prosody, self._expressed = plan.prosody, plan.expressed_emotion
         self.trace.info.update(_plan_info(emotion, plan))
+        self.trace.info["llm_early_note"] = understood.early_note
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         await self._open(transcript.text, plan)
         return understood.messages

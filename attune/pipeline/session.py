@@ -6,7 +6,8 @@ queue of ``SessionEvent``). The session's clock is the input stream: it advances
 reply's audio is paced against it, so a transport must keep sending frames (silence included) while the agent
 speaks. Owned tasks: the input stage (turn detection), the emotion stage (user speech only) and at most one
 ``Reply`` at a time. Who speaks when is decided by the pure ``TurnPolicy``; this module only executes its
-decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace, done or cancelled).
+decisions, and records each reply's ``ReplyOutcome`` (history, trajectory, trace, done or cancelled). The emotion
+stage (``attune.pipeline.emotion_stage``) and the listener (``attune.pipeline.listening``) are its parts.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import Planner, PromptBuilder, default_planner
+from attune.agent.brain import Planner, default_planner, turn_start, voice_note
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
@@ -30,10 +30,11 @@ from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
-from attune.core.errors import AudioInputError, BackendError
+from attune.core.errors import AudioInputError
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import Interruption, SpeechStarted
 from attune.core.trace import TraceWriter, TurnTrace
+from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
 from attune.pipeline.listening import EndOfTurnModel, TurnListener
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome, TurnEmotion
@@ -59,7 +60,14 @@ from attune.pipeline.turn_policy import (
     StartReply,
     TurnPolicy,
 )
-from attune.pipeline.understanding import Aggregator, TurnContext, Understander, default_aggregate, default_trajectory
+from attune.pipeline.understanding import (
+    Aggregator,
+    EarlyVoice,
+    TurnContext,
+    Understander,
+    default_aggregate,
+    default_trajectory,
+)
 
 log = logging.getLogger(__name__)
 MAX_FRAME_S = 1.0  # longest frame push_audio accepts
@@ -67,24 +75,6 @@ INPUT_BATCH_S = 0.1  # s of queued frames the input stage takes in one step when
 
 __all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
            "default_aggregate", "default_dsp_factory"]
-
-
-EMOTION_WORKERS = 2  # threads for emotion hops, shared by every session of the process
-
-
-@functools.cache
-def _emotion_pool() -> ThreadPoolExecutor:
-    """Emotion hops get threads of their own: in asyncio's default pool they would queue behind ASR and TTS work
-    (hundreds of ms each), and with many sessions the hops' lag would grow by seconds."""
-    return ThreadPoolExecutor(EMOTION_WORKERS, thread_name_prefix="attune-emotion")
-
-
-class StreamingEmotion(Protocol):
-    """What the session needs of ``attune.backends.emotion.detector.VoiceEmotionDetector``."""
-
-    def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[EmotionResult]: ...
-
-    def reset_stream(self) -> None: ...
 
 
 @dataclass
@@ -125,7 +115,7 @@ class Session:
         self.backends = backends
         self.aggregate = backends.aggregate or default_aggregate()
         self.memory = ConversationMemory(config.agent.history_max_tokens)
-        self.prompt = PromptBuilder(self.settings.persona, reply_tag=self.settings.reply_tag)
+        self.prompt = self.settings.prompt_builder()
         self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
         self.policy = TurnPolicy(self.settings.policy)
         self.endpoint: EndOfTurnPolicy | None = None
@@ -139,16 +129,12 @@ class Session:
         self._wall_at_now = time.perf_counter()
         self._clock = asyncio.Condition()
         self._input: asyncio.Queue[np.ndarray | None] = asyncio.Queue(self.settings.queue_size)
-        self._emotion_q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(self.settings.queue_size * 4)
-        self._turn_emotions: list[EmotionResult] = []
-        self._emotion_gate = False
-        self._emotion_offset = 0.0
+        self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
         self._reply: Reply | None = None
         self._playhead = 0.0
         self.echo_tail_s = 0.0  # set by a transport whose microphone hears its speaker (see note_agent_audio)
         self._audible_until = 0.0  # stream time until which agent audio played outside a reply is heard
-        self._emotion_from = 0.0  # stream time before which no input reaches the emotion window
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
         self._closed = False
@@ -159,8 +145,8 @@ class Session:
         """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
         next reply (the one in progress keeps what it started with). Queue bounds are fixed when the session
         opens."""
-        if (settings.persona, settings.reply_tag) != (self.settings.persona, self.settings.reply_tag):
-            self.prompt = PromptBuilder(settings.persona, reply_tag=settings.reply_tag)
+        if settings.prompt_key != self.settings.prompt_key:
+            self.prompt = settings.prompt_builder()
         self.settings = settings
         self.detector.configure(self._turn_settings(settings))
         self.policy.settings = settings.policy
@@ -188,13 +174,14 @@ class Session:
         self.listener = TurnListener(
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
-            backlog_frames=lambda: self._input.qsize(), worker=b.background)
+            backlog_frames=lambda: self._input.qsize(), worker=b.background,
+            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
         self._tasks = [asyncio.create_task(self._input_stage(), name="session-input")]
         if self.backends.emotion is not None:
-            self._tasks.append(asyncio.create_task(self._emotion_stage(), name="session-emotion"))
+            self._tasks.append(asyncio.create_task(self.emotion.run(), name="session-emotion"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -285,16 +272,18 @@ class Session:
         await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
-    def _reply_deps(self) -> ReplyDeps:
+    def _reply_deps(self, early: EarlyVoice | None = None) -> ReplyDeps:
         st, b = self.settings, self.backends
         understander = Understander(b.planner, self.aggregate, default_trajectory(), self.prompt,
                                     strategy=st.strategy, fuse_words=st.fuse_words)
-        return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, self._turn_context, self.schedule_output,
+        return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, functools.partial(self._turn_context, early),
+                         self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
                          openings=b.openings, phrases=b.phrases)
 
-    def _turn_context(self) -> TurnContext:
-        return TurnContext(tuple(self._turn_emotions), tuple(self.emotion_trajectory), tuple(self.memory.messages()))
+    def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
+        return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
+                           tuple(self.memory.messages()), early_voice=early)
 
     async def schedule_output(self, duration_s: float) -> float:
         """Reserve the next ``duration_s`` of output; returns its stream start time once it is due to be sent
@@ -338,10 +327,7 @@ class Session:
 
     async def _take_frame(self, frame: np.ndarray) -> None:
         self.detector.feed(frame)
-        if self._emotion_gate:
-            skip = int(round((self._emotion_from - self.now) * SAMPLE_RATE))
-            if skip < len(frame):
-                self._queue_emotion(("audio", frame[max(0, skip):]))
+        self.emotion.feed(frame, self.now)
         self.now += len(frame) / SAMPLE_RATE
         self._wall_at_now = time.perf_counter()
         async with self._clock:
@@ -386,9 +372,16 @@ class Session:
         reply.trace.info.update({"eot_probability": None if p is None else round(p, 3), "eot_wait_ms": wait_ms})
         return d.end_turn()
 
-    def _prompt_so_far(self, words: str) -> list[ChatMessage]:
-        """This turn's prompt as far as the user's settled words (what the reply's prompt will start with)."""
-        return [*self.prompt.prefix(), *self.memory.messages(), ChatMessage("user", words)]
+    def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
+        """This turn's prompt as far as the voice note and the user's settled words (what the reply's prompt will
+        start with)."""
+        user = ChatMessage("user", turn_start(voice_note(voice), words, note_first=self.prompt.note_first))
+        return [*self.prompt.prefix(), *self.memory.messages(), user]
+
+    def _voice_so_far(self) -> EmotionResult | None:
+        """The turn's emotion windows so far, aggregated (None before the first)."""
+        windows = self.emotion.turn_emotions
+        return self.aggregate(list(windows)) if windows else None
 
     def _emit_partial(self, delta: str) -> None:
         self.emit(SessionEvent(ev.TRANSCRIPT_PARTIAL, {"turn": self._turn_index + 1, "delta": delta}))
@@ -410,7 +403,7 @@ class Session:
             elif isinstance(d, ListenFrom):
                 self._open_emotion_gate(d.offset_s, with_turn_so_far=d.with_turn_so_far)
             elif isinstance(d, Listen):
-                self._emotion_gate = d.on
+                self.emotion.gate = d.on
             elif isinstance(d, StartReply):
                 self._start_reply(d)
             elif isinstance(d, CommitReply):
@@ -424,14 +417,15 @@ class Session:
     def _start_reply(self, d: StartReply) -> None:
         self._turn_index += 1
         if d.audio is None:  # a typed turn: no speech, no emotion of its own; it ends as it arrives
-            self._turn_emotions = []
+            self.emotion.turn_emotions = []
             trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
             trace.mark("speech_stopped")
         else:
             end = d.speech_end_s
             trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
             trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
-        self._reply = Reply(self._reply_deps(), self._turn_index, d.audio, trace, text=d.text)
+        early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
+        self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
             trace.info.update({"partial_passes": self.listener.passes,
                                "llm_prefilled_tokens": self.listener.prefilled_tokens})
@@ -494,74 +488,14 @@ class Session:
         else:
             self.emit(SessionEvent(ev.RESPONSE_DONE, data))
 
-    # ---- the emotion stage ----
     def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
         """Analyse the user's voice from ``offset_s`` (with the detector's turn audio so far, which starts there),
         but never what precedes ``_echo_free_from()``: the agent's own voice and its echo are not the user's."""
         if self.backends.emotion is None:
             return
         start = max(offset_s, self._echo_free_from())
-        self._emotion_from = start
-        self._queue_emotion(("reset", start))
+        audio = None
         if with_turn_so_far:
             skip = int(round((start - offset_s) * SAMPLE_RATE))
             audio = self.detector.turn_audio_so_far().samples[skip:]
-            if len(audio):
-                self._queue_emotion(("audio", audio))
-        self._emotion_gate = True
-
-    def _queue_emotion(self, item: tuple[str, Any]) -> None:
-        if self.backends.emotion is None:
-            return
-        try:
-            self._emotion_q.put_nowait(item)
-        except asyncio.QueueFull:
-            log.warning("emotion stage is behind; dropping user audio from analysis")
-
-    async def _emotion_stage(self) -> None:
-        detector = self.backends.emotion
-        assert detector is not None
-        while True:
-            items = [await self._emotion_q.get()]
-            while not self._emotion_q.empty():
-                items.append(self._emotion_q.get_nowait())
-            batch: list[np.ndarray] = []
-            for kind, value in [*items, ("end", None)]:
-                if kind == "audio":
-                    batch.append(value)
-                    continue
-                if batch:
-                    await self._analyze(detector, np.concatenate(batch))
-                    batch = []
-                if kind == "reset":
-                    detector.reset_stream()
-                    self._emotion_offset = float(value)
-                    self._turn_emotions = []
-
-    async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
-        try:
-            ready = getattr(detector, "hops_ready", None)
-            if callable(ready) and ready(len(samples)) == 0:
-                # Only buffering until the next hop: a worker-thread round trip per 20 ms frame would cost more
-                # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
-                results = detector.analyze_streaming(samples, SAMPLE_RATE)
-            else:
-                loop = asyncio.get_running_loop()
-                results = await loop.run_in_executor(_emotion_pool(), detector.analyze_streaming, samples, SAMPLE_RATE)
-        except BackendError as exc:
-            self.emit(error_event("emotion_failed", str(exc), retryable=exc.retryable))
-            return
-        except Exception as exc:  # noqa: BLE001 - emotion is an extra; the conversation goes on without it
-            log.exception("emotion analysis failed")
-            self.emit(error_event("emotion_failed", f"{type(exc).__name__}: {exc}"))
-            return
-        for result in results:
-            self._on_emotion(result)
-
-    def _on_emotion(self, result: EmotionResult) -> None:
-        off = self._emotion_offset
-        if result.stream_start_s is not None and result.stream_end_s is not None:
-            result = replace(result, stream_start_s=result.stream_start_s + off, stream_end_s=result.stream_end_s + off)
-        self._turn_emotions.append(result)
-        self.emit(SessionEvent(ev.EMOTION_MEASUREMENT, result.to_dict()))
-
+        self.emotion.open(start, audio)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attune.agent.brain import PromptBuilder
 from attune.agent.persona import Persona
 from attune.config import Config
 from attune.pipeline.endpoint import EndpointSettings
@@ -29,9 +30,18 @@ class SessionSettings:
     strategy: str = "complement"  # match | complement | amplify | neutral
     fuse_words: bool = True
     reply_tag: bool = False
+    voice_note_first: bool = False  # the prompt's voice note before the words (``PromptBuilder.note_first``)
     output_lookahead_ms: int = 60  # reply audio sent ahead of the input clock
     queue_size: int = 64  # bound of the session's input and emotion queues
     event_queue_size: int = 2048
+
+    @property
+    def prompt_key(self) -> tuple[object, ...]:
+        """What the prompt builder depends on (a change rebuilds it)."""
+        return (self.persona, self.reply_tag, self.voice_note_first)
+
+    def prompt_builder(self) -> PromptBuilder:
+        return PromptBuilder(self.persona, reply_tag=self.reply_tag, note_first=self.voice_note_first)
 
     @classmethod
     def from_config(cls, config: Config, persona: Persona | None = None) -> SessionSettings:
@@ -52,5 +62,6 @@ class SessionSettings:
                                 cache_sentences=config.speech_cache.reply_sentences),
             persona=persona or Persona(a.name, a.persona or Persona().description),
             strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,
+            voice_note_first=a.voice_note_first,
             output_lookahead_ms=p.output_lookahead_ms, queue_size=p.queue_size,
             event_queue_size=p.event_queue_size)

@@ -4,6 +4,12 @@ time spent queued) instead of reading the shared backend's, which the next sessi
 
 ``SharedLLM.for_session()`` gives each session an ``LLMBackend`` of its own. A session has at most one reply, so
 a first-come queue is round-robin between sessions: nobody is served twice while another waits.
+
+Where the backend can, a session's view also prefills (evaluates the start of a turn still being spoken into the
+KV cache) and continues a reply from an opening. A prefill takes no slot and never waits: it runs only while no
+generation holds or waits for a slot, and only for the session whose conversation the cache holds (the last one
+served, or any before the first), so it never evicts another session's cached turns and a generation that
+starts meanwhile waits at most one prefill step (the backend's own lock keeps the two apart).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class SharedLLM:
         self.busy = 0
         self.served = 0
         self.queued_total = 0  # requests that had to wait
+        self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -91,9 +98,30 @@ class SessionLLM:
         self.last_reused_tokens = 0
         self.last_queue_wait_ms = 0.0
         self.last_queued = False
+        self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
+
+    @property
+    def continues_reply(self) -> bool:
+        return bool(getattr(self.shared.llm, "continues_reply", False))
+
+    @property
+    def can_prefill(self) -> bool:
+        return callable(getattr(self.shared.llm, "prefill", None))
+
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+        """The backend's ``prefill`` (blocking, from a worker thread), while the LLM is idle and the cache holds
+        this session's conversation; else 0 at once. Returns the tokens evaluated."""
+        shared = self.shared
+        fn = getattr(shared.llm, "prefill", None)
+        if (fn is None or shared.busy or shared.waiting
+                or (shared.cache_owner is not None and shared.cache_owner is not self)):
+            self.prefill_skipped += 1
+            return 0
+        shared.cache_owner = self
+        return int(fn(messages, keep_back=keep_back, max_new=max_new))
 
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7) -> AsyncIterator[str]:
+                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
         queued: list[int] = []
 
@@ -106,9 +134,12 @@ class SessionLLM:
             waited = await self.shared.acquire(note_queued)
             self.last_queue_wait_ms = round(waited * 1000.0, 1)
             self.last_queued = bool(queued)
+            self.shared.cache_owner = self
+            extra: dict[str, Any] = {"continue_from": continue_from} if continue_from.strip() else {}
             try:
                 first = True
-                async for piece in self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature):
+                async for piece in self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                                          **extra):
                     if first:  # llama-cpp sets its prompt figures before the first token
                         self._copy_figures()
                         first = False

@@ -133,7 +133,7 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     t = time.perf_counter()
     plan = backends.planner(None, config.expression.strategy)
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
-                            reply_tag=config.agent.reply_tag)
+                            reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     prefix = builder.build(_empty_memory(), "hello", None, plan)[:-1]  # system text and worked turns
     async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
         pass

@@ -2,8 +2,10 @@
 
 The step after ASR and before the LLM, pure and synchronous: the turn's emotion (the whole-turn reading where the
 session has one, else its emotion windows aggregated) is fused with the words (``agent.fuse_words``), the strategy
-plans the response, and the prompt is built on the history. A reply calls ``Understander.understand`` once per
-turn; a transport or a test can call it alone.
+plans the response, and the prompt is built on the history. Where the voice note was already evaluated into the
+LLM's cache while the turn was spoken (``EarlyVoice``), the prompt keeps that note when it agrees with the turn's
+reading, so that only the tone and the last words remain to be evaluated. A reply calls
+``Understander.understand`` once per turn; a transport or a test can call it alone.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from attune.agent.brain import Planner, PromptBuilder, ResponsePlanLike
+from attune.agent.brain import Planner, PromptBuilder, ResponsePlanLike, voice_note
 from attune.agent.text_affect import fuse_with_words
 from attune.backends.base import ChatMessage
 from attune.core.emotion import EmotionResult
@@ -19,6 +21,23 @@ from attune.core.frames import Transcript
 
 Aggregator = Callable[[list[EmotionResult]], EmotionResult | None]
 Trajectory = Callable[[list[EmotionResult]], str]  # improving | declining | stable | volatile
+
+
+@dataclass(frozen=True)
+class EarlyVoice:
+    """The voice as heard when the turn's prefill began (None: not read), whose note the LLM's KV cache holds
+    ahead of the words."""
+
+    emotion: EmotionResult | None
+
+    def agrees_with(self, final: EmotionResult | None) -> bool:
+        """Its note may stand for the whole turn's reading: both name the same emotion, or neither is reliable."""
+        early = self.emotion
+        if early is None or final is None:
+            return early is final
+        if not (early.reliable and final.reliable):
+            return early.reliable == final.reliable
+        return early.primary.emotion is final.primary.emotion
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,7 @@ class TurnContext:
     past_emotions: tuple[EmotionResult, ...] = ()
     history: tuple[ChatMessage, ...] = ()
     turn_emotion: EmotionResult | None = None  # a whole-turn reading (the Whisper head's); wins over the windows
+    early_voice: EarlyVoice | None = None  # the voice note a prefill evaluated while the turn was spoken
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class Understanding:
     trajectory: str
     plan: ResponsePlanLike
     messages: tuple[ChatMessage, ...]
+    early_note: bool = False  # the prompt carries the prefill's voice note (``TurnContext.early_voice``)
 
     @property
     def user_message(self) -> str:
@@ -73,8 +94,11 @@ class Understander:
             emotion = fuse_with_words(emotion, text)
         mood = self.trajectory([*context.past_emotions, *([emotion] if emotion else [])])
         plan = self.planner(emotion, self.strategy)
-        messages = (*self.prompt.prefix(), *context.history, self.prompt.user_message(text, emotion, plan))
-        return Understanding(transcript, emotion, mood, plan, messages)
+        early = context.early_voice
+        note = voice_note(early.emotion) if early is not None and early.agrees_with(emotion) else None
+        messages = (*self.prompt.prefix(), *context.history,
+                    self.prompt.user_message(text, emotion, plan, note=note))
+        return Understanding(transcript, emotion, mood, plan, messages, early_note=note is not None)
 
 
 def default_aggregate() -> Aggregator:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attune.agent.brain import NeutralPlan, PromptBuilder, qwen_chat_text
+from attune.agent.brain import NeutralPlan, PromptBuilder, qwen_chat_text, turn_start
 from attune.agent.memory import ConversationMemory
 from attune.core.emotion import EmotionCategory
 from tests.fakes import make_result
@@ -52,3 +52,19 @@ def test_prompt_has_persona_guidance_history_and_emotion_context() -> None:
     text = qwen_chat_text(msgs)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
     assert PromptBuilder().build(m, "x", None, plan)[-1].content == "x\n[Voice emotion unknown] (Tone: calm.)"
+
+
+def test_the_voice_note_first_order_and_its_system_text() -> None:
+    from attune.agent.persona import NOTE_AFTER, NOTE_FIRST
+
+    plan = NeutralPlan(strategy="complement", expressed_emotion=EmotionCategory.CALM, reason="x")
+    user = make_result(EmotionCategory.ANXIOUS, 0, 1)
+    plain, first = PromptBuilder(), PromptBuilder(note_first=True)
+    assert NOTE_AFTER in plain.system_message().content and NOTE_FIRST not in plain.system_message().content
+    assert NOTE_FIRST in first.system_message().content and NOTE_AFTER not in first.system_message().content
+    last = first.build(ConversationMemory(), "I can't sleep", user, plan)[-1].content
+    assert last == f"{user.to_context_string()}\nI can't sleep\n(Tone: calm.)"
+    assert last.startswith(turn_start(user.to_context_string(), "I can't", note_first=True))
+    assert turn_start("[note]", " I can't ") == "I can't"  # words first: the words alone lead the turn
+    worked = first.prefix()[1].content.split("\n")  # the worked turns follow the same order
+    assert worked[0].startswith("[Voice sounds") and worked[2].startswith("(Tone: ")

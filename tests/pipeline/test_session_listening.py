@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from attune.backends.base import ChatMessage
 from attune.core import events as ev
 from attune.pipeline.openings import OpeningVoice
-from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ToneTTS
+from attune.pipeline.shared_llm import SharedLLM
+from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS
 
 LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
 
@@ -69,9 +73,11 @@ async def test_a_voice_that_sounds_unfinished_makes_the_session_wait_and_resumin
     assert len(d.of(ev.RESPONSE_DONE)) == 1 and len(s.turns) == 1
 
 
-async def test_partial_transcripts_and_prefill_while_speaking() -> None:
+@pytest.mark.parametrize("note_first", [False, True])
+async def test_partial_transcripts_and_prefill_while_speaking(note_first: bool) -> None:
     h = Harness(asr=FixedASR("I was thinking maybe we could go"),
-                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300}})
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": note_first}})
     async with h.session() as s:
         d = Driver(s)
         for _ in range(10):  # 2 s of speech, giving the passes' threads time to answer
@@ -84,9 +90,33 @@ async def test_partial_transcripts_and_prefill_while_speaking() -> None:
     assert all(e.data["turn"] == 1 for e in partial)
     types = d.types()
     assert types.index(ev.TRANSCRIPT_PARTIAL) < types.index(ev.SPEECH_STOPPED)
-    assert h.llm.prefills and h.llm.prefills[-1] == "I was thinking maybe we could"
+    # The settled words are prefilled; with the note first, the voice note (from the voice heard so far) leads
+    # them, and the reply's prompt keeps it (the whole turn reads the same emotion), so it extends the prefill.
+    prefilled = h.llm.prefills[-1] if h.llm.prefills else ""
+    if note_first:
+        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith("]\nI was thinking maybe we could")
+    else:
+        assert prefilled == "I was thinking maybe we could"
+    assert h.llm.calls[-1][-1].content.startswith(prefilled)
     trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
     assert trace["partial_passes"] >= 2 and trace["llm_prefilled_tokens"] > 0
+    assert trace["llm_early_note"] is note_first
+
+
+async def test_a_server_sessions_shared_llm_view_is_prefilled_too() -> None:
+    inner = ScriptedLLM()
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"), llm=SharedLLM(inner).for_session(),  # type: ignore[arg-type]
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert inner.prefills and inner.prefills[-1] == "I was thinking maybe we could"
+    assert inner.calls[-1][-1].content.startswith(inner.prefills[-1])
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_prefilled_tokens"] > 0
 
 
 async def test_an_opening_is_played_at_commit_and_the_model_goes_on_from_it() -> None:
@@ -125,3 +155,33 @@ async def test_a_missing_opening_is_rendered_for_next_time_and_not_played() -> N
     assert h.llm.continued_from == [""]
     assert "opening" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
     assert len(voice.cache) == 1  # rendered in the background, for the next turn
+
+
+async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> None:
+    from attune.core.emotion import EmotionCategory
+    from attune.pipeline.listening import ListenSettings, TurnListener
+    from tests.fakes import make_result
+
+    voices: list = [None]
+    prompts: list = []
+    llm = ScriptedLLM()
+
+    def prompt_for(voice, words):  # type: ignore[no-untyped-def]
+        prompts.append((voice, words))
+        return [ChatMessage("user", f"{voice is not None}|{words}")]
+
+    listener = TurnListener(FixedASR("never"), llm, None, settings=ListenSettings(), prompt_for=prompt_for,
+                            emit_delta=lambda _: None, backlog_frames=lambda: 0, voice_so_far=lambda: voices[-1])
+    listener.agreement.push("I was thinking about")
+    listener.agreement.push("I was thinking about it")
+    await listener._prefill(listener._generation)
+    assert not prompts and listener.early is None  # no reading of the voice yet: nothing is prefilled
+    sad = make_result(EmotionCategory.SAD, 0.0, 1.0)
+    voices.append(sad)
+    await listener._prefill(listener._generation)
+    voices.append(make_result(EmotionCategory.HAPPY, 0.0, 2.0))  # the voice reads otherwise later on
+    await listener._prefill(listener._generation)
+    assert listener.early is not None and listener.early.emotion is sad  # taken once: the cache holds its note
+    assert {v for v, _ in prompts} == {sad} and llm.prefills == ["True|I was thinking"]
+    listener.reset()
+    assert listener.early is None

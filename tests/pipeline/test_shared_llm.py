@@ -91,3 +91,29 @@ async def test_an_error_reaches_its_session_and_frees_the_slot() -> None:
     assert shared.busy == 0
     with pytest.raises(ValueError):
         SharedLLM(ScriptedLLM(), slots=0)
+
+
+async def test_a_session_prefills_only_while_the_llm_is_idle_and_holds_its_conversation() -> None:
+    llm = ScriptedLLM(delay_s=0.01)
+    shared = SharedLLM(llm)
+    a, b = shared.for_session(), shared.for_session()
+    assert a.continues_reply and a.can_prefill
+    assert a.prefill([ChatMessage("user", "one two")]) == 2  # nobody served yet: any session may
+    assert b.prefill([ChatMessage("user", "three")]) == 0  # the cache holds a's turn: b would evict it
+    assert [p async for p in b.stream(MSG)]  # b is served: the cache holds b's conversation now
+    assert a.prefill([ChatMessage("user", "four")]) == 0
+    assert b.prefill([ChatMessage("user", "five six")]) == 2
+    gen = b.stream(MSG)
+    await gen.__anext__()  # a generation holds the slot: nobody prefills, not even its own session
+    assert b.prefill([ChatMessage("user", "seven")]) == 0 and a.prefill([ChatMessage("user", "eight")]) == 0
+    await gen.aclose()
+    assert llm.prefills == ["one two", "five six"]
+    assert (a.prefill_skipped, b.prefill_skipped) == (2, 2)
+    assert [p async for p in a.stream(MSG, continue_from="Oh no,")]  # an opening goes through to the backend
+    assert llm.continued_from[-1] == "Oh no,"
+
+
+async def test_a_backend_without_prefill_is_not_prefilled() -> None:
+    view = SharedLLM(CountingLLM()).for_session()
+    view.shared.llm.prefill = None  # type: ignore[attr-defined]
+    assert not view.can_prefill and view.prefill(MSG) == 0

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from attune.agent.brain import PromptBuilder
 from attune.backends.base import ChatMessage
-from attune.core.emotion import EmotionCategory, EmotionResult
+from attune.core.emotion import EmotionCategory, EmotionResult, ProsodicMarkers
 from attune.core.frames import Transcript
-from attune.pipeline.understanding import TurnContext, Understander, default_aggregate, default_trajectory
+from attune.pipeline.understanding import (
+    EarlyVoice,
+    TurnContext,
+    Understander,
+    default_aggregate,
+    default_trajectory,
+)
 from tests.fakes import calm_planner, make_result
 
 LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
@@ -25,7 +33,8 @@ def _understander(seen: dict, **kw) -> Understander:
         seen["planned"] = (emotion, strategy)
         return calm_planner(emotion, strategy)
 
-    return Understander(planner, aggregate, trajectory, PromptBuilder(), **kw)
+    prompt = kw.pop("prompt", None) or PromptBuilder()
+    return Understander(planner, aggregate, trajectory, prompt, **kw)
 
 
 def test_nothing_to_answer_without_words() -> None:
@@ -78,3 +87,30 @@ def test_the_real_aggregate_and_trajectory_plug_in() -> None:
     got = u.understand(Transcript("hello there", 0.0, 2.0), TurnContext(windows))
     assert got is not None and got.user_emotion is not None
     assert got.user_emotion.primary.emotion is EmotionCategory.SAD and got.trajectory == "stable"
+
+
+def test_the_prefills_voice_note_is_kept_when_it_agrees_with_the_turns_reading() -> None:
+    early = replace(make_result(EmotionCategory.SAD, 0.0, 1.0), markers=ProsodicMarkers(speech_rate_category="slow"))
+    final = make_result(EmotionCategory.SAD, 0.0, 3.0)
+    assert early.to_context_string() != final.to_context_string()
+    u = _understander({}, fuse_words=False, prompt=PromptBuilder(note_first=True))
+    kept = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=EarlyVoice(early)))
+    assert kept is not None and kept.early_note
+    assert kept.user_message.startswith(early.to_context_string() + "\nmy cat is ill\n")
+    assert kept.user_emotion is final  # the plan and the trace still follow the whole turn's reading
+    other = EarlyVoice(make_result(EmotionCategory.HAPPY, 0.0, 1.0))
+    replaced = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=other))
+    assert replaced is not None and not replaced.early_note
+    assert replaced.user_message.startswith(final.to_context_string() + "\n")
+    plain = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,)))
+    assert plain is not None and not plain.early_note and plain.messages == replaced.messages
+
+
+def test_early_voice_agreement() -> None:
+    sad, happy = make_result(EmotionCategory.SAD, 0, 1), make_result(EmotionCategory.HAPPY, 0, 1)
+    unsure = make_result(EmotionCategory.HAPPY, 0, 1, confidence=0.1)
+    assert EarlyVoice(sad).agrees_with(make_result(EmotionCategory.SAD, 0, 2))
+    assert not EarlyVoice(sad).agrees_with(happy) and not EarlyVoice(sad).agrees_with(unsure)
+    assert EarlyVoice(unsure).agrees_with(make_result(EmotionCategory.SAD, 0, 1, confidence=0.2))
+    assert EarlyVoice(None).agrees_with(None) and not EarlyVoice(None).agrees_with(sad)
+    assert not EarlyVoice(sad).agrees_with(None)

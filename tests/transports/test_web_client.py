@@ -56,6 +56,7 @@ async def test_web_client_in_chromium(tmp_path: Path) -> None:
             await page.goto(srv.http + "/?ec=0")
             await page.click("#start")  # a real click: the page's audio contexts start on a user gesture
             await _wait(page, "s.transcripts >= 1 && s.emotionDrawn >= 1")
+            user_classes = await page.get_attribute("#chat .msg.user", "class") or ""
             await _wait(page, "s.playedPeak > 0.05 && s.audioFrames > 10")
             await _wait(page, "(s.events['response.cancelled'] || 0) >= 1 && s.flushes >= 1")
             stats = await page.evaluate("window.attune.stats")
@@ -69,6 +70,10 @@ async def test_web_client_in_chromium(tmp_path: Path) -> None:
             await browser.close()
     assert stats["capturedRms"] > 0.05  # the fake microphone was heard, not silence
     assert "hello there" in transcript
+    # Partial transcripts were shown while the user spoke, then replaced by the turn's transcript.
+    assert stats["partials"] >= 1
+    assert stats["partials"] == stats["events"]["conversation.item.input_audio_transcription.delta"]
+    assert stats["partialShown"].startswith("hello") and "partial" not in user_classes
     assert stats["emotionPoints"] >= 1 and "sad" in category.lower()
     assert stats["cutSources"] >= 1  # playback in flight was stopped at the barge-in
     assert stats["events"]["input_audio_buffer.speech_started"] >= 2

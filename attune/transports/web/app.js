@@ -6,9 +6,9 @@
   const params = new URLSearchParams(location.search);
   const stats = { capturedFrames: 0, capturedRms: 0, sentBytes: 0, audioFrames: 0, audioSeconds: 0,
                   playedPeak: 0, flushes: 0, cutSources: 0, emotionPoints: 0, emotionDrawn: 0,
-                  transcripts: 0, replies: 0, events: {} };
+                  transcripts: 0, partials: 0, partialShown: "", replies: 0, events: {} };
   const state = { ws: null, capture: null, play: null, outRate: 24000, nextTime: 0, sources: new Set(),
-                  points: [], agentMsg: {}, analyser: null };
+                  points: [], agentMsg: {}, userMsg: {}, analyser: null };
   window.attune = { stats, state, send, sessionExtras: {} };  // persona-picker.js adds persona_id
 
   function setStatus(text, cls) { const s = $("status"); s.textContent = text; s.className = "pill " + cls; }
@@ -123,8 +123,28 @@
         if (m) { m.classList.add("cut"); m.querySelector(".meta").textContent += " · interrupted"; }
         break;
       }
-      case "conversation.item.input_audio_transcription.completed":
-        stats.transcripts += 1; bubble("user", e.transcript); break;
+      case "conversation.item.input_audio_transcription.delta": {
+        // Settled words while the user speaks, shown greyed until the turn's transcript replaces them.
+        stats.partials += 1;
+        if (!state.userMsg[e.turn]) {
+          state.userMsg[e.turn] = bubble("user partial", "");
+          state.userMsg[e.turn].style.opacity = "0.6";
+        }
+        const t = state.userMsg[e.turn].querySelector(".text");
+        t.textContent = (t.textContent + " " + e.delta).trim();
+        break;
+      }
+      case "conversation.item.input_audio_transcription.completed": {
+        stats.transcripts += 1;
+        const m = state.userMsg[e.turn];
+        if (m) {
+          stats.partialShown = m.querySelector(".text").textContent;
+          m.classList.remove("partial"); m.style.opacity = "";
+          m.querySelector(".text").textContent = e.transcript;
+        }
+        else state.userMsg[e.turn] = bubble("user", e.transcript);
+        break;
+      }
       case "emotion.measurement": onEmotion(e); break;
       case "response.created":
         agentBubble(e.turn).querySelector(".meta").textContent = `${e.strategy} → ${e.expressed_emotion}`; break;
