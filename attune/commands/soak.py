@@ -56,7 +56,7 @@ async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[
     samples: list[dict[str, float]] = [{"turn": 0, "rss_mb": round(rss_mb(), 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                                         "elapsed_s": 0.0}]
     if not quiet:
-        print(f"after warm-up: RSS {samples[0]['rss_mb']} MB (peak {samples[0]['peak_rss_mb']} MB); "
+        print(f"after warm-up: RSS {samples[0]['rss_mb']} MiB (peak {samples[0]['peak_rss_mb']} MiB); "
               f"{turns} turns, RSS every {every}, replies up to {config.llm.max_tokens} tokens; "
               f"load {os.getloadavg()[0]:.2f}", flush=True)
     t0 = time.perf_counter()
@@ -71,7 +71,7 @@ async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[
                        "load1": round(os.getloadavg()[0], 2)}
                 samples.append(row)
                 if not quiet:
-                    print(f"turn {i:4d}: RSS {row['rss_mb']:7.1f} MB, peak {row['peak_rss_mb']:7.1f} MB, "
+                    print(f"turn {i:4d}: RSS {row['rss_mb']:7.1f} MiB, peak {row['peak_rss_mb']:7.1f} MiB, "
                           f"{row['completed']} replies, {row['elapsed_s']} s ({row['s_per_turn']} s a turn, "
                           f"load {row['load1']:.1f})", flush=True)
     after_first = samples[1:]  # the warm-up reading is before the conversation's bounded state has filled
@@ -81,7 +81,7 @@ async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[
               "rss_growth_mb_after_first_sample": round(growth, 1), "rss_slope_mb_per_100_turns": round(slope, 1),
               "peak_rss_mb": round(peak_rss_mb(), 1), "load1": round(os.getloadavg()[0], 2)}
     if not quiet:
-        print(f"{len(session.turns)} replies in {turns} turns; RSS slope {slope:+.1f} MB per 100 turns (least "
-              f"squares from turn {samples[1]['turn']}), growth {growth:+.1f} MB, peak {result['peak_rss_mb']} MB",
+        print(f"{len(session.turns)} replies in {turns} turns; RSS slope {slope:+.1f} MiB per 100 turns (least "
+              f"squares from turn {samples[1]['turn']}), growth {growth:+.1f} MiB, peak {result['peak_rss_mb']} MiB",
               flush=True)
     return result

@@ -26,7 +26,7 @@ _WORD = re.compile(r"\S+")
 class SentenceSplitter:
     """Accumulates streamed text and releases speakable pieces; see the module docstring for the rules."""
 
-    def __init__(self, first_clause_min_words: int = 4, min_sentence_chars: int = 2) -> None:
+    def __init__(self, first_clause_min_words: int = 2, min_sentence_chars: int = 2) -> None:
         self.first_clause_min_words = first_clause_min_words
         self.min_sentence_chars = min_sentence_chars
         self._buf = ""

@@ -85,7 +85,7 @@ async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any, capsys: pyt
     expected = memory.slope_per_100([(s["turn"], s["rss_mb"]) for s in result["samples"][1:]])
     assert result["rss_slope_mb_per_100_turns"] == round(expected, 1)
     out = capsys.readouterr().out
-    assert "RSS every 2" in out and "turn    4: RSS" in out and "MB per 100 turns" in out
+    assert "RSS every 2" in out and "turn    4: RSS" in out and "MiB per 100 turns" in out
 
 
 def test_slope_per_100_turns_is_the_least_squares_trend() -> None:

@@ -33,6 +33,12 @@ def test_short_first_clause_waits_for_more_words() -> None:
     assert [p for _, p in split(["Oh, ", "I ", "see. "], first_clause_min_words=4)] == ["Oh, I see."]
 
 
+def test_by_default_a_two_word_first_clause_is_spoken_alone() -> None:
+    """The default: "Oh no," goes to TTS on its own (first audio sooner), a one-word "Oh," does not."""
+    assert [p for _, p in split(["Oh ", "no, ", "I'm ", "so ", "sorry. "])] == ["Oh no,", "I'm so sorry."]
+    assert [p for _, p in split(["Oh, ", "I ", "see. "])] == ["Oh, I see."]
+
+
 def test_abbreviations_numbers_and_ellipses_do_not_split() -> None:
     text = "Dr. Smith said it costs 3.5 dollars... or maybe more. Well... Really? Yes!"
     pieces = [p for _, p in split([c for c in text], first_clause_min_words=50)]
