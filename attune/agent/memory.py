@@ -1,6 +1,11 @@
 """Conversation memory: the turns the agent and the user actually exchanged, bounded by an estimated token count.
 
-The oldest turns are dropped first. On barge-in the session records only the part of the reply that was heard.
+The oldest turns are dropped first, and then down to half the bound (``LOW_WATER``), not just below it: the
+history is the front of every prompt after the fixed persona prefix, so dropping one exchange per turn would
+change that front every turn and the LLM would evaluate the whole history again each time (~1000 tokens, several
+seconds on 2 cores, once a long conversation has filled the bound). Cutting half at once keeps the prompt's front
+the same, and its KV cache valid, for the many turns until the bound is reached again. On barge-in the session
+records only the part of the reply that was heard.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 
 from attune.backends.base import ChatMessage
 
+LOW_WATER = 0.5  # share of max_tokens the history is cut down to once it is over the bound
 CHARS_PER_TOKEN = 3.6  # English text in Qwen2.5's tokenizer, measured on conversational replies; an estimate
 
 
@@ -62,8 +68,12 @@ class ConversationMemory:
         if not exchange.content:
             return
         self._items.append(exchange)
-        while len(self._items) > 1 and self.tokens() > self.max_tokens:
-            self._items.popleft()
+        if self.tokens() > self.max_tokens:
+            keep = 2 if exchange.role == "assistant" else 1  # the newest exchange, with the turn it answers
+            while len(self._items) > keep and self.tokens() > self.max_tokens * LOW_WATER:
+                self._items.popleft()
+            while len(self._items) > 1 and self.tokens() > self.max_tokens:  # one pair over the bound: the bound wins
+                self._items.popleft()
         # A history must not start with the assistant: the chat template expects the user first.
         while self._items and self._items[0].role == "assistant":
             self._items.popleft()

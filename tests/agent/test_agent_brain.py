@@ -21,6 +21,23 @@ def test_memory_is_bounded_by_tokens_and_starts_with_the_user() -> None:
     assert len(msgs) < 20
 
 
+def test_a_full_history_is_cut_by_half_so_the_prompts_front_stays_the_same_for_many_turns() -> None:
+    """Dropping one exchange per turn would change the front of every prompt (and void the LLM's KV cache for the
+    whole history each turn); a cut goes down to half the bound, then the front stays put until it is full again."""
+    m = ConversationMemory(max_tokens=200)
+    fronts, cuts = [], 0
+    for i in range(40):
+        before = m.messages()[0].content if m.messages() else None
+        m.add_user(f"user message number {i} with some words")
+        m.add_assistant(f"assistant reply number {i} with some words")
+        assert m.tokens() <= 200
+        if before is not None and m.messages()[0].content != before:
+            cuts += 1
+            assert m.tokens() <= 100  # cut to half, not just below the bound
+        fronts.append(m.messages()[0].content)
+    assert 2 <= cuts <= 40 // 4  # one exchange is ~20 tokens: a cut every ~5 turns, not every turn
+
+
 def test_interrupted_reply_is_marked() -> None:
     m = ConversationMemory()
     m.add_user("hi")
