@@ -72,7 +72,6 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
     attune = AttuneServer(engines, tokens=tokens, personas=personas)
-    await attune.personas.prewarm(base.phrases)  # every persona's greeting and acknowledgements, in its voice
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event
@@ -81,7 +80,14 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
         bound = server.servers[0].sockets[0].getsockname()[1]
         print(f"serving on http://{host}:{bound}/ (WebSocket at ws://{host}:{bound}/ws)"
               f"{'; token auth on' if tokens else ''}", flush=True)
-    await serving
+    # Every persona's greeting and acknowledgements, in its voice, rendered once the port is open (a first start
+    # renders 4-5 s per persona; later starts find them on disk): a session that needs one first renders it itself.
+    prewarming = asyncio.create_task(attune.personas.prewarm(base.phrases), name="persona-prewarm")
+    try:
+        await serving
+    finally:
+        prewarming.cancel()
+        await asyncio.gather(prewarming, return_exceptions=True)
     return 0
 
 

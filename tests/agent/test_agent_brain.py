@@ -25,7 +25,7 @@ def test_a_full_history_is_cut_by_half_so_the_prompts_front_stays_the_same_for_m
     """Dropping one exchange per turn would change the front of every prompt (and void the LLM's KV cache for the
     whole history each turn); a cut goes down to half the bound, then the front stays put until it is full again."""
     m = ConversationMemory(max_tokens=200)
-    fronts, cuts = [], 0
+    cuts = 0
     for i in range(40):
         before = m.messages()[0].content if m.messages() else None
         m.add_user(f"user message number {i} with some words")
@@ -34,7 +34,6 @@ def test_a_full_history_is_cut_by_half_so_the_prompts_front_stays_the_same_for_m
         if before is not None and m.messages()[0].content != before:
             cuts += 1
             assert m.tokens() <= 100  # cut to half, not just below the bound
-        fronts.append(m.messages()[0].content)
     assert 2 <= cuts <= 40 // 4  # one exchange is ~20 tokens: a cut every ~5 turns, not every turn
 
 
