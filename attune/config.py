@@ -145,6 +145,7 @@ class SpeechCacheConfig:
     max_mb: float = setting(100.0, lo=1.0, hi=100000.0)  # size cap of the directory; least recently used go first
     ttl_s: float = setting(86400.0, lo=1.0, hi=31536000.0)  # an entry's life from its rendering
     memory_items: int = setting(256, lo=1, hi=100000)  # entries of the in-memory front
+    memory_mb: float = setting(4.0, lo=0.1, hi=100000.0)  # audio held by the in-memory front at most
     prewarm: bool = setting(True)  # render the acknowledgements (and the kiosk's greeting) at start-up
     acknowledgements: list[str] = setting(["Mm-hm.", "I see.", "Okay.", "Go on.", "Right."])
     acknowledgement_emotions: list[str] = setting(["neutral", "calm", "affectionate"])  # each phrase in each

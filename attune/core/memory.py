@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import mmap
+import os
 import sys
+from pathlib import Path
 
 M_ARENA_MAX = -8  # mallopt parameters from glibc's malloc.h
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 256 * 1024  # blocks this large are mmap'ed and returned to the system on free
 ARENA_MAX = 2  # malloc arenas at most (default: 8 per core)
+MADV_DONTNEED = 4  # madvise advice (Linux): drop the range's pages from this process (file pages stay cached)
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -44,6 +48,62 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def _mappings_of(path: Path) -> list[tuple[int, int, int]]:
+    """``(start, end, file_offset)`` of this process's mappings of ``path`` (/proc/self/maps)."""
+    target = os.path.realpath(path)
+    out = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].rstrip("\n") == target:
+                    start, end = (int(x, 16) for x in parts[0].split("-"))
+                    out.append((start, end, int(parts[2], 16)))
+    except OSError:
+        pass
+    return out
+
+
+def drop_mapped_pages(path: Path, ranges: list[tuple[int, int]]) -> int:
+    """Take the resident pages of ``path``'s byte ``ranges`` (``(offset, nbytes)``) out of this process's memory
+    wherever the file is mapped (``madvise(MADV_DONTNEED)``). The pages stay in the page cache, so a later read
+    faults them back in without touching the disk. Returns the bytes advised (0 where nothing is mapped, or off
+    Linux). Only for read-only mappings of a file: a private written page would lose its writes."""
+    libc = _libc()
+    if libc is None or not ranges:
+        return 0
+    page = mmap.PAGESIZE
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    done = 0
+    for start, end, file_offset in _mappings_of(path):
+        for offset, nbytes in ranges:
+            lo = max(start, start + offset - file_offset)
+            hi = min(end, start + offset + nbytes - file_offset)
+            lo = -(-lo // page) * page  # whole pages inside the range only: a neighbour's shared page stays
+            hi = hi // page * page
+            if hi > lo and madvise(lo, hi - lo, MADV_DONTNEED) == 0:
+                done += hi - lo
+    return done
+
+
+def mapped_rss_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps); 0 where it is not mapped."""
+    target = os.path.realpath(path)
+    total, inside = 0, False
+    try:
+        with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                head = line.split(maxsplit=5)
+                if head and "-" in head[0] and len(head) >= 5 and all(c in "0123456789abcdef-" for c in head[0]):
+                    inside = len(head) == 6 and head[5].rstrip("\n") == target
+                elif inside and line.startswith("Rss:"):
+                    total += int(line.split()[1])
+    except OSError:
+        pass
+    return total
 
 
 def _status_kb(field: str) -> int:

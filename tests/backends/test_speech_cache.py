@@ -228,3 +228,19 @@ def test_the_cache_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert cache.store.max_bytes == 2 * 1024 * 1024 and cache.ttl_s == 60.0 and cache.max_items == 3
     off = speech_cache_from_config(load_config(environ={}, overrides={"speech_cache": {"enabled": False}}))
     assert off.store is None
+
+
+def test_the_memory_front_also_keeps_a_byte_bound() -> None:
+    """A long conversation's short reply sentences fill the front: its audio, not only its count, is bounded."""
+    one = audio().astype(np.float32).nbytes
+    cache = SpeechCache(max_items=100, max_bytes=int(2.5 * one))
+    for name in "abc":
+        cache.put(key(name), audio(), RATE)
+    assert len(cache) == 2 and cache.memory_bytes == 2 * one and cache.get_memory(key("a")) is None
+    cache.put(key("c"), audio(), RATE)  # the same key again: replaced, not counted twice
+    assert len(cache) == 2 and cache.memory_bytes == 2 * one
+    big = SpeechCache(max_items=100, max_bytes=one // 2)
+    big.put(key("long"), audio(), RATE)  # larger than the bound: the newest item still stays
+    assert big.get_memory(key("long")) is not None and big.memory_bytes == one
+    cfg = load_config(environ={}, overrides={"speech_cache": {"enabled": False, "memory_mb": 0.5}})
+    assert speech_cache_from_config(cfg).max_bytes == 512 * 1024

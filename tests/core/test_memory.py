@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from attune.backends.base import ChatMessage
-from attune.backends.tts.piper_backend import MAX_PIECE_CHARS, clause_pieces
+from attune.backends.tts.piper_backend import MAX_PIECE_CHARS, MIN_PHRASE_CHARS, clause_pieces
 from attune.core import memory
 from tests.engines_util import installed_model
 from tests.fakes import Harness, ScriptedLLM
@@ -45,6 +45,19 @@ def test_clause_pieces_cut_long_sentences_at_clause_marks_only() -> None:
     assert all(p.endswith((",", ".")) for p in pieces)
     unbroken = "x" * (MAX_PIECE_CHARS + 20)
     assert clause_pieces(unbroken) == [unbroken]  # no clause mark: left whole, never cut inside a word
+    plain = "I think this one might be the most ordinary sentence you will hear today."
+    assert clause_pieces(plain) == [plain]  # no clause mark, no conjunction: never cut between two other words
+
+
+def test_a_long_clause_without_commas_is_cut_before_a_conjunction() -> None:
+    sentence = "I want to help you and I will stay right here with you so that you feel safe."
+    pieces = clause_pieces(sentence)
+    assert pieces == ["I want to help you", "and I will stay right here with you", "so that you feel safe."]
+    assert " ".join(pieces) == sentence and all(len(p) <= MAX_PIECE_CHARS for p in pieces)
+    # never a piece shorter than MIN_PHRASE_CHARS: "I think" stays with what it thinks
+    assert clause_pieces("I think that sounds like a really hard day at work for you.") == [
+        "I think that sounds like a really hard day at work for you."]
+    assert all(len(p) >= MIN_PHRASE_CHARS for p in clause_pieces("Oh and that was a day we went out and swam"))
 
 
 @pytest.mark.real

@@ -279,15 +279,18 @@ class CacheStats:
 
 class SpeechCache:
     """``get(key)`` -> CachedSpeech or None; ``put(key, samples, rate)`` -> CachedSpeech. The memory front holds
-    at most ``max_items`` (least recently used first out) over ``store`` (None: memory only, nothing outlives the
-    process). A disk hit is promoted into memory. With ``ttl_s`` the front expires entries too (measured from
-    their creation, like the store). Thread-safe: rendering runs off the event loop."""
+    at most ``max_items`` and ``max_bytes`` of audio (least recently used first out; the newest item always
+    stays) over ``store`` (None: memory only, nothing outlives the process). A disk hit is promoted into memory.
+    With ``ttl_s`` the front expires entries too (measured from their creation, like the store). Thread-safe:
+    rendering runs off the event loop."""
 
     def __init__(self, max_items: int = DEFAULT_MAX_ITEMS, *, store: SpeechStore | None = None,
-                 ttl_s: float | None = None, clock: Clock | None = None) -> None:
-        if max_items < 1:
+                 ttl_s: float | None = None, clock: Clock | None = None, max_bytes: int | None = None) -> None:
+        if max_items < 1 or (max_bytes is not None and max_bytes < 1):
             raise ValueError("a speech cache holds at least one item")
         self.max_items = max_items
+        self.max_bytes = max_bytes  # the front's audio at most (None: bounded by items only)
+        self._bytes = 0
         self.store = store
         self.ttl_s = ttl_s if ttl_s is not None else (store.ttl_s if store is not None else None)
         self.clock: Clock = clock or (store.clock if store is not None else time.time)
@@ -311,6 +314,7 @@ class SpeechCache:
             item = self._items.get(key)
             if item is not None and self._expired(item):
                 del self._items[key]
+                self._bytes -= item.samples.nbytes
                 item = None
             if item is not None:
                 self._items.move_to_end(key)
@@ -350,11 +354,21 @@ class SpeechCache:
         if self.store is not None:
             self.store.put(key, item)
 
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of audio the memory front holds now."""
+        return self._bytes
+
     def _remember(self, key: SpeechKey, item: CachedSpeech) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._bytes -= old.samples.nbytes
         self._items[key] = item
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+        self._bytes += item.samples.nbytes
+        while len(self._items) > 1 and (len(self._items) > self.max_items
+                                        or (self.max_bytes is not None and self._bytes > self.max_bytes)):
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= dropped.samples.nbytes
 
     def _expired(self, item: CachedSpeech) -> bool:
         return self.ttl_s is not None and self.clock() - item.created_s > self.ttl_s
@@ -364,8 +378,9 @@ def speech_cache_from_config(config: Any) -> SpeechCache:
     """The cache ``config.speech_cache`` describes: a memory front over the store in ``dir`` (empty: the
     default under the user's cache directory) when ``enabled``; memory only when not."""
     c = config.speech_cache
+    front = int(c.memory_mb * 1024 * 1024)
     if not c.enabled:
-        return SpeechCache(c.memory_items)
+        return SpeechCache(c.memory_items, max_bytes=front)
     directory = config.resolve_path(c.dir) if c.dir else default_cache_dir()
     store = SpeechStore(directory, max_bytes=int(c.max_mb * 1024 * 1024), ttl_s=c.ttl_s)
-    return SpeechCache(c.memory_items, store=store)
+    return SpeechCache(c.memory_items, store=store, max_bytes=front)

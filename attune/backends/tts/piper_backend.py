@@ -32,22 +32,45 @@ from attune.models import model_path as embedded_model_path
 
 INSTALL_HINT = "bash scripts/setup.sh  (or: pip install piper-tts==1.8.0)"
 REPAIR_HINT = ".venv/bin/python -m attune.models install piper-joe"
-MAX_PIECE_CHARS = 60  # a longer sentence is synthesised clause by clause (~26 MB of tensors per s of audio)
+MAX_PIECE_CHARS = 40  # a longer sentence is synthesised piece by piece (~15-18 MiB of tensors per s of audio)
+MIN_PHRASE_CHARS = 12  # a phrase cut before a conjunction is never shorter than this
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+_PHRASE_START = re.compile(r"\s+(?=(?:and|but|or|so|because|though|although|while|when|which|that|if|until|unless"
+                           r"|since|before|after)\b)", re.IGNORECASE)
+
+
+def _merge(parts: list[str], max_chars: int, min_chars: int = 0) -> list[str]:
+    """Consecutive ``parts`` joined by spaces while the piece stays within ``max_chars``; a part shorter than
+    ``min_chars`` ("so" before "that ...") first joins the part after it (the last one, the part before)."""
+    joined: list[str] = []
+    for part in parts:
+        if joined and len(joined[-1]) < min_chars:
+            joined[-1] = f"{joined[-1]} {part}"
+        else:
+            joined.append(part)
+    if len(joined) > 1 and len(joined[-1]) < min_chars:
+        last = joined.pop()
+        joined[-1] = f"{joined[-1]} {last}"
+    out: list[str] = []
+    for part in joined:
+        if out and len(out[-1]) + 1 + len(part) <= max_chars:
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return out
 
 
 def clause_pieces(sentence: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
-    """``sentence`` cut after commas, semicolons and colons into pieces of at most ``max_chars`` where it can be
-    (a clause longer than that stays whole); the pieces joined by spaces give the sentence back."""
+    """``sentence`` cut into pieces of at most ``max_chars`` where it can be: after commas, semicolons and colons
+    first; a clause still longer is cut before a conjunction ("and", "because", "that", ...), where a speaker
+    would take a breath, never into pieces under ``MIN_PHRASE_CHARS``; a clause with neither stays whole (never
+    cut between two other words). The pieces joined by spaces give the sentence back."""
     if len(sentence) <= max_chars:
         return [sentence]
-    pieces: list[str] = []
-    for clause in _CLAUSE_END.split(sentence):
-        if pieces and len(pieces[-1]) + 1 + len(clause) <= max_chars:
-            pieces[-1] = f"{pieces[-1]} {clause}"
-        else:
-            pieces.append(clause)
-    return pieces
+    phrases = [p for clause in _CLAUSE_END.split(sentence)
+               for p in ([clause] if len(clause) <= max_chars
+                         else _merge(_PHRASE_START.split(clause), max_chars, MIN_PHRASE_CHARS))]
+    return _merge(phrases, max_chars)
 
 
 def load_voice(model_path: Path) -> Any:

@@ -1,0 +1,116 @@
+"""The GGUF tensor table and the input embedding's pages (issue 13, item 7): the table is read from the header
+alone; llama.cpp's loader leaves the whole file resident, and the embedding, read row by row, is handed back."""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from attune.backends.base import ChatMessage
+from attune.backends.llm.gguf import GGUFError, row_lookup_ranges, tensor_table
+from attune.core import memory
+from tests.engines_util import installed_model
+
+LAYER = "unit"  # STYLE.md layer 1, plus one real-model test at the end (marked)
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux's")
+
+
+def _string(s: str) -> bytes:
+    data = s.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def write_gguf(path: Path, tensors: list[tuple[str, int]], *, alignment: int = 64) -> Path:
+    """A GGUF v3 file: a few metadata kinds (string, uint32, string array, float array) and ``(name, nbytes)``
+    tensors laid out one after another, each padded to ``alignment``."""
+    kv = (_string("general.architecture") + struct.pack("<I", 8) + _string("qwen2")
+          + _string("general.alignment") + struct.pack("<II", 4, alignment)
+          + _string("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 3) + b"".join(map(_string, "abc"))
+          + _string("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, 3) + struct.pack("<3f", 0, 1, 2))
+    infos, offset, padded = b"", 0, []
+    for name, nbytes in tensors:
+        infos += _string(name) + struct.pack("<I", 2) + struct.pack("<QQ", nbytes // 4, 1) + struct.pack("<IQ", 0,
+                                                                                                         offset)
+        size = -(-nbytes // alignment) * alignment
+        padded.append(size)
+        offset += size
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 4) + kv + infos
+    head += b"\0" * (-len(head) % alignment)
+    path.write_bytes(head + b"\1" * offset)
+    return path
+
+
+def test_the_table_gives_each_tensor_its_span_in_the_file(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "m.gguf", [("output.weight", 1000), ("token_embd.weight", 4096),
+                                            ("blk.0.attn_q.weight", 256)])
+    table = tensor_table(path)
+    assert set(table) == {"output.weight", "token_embd.weight", "blk.0.attn_q.weight"}
+    out, embd, q = table["output.weight"], table["token_embd.weight"], table["blk.0.attn_q.weight"]
+    assert out.offset % 64 == 0 and embd.offset == out.offset + 1024 and q.offset == embd.offset + 4096
+    assert out.nbytes == 1024 and embd.nbytes == 4096 and q.offset + q.nbytes == path.stat().st_size
+    assert row_lookup_ranges(path) == [(embd.offset, 4096)]
+
+
+def test_tied_embeddings_have_no_row_lookup_range(tmp_path: Path) -> None:
+    """Without an output matrix the embedding *is* the output matrix, read whole for every token."""
+    path = write_gguf(tmp_path / "tied.gguf", [("token_embd.weight", 4096), ("blk.0.attn_q.weight", 256)])
+    assert "token_embd.weight" in tensor_table(path) and row_lookup_ranges(path) == []
+
+
+def test_a_file_that_is_not_gguf_or_is_cut_short_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "x.gguf").write_bytes(b"PK\3\4 not a model")
+    with pytest.raises(GGUFError, match="not a GGUF"):
+        tensor_table(tmp_path / "x.gguf")
+    whole = write_gguf(tmp_path / "w.gguf", [("output.weight", 64)]).read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(whole[:40])
+    with pytest.raises(GGUFError, match="cut short"):
+        tensor_table(tmp_path / "cut.gguf")
+    (tmp_path / "v9.gguf").write_bytes(b"GGUF" + struct.pack("<I", 9) + whole[8:])
+    with pytest.raises(GGUFError, match="version 9"):
+        tensor_table(tmp_path / "v9.gguf")
+
+
+@linux_only
+def test_dropping_a_mapped_range_frees_its_pages_and_keeps_its_bytes(tmp_path: Path) -> None:
+    page = mmap.PAGESIZE
+    path = tmp_path / "weights.bin"
+    path.write_bytes(bytes(range(256)) * (4096 * page // 256))  # 4096 pages (16 MiB with 4 KiB pages)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ) as m:
+        assert sum(m[i] for i in range(0, len(m), page)) == 0  # touch every page: offset i*page holds byte 0
+        whole = memory.mapped_rss_kb(path)
+        assert whole >= 0.95 * len(m) / 1024
+        advised = memory.drop_mapped_pages(path, [(1000 * page + 10, 2000 * page)])
+        assert advised == 1999 * page  # whole pages inside the range only
+        assert memory.mapped_rss_kb(path) <= whole - 1999 * page / 1024 + 64
+        assert m[1500 * page + 3] == 3 and m[1000 * page: 1000 * page + 256] == bytes(range(256))
+        assert memory.drop_mapped_pages(tmp_path / "unmapped.bin", [(0, page)]) == 0
+
+
+@pytest.mark.real
+@linux_only
+async def test_the_real_models_embedding_pages_go_back_and_replies_stay_the_same() -> None:
+    from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
+
+    path = installed_model("qwen2.5-0.5b")
+    (offset, nbytes), = row_lookup_ranges(path)
+    assert nbytes > 50 * 2**20  # 89 MiB of the 0.5B's 469
+    llm = LlamaCppLLM(path, n_ctx=512)
+    assert llm.released_bytes > 0.99 * nbytes - mmap.PAGESIZE
+    resident = memory.mapped_rss_kb(path) * 1024
+    assert resident < path.stat().st_size - 0.9 * nbytes  # the load touched it all; the table went back
+
+    messages = [ChatMessage("system", "Answer in one short sentence."), ChatMessage("user", "Name a red fruit.")]
+
+    async def reply() -> str:
+        llm._llm.reset()  # evaluate the whole prompt again: its rows are read after their pages went back
+        return "".join([p async for p in llm.stream(messages, max_tokens=12, temperature=0.0)])
+
+    first = await reply()
+    assert memory.mapped_rss_kb(path) * 1024 < resident + 0.1 * nbytes  # and hands back what it read
+    assert llm.release_lookup_pages() > 0.99 * nbytes - mmap.PAGESIZE
+    assert await reply() == first and first.strip()
