@@ -13,7 +13,7 @@ from typing import Any
 from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
-from attune.core.errors import AudioInputError, BackendUnavailable
+from attune.core.errors import AudioInputError, BackendUnavailable, LLMError
 from attune.core.events import SessionEvent
 from attune.core.memory import release_free_memory
 from attune.core.paths import writable_folder, writable_output
@@ -260,16 +260,34 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
             run = await stream_file(session, samples, speed=1.0, tail_max_s=20.0)
         traces = [t.to_dict() for t in session.turns]
         trace = traces[-1] if traces else {}
+        alone = await asyncio.to_thread(_first_token_alone, backends.llm, trace)
         per_file.append({"file": path.name, **file_figures(samples, run, traces),
+                         "llm_ttft_ms": trace.get("llm_ttft_ms"), "llm_ttft_alone_ms": alone,
                          "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
                          "opening": trace.get("opening"), "reply": trace.get("reply_text"), "turns": len(traces),
                          "early_note": trace.get("llm_early_note")})
         if not args.json:
             f = per_file[-1]
             print(f"{path.name}: {f['voice_to_voice_ms']} ms, model word {f['first_model_word_ms']} ms, tail "
-                  f"{f['tail_tokens']} tok, lag max {f['input_lag_max_ms']} ms"
+                  f"{f['tail_tokens']} tok, LLM first token {f['llm_ttft_ms']} ms ({f['llm_ttft_alone_ms']} alone), "
+                  f"lag max {f['input_lag_max_ms']} ms"
                   f"{', CUT OFF' if f['premature_cutoff'] else ''}  {f['stages_ms']}")
     return _bench_summary(per_file, warm)
+
+
+def _first_token_alone(llm: Any, trace: dict[str, Any]) -> float | None:
+    """The last reply's tail evaluated again with the session closed (nothing else running), in ms: against the
+    trace's ``llm_ttft_ms`` (the same work inside the session) it shows what the other engines cost the LLM.
+    None where the engine cannot replay (not llama-cpp) or the reply had no prompt."""
+    replay = getattr(llm, "first_token_alone", None)
+    prompt, cached = getattr(llm, "last_prompt", None), trace.get("llm_reused_tokens")
+    if not callable(replay) or not prompt or not isinstance(cached, int) or len(prompt) != trace.get(
+            "llm_prompt_tokens"):
+        return None
+    try:
+        return round(1000.0 * replay(prompt, cached), 1)
+    except LLMError:
+        return None
 
 
 def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> dict[str, Any]:
@@ -284,7 +302,8 @@ def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> di
     return {"n": len(values), "files": len(per_file), "p50_ms": round(percentile(values, 50), 1),
             "p95_ms": round(percentile(values, 95), 1), "max_ms": round(max(values), 1) if values else None,
             "first_model_word_ms": stat("first_model_word_ms"), "tail_tokens": stat("tail_tokens"),
-            "input_lag_max_ms": stat("input_lag_max_ms"),
+            "input_lag_max_ms": stat("input_lag_max_ms"), "llm_ttft_ms": stat("llm_ttft_ms"),
+            "llm_ttft_alone_ms": stat("llm_ttft_alone_ms"),
             "premature_cutoffs": sum(1 for f in per_file if f["premature_cutoff"]),
             "early_notes": sum(1 for f in per_file if f.get("early_note")),
             "stage_p50_ms": stages, "warm_up_s": {k: round(v, 2) for k, v in warm.items()}, "per_file": per_file}
@@ -301,7 +320,7 @@ def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
     else:
         print(f"voice-to-voice over {result['n']} of {result['files']} files: p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
-        for key in ("first_model_word_ms", "tail_tokens", "input_lag_max_ms"):
+        for key in ("first_model_word_ms", "tail_tokens", "input_lag_max_ms", "llm_ttft_ms", "llm_ttft_alone_ms"):
             print(f"{key}: p50 {result[key]['p50']}, p95 {result[key]['p95']}")
         print(f"premature cut-offs: {result['premature_cutoffs']} of {result['files']} files")
         print(f"voice note prefilled and kept: {result['early_notes']} of {result['files']} files")

@@ -524,14 +524,17 @@ def _kind(exc: BaseException) -> str:
 
 
 def _llm_info(llm: Any) -> dict[str, float]:
-    """The prompt's size, how much of it the KV cache served (llama-cpp) and, with a shared LLM, how long the
-    request waited for its turn, for the trace."""
+    """The prompt's size, how much of it the KV cache served (llama-cpp), the engine's time to its first token
+    and, with a shared LLM, how long the request waited for its turn, for the trace."""
     out = {}
     for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens"),
                       ("last_queue_wait_ms", "llm_queue_wait_ms"), ("last_queued", "llm_queued")):
         value = getattr(llm, attr, None)
         if isinstance(value, (int, float)):
             out[key] = value
+    ttft = getattr(llm, "last_ttft_s", None)
+    if isinstance(ttft, float) and ttft > 0:
+        out["llm_ttft_ms"] = round(1000.0 * ttft, 1)  # the engine's own time to its first token (lock held)
     return out
 
 

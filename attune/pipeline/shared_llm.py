@@ -96,6 +96,7 @@ class SessionLLM:
         self.on_queued = on_queued
         self.last_prompt_tokens = 0
         self.last_reused_tokens = 0
+        self.last_ttft_s = 0.0
         self.last_queue_wait_ms = 0.0
         self.last_queued = False
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
@@ -171,3 +172,5 @@ class SessionLLM:
             value = getattr(self.shared.llm, attr, None)
             if isinstance(value, int):
                 setattr(self, attr, value)
+        ttft = getattr(self.shared.llm, "last_ttft_s", None)
+        self.last_ttft_s = ttft if isinstance(ttft, float) else 0.0

@@ -53,3 +53,22 @@ async def test_reply_goes_on_from_an_opening(llm: LlamaCppLLM) -> None:
     text = await _reply(llm, messages, continue_from="Oh no.")
     assert text.strip() and not text.strip().lower().startswith("oh no")
     assert llm.last_prompt_tokens > 0
+
+
+async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCppLLM) -> None:
+    """bench-latency's contention figure: the same tail, from the same cached prefix, with nothing else running."""
+    from attune.core.errors import LLMError
+
+    messages = [SYSTEM, ChatMessage("user", WORDS + ", what do you think?")]
+    llm._llm.reset()
+    llm.prime([SYSTEM])
+    first = await _reply(llm, messages)
+    prompt, cached = list(llm.last_prompt), llm.last_reused_tokens
+    assert len(prompt) == llm.last_prompt_tokens and 0 < cached < len(prompt) - 10 and llm.last_ttft_s > 0
+    alone = llm.first_token_alone(prompt, cached)
+    assert 0 < alone < 60
+    assert llm._llm.n_tokens >= len(prompt)  # the tail was evaluated again, not only its last token
+    assert await _reply(llm, messages) == first and llm.last_reused_tokens == len(prompt) - 1
+    llm._llm.reset()
+    with pytest.raises(LLMError, match="no longer holds"):
+        llm.first_token_alone(prompt, cached)

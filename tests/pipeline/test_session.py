@@ -363,6 +363,7 @@ class _LoggedLLM(ScriptedLLM):
 
     last_prompt_tokens = 42
     last_reused_tokens = 30
+    last_ttft_s = 0.3125
 
     def __init__(self, log: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -397,6 +398,7 @@ async def test_llm_waits_for_the_first_clause_audio_when_told(hold: bool) -> Non
     done = d.of(ev.RESPONSE_DONE)[0].data
     assert done["status"] == "completed"
     assert done["trace"]["llm_prompt_tokens"] == 42 and done["trace"]["llm_reused_tokens"] == 30
+    assert done["trace"]["llm_ttft_ms"] == 312.5  # the engine's own first-token time, for bench-latency
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"  # nothing lost to the hold
 
 

@@ -84,7 +84,7 @@ def test_embedded_stack_through_the_server(server, tmp_path: Path) -> None:
     assert "emotion.measurement" in kinds and "emotion.turn" in kinds
     done = next(e for e in events if e["type"] == "response.done")
     assert done["status"] == "completed" and done["trace"]["reply_text"]
-    assert done["trace"]["llm_prompt_tokens"] > 0
+    assert done["trace"]["llm_prompt_tokens"] > 0 and done["trace"]["llm_ttft_ms"] > 0  # through the shared LLM
     reply, rate = load_wav(out)
     voiced = np.sum(np.abs(reply) > 0.02) / rate
     assert voiced > 0.3  # real speech came back

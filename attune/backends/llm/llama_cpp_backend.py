@@ -36,7 +36,7 @@ CHATML_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-EVAL_CHUNK = 16  # prompt tokens evaluated between two looks at the stop flag
+EVAL_CHUNK = 64  # prompt tokens evaluated between two looks at the stop flag (one pass over the weights each)
 _IM_END_TAIL = 2  # tokens a rendered message ends with: "<|im_end|>" and the newline after it
 INSTALL_HINT = "bash scripts/setup.sh  (builds and caches the llama-cpp-python==0.3.36 wheel)"
 N_BATCH = 128  # prompt tokens per llama.cpp batch: its compute buffer grows with it (64: cold prompts 19% slower)
@@ -99,6 +99,7 @@ class LlamaCppLLM:
         self.last_prompt_tokens = 0  # tokens in the last prompt
         self.last_ttft_s = 0.0  # time from call to first piece of the last stream
         self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
+        self.last_prompt: list[int] = []  # the last stream's prompt tokens (for ``first_token_alone``)
         self._formatters: dict[bool, Any] = {}
         try:
             self._lookup_ranges = row_lookup_ranges(self.model_path)
@@ -188,7 +189,12 @@ class LlamaCppLLM:
     def _evaluate_prompt(self, prompt: list[int], stop: threading.Event) -> bool:
         """Evaluate all but the prompt's last token in ``EVAL_CHUNK`` steps, checking ``stop`` between them, so a
         cancelled reply lets go of the model within one step instead of after the whole prompt. False if
-        stopped. (The completion call then finds them cached and evaluates only the last token.)"""
+        stopped. (The completion call then finds them cached and evaluates only the last token.)
+
+        Each step reads every weight once (~100 ms on 2 cores for the 1.5B, plus ~8 ms a token), so the step is
+        long enough for a turn's whole tail (24-32 tokens) to go in one: with 16-token steps the same tail took
+        two, 460-580 ms against 365-375 to the first token alone (docs/BENCHMARKS.md). A cancelled reply holds
+        the model for at most one step: about 0.6 s for 64 tokens."""
         while not stop.is_set():
             if self._extend_cache(prompt[:-1], EVAL_CHUNK) == 0:
                 return True
@@ -214,6 +220,7 @@ class LlamaCppLLM:
             if not self.prefix_cache:
                 self._llm.reset()
             self.last_reused_tokens = self._cached_prefix(prompt)
+            self.last_ttft_s = 0.0
             if len(prompt) + max_tokens > self.n_ctx:
                 raise LLMError(f"prompt of {len(prompt)} tokens + {max_tokens} does not fit n_ctx={self.n_ctx}",
                                backend=self.name)
@@ -237,6 +244,23 @@ class LlamaCppLLM:
             finally:
                 self.release_lookup_pages()
 
+    def first_token_alone(self, prompt: Sequence[int], cached: int, *, temperature: float = 0.7) -> float:
+        """Seconds to the first token of ``prompt`` when ``cached`` of its leading tokens are in the KV cache and
+        nothing else runs: the work of a reply's ``last_ttft_s`` done again in isolation (the cache is cut back
+        to ``cached`` first, so the same tail is evaluated the same way). ``bench-latency`` sets this beside the
+        time the same work took inside the session, where the other engines run at once. Blocking."""
+        prompt = list(prompt)
+        with self._lock:
+            if not 0 <= cached < len(prompt) or self._common_prefix(prompt) < cached:
+                raise LLMError("the KV cache no longer holds that prompt's prefix", backend=self.name)
+            self._llm._ctx.kv_cache_seq_rm(-1, cached, -1)
+            self._llm.n_tokens = cached
+            t0 = time.perf_counter()
+            self._evaluate_prompt(prompt, threading.Event())
+            for _ in self._llm.create_completion(prompt, max_tokens=1, temperature=temperature, stream=True):
+                break
+            return time.perf_counter() - t0
+
     async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
                      temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
         """The reply's pieces. ``continue_from``: words already said as the start of the reply (an opening
@@ -246,6 +270,6 @@ class LlamaCppLLM:
         if continue_from.strip():
             text = continue_from.strip().replace("<|", "< |")
             prompt += list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        self.last_prompt_tokens = len(prompt)
+        self.last_prompt_tokens, self.last_prompt = len(prompt), prompt
         async for piece in stream_from_thread(lambda stop: self._generate(prompt, max_tokens, temperature, stop)):
             yield piece
