@@ -51,14 +51,15 @@ def release_free_memory() -> None:
 
 
 def _mappings_of(path: Path) -> list[tuple[int, int, int]]:
-    """``(start, end, file_offset)`` of this process's mappings of ``path`` (/proc/self/maps)."""
+    """``(start, end, file_offset)`` of this process's read-only mappings of ``path`` (/proc/self/maps); a writable
+    one is left out, since dropping its pages would lose what was written to them."""
     target = os.path.realpath(path)
     out = []
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 parts = line.split(maxsplit=5)
-                if len(parts) == 6 and parts[5].rstrip("\n") == target:
+                if len(parts) == 6 and parts[5].rstrip("\n") == target and "w" not in parts[1]:
                     start, end = (int(x, 16) for x in parts[0].split("-"))
                     out.append((start, end, int(parts[2], 16)))
     except OSError:
@@ -69,8 +70,8 @@ def _mappings_of(path: Path) -> list[tuple[int, int, int]]:
 def drop_mapped_pages(path: Path, ranges: list[tuple[int, int]]) -> int:
     """Take the resident pages of ``path``'s byte ``ranges`` (``(offset, nbytes)``) out of this process's memory
     wherever the file is mapped (``madvise(MADV_DONTNEED)``). The pages stay in the page cache, so a later read
-    faults them back in without touching the disk. Returns the bytes advised (0 where nothing is mapped, or off
-    Linux). Only for read-only mappings of a file: a private written page would lose its writes."""
+    faults them back in without touching the disk. Returns the bytes advised (0 where nothing is mapped read-only,
+    or off Linux). Writable mappings are never touched: a private page written to would lose its writes."""
     libc = _libc()
     if libc is None or not ranges:
         return 0
