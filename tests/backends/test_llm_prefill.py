@@ -72,3 +72,28 @@ async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCpp
     llm._llm.reset()
     with pytest.raises(LLMError, match="no longer holds"):
         llm.first_token_alone(prompt, cached)
+
+
+async def test_the_prompts_last_token_is_evaluated_with_the_tail_not_in_a_pass_of_its_own(llm: LlamaCppLLM) -> None:
+    """The completion call finds the exact prompt cached and samples from the tail step's logits."""
+    messages = [SYSTEM, ChatMessage("user", WORDS + ", what do you think?")]
+    llm._llm.reset()
+    first = await _reply(llm, messages)
+    starts: list[tuple[int, int]] = []
+    original = llm._llm.eval
+
+    def recording(tokens: list[int]) -> None:
+        starts.append((llm._llm.n_tokens, len(tokens)))
+        original(tokens)
+
+    llm._llm.eval = recording
+    try:
+        llm._llm.reset()
+        again = await _reply(llm, messages)
+    finally:
+        del llm._llm.eval
+    n = llm.last_prompt_tokens
+    assert again == first  # greedy: the same reply from the same logits
+    assert (0, n) in starts or sum(k for s, k in starts if s < n) == n  # the prompt, whole, in the tail's steps
+    assert all(s + k <= n or s >= n for s, k in starts)  # no step straddles the prompt's end
+    assert not any(s == n - 1 and k == 1 for s, k in starts)  # never the last prompt token alone

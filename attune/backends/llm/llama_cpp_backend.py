@@ -187,16 +187,18 @@ class LlamaCppLLM:
         return len(todo)
 
     def _evaluate_prompt(self, prompt: list[int], stop: threading.Event) -> bool:
-        """Evaluate all but the prompt's last token in ``EVAL_CHUNK`` steps, checking ``stop`` between them, so a
-        cancelled reply lets go of the model within one step instead of after the whole prompt. False if
-        stopped. (The completion call then finds them cached and evaluates only the last token.)
+        """Evaluate the whole prompt in ``EVAL_CHUNK`` steps, checking ``stop`` between them, so a cancelled reply
+        lets go of the model within one step instead of after the whole prompt. False if stopped.
 
         Each step reads every weight once (~100 ms on 2 cores for the 1.5B, plus ~8 ms a token), so the step is
         long enough for a turn's whole tail (24-32 tokens) to go in one: with 16-token steps the same tail took
         two, 460-580 ms against 365-375 to the first token alone (docs/BENCHMARKS.md). A cancelled reply holds
-        the model for at most one step: about 0.6 s for 64 tokens."""
+        the model for at most one step: about 0.6 s for 64 tokens. The last token goes in the same step: the
+        completion call then finds the exact prompt cached and samples from the logits of that step, where
+        evaluating all but the last token left it a one-token pass of its own (~25-40 ms more on 24-32-token
+        tails, interleaved A/B in docs/BENCHMARKS.md)."""
         while not stop.is_set():
-            if self._extend_cache(prompt[:-1], EVAL_CHUNK) == 0:
+            if self._extend_cache(prompt, EVAL_CHUNK) == 0:
                 return True
         return False
 
