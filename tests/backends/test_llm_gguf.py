@@ -98,9 +98,12 @@ def resident_pages(path: Path, offset: int, nbytes: int) -> int:
     (start, _end, file_offset), = memory._mappings_of(path)
     first = (start + offset - file_offset + page - 1) // page
     count = nbytes // page - 1
-    with open("/proc/self/pagemap", "rb") as fh:
-        fh.seek(8 * first)
-        entries = struct.unpack(f"<{count}Q", fh.read(8 * count))
+    try:
+        with open("/proc/self/pagemap", "rb") as fh:
+            fh.seek(8 * first)
+            entries = struct.unpack(f"<{count}Q", fh.read(8 * count))
+    except OSError as exc:  # a kernel or sandbox that hides it
+        pytest.skip(f"/proc/self/pagemap not readable: {exc}")
     return sum(1 for e in entries if e >> 63)
 
 
