@@ -14,41 +14,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb, tune_allocator  # noqa: E402
+from attune.core.memory import (  # noqa: E402
+    peak_rss_mb,
+    release_free_memory,
+    reset_peak_rss,
+    resident_kb_by_mapping,
+    rss_mb,
+    tune_allocator,
+)
 
 _last = [0.0]
 
 
-def mappings() -> dict[str, int]:
-    """Resident kB per mapping name ("[anon]", "[heap]" or a file path)."""
-    out: dict[str, int] = {}
-    name = "[anon]"
-    with open("/proc/self/smaps", encoding="ascii", errors="replace") as fh:
-        for line in fh:
-            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                parts = line.split()
-                name = parts[5] if len(parts) > 5 else "[anon]"
-            elif line.startswith("Rss:"):
-                out[name] = out.get(name, 0) + int(line.split()[1])
-    return out
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-    except OSError:
-        pass
-
-
 def report(stage: str, top: int = 0) -> None:
-    per = mappings()
+    per = resident_kb_by_mapping()
     file_kb = sum(v for k, v in per.items() if k.startswith("/"))
     anon_kb = sum(v for k, v in per.items() if not k.startswith("/"))
     now = rss_mb()
@@ -57,7 +41,7 @@ def report(stage: str, top: int = 0) -> None:
     for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:top]:
         print(f"|   {k} | {v / 1024:7.1f} | | | | |")
     _last[0] = now
-    _reset_peak()
+    reset_peak_rss()
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb, tune_allocator  # noqa: E402
+from attune.core.memory import peak_rss_mb, release_free_memory, reset_peak_rss, rss_mb, tune_allocator  # noqa: E402
 
 SENTENCES = ["I hear you, that sounds hard.", "I am so sorry to hear that, it must be hard.",
              "Tell me more about what happened at work today and how you felt.",
@@ -36,8 +36,7 @@ def main() -> int:
     for text in SENTENCES:
         release_free_memory()
         base = rss_mb()
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")  # VmHWM := VmRSS
+        reset_peak_rss()
         chunks = asyncio.run(speak(text))
         seconds = sum(len(c.samples) for c in chunks) / chunks[0].sample_rate
         print(f"{len(text):3d} characters, {seconds:.2f} s of audio: peak +{peak_rss_mb() - base:.1f} MiB")

@@ -67,44 +67,60 @@ def _mappings_of(path: Path) -> list[tuple[int, int, int]]:
     return out
 
 
-def drop_mapped_pages(path: Path, ranges: list[tuple[int, int]]) -> int:
-    """Take the resident pages of ``path``'s byte ``ranges`` (``(offset, nbytes)``) out of this process's memory
-    wherever the file is mapped (``madvise(MADV_DONTNEED)``). The pages stay in the page cache, so a later read
-    faults them back in without touching the disk. Returns the bytes advised (0 where nothing is mapped read-only,
-    or off Linux). Writable mappings are never touched: a private page written to would lose its writes."""
-    libc = _libc()
-    if libc is None or not ranges:
-        return 0
+def mapped_pages(path: Path, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``(address, length)`` of the whole pages that hold ``path``'s byte ``ranges`` (``(offset, nbytes)``)
+    wherever the file is mapped read-only in this process; a neighbour's page at either end is left out. A mapping
+    keeps its address for its life, so a caller resolves this once and drops the pages as often as it needs."""
     page = mmap.PAGESIZE
-    madvise = libc.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    done = 0
+    out = []
     for start, end, file_offset in _mappings_of(path):
         for offset, nbytes in ranges:
-            lo = max(start, start + offset - file_offset)
-            hi = min(end, start + offset + nbytes - file_offset)
-            lo = -(-lo // page) * page  # whole pages inside the range only: a neighbour's shared page stays
-            hi = hi // page * page
-            if hi > lo and madvise(lo, hi - lo, MADV_DONTNEED) == 0:
-                done += hi - lo
-    return done
+            lo = -(-max(start, start + offset - file_offset) // page) * page
+            hi = min(end, start + offset + nbytes - file_offset) // page * page
+            if hi > lo:
+                out.append((lo, hi - lo))
+    return out
 
 
-def mapped_rss_kb(path: Path) -> int:
-    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps); 0 where it is not mapped."""
-    target = os.path.realpath(path)
-    total, inside = 0, False
+def drop_pages(pages: list[tuple[int, int]]) -> int:
+    """Take the resident pages of ``pages`` (from ``mapped_pages``) out of this process's memory
+    (``madvise(MADV_DONTNEED)``). They stay in the page cache, so a later read faults them back in without touching
+    the disk. Returns the bytes advised (0 off Linux)."""
+    libc = _libc()
+    if libc is None or not pages:
+        return 0
+    madvise = libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return sum(length for address, length in pages if madvise(address, length, MADV_DONTNEED) == 0)
+
+
+def drop_mapped_pages(path: Path, ranges: list[tuple[int, int]]) -> int:
+    """``drop_pages(mapped_pages(path, ranges))``: 0 where nothing is mapped read-only. Writable mappings are
+    never touched: a private page written to would lose its writes."""
+    return drop_pages(mapped_pages(path, ranges))
+
+
+def resident_kb_by_mapping() -> dict[str, int]:
+    """Resident kB of this process per mapping name ("[anon]", "[heap]" or a file path), from /proc/self/smaps;
+    empty where it cannot be read."""
+    out: dict[str, int] = {}
+    name = "[anon]"
     try:
         with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                head = line.split(maxsplit=5)
-                if head and "-" in head[0] and len(head) >= 5 and all(c in "0123456789abcdef-" for c in head[0]):
-                    inside = len(head) == 6 and head[5].rstrip("\n") == target
-                elif inside and line.startswith("Rss:"):
-                    total += int(line.split()[1])
+                if line.startswith("Rss:"):
+                    out[name] = out.get(name, 0) + int(line.split()[1])
+                elif not line[:1].isupper():  # a mapping's header line; field lines start with a capital
+                    parts = line.split(maxsplit=5)
+                    name = parts[5].rstrip("\n") if len(parts) == 6 else "[anon]"
     except OSError:
         pass
-    return total
+    return out
+
+
+def mapped_rss_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of ``path``; 0 where it is not mapped."""
+    return resident_kb_by_mapping().get(os.path.realpath(path), 0)
 
 
 def _status_kb(field: str) -> int:
@@ -126,6 +142,16 @@ def rss_mb() -> float:
 def peak_rss_mb() -> float:
     """The process's peak resident set size so far, in MB (MiB); 0.0 where /proc is not available."""
     return _status_kb("VmHWM") / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Start the peak (VmHWM) again from the current RSS, so ``peak_rss_mb`` reads the peak of what follows
+    (``/proc/self/clear_refs``, Linux >= 4.0); a no-op where it cannot be written."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def slope_per_100(points: list[tuple[float, float]]) -> float:

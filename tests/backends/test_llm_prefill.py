@@ -65,9 +65,20 @@ async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCpp
     first = await _reply(llm, messages)
     prompt, cached = list(llm.last_prompt), llm.last_reused_tokens
     assert len(prompt) == llm.last_prompt_tokens and 0 < cached < len(prompt) - 10 and llm.last_ttft_s > 0
-    alone = llm.first_token_alone(prompt, cached)
+    evaluated: list[int] = []
+    original = llm._llm.eval
+
+    def recording(tokens: list[int]) -> None:
+        evaluated.extend(tokens)
+        original(tokens)
+
+    llm._llm.eval = recording
+    try:
+        alone = llm.first_token_alone(prompt, cached)
+    finally:
+        del llm._llm.eval
     assert 0 < alone < 60
-    assert llm._llm.n_tokens >= len(prompt)  # the tail was evaluated again, not only its last token
+    assert evaluated[: len(prompt) - cached] == prompt[cached:]  # the whole tail again, from the cached prefix
     assert await _reply(llm, messages) == first and llm.last_reused_tokens == len(prompt) - 1
     llm._llm.reset()
     with pytest.raises(LLMError, match="no longer holds"):

@@ -29,7 +29,7 @@ from attune.backends.llm.common import check_messages, stream_from_thread
 from attune.backends.llm.gguf import GGUFError, row_lookup_ranges
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
-from attune.core.memory import drop_mapped_pages
+from attune.core.memory import drop_pages, mapped_pages
 from attune.models import model_path as embedded_model_path
 
 CHATML_TEMPLATE = (
@@ -102,15 +102,16 @@ class LlamaCppLLM:
         self.last_prompt: list[int] = []  # the last stream's prompt tokens (for ``first_token_alone``)
         self._formatters: dict[bool, Any] = {}
         try:
-            self._lookup_ranges = row_lookup_ranges(self.model_path)
+            ranges = row_lookup_ranges(self.model_path)
         except (GGUFError, OSError):
-            self._lookup_ranges = []
+            ranges = []
+        self._lookup_pages = mapped_pages(self.model_path, ranges)  # the table's pages in llama.cpp's mapping
         self.released_bytes = self.release_lookup_pages()  # what the load left resident of the lookup table
 
     def release_lookup_pages(self) -> int:
         """Hand back the resident pages of the input embedding table (read row by row, so a turn re-reads only
         its prompt's rows, from the page cache). Returns the bytes advised; 0 with tied embeddings."""
-        return drop_mapped_pages(self.model_path, self._lookup_ranges)
+        return drop_pages(self._lookup_pages)
 
     @classmethod
     def from_config(cls, config: Config) -> LlamaCppLLM:
@@ -195,8 +196,8 @@ class LlamaCppLLM:
         two, 460-580 ms against 365-375 to the first token alone (docs/BENCHMARKS.md). A cancelled reply holds
         the model for at most one step: about 0.6 s for 64 tokens. The last token goes in the same step: the
         completion call then finds the exact prompt cached and samples from the logits of that step, where
-        evaluating all but the last token left it a one-token pass of its own (~25-40 ms more on 24-32-token
-        tails, interleaved A/B in docs/BENCHMARKS.md)."""
+        evaluating all but the last token left it a one-token pass of its own: 13-55 ms more on the 24-32-token
+        tails a turn leaves, though 13-47 ms less on an 8-token one (``scripts/eval-steps.py``)."""
         while not stop.is_set():
             if self._extend_cache(prompt, EVAL_CHUNK) == 0:
                 return True
