@@ -1,7 +1,7 @@
 """A session's own settings: one frozen, replaceable value, taken from the configuration when the session opens.
 
 Everything a running session reads (turn thresholds, barge-in, strategy, persona, the reply's output) comes from
-``Session.settings``, never from the frozen ``Config``; ``Session.update_settings`` swaps in a new value, which the
+``Session.settings``, never from the frozen ``Config``; ``Session.apply`` swaps in a new value, which the
 next input frame and the next reply see.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attune.agent.brain import PromptBuilder
-from attune.agent.persona import Persona
+from attune.agent.persona import Persona, configured_persona
 from attune.config import Config
 from attune.pipeline.endpoint import EndpointSettings
 from attune.pipeline.listening import ListenSettings
@@ -60,7 +60,7 @@ class SessionSettings:
                                 max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
                                 apply_prosody=config.expression.apply_prosody, openings=a.openings,
                                 cache_sentences=config.speech_cache.reply_sentences),
-            persona=persona or Persona(a.name, a.persona or Persona().description),
+            persona=persona or configured_persona(a),
             strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,
             voice_note_first=a.voice_note_first,
             output_lookahead_ms=p.output_lookahead_ms, queue_size=p.queue_size,
