@@ -120,19 +120,32 @@ class Completion:
     prompt: tuple[int, ...] = ()
 
 
+class _Figures:
+    """Where an engine reports a call's figures: held by the stream and by the engine's generator alike, so the
+    generator never holds the stream (a cycle would keep an abandoned stream, and the model it holds, alive until
+    the cyclic garbage collector ran)."""
+
+    def __init__(self) -> None:
+        self.completion: Completion | None = None
+
+    def report(self, completion: Completion) -> None:
+        self.completion = completion
+
+
 class TokenStream:
     """One LLM call. ``async for piece in stream`` gives the reply's text pieces; ``completion`` holds the call's
     figures as the engine reports them (at the first piece, and again when the pieces end), None before.
 
     ``pieces(report)`` is the engine's async generator; it calls ``report(Completion(...))`` with what it knows.
-    Closing the stream (or cancelling the consuming task) stops generation."""
+    Closing the stream, or dropping it (a ``break`` out of the loop), stops generation."""
 
     def __init__(self, pieces: Callable[[Callable[[Completion], None]], AsyncGenerator[str, None]]) -> None:
-        self.completion: Completion | None = None
-        self._pieces = pieces(self._report)
+        self._figures = _Figures()
+        self._pieces = pieces(self._figures.report)
 
-    def _report(self, completion: Completion) -> None:
-        self.completion = completion
+    @property
+    def completion(self) -> Completion | None:
+        return self._figures.completion
 
     def __aiter__(self) -> TokenStream:
         return self

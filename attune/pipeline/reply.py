@@ -15,15 +15,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from attune.agent.brain import ResponsePlanLike
 from attune.agent.reply_tag import ReplyTagParser
-from attune.backends.base import ASRBackend, ChatMessage, Completion, LLMBackend, TokenStream, TTSBackend, TurnEmotion
+from attune.backends.base import ChatMessage, Completion, TokenStream
 from attune.backends.tts.router import speech_of
 from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
@@ -35,83 +34,15 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
-from attune.pipeline.phrases import STORE_MAX_WORDS
+from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
+from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
-from attune.pipeline.understanding import TurnContext, Understander, Understanding
+from attune.pipeline.understanding import Understanding
+
+__all__ = ["LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDeps", "ReplyOutcome", "ReplySettings",
+           "SpokenSpan"]
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
-
-
-class ProsodyShaper(Protocol):
-    """A streaming prosody DSP (``attune.agent.prosody_dsp.ProsodyApplicator``): push samples, flush at the end."""
-
-    def push(self, samples: np.ndarray) -> np.ndarray: ...
-
-    def flush(self) -> np.ndarray: ...
-
-
-DSPFactory = Callable[[int, ProsodyParameters], ProsodyShaper]  # (sample_rate, what to apply) -> DSP
-
-
-@dataclass(frozen=True)
-class ReplySettings:
-    """What a reply reads of the session's settings (``SessionSettings.reply``)."""
-
-    output_sample_rate: int = 24000  # Hz of reply audio events
-    first_clause_min_words: int = 2
-    hold_llm_for_first_audio: bool = True
-    queue_size: int = 64  # bound of the reply's inter-stage queues
-    max_tokens: int = 96
-    temperature: float = 0.7
-    apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
-    openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
-    cache_sentences: bool = True  # look each sentence up in the speech cache (``ReplyDeps.phrases``)
-
-
-@dataclass(frozen=True)
-class ReplyDeps:
-    """Everything a reply uses. ``context()`` is read once, after ASR; ``schedule_output(duration_s)`` reserves
-    output time and returns its stream start once it is due; ``emit`` delivers an event to the transport."""
-
-    asr: ASRBackend
-    llm: LLMBackend
-    tts: TTSBackend
-    understander: Understander
-    settings: ReplySettings
-    context: Callable[[], TurnContext]
-    schedule_output: Callable[[float], Awaitable[float]]
-    emit: Callable[[SessionEvent], None]
-    dsp_factory: DSPFactory | None = None
-    turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
-    openings: Any = None  # attune.pipeline.opening_voice.OpeningVoice (cached openings); None = no openings
-    phrases: Any = None  # attune.pipeline.phrases.PhraseVoice (the speech cache); None = every sentence synthesised
-
-
-@dataclass(frozen=True)
-class ReplyOutcome:
-    """How a reply ended. ``status``: completed | failed | empty (nothing to answer) | cancelled (cut off at
-    ``heard_at``). ``heard_text`` is what the user heard of ``reply_text``; ``user_message`` the turn as the LLM
-    saw it. ``recorded``: the session keeps it (a committed reply that answered or was cut off)."""
-
-    turn: int
-    status: str
-    committed: bool
-    transcript: str
-    user_message: str
-    reply_text: str
-    heard_text: str
-    user_emotion: EmotionResult | None
-    plan: ResponsePlanLike | None
-    trace: TurnTrace
-    completion: Completion | None = None  # the LLM call's own figures (None: no call was made)
-
-    @property
-    def interrupted(self) -> bool:
-        return self.status == "cancelled"
-
-    @property
-    def recorded(self) -> bool:
-        return self.committed and self.status != "empty"
 
 
 @dataclass
@@ -427,7 +358,7 @@ class Reply:
             phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]),
                          first.provider if first is not None else "")
 
-    def _sentence_cache(self, prosody: ProsodyParameters | None) -> Any:
+    def _sentence_cache(self, prosody: ProsodyParameters | None) -> PhraseVoice | None:
         """The speech cache's voice when it renders sentences as this reply does (the same TTS, rate, and DSP or
         none)."""
         d, phrases = self.d, self.d.phrases

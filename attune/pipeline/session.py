@@ -169,7 +169,7 @@ class Session:
         turn's); the policy ends a finished one sooner."""
         if settings.endpoint is None or self.backends.end_of_turn is None:
             return settings.turn
-        return replace(settings.turn, end_of_turn_ms=settings.endpoint.unfinished_ms)
+        return replace(settings.turn, end_of_turn_silence_ms=settings.endpoint.unfinished_ms)
 
     def _listen(self, settings: SessionSettings) -> None:
         """(Re)build the end-of-turn policy and the listener for ``settings`` (a turn in progress starts over)."""
@@ -327,7 +327,7 @@ class Session:
         d, listener = self.detector, self.listener
         if listener is None or not d.in_speech or self.policy.tentative:
             return False
-        if d.silence_s * 1000.0 < self.settings.turn.speculate_ms:
+        if d.silence_s * 1000.0 < self.settings.turn.speculate_silence_ms:
             listener.on_speech(d.turn_s, d.turn_audio_so_far)
             return False
         reply = self._reply

@@ -47,9 +47,7 @@ class SessionSettings:
     def from_config(cls, config: Config, persona: Persona | None = None) -> SessionSettings:
         p, a = config.pipeline, config.agent
         return cls(
-            turn=TurnSettings(threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
-                              speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
-                              max_turn_s=p.max_turn_s),
+            turn=TurnSettings.from_config(p),
             policy=PolicySettings(barge_in_min_ms=p.barge_in_min_ms),
             endpoint=None if p.end_of_turn_model == "none" else EndpointSettings(
                 complete_ms=p.eot_complete_ms, likely_ms=p.eot_likely_ms, unfinished_ms=p.eot_unfinished_ms),

@@ -98,16 +98,16 @@ class LiveSettings:
             "persona": st.persona.description,
             "voice": self.voice or None,
             "persona_id": self.persona_id,
-            "turn_detection": {"type": "server_vad", "threshold": s.threshold, "prefix_padding_ms": s.preroll_ms,
-                               "silence_duration_ms": s.end_of_turn_ms, "min_speech_ms": s.min_speech_ms},
+            "turn_detection": {"type": "server_vad", "threshold": s.vad_threshold, "prefix_padding_ms": s.preroll_ms,
+                               "silence_duration_ms": s.end_of_turn_silence_ms, "min_speech_ms": s.min_speech_ms},
         }
 
 
 def _turn(t: TurnSettings, td: TurnDetection) -> TurnSettings:
     """The session's turn-taking with a client's ``turn_detection`` over it (OpenAI's names on the wire:
     docs/PROTOCOL.md's table maps them)."""
-    end = td.silence_duration_ms if td.silence_duration_ms is not None else t.end_of_turn_ms
-    return replace(t, threshold=td.threshold if td.threshold is not None else t.threshold,
+    end = td.silence_duration_ms if td.silence_duration_ms is not None else t.end_of_turn_silence_ms
+    return replace(t, vad_threshold=td.threshold if td.threshold is not None else t.vad_threshold,
                    preroll_ms=td.prefix_padding_ms if td.prefix_padding_ms is not None else t.preroll_ms,
                    min_speech_ms=td.min_speech_ms if td.min_speech_ms is not None else t.min_speech_ms,
-                   end_of_turn_ms=end, speculate_ms=min(t.speculate_ms, max(32, end - 32)))
+                   end_of_turn_silence_ms=end, speculate_silence_ms=min(t.speculate_silence_ms, max(32, end - 32)))

@@ -474,7 +474,7 @@ async def test_settings_are_one_value_replaced_while_the_session_runs() -> None:
     h = Harness(llm=ScriptedLLM(["One two three four five.", " Six seven eight nine ten."]))
     async with h.session() as s:
         assert isinstance(s.settings, SessionSettings) and s.settings.policy.barge_in_min_ms == 300
-        assert s.settings.turn.end_of_turn_ms == s.config.pipeline.end_of_turn_silence_ms == 400
+        assert s.settings.turn.end_of_turn_silence_ms == s.config.pipeline.end_of_turn_silence_ms == 400
         s.apply(SessionChange(replace(s.settings, policy=PolicySettings(barge_in_min_ms=3000), strategy="match")))
         d = Driver(s)
         await d.speak(1.0)
