@@ -1,0 +1,73 @@
+"""The end-of-turn lab: replaying the policy over heard pauses (layer 1, pure), and over real speech with the
+real engines (layer 4)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings
+from attune.pipeline.endpoint_replay import (
+    CHUNK_MS,
+    Outcome,
+    Pause,
+    Recording,
+    ravdess_group,
+    replay,
+    summarise,
+    waited_ms,
+)
+
+LAYER = "unit"
+SETTINGS = EndpointSettings(complete_ms=200, likely_ms=700, unfinished_ms=1200, worded_ms=700)
+POLICY = EndOfTurnPolicy(SETTINGS)
+
+
+def rec(*pauses: tuple[float, float, str], group: str = "g") -> Recording:
+    return Recording("r", group, tuple(Pause(i * 1.0, gap, p, words) for i, (gap, p, words) in enumerate(pauses)))
+
+
+def test_waits_are_whole_vad_chunks_from_the_first_look() -> None:
+    assert waited_ms(200, 96) == math.ceil(200 / CHUNK_MS) * CHUNK_MS
+    assert waited_ms(10, 96) == math.ceil(96 / CHUNK_MS) * CHUNK_MS  # never before silence has begun
+    assert waited_ms(0, 0) == 0
+
+
+def test_a_pause_shorter_than_the_wait_is_ridden_over_and_the_end_is_waited_for() -> None:
+    r = rec((800, 0.1, "I was thinking,"), (math.inf, 0.95, "I was thinking, maybe a walk."))
+    out = replay(r, POLICY, speculate_ms=96, longest_ms=1200)
+    assert not out.cut_off and out.pause == 1 and out.wait_ms == waited_ms(200, 96)
+
+
+def test_a_pause_longer_than_the_wait_is_a_cut_off() -> None:
+    r = rec((800, 0.95, "I finally told my boss."), (math.inf, 0.9, "I finally told my boss, that I need time."))
+    out = replay(r, POLICY, speculate_ms=96, longest_ms=1200)
+    assert out.cut_off and out.pause == 0 and out.wait_ms is None
+
+
+def test_the_detector_timeout_caps_the_wait() -> None:
+    long = EndOfTurnPolicy(EndpointSettings(unfinished_ms=5000))
+    out = replay(rec((math.inf, 0.0, "and")), long, speculate_ms=96, longest_ms=1200)
+    assert out.wait_ms == waited_ms(1200, 96)
+
+
+def test_summary_per_group_and_set() -> None:
+    outs = [Outcome("a", "s/x", False, 224.0, 0), Outcome("b", "s/x", True, None, 0),
+            Outcome("c", "s/y", False, 1216.0, 1), Outcome("d", "t", False, 736.0, 0)]
+    by_group = {s.group: s for s in summarise(outs, 1200)}
+    assert by_group["s/x"].n == 2 and by_group["s/x"].cut_offs == 1 and by_group["s/x"].wait_p50_ms == 224.0
+    assert by_group["s/y"].held_longest == 1 and by_group["t"].held_longest == 0
+    by_set = {s.group: s for s in summarise(outs, 1200, by="set")}
+    assert set(by_set) == {"s", "t"} and by_set["s"].n == 3 and by_set["s"].cut_offs == 1
+
+
+def test_recordings_round_trip_through_json() -> None:
+    r = rec((640, 0.2, "So,"), (math.inf, 0.97, "So, yes."))
+    assert Recording.from_json(r.to_json()) == r
+
+
+def test_ravdess_names() -> None:
+    assert ravdess_group("03-01-04-02-01-01-07.wav") == "ravdess/sad"
+    assert ravdess_group("03-01-05-01-02-02-12.wav") == "ravdess/angry"
+    assert ravdess_group("notes.wav") is None
