@@ -227,6 +227,8 @@ class Harness:
     dsp_factory: Callable[..., Any] | None = None
     end_of_turn: Any = None  # e.g. FixedEndOfTurn
     openings: Any = None  # an OpeningVoice over the harness's TTS
+    phrases: Any = None  # a PhraseVoice over the harness's TTS (the speech cache)
+    llm_speed: Any = None  # an LLMSpeed, as warm_up measures it
 
     def session(self) -> Session:
         # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
@@ -236,7 +238,8 @@ class Harness:
         backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
                                    dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,
-                                   end_of_turn=self.end_of_turn, openings=self.openings)
+                                   end_of_turn=self.end_of_turn, openings=self.openings, phrases=self.phrases,
+                                   llm_speed=self.llm_speed)
         return Session(config, backends)
 
 

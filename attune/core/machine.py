@@ -32,7 +32,7 @@ class CpuInfo:
 
 def parse_cpuinfo(text: str, cores: int) -> CpuInfo:
     """The first processor's model name and flags from ``/proc/cpuinfo``'s text (x86 Linux)."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()

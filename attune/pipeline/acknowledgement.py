@@ -2,23 +2,33 @@
 turn is committed, when the model's first clause will not be ready soon, as a person says "Oh no." before they
 have composed the sentence.
 
-Pure. ``choose_acknowledgement(words, plan, previous, first_clause_in_ms)`` returns an ``Acknowledgement`` or
-None. It is spoken *before* the reply and never written into the assistant turn: the model's text is the same
-as without it (the old openings, which the model continued, changed the text and scored lower). Its rules:
-none when the reply will be ready within ``min_lead_ms`` (a fast machine hears none) or over a barge-in; never
-the same words twice in a row; not on every turn (after ``max_run`` turns in a row with one, a turn without);
-never a cheerful one to bad news, or unless the plan expresses a glad, lively feeling; when unsure, a neutral "Mm.".
+``choose_acknowledgement(words, plan, previous, first_clause_in_ms)`` is pure and returns an ``Acknowledgement``
+or None; ``pick_acknowledgement`` adds the estimate (``pipeline.pacing``) and takes the audio from the speech cache,
+where start-up rendered every choice (``phrases()``, with ``agent.acknowledgements`` on). It is spoken *before* the
+reply and never written into the assistant turn or the conversation memory: the model's text is the same as
+without it, and the model never sees it, so it cannot repeat it (the old openings, which the model continued,
+changed the text and scored lower). The rules: none when the reply will be ready within ``min_lead_ms`` (a fast
+machine hears none) or over a barge-in; never the same words twice in a row; not on every turn (after ``max_run``
+turns in a row with one, a turn without); nothing cheerful to bad news, nor unless the plan expresses a glad,
+lively feeling; when unsure, a neutral "Mm.".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from attune.agent.brain import ResponsePlanLike
 from attune.agent.openings import situation_of
 from attune.agent.text_affect import text_valence
+from attune.core.audio import trim_leading_silence
 from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
+from attune.core.machine import LLMSpeed
+from attune.core.prosody import profile_for
+from attune.pipeline.pacing import first_clause_eta_ms
 
 E = EmotionCategory
 # Per situation, the acknowledgements in order of preference (the next one when the first was the last heard)
@@ -105,3 +115,25 @@ def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequenc
     voices = VOICES[text]
     emotion = plan.expressed_emotion if plan.expressed_emotion in voices else voices[0]
     return Acknowledgement(text, situation, emotion, SOFT_INTENSITY if text in SOFT else INTENSITY)
+
+
+TYPICAL_TAIL_TOKENS = 16  # tokens evaluated after the end of speech before the first token (the issue's p50: 24)
+
+
+def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: Any, tts: Any, output_rate: int,
+                         previous: Sequence[str | None], speed: LLMSpeed | None, clause_words: int,
+                         elapsed_ms: float, barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
+    """The acknowledgement for a turn and its audio (output rate, leading silence trimmed), from the speech cache's
+    memory front only (never a render at the moment of a commit), in the reply's own voice (``tts``); None when
+    none is chosen or it is not cached for that voice and rate. ``elapsed_ms``: since the end of the speech."""
+    if phrases is None or getattr(phrases, "tts", None) is not tts or phrases.out_rate != output_rate:
+        return None
+    eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words,
+                              elapsed_ms=elapsed_ms)
+    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in)
+    if ack is None:
+        return None
+    speech = phrases.cached(ack.text, ack.emotion, profile_for(ack.emotion, ack.intensity))
+    if speech is None:
+        return None
+    return ack, trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)

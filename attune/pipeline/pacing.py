@@ -10,12 +10,15 @@ acknowledgement chooser (``pipeline.acknowledgement``) compares with its lead: a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from attune.core.machine import LLMSpeed
+from attune.pipeline.reply import ReplySettings
 
 SLOW_TOKENS_PER_S = 12.0  # the issue's 2-core AVX2-only EPYC wrote 10.6 tok/s with the 1.5B
 FAST_TOKENS_PER_S = 20.0  # the developers' AVX-512/VNNI machine: 20-23 tok/s
 EXTRA_WORDS_FAST = 2  # first-clause words added at FAST_TOKENS_PER_S and above
-MEASURED_TAIL_TOKENS = 6  # tokens the start-up measurement evaluates before its first token
+MEASURED_TAIL_TOKENS = 11  # tokens the start-up measurement evaluates (a short user turn in the template)
 TOKENS_PER_WORD = 1.3  # English words in Qwen2.5's tokens
 TTS_FIRST_MS = 80.0  # Piper's first chunk of a short clause (43-62 ms measured on 2 cores) and the DSP
 
@@ -40,3 +43,9 @@ def first_clause_eta_ms(speed: LLMSpeed | None, *, tail_tokens: int, clause_word
     evaluate = per_tail_token * max(tail_tokens, 1)
     write = clause_words * TOKENS_PER_WORD * 1000.0 / speed.tokens_per_s
     return max(0.0, evaluate + write + TTS_FIRST_MS - elapsed_ms)
+
+
+def paced(reply: ReplySettings, speed: LLMSpeed | None) -> ReplySettings:
+    """``reply`` with the first clause's length for this machine's speed (unchanged when unmeasured)."""
+    words = first_clause_min_words(speed, reply.first_clause_min_words)
+    return reply if words == reply.first_clause_min_words else replace(reply, first_clause_min_words=words)

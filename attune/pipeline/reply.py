@@ -40,6 +40,7 @@ from attune.pipeline.splitter import SentenceSplitter
 from attune.pipeline.understanding import TurnContext, Understander, Understanding
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
+ACK_INDEX = -1  # the sentence index of an acknowledgement's audio (``pipeline.acknowledgement``): before sentence 0
 
 
 class ProsodyShaper(Protocol):
@@ -72,6 +73,7 @@ class ReplySettings:
     temperature: float = 0.7
     apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
     openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
+    acknowledgements: bool = False  # a short vocal response from the cache before a slow reply (not its text)
     cache_sentences: bool = True  # look each sentence up in the speech cache (``ReplyDeps.phrases``)
 
 
@@ -92,6 +94,8 @@ class ReplyDeps:
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
     openings: Any = None  # attune.pipeline.openings.OpeningVoice (cached openings); None = no openings
     phrases: Any = None  # attune.pipeline.phrases.PhraseVoice (the speech cache); None = every sentence synthesised
+    # (words, plan, speech_end_s) -> (Acknowledgement, output-rate samples) or None; ``pipeline.acknowledgement``
+    acknowledge: Callable[[str, ResponsePlanLike, float], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,19 @@ class Reply:
         self.trace.info["llm_early_note"] = understood.early_note
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         await self._open(transcript.text, plan)
+        if not self._opening and self.audio is not None and self.d.acknowledge is not None:
+            await self._acknowledge(self.d.acknowledge(transcript.text, plan, self.trace.speech_end_s))
         return understood.messages
+
+    async def _acknowledge(self, found: Any) -> None:
+        """Queue the acknowledgement's audio ahead of the reply (played at commit). It is heard, not said by the
+        model: no span, no transcript delta, nothing in the reply's text or the conversation memory."""
+        if found is None:
+            return
+        ack, samples = found
+        self.trace.info["acknowledgement"] = ack.text
+        chunk = AudioChunk(samples, self.d.settings.output_sample_rate)
+        await self._audio.put(SpeechAudio(chunk, "cache", (), ACK_INDEX, True))
 
     async def _open(self, text: str, plan: ResponsePlanLike) -> None:
         """Queue a cached opening that fits as the reply's first words (sentence 0, played at commit); the LLM
@@ -498,6 +514,8 @@ class Reply:
             if self.trace.first_audio_stream_s is None:
                 self.trace.first_audio_stream_s = start
                 self.trace.mark("first_audio_out")
+            if index == ACK_INDEX:
+                return
             if "first_model_audio_stream_s" not in self.trace.info and index >= (1 if self._opening else 0):
                 self.trace.info["first_model_audio_stream_s"] = round(start, 3)  # the model's own first words
             text = self._p.spoken[index]

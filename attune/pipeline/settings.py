@@ -60,6 +60,7 @@ class SessionSettings:
                                 hold_llm_for_first_audio=p.hold_llm_for_first_audio, queue_size=p.queue_size,
                                 max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
                                 apply_prosody=config.expression.apply_prosody, openings=a.openings,
+                                acknowledgements=a.acknowledgements,
                                 cache_sentences=config.speech_cache.reply_sentences),
             persona=persona or Persona(a.name, a.persona or Persona().description),
             strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings
 from attune.pipeline.endpoint_replay import (
     CHUNK_MS,

@@ -9,7 +9,11 @@ import pytest
 
 from attune.backends.base import ChatMessage
 from attune.core import events as ev
+from attune.core.machine import LLMSpeed
+from attune.pipeline.acknowledgement import phrases as first_sounds
 from attune.pipeline.openings import OpeningVoice
+from attune.pipeline.phrases import Phrase, PhraseVoice, prewarm
+from attune.pipeline.reply import ACK_INDEX
 from attune.pipeline.shared_llm import SharedLLM
 from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS
 
@@ -185,3 +189,64 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert {v for v, _ in prompts} == {sad} and llm.prefills == ["True|I was thinking"]
     listener.reset()
     assert listener.early is None
+
+
+def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True) -> Harness:
+    tts = ToneTTS(16000)
+    return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000), llm_speed=speed,
+                   overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
+
+
+async def _prewarm_first_sounds(h: Harness) -> None:
+    await prewarm(h.phrases, [Phrase.of(text, e, i) for text, e, i in first_sounds()])
+
+
+async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_the_models_alone() -> None:
+    h = _acknowledging("My dog died this morning.")
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["acknowledgement"] == "Oh no."  # bad news, a calm plan: the soft one
+    audio = d.of(ev.AUDIO_DELTA)
+    assert audio[0].data["sentence"] == ACK_INDEX and audio[-1].data["sentence"] >= 0
+    assert trace["first_model_audio_stream_s"] > audio[0].audio.timestamp_s  # the model's words come after it
+    deltas = " ".join(e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA))
+    assert "Oh no" not in deltas and deltas.startswith("Hello, nice to hear you.")
+    assert h.llm.continued_from == [""]  # the model is not led to go on from it
+    assert trace["reply_text"].startswith("Hello") and "Oh no" not in s.memory.messages()[1].content
+
+
+async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
+    fast = LLMSpeed(tokens_per_s=40.0, first_token_ms=60.0)
+    for h, warm in ((_acknowledging("My dog died this morning.", speed=fast), True),
+                    (_acknowledging("My dog died this morning.", on=False), True),
+                    (_acknowledging("My dog died this morning."), False)):
+        if warm:
+            await _prewarm_first_sounds(h)
+        async with h.session() as s:
+            d = Driver(s)
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+        assert "acknowledgement" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
+        assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
+
+
+async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:
+    h = _acknowledging("I went to the shop this morning.")
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(4):
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+            d.events.clear()
+    heard = [t.info.get("acknowledgement") for t in s.turns]
+    assert len(heard) == 4 and heard[0] == "Mm."
+    assert all(a is None or a != b for a, b in zip(heard, heard[1:], strict=False))
+    assert None in heard[:3]  # not on every turn
