@@ -49,7 +49,7 @@ class EndpointSettings:
     complete_ms: int = 200  # P >= confident_threshold and the words are finished
     likely_ms: int = 500  # P >= complete_threshold and the words are finished
     unfinished_ms: int = 1000  # the words say the speaker is going on (or the model has not answered yet)
-    worded_ms: int = 700  # P < complete_threshold, but Whisper closed a finished sentence (. ? !, no hanging word)
+    worded_ms: int = 800  # P < complete_threshold, but Whisper closed a finished sentence (. ? !, no hanging word)
     confident_threshold: float = 0.9
     complete_threshold: float = 0.5  # Pipecat's decision threshold
 

@@ -13,6 +13,7 @@ depends on the machine and its load) is not in them. Lab code: it belongs with t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from attune.pipeline.turn import CHUNK_S, SilenceBegan, SpeechResumed, TurnDetec
 CHUNK_MS = CHUNK_S * 1000.0  # the VAD's step: the session counts silence in these
 TAIL_S = 2.0  # silence fed after a recording, longer than any wait
 # RAVDESS file names: modality-channel-emotion-intensity-statement-repetition-actor
+_WORD = re.compile(r"[a-z0-9']+")
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry", "06": "fearful",
                     "07": "disgust", "08": "surprised"}
 
@@ -70,8 +72,8 @@ class Recording:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Where the policy committed: ``cut_off`` when at a pause the person went on from; ``wait_ms`` the silence
-    waited after the last words (None when cut off, or when the recording had no pause at all)."""
+    """Where the policy committed: ``cut_off`` when at a pause after which the person said more words; ``wait_ms``
+    the silence waited after the last words (None when cut off, or when the recording had no pause at all)."""
 
     name: str
     group: str
@@ -88,13 +90,21 @@ def waited_ms(required_ms: float, speculate_ms: float) -> float:
 
 def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float, longest_ms: float) -> Outcome:
     """Walk ``recording``'s pauses with ``policy``; ``longest_ms`` is the detector's own silence timeout (the
-    unfinished wait), which ends a turn whatever the policy says."""
-    last = len(recording.pauses) - 1
-    for i, pause in enumerate(recording.pauses):
+    unfinished wait), which ends a turn whatever the policy says.
+    Speech after a commit that adds no words (a breath, a click, a sigh: the recordings of people have them) is
+    not a cut-off; the wait is then counted at the commit, where the words ended. A turn committed before any
+    word (a noise first) is answered with nothing, and the words after it make the next turn."""
+    pauses = recording.pauses
+    final = len(_WORD.findall(pauses[-1].words.lower())) if pauses else 0
+    for i, pause in enumerate(pauses):
         required = min(policy.required_silence_ms(pause.probability, pause.words), longest_ms)
         wait = waited_ms(required, speculate_ms)
         if wait <= pause.gap_ms:
-            return Outcome(recording.name, recording.group, i < last, wait if i == last else None, i)
+            said = len(_WORD.findall(pause.words.lower()))
+            if not said and i < len(pauses) - 1:
+                continue  # a turn of no words (its reply is empty): what follows is heard as the next turn
+            cut = i < len(pauses) - 1 and final > said
+            return Outcome(recording.name, recording.group, cut, None if cut else wait, i)
     return Outcome(recording.name, recording.group, False, None, -1)
 
 

@@ -69,3 +69,11 @@ def test_ravdess_names() -> None:
     assert ravdess_group("03-01-04-02-01-01-07.wav") == "ravdess/sad"
     assert ravdess_group("03-01-05-01-02-02-12.wav") == "ravdess/angry"
     assert ravdess_group("notes.wav") is None
+
+
+def test_a_sound_after_the_commit_that_adds_no_words_is_not_a_cut_off() -> None:
+    r = rec((700, 0.98, "Kids are talking by the door."), (math.inf, 0.98, "Kids are talking by the door."))
+    out = replay(r, POLICY, speculate_ms=96, longest_ms=1200)
+    assert not out.cut_off and out.pause == 0 and out.wait_ms == waited_ms(200, 96)
+    nothing = rec((400, 0.98, ""), (math.inf, 0.98, "Kids are talking by the door."))
+    assert not replay(nothing, POLICY, speculate_ms=96, longest_ms=1200).cut_off  # a noise before the words

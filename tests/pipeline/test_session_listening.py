@@ -19,7 +19,7 @@ from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, 
 
 LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
 
-PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1200,
+PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1200, "eot_worded_ms": 800,
             "end_of_turn_silence_ms": 400}
 
 
@@ -69,12 +69,24 @@ async def test_a_voice_that_sounds_unfinished_makes_the_session_wait_and_resumin
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
-        await d.silence(0.8)  # a mid-sentence pause, longer than the old 400 ms end of turn
+        await d.silence(0.6)  # a mid-sentence pause, longer than the old 400 ms end of turn
         assert not d.of(ev.SPEECH_STOPPED)
         await d.speak(0.8)
         await d.silence_until(_done)
         await d.until_idle()
     assert len(d.of(ev.RESPONSE_DONE)) == 1 and len(s.turns) == 1
+
+
+async def test_finished_words_end_the_turn_the_voice_doubts_before_the_longest_wait() -> None:
+    h = Harness(asr=FixedASR("Can you tell me something to help me fall asleep tonight?"),
+                end_of_turn=FixedEndOfTurn(0.02), overrides={"pipeline": PIPELINE})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        took = await _silence_until_stopped(d, 2.0)
+        await d.silence_until(_done)
+    assert took is not None and 0.75 <= took < 1.1  # eot_worded_ms (800), not the 1200 of hanging words
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["eot_wait_ms"] == 800
 
 
 @pytest.mark.parametrize("note_first", [False, True])
