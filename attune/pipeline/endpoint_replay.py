@@ -115,11 +115,12 @@ class GroupSummary:
     cut_offs: int
     wait_p50_ms: float
     wait_p95_ms: float
+    wait_mean_ms: float
     held_longest: int  # turns that waited the longest silence (the 1.2 s the issue names)
 
     def line(self) -> str:
         return (f"{self.group:<20} n={self.n:<4} cut-offs {self.cut_offs:>3} ({self.cut_offs / max(1, self.n):5.1%})"
-                f"  wait p50 {self.wait_p50_ms:6.0f} ms  p95 {self.wait_p95_ms:6.0f} ms"
+                f"  wait p50 {self.wait_p50_ms:5.0f}  p95 {self.wait_p95_ms:5.0f}  mean {self.wait_mean_ms:5.0f} ms"
                 f"  held longest {self.held_longest}")
 
 
@@ -133,8 +134,9 @@ def summarise(outcomes: Iterable[Outcome], longest_ms: float, *, by: str = "grou
     for key, items in sorted(groups.items()):
         waits = [o.wait_ms for o in items if o.wait_ms is not None]
         held = sum(1 for w in waits if w >= waited_ms(longest_ms, 0.0))
+        mean = sum(waits) / len(waits) if waits else math.nan
         out.append(GroupSummary(key, len(items), sum(o.cut_off for o in items), percentile(waits, 50),
-                                percentile(waits, 95), held))
+                                percentile(waits, 95), round(mean, 1), held))
     return out
 
 
