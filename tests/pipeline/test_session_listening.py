@@ -262,3 +262,16 @@ async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:
     assert len(heard) == 4 and heard[0] == "Mm."
     assert all(a is None or a != b for a, b in zip(heard, heard[1:], strict=False))
     assert None in heard[:3]  # not on every turn
+
+
+def test_the_first_clause_follows_the_llm_speed_measured_at_start_up() -> None:
+    from attune.pipeline.settings import SessionSettings
+
+    slow, fast = LLMSpeed(tokens_per_s=10.0, first_token_ms=500.0), LLMSpeed(tokens_per_s=30.0, first_token_ms=90.0)
+    words = {}
+    for name, speed in (("unmeasured", None), ("slow", slow), ("fast", fast)):
+        s = Harness(llm_speed=speed, overrides={"pipeline": {"first_clause_min_words": 2}}).session()
+        words[name] = s.settings.reply.first_clause_min_words
+        s.update_settings(SessionSettings.from_config(s.config))  # a client's update keeps the machine's pace
+        assert s.settings.reply.first_clause_min_words == words[name]
+    assert words == {"unmeasured": 2, "slow": 2, "fast": 4}
