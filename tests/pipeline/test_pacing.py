@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from attune.core.machine import LLMSpeed
 from attune.pipeline.pacing import FAST_TOKENS_PER_S, SLOW_TOKENS_PER_S, first_clause_eta_ms, first_clause_min_words
 
@@ -35,3 +37,19 @@ def test_eta_counts_down_and_grows_with_the_work_left() -> None:
     assert first_clause_eta_ms(SLOW, tail_tokens=10, clause_words=2, elapsed_ms=1e6) == 0.0
     more = first_clause_eta_ms(SLOW, tail_tokens=24, clause_words=4)
     assert more is not None and more > base
+
+
+@pytest.mark.fakes
+async def test_start_up_measures_the_llm_speed_from_a_short_stream() -> None:
+    from attune.backends.base import ChatMessage
+    from attune.pipeline.stack import SPEED_TOKENS, measure_llm_speed
+    from tests.fakes import ScriptedLLM
+
+    prefix = [ChatMessage("system", "You are kind.")]
+    llm = ScriptedLLM([f" w{i}" for i in range(40)], delay_s=0.01)
+    speed = await measure_llm_speed(llm, prefix)
+    assert speed is not None and 0 < speed.tokens_per_s <= 100.0 + 1e-6 and speed.first_token_ms >= 10.0
+    assert llm.calls[0][:-1] == prefix and llm.calls[0][-1].role == "user"  # after the cached prefix
+    assert await measure_llm_speed(ScriptedLLM(["Hi", "."]), prefix) is None  # too short to tell a rate
+    assert await measure_llm_speed(ScriptedLLM(fail_after=2), prefix) is None  # a failure costs the figure only
+    assert SPEED_TOKENS <= 32  # a short stream: start-up stays quick on a slow machine
