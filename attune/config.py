@@ -77,7 +77,8 @@ class PipelineConfig:
     end_of_turn_model: str = setting("smart-turn", choices=("smart-turn", "none"))  # none: silence alone decides
     eot_complete_ms: int = setting(200, lo=32, hi=5000)  # silence when the model (P >= 0.9) and words agree: done
     eot_likely_ms: int = setting(700, lo=32, hi=5000)  # silence when the model is less sure (0.5 <= P < 0.9)
-    eot_unfinished_ms: int = setting(1200, lo=100, hi=10000)  # silence when the model or the words say "going on"
+    eot_unfinished_ms: int = setting(1200, lo=100, hi=10000)  # silence when the words say "going on"
+    eot_worded_ms: int = setting(800, lo=32, hi=10000)  # silence when the model doubts (P < 0.5) finished words
     partial_asr: bool = setting(True)  # transcribe while the user speaks (partial transcripts, settled words)
     partial_step_ms: int = setting(300, lo=100, hi=5000)  # new speech between two partial passes
     prefill_llm: bool = setting(True)  # evaluate the settled words into the LLM's KV cache while the user speaks
@@ -93,6 +94,7 @@ class AgentConfig:
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
     openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
+    acknowledgements: bool = setting(False)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
     voice_note_first: bool = setting(False)  # the voice note before the words: prefilled while the user speaks
 
 

@@ -24,6 +24,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--data", required=True, help="folder of WAV files, one utterance each")
     p.add_argument("--limit", type=int, default=0, help="use only the first N files (0 = all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="the LLM's sampling temperature (default: config); 0 for clean A/Bs")
     p.set_defaults(handler=cmd_bench_latency)
 
 
@@ -106,6 +108,10 @@ def _first_token_alone(llm: LLMBackend, completion: Completion | None) -> float 
 
 
 def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> dict[str, Any]:
+    from attune.core.machine import cpu_info
+
+    cpu = cpu_info()
+
     def stat(key: str) -> dict[str, float | None]:
         values = [f[key] for f in per_file if isinstance(f.get(key), (int, float))]
         return {"p50": round(percentile(values, 50), 1) if values else None,
@@ -121,7 +127,14 @@ def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> di
             "llm_ttft_alone_ms": stat("llm_ttft_alone_ms"),
             "premature_cutoffs": sum(1 for f in per_file if f["premature_cutoff"]),
             "early_notes": sum(1 for f in per_file if f.get("early_note")),
-            "stage_p50_ms": stages, "warm_up_s": {k: round(v, 2) for k, v in warm.items()}, "per_file": per_file}
+            "stage_p50_ms": stages,
+            "warm_up_s": {k: round(v, 2) for k, v in warm.items() if k not in _SPEED_KEYS},
+            "machine": {**cpu.to_dict(), "short": cpu.short()},
+            "llm_speed": {k.removeprefix("llm_"): round(warm[k], 1) if k in warm else None for k in _SPEED_KEYS},
+            "per_file": per_file}
+
+
+_SPEED_KEYS = ("llm_tokens_per_s", "llm_first_token_ms")  # warm_up's measured LLM speed, beside its timings
 
 
 def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
@@ -129,10 +142,18 @@ def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
     files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
     if not files:
         raise AudioInputError(f"no WAV files in {folder}")
+    if args.temperature is not None:
+        from dataclasses import replace
+
+        config = replace(config, llm=replace(config.llm, temperature=args.temperature))
     result = asyncio.run(_bench(args, config, files[: args.limit] if args.limit else files))
+    result["temperature"] = config.llm.temperature
     if args.json:
         print(json.dumps(result))
     else:
+        m, speed = result["machine"], result["llm_speed"]
+        print(f"machine: {m['short']}; LLM {config.llm.model} {speed.get('tokens_per_s')} tok/s, first token "
+              f"{speed.get('first_token_ms')} ms (measured at start-up); temperature {config.llm.temperature}")
         print(f"voice-to-voice over {result['n']} of {result['files']} files: p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
         for key in ("first_model_word_ms", "tail_tokens", "input_lag_max_ms", "llm_ttft_ms", "llm_ttft_alone_ms"):

@@ -30,7 +30,7 @@ from attune.core.errors import ASRError, LLMError, TTSError
 from attune.core.events import SessionEvent
 from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
-from attune.pipeline.session_backends import Voice
+from attune.pipeline.session_backends import StartupFigures, Voice
 from attune.pipeline.turn import EnergyVAD
 
 RATE = 16000
@@ -234,6 +234,7 @@ class Harness:
     end_of_turn: Any = None  # e.g. FixedEndOfTurn
     openings: Any = None  # an OpeningVoice over the harness's TTS
     phrases: Any = None  # a PhraseVoice over the harness's TTS (the speech cache)
+    llm_speed: Any = None  # an LLMSpeed, as warm_up measures it
 
     def session(self) -> Session:
         # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
@@ -244,7 +245,7 @@ class Harness:
                                    vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
                                    dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,
-                                   end_of_turn=self.end_of_turn)
+                                   end_of_turn=self.end_of_turn, measured=StartupFigures(self.llm_speed))
         return Session(config, backends)
 
 

@@ -48,7 +48,8 @@ class EndpointSettings:
 
     complete_ms: int = 200  # P >= confident_threshold and the words are finished
     likely_ms: int = 500  # P >= complete_threshold and the words are finished
-    unfinished_ms: int = 1000  # the model or the words say the speaker is going on
+    unfinished_ms: int = 1000  # the words say the speaker is going on (or the model has not answered yet)
+    worded_ms: int = 800  # P < complete_threshold, but Whisper closed a finished sentence (. ? !, no hanging word)
     confident_threshold: float = 0.9
     complete_threshold: float = 0.5  # Pipecat's decision threshold
 
@@ -66,8 +67,12 @@ class EndOfTurnPolicy:
 
     def required_silence_ms(self, probability: float | None, words: str | None) -> int:
         s = self.s
-        if probability is None or probability < s.complete_threshold:
+        if probability is None:
             return s.unfinished_ms
         if words is not None and words_unfinished(words):
             return s.unfinished_ms
+        if probability < s.complete_threshold:
+            # smart-turn often doubts a finished sentence (a falling question, a flat or sad voice: P 0.02 for
+            # "Can you tell me something to help me fall asleep tonight?"); finished words then shorten the wait
+            return s.unfinished_ms if words is None else max(s.worded_ms, s.likely_ms)
         return s.complete_ms if probability >= s.confident_threshold else s.likely_ms

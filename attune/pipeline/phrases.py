@@ -1,7 +1,7 @@
 """Stock phrases spoken from the speech cache: ``PhraseVoice`` renders a short text exactly as a reply's sentence
 would sound (TTS with the emotion's prosody, the prosody DSP for what the provider did not apply natively, the
 output rate) into a ``SpeechCache``, and ``prewarm`` renders a list of them at start-up, so the kiosk's greeting,
-a persona's greeting, the acknowledgements and the openings (``pipeline/openings.py``) cost nothing at run time.
+a persona's greeting, the acknowledgements and the openings (``pipeline/opening_voice.py``) cost nothing at run time.
 
 Reply sentences go through it too (``ReplyDeps.phrases``): every sentence is looked up (the memory front, then
 one file open; far cheaper than the TTS), and a sentence of at most ``STORE_MAX_WORDS`` words is stored after it
@@ -184,7 +184,8 @@ async def prewarm(voice: PhraseVoice, phrases: Iterable[Phrase]) -> PrewarmRepor
 
 
 def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
-    """The acknowledgements of ``config.speech_cache`` in each of its emotions, and each greeting (neutral).
+    """The acknowledgements of ``config.speech_cache`` in each of its emotions, each greeting (neutral), and with
+    ``agent.acknowledgements`` the first sounds.
     An unknown emotion name is a ConfigError naming the key."""
     c = config.speech_cache
     emotions: list[EmotionCategory] = []
@@ -197,6 +198,10 @@ def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
                               f"(known: {known})") from None
     phrases = [Phrase.of(g, EmotionCategory.NEUTRAL) for g in greetings if g.strip()]
     phrases += [Phrase.of(text, e) for e in emotions for text in c.acknowledgements if text.strip()]
+    if config.agent.acknowledgements:  # the first sound's choices (pipeline.acknowledgement), each in its voices
+        from attune.pipeline.acknowledgement import phrases as first_sounds
+
+        phrases += [Phrase.of(text, e, intensity) for text, e, intensity in first_sounds()]
     return phrases
 
 

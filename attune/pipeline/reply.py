@@ -34,6 +34,7 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
+from attune.pipeline.acknowledgement import Acknowledgement
 from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
 from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
@@ -43,6 +44,7 @@ __all__ = ["LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDep
            "SpokenSpan"]
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
+ACK_INDEX = -1  # the sentence index of an acknowledgement's audio (``pipeline.acknowledgement``): before sentence 0
 
 
 @dataclass
@@ -202,7 +204,19 @@ class Reply:
         self.trace.info["llm_early_note"] = understood.early_note
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         await self._open(transcript.text, plan)
+        if not self._opening and self.audio is not None and self.d.acknowledge is not None:
+            await self._acknowledge(self.d.acknowledge(transcript.text, plan, self.trace.speech_end_s))
         return understood.messages
+
+    async def _acknowledge(self, found: tuple[Acknowledgement, np.ndarray] | None) -> None:
+        """Queue the acknowledgement's audio ahead of the reply (played at commit). It is heard, not said by the
+        model: no span, no transcript delta, nothing in the reply's text or the conversation memory."""
+        if found is None:
+            return
+        ack, samples = found
+        self.trace.info["acknowledgement"] = ack.text
+        chunk = AudioChunk(samples, self.d.settings.output_sample_rate)
+        await self._audio.put(SpeechAudio(chunk, "cache", (), ACK_INDEX, True))
 
     async def _open(self, text: str, plan: ResponsePlanLike) -> None:
         """Queue a cached opening that fits as the reply's first words (sentence 0, played at commit); the LLM
@@ -420,6 +434,8 @@ class Reply:
             if self.trace.first_audio_stream_s is None:
                 self.trace.first_audio_stream_s = start
                 self.trace.mark("first_audio_out")
+            if index == ACK_INDEX:
+                return
             if "first_model_audio_stream_s" not in self.trace.info and index >= (1 if self._opening else 0):
                 self.trace.info["first_model_audio_stream_s"] = round(start, 3)  # the model's own first words
             text = self._p.spoken[index]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import turn_start, voice_note
+from attune.agent.brain import ResponsePlanLike, turn_start, voice_note
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ChatMessage, Completion
@@ -33,10 +33,12 @@ from attune.core.errors import AudioInputError
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import Interruption, SpeechStarted
 from attune.core.trace import TurnTrace
+from attune.pipeline.acknowledgement import Acknowledgement, pick_acknowledgement
 from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
 from attune.pipeline.input_frames import MAX_FRAME_S, InputFrames
 from attune.pipeline.listening import TurnListener
+from attune.pipeline.pacing import paced
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
 from attune.pipeline.session_backends import SessionBackends, SessionChange
 from attune.pipeline.settings import SessionSettings
@@ -91,8 +93,8 @@ class Session:
 
     def __init__(self, config: Config, backends: SessionBackends, *, persona: Persona | None = None) -> None:
         self.config = config
-        self.settings = SessionSettings.from_config(config, persona)
         self.backends = backends
+        self.settings = self._paced(SessionSettings.from_config(config, persona))
         self.aggregate = backends.aggregate or default_aggregate()
         self.prompt = self.settings.prompt_builder()
         self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
@@ -106,6 +108,7 @@ class Session:
         self._input = InputFrames(self.settings.queue_size)
         self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
+        self._barge_in = False  # the turn in progress began by interrupting the agent
         self._reply: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
@@ -154,12 +157,18 @@ class Session:
             self._settle(change.settings)
 
     def _settle(self, settings: SessionSettings) -> None:
+        settings = self._paced(settings)
         if settings.prompt_key != self.settings.prompt_key:
             self.prompt = settings.prompt_builder()
         self.settings = settings
         self.detector.configure(self._turn_settings(settings))
         self.policy.settings = settings.policy
         self._listen(settings)
+
+    def _paced(self, settings: SessionSettings) -> SessionSettings:
+        """The first clause's length for this machine's measured LLM speed (``pipeline.pacing``)."""
+        reply = paced(settings.reply, self.backends.measured.llm_speed)
+        return settings if reply is settings.reply else replace(settings, reply=reply)
 
     def _predicted(self, settings: SessionSettings) -> bool:
         return settings.endpoint is not None and self.backends.end_of_turn is not None
@@ -276,7 +285,19 @@ class Session:
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, functools.partial(self._turn_context, early),
                          self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
-                         openings=b.voice.openings, phrases=b.voice.phrases)
+                         openings=b.voice.openings, phrases=b.voice.phrases,
+                         acknowledge=self._acknowledgement if st.reply.acknowledgements else None)
+
+    def _acknowledgement(self, words: str, plan: ResponsePlanLike, speech_end_s: float
+                         ) -> tuple[Acknowledgement, np.ndarray] | None:
+        """The first sound for this turn (``pipeline.acknowledgement``): never over a barge-in, never as the last
+        recorded turn's."""
+        st, b = self.settings, self.backends
+        return pick_acknowledgement(
+            words, plan, phrases=b.voice.phrases, tts=b.tts, output_rate=st.reply.output_sample_rate,
+            previous=[t.info.get("acknowledgement") for t in self.turns], speed=b.measured.llm_speed,
+            clause_words=st.reply.first_clause_min_words, elapsed_ms=1000.0 * (self.now - speech_end_s),
+            barge_in=self._barge_in)
 
     def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
         return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
@@ -366,6 +387,7 @@ class Session:
                 data: dict[str, Any] = {"audio_start_ms": int(d.at_s * 1000)}
                 if d.barge_in is not None:
                     data["barge_in"] = d.barge_in
+                self._barge_in = bool(d.barge_in)  # the turn that starts here interrupted the agent
                 self.emit(SessionEvent(ev.SPEECH_STARTED, data))
             elif isinstance(d, AnnounceSpeechEnd):
                 self.emit(SessionEvent(ev.SPEECH_STOPPED, {"audio_end_ms": int(d.at_s * 1000)}))

@@ -15,6 +15,7 @@ from attune.agent.brain import Planner, default_planner
 from attune.agent.persona import Persona
 from attune.agent.persona_model import PersonaRecord
 from attune.backends.base import ASRBackend, LLMBackend, TTSBackend, TurnEmotion
+from attune.core.machine import LLMSpeed
 from attune.pipeline.emotion_stage import StreamingEmotion
 from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
 from attune.pipeline.opening_voice import OpeningVoice
@@ -47,6 +48,15 @@ class Voice:
         return replace(self, tts=tts)
 
 
+@dataclass
+class StartupFigures:
+    """What ``stack.warm_up`` measured of this process's engines (shared by every session's value): the LLM's
+    speed here, which paces the first clause and the first sound (``pipeline.pacing``). Not per call: a call's
+    own figures come back with it (``TokenStream.completion``)."""
+
+    llm_speed: LLMSpeed | None = None
+
+
 @dataclass(frozen=True)
 class SessionBackends:
     """The engines one session uses; ``emotion`` None runs without emotion analysis. Frozen: a running session
@@ -64,6 +74,7 @@ class SessionBackends:
     end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
     listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
     background: BackgroundWorker | None = None  # the worker of partial passes and prefill; None = neither
+    measured: StartupFigures = field(default_factory=StartupFigures)  # warm_up's, shared by for_session's values
 
     @property
     def tts(self) -> TTSBackend:

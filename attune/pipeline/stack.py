@@ -17,13 +17,14 @@ import numpy as np
 
 from attune.agent.brain import default_planner
 from attune.backends.asr.asr_factory import create_asr
-from attune.backends.base import ASRBackend, ChatMessage, TurnEmotion
+from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TurnEmotion
 from attune.backends.llm.llm_factory import create_llm
 from attune.backends.tts.cache import speech_cache_from_config
 from attune.backends.tts.tts_factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
+from attune.core.machine import LLMSpeed
 from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
 from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice, prewarm, stock_phrases
@@ -124,6 +125,10 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
         pass
     out["llm_s"] = time.perf_counter() - t
+    speed = await measure_llm_speed(backends.llm, prefix)
+    if speed is not None:
+        backends.measured.llm_speed = speed
+        out["llm_tokens_per_s"], out["llm_first_token_ms"] = speed.tokens_per_s, speed.first_token_ms
     t = time.perf_counter()
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
@@ -143,6 +148,29 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
         await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)
         out["end_of_turn_s"] = time.perf_counter() - t
     return out
+
+
+SPEED_TOKENS = 16  # tokens written to measure the LLM's speed at start-up (~0.5-1.5 s on 2 cores)
+
+
+async def measure_llm_speed(llm: LLMBackend, prefix: list[ChatMessage]) -> LLMSpeed | None:
+    """The LLM's speed here, bench-llm style: a short user turn after the (now cached) prefix, its first token's
+    time and the tokens per second after it. None when it wrote fewer than 4 pieces or failed (logged)."""
+    t0 = time.perf_counter()
+    first, pieces = 0.0, 0
+    try:
+        async for _ in llm.stream([*prefix, ChatMessage("user", "Tell me about your day.")],
+                                  max_tokens=SPEED_TOKENS, temperature=0.0):
+            pieces += 1
+            if pieces == 1:
+                first = time.perf_counter() - t0
+    except BackendError as exc:
+        log.warning("LLM speed not measured: %s", exc)
+        return None
+    total = time.perf_counter() - t0
+    if pieces < 4 or total <= first:
+        return None
+    return LLMSpeed(tokens_per_s=(pieces - 1) / (total - first), first_token_ms=1000.0 * first)
 
 
 def _empty_memory() -> Any:

@@ -49,3 +49,16 @@ def test_the_summary_has_both_first_token_figures() -> None:
     per_file.append({**base, "llm_ttft_ms": None, "llm_ttft_alone_ms": None})
     summary = _bench_summary(per_file, {})
     assert summary["llm_ttft_ms"]["p50"] == 620.0 and summary["llm_ttft_alone_ms"]["p50"] == 420.0
+
+
+def test_the_summary_names_the_machine_and_the_llm_speed_beside_the_figures() -> None:
+    base = {"voice_to_voice_ms": 900.0, "first_model_word_ms": 900.0, "tail_tokens": 20, "input_lag_max_ms": 0.0,
+            "premature_cutoff": False, "stages_ms": {}, "llm_ttft_ms": 600.0, "llm_ttft_alone_ms": 400.0}
+    warm = {"asr_s": 0.5, "llm_s": 1.2, "llm_tokens_per_s": 21.37, "llm_first_token_ms": 180.04}
+    summary = _bench_summary([base], warm)
+    machine = summary["machine"]
+    assert machine["model"] and machine["cores"] >= 1 and isinstance(machine["avx512"], bool)
+    assert isinstance(machine["vnni"], bool) and machine["short"].startswith(machine["model"])
+    assert summary["llm_speed"] == {"tokens_per_s": 21.4, "first_token_ms": 180.0}
+    assert summary["warm_up_s"] == {"asr_s": 0.5, "llm_s": 1.2}
+    assert _bench_summary([base], {})["llm_speed"] == {"tokens_per_s": None, "first_token_ms": None}

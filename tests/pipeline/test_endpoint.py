@@ -25,15 +25,37 @@ def test_finished_sentences_read_as_finished(text: str) -> None:
 
 
 def test_policy_waits_short_only_when_model_and_words_agree() -> None:
-    s = EndpointSettings(complete_ms=200, likely_ms=600, unfinished_ms=1200, confident_threshold=0.9,
+    s = EndpointSettings(complete_ms=200, likely_ms=600, unfinished_ms=1200, worded_ms=800, confident_threshold=0.9,
                          complete_threshold=0.5)
     policy = EndOfTurnPolicy(s)
     assert policy.required_silence_ms(0.97, "I passed my test today.") == 200
     assert policy.required_silence_ms(0.7, "I passed my test today.") == 600
     assert policy.required_silence_ms(0.97, "The thing about my job is") == 1200  # the words overrule
-    assert policy.required_silence_ms(0.2, "I passed my test today.") == 1200  # the voice overrules
     assert policy.required_silence_ms(None, "I passed my test today.") == 1200  # no answer yet: wait
     assert policy.required_silence_ms(0.97, None) == 200  # no words known: the model alone
+    assert policy.required_silence_ms(0.2, None) == 1200  # ... and its doubt holds
+
+
+@pytest.mark.parametrize("p", [0.0, 0.02, 0.09, 0.3, 0.49])
+@pytest.mark.parametrize("words", ["Can you tell me something to help me fall asleep tonight?",
+                                   "We finally won the match.", "Kids are talking by the door!"])
+def test_finished_words_are_not_held_for_the_longest_wait_when_the_voice_doubts(p: float, words: str) -> None:
+    s = EndpointSettings(complete_ms=200, likely_ms=600, unfinished_ms=1200, worded_ms=800)
+    assert EndOfTurnPolicy(s).required_silence_ms(p, words) == 800
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.7, 0.95, 1.0])
+@pytest.mark.parametrize("words", ["My sister called me this morning and", "I really want to...",
+                                   "When I got home tonight.", "I was thinking,", "The thing about my job is",
+                                   "I was thinking"])
+def test_hanging_words_wait_the_longest_whatever_the_voice(p: float, words: str) -> None:
+    s = EndpointSettings(complete_ms=200, likely_ms=600, unfinished_ms=1200, worded_ms=800)
+    assert EndOfTurnPolicy(s).required_silence_ms(p, words) == 1200
+
+
+def test_a_doubting_voice_never_waits_less_than_an_unsure_one() -> None:
+    s = EndpointSettings(complete_ms=200, likely_ms=700, unfinished_ms=1200, worded_ms=300)
+    assert EndOfTurnPolicy(s).required_silence_ms(0.1, "We won.") == 700
 
 
 def test_window_keeps_the_end_and_pads_the_front() -> None:

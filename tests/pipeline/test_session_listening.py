@@ -9,13 +9,17 @@ import pytest
 
 from attune.backends.base import ChatMessage
 from attune.core import events as ev
+from attune.core.machine import LLMSpeed
+from attune.pipeline.acknowledgement import phrases as first_sounds
 from attune.pipeline.opening_voice import OpeningVoice
+from attune.pipeline.phrases import Phrase, PhraseVoice, prewarm
+from attune.pipeline.reply import ACK_INDEX
 from attune.pipeline.shared_llm import SharedLLM
 from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS
 
 LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
 
-PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1200,
+PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1200, "eot_worded_ms": 800,
             "end_of_turn_silence_ms": 400}
 
 
@@ -65,12 +69,24 @@ async def test_a_voice_that_sounds_unfinished_makes_the_session_wait_and_resumin
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
-        await d.silence(0.8)  # a mid-sentence pause, longer than the old 400 ms end of turn
+        await d.silence(0.6)  # a mid-sentence pause, longer than the old 400 ms end of turn
         assert not d.of(ev.SPEECH_STOPPED)
         await d.speak(0.8)
         await d.silence_until(_done)
         await d.until_idle()
     assert len(d.of(ev.RESPONSE_DONE)) == 1 and len(s.turns) == 1
+
+
+async def test_finished_words_end_the_turn_the_voice_doubts_before_the_longest_wait() -> None:
+    h = Harness(asr=FixedASR("Can you tell me something to help me fall asleep tonight?"),
+                end_of_turn=FixedEndOfTurn(0.02), overrides={"pipeline": PIPELINE})
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        took = await _silence_until_stopped(d, 2.0)
+        await d.silence_until(_done)
+    assert took is not None and 0.75 <= took < 1.1  # eot_worded_ms (800), not the 1200 of hanging words
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["eot_wait_ms"] == 800
 
 
 @pytest.mark.parametrize("note_first", [False, True])
@@ -185,3 +201,78 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert {v for v, _ in prompts} == {sad} and llm.prefills == ["True|I was thinking"]
     listener.reset()
     assert listener.early is None
+
+
+def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True) -> Harness:
+    tts = ToneTTS(16000)
+    return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000), llm_speed=speed,
+                   overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
+
+
+async def _prewarm_first_sounds(h: Harness) -> None:
+    await prewarm(h.phrases, [Phrase.of(text, e, i) for text, e, i in first_sounds()])
+
+
+async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_the_models_alone() -> None:
+    h = _acknowledging("My dog died this morning.")
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["acknowledgement"] == "Oh no."  # bad news, a calm plan: the soft one
+    audio = d.of(ev.AUDIO_DELTA)
+    assert audio[0].data["sentence"] == ACK_INDEX and audio[-1].data["sentence"] >= 0
+    assert trace["first_model_audio_stream_s"] > audio[0].audio.timestamp_s  # the model's words come after it
+    deltas = " ".join(e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA))
+    assert "Oh no" not in deltas and deltas.startswith("Hello, nice to hear you.")
+    assert h.llm.continued_from == [""]  # the model is not led to go on from it
+    assert trace["reply_text"].startswith("Hello") and "Oh no" not in s.memory.messages()[1].content
+
+
+async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
+    fast = LLMSpeed(tokens_per_s=40.0, first_token_ms=60.0)
+    for h, warm in ((_acknowledging("My dog died this morning.", speed=fast), True),
+                    (_acknowledging("My dog died this morning.", on=False), True),
+                    (_acknowledging("My dog died this morning."), False)):
+        if warm:
+            await _prewarm_first_sounds(h)
+        async with h.session() as s:
+            d = Driver(s)
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+        assert "acknowledgement" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
+        assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
+
+
+async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:
+    h = _acknowledging("I went to the shop this morning.")
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(4):
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+            d.events.clear()
+    heard = [t.info.get("acknowledgement") for t in s.turns]
+    assert len(heard) == 4 and heard[0] == "Mm."
+    assert all(a is None or a != b for a, b in zip(heard, heard[1:], strict=False))
+    assert None in heard[:3]  # not on every turn
+
+
+def test_the_first_clause_follows_the_llm_speed_measured_at_start_up() -> None:
+    from attune.pipeline.session import SessionChange
+    from attune.pipeline.settings import SessionSettings
+
+    slow, fast = LLMSpeed(tokens_per_s=10.0, first_token_ms=500.0), LLMSpeed(tokens_per_s=30.0, first_token_ms=90.0)
+    words = {}
+    for name, speed in (("unmeasured", None), ("slow", slow), ("fast", fast)):
+        s = Harness(llm_speed=speed, overrides={"pipeline": {"first_clause_min_words": 2}}).session()
+        words[name] = s.settings.reply.first_clause_min_words
+        s.apply(SessionChange(SessionSettings.from_config(s.config)))  # a client's update keeps the machine's pace
+        assert s.settings.reply.first_clause_min_words == words[name]
+    assert words == {"unmeasured": 2, "slow": 2, "fast": 4}

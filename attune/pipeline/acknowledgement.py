@@ -1,0 +1,139 @@
+"""The first sound: a short vocal response ("Oh no.", "Oh!", "Mm.", "Hm.") played from the speech cache the moment a
+turn is committed, when the model's first clause will not be ready soon, as a person says "Oh no." before they
+have composed the sentence.
+
+``choose_acknowledgement(words, plan, previous, first_clause_in_ms)`` is pure and returns an ``Acknowledgement``
+or None; ``pick_acknowledgement`` adds the estimate (``pipeline.pacing``) and takes the audio from the speech cache,
+where start-up rendered every choice (``phrases()``, with ``agent.acknowledgements`` on). It is spoken *before* the
+reply and never written into the assistant turn or the conversation memory: the model's text is the same as
+without it, and the model never sees it, so it cannot repeat it (the old openings, which the model continued,
+changed the text and scored lower). The rules: none when the reply will be ready within ``min_lead_ms`` (a fast
+machine hears none) or over a barge-in; never the same words twice in a row; not on every turn (after ``max_run``
+turns in a row with one, a turn without); nothing cheerful to bad news, nor unless the plan expresses a glad,
+lively feeling; when unsure, a neutral "Mm.".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attune.agent.brain import ResponsePlanLike
+from attune.agent.openings import situation_of
+from attune.agent.text_affect import text_valence
+from attune.core.audio import trim_leading_silence
+from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
+from attune.core.machine import LLMSpeed
+from attune.core.prosody import profile_for
+from attune.pipeline.pacing import first_clause_eta_ms
+
+E = EmotionCategory
+# Per situation, the acknowledgements in order of preference (the next one when the first was the last heard)
+# and the emotions each may be spoken with; the first emotion is its own when the plan's is not among them.
+# Soft ones (sympathy) are rendered at a low intensity: quiet and slow, never bright.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "bad_news": ("Oh no.", "Oh.", "Mm."),
+    "good_news": ("Oh!", "Oh, wow.", "Mm!"),
+    "thanks": ("Mm.", "Mm-hm."),
+    "question": ("Hm.", "Mm."),
+    "statement": ("Mm.", "Mm-hm.", "Hm."),
+}
+VOICES: dict[str, tuple[EmotionCategory, ...]] = {
+    "Oh no.": (E.CALM, E.AFFECTIONATE), "Oh.": (E.CALM, E.AFFECTIONATE),
+    "Oh!": (E.HAPPY, E.EXCITED), "Oh, wow.": (E.EXCITED, E.HAPPY), "Mm!": (E.HAPPY, E.CONTENT),
+    "Mm.": (E.NEUTRAL, E.CALM, E.AFFECTIONATE), "Mm-hm.": (E.NEUTRAL, E.CALM, E.AFFECTIONATE),
+    "Hm.": (E.THOUGHTFUL, E.NEUTRAL, E.CALM),
+}
+CHEERFUL = frozenset({"Oh!", "Oh, wow.", "Mm!"})
+SOFT = frozenset({"Oh no.", "Oh."})
+SOFT_INTENSITY = 0.4  # sympathy is spoken quietly
+INTENSITY = 0.7
+
+
+@dataclass(frozen=True)
+class AcknowledgementSettings:
+    """``min_lead_ms``: no acknowledgement when the first clause is expected sooner than this after the commit;
+    ``max_run``: turns in a row that may have one (then one without)."""
+
+    min_lead_ms: float = 300.0
+    max_run: int = 2
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    text: str
+    situation: str  # bad_news | good_news | thanks | question | statement (``agent.openings.situation_of``)
+    emotion: EmotionCategory  # spoken with this emotion's prosody
+    intensity: float
+
+
+def phrases() -> list[tuple[str, EmotionCategory, float]]:
+    """Every (text, emotion, intensity) an acknowledgement can be spoken with: what start-up renders into the
+    speech cache, so none is ever synthesised at the moment of a commit."""
+    return [(text, emotion, SOFT_INTENSITY if text in SOFT else INTENSITY)
+            for text, emotions in VOICES.items() for emotion in emotions]
+
+
+def _situation(words: str, plan: ResponsePlanLike) -> str:
+    """The words' situation, made safe by the plan: bad words or a negative plan are never answered cheerfully."""
+    situation = situation_of(words)
+    group = CATEGORY_GROUP.get(plan.expressed_emotion, EmotionGroup.NEUTRAL)
+    if situation == "good_news":
+        valence, hits = text_valence(words)
+        if group is not EmotionGroup.POSITIVE_ACTIVATED or (hits and valence < 0):
+            return "statement"  # a cheerful sound needs a plan that is glad too
+    if situation == "bad_news" and plan.expressed_emotion in (E.HAPPY, E.EXCITED, E.PLAYFUL, E.AMUSED):
+        return "statement"  # the plan reads the turn as good: the words and the voice disagree, so stay neutral
+    return situation
+
+
+def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequence[str | None],
+                           first_clause_in_ms: float | None, *, barge_in: bool = False,
+                           settings: AcknowledgementSettings | None = None) -> Acknowledgement | None:
+    """The acknowledgement for this committed turn, or None.
+
+    ``previous``: what the earlier turns played, oldest first (None for a turn without one); ``first_clause_in_ms``:
+    the estimate of when the reply's first clause will be heard, from the commit (None: unknown, as slow as it
+    gets). ``barge_in``: the turn interrupted the agent (it is answered by the reply alone).
+    """
+    s = settings or AcknowledgementSettings()
+    if barge_in or not words.strip():
+        return None
+    if first_clause_in_ms is not None and first_clause_in_ms < s.min_lead_ms:
+        return None
+    recent = list(previous)[-s.max_run:]
+    if s.max_run <= 0 or (len(recent) == s.max_run and all(r is not None for r in recent)):
+        return None
+    last = previous[-1] if previous else None
+    situation = _situation(words, plan)
+    text = next((t for t in CHOICES[situation] if t != last), None)
+    if text is None:
+        return None
+    voices = VOICES[text]
+    emotion = plan.expressed_emotion if plan.expressed_emotion in voices else voices[0]
+    return Acknowledgement(text, situation, emotion, SOFT_INTENSITY if text in SOFT else INTENSITY)
+
+
+TYPICAL_TAIL_TOKENS = 16  # tokens evaluated after the end of speech before the first token (the issue's p50: 24)
+
+
+def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: Any, tts: Any, output_rate: int,
+                         previous: Sequence[str | None], speed: LLMSpeed | None, clause_words: int,
+                         elapsed_ms: float, barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
+    """The acknowledgement for a turn and its audio (output rate, leading silence trimmed), from the speech cache's
+    memory front only (never a render at the moment of a commit), in the reply's own voice (``tts``); None when
+    none is chosen or it is not cached for that voice and rate. ``elapsed_ms``: since the end of the speech."""
+    if phrases is None or getattr(phrases, "tts", None) is not tts or phrases.out_rate != output_rate:
+        return None
+    eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words,
+                              elapsed_ms=elapsed_ms)
+    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in)
+    if ack is None:
+        return None
+    speech = phrases.cached(ack.text, ack.emotion, profile_for(ack.emotion, ack.intensity))
+    if speech is None:
+        return None
+    return ack, trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)

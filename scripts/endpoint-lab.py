@@ -1,0 +1,116 @@
+"""The end-of-turn policy on people's speech: waits after the end of speech (p50/p95) and cut-offs, per set and
+per RAVDESS emotion, for the configured policy and the one before issue 23 (smart-turn's doubt alone held a
+finished sentence for the longest silence).
+
+Hearing (Silero VAD, smart-turn, Whisper at every pause) is slow and is saved to a JSON file; ``--load`` replays
+the saved pauses with the policies in milliseconds (see ``attune_lab/endpoint_replay.py``).
+
+Usage:
+  .venv/bin/python scripts/endpoint-lab.py --save out/pauses.json [--ravdess DIR] [--librivox DIR]
+      [--pause-set DIR] [--every N]
+  .venv/bin/python scripts/endpoint-lab.py --load out/pauses.json [--json]
+The pause set is made by ``scripts/make-pause-utterances.py DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from attune.config import load_config
+from attune.core.audio import prepare, read_audio_file
+from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings
+from attune.pipeline.settings import SessionSettings
+from attune_lab.endpoint_replay import Recording, hear_pauses, ravdess_group, replay, report, summarise
+
+RAVDESS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess-dev"
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def recordings(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    out: list[tuple[Path, str]] = []
+    if args.ravdess and Path(args.ravdess).is_dir():
+        files = sorted(Path(args.ravdess).glob("*.wav"))[:: args.every]
+        out += [(f, g) for f in files if (g := ravdess_group(f.name)) is not None]
+    if args.librivox and Path(args.librivox).is_dir():
+        out += [(f, "librivox") for f in sorted(Path(args.librivox).glob("*.wav"))]
+    if args.pause_set and Path(args.pause_set).is_dir():
+        for f in sorted(Path(args.pause_set).glob("*.wav")):
+            out.append((f, "pause/paused" if f.name.startswith("p") else "pause/plain"))
+    return out
+
+
+def hear(args: argparse.Namespace) -> list[Recording]:
+    from attune.backends.asr.factory import create_asr
+
+    from attune.backends.turn.smart_turn import SmartTurn
+    from attune.pipeline.turn import create_vad
+
+    config = load_config()
+    settings = SessionSettings.from_config(config)
+    asr, model, vad = create_asr(config), SmartTurn(), create_vad(config)
+    todo = recordings(args)
+    heard = []
+    t0 = time.perf_counter()
+    for i, (path, group) in enumerate(todo, 1):
+        samples, rate = read_audio_file(path)
+        x = prepare(samples, rate)[0]
+        heard.append(hear_pauses(x, path.name, group, vad=vad, asr=asr, model=model, settings=settings.turn))
+        if i % 25 == 0 or i == len(todo):
+            print(f"  heard {i}/{len(todo)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return heard
+
+
+def policies(config_settings: EndpointSettings) -> dict[str, EndOfTurnPolicy]:
+    """The configured policy, and the same silences as the policy before issue 23 (finished words with
+    P < 0.5 waited the longest silence)."""
+    before = replace(config_settings, worded_ms=config_settings.unfinished_ms)
+    return {"before (issue 23)": EndOfTurnPolicy(before), "now": EndOfTurnPolicy(config_settings)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--save", help="hear the recordings and save their pauses here")
+    parser.add_argument("--load", help="replay pauses saved by --save")
+    parser.add_argument("--ravdess", default=str(RAVDESS))
+    parser.add_argument("--librivox", default=str(LIBRIVOX))
+    parser.add_argument("--pause-set", default="", help="a directory made by scripts/make-pause-utterances.py")
+    parser.add_argument("--every", type=int, default=1, help="take every Nth RAVDESS file")
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    args = parser.parse_args()
+    if bool(args.save) == bool(args.load):
+        parser.error("give exactly one of --save and --load")
+    if args.save:
+        heard = hear(args)
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(json.dumps([r.to_json() for r in heard], indent=0))
+    else:
+        heard = [Recording.from_json(d) for d in json.loads(Path(args.load).read_text())]
+    settings = SessionSettings.from_config(load_config())
+    endpoint = settings.endpoint or EndpointSettings()
+    speculate, longest = settings.turn.speculate_ms, endpoint.unfinished_ms
+    results = {}
+    for label, policy in policies(endpoint).items():
+        outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest) for r in heard]
+        if args.json:
+            results[label] = [s.__dict__ for s in summarise(outcomes, longest)]
+        else:
+            print(f"== {label}: {endpoint if label == 'now' else 'worded_ms = unfinished_ms'}")
+            print("\n".join(report(outcomes, longest)))
+            for o in outcomes:
+                if o.cut_off:
+                    r = next(r for r in heard if r.name == o.name)
+                    p = r.pauses[o.pause]
+                    print(f"  cut off: {o.name} at {p.end_s:.2f} s after {p.words!r} (P {p.probability:.2f}, "
+                          f"gap {p.gap_ms:.0f} ms)")
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The first sound's chooser (layer 1: pure, loop-free, no models): what it says to which turn, and when it says
+nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from attune.agent.brain import NeutralPlan
+from attune.core.emotion import EmotionCategory as E
+from attune.pipeline.acknowledgement import (
+    CHEERFUL,
+    SOFT,
+    SOFT_INTENSITY,
+    VOICES,
+    AcknowledgementSettings,
+    choose_acknowledgement,
+    phrases,
+)
+
+LAYER = "unit"  # STYLE.md layer 1
+SLOW = 1500.0  # ms until the first clause: a slow machine's reply
+BAD = "My grandfather died last night."
+GOOD = "We won the match this afternoon!"
+
+
+def plan(emotion: E = E.NEUTRAL) -> NeutralPlan:
+    return NeutralPlan(expressed_emotion=emotion)
+
+
+def test_bad_news_gets_a_soft_oh_no() -> None:
+    ack = choose_acknowledgement(BAD, plan(E.CALM), [], SLOW)
+    assert ack is not None and ack.text == "Oh no." and ack.situation == "bad_news"
+    assert ack.emotion is E.CALM and ack.intensity == SOFT_INTENSITY
+
+
+def test_good_news_gets_oh_only_when_the_plan_is_positive() -> None:
+    ack = choose_acknowledgement(GOOD, plan(E.HAPPY), [], SLOW)
+    assert ack is not None and ack.text == "Oh!" and ack.emotion is E.HAPPY
+    for emotion in (E.NEUTRAL, E.SAD, E.ANGRY, E.CALM):  # a plan that is not clearly glad: nothing cheerful
+        other = choose_acknowledgement(GOOD, plan(emotion), [], SLOW)
+        assert other is None or other.text not in CHEERFUL
+
+
+@pytest.mark.parametrize("words", [BAD, "I lost my job and I feel awful.", "The funeral is on Friday.",
+                                   "I won the lottery but my dog died.", "Great, my car broke down again."])
+@pytest.mark.parametrize("emotion", list(E))
+def test_never_cheerful_to_bad_news_whatever_the_plan(words: str, emotion: E) -> None:
+    ack = choose_acknowledgement(words, plan(emotion), [], SLOW)
+    assert ack is None or ack.text not in CHEERFUL
+
+
+def test_other_turns_get_mm_or_hm() -> None:
+    statement = choose_acknowledgement("I went to the shop this morning.", plan(), [], SLOW)
+    question = choose_acknowledgement("What is a good book to read on holiday?", plan(), [], SLOW)
+    assert statement is not None and statement.text == "Mm."
+    assert question is not None and question.text == "Hm."
+
+
+def test_never_the_same_twice_in_a_row() -> None:
+    history: list[str | None] = []
+    for words in [BAD, BAD, None, BAD, "I see.", "Tell me more.", None, "Okay then.", "Okay then."]:
+        if words is None:
+            history.append(None)
+            continue
+        ack = choose_acknowledgement(words, plan(E.CALM), history, SLOW)
+        text = ack.text if ack else None
+        assert text is None or not history or text != history[-1]
+        history.append(text)
+
+
+def test_not_on_every_turn() -> None:
+    settings = AcknowledgementSettings(max_run=2)
+    history: list[str | None] = []
+    for _ in range(9):
+        ack = choose_acknowledgement("I went to the shop this morning.", plan(), history, SLOW, settings=settings)
+        history.append(ack.text if ack else None)
+    assert history.count(None) == 3  # every third turn is without one
+    assert all(any(t is None for t in history[i:i + 3]) for i in range(len(history) - 2))
+
+
+def test_none_when_the_reply_is_ready_soon_or_over_a_barge_in_or_for_no_words() -> None:
+    assert choose_acknowledgement(BAD, plan(E.CALM), [], 250.0) is None  # a fast machine hears none
+    assert choose_acknowledgement(BAD, plan(E.CALM), [], 350.0) is not None
+    assert choose_acknowledgement(BAD, plan(E.CALM), [], None) is not None  # unknown: assume slow
+    assert choose_acknowledgement(BAD, plan(E.CALM), [], SLOW, barge_in=True) is None
+    assert choose_acknowledgement("   ", plan(), [], SLOW) is None
+
+
+def test_every_choice_is_prerendered() -> None:
+    rendered = {(text, emotion) for text, emotion, _ in phrases()}
+    for words in [BAD, GOOD, "Thanks a lot.", "Why is the sky blue?", "I walked home."]:
+        for emotion in E:
+            history: list[str | None] = []
+            for _ in range(3):
+                ack = choose_acknowledgement(words, plan(emotion), history, SLOW)
+                history.append(ack.text if ack else None)
+                if ack is not None:
+                    assert (ack.text, ack.emotion) in rendered and ack.emotion in VOICES[ack.text]
+                    assert (ack.text in SOFT) == (ack.intensity == SOFT_INTENSITY)

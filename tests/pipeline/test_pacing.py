@@ -1,0 +1,55 @@
+"""Settings derived from the measured LLM speed (layer 1: pure, loop-free)."""
+
+from __future__ import annotations
+
+import pytest
+
+from attune.core.machine import LLMSpeed
+from attune.pipeline.pacing import FAST_TOKENS_PER_S, SLOW_TOKENS_PER_S, first_clause_eta_ms, first_clause_min_words
+
+LAYER = "unit"  # STYLE.md layer 1
+SLOW = LLMSpeed(tokens_per_s=10.6, first_token_ms=450.0)  # the issue's 2-core AVX2-only EPYC, 1.5B
+FAST = LLMSpeed(tokens_per_s=34.0, first_token_ms=120.0)
+
+
+def test_first_clause_grows_with_speed_from_the_configured_floor() -> None:
+    assert first_clause_min_words(None, 2) == 2
+    assert first_clause_min_words(SLOW, 2) == 2
+    assert first_clause_min_words(FAST, 2) == 4
+    words = [first_clause_min_words(LLMSpeed(t, 200.0), 2) for t in range(5, 40)]
+    assert words == sorted(words) and words[0] == 2 and words[-1] == 4
+    assert first_clause_min_words(LLMSpeed(SLOW_TOKENS_PER_S, 1.0), 3) == 3
+    assert first_clause_min_words(LLMSpeed(FAST_TOKENS_PER_S, 1.0), 3) == 5
+
+
+def test_eta_puts_a_slow_machine_past_the_acknowledgement_lead_and_a_fast_one_under_it() -> None:
+    slow = first_clause_eta_ms(SLOW, tail_tokens=24, clause_words=2)  # the issue's p50 tail
+    fast = first_clause_eta_ms(FAST, tail_tokens=10, clause_words=2)
+    assert slow is not None and fast is not None
+    assert slow > 1000.0 and fast < 300.0
+    assert first_clause_eta_ms(None, tail_tokens=10, clause_words=2) is None
+
+
+def test_eta_counts_down_and_grows_with_the_work_left() -> None:
+    base = first_clause_eta_ms(SLOW, tail_tokens=10, clause_words=2)
+    assert base is not None
+    assert first_clause_eta_ms(SLOW, tail_tokens=10, clause_words=2, elapsed_ms=400.0) == base - 400.0
+    assert first_clause_eta_ms(SLOW, tail_tokens=10, clause_words=2, elapsed_ms=1e6) == 0.0
+    more = first_clause_eta_ms(SLOW, tail_tokens=24, clause_words=4)
+    assert more is not None and more > base
+
+
+@pytest.mark.fakes
+async def test_start_up_measures_the_llm_speed_from_a_short_stream() -> None:
+    from attune.backends.base import ChatMessage
+    from attune.pipeline.stack import SPEED_TOKENS, measure_llm_speed
+    from tests.fakes import ScriptedLLM
+
+    prefix = [ChatMessage("system", "You are kind.")]
+    llm = ScriptedLLM([f" w{i}" for i in range(40)], delay_s=0.01)
+    speed = await measure_llm_speed(llm, prefix)
+    assert speed is not None and 0 < speed.tokens_per_s <= 100.0 + 1e-6 and speed.first_token_ms >= 10.0
+    assert llm.calls[0][:-1] == prefix and llm.calls[0][-1].role == "user"  # after the cached prefix
+    assert await measure_llm_speed(ScriptedLLM(["Hi", "."]), prefix) is None  # too short to tell a rate
+    assert await measure_llm_speed(ScriptedLLM(fail_after=2), prefix) is None  # a failure costs the figure only
+    assert SPEED_TOKENS <= 32  # a short stream: start-up stays quick on a slow machine
