@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from attune.core.machine import LLMSpeed
-from attune.pipeline.reply import ReplySettings
+from attune.pipeline.reply_values import ReplySettings
 
 SLOW_TOKENS_PER_S = 12.0  # the issue's 2-core AVX2-only EPYC wrote 10.6 tok/s with the 1.5B
 FAST_TOKENS_PER_S = 20.0  # the developers' AVX-512/VNNI machine: 20-23 tok/s

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -16,10 +16,12 @@ from attune.core.emotion import EmotionResult
 from attune.core.events import SessionEvent
 from attune.core.prosody import ProsodyParameters
 from attune.core.trace import TurnTrace
-from attune.pipeline.acknowledgement import Acknowledgement
 from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
 from attune.pipeline.understanding import TurnContext, Understander
+
+if TYPE_CHECKING:
+    from attune.pipeline.acknowledgement import Acknowledgement
 
 
 class ProsodyShaper(Protocol):
