@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from attune.config import load_config
 from attune.core.errors import AttuneError, ConfigError
+from attune.core.logs import setup_logging
 from attune.core.memory import tune_allocator
 
 COMMAND_MODULES = (
@@ -33,7 +33,11 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run_agent.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="config file (default: config.yaml in the repository)")
-    parser.add_argument("--log-level", default=None, help="override logging.level")
+    parser.add_argument("--log-level", default=None, type=str.lower, choices=("debug", "info", "warning", "error"),
+                        help="debug | info | warning | error: every log record at this level to stderr (default: "
+                             "logging.level; mic and file keep the terminal for the conversation and log to a file)")
+    parser.add_argument("--log-file", default=None,
+                        help="mic and file: where their log goes (default: $XDG_STATE_HOME/attune/attune.log)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
@@ -49,11 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=(args.log_level or config.logging.level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level or config.logging.level, explicit=args.log_level is not None,
+                  conversation=getattr(args, "conversation", False), log_file=args.log_file)
     try:
         return int(args.handler(args, config))
     except AttuneError as exc:
