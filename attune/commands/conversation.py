@@ -152,9 +152,9 @@ def _write_demo(out_dir: Path, user: Any, reply: Any, reply_rate: int) -> None:
 DEMO_INTRO = """A demo conversation instead: Attune's own synthetic voice says two sentences, one with a sad and one
 with an angry prosody, and the full stack answers each (speech recognition, emotion, strategy, LLM, expressive speech).
 
-What to expect: the emotion detector is built to distrust synthetic voices (text-to-speech fools it), so it
-reports this voice's emotion as "unclear" and Attune answers in a neutral voice. That is the detector working,
-not failing. To see it hear emotion, give it a human voice:
+What to expect: the emotion detector is built to distrust synthetic voices (text-to-speech would fool it), so
+it will most likely call this voice's emotion "unclear" and Attune will answer in a neutral voice. That is the
+detector working, not failing. To see it hear emotion, give it a human voice:
   - talk to it:            run_agent.py mic        (on a machine with a microphone)
   - in the browser:        run_agent.py serve      then open http://127.0.0.1:8765/
   - a recording of you:    run_agent.py file --input you.wav --output reply.wav   (or: run_agent.py analyze you.wav)
@@ -185,7 +185,8 @@ async def _demo(config: Config, out_dir: Path) -> int:
     show = _printer(False)
     async with Session(config, backends) as session:
         for speech, (text, emotion) in zip(utterances, DEMO_TURNS, strict=True):
-            print(f"\nThe demo voice says, in a {emotion} voice: \"{text}\"", flush=True)
+            article = "an" if emotion[0] in "aeiou" else "a"
+            print(f"\nThe demo voice says, in {article} {emotion} voice: \"{text}\"", flush=True)
             user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
             run = await stream_file(session, speech, speed=1.0, on_event=show)
             start = int(round(run.origin_s * rate))

@@ -225,7 +225,7 @@ def test_whisper_drops_segments_it_flags_as_no_speech() -> None:
     asr = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
     result = asr.transcribe(AudioChunk(np.zeros(60 * RATE, np.float32), RATE))
     assert result.text == "" and result.segments == ()
-    assert result.no_speech_prob >= 0.6
+    assert result.no_speech_prob >= 0.6  # 0.950 here and with CT2_FORCE_CPU_ISA=AVX2
 
 
 def test_speech_segments_keeps_speech_and_drops_flagged_segments() -> None:
@@ -253,6 +253,7 @@ def test_voiced_speech_is_still_read() -> None:
 
     wav, _ = librivox_clips()[0]
     result = VoiceEmotionDetector().analyze(wav)
+    # confidence 0.61 here and with numpy's and OpenBLAS's AVX-512 paths turned off: a wide margin over 0.1
     assert "no speech found" not in result.quality.issues and result.confidence > 0.1
 
 
