@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Attune's command line: one subcommand per job (``run_agent.py --help`` lists them).
 
-Each group of subcommands lives in a module of ``attune.commands`` listed in ``COMMAND_MODULES``; a module's
+Each group of subcommands lives in a module of ``attune.commands`` (``COMMAND_MODULES``) or of the lab,
+``attune_lab`` (``LAB_MODULES``); a module's
 ``add_commands(subparsers)`` declares its subcommands and binds each to a handler ``(args, config) -> int``.
 """
 
@@ -14,19 +15,26 @@ import sys
 from attune.config import load_config
 from attune.core.errors import AttuneError, ConfigError
 from attune.core.logs import setup_logging
-from attune.core.memory import tune_allocator
+from attune.core.process_memory import tune_allocator
 
-COMMAND_MODULES = (
-    "attune.commands.emotion",
+COMMAND_MODULES = (  # the runtime's commands
     "attune.commands.conversation",
+    "attune.commands.serve",
+    "attune.commands.run_kiosk",
+    "attune.commands.analyze",
     "attune.commands.engines",
     "attune.commands.expression",
-    "attune.commands.replies",
-    "attune.commands.server",
-    "attune.commands.kiosk",
-    "attune.commands.echo",
-    "attune.commands.soak",
-    "attune.commands.speech_cache",
+)
+LAB_MODULES = (  # the lab's (attune_lab): present in a checkout, skipped where the lab is not installed
+    "attune_lab.bench_latency",
+    "attune_lab.emotion_commands",
+    "attune_lab.bench_engines",
+    "attune_lab.bench_expression",
+    "attune_lab.eval_replies",
+    "attune_lab.bench_load",
+    "attune_lab.bench_echo",
+    "attune_lab.bench_soak",
+    "attune_lab.bench_cache",
 )
 
 
@@ -41,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub)
+    for name in LAB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("attune_lab", name):
+                raise
+            continue
+        module.add_commands(sub)
     return parser
 
 

@@ -19,14 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attune.core.memory import (  # noqa: E402
-    peak_rss_mb,
-    release_free_memory,
-    reset_peak_rss,
-    resident_kb_by_mapping,
-    rss_mb,
-    tune_allocator,
-)
+from attune.core.process_memory import release_free_memory, tune_allocator  # noqa: E402
+from attune_lab.rss import peak_rss_mb, reset_peak_rss, resident_kb_by_mapping, rss_mb  # noqa: E402
 
 _last = [0.0]
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attune.core.memory import peak_rss_mb, release_free_memory, reset_peak_rss, rss_mb, tune_allocator  # noqa: E402
+from attune.core.process_memory import release_free_memory, tune_allocator  # noqa: E402
+from attune_lab.rss import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 
 SENTENCES = ["I hear you, that sounds hard.", "I am so sorry to hear that, it must be hard.",
              "Tell me more about what happened at work today and how you felt.",

@@ -16,11 +16,11 @@ from llama_cpp import Llama
 
 from attune.agent.brain import PromptBuilder, qwen_chat_text, turn_start, voice_note
 from attune.agent.memory import ConversationMemory
-from attune.agent.reply_eval import SCENARIOS
 from attune.agent.strategy import choose_response
 from attune.backends.base import ChatMessage
 from attune.config import load_config
 from attune.models import model_path
+from attune_lab.reply_eval import SCENARIOS
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ def installed_model(name: str) -> Path:
 
 def librivox_clips() -> list[tuple[Path, str]]:
     """(wav, reference transcript) pairs from Debian's pocketsphinx-testdata, or a skip."""
-    from attune.commands.engines import librivox_pairs
+    from attune_lab.bench_engines import librivox_pairs
 
     pairs = librivox_pairs(LIBRIVOX_DIR)
     if not pairs:

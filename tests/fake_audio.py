@@ -2,7 +2,7 @@
 what it played through a simulated room (delay, attenuation, reverberation) back into the microphone, adds a
 scripted user utterance on top, and calls the input callback, as PortAudio would. It can be unplugged and
 plugged back in. Its real counterpart (python-sounddevice over PortAudio) is exercised by the `mic` command tests
-where a machine has devices; the room is ``attune.transports.echo_path``'s, which the echo benchmark uses too.
+where a machine has devices; the room is ``attune_lab.echo_path``'s, which the echo benchmark uses too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.transports.echo_path import EchoPath, synthetic_rir
+from attune_lab.echo_path import EchoPath, synthetic_rir
 
 RATE = 16000
 BLOCK = 320  # 20 ms

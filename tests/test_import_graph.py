@@ -1,5 +1,7 @@
-"""Unit (layer 1): the house's floors. Every module of ``attune/`` imports only its own room or rooms below it,
-and module-level imports form no cycle. Built from the source with ``ast``, so no module is imported."""
+"""Unit (layer 1): the house's floors. Every module of ``attune/`` (the runtime) and ``attune_lab/`` (benchmarks,
+evaluation, training: the top floor) imports only its own room or rooms below it, and module-level imports form no
+cycle. Built from the source with ``ast``, so no module is imported; one test then imports the whole runtime with
+the lab made unimportable."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import pytest
 
 LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
 
-ROOT = Path(__file__).resolve().parents[1] / "attune"
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "attune"
+LAB = REPO / "attune_lab"
 
 # Lowest first. A room may import itself and any room with a smaller rank.
 RANKS: dict[str, int] = {
@@ -24,6 +28,7 @@ RANKS: dict[str, int] = {
     "transports": 6,
     "commands": 7,
     "__main__": 8,
+    "lab": 9,  # attune_lab: nothing in attune/ may import it
 }
 
 
@@ -35,6 +40,8 @@ def _module_name(path: Path) -> str:
 
 
 def _room(module: str) -> str:
+    if module == "attune_lab" or module.startswith("attune_lab."):
+        return "lab"
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 
@@ -78,7 +85,7 @@ def _graph() -> tuple[set[str], dict[str, set[str]], dict[str, set[str]]]:
     modules: set[str] = set()
     every: dict[str, set[str]] = {}
     eager: dict[str, set[str]] = {}
-    for path in sorted(ROOT.rglob("*.py")):
+    for path in sorted([*ROOT.rglob("*.py"), *LAB.rglob("*.py")]):
         name = _module_name(path)
         modules.add(name)
         every[name], eager[name] = _imports(ast.parse(path.read_text(encoding="utf-8")))
@@ -91,14 +98,14 @@ def _graph() -> tuple[set[str], dict[str, set[str]], dict[str, set[str]]]:
 
 def test_every_room_has_a_rank() -> None:
     modules, _, _ = _graph()
-    rooms = {_room(m) for m in modules if m != "attune"}
+    rooms = {_room(m) for m in modules if m not in ("attune", "attune_lab")}
     assert rooms <= set(RANKS), f"rooms without a floor in RANKS: {sorted(rooms - set(RANKS))}"
 
 
 def test_no_import_reaches_up_a_floor() -> None:
     _, every, _ = _graph()
     upward = sorted(f"{a} -> {b}" for a, targets in every.items() for b in targets
-                    if a != "attune" and b != "attune" and RANKS[_room(b)] > RANKS[_room(a)])
+                    if "attune" not in (a, b) and a != "attune_lab" and RANKS[_room(b)] > RANKS[_room(a)])
     assert not upward, "imports from a lower room into a higher one:\n" + "\n".join(upward)
 
 
@@ -130,3 +137,25 @@ def test_the_graph_test_sees_an_upward_import(tmp_path: Path) -> None:
     every, _ = _imports(ast.parse("from attune.pipeline.session import Session\n"))
     assert "attune.pipeline.session" in every
     assert RANKS[_room("attune.pipeline.session")] > RANKS[_room("attune.core.audio")]
+
+
+def test_the_runtime_imports_without_the_lab() -> None:
+    """Every module of ``attune/`` imports with ``attune_lab`` unimportable (as where only the runtime is installed):
+    a lazy import of the lab inside a function would pass the graph but fail here only if it ran at import time,
+    so the graph test above also forbids any ``attune -> attune_lab`` import, lazy or not."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pkgutil, importlib; sys.modules['attune_lab'] = None; import attune; "
+            "names = [m.name for m in pkgutil.walk_packages(attune.__path__, 'attune.')]; "
+            "[importlib.import_module(n) for n in names if not n.endswith(('mlx_backend', 'e2v_mlx'))]; "
+            "print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) > 100
+
+
+def test_the_graph_test_sees_the_runtime_importing_the_lab() -> None:
+    every, _ = _imports(ast.parse("def f():\n    from attune_lab.latency import voice_to_voice\n"))
+    assert "attune_lab.latency" in every
+    assert RANKS[_room("attune_lab.latency")] > RANKS[_room("attune.commands.serve")]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attune.backends.tts.factory import TTS_BACKENDS, create_tts
 from attune.backends.tts.router import VoiceModelRouter
+from attune.backends.tts.tts_factory import TTS_BACKENDS, create_tts
 from attune.config import Config
 from attune.core.audio import rms
 from attune.core.errors import TTSError

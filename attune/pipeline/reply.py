@@ -90,7 +90,7 @@ class ReplyDeps:
     emit: Callable[[SessionEvent], None]
     dsp_factory: DSPFactory | None = None
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
-    openings: Any = None  # attune.pipeline.openings.OpeningVoice (cached openings); None = no openings
+    openings: Any = None  # attune.pipeline.opening_voice.OpeningVoice (cached openings); None = no openings
     phrases: Any = None  # attune.pipeline.phrases.PhraseVoice (the speech cache); None = every sentence synthesised
 
 

@@ -91,7 +91,7 @@ class SessionBackends:
     dsp_factory: DSPFactory | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
     turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
     end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
-    openings: Any = None  # attune.pipeline.openings.OpeningVoice: cached openings; None = no openings
+    openings: Any = None  # attune.pipeline.opening_voice.OpeningVoice: cached openings; None = no openings
     phrases: Any = None  # attune.pipeline.phrases.PhraseVoice: the speech cache's voice; None = no cache
     listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
     background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill

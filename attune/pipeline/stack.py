@@ -15,11 +15,11 @@ from typing import Any, cast
 import numpy as np
 
 from attune.agent.brain import default_planner
-from attune.backends.asr.factory import create_asr
+from attune.backends.asr.asr_factory import create_asr
 from attune.backends.base import ChatMessage
-from attune.backends.llm.factory import create_llm
+from attune.backends.llm.llm_factory import create_llm
 from attune.backends.tts.cache import speech_cache_from_config
-from attune.backends.tts.factory import create_tts
+from attune.backends.tts.tts_factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
@@ -47,7 +47,7 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     backends.phrases = PhraseVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
                                    config.pipeline.output_sample_rate, speech_cache_from_config(config))
     if config.agent.openings:
-        from attune.pipeline.openings import OpeningVoice
+        from attune.pipeline.opening_voice import OpeningVoice
 
         backends.openings = OpeningVoice(tts, None, 0, phrases=backends.phrases)
     return for_session(config, backends) if emotion else backends
@@ -98,7 +98,7 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     must never share these. A backend that cannot run here falls back to prosodic (logged once); if even that
     fails, emotion analysis is off for the session (logged)."""
     from attune.backends.emotion.detector import VoiceEmotionDetector
-    from attune.backends.emotion.registry import create_emotion_backend
+    from attune.backends.emotion.emotion_factory import create_emotion_backend
 
     detector: VoiceEmotionDetector | None = None
     turn: TurnEmotion | None = None

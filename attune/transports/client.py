@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from attune.core.audio import FRAME_S, float_to_pcm16, pcm16_to_float
 from attune.core.errors import AttuneError
 from attune.transports.protocol import MAX_INPUT_RATE, MIN_INPUT_RATE
 
-FRAME_S = 0.02  # s per streamed frame
 SETTLE_S = 1.0  # s of quiet (no reply in progress, no audio arriving) after which the tail ends
 QUIET_TURN_S = 5.0  # s without events after which a turn with no reply counts as over
 
@@ -47,7 +47,7 @@ class ClientRun:
         out = np.zeros(total, dtype=np.float32)
         cursor = 0
         for t, data in self.chunks:
-            samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+            samples = pcm16_to_float(data)
             start = max(cursor, int(t * self.output_rate))
             out[start:start + len(samples)] = samples
             cursor = start + len(samples)
@@ -62,8 +62,7 @@ class ClientRun:
 
 def _frames(samples: np.ndarray, rate: int) -> list[bytes]:
     step = int(round(FRAME_S * rate))
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    return [pcm[i:i + step].tobytes() for i in range(0, len(pcm), step)]
+    return [float_to_pcm16(samples[i:i + step]) for i in range(0, len(samples), step)]
 
 
 async def stream_file(url: str, samples: np.ndarray, rate: int, *, token: str | None = None, speed: float = 1.0,

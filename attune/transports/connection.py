@@ -20,17 +20,16 @@ from typing import Any, Protocol
 import numpy as np
 
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE
+from attune.core.audio import FRAME, SAMPLE_RATE
 from attune.core.errors import AttuneError, BackendError, PersonaError, ProtocolError
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
 from attune.transports import protocol as proto
+from attune.transports.live_settings import LiveSettings
 from attune.transports.metrics import ServerMetrics
-from attune.transports.settings import LiveSettings
 
 log = logging.getLogger(__name__)
 CLOCK_GAP_S = 0.2  # s without client audio after which the clock keeper streams silence
-FRAME = SAMPLE_RATE // 50  # samples in 20 ms
 FLUSH_TIMEOUT_S = 2.0  # s the last events (an error, session.closing) get to reach the client before the close
 CLOSE_TIMEOUT_S = 60.0  # s a close frame may wait for a client that stopped reading (keep-alive ends it sooner)
 

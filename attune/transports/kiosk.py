@@ -34,9 +34,9 @@ from attune.core.errors import AudioDeviceError, TTSError
 from attune.core.events import SessionEvent
 from attune.pipeline.phrases import Phrase, PhraseVoice
 from attune.pipeline.session import Session, SessionBackends
+from attune.transports.live_settings import LiveSettings
 from attune.transports.microphone import LocalAudio, run_microphone
 from attune.transports.protocol import SessionUpdate
-from attune.transports.settings import LiveSettings
 
 log = logging.getLogger("attune.kiosk")
 WATCH_S = 0.1  # s between checks of the idle timer and the stop signal

@@ -17,7 +17,7 @@ import numpy as np
 
 from attune.agent.persona_model import ID_PATTERN as PERSONA_ID
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE
+from attune.core.audio import SAMPLE_RATE, float_to_pcm16, pcm16_to_float
 from attune.core.dsp import resample_poly
 from attune.core.errors import ProtocolError
 from attune.core.events import SessionEvent
@@ -216,7 +216,7 @@ def decode_audio(data: bytes, audio_format: str, sample_rate: int) -> np.ndarray
         raise ProtocolError(f"audio frame of {n} samples is longer than {MAX_FRAME_S:g} s at {sample_rate} Hz",
                             "frame_too_long")
     if audio_format == "pcm16":
-        return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        return pcm16_to_float(data)
     samples = np.frombuffer(data, dtype="<f4")
     if not np.all(np.isfinite(samples)):
         raise ProtocolError("float32 audio frame contains NaN or Inf", "non_finite_audio")
@@ -269,8 +269,7 @@ def encode_event(event: SessionEvent) -> str | bytes:
     """A session event -> one WebSocket message: reply audio as PCM16 bytes, everything else as JSON text."""
     if event.type == ev.AUDIO_DELTA:
         assert event.audio is not None
-        samples = np.clip(event.audio.samples, -1.0, 1.0)
-        return (samples * 32767.0).round().astype("<i2").tobytes()
+        return float_to_pcm16(event.audio.samples)
     if event.type == ev.ERROR:
         d = dict(event.data)
         obj = error_json(str(d.pop("code", "internal_error")), str(d.pop("message", "")),

@@ -43,10 +43,10 @@ from attune.core.events import SessionEvent
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
 from attune.transports.connection import Connection, ConnectionLimits
+from attune.transports.live_settings import voices_of
 from attune.transports.metrics import CONTENT_TYPE, ServerMetrics
 from attune.transports.persona_api import PersonaAPI, PersonaService
 from attune.transports.protocol import RESPONSE_QUEUED
-from attune.transports.settings import voices_of
 
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"

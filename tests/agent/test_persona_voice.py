@@ -124,7 +124,7 @@ async def test_openings_in_a_personas_voice_are_cached_apart() -> None:
     persona's view renders with the persona's voice into the one shared cache."""
     from attune.agent.openings import Opening
     from attune.core.emotion import EmotionCategory
-    from attune.pipeline.openings import OpeningVoice
+    from attune.pipeline.opening_voice import OpeningVoice
 
     router = _router(ToneTTS(22050))
     shared = OpeningVoice(router, None, 16000)

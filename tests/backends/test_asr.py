@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attune.backends.asr.factory import choose_asr_backend, create_asr
+from attune.backends.asr.asr_factory import choose_asr_backend, create_asr
 from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 from attune.backends.base import ASRBackend
 from attune.backends.registry import build
-from attune.commands.engines import normalize_words, word_errors
 from attune.config import Config
 from attune.core.audio import load_wav
 from attune.core.errors import AudioInputError, BackendUnavailable, ConfigError
 from attune.core.frames import AudioChunk
+from attune_lab.bench_engines import normalize_words, word_errors
 from tests.engines_util import installed_model, librivox_clips
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio

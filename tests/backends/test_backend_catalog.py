@@ -13,9 +13,9 @@ import pytest
 
 from attune.backends import registry
 from attune.backends.emotion.prosodic import ProsodicBackend
-from attune.backends.tts.factory import create_tts, wanted_providers
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import TIERS
+from attune.backends.tts.tts_factory import create_tts, wanted_providers
 from attune.backends.vad import EnergyVAD, SileroVAD
 from attune.config import Config, EmotionConfig, PipelineConfig
 from attune.core import catalog

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attune.backends.base import EmotionBackend, FrameTrackBackend
-from attune.backends.emotion import registry
+from attune.backends.emotion import emotion_factory as registry
 from attune.backends.emotion.emotion2vec import E2V_LABELS, result_from_logits
 from attune.backends.emotion.prosodic import RULE_CONFIDENCE_CAP, ProsodicBackend
 from attune.config import Config, EmotionConfig, load_config

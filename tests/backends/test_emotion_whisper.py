@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attune.backends.emotion import registry
+from attune.backends.emotion import emotion_factory as registry
 from attune.backends.emotion.hybrid import HybridBackend
 from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool, speech_rows
 from attune.backends.emotion.whisper_head import ENCODERS, WhisperEmotionBackend, head_path

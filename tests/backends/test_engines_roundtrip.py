@@ -8,9 +8,9 @@ import pytest
 from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 from attune.backends.tts.espeak_backend import EspeakTTS
 from attune.backends.tts.piper_backend import PiperTTS
-from attune.commands.engines import normalize_words, word_errors
 from attune.core.errors import BackendUnavailable
 from attune.core.frames import AudioChunk
+from attune_lab.bench_engines import normalize_words, word_errors
 from tests.engines_util import installed_model
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from attune.backends.llm.common import stream_from_thread
-from attune.backends.llm.factory import create_llm
+from attune.backends.llm.llm_common import stream_from_thread
+from attune.backends.llm.llm_factory import create_llm
 from attune.backends.llm.ollama_backend import OllamaLLM
 from attune.backends.llm.openai_backend import OpenAICompatLLM, parse_sse_data
 from attune.config import Config

@@ -12,7 +12,8 @@ import pytest
 
 from attune.backends.base import ChatMessage
 from attune.backends.llm.gguf import GGUFError, row_lookup_ranges, tensor_table
-from attune.core import memory
+from attune.core import process_memory
+from attune_lab import rss
 from tests.engines_util import installed_model
 
 LAYER = "unit"  # STYLE.md layer 1, plus one real-model test at the end (marked)
@@ -82,20 +83,20 @@ def test_dropping_a_mapped_range_frees_its_pages_and_keeps_its_bytes(tmp_path: P
     path.write_bytes(bytes(range(256)) * (4096 * page // 256))  # 4096 pages (16 MiB with 4 KiB pages)
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ) as m:
         assert sum(m[i] for i in range(0, len(m), page)) == 0  # touch every page: offset i*page holds byte 0
-        whole = memory.mapped_rss_kb(path)
+        whole = rss.mapped_rss_kb(path)
         assert whole >= 0.95 * len(m) / 1024
-        advised = memory.drop_mapped_pages(path, [(1000 * page + 10, 2000 * page)])
+        advised = process_memory.drop_mapped_pages(path, [(1000 * page + 10, 2000 * page)])
         assert advised == 1999 * page  # whole pages inside the range only
-        assert memory.mapped_rss_kb(path) <= whole - 1999 * page / 1024 + 64
+        assert rss.mapped_rss_kb(path) <= whole - 1999 * page / 1024 + 64
         assert m[1500 * page + 3] == 3 and m[1000 * page: 1000 * page + 256] == bytes(range(256))
-        assert memory.drop_mapped_pages(tmp_path / "unmapped.bin", [(0, page)]) == 0
+        assert process_memory.drop_mapped_pages(tmp_path / "unmapped.bin", [(0, page)]) == 0
 
 
 def resident_pages(path: Path, offset: int, nbytes: int) -> int:
     """Pages of ``path``'s bytes ``[offset, offset + nbytes)`` present in this process's mapping of it
     (/proc/self/pagemap, bit 63: readable for one's own process without privileges)."""
     page = mmap.PAGESIZE
-    (start, _end, file_offset), = memory._mappings_of(path)
+    (start, _end, file_offset), = process_memory._mappings_of(path)
     first = (start + offset - file_offset + page - 1) // page
     count = nbytes // page - 1
     try:
@@ -120,7 +121,7 @@ async def test_the_real_models_embedding_pages_go_back_and_replies_stay_the_same
     llm = LlamaCppLLM(path, n_ctx=512)
     assert llm.released_bytes > 0.99 * nbytes - mmap.PAGESIZE
     assert resident_pages(path, offset, nbytes) < 0.01 * pages  # the load touched it all; the table went back
-    resident = memory.mapped_rss_kb(path) * 1024
+    resident = rss.mapped_rss_kb(path) * 1024
     assert resident < path.stat().st_size - 0.9 * nbytes
 
     messages = [ChatMessage("system", "Answer in one short sentence."), ChatMessage("user", "Name a red fruit.")]
@@ -142,5 +143,5 @@ def test_a_writable_mapping_is_never_dropped(tmp_path: Path) -> None:
     path.write_bytes(b"\0" * (64 * mmap.PAGESIZE))
     with open(path, "r+b") as fh, mmap.mmap(fh.fileno(), 0, flags=mmap.MAP_PRIVATE) as m:
         m[: 5] = b"dirty"  # a private page written to: dropping it would lose this
-        assert memory.drop_mapped_pages(path, [(0, len(m))]) == 0
+        assert process_memory.drop_mapped_pages(path, [(0, len(m))]) == 0
         assert m[:5] == b"dirty"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from attune.backends.base import ChatMessage, LLMBackend
-from attune.backends.llm.factory import create_llm
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
+from attune.backends.llm.llm_factory import create_llm
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 from tests.engines_util import installed_model

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from attune.backends.base import TTSBackend
-from attune.backends.tts.factory import create_tts
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.router import VoiceModelRouter
+from attune.backends.tts.tts_factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk

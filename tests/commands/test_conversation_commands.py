@@ -8,9 +8,9 @@ import pytest
 import run_agent
 from attune.core import events as ev
 from attune.core.audio import FRAME_S
-from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.transports.file import stream_file
 from attune.transports.microphone import OutputBuffer
+from attune_lab.latency import frame_levels, voice_to_voice
 from tests.fakes import Harness, ScriptedLLM
 
 LAYER = "fakes"  # STYLE.md layer 3: the pipeline on fake backends

@@ -52,7 +52,7 @@ def test_corrupt_piper_voice_is_backend_unavailable_with_the_repair_command(tmp_
 def test_router_falls_back_to_espeak_and_health_names_the_broken_voice(tmp_path: Path, caplog: Any) -> None:
     import asyncio
 
-    from attune.backends.tts.factory import create_tts
+    from attune.backends.tts.tts_factory import create_tts
 
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
@@ -229,7 +229,7 @@ def test_whisper_drops_segments_it_flags_as_no_speech() -> None:
 
 
 def test_speech_segments_keeps_speech_and_drops_flagged_segments() -> None:
-    from attune.backends.asr.common import speech_segments
+    from attune.backends.asr.asr_common import speech_segments
 
     seg = types.SimpleNamespace
     raw = [seg(text=" you", no_speech_prob=0.95), seg(text=" hello there", no_speech_prob=0.02)]

@@ -92,8 +92,8 @@ def test_bad_filter_arguments_are_clear_errors() -> None:
 
 
 RUNTIME_MODULES = [
-    "attune.commands.conversation", "attune.commands.soak", "attune.commands.engines", "attune.commands.emotion",
-    "attune.commands.expression", "attune.commands.server", "attune.commands.kiosk", "attune.pipeline.stack",
+    "attune.commands.conversation", "attune.commands.engines", "attune.commands.analyze",
+    "attune.commands.expression", "attune.commands.serve", "attune.commands.run_kiosk", "attune.pipeline.stack",
     "attune.transports.file", "attune.transports.microphone", "attune.backends.emotion.features",
     "attune.backends.emotion.model", "attune.agent.prosody_dsp", "attune.agent.speech_dsp",
 ]

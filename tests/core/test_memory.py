@@ -11,7 +11,8 @@ import pytest
 
 from attune.backends.base import ChatMessage
 from attune.backends.tts.piper_backend import MAX_PIECE_CHARS, MIN_PHRASE_CHARS, clause_pieces
-from attune.core import memory
+from attune.core import process_memory
+from attune_lab import rss
 from tests.engines_util import installed_model
 from tests.fakes import Harness, ScriptedLLM
 
@@ -20,19 +21,19 @@ LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc are Linux's")
 def test_allocator_tuning_applies_and_rss_is_read() -> None:
-    assert memory.tune_allocator() is True
-    memory.release_free_memory()
-    assert 10 < memory.rss_mb() <= memory.peak_rss_mb()
+    assert process_memory.tune_allocator() is True
+    process_memory.release_free_memory()
+    assert 10 < rss.rss_mb() <= rss.peak_rss_mb()
 
 
 def test_big_buffers_go_back_to_the_system_when_freed() -> None:
-    if not memory.tune_allocator():
+    if not process_memory.tune_allocator():
         pytest.skip("not glibc")
-    before = memory.rss_mb()
+    before = rss.rss_mb()
     block = np.ones(64 * 2**20 // 8)  # 64 MB, touched
-    assert memory.rss_mb() > before + 50
+    assert rss.rss_mb() > before + 50
     del block
-    assert memory.rss_mb() < before + 20
+    assert rss.rss_mb() < before + 20
 
 
 def test_clause_pieces_cut_long_sentences_at_clause_marks_only() -> None:
@@ -76,8 +77,9 @@ def test_llama_loads_without_repacking_and_restores_the_defaults() -> None:
 
 
 async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from attune.commands import conversation, soak
+    from attune.commands import conversation
     from attune.pipeline import stack
+    from attune_lab import bench_soak as soak
 
     h = Harness(llm=ScriptedLLM(["I am here with you."]))
     template = h.session()
@@ -95,28 +97,28 @@ async def test_soak_loop_samples_rss_every_n_turns(monkeypatch: Any, capsys: pyt
     assert result["turns_completed"] == 4
     assert all(s["rss_mb"] > 0 for s in result["samples"])
     assert all(s["s_per_turn"] >= 0 and "load1" in s for s in result["samples"][1:])
-    expected = memory.slope_per_100([(s["turn"], s["rss_mb"]) for s in result["samples"][1:]])
+    expected = rss.slope_per_100([(s["turn"], s["rss_mb"]) for s in result["samples"][1:]])
     assert result["rss_slope_mb_per_100_turns"] == round(expected, 1)
     out = capsys.readouterr().out
     assert "RSS every 2" in out and "turn    4: RSS" in out and "MiB per 100 turns" in out
 
 
 def test_slope_per_100_turns_is_the_least_squares_trend() -> None:
-    assert memory.slope_per_100([]) == 0.0 and memory.slope_per_100([(20, 1500.0)]) == 0.0
-    assert memory.slope_per_100([(20, 1500.0), (40, 1500.0), (60, 1500.0)]) == 0.0
-    assert memory.slope_per_100([(20, 1500.0), (120, 1510.0)]) == pytest.approx(10.0)
+    assert rss.slope_per_100([]) == 0.0 and rss.slope_per_100([(20, 1500.0)]) == 0.0
+    assert rss.slope_per_100([(20, 1500.0), (40, 1500.0), (60, 1500.0)]) == 0.0
+    assert rss.slope_per_100([(20, 1500.0), (120, 1510.0)]) == pytest.approx(10.0)
     # one turn's transient in the middle moves the trend far less than it moves last-minus-first
     noisy = [(20, 1500.0), (40, 1540.0), (60, 1500.0), (80, 1500.0), (100, 1500.0)]
-    assert memory.slope_per_100(noisy) == pytest.approx(-20.0)
-    assert memory.slope_per_100([(t, 1400.0 + 0.5 * t) for t in range(20, 201, 20)]) == pytest.approx(50.0)
+    assert rss.slope_per_100(noisy) == pytest.approx(-20.0)
+    assert rss.slope_per_100([(t, 1400.0 + 0.5 * t) for t in range(20, 201, 20)]) == pytest.approx(50.0)
 
 
 def test_soak_rejects_a_negative_reply_bound_and_applies_a_positive_one(monkeypatch: Any) -> None:
     import argparse
 
-    from attune.commands import soak
     from attune.config import Config
     from attune.core.errors import AttuneError
+    from attune_lab import bench_soak as soak
 
     seen: list[int] = []
 
@@ -134,8 +136,8 @@ def test_soak_rejects_a_negative_reply_bound_and_applies_a_positive_one(monkeypa
 
 async def test_a_second_recording_in_one_session_keeps_only_its_own_timeline() -> None:
     """Audio buffers per turn: each stream_file run holds its own recording's span, not the session's so far."""
-    from attune.pipeline.latency import voice_to_voice
     from attune.transports.file import stream_file
+    from attune_lab.latency import voice_to_voice
 
     t = np.arange(16000) / 16000
     speech = np.concatenate([(0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), np.zeros(8000, np.float32)])

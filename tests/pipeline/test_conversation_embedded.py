@@ -17,9 +17,9 @@ import pytest
 from attune.config import load_config
 from attune.core import events as ev
 from attune.core.audio import FRAME, FRAME_S, SAMPLE_RATE, load_wav, prepare
-from attune.pipeline.latency import frame_levels, voice_to_voice
 from attune.pipeline.session import Session
 from attune.transports.file import stream_file
+from attune_lab.latency import frame_levels, voice_to_voice
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio
 

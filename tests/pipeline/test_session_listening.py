@@ -9,7 +9,7 @@ import pytest
 
 from attune.backends.base import ChatMessage
 from attune.core import events as ev
-from attune.pipeline.openings import OpeningVoice
+from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.shared_llm import SharedLLM
 from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS
 

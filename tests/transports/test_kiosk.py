@@ -257,7 +257,7 @@ async def test_health_snapshot_is_json_and_says_what_the_kiosk_is_doing() -> Non
 KIOSK_SCRIPT = textwrap.dedent("""
     import asyncio, sys
     from tests.transports.test_kiosk import Rig
-    from attune.commands.kiosk import json_logging, run_kiosk
+    from attune.commands.run_kiosk import json_logging, run_kiosk
 
     json_logging("INFO")
     rig = Rig(idle_reset_s=600.0)

@@ -7,10 +7,10 @@ from __future__ import annotations
 from attune.agent.persona_model import PersonaRecord, VoiceConfig
 from attune.agent.persona_voice import PersonaVoice
 from attune.backends.tts.router import VoiceModelRouter
-from attune.pipeline.openings import OpeningVoice
+from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
+from attune.transports.live_settings import LiveSettings
 from attune.transports.protocol import SessionUpdate
-from attune.transports.settings import LiveSettings
 from tests.fakes import Harness, ToneTTS
 
 LAYER = "unit"

@@ -19,8 +19,8 @@ from attune.core.errors import AudioDeviceError
 from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
 from attune.transports.echo import PassThrough, PlaybackReference, ReferenceTrack, create_echo_canceller
-from attune.transports.echo_path import EchoPath, measure, power_db, room_rir, speech_similarity, synthetic_rir
 from attune.transports.microphone import LocalAudio, OutputBuffer, list_devices, resolve_device, run_microphone
+from attune_lab.echo_path import EchoPath, measure, power_db, room_rir, speech_similarity, synthetic_rir
 from tests.engines_util import librivox_clips
 from tests.fake_audio import FakeDuplexDevice, kiosk_room
 from tests.fakes import FakeEmotion, FixedASR, ScriptedLLM, calm_planner

@@ -303,7 +303,7 @@ async def test_reference_client_streams_at_the_files_rate_and_keeps_the_reply() 
 
 
 async def test_load_clients_measure_lag() -> None:
-    from attune.transports.load import run_load
+    from attune_lab.load_client import run_load
 
     t = np.arange(16000) / 16000
     utterance = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)

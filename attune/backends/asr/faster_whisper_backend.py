@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.asr.common import speech_segments, storage_to_states, validate_audio, whisper_folder
+from attune.backends.asr.asr_common import speech_segments, storage_to_states, validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE

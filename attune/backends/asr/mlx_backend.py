@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attune.backends.asr.common import no_speech_prob, speech_segments, validate_audio, whisper_folder
+from attune.backends.asr.asr_common import no_speech_prob, speech_segments, validate_audio, whisper_folder
 from attune.backends.base import Segment, Transcription
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from attune.backends.base import EmotionBackend, FrameTrackBackend
+from attune.backends.emotion.emotion_factory import create_emotion_backend
 from attune.backends.emotion.features import (
     CONTEXT,
     HOP,
@@ -30,7 +31,6 @@ from attune.backends.emotion.features import (
     track_with_fallback,
 )
 from attune.backends.emotion.prosodic import unusable_result
-from attune.backends.emotion.registry import create_emotion_backend
 from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, load_wav, measure_quality, prepare, read_audio_file, rms
 from attune.core.emotion import (

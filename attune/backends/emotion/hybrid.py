@@ -1,7 +1,7 @@
 """The hybrid emotion backend (``hybrid``): the Whisper head for the category, prosody for the fine detail.
 
 Both learned backends give calibrated posteriors over the same nine classes; the hybrid fuses them as a
-confidence-weighted product of experts (``evaluation.hybrid_probs``; weight ``emotion.hybrid_neural_weight``
+confidence-weighted product of experts (``hybrid_probs``; weight ``emotion.hybrid_neural_weight``
 on the neural side), takes the category and its confidence from the fusion and the prosodic markers (pitch,
 rate, pauses, tremor) from the DSP. Without the Whisper head or encoder it cannot be built and the registry
 falls back to prosody alone; if the encoder fails on one turn, that turn is read by prosody alone.
@@ -13,7 +13,8 @@ import logging
 
 import numpy as np
 
-from attune.backends.emotion.evaluation import hybrid_probs
+from attune.backends.emotion.labels import GROUP5, grouping_matrix
+from attune.backends.emotion.model import softmax
 from attune.backends.emotion.posterior import result_from_probs
 from attune.backends.emotion.prosodic import ProsodicBackend, quality_factor
 from attune.backends.emotion.whisper_head import WhisperEmotionBackend
@@ -23,6 +24,24 @@ from attune.core.emotion import EmotionResult
 from attune.core.errors import EmotionError
 
 log = logging.getLogger("attune.emotion.hybrid")
+_G5 = grouping_matrix(GROUP5)
+
+
+def hybrid_probs(neural: np.ndarray, prosodic: np.ndarray, neural_weight: float,
+                 neural_familiar: np.ndarray | None = None) -> np.ndarray:
+    """Confidence-weighted product of experts over rows of class posteriors (n, len(CLASSES)).
+
+    p ~ p_n^a * p_p^b with a = w c_n, b = (1 - w) c_p, normalised to a + b = 1, where c is each side's
+    group5 confidence (the neural one times its familiarity factor) and w = ``neural_weight``.
+    """
+    n = np.atleast_2d(neural)
+    p = np.atleast_2d(prosodic)
+    fam = np.ones(len(n)) if neural_familiar is None else np.asarray(neural_familiar, np.float64)
+    a = neural_weight * (n @ _G5).max(axis=1) * fam
+    b = (1.0 - neural_weight) * (p @ _G5).max(axis=1)
+    total = np.maximum(a + b, 1e-9)
+    log = (a / total)[:, None] * np.log(n + 1e-9) + (b / total)[:, None] * np.log(p + 1e-9)
+    return softmax(log)
 
 
 class HybridBackend:

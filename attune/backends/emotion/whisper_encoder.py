@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.asr.common import SAMPLES_PER_STATE, states_for, storage_to_states
+from attune.backends.asr.asr_common import SAMPLES_PER_STATE, states_for, storage_to_states
 from attune.backends.asr.faster_whisper_backend import FULL_WINDOW_S, encoder_frames
 from attune.core.audio import SAMPLE_RATE
 from attune.core.errors import BackendUnavailable, EmotionError

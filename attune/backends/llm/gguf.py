@@ -5,7 +5,7 @@ RSS). One tensor is read row by row: the input embedding ``token_embd.weight`` i
 token id) whenever the model has an ``output.weight`` of its own. Qwen2.5 1.5B and 0.5B ship both (125 and 89 MiB
 of embedding), but llama.cpp's loader touches the whole file, so the table stays resident although a
 conversation reads a few hundred of its 151,936 rows. ``row_lookup_ranges`` names those bytes, so the backend can
-hand their pages back (``attune.core.memory.drop_mapped_pages``); rows a turn reads are faulted in again from the
+hand their pages back (``core.process_memory.drop_mapped_pages``); rows a turn reads are faulted in again from the
 page cache. Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md (version 2 and 3).
 """
 

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from attune.backends.base import ChatMessage
-from attune.backends.llm.common import check_messages, stream_from_thread
 from attune.backends.llm.gguf import GGUFError, row_lookup_ranges
+from attune.backends.llm.llm_common import check_messages, stream_from_thread
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
-from attune.core.memory import drop_pages, mapped_pages
+from attune.core.process_memory import drop_pages, mapped_pages
 from attune.models import model_path as embedded_model_path
 
 CHATML_TEMPLATE = (

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from attune.backends.base import ChatMessage
-from attune.backends.llm.common import check_messages
+from attune.backends.llm.llm_common import check_messages
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 

@@ -14,7 +14,7 @@ import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
-from attune.backends.tts.common import check_text
+from attune.backends.tts.tts_common import check_text
 from attune.config import Config
 from attune.core.audio import AudioInputError, load_wav_bytes
 from attune.core.errors import BackendUnavailable, TTSError

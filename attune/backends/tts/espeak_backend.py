@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import espeak_flags
+from attune.backends.tts.tts_common import check_text
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import piper_controls
+from attune.backends.tts.tts_common import check_text
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk

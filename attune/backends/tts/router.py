@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from attune.backends.base import TTSBackend
-from attune.backends.tts.common import check_text
 from attune.backends.tts.prosody_map import native_dimensions
+from attune.backends.tts.tts_common import check_text
 from attune.core.audio import resample
 from attune.core.catalog import tts_tiers
 from attune.core.errors import BackendError, BackendUnavailable, TTSError

@@ -64,8 +64,8 @@ def _voiced_fraction(samples: np.ndarray) -> float:
 
 
 def _wer(asr: Any, samples: np.ndarray, words: str) -> float:
-    from attune.commands.engines import normalize_words, word_errors
     from attune.core.frames import AudioChunk
+    from attune_lab.bench_engines import normalize_words, word_errors
 
     text = asr.transcribe(AudioChunk(samples.astype(np.float32), SAMPLE_RATE)).text
     reference = normalize_words(words)
@@ -73,9 +73,9 @@ def _wer(asr: Any, samples: np.ndarray, words: str) -> float:
 
 
 def bench(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from attune.commands.engines import librivox_pairs
     from attune.transports.echo import PassThrough, create_echo_canceller
-    from attune.transports.echo_path import EchoPath, measure, room_rir, speech_similarity, synthetic_rir
+    from attune_lab.bench_engines import librivox_pairs
+    from attune_lab.echo_path import EchoPath, measure, room_rir, speech_similarity, synthetic_rir
 
     pairs = librivox_pairs(Path(args.data))
     if not pairs:
@@ -84,7 +84,7 @@ def bench(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     rir, made_by = room_rir(args.rt60) if args.room == "pyroomacoustics" else (synthetic_rir(args.rt60), "synthetic")
     asr = None
     if not args.no_asr:
-        from attune.backends.asr.factory import create_asr
+        from attune.backends.asr.asr_factory import create_asr
 
         asr = create_asr(config)
     voice = agent_voice(config)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from attune.agent.brain import PromptBuilder
-from attune.agent.reply_eval import SCENARIOS, run_eval
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
+from attune_lab.reply_eval import SCENARIOS, run_eval
 from tests.engines_util import installed_model
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio

@@ -43,10 +43,11 @@ async def _soak(config: Config, turns: int, every: int, *, quiet: bool) -> dict[
     """The demo's two spoken utterances (real Piper speech) alternated as the user's turns, each streamed as
     fast as the session takes it, the agent answering each in full before the next."""
     from attune.commands.conversation import demo_utterances
-    from attune.core.memory import peak_rss_mb, release_free_memory, rss_mb, slope_per_100
+    from attune.core.process_memory import release_free_memory
     from attune.pipeline.session import Session
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
+    from attune_lab.rss import peak_rss_mb, rss_mb, slope_per_100
 
     utterances = await asyncio.to_thread(demo_utterances, config)  # as the demo: rendered before the stack loads
     release_free_memory()

@@ -48,7 +48,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 async def _bench(config: Config, directory: Path, n: int, repeats: int) -> dict[str, Any]:
     from attune.agent.openings import OPENINGS
     from attune.backends.tts.cache import SpeechCache, SpeechStore
-    from attune.backends.tts.factory import create_tts
+    from attune.backends.tts.tts_factory import create_tts
     from attune.pipeline.phrases import Phrase, PhraseVoice, stock_phrases
     from attune.pipeline.session import default_dsp_factory
 

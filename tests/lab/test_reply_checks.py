@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from attune.agent.reply_checks import (
+from attune.core.emotion import EmotionCategory
+from attune_lab.reply_checks import (
     BAD,
     GOOD,
     check_answers,
@@ -20,8 +21,7 @@ from attune.agent.reply_checks import (
     check_speaks_to_user,
     count_sentences,
 )
-from attune.agent.reply_eval import SCENARIOS, summarize
-from attune.core.emotion import EmotionCategory
+from attune_lab.reply_eval import SCENARIOS, summarize
 
 LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
 
@@ -138,7 +138,7 @@ def test_scenarios_carry_the_readings_they_name() -> None:
 
 
 def test_summary_counts_only_applicable_checks() -> None:
-    from attune.agent.reply_eval import ScenarioReport
+    from attune_lab.reply_eval import ScenarioReport
 
     sc = SCENARIOS[0]
     checks = tuple(check_reply(GOOD_REPLY, user_text=sc.text, situation=sc.situation, topic=sc.topic))
@@ -149,7 +149,7 @@ def test_summary_counts_only_applicable_checks() -> None:
 
 
 def test_stock_sentences_reused_across_turns_are_caught() -> None:
-    from attune.agent.reply_checks import check_not_template
+    from attune_lab.reply_checks import check_not_template
 
     others = ["Oh, I'm so sorry about your exam. I'm here with you."]
     assert not check_not_template("Oh, I'm so sorry about your stove. I'm here with you.", others).passed

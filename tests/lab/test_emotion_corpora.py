@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 import run_agent
-from attune.backends.emotion import evaluation as ev
-from attune.backends.emotion.dataset import LabelledSet, list_utterances
 from attune.backends.emotion.labels import CLASSES
-from attune.backends.emotion.measures import score
 from attune.backends.emotion.prosodic import ProsodicBackend
 from attune.config import REPO_ROOT
 from attune.core.audio import load_wav
+from attune_lab.emotion import evaluation as ev
+from attune_lab.emotion.dataset import LabelledSet, list_utterances
+from attune_lab.emotion.measures import score
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio
 

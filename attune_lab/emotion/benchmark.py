@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from attune.backends.emotion import evaluation as ev
-from attune.backends.emotion.dataset import LabelledSet, load_16k
+from attune.backends.emotion.hybrid import hybrid_probs
 from attune.backends.emotion.labels import CLASSES, Utterance
-from attune.backends.emotion.measures import score
 from attune.backends.emotion.posterior import CLASS_CATEGORIES
 from attune.backends.emotion.whisper_head import feature_kind
 from attune.core.emotion import EmotionResult
+from attune_lab.emotion import evaluation as ev
+from attune_lab.emotion.dataset import LabelledSet, load_16k
+from attune_lab.emotion.measures import score
 
 LEARNED = ("prosodic", "whisper", "hybrid")
 _CATEGORY_CLASS = {cat: CLASSES.index(cls) for cls, cats in CLASS_CATEGORIES.items() for cat in cats}
@@ -65,7 +66,7 @@ def learned_probs(backend: str, cache: HeldOutCache, encoder: str, mode: str, tr
         return cache.get(neural_kind, mode, train_corpus)
     labels, p_probs = cache.get("prosodic", mode, train_corpus)
     _, n_probs = cache.get(neural_kind, mode, train_corpus)
-    return labels, ev.hybrid_probs(n_probs, p_probs, neural_weight)
+    return labels, hybrid_probs(n_probs, p_probs, neural_weight)
 
 
 def _figures(labels: np.ndarray, probs: np.ndarray, corpora: np.ndarray) -> dict[str, object]:

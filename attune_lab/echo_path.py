@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import oaconvolve
 
-from attune.core.audio import SAMPLE_RATE
+from attune.core.audio import FRAME, SAMPLE_RATE
 from attune.transports.echo import EchoCanceller
 
-FRAME = SAMPLE_RATE // 50  # samples in 20 ms
 ROOM_M = (4.0, 3.5, 2.7)  # a small room, m
 SPEAKER_M = (2.0, 1.0, 1.2)  # a kiosk's loudspeaker ...
 MIC_M = (2.3, 1.1, 1.25)  # ... and its microphone, 32 cm apart

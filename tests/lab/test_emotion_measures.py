@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attune.backends.emotion.dataset import list_utterances
-from attune.backends.emotion.evaluation import apply_model, hybrid_probs
+from attune.backends.emotion.hybrid import hybrid_probs
 from attune.backends.emotion.labels import CLASSES, GROUP5, parse_name
-from attune.backends.emotion.measures import format_report, grouped_uar, reliability, score, uar
 from attune.backends.emotion.model import train_model
 from attune.backends.emotion.posterior import result_from_probs
 from attune.core.audio import AudioQuality
 from attune.core.emotion import CATEGORY_GROUP, ProsodicMarkers
 from attune.core.errors import AudioInputError
+from attune_lab.emotion.dataset import list_utterances
+from attune_lab.emotion.evaluation import apply_model
+from attune_lab.emotion.measures import format_report, grouped_uar, reliability, score, uar
 
 LAYER = "unit"  # STYLE.md layer 1: a pure core, loop-free, no models
 
@@ -90,8 +91,8 @@ def test_result_primary_carries_the_group_decision() -> None:
 def test_warm_mode_adapts_to_a_speaker_offset() -> None:
     """A test speaker whose features sit far from the population: cold reads them all as one class, warm
     learns the offset from their own files and separates them again."""
-    from attune.backends.emotion.dataset import LabelledSet
     from attune.backends.emotion.labels import Utterance
+    from attune_lab.emotion.dataset import LabelledSet
 
     rng = np.random.default_rng(0)
     d, classes = 6, (C("anger"), C("sadness"))
@@ -117,9 +118,9 @@ def test_warm_mode_adapts_to_a_speaker_offset() -> None:
 def test_evaluate_shipped_scores_any_backend_cold_and_warm(tmp_path: Path) -> None:
     """A backend without retraining (emotion2vec's path) through analyze: a fresh one per file when cold, one
     per speaker when warm; its categories read back as classes."""
-    from attune.backends.emotion.benchmark import evaluate_shipped
     from attune.core.audio import write_wav
     from attune.core.emotion import EmotionCategory
+    from attune_lab.emotion.benchmark import evaluate_shipped
     from tests.emotion_signals import syllables
     from tests.fakes import make_result
 

@@ -2,7 +2,7 @@
 no sentiment inversion, answers a question, stays on the user's subject, speaks to the user, no talk about being
 an AI (or refusing), speakable after normalisation, and not a stock sentence reused across turns.
 
-Pure functions over strings; ``attune.agent.reply_eval`` runs the model and applies them. Each check returns a
+Pure functions over strings; ``attune_lab.reply_eval`` runs the model and applies them. Each check returns a
 ``CheckResult`` whose ``detail`` says what tripped it, so a failing reply can be read and understood.
 """
 

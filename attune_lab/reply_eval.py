@@ -1,5 +1,5 @@
 """The reply-quality check: fixed scenarios (the user's words and a synthetic voice reading) run through the real
-strategy, prompt builder and LLM backend, each reply scored by ``attune.agent.reply_checks``.
+strategy, prompt builder and LLM backend, each reply scored by ``attune_lab.reply_checks``.
 
 ``run_eval(llm, ...)`` is what ``run_agent.py eval-replies`` and the real-model test call. The prompt is built
 exactly as a session builds it (fresh memory), so a score measures what a user would hear.
@@ -14,7 +14,6 @@ from typing import Any
 from attune.agent.brain import PromptBuilder, ResponsePlanLike, default_planner
 from attune.agent.memory import ConversationMemory
 from attune.agent.openings import choose_opening
-from attune.agent.reply_checks import BAD, GOOD, NEUTRAL, CheckResult, check_not_template, check_reply
 from attune.agent.reply_tag import ReplyTagParser
 from attune.backends.base import LLMBackend
 from attune.core.audio import AudioQuality
@@ -27,6 +26,7 @@ from attune.core.emotion import (
     PrimaryDimensions,
     ProsodicMarkers,
 )
+from attune_lab.reply_checks import BAD, GOOD, NEUTRAL, CheckResult, check_not_template, check_reply
 
 E = EmotionCategory
 _GOOD_AUDIO = AudioQuality(rms_dbfs=-22.0, peak_dbfs=-3.0, crest_factor_db=19.0, clipped_fraction=0.0,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from attune.commands.conversation import _bench_summary, _first_token_alone
 from attune.core.errors import LLMError
+from attune_lab.bench_latency import _bench_summary, _first_token_alone
 
 LAYER = "unit"  # STYLE.md layer 1
 

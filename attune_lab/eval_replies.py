@@ -1,5 +1,5 @@
 """Reply-quality subcommand: ``eval-replies [--model NAME] [--json]`` runs the fixed scenarios of
-``attune.agent.reply_eval`` through the configured prompt and the embedded LLM and scores every reply."""
+``attune_lab.reply_eval`` through the configured prompt and the embedded LLM and scores every reply."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ def add_commands(sub: Any) -> None:
 def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import Persona
-    from attune.agent.reply_eval import SCENARIOS, run_eval, summarize
     from attune.agent.strategy import check_strategy
-    from attune.backends.llm.factory import create_llm
+    from attune.backends.llm.llm_factory import create_llm
     from attune.core.errors import ConfigError
+    from attune_lab.reply_eval import SCENARIOS, run_eval, summarize
 
     strategy = check_strategy(args.strategy or config.expression.strategy)
     names = [n.strip() for n in args.only.split(",") if n.strip()]

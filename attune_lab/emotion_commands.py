@@ -1,14 +1,11 @@
-"""Emotion subcommands: ``analyze``, ``eval-emotion``, ``train-emotion`` and ``bench-emotion``."""
+"""Emotion lab commands: ``eval-emotion`` (held-out figures, cold and warm), ``train-emotion`` (the shipped
+prosodic model or Whisper head) and ``bench-emotion`` (CPU per streaming hop)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,23 +14,13 @@ import numpy as np
 
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
-from attune.core.errors import AttuneError, AudioInputError
+from attune.core.errors import AudioInputError
 from attune.core.stats import percentile
 
-log = logging.getLogger("attune.commands.emotion")
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "emodb-dev"
-DEMO_TEXT = "I have been waiting here for two hours and nobody has told me anything!"
 
 
 def add_commands(sub: Any) -> None:
-    p = sub.add_parser("analyze", help="the emotion in a recording (or --demo: a synthesised sentence)")
-    p.add_argument("file", nargs="?", help="audio file (WAV, FLAC, OGG)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (EmotionResult.to_dict())")
-    p.add_argument("--demo", action="store_true", help="synthesise a sentence with espeak-ng and analyse it")
-    p.add_argument("--backend", default=None, choices=catalog.names("emotion"),
-                   help="emotion backend (default: emotion.backend)")
-    p.set_defaults(handler=cmd_analyze)
-
     p = sub.add_parser("eval-emotion", help="held-out emotion figures on EmoDB / RAVDESS folders (cold and warm)")
     p.add_argument("--data", required=True, action="append",
                    help="folder of EmoDB (SSTTTEV.wav) or RAVDESS (MM-VV-EE-II-SS-RR-AA.wav) files; repeat for both")
@@ -46,7 +33,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--cpu-files", type=int, default=20, help="files timed for CPU per turn (0: skip)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_eval)
-
     p = sub.add_parser("train-emotion", help="retrain a shipped emotion model (prosodic or Whisper head)")
     p.add_argument("--data", required=True, action="append", help="EmoDB or RAVDESS folder; repeat for both")
     p.add_argument("--backend", choices=("prosodic", "whisper"), default="prosodic",
@@ -57,7 +43,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--out", default=None, help="model file (default: the shipped one)")
     p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
     p.set_defaults(handler=cmd_train)
-
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of audio to stream")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="EmoDB folder (synthetic speech if absent)")
@@ -65,66 +50,14 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_bench)
 
 
-def _backend(args: argparse.Namespace, config: Config) -> Any:
-    from attune.backends.emotion.registry import create_emotion_backend
-
-    return create_emotion_backend(config, args.backend)
-
-
-def cmd_analyze(args: argparse.Namespace, config: Config) -> int:
-    from attune.backends.emotion.detector import VoiceEmotionDetector
-
-    detector = VoiceEmotionDetector(config.emotion, _backend(args, config))
-    if args.demo:
-        result = _analyze_demo(detector)
-    elif args.file:
-        result = detector.analyze(args.file)
-    else:
-        raise AudioInputError("analyze needs a FILE (or --demo)")
-    if args.json:
-        print(json.dumps(result.to_dict()))
-        return 0
-    d, m = result.dimensions, result.markers
-    print(result.to_context_string())
-    print(f"backend {result.backend}, confidence {result.confidence:.2f}, {result.duration_s:.2f} s of audio")
-    print(f"valence {d.valence:+.2f}  arousal {d.arousal:.2f}  dominance {d.dominance:.2f}  ({d.quadrant.value})")
-    print("top 3: " + ", ".join(f"{p.emotion.value} {p.confidence:.2f} ({p.intensity.value})"
-                                for p in result.predictions))
-    print(f"pitch {m.pitch_mean_hz:.0f} Hz (sd {m.pitch_std_hz:.0f}), rate {m.speech_rate_sps:.1f} syll/s "
-          f"({m.speech_rate_category}), pauses {m.pause_ratio:.0%}, hesitations {m.hesitation_count}, "
-          f"tremor {m.voice_tremor:.2f}, breathiness {m.breathiness:.2f}, level {m.level_dbfs:.1f} dBFS")
-    q = result.quality
-    print(f"audio: {q.rms_dbfs:.1f} dBFS rms, peak {q.peak_dbfs:.1f} dBFS"
-          + (f", issues: {', '.join(q.issues)}" if q.issues else ""))
-    return 0
-
-
-def _analyze_demo(detector: Any) -> Any:
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        print("espeak-ng is not installed (scripts/setup.sh installs it with apt); analysing a synthetic "
-              "voice-like signal instead", file=sys.stderr)
-        t = np.arange(3 * 16000) / 16000.0
-        env = np.sin(np.pi * 4.0 * t) ** 2
-        voice = sum(np.sin(2 * np.pi * 180.0 * k * t) / k for k in range(1, 6))
-        return detector.analyze((0.3 * env * voice).astype(np.float32), 16000)
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "demo.wav"
-        try:
-            subprocess.run([espeak, "-v", "en-us", "-s", "190", "-p", "70", "-w", str(wav), DEMO_TEXT],
-                           check=True, capture_output=True, timeout=60)
-        except (subprocess.SubprocessError, OSError) as exc:
-            raise AttuneError(f"espeak-ng failed to synthesise the demo sentence: {exc}") from exc
-        print(f'demo: espeak-ng says "{DEMO_TEXT}"', file=sys.stderr)
-        return detector.analyze(wav)
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     from dataclasses import replace
 
-    from attune.backends.emotion import benchmark as bm
-    from attune.backends.emotion.dataset import list_utterances
-    from attune.backends.emotion.registry import build_emotion_backend
+    from attune.backends.emotion.emotion_factory import build_emotion_backend
+    from attune_lab.emotion import benchmark as bm
+    from attune_lab.emotion.dataset import list_utterances
 
     started = time.perf_counter()
     name = args.backend or config.emotion.backend
@@ -152,7 +85,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
 
 
 def _eval_text(out: dict[str, Any]) -> str:
-    from attune.backends.emotion.measures import format_report, summary_line
+    from attune_lab.emotion.measures import format_report, summary_line
 
     enc = f" ({out['encoder']} encoder)" if out["encoder"] else ""
     lines = [f"backend {out['backend']}{enc}: {out['files']} files, {out['speakers']} speakers; {out['protocol']}"]
@@ -179,10 +112,10 @@ def _eval_text(out: dict[str, Any]) -> str:
 
 
 def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    from attune.backends.emotion import evaluation as ev
-    from attune.backends.emotion.dataset import list_utterances
     from attune.backends.emotion.model import MODEL_PATH, PROSODIC
     from attune.backends.emotion.whisper_head import feature_kind, head_path
+    from attune_lab.emotion import evaluation as ev
+    from attune_lab.emotion.dataset import list_utterances
 
     utterances = list_utterances(args.data)
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
@@ -213,7 +146,7 @@ def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, conf
 
     from attune.backends.emotion.model import fit_human_detector
     from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool
-    from attune.commands.synthetic_voices import SENTENCES, espeak_clips, piper_clips
+    from attune_lab.synthetic_voices import SENTENCES, espeak_clips, piper_clips
 
     enc = WhisperEncoder(config.resolve_path(config.models.cache_dir) / f"whisper-{encoder}")
     print("rendering espeak-ng and Piper voices for the human-voice detector", file=sys.stderr)
@@ -245,8 +178,8 @@ def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, conf
 
 
 def _bench_audio(data: str, seconds: float) -> tuple[np.ndarray, str]:
-    from attune.backends.emotion.dataset import list_utterances
     from attune.core.audio import SAMPLE_RATE, load_wav, resample
+    from attune_lab.emotion.dataset import list_utterances
 
     need = int(seconds * SAMPLE_RATE)
     try:

@@ -16,16 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from attune.backends.emotion.dataset import LabelledSet, feature_matrix
 from attune.backends.emotion.features import extract_features
-from attune.backends.emotion.labels import CLASSES, GROUP5, Utterance, grouping_matrix
+from attune.backends.emotion.labels import CLASSES, Utterance
 from attune.backends.emotion.model import PROSODIC, EmotionModel, fit_temperature, softmax, train_model
 from attune.core.errors import EmotionError
+from attune_lab.emotion.dataset import LabelledSet, feature_matrix
 
 MODES = ("cold", "warm")
 WARM_ORDER_SEED = 0  # the order a warm detector hears a speaker's files (name order groups RAVDESS by emotion)
 DEFAULT_L2 = {PROSODIC: 0.003, "whisper": 0.01}
-_G5 = grouping_matrix(GROUP5)
 
 
 def default_l2(kind: str) -> float:
@@ -126,22 +125,6 @@ def calibrate(labels: np.ndarray, cold: HeldOut, warm: HeldOut) -> tuple[float, 
     return t_known, fit_temperature(cold.logits, labels)
 
 
-def hybrid_probs(neural: np.ndarray, prosodic: np.ndarray, neural_weight: float,
-                 neural_familiar: np.ndarray | None = None) -> np.ndarray:
-    """Confidence-weighted product of experts over rows of class posteriors (n, len(CLASSES)).
-
-    p ~ p_n^a * p_p^b with a = w c_n, b = (1 - w) c_p, normalised to a + b = 1, where c is each side's
-    group5 confidence (the neural one times its familiarity factor) and w = ``neural_weight``.
-    """
-    n = np.atleast_2d(neural)
-    p = np.atleast_2d(prosodic)
-    fam = np.ones(len(n)) if neural_familiar is None else np.asarray(neural_familiar, np.float64)
-    a = neural_weight * (n @ _G5).max(axis=1) * fam
-    b = (1.0 - neural_weight) * (p @ _G5).max(axis=1)
-    total = np.maximum(a + b, 1e-9)
-    log = (a / total)[:, None] * np.log(n + 1e-9) + (b / total)[:, None] * np.log(p + 1e-9)
-    return softmax(log)
-
 
 def train_shipped(data: LabelledSet, kind: str, l2: float | None = None, info: dict[str, object] | None = None,
                   progress: Callable[[str], None] | None = None) -> tuple[EmotionModel, dict[str, float]]:
@@ -149,7 +132,7 @@ def train_shipped(data: LabelledSet, kind: str, l2: float | None = None, info: d
 
     Returns the model and the held-out figures it records in ``info`` (cold and warm UAR, group5 UAR).
     """
-    from attune.backends.emotion.measures import score
+    from attune_lab.emotion.measures import score
 
     say = progress or (lambda _msg: None)
     say(f"leave-one-speaker-out ({len(np.unique(data.speakers))} speakers), cold")
