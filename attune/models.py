@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(setup's fast path; without it every file is hashed)")
     args = parser.parse_args(argv)
     config = load_config()
-    cache_dir = Path(args.cache_dir) if args.cache_dir else config.resolve_path(config.models.cache_dir)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else config.models_dir()
     names = args.names or list(DEFAULT_INSTALL)
     try:
         if args.action == "list":

@@ -84,7 +84,7 @@ def cmd_build_references(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.references import build_bank
     from attune.agent.speech_source import speech_router
 
-    out = args.out or str(config.resolve_path(config.expression.references_dir))
+    out = args.out or str(config.references_dir())
     manifest = build_bank(out, speech_router(config, args.tts))
     for entry in manifest["references"]:  # type: ignore[attr-defined]
         print(f"{entry['file']:24s} {entry['duration_s']:5.2f} s  {entry['sha256'][:12]}  {entry['transcript']}")

@@ -68,7 +68,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     out: dict[str, Any] = {"backend": name, "encoder": emo.encoder if name in ("whisper", "hybrid") else None,
                            "files": len(utterances), "speakers": len({u.speaker for u in utterances})}
     if name in bm.LEARNED:
-        sets = bm.feature_sets(name, utterances, emo.encoder, config.resolve_path(config.models.cache_dir))
+        sets = bm.feature_sets(name, utterances, emo.encoder, config.models_dir())
         out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
         out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
     else:
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
     utterances = list_utterances(args.data)
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
-    data = ev.features_for(utterances, kind, config.resolve_path(config.models.cache_dir))
+    data = ev.features_for(utterances, kind, config.models_dir())
     names = sorted({Path(d).name for d in args.data})
     model, figures = ev.train_shipped(data, kind, args.l2, info={"data": names},
                                       progress=lambda msg: print(msg, file=sys.stderr))
@@ -148,7 +148,7 @@ def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, conf
     from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool
     from attune_lab.synthetic_voices import SENTENCES, espeak_clips, piper_clips
 
-    enc = WhisperEncoder(config.resolve_path(config.models.cache_dir) / f"whisper-{encoder}")
+    enc = WhisperEncoder(config.models_dir() / f"whisper-{encoder}")
     print("rendering espeak-ng and Piper voices for the human-voice detector", file=sys.stderr)
 
     def pooled(clips: list[np.ndarray]) -> np.ndarray:

@@ -19,7 +19,7 @@ LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 
 def installed_model(name: str) -> Path:
     config = Config()
-    cache = config.resolve_path(config.models.cache_dir)
+    cache = config.models_dir()
     if not is_verified(cache, name):
         pytest.skip(f"model {name} not installed (bash scripts/setup.sh)")
     return model_path(cache, name)

@@ -26,7 +26,7 @@ from tests.engines_util import tts_speech
 LAYER = "real"  # STYLE.md layer 4: real models on real audio
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "references"
+SHIPPED = REPO / "attune" / "references"
 EIGHT = {"calm_supportive", "empathetic_sad", "joyful_excited", "playful", "confident", "concerned_anxious",
          "angry_firm", "neutral"}
 

@@ -90,7 +90,7 @@ def default_model_path() -> Path:
     from attune.models import model_path
 
     config = load_config()
-    return model_path(config.resolve_path(config.models.cache_dir), "smart-turn-v3")
+    return model_path(config.models_dir(), "smart-turn-v3")
 
 
 class SmartTurn:
