@@ -298,13 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attune.models", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("install", "verify", "list"))
     parser.add_argument("names", nargs="*", help=f"models (default: all of {', '.join(DEFAULT_INSTALL)})")
-    parser.add_argument("--cache-dir", default=None, help="default: models.cache_dir from config.yaml")
+    parser.add_argument("--cache-dir", default=None,
+                        help="default: models.cache_dir, else models/ beside the config, else "
+                             "$XDG_DATA_HOME/attune/models")
     parser.add_argument("--download-dir", default=None, help=f"default: {default_download_dir()}")
+    parser.add_argument("--config", default=None, help="config file whose models.cache_dir to use (default: as attune)")
     parser.add_argument("--trust-stamp", action="store_true",
                         help="install: skip models whose files kept the size and mtime of their last verification "
                              "(setup's fast path; without it every file is hashed)")
     args = parser.parse_args(argv)
-    config = load_config()
+    config = load_config(args.config)
     cache_dir = Path(args.cache_dir) if args.cache_dir else config.models_dir()
     names = args.names or list(DEFAULT_INSTALL)
     try:

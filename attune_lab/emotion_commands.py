@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.commands.flags import renamed
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
 from attune.core.errors import AudioInputError
@@ -40,7 +41,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--encoder", choices=("tiny.en", "base"), default="tiny.en", help="with --backend whisper")
     p.add_argument("--pooling", choices=("mean", "meanstd", "speechmean", "speechmeanstd"), default="speechmeanstd",
                    help="with --backend whisper: over all encoder rows or the voiced ones only")
-    p.add_argument("--out", default=None, help="model file (default: the shipped one)")
+    renamed(p, "--output", "--out", default=None, help="model file (default: the shipped one)")
     p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
     p.set_defaults(handler=cmd_train)
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
@@ -125,7 +126,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
                                       progress=lambda msg: print(msg, file=sys.stderr))
     if kind != PROSODIC:
         model = _with_human_detector(model, data, args.encoder, args.pooling, config)
-    out = Path(args.out) if args.out else (MODEL_PATH if kind == PROSODIC else head_path(args.encoder))
+    out = Path(args.output) if args.output else (MODEL_PATH if kind == PROSODIC else head_path(args.encoder))
     model.save(out)
     print(f"trained {kind} on {len(data.utterances)} files of {len(set(data.speakers))} speakers -> {out}")
     for mode in ("cold", "warm"):

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from attune import __version__
+from attune.commands.flags import add_config
 from attune.config import load_config
 from attune.core.errors import AttuneError, ConfigError
 from attune.core.logs import setup_logging
@@ -62,6 +63,8 @@ def build_parser(prog: str = "attune") -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    for command in sub.choices.values():  # --config after the command as well as before it
+        add_config(command)
     return parser
 
 

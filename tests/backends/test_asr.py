@@ -115,7 +115,7 @@ def test_transcribe_command_json(capsys: pytest.CaptureFixture[str]) -> None:
 
     installed_model("whisper-tiny.en")
     wav, _ = librivox_clips()[1]
-    assert run_agent.main(["transcribe", str(wav), "--json"]) == 0
+    assert run_agent.main(["transcribe", "--input", str(wav), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "young man" in out["text"].lower() and out["segments"]
 

@@ -82,7 +82,7 @@ def test_cli_train_writes_a_loadable_model(emodb_dir: Path, ravdess_dir: Path, t
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model.json"
     assert run_agent.main(["train-emotion", "--data", str(emodb_dir), "--data", str(ravdess_dir),
-                           "--out", str(out)]) == 0
+                           "--output", str(out)]) == 0
     assert ProsodicBackend(model_path=out).learned
     assert "leave-one-speaker-out, cold" in capsys.readouterr().out
 
