@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +149,10 @@ with an angry prosody, and the full stack answers each (speech recognition, emot
 What to expect: the emotion detector is built to distrust synthetic voices (text-to-speech would fool it), so
 it will most likely call this voice's emotion "unclear" and Attune will answer in a neutral voice. That is the
 detector working, not failing. To see it hear emotion, give it a human voice:
-  - talk to it:            run_agent.py mic        (on a machine with a microphone)
-  - in the browser:        run_agent.py serve      then open http://127.0.0.1:8765/
-  - a recording of you:    run_agent.py file --input you.wav --output reply.wav   (or: run_agent.py analyze you.wav)
+  - talk to it:            {attune} mic        (on a machine with a microphone)
+  - in the browser:        {attune} serve      then open http://127.0.0.1:8765/
+  - a recording of you:    {attune} file --input you.wav --output reply.wav
+                           {attune} analyze --input you.wav   (the emotion alone)
 """
 
 
@@ -163,7 +165,8 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
-    print(DEMO_INTRO)
+    checkout = Path(sys.argv[0]).name == "run_agent.py"  # make run: the command lives in the checkout's venv
+    print(DEMO_INTRO.format(attune=".venv/bin/attune" if checkout else "attune"))
     print("Loading the models...", flush=True)
     # The user's side first, through its own router, which is gone (and its memory handed back) before the
     # session's engines load: rendering on top of the loaded stack would add its buffers to the peak.
