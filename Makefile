@@ -10,7 +10,7 @@ run: setup
 	$(PY) run_agent.py $(ARGS)
 
 lint: setup
-	$(PY) -m ruff check attune attune_lab tests run_agent.py
+	$(PY) -m ruff check attune attune_lab tests examples run_agent.py
 	$(PY) -m mypy
 
 test: setup lint

@@ -1,83 +1,13 @@
 #!/usr/bin/env python3
-"""Attune's command line: one subcommand per job (``run_agent.py --help`` lists them).
-
-Each group of subcommands lives in a module of ``attune.commands`` (``COMMAND_MODULES``) or of the lab,
-``attune_lab`` (``LAB_MODULES``); a module's
-``add_commands(subparsers)`` declares its subcommands and binds each to a handler ``(args, config) -> int``.
-"""
+"""``run_agent.py``: the ``attune`` command in a checkout (``attune.commands.cli``), kept as an alias."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import sys
 
-from attune.config import load_config
-from attune.core.errors import AttuneError, ConfigError
-from attune.core.process_memory import tune_allocator
+from attune.commands.cli import COMMAND_MODULES, LAB_MODULES, build_parser, main
 
-COMMAND_MODULES = (  # the runtime's commands
-    "attune.commands.conversation",
-    "attune.commands.serve",
-    "attune.commands.run_kiosk",
-    "attune.commands.analyze",
-    "attune.commands.engines",
-    "attune.commands.expression",
-)
-LAB_MODULES = (  # the lab's (attune_lab): present in a checkout, skipped where the lab is not installed
-    "attune_lab.bench_latency",
-    "attune_lab.emotion_commands",
-    "attune_lab.bench_engines",
-    "attune_lab.bench_expression",
-    "attune_lab.eval_replies",
-    "attune_lab.bench_load",
-    "attune_lab.bench_echo",
-    "attune_lab.bench_soak",
-    "attune_lab.bench_cache",
-)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="run_agent.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="config file (default: config.yaml in the repository)")
-    parser.add_argument("--log-level", default=None, help="override logging.level")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
-    for name in LAB_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("attune_lab", name):
-                raise
-            continue
-        module.add_commands(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    tune_allocator()  # before any model loads: large freed buffers go back to the system (attune/core/memory.py)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=(args.log_level or config.logging.level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.handler(args, config))
-    except AttuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
+__all__ = ["COMMAND_MODULES", "LAB_MODULES", "build_parser", "main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="run_agent.py"))

@@ -1,3 +1,34 @@
-"""Attune: an emotion-aware, real-time voice agent that hears how a person feels and answers in a fitting voice."""
+"""Attune: an emotion-aware, real-time voice agent that hears how a person feels and answers in a fitting voice.
+
+The library's surface (imported on first use, so ``import attune`` stays light): ``Attune`` (load the embedded
+stack, open sessions), ``load_audio``, ``Session``, ``SessionEvent``, ``EmotionResult``, ``Config`` and
+``load_config``, and the audio format: ``SAMPLE_RATE`` (16 kHz) and ``FRAME`` (samples in 20 ms). docs/API.md
+shows them at work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Attune": "attune.transports.library",
+    "load_audio": "attune.transports.library",
+    "Session": "attune.pipeline.session",
+    "SessionEvent": "attune.core.events",
+    "EmotionResult": "attune.core.emotion",
+    "Config": "attune.config",
+    "load_config": "attune.config",
+    "SAMPLE_RATE": "attune.core.audio",
+    "FRAME": "attune.core.audio",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attune' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

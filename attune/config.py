@@ -22,9 +22,42 @@ import yaml
 from attune.core import catalog
 from attune.core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent  # the checkout's root (in a pip install: site-packages, which has no config.yaml)
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
 ENV_PREFIX = "ATTUNE_"
+CONFIG_ENV = "ATTUNE_CONFIG"  # a config file to use when no --config is given
+
+
+def _xdg(variable: str, fallback: str) -> Path:
+    return Path(os.environ.get(variable) or os.path.expanduser(fallback)) / "attune"
+
+
+def data_home() -> Path:
+    """``$XDG_DATA_HOME/attune`` (``~/.local/share/attune``): models and personas, shared by every clone."""
+    return _xdg("XDG_DATA_HOME", "~/.local/share")
+
+
+def cache_home() -> Path:
+    """``$XDG_CACHE_HOME/attune`` (``~/.cache/attune``): regenerable data (speech cache, downloads, wheels)."""
+    return _xdg("XDG_CACHE_HOME", "~/.cache")
+
+
+def config_home() -> Path:
+    """``$XDG_CONFIG_HOME/attune`` (``~/.config/attune``): where a pip user's ``config.yaml`` is looked for."""
+    return _xdg("XDG_CONFIG_HOME", "~/.config")
+
+
+def default_config_path() -> Path | None:
+    """The config file used without ``--config``: ``$ATTUNE_CONFIG``, the checkout's ``config.yaml``, then
+    ``$XDG_CONFIG_HOME/attune/config.yaml``; None when there is none (all defaults)."""
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        return Path(explicit)
+    for candidate in (DEFAULT_CONFIG_PATH, config_home() / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def setting(default: Any, *, lo: float | None = None, hi: float | None = None,
@@ -57,7 +90,7 @@ class EmotionConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    cache_dir: str = setting("models")  # where assembled model files live; relative paths are to the repo root
+    cache_dir: str = setting("")  # assembled model files; empty = Config.models_dir() (XDG data, or ./models)
 
 
 @dataclass(frozen=True)
@@ -143,7 +176,7 @@ class TTSConfig:
 @dataclass(frozen=True)
 class SpeechCacheConfig:
     enabled: bool = setting(True)  # keep finished stock speech on disk (off: in memory only, per process)
-    dir: str = setting("")  # entry directory; empty = ${XDG_CACHE_HOME:-~/.cache}/attune/speech; relative = repo root
+    dir: str = setting("")  # entry directory; empty = ${XDG_CACHE_HOME:-~/.cache}/attune/speech
     max_mb: float = setting(100.0, lo=1.0, hi=100000.0)  # size cap of the directory; least recently used go first
     ttl_s: float = setting(86400.0, lo=1.0, hi=31536000.0)  # an entry's life from its rendering
     memory_items: int = setting(256, lo=1, hi=100000)  # entries of the in-memory front
@@ -158,7 +191,7 @@ class SpeechCacheConfig:
 class ExpressionConfig:
     strategy: str = setting("complement", choices=("match", "complement", "amplify", "neutral"))
     apply_prosody: bool = setting(True)  # run the prosody DSP on synthesised speech
-    references_dir: str = setting("references")  # the emotion reference bank; relative to the repository root
+    references_dir: str = setting("")  # the emotion reference bank; empty = the one in the package
     # TTS provider of `speak`, `build-references`, `bench-prosody`; "" = the tts tier's chain
     tts: str = setting("piper", choices=("", *catalog.names("tts")))
 
@@ -181,7 +214,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class PersonasConfig:
-    data_dir: str = setting("data")  # personas.sqlite3, samples/ and voices/; relative to the repository root
+    data_dir: str = setting("")  # personas.sqlite3, samples/, voices/; empty = Config.personas_dir()
     default_id: str = setting("")  # the stored persona of sessions (serve, kiosk) that choose none; "" = this config
     seed: list[dict[str, Any]] = setting([])  # more personas (persona API bodies) stored when the database is new
     max_sample_bytes: int = setting(10485760, lo=65536, hi=268435456)  # largest voice-sample upload (413 above)
@@ -227,10 +260,42 @@ class Config:
     local_audio: LocalAudioConfig = field(default_factory=LocalAudioConfig)
     kiosk: KioskConfig = field(default_factory=KioskConfig)
 
+    # The directory of the config file this was loaded from ("" for Config() and a run without a file): relative
+    # paths in the settings are taken from it. Not a setting: no YAML key, no environment override.
+    base_dir: str = field(default="", compare=False, repr=False, metadata={"internal": True})
+
+    def base(self) -> Path:
+        """Where relative paths start: the config file's directory; without one, the checkout this package runs
+        from (it has a config.yaml), else the working directory."""
+        if self.base_dir:
+            return Path(self.base_dir)
+        return REPO_ROOT if DEFAULT_CONFIG_PATH.is_file() else Path.cwd()
+
     def resolve_path(self, value: str) -> Path:
-        """A path setting made absolute: relative values are taken from the repository root."""
+        """A path setting made absolute: ``~`` expanded, relative values taken from ``base()``."""
         p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else REPO_ROOT / p
+        return p if p.is_absolute() else self.base() / p
+
+    def models_dir(self) -> Path:
+        """``models.cache_dir``; empty: ``models/`` beside the config file where an earlier install put it, else
+        ``$XDG_DATA_HOME/attune/models`` (one copy for every clone and for a pip install)."""
+        if self.models.cache_dir:
+            return self.resolve_path(self.models.cache_dir)
+        legacy = self.base() / "models"
+        return legacy if legacy.is_dir() else data_home() / "models"
+
+    def personas_dir(self) -> Path:
+        """``personas.data_dir``; empty: ``data/`` beside the config file where it holds a persona database (an
+        earlier install's: found, never lost), else ``$XDG_DATA_HOME/attune``."""
+        if self.personas.data_dir:
+            return self.resolve_path(self.personas.data_dir)
+        legacy = self.base() / "data"
+        return legacy if (legacy / "personas.sqlite3").is_file() else data_home()
+
+    def references_dir(self) -> Path:
+        """``expression.references_dir``; empty: the reference bank shipped in the package."""
+        c = self.expression.references_dir
+        return self.resolve_path(c) if c else PACKAGE_DIR / "references"
 
 
 def _type_name(tp: Any) -> str:
@@ -300,7 +365,7 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
@@ -330,7 +395,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """The nested overrides given by ``ATTUNE_<SECTION>__<KEY>`` variables. ``ATTUNE_<SECTION>`` alone (say
     ``ATTUNE_LLM=5``) is a ConfigError naming the form to use, not silently ignored; other ``ATTUNE_*`` names
     without ``__`` are left alone (they belong to scripts and tests)."""
-    sections = {f.name for f in dataclasses.fields(Config)}
+    sections = {f.name for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -374,18 +439,21 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None,
                 overrides: Mapping[str, Any] | None = None) -> Config:
-    """Load ``path`` (default: the repo's config.yaml), apply environment and explicit overrides, validate.
+    """Load ``path`` (default: ``default_config_path()``), apply environment and explicit overrides, validate.
+    Relative paths in it are taken from its directory (``Config.base_dir``).
 
-    A missing default file means all defaults; a missing explicit path is an error.
+    No default file means all defaults; a missing explicit path (or ``$ATTUNE_CONFIG``) is an error.
     """
-    cfg_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    explicit = path is not None or bool((environ if environ is not None else os.environ).get(CONFIG_ENV))
+    found = Path(path) if path is not None else default_config_path()
+    cfg_path = found if found is not None else DEFAULT_CONFIG_PATH
     data: Any = {}
     if cfg_path.is_file():
         try:
             data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
-    elif path is not None:
+    elif explicit:
         raise ConfigError(f"config file not found: {cfg_path}")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{cfg_path}: the top level must be a mapping of sections")
@@ -393,4 +461,6 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if overrides:
         data = _merge(data, overrides)
     config: Config = _build(Config, data, "")
+    if cfg_path.is_file():
+        config = dataclasses.replace(config, base_dir=str(cfg_path.resolve().parent))
     return config

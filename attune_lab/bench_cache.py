@@ -22,7 +22,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--phrases", type=int, default=12, help="stock phrases to time (acknowledgements, openings)")
     p.add_argument("--repeats", type=int, default=3, help="renders of each phrase, and cold processes for disk")
     p.add_argument("--dir", default=None, help="entry directory (default: a fresh temporary one, removed after)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_cache)
 
 

@@ -27,7 +27,8 @@ CUT_AFTER_S = 0.5  # barge-in: the agent falls silent this long after the person
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("bench-echo", help="echo cancellation on a simulated loudspeaker path: ERLE, VAD, ASR")
     p.add_argument("--data", default=str(LIBRIVOX), help="folder of LibriVox clips with a transcription file")
-    p.add_argument("--room", choices=("pyroomacoustics", "synthetic"), default="pyroomacoustics")
+    p.add_argument("--room", choices=("pyroomacoustics", "synthetic"), default="pyroomacoustics",
+                   help="the simulated room: image sources (pyroomacoustics) or an exponential-noise response")
     p.add_argument("--rt60", type=float, default=0.4, help="reverberation time of the room, s")
     p.add_argument("--gain", type=float, default=1.0, help="echo level relative to the played signal (1 = as loud)")
     p.add_argument("--delay-ms", type=float, default=30.0, help="speaker-to-microphone delay, ms")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.backends.base import LLMBackend
+from attune.commands.flags import renamed
 from attune.config import Config
 from attune.core.stats import percentile
 
@@ -23,18 +24,18 @@ _WORD_MAP = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("bench-asr", help="ASR real-time factor and WER on pocketsphinx-testdata's LibriVox clips")
-    p.add_argument("--data", default=str(LIBRIVOX_DIR))
-    p.add_argument("--models", default="tiny.en,base")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--data", default=str(LIBRIVOX_DIR), help="folder of LibriVox clips with their transcripts")
+    renamed(p, "--asr-models", "--models", default="tiny.en,base", help="comma-separated Whisper models")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_asr)
     p = sub.add_parser("bench-llm", help="LLM time to first token and tokens/s, with and without prefix reuse")
-    p.add_argument("--model", default=None, help="qwen2.5-1.5b | qwen2.5-0.5b (default: config)")
-    p.add_argument("--turns", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    renamed(p, "--llm-model", "--model", default=None, help="qwen2.5-1.5b | qwen2.5-0.5b (default: llm.model)")
+    p.add_argument("--turns", type=int, default=5, help="turns timed with and without prefix reuse")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_llm)
     p = sub.add_parser("bench-tts", help="TTS real-time factor and time to first audio per provider")
-    p.add_argument("--providers", default="piper,espeak")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--providers", default="piper,espeak", help="comma-separated TTS providers")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_tts)
 
 
@@ -98,7 +99,7 @@ def cmd_bench_asr(args: argparse.Namespace, config: Config) -> int:
     if not librivox_pairs(folder):
         print(f"no LibriVox clips in {folder} (apt-get install pocketsphinx-testdata)")
         return 1
-    results = [bench_asr(config, folder, m) for m in args.models.split(",")]
+    results = [bench_asr(config, folder, m) for m in args.asr_models.split(",")]
     _report(results, args.json, "ASR on pocketsphinx-testdata LibriVox clips")
     return 0
 
@@ -147,7 +148,7 @@ async def _llm_turns(llm: LLMBackend, turns: int, max_tokens: int) -> list[dict[
 def cmd_bench_llm(args: argparse.Namespace, config: Config) -> int:
     from attune.backends.llm.llm_factory import create_llm
 
-    model = args.model or config.llm.model
+    model = args.llm_model or config.llm.model
     results = []
     for reuse in (False, True):
         llm = create_llm(config, backend="llama-cpp", model=model, prefix_cache=reuse)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.commands.flags import renamed
 from attune.config import Config
 from attune.core.audio import FRAME_S
 from attune.core.stats import percentile
@@ -21,18 +22,18 @@ BENCH_TEXT = ("The weather was lovely today, and we walked along the river for a
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("bench-prosody", help="real-time factor of the prosody DSP on every profile")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="runs per profile (the median is reported)")
     p.add_argument("--sample-rate", type=int, default=0, help="resample the test speech to this rate first")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--tts", default=None, help="TTS provider of the test speech (default: expression.tts)")
     p.set_defaults(handler=cmd_bench)
     p = sub.add_parser("build-references", help="render the emotion reference bank (WAVs + manifest.json)")
-    p.add_argument("--out", default=None, help="folder (default: expression.references_dir)")
+    renamed(p, "--output", "--out", default=None, help="folder (default: expression.references_dir)")
     p.add_argument("--tts", default=None, help="TTS provider: piper | espeak (default: expression.tts)")
     p.set_defaults(handler=cmd_build_references)
     p = sub.add_parser("emotion-axis", help="measure the anger-minus-neutral prosodic axis of an EmoDB folder")
     p.add_argument("--data", required=True, help="EmoDB-layout folder of WAVs")
-    p.add_argument("--out", required=True, help="JSON file to write")
+    renamed(p, "--output", "--out", required=True, help="JSON file to write")
     p.add_argument("--verify", action="store_true",
                    help="then steer the folder's neutral clips -1/0/+1 and print the arousal the analyzer reads")
     p.set_defaults(handler=cmd_emotion_axis)
@@ -84,7 +85,7 @@ def cmd_build_references(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.references import build_bank
     from attune.agent.speech_source import speech_router
 
-    out = args.out or str(config.resolve_path(config.expression.references_dir))
+    out = args.output or str(config.references_dir())
     manifest = build_bank(out, speech_router(config, args.tts))
     for entry in manifest["references"]:  # type: ignore[attr-defined]
         print(f"{entry['file']:24s} {entry['duration_s']:5.2f} s  {entry['sha256'][:12]}  {entry['transcript']}")
@@ -96,9 +97,9 @@ def cmd_emotion_axis(args: argparse.Namespace, config: Config) -> int:
     from attune.agent.steering import compute_axis, measure_steering, save_axis
 
     axis, per_speaker = compute_axis(args.data)
-    save_axis(axis, per_speaker, args.out, source=f"EmoDB-layout folder {Path(args.data).name}")
+    save_axis(axis, per_speaker, args.output, source=f"EmoDB-layout folder {Path(args.data).name}")
     print(json.dumps(axis.to_dict()))
-    print(f"wrote {args.out} from {len(per_speaker)} speakers")
+    print(f"wrote {args.output} from {len(per_speaker)} speakers")
     if args.verify:
         m = measure_steering(args.data, axis)
         print(f"arousal over {m['clips']:.0f} neutral clips: {m['arousal_0']:.3f} as is, {m['arousal_plus1']:.3f} "

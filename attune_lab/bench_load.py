@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.commands.serve import load_for_client
-from attune.config import REPO_ROOT, Config
+from attune.config import Config
 from attune.core.errors import AttuneError, AudioInputError
 
 
@@ -46,7 +46,7 @@ def _server_process(llm_model: str, max_sessions: int) -> Any:
 
     port = _free_port()
     env = {**os.environ, "ATTUNE_SERVER__MAX_SESSIONS": str(max(64, max_sessions)), "ATTUNE_LOGGING__LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "run_agent.py"), "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "attune", "serve", "--port", str(port),
                              "--llm-model", llm_model], env=env, stdout=subprocess.DEVNULL)
     try:
         for _ in range(1200):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.commands.flags import renamed
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
 from attune.core.errors import AudioInputError
@@ -40,7 +41,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--encoder", choices=("tiny.en", "base"), default="tiny.en", help="with --backend whisper")
     p.add_argument("--pooling", choices=("mean", "meanstd", "speechmean", "speechmeanstd"), default="speechmeanstd",
                    help="with --backend whisper: over all encoder rows or the voiced ones only")
-    p.add_argument("--out", default=None, help="model file (default: the shipped one)")
+    renamed(p, "--output", "--out", default=None, help="model file (default: the shipped one)")
     p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
     p.set_defaults(handler=cmd_train)
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
@@ -68,7 +69,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     out: dict[str, Any] = {"backend": name, "encoder": emo.encoder if name in ("whisper", "hybrid") else None,
                            "files": len(utterances), "speakers": len({u.speaker for u in utterances})}
     if name in bm.LEARNED:
-        sets = bm.feature_sets(name, utterances, emo.encoder, config.resolve_path(config.models.cache_dir))
+        sets = bm.feature_sets(name, utterances, emo.encoder, config.models_dir())
         out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
         out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
     else:
@@ -119,13 +120,13 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
 
     utterances = list_utterances(args.data)
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
-    data = ev.features_for(utterances, kind, config.resolve_path(config.models.cache_dir))
+    data = ev.features_for(utterances, kind, config.models_dir())
     names = sorted({Path(d).name for d in args.data})
     model, figures = ev.train_shipped(data, kind, args.l2, info={"data": names},
                                       progress=lambda msg: print(msg, file=sys.stderr))
     if kind != PROSODIC:
         model = _with_human_detector(model, data, args.encoder, args.pooling, config)
-    out = Path(args.out) if args.out else (MODEL_PATH if kind == PROSODIC else head_path(args.encoder))
+    out = Path(args.output) if args.output else (MODEL_PATH if kind == PROSODIC else head_path(args.encoder))
     model.save(out)
     print(f"trained {kind} on {len(data.utterances)} files of {len(set(data.speakers))} speakers -> {out}")
     for mode in ("cold", "warm"):
@@ -148,7 +149,7 @@ def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, conf
     from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool
     from attune_lab.synthetic_voices import SENTENCES, espeak_clips, piper_clips
 
-    enc = WhisperEncoder(config.resolve_path(config.models.cache_dir) / f"whisper-{encoder}")
+    enc = WhisperEncoder(config.models_dir() / f"whisper-{encoder}")
     print("rendering espeak-ng and Piper voices for the human-voice detector", file=sys.stderr)
 
     def pooled(clips: list[np.ndarray]) -> np.ndarray:

@@ -8,12 +8,13 @@ import asyncio
 import json
 from typing import Any
 
+from attune.commands.flags import renamed
 from attune.config import Config
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("eval-replies", help="score the agent's replies on fixed emotional scenarios")
-    p.add_argument("--model", default=None, help="qwen2.5-1.5b | qwen2.5-0.5b (default: config)")
+    renamed(p, "--llm-model", "--model", default=None, help="qwen2.5-1.5b | qwen2.5-0.5b (default: llm.model)")
     p.add_argument("--strategy", default=None, help="response strategy (default: config)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: config; the backend's seed is fixed, so runs repeat)")
@@ -38,8 +39,8 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     if unknown:
         raise ConfigError(f"unknown scenario(s) {unknown} (known: {', '.join(s.name for s in SCENARIOS)})")
     scenarios = tuple(s for s in SCENARIOS if not names or s.name in names)
-    model = args.model or config.llm.model
-    llm = create_llm(config, **({"model": args.model} if args.model else {}))
+    model = args.llm_model or config.llm.model
+    llm = create_llm(config, **({"model": args.llm_model} if args.llm_model else {}))
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     temperature = config.llm.temperature if args.temperature is None else args.temperature

@@ -32,7 +32,7 @@ USER = ("I went to the doctor yesterday and she said that everything looks fine,
 def main() -> int:
     name = sys.argv[1] if len(sys.argv) > 1 else "qwen2.5-1.5b"
     config = load_config()
-    llm = llama_cpp_backend.LlamaCppLLM(model_path(config.resolve_path(config.models.cache_dir), name))
+    llm = llama_cpp_backend.LlamaCppLLM(model_path(config.models_dir(), name))
     prompt = llm.prompt_tokens([ChatMessage("system", SYSTEM), ChatMessage("user", USER)])
     llm._llm.reset()
     llm._llm.eval(prompt)

@@ -26,7 +26,7 @@ from attune_lab.reply_eval import SCENARIOS
 def main() -> int:
     config = load_config()
     name = sys.argv[1] if len(sys.argv) > 1 else config.llm.model
-    tok = Llama(model_path=str(model_path(config.resolve_path(config.models.cache_dir), name)), vocab_only=True,
+    tok = Llama(model_path=str(model_path(config.models_dir(), name)), vocab_only=True,
                 verbose=False)
 
     def tokens(text: str) -> list[int]:

@@ -109,3 +109,42 @@ def test_int_where_float_expected_is_accepted(tmp_path: Path) -> None:
 def test_bool_is_not_an_int(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="emotion.history_size"):
         load_config(write(tmp_path, "emotion:\n  history_size: true\n"), environ={})
+
+
+# -- where files live: the config file's folder for relative paths, XDG data by default, old places still found --
+
+def test_relative_paths_start_at_the_config_files_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir("/")
+    conf = tmp_path / "site"
+    conf.mkdir()
+    cfg = load_config(write(conf, "models:\n  cache_dir: m\nlogging:\n  trace_path: t.jsonl\n"), environ={})
+    assert cfg.models_dir() == conf / "m" and cfg.resolve_path("t.jsonl") == conf / "t.jsonl"
+    assert cfg.resolve_path("/abs/x") == Path("/abs/x") and cfg == Config(models=cfg.models, logging=cfg.logging)
+
+
+def test_models_and_personas_go_to_xdg_data_unless_an_earlier_install_is_beside_the_config(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    conf = tmp_path / "clone"
+    conf.mkdir()
+    cfg = load_config(write(conf, "logging:\n  level: INFO\n"), environ={})
+    assert cfg.models_dir() == tmp_path / "xdg" / "attune" / "models"
+    assert cfg.personas_dir() == tmp_path / "xdg" / "attune"
+    (conf / "models").mkdir()
+    (conf / "data").mkdir()
+    assert cfg.personas_dir() == tmp_path / "xdg" / "attune"  # an empty data/ is not a persona database
+    (conf / "data" / "personas.sqlite3").write_bytes(b"")
+    assert cfg.models_dir() == conf / "models" and cfg.personas_dir() == conf / "data"  # found, never lost
+    assert (cfg.references_dir() / "manifest.json").is_file()  # the bank ships inside the package
+
+
+def test_attune_config_names_the_default_file_and_a_missing_one_is_an_error(tmp_path: Path, monkeypatch) -> None:
+    path = write(tmp_path, "emotion:\n  backend: prosodic\n")
+    monkeypatch.setenv("ATTUNE_CONFIG", str(path))
+    cfg = load_config()
+    assert cfg.emotion.backend == "prosodic" and cfg.base_dir == str(tmp_path)
+    monkeypatch.setenv("ATTUNE_CONFIG", str(tmp_path / "none.yaml"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config()
+    with pytest.raises(ConfigError, match="unknown config key 'base_dir'"):
+        load_config(write(tmp_path, "base_dir: /x\n"), environ={})

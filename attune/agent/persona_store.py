@@ -118,7 +118,7 @@ class PersonaStore:
         """The store of ``personas.data_dir``, seeded (when new) from the configuration: ``default`` and
         ``personas.seed``, which is validated on every start (a ConfigError naming the entry)."""
         more = seed_records(config)
-        return cls(config.resolve_path(config.personas.data_dir), seed_record(config), more)
+        return cls(config.personas_dir(), seed_record(config), more)
 
     def _fail(self, exc: Exception) -> StoreError:
         return StoreError(f"persona database {self.path} cannot be used ({exc}); it was left untouched: move it "

@@ -21,7 +21,7 @@ from attune.core.audio import load_wav
 from attune.core.errors import AttuneError, AudioInputError
 from attune.core.prosody import ProsodyParameters
 
-DEFAULT_AXIS_PATH = Path(__file__).resolve().parents[2] / "references" / "emotion_axis.json"
+DEFAULT_AXIS_PATH = Path(__file__).resolve().parents[1] / "references" / "emotion_axis.json"
 ANGER, NEUTRAL = "W", "N"  # EmoDB emotion letters: W = Wut (anger), N = neutral
 PAUSE_FLOOR = 0.02  # added to pause ratios before taking their log ratio (some clips have no pauses)
 

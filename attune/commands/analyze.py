@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.commands.flags import input_file, input_of
 from attune.config import Config
 from attune.core import catalog
 from attune.core.errors import AttuneError, AudioInputError
@@ -24,7 +25,7 @@ DEMO_TEXT = "I have been waiting here for two hours and nobody has told me anyth
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("analyze", help="the emotion in a recording (or --demo: a synthesised sentence)")
-    p.add_argument("file", nargs="?", help="audio file (WAV, FLAC, OGG)")
+    input_file(p, "audio file (WAV, FLAC, OGG; any rate)")
     p.add_argument("--json", action="store_true", help="print one JSON object (EmotionResult.to_dict())")
     p.add_argument("--demo", action="store_true", help="synthesise a sentence with espeak-ng and analyse it")
     p.add_argument("--backend", default=None, choices=catalog.names("emotion"),
@@ -44,10 +45,10 @@ def cmd_analyze(args: argparse.Namespace, config: Config) -> int:
     detector = VoiceEmotionDetector(config.emotion, _backend(args, config))
     if args.demo:
         result = _analyze_demo(detector)
-    elif args.file:
-        result = detector.analyze(args.file)
+    elif path := input_of(args):
+        result = detector.analyze(path)
     else:
-        raise AudioInputError("analyze needs a FILE (or --demo)")
+        raise AudioInputError("analyze needs --input FILE (or --demo)")
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from attune.config import Config
-from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import BackendUnavailable
-from attune.core.events import SessionEvent
 from attune.core.paths import writable_folder, writable_output
 from attune.core.process_memory import release_free_memory
+from attune.transports.console import ConversationConsole, turn_summary
 
 
 def add_commands(sub: Any) -> None:
@@ -25,7 +24,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--output", required=True, help="WAV of the reply audio, on the input's timeline")
     p.add_argument("--fast", action="store_true", help="stream faster than real time (latencies meaningless)")
     p.add_argument("--quiet", action="store_true", help="print only the per-turn summary")
-    p.set_defaults(handler=cmd_file)
+    p.add_argument("--json", action="store_true", help="also print each turn's whole trace as one JSON object")
+    p.set_defaults(handler=cmd_file, conversation=True)
     p = sub.add_parser("mic", help="a live conversation through the microphone and speaker (echo-cancelled)")
     p.add_argument("--list-devices", action="store_true", help="list the audio devices and exit")
     p.add_argument("--input-device", default=None,
@@ -37,39 +37,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--demo", action="store_true",
                    help="where no microphone can be opened, hold a demo conversation from synthesised speech")
     p.add_argument("--demo-out", default="out", help="folder for the demo's input and reply WAVs")
-    p.set_defaults(handler=cmd_mic)
+    p.set_defaults(handler=cmd_mic, conversation=True)
 
 
 def _printer(quiet: bool) -> Any:
-    def show(event: SessionEvent) -> None:
-        if quiet:
-            return
-        d = event.data
-        if event.type == ev.SPEECH_STARTED:
-            print(f"[{d['audio_start_ms'] / 1000:7.2f}s] (user speaking)")
-        elif event.type == ev.TRANSCRIPT:
-            print(f"  you: {d['transcript']}")
-        elif event.type == ev.EMOTION_TURN:
-            print(f"  emotion: {d['context'] or 'unknown'}")
-        elif event.type == ev.RESPONSE_CREATED:
-            print(f"  strategy: {d.get('strategy')} -> expressing {d.get('expressed_emotion')}")
-        elif event.type == ev.TRANSCRIPT_DELTA:
-            print(f"  agent: {d['delta']}")
-        elif event.type == ev.RESPONSE_CANCELLED:
-            print("  (interrupted)")
-        elif event.type == ev.ERROR:
-            print(f"  error [{d['code']}]: {d['message']}")
-        sys.stdout.flush()
-    return show
-
-
-def _summary(trace: dict[str, Any]) -> str:
-    lat = trace.get("latency_ms", {})
-    stages = ", ".join(f"{k} {v:.0f}" for k, v in lat.items() if v is not None)
-    return (f"turn {trace['turn']}: \"{trace.get('transcript', '')}\" | user {trace.get('user_emotion')} -> "
-            f"{trace.get('strategy')} -> {trace.get('expressed_emotion')} | reply \"{trace.get('reply_text', '')}\" "
-            f"| {trace.get('status')} | voice-to-voice {trace.get('voice_to_voice_ms')} ms | ms after speech end: "
-            f"{stages}")
+    console = ConversationConsole(lambda line: print(line, flush=True))
+    return (lambda event: None) if quiet else console.show
 
 
 def load_16k(path: str | Path) -> Any:
@@ -93,8 +66,9 @@ async def _file(args: argparse.Namespace, config: Config) -> int:
     write_wav(output, run.output, run.output_rate)
     print(f"\n{len(session.turns)} turn(s); reply audio written to {args.output}")
     for trace in session.turns:
-        print(_summary(trace.to_dict()))
-        print(json.dumps(trace.to_dict(), default=str))
+        print(turn_summary(trace.to_dict()))
+        if args.json:
+            print(json.dumps(trace.to_dict(), default=str))
     return 0
 
 
@@ -116,7 +90,7 @@ async def _mic(args: argparse.Namespace, config: Config) -> int:
         if not args.demo:
             raise
         out_dir = writable_folder(args.demo_out)
-        print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
+        print(f"No live audio here ({exc}).\n")
         return await _demo(config, out_dir)
     audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=args.echo)
     backends = build_backends(config)
@@ -169,6 +143,19 @@ def _write_demo(out_dir: Path, user: Any, reply: Any, reply_rate: int) -> None:
     write_wav(out_dir / "demo_reply.wav", reply, reply_rate)
 
 
+DEMO_INTRO = """A demo conversation instead: Attune's own synthetic voice says two sentences, one with a sad and one
+with an angry prosody, and the full stack answers each (speech recognition, emotion, strategy, LLM, expressive speech).
+
+What to expect: the emotion detector is built to distrust synthetic voices (text-to-speech would fool it), so
+it will most likely call this voice's emotion "unclear" and Attune will answer in a neutral voice. That is the
+detector working, not failing. To see it hear emotion, give it a human voice:
+  - talk to it:            {attune} mic        (on a machine with a microphone)
+  - in the browser:        {attune} serve      then open http://127.0.0.1:8765/
+  - a recording of you:    {attune} file --input you.wav --output reply.wav
+                           {attune} analyze --input you.wav   (the emotion alone)
+"""
+
+
 async def _demo(config: Config, out_dir: Path) -> int:
     """Speak each demo utterance into one session, waiting for the agent's reply before the next, as a person
     would; write what the user said and what the agent answered on one timeline."""
@@ -178,6 +165,9 @@ async def _demo(config: Config, out_dir: Path) -> int:
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.file import stream_file
 
+    checkout = Path(sys.argv[0]).name == "run_agent.py"  # make run: the command lives in the checkout's venv
+    print(DEMO_INTRO.format(attune=".venv/bin/attune" if checkout else "attune"))
+    print("Loading the models...", flush=True)
     # The user's side first, through its own router, which is gone (and its memory handed back) before the
     # session's engines load: rendering on top of the loaded stack would add its buffers to the peak.
     utterances = await asyncio.to_thread(demo_utterances, config)
@@ -188,10 +178,13 @@ async def _demo(config: Config, out_dir: Path) -> int:
     user = np.zeros(0, np.float32)
     reply = np.zeros(0, np.float32)
     rate = config.pipeline.output_sample_rate
+    show = _printer(False)
     async with Session(config, backends) as session:
-        for speech in utterances:
+        for speech, (text, emotion) in zip(utterances, DEMO_TURNS, strict=True):
+            article = "an" if emotion[0] in "aeiou" else "a"
+            print(f"\nThe demo voice says, in {article} {emotion} voice: \"{text}\"", flush=True)
             user = np.concatenate([user, np.zeros(int(session.now * SAMPLE_RATE) - len(user), np.float32), speech])
-            run = await stream_file(session, speech, speed=1.0, on_event=_printer(False))
+            run = await stream_file(session, speech, speed=1.0, on_event=show)
             start = int(round(run.origin_s * rate))
             reply = np.pad(reply, (0, max(0, start + len(run.output) - len(reply))))
             reply[start:start + len(run.output)] += run.output
@@ -199,7 +192,7 @@ async def _demo(config: Config, out_dir: Path) -> int:
     print(f"\n{len(session.turns)} turn(s); the user's side is in {out_dir / 'demo_input.wav'}, "
           f"the agent's replies in {out_dir / 'demo_reply.wav'}")
     for trace in session.turns:
-        print(_summary(trace.to_dict()))
+        print(turn_summary(trace.to_dict()))
     return 0 if session.turns else 1
 
 

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attune.commands.flags import input_file, input_of, renamed
 from attune.config import Config
+from attune.core.errors import AudioInputError
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 _WORD_MAP = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
@@ -16,8 +18,9 @@ _WORD_MAP = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("transcribe", help="transcribe a recording with the configured ASR")
-    p.add_argument("file")
-    p.add_argument("--model", choices=("tiny.en", "base"), default=None)
+    input_file(p, "audio file (WAV, FLAC, OGG; any rate)")
+    renamed(p, "--asr-model", "--model", choices=("tiny.en", "base"), default=None,
+            help="Whisper model: tiny.en | base (default: asr.model)")
     p.add_argument("--json", action="store_true", help="one JSON object; its 'text' key holds the transcript")
     p.set_defaults(handler=cmd_transcribe)
 
@@ -27,8 +30,11 @@ def cmd_transcribe(args: argparse.Namespace, config: Config) -> int:
     from attune.core.audio import load_wav
     from attune.core.frames import AudioChunk
 
-    samples, rate = load_wav(args.file)
-    asr = create_asr(config, **({"model": args.model} if args.model else {}))
+    path = input_of(args)
+    if path is None:
+        raise AudioInputError("transcribe needs --input FILE")
+    samples, rate = load_wav(path)
+    asr = create_asr(config, **({"model": args.asr_model} if args.asr_model else {}))
     t0 = time.perf_counter()
     result = asr.transcribe(AudioChunk(samples, rate))
     elapsed = time.perf_counter() - t0

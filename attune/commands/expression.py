@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from attune.commands.flags import renamed
 from attune.config import Config
 from attune.core.errors import AttuneError
 
@@ -15,10 +16,10 @@ BENCH_TEXT = ("The weather was lovely today, and we walked along the river for a
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("speak", help="speak a sentence with an emotion's prosody into a WAV file")
-    p.add_argument("--text", required=True)
+    p.add_argument("--text", required=True, help="the sentence to speak (normalised as a reply's would be)")
     p.add_argument("--emotion", default="neutral", help="one of the 26 categories, e.g. calm, sad, excited")
     p.add_argument("--intensity", type=unit_interval, default=1.0, help="0..1, scales the profile toward neutral")
-    p.add_argument("--out", required=True, help="output WAV path")
+    renamed(p, "--output", "--out", required=True, help="WAV file to write")
     p.add_argument("--tts", default=None, help="TTS provider: piper | espeak | csm (default: expression.tts)")
     p.set_defaults(handler=cmd_speak)
 
@@ -40,7 +41,7 @@ def cmd_speak(args: argparse.Namespace, config: Config) -> int:
     from attune.core.paths import writable_output
     from attune.core.prosody import profile_for
 
-    out = writable_output(args.out)  # before synthesis: a bad path is one line, not a traceback at the end
+    out = writable_output(args.output)  # before synthesis: a bad path is one line, not a traceback at the end
     try:
         params = profile_for(args.emotion, args.intensity)
     except ValueError as exc:

@@ -478,6 +478,7 @@ def _plan_info(emotion: EmotionResult | None, plan: ResponsePlanLike) -> dict[st
     return {
         "user_emotion": emotion.primary.emotion.value if emotion else None,
         "user_confidence": round(emotion.confidence, 3) if emotion else None,
+        "user_emotion_reliable": emotion.reliable if emotion else None,  # False: the plan answered it plainly
         "strategy": plan.strategy,
         "expressed_emotion": plan.expressed_emotion.value,
     }

@@ -20,7 +20,7 @@ from attune.backends.tts.router import VoiceModelRouter, speech_of
 from attune.core.audio import load_wav_bytes, wav_bytes
 from tests.backends.test_csm import FakeCSM
 from tests.conftest import tone
-from tests.engines_util import installed_model, serve
+from tests.engines_util import installed_model, piper_seed, serve
 from tests.fakes import ToneTTS
 
 LAYER = "real"
@@ -41,7 +41,7 @@ def _router(piper: object) -> VoiceModelRouter:
 async def _speak(voice: PersonaVoice) -> tuple[np.ndarray, list[str]]:
     import onnxruntime
 
-    onnxruntime.set_seed(0)
+    onnxruntime.set_seed(piper_seed())
     parts, providers = [], []
     async for speech in speech_of(voice, TEXT):
         parts.append(speech.chunk.samples)

@@ -28,6 +28,8 @@ def tiny() -> FasterWhisperASR:
 
 
 def test_transcribes_read_speech_with_segment_timestamps(tiny: FasterWhisperASR) -> None:
+    # Margins, measured here (AVX-512) and with CT2_FORCE_CPU_ISA=AVX2: WER 0.0 against 0.25, no_speech_prob
+    # 0.056 / 0.052 against 0.5; on the five clips WER 0.0-0.29 and no_speech_prob 0.02-0.06 on both.
     wav, reference = librivox_clips()[0]
     samples, rate = load_wav(wav)
     assert isinstance(tiny, ASRBackend)
@@ -52,6 +54,7 @@ def test_other_rates_are_resampled(tiny: FasterWhisperASR) -> None:
 
 
 def test_silence_reads_as_no_speech(tiny: FasterWhisperASR) -> None:
+    # no_speech_prob 1.000 and an empty text, here and with CT2_FORCE_CPU_ISA=AVX2.
     noise = np.random.default_rng(0).normal(0, 1e-4, 16000 * 2).astype(np.float32)
     result = tiny.transcribe(AudioChunk(noise, 16000))
     assert result.no_speech_prob > 0.5 or result.text == ""
@@ -112,7 +115,7 @@ def test_transcribe_command_json(capsys: pytest.CaptureFixture[str]) -> None:
 
     installed_model("whisper-tiny.en")
     wav, _ = librivox_clips()[1]
-    assert run_agent.main(["transcribe", str(wav), "--json"]) == 0
+    assert run_agent.main(["transcribe", "--input", str(wav), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert "young man" in out["text"].lower() and out["segments"]
 

@@ -164,3 +164,27 @@ async def test_mic_demo_falls_back_to_a_two_turn_conversation_when_there_is_no_d
     with pytest.raises(BackendUnavailable):
         await conversation._mic(argparse.Namespace(input_device=None, output_device=None, demo=False,
                                                    demo_out=str(tmp_path)), template.config)
+
+
+def test_one_flag_vocabulary_and_old_spellings_with_a_deprecation_line(capsys) -> None:
+    import argparse
+
+    from attune.commands.cli import build_parser
+    from attune.commands.flags import input_of
+
+    parser = build_parser()
+    args = parser.parse_args(["speak", "--text", "Hi.", "--out", "o.wav"])
+    assert args.output == "o.wav" and "--out is deprecated" in capsys.readouterr().err
+    args = parser.parse_args(["speak", "--text", "Hi.", "--output", "o.wav"])
+    assert args.output == "o.wav" and capsys.readouterr().err == ""
+    args = parser.parse_args(["transcribe", "--model", "base", "x.wav"])
+    assert args.asr_model == "base" and input_of(args) == "x.wav"
+    err = capsys.readouterr().err
+    assert "--model is deprecated" in err and "use --asr-model" in err and "positional FILE" in err
+    args = parser.parse_args(["analyze", "--input", "x.wav", "--config", "my.yaml"])  # --config after the command
+    assert input_of(args) == "x.wav" and args.config == "my.yaml"
+    assert parser.parse_args(["--config", "a.yaml", "serve"]).config == "a.yaml"  # and before it, as ever
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    silent = [(name, a.option_strings) for name, p in commands.items() for a in p._actions
+              if not a.help and a.dest != "file"]  # the positional FILE is hidden on purpose (deprecated)
+    assert not silent  # every flag of every command says what it does

@@ -13,7 +13,7 @@ import pytest
 from attune.backends.emotion.features import extract_markers
 from attune.core.audio import load_wav
 from run_agent import main
-from tests.engines_util import installed_model
+from tests.engines_util import installed_model, piper_seed
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio
 
@@ -23,7 +23,7 @@ def _piper() -> None:
     installed_model("piper-joe")
     import onnxruntime
 
-    onnxruntime.set_seed(0)  # Piper's VITS samples noise: the same renders on every run
+    onnxruntime.set_seed(piper_seed())  # Piper's VITS samples noise: the same renders on every run
 
 
 def test_speak_writes_speech_with_the_emotions_prosody(tmp_path: Path, capsys):
@@ -31,7 +31,7 @@ def test_speak_writes_speech_with_the_emotions_prosody(tmp_path: Path, capsys):
     text = "I can't believe it, this is the best day of my whole life."
     paths = {e: tmp_path / f"{e}.wav" for e in ("neutral", "excited", "sad")}
     for emotion, path in paths.items():
-        assert main(["speak", "--text", text, "--emotion", emotion, "--out", str(path)]) == 0
+        assert main(["speak", "--text", text, "--emotion", emotion, "--output", str(path)]) == 0
     assert "tts piper; native: speech_rate" in capsys.readouterr().out
     audio = {e: load_wav(p) for e, p in paths.items()}
     length = {e: len(a) / sr for e, (a, sr) in audio.items()}
@@ -48,7 +48,7 @@ def test_speak_with_espeak_through_the_router(tmp_path: Path, capsys):
     pitch = {}
     for emotion in ("happy", "sad"):
         out = tmp_path / f"{emotion}.wav"
-        assert main(["speak", "--text", text, "--emotion", emotion, "--tts", "espeak", "--out", str(out)]) == 0
+        assert main(["speak", "--text", text, "--emotion", emotion, "--tts", "espeak", "--output", str(out)]) == 0
         audio, sr = load_wav(out)
         pitch[emotion] = extract_markers(audio, sr).pitch_mean_hz
     assert "tts espeak; native: speech_rate, pitch_shift_semitones, volume_db" in capsys.readouterr().out
@@ -56,10 +56,10 @@ def test_speak_with_espeak_through_the_router(tmp_path: Path, capsys):
 
 
 def test_speak_rejects_unknown_emotion_and_empty_text(tmp_path: Path, capsys):
-    assert main(["speak", "--text", "hi", "--emotion", "grumpy", "--out", str(tmp_path / "x.wav")]) == 1
+    assert main(["speak", "--text", "hi", "--emotion", "grumpy", "--output", str(tmp_path / "x.wav")]) == 1
     assert "unknown emotion 'grumpy'" in capsys.readouterr().err
-    assert main(["speak", "--text", "  ", "--out", str(tmp_path / "x.wav")]) == 1
-    assert main(["speak", "--text", "hi", "--tts", "nope", "--out", str(tmp_path / "x.wav")]) == 1
+    assert main(["speak", "--text", "  ", "--output", str(tmp_path / "x.wav")]) == 1
+    assert main(["speak", "--text", "hi", "--tts", "nope", "--output", str(tmp_path / "x.wav")]) == 1
     assert not (tmp_path / "x.wav").exists()
 
 
@@ -70,7 +70,7 @@ def test_bench_prosody_prints_rtf(capsys):
 
 
 def test_build_references_command(tmp_path: Path):
-    assert main(["build-references", "--out", str(tmp_path)]) == 0
+    assert main(["build-references", "--output", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["tts"] == "piper" and len(manifest["references"]) == 8
     assert {e["tts"] for e in manifest["references"]} == {"piper"}
@@ -78,7 +78,7 @@ def test_build_references_command(tmp_path: Path):
 
 def test_emotion_axis_command(emodb_dir: Path, tmp_path: Path):
     out = tmp_path / "axis.json"
-    assert main(["emotion-axis", "--data", str(emodb_dir), "--out", str(out)]) == 0
+    assert main(["emotion-axis", "--data", str(emodb_dir), "--output", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["axis"]["pitch_semitones"] > 0 and len(data["per_speaker"]) >= 3
     assert np.isfinite(list(data["axis"].values())[:5]).all()

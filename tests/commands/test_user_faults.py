@@ -70,7 +70,7 @@ def test_speak_with_a_corrupt_voice_speaks_with_espeak(tmp_path: Path, monkeypat
         pytest.skip("espeak-ng not installed")
     monkeypatch.setenv("ATTUNE_TTS__PIPER_MODEL", str(_corrupt_piper(tmp_path)))
     out = tmp_path / "o.wav"
-    assert run_agent.main(["speak", "--text", "Hello there.", "--out", str(out)]) == 0
+    assert run_agent.main(["speak", "--text", "Hello there.", "--output", str(out)]) == 0
     printed = capsys.readouterr()
     assert "tts espeak" in printed.out and "install piper-joe" in printed.err
     assert sf.info(str(out)).duration > 0.3
@@ -128,7 +128,7 @@ def test_install_rehashes_instead_of_trusting_the_stamp(tiny_model: tuple[Path, 
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     fetched: list[tuple[str, ...]] = []
 
-    def no_wheels(requirements: tuple[str, ...], download_dir: Path) -> dict[str, Path]:
+    def no_wheels(requirements: tuple[str, ...], download_dir: Path, *_log: object) -> dict[str, Path]:
         fetched.append(requirements)
         raise BackendUnavailable("offline in this test")
 
@@ -161,7 +161,7 @@ def test_file_and_speak_check_the_output_first(tmp_path: Path, monkeypatch: Any,
     wav = tmp_path / "in.wav"
     sf.write(str(wav), np.zeros(RATE, np.float32), RATE)
     for argv in (["file", "--input", str(wav), "--output", str(target)],
-                 ["speak", "--text", "Hello.", "--out", str(target)]):
+                 ["speak", "--text", "Hello.", "--output", str(target)]):
         assert run_agent.main(argv) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(target) in err
@@ -225,7 +225,7 @@ def test_whisper_drops_segments_it_flags_as_no_speech() -> None:
     asr = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
     result = asr.transcribe(AudioChunk(np.zeros(60 * RATE, np.float32), RATE))
     assert result.text == "" and result.segments == ()
-    assert result.no_speech_prob >= 0.6
+    assert result.no_speech_prob >= 0.6  # 0.950 here and with CT2_FORCE_CPU_ISA=AVX2
 
 
 def test_speech_segments_keeps_speech_and_drops_flagged_segments() -> None:
@@ -253,6 +253,7 @@ def test_voiced_speech_is_still_read() -> None:
 
     wav, _ = librivox_clips()[0]
     result = VoiceEmotionDetector().analyze(wav)
+    # confidence 0.61 here and with numpy's and OpenBLAS's AVX-512 paths turned off: a wide margin over 0.1
     assert "no speech found" not in result.quality.issues and result.confidence > 0.1
 
 
@@ -281,7 +282,7 @@ def test_non_finite_fraction_is_reported_as_it_arrived(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["5", "-0.1", "nan", "inf", "loud"])
 def test_speak_intensity_outside_0_to_1_is_refused(value: str, tmp_path: Path, capsys: Any) -> None:
     with pytest.raises(SystemExit) as info:
-        run_agent.main(["speak", "--text", "Hi.", "--intensity", value, "--out", str(tmp_path / "o.wav")])
+        run_agent.main(["speak", "--text", "Hi.", "--intensity", value, "--output", str(tmp_path / "o.wav")])
     assert info.value.code == 2 and "--intensity" in capsys.readouterr().err
 
 

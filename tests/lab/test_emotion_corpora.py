@@ -12,7 +12,7 @@ import pytest
 import run_agent
 from attune.backends.emotion.labels import CLASSES
 from attune.backends.emotion.prosodic import ProsodicBackend
-from attune.config import REPO_ROOT
+from attune.config import Config
 from attune.core.audio import load_wav
 from attune_lab.emotion import evaluation as ev
 from attune_lab.emotion.dataset import LabelledSet, list_utterances
@@ -23,7 +23,7 @@ LAYER = "real"  # STYLE.md layer 4: real models on real audio
 
 @pytest.fixture(scope="session")
 def prosodic_set(emodb_dir: Path, ravdess_dir: Path) -> LabelledSet:
-    return ev.features_for(list_utterances([emodb_dir, ravdess_dir]), "prosodic", REPO_ROOT / "models")
+    return ev.features_for(list_utterances([emodb_dir, ravdess_dir]), "prosodic", Config().models_dir())
 
 
 def test_angry_is_more_aroused_than_sad_for_every_emodb_speaker(emodb_dir: Path) -> None:
@@ -82,7 +82,7 @@ def test_cli_train_writes_a_loadable_model(emodb_dir: Path, ravdess_dir: Path, t
                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "model.json"
     assert run_agent.main(["train-emotion", "--data", str(emodb_dir), "--data", str(ravdess_dir),
-                           "--out", str(out)]) == 0
+                           "--output", str(out)]) == 0
     assert ProsodicBackend(model_path=out).learned
     assert "leave-one-speaker-out, cold" in capsys.readouterr().out
 

@@ -40,7 +40,7 @@ def stack():
 
     is_verified = models.is_verified
     config = _config()
-    cache = config.resolve_path(config.models.cache_dir)
+    cache = config.models_dir()
     missing = [m for m in MODELS if not is_verified(cache, m)]
     if missing:
         pytest.skip(f"embedded models not installed: {missing}")

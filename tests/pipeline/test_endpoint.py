@@ -93,9 +93,33 @@ def _at_16k(text: str) -> np.ndarray:
     return np.concatenate([samples[: loud[-1] + 1], np.zeros(3200, np.float32)])  # 200 ms of silence after
 
 
+# Finished and hanging sentences, one pair per line, the same voice. "I have been feeling kind of" was dropped:
+# Piper says it with a falling, final intonation and the model calls it complete (0.96-0.98), like a person would.
+PAIRS = (
+    ("I passed my driving test today!", "My sister called me this morning and,"),
+    ("Thanks, that really helps.", "The thing about my job is"),
+    ("My cat ran away last night.", "I really want to"),
+    ("Can you tell me a joke?", "So I was thinking that maybe we could"),
+    ("When I got home, the kitchen was flooded.", "When I got home, the kitchen was"),
+)
+
+
 @pytest.mark.real
-def test_smart_turn_hears_a_finished_sentence_and_one_left_hanging() -> None:
+def test_smart_turn_hears_finished_sentences_above_ones_left_hanging() -> None:
+    """A property over five pairs, not one reading against the 0.5 threshold: the same model reads the same words
+    differently on another CPU (int8 kernels without VNNI, Piper's render) and a single reading near a threshold
+    is a coin toss there. On an AVX2-only EPYC "My sister called me this morning and," read 0.65 (0.02 here).
+
+    Measured here (AVX-512 VNNI; ``session.x64quantprecision`` changed nothing, as onnxruntime documents for
+    VNNI) on three Piper renders (seeds 0, 1, 2) as a stand-in for another machine's render: every one of the
+    15 pairs ordered finished > hanging (smallest gap 0.09, "Thanks, that really helps." 0.97 against "The
+    thing about my job is" 0.87); the mean gap per render 0.74, 0.57, 0.61; single readings ranged widely
+    (hanging 0.01-0.87, finished 0.36-0.99). So: at least four of five pairs ordered, and a mean gap over 0.3,
+    half the smallest measured."""
     model = _smart_turn()
-    finished = model.complete_probability(_at_16k("I passed my driving test today!"))
-    hanging = model.complete_probability(_at_16k("My sister called me this morning and,"))
-    assert 0.0 <= hanging < 0.5 < finished <= 1.0
+    finished = [model.complete_probability(_at_16k(f)) for f, _ in PAIRS]
+    hanging = [model.complete_probability(_at_16k(h)) for _, h in PAIRS]
+    readings = list(zip(finished, hanging, strict=True))
+    assert all(0.0 <= p <= 1.0 for p in finished + hanging)
+    assert sum(f > h for f, h in readings) >= len(PAIRS) - 1, readings
+    assert float(np.mean(finished)) - float(np.mean(hanging)) > 0.3, readings

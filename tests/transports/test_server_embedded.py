@@ -40,7 +40,7 @@ def server():
     from attune.models import is_verified
 
     config = load_config(environ={})
-    missing = [m for m in MODELS if not is_verified(config.resolve_path(config.models.cache_dir), m)]
+    missing = [m for m in MODELS if not is_verified(config.models_dir(), m)]
     if missing:
         pytest.skip(f"embedded models not installed: {missing}")
     if shutil.which("espeak-ng") is None:

@@ -31,7 +31,7 @@ from tests.ws_util import FakeStack, running_server
 LAYER = "fakes"  # the real server and persona API; the engines behind the preview are the fakes of tests/fakes.py
 
 TOKEN = "page-test-token"
-REFERENCES = Path(__file__).resolve().parents[2] / "references"
+REFERENCES = Path(__file__).resolve().parents[2] / "attune" / "references"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
                                 reason="Debian chromium not installed (scripts/setup.sh installs it)")

@@ -60,7 +60,7 @@ def whisper_folder(config: Config) -> Path:
     model = config.asr.model
     if model not in WHISPER_MODELS:
         raise BackendUnavailable(f"unknown Whisper model '{model}' (known: {', '.join(WHISPER_MODELS)})")
-    return model_path(config.resolve_path(config.models.cache_dir), WHISPER_MODELS[model])
+    return model_path(config.models_dir(), WHISPER_MODELS[model])
 
 
 def states_for(n_samples: int) -> int:

@@ -21,7 +21,7 @@ from attune.backends.emotion.model import EmotionModel
 from attune.backends.emotion.posterior import result_from_probs
 from attune.backends.emotion.prosodic import quality_factor, unusable_result
 from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool, states_for
-from attune.config import REPO_ROOT, Config, EmotionConfig
+from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, measure_quality, prepare
 from attune.core.emotion import EmotionResult, ProsodicMarkers
 from attune.core.errors import BackendUnavailable, EmotionError
@@ -69,7 +69,7 @@ class WhisperEmotionBackend:
         self.head = head
         self.pooling = head.feature_kind.rsplit("-", 1)[-1]
         self._encoder = encoder
-        self._models_dir = models_dir or REPO_ROOT / "models"
+        self._models_dir = models_dir or Config().models_dir()
         folder = self._models_dir / f"whisper-{self.encoder_name}"
         if encoder is None and not (folder / "model.bin").is_file():
             raise BackendUnavailable(f"no Whisper {self.encoder_name} model in {folder}",
@@ -81,7 +81,7 @@ class WhisperEmotionBackend:
 
     @classmethod
     def from_config(cls, config: Config) -> WhisperEmotionBackend:
-        return cls(config.emotion, models_dir=config.resolve_path(config.models.cache_dir))
+        return cls(config.emotion, models_dir=config.models_dir())
 
     def _load(self, path: Path, kinds: list[str]) -> EmotionModel:
         if not path.is_file():

@@ -115,7 +115,7 @@ class LlamaCppLLM:
         """The GGUF ``llm.model_path`` if set, else the embedded model ``llm.model``."""
         c = config.llm
         path = (config.resolve_path(c.model_path) if c.model_path
-                else embedded_model_path(config.resolve_path(config.models.cache_dir), c.model))
+                else embedded_model_path(config.models_dir(), c.model))
         return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache)
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attune.config import Config
 from attune.core.audio import load_wav, load_wav_bytes, resample, wav_bytes
 from attune.core.errors import AudioInputError, BackendUnavailable
 
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--references", default="references", help="folder with manifest.json and WAVs")
+    parser.add_argument("--references", default=str(Config().references_dir()),
+                        help="folder with manifest.json and WAVs (default: the bank shipped with Attune)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     engine = SesameCSMEngine(args.device)

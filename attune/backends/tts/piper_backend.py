@@ -152,5 +152,5 @@ class PiperTTS:
         """The voice ``tts.piper_model`` if set, else the embedded joe voice."""
         t = config.tts
         path = (config.resolve_path(t.piper_model) if t.piper_model
-                else embedded_model_path(config.resolve_path(config.models.cache_dir), "piper-joe"))
+                else embedded_model_path(config.models_dir(), "piper-joe"))
         return cls(path)

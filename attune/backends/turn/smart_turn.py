@@ -90,7 +90,7 @@ def default_model_path() -> Path:
     from attune.models import model_path
 
     config = load_config()
-    return model_path(config.resolve_path(config.models.cache_dir), "smart-turn-v3")
+    return model_path(config.models_dir(), "smart-turn-v3")
 
 
 class SmartTurn:
@@ -114,6 +114,10 @@ class SmartTurn:
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 4
+        # The model is int8. On x86-64 without VNNI (AVX2, AVX-512 without VNNI) onnxruntime's default u8s8
+        # kernel can saturate its 16-bit intermediates, so the same audio reads differently there; the exact u8u8
+        # kernel computes what a VNNI machine does (a little slower). onnxruntime ignores it where VNNI exists.
+        opts.add_session_config_entry("session.x64quantprecision", "1")
         try:
             self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
                                                          sess_options=opts)
