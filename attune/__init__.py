@@ -31,4 +31,4 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'attune' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return vars(importlib.import_module(module))[name]

@@ -159,3 +159,20 @@ def test_the_graph_test_sees_the_runtime_importing_the_lab() -> None:
     every, _ = _imports(ast.parse("def f():\n    from attune_lab.latency import voice_to_voice\n"))
     assert "attune_lab.latency" in every
     assert RANKS[_room("attune_lab.latency")] > RANKS[_room("attune.commands.serve")]
+
+
+def test_the_runtime_asks_engines_what_they_can_rather_than_probing() -> None:
+    """Features are declared (capabilities, protocols the type checker sees), not discovered by ``getattr`` /
+    ``hasattr``: at most ten probes remain in the runtime, each of a third-party object or the catalogue's lazy
+    lookup, with its reason on the line (docs/ARCHITECTURE.md, "The seams")."""
+    probes = []
+    for path in sorted(ROOT.rglob("*.py")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            probe = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            if probe and node.func.id in ("getattr", "hasattr"):  # type: ignore[attr-defined]
+                line = lines[node.lineno - 1]
+                above = lines[node.lineno - 2] if node.lineno > 1 else ""
+                probes.append((f"{path.relative_to(REPO)}:{node.lineno}", "#" in line or above.strip().startswith("#")))
+    assert len(probes) <= 10, probes
+    assert all(reason for _, reason in probes), [where for where, reason in probes if not reason]

@@ -44,6 +44,7 @@ LAB_MODULES = (  # the lab's (attune_lab): present in a checkout, skipped where 
 def build_parser(prog: str = "attune") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Attune: an emotion-aware voice agent, offline.")
     parser.add_argument("--version", action="version", version=f"attune {__version__}")
+    parser.set_defaults(conversation=False)  # mic and file set it: the console is theirs
     parser.add_argument("--config", default=None,
                         help="config file; relative paths in it are taken from its folder (default: $ATTUNE_CONFIG, "
                              "the checkout's config.yaml, else $XDG_CONFIG_HOME/attune/config.yaml)")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None, prog: str = "attune") -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(args.log_level or config.logging.level, explicit=args.log_level is not None,
-                  conversation=getattr(args, "conversation", False), log_file=args.log_file)
+                  conversation=args.conversation, log_file=args.log_file)
     try:
         return int(args.handler(args, config))
     except AttuneError as exc:

@@ -43,7 +43,7 @@ def input_file(p: argparse.ArgumentParser, help: str) -> None:
 
 def input_of(args: argparse.Namespace, parser_hint: str = "--input FILE") -> str | None:
     """The input file from ``--input`` or the deprecated positional FILE."""
-    if getattr(args, "file", None):
+    if args.file:
         if args.input:
             raise SystemExit(f"error: give the file once, as {parser_hint}")
         deprecated("a positional FILE", parser_hint)

@@ -37,8 +37,9 @@ def setup_logging(level: str, *, explicit: bool, conversation: bool, log_file: s
     ``level``: ``--log-level`` or ``logging.level``; ``explicit``: it came from ``--log-level``. A log file that
     cannot be opened leaves the records on stderr at WARNING and says so once."""
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "attune_handler", False)]:  # ours from an earlier call only
+    for old in [h for h in root.handlers if h in _OURS]:  # ours from an earlier call only
         root.removeHandler(old)
+        _OURS.discard(old)
         old.close()
     root.setLevel(level.upper())
     console = _handler(logging.StreamHandler(sys.stderr))
@@ -60,7 +61,10 @@ def setup_logging(level: str, *, explicit: bool, conversation: bool, log_file: s
     return path
 
 
+_OURS: set[logging.Handler] = set()  # the handlers setup_logging added (a second call replaces them, no others)
+
+
 def _handler(handler: logging.Handler) -> logging.Handler:
     handler.setFormatter(logging.Formatter(FORMAT))
-    handler.attune_handler = True  # type: ignore[attr-defined]
+    _OURS.add(handler)
     return handler

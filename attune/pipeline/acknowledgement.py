@@ -17,18 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from attune.agent.brain import ResponsePlanLike
 from attune.agent.openings import situation_of
 from attune.agent.text_affect import text_valence
+from attune.backends.base import TTSBackend
 from attune.core.audio import trim_leading_silence
 from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
 from attune.core.machine import LLMSpeed
 from attune.core.prosody import profile_for
 from attune.pipeline.pacing import first_clause_eta_ms
+from attune.pipeline.phrases import PhraseVoice
 
 E = EmotionCategory
 # Per situation, the acknowledgements in order of preference (the next one when the first was the last heard)
@@ -120,13 +121,14 @@ def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequenc
 TYPICAL_TAIL_TOKENS = 16  # tokens evaluated after the end of speech before the first token (the issue's p50: 24)
 
 
-def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: Any, tts: Any, output_rate: int,
+def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseVoice | None, tts: TTSBackend,
+                         output_rate: int,
                          previous: Sequence[str | None], speed: LLMSpeed | None, clause_words: int,
                          elapsed_ms: float, barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
     """The acknowledgement for a turn and its audio (output rate, leading silence trimmed), from the speech cache's
     memory front only (never a render at the moment of a commit), in the reply's own voice (``tts``); None when
     none is chosen or it is not cached for that voice and rate. ``elapsed_ms``: since the end of the speech."""
-    if phrases is None or getattr(phrases, "tts", None) is not tts or phrases.out_rate != output_rate:
+    if phrases is None or phrases.tts is not tts or phrases.out_rate != output_rate:
         return None
     eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words,
                               elapsed_ms=elapsed_ms)

@@ -11,7 +11,7 @@ import pytest
 import attune
 from attune.config import load_config
 from attune.core import events as ev
-from attune.pipeline.stack import SessionBackends
+from attune.pipeline.session_backends import SessionBackends, Voice
 from attune.transports.file import stream_file
 from attune.transports.library import Attune
 from tests.fakes import FixedASR, ScriptedLLM, ToneTTS, speech_frame
@@ -25,7 +25,8 @@ def _agent() -> Attune:
     config = load_config(environ={}, overrides={
         "pipeline": {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False, "end_of_turn_model": "none"},
         "emotion": {"backend": "prosodic"}})
-    backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(["I am here for you."]), tts=ToneTTS(), vad=None)
+    backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(["I am here for you."]), voice=Voice(ToneTTS()),
+                               vad=None)  # type: ignore[arg-type]
     return Attune(config, backends)
 
 
