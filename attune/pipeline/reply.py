@@ -29,7 +29,7 @@ from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
 from attune.core.emotion import EmotionResult
-from attune.core.errors import BackendError
+from attune.core.errors import BackendError, ServerBusy
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
@@ -40,6 +40,7 @@ from attune.pipeline.splitter import SentenceSplitter
 from attune.pipeline.understanding import TurnContext, Understander, Understanding
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
+BUSY_REPLY = "Sorry, I'm answering a lot of people right now. Please say that again in a moment."
 
 
 class ProsodyShaper(Protocol):
@@ -365,7 +366,7 @@ class Reply:
             self._p.status = "failed"
             self._error(exc)
             if index == first:  # nothing said yet: tell the user rather than stay silent
-                await self._queue_sentence(index, LLM_FAILED_REPLY)
+                await self._queue_sentence(index, BUSY_REPLY if isinstance(exc, ServerBusy) else LLM_FAILED_REPLY)
         finally:
             if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
                 await self._sentences.put(None)
@@ -507,7 +508,9 @@ class Reply:
             span.end_s = end
 
     def _error(self, exc: BackendError) -> None:
-        self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+        code = getattr(exc, "code", None) or f"{_kind(exc)}_failed"
+        extra = {"retry_after_s": exc.retry_after_s} if isinstance(exc, ServerBusy) else {}
+        self.emit(error_event(code, str(exc), retryable=exc.retryable, turn=self.turn, **extra))
 
 
 def _cancelling() -> bool:

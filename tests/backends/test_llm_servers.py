@@ -65,6 +65,12 @@ def ollama_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
     return app
 
 
+# Events that are JSON but not a chunk: each must fail the stream as an LLMError (an engine failure the session
+# answers with llm_failed and a spoken apology), never a TypeError or AttributeError.
+MALFORMED = {"list": "[1, 2]", "choices_number": '{"choices": 5}', "choice_text": '{"choices": ["hi"]}',
+             "delta_text": '{"choices": [{"delta": "hi"}]}', "huge_int": "1" + "0" * 5000}
+
+
 def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -76,6 +82,8 @@ def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b": keep-alive comment\n\n")
+        if mode in MALFORMED:
+            await resp.write(f"data: {MALFORMED[mode]}\n\n".encode())
         for i, piece in enumerate(PIECES):
             event = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -155,6 +163,14 @@ async def test_openai_failures_are_classified(mode: str, model: str, retryable: 
         with pytest.raises(LLMError, match=match) as err:
             await _collect(OpenAICompatLLM(f"{url}/v1", model, timeout_s=0.5))
     assert err.value.retryable is retryable
+
+
+@pytest.mark.parametrize("mode", sorted(MALFORMED))
+async def test_openai_malformed_events_are_llm_errors(mode: str) -> None:
+    async with serve(openai_app(mode, [])) as url:
+        with pytest.raises(LLMError, match="malformed") as err:
+            await _collect(OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2))
+    assert err.value.retryable is True
 
 
 async def test_openai_refused_connection_is_retryable() -> None:

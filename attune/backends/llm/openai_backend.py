@@ -81,14 +81,24 @@ class OpenAICompatLLM:
         raise LLMError(f"stream from {url} ended without [DONE]", retryable=True, backend=self.name)
 
     def _delta(self, data: str) -> str:
+        """The text of one streamed chunk; ``LLMError`` for anything that is not the chunk shape
+        (``{"choices": [{"delta": {"content": ...}}]}``), so a broken server fails like a dead one."""
         try:
             event = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise LLMError(f"malformed SSE event from {self.base_url}: {data[:120]!r}", retryable=True,
                            backend=self.name) from exc
+        if not isinstance(event, dict):
+            raise LLMError(f"malformed SSE event from {self.base_url} (not an object): {data[:120]!r}",
+                           retryable=True, backend=self.name)
         if "error" in event:
-            raise LLMError(f"server error in stream: {event['error']}", retryable=False, backend=self.name)
+            raise LLMError(f"server error in stream: {str(event['error'])[:300]}", retryable=False,
+                           backend=self.name)
         choices = event.get("choices") or [{}]
-        delta = choices[0].get("delta") or {}
+        first = choices[0] if isinstance(choices, list) else None
+        delta = (first.get("delta") or {}) if isinstance(first, dict) else None
+        if not isinstance(delta, dict):
+            raise LLMError(f"malformed SSE event from {self.base_url} (no choices[0].delta object): "
+                           f"{data[:120]!r}", retryable=True, backend=self.name)
         content = delta.get("content")
         return content if isinstance(content, str) else ""
