@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import socket
@@ -19,6 +20,8 @@ from typing import Any
 from attune.config import REPO_ROOT, Config
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
 from attune.core.errors import AttuneError, AudioInputError
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: Any) -> None:
@@ -69,9 +72,13 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
     personas.default_persona(config.personas.default_id)  # so does an unknown personas.default_id
     base = build_backends(config, emotion=False)
-    await warm_up(base, config)
+    timings = await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
-    attune = AttuneServer(engines, tokens=tokens, personas=personas)
+    attune = AttuneServer(engines, tokens=tokens, personas=personas, bound_host=host)
+    if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the LLM's measured speed
+        hold = attune.shared_llm.calibrate_from_speed(timings["llm_s_per_token"], config.llm.max_tokens)
+        log.info("LLM: %.0f ms a token, a reply about %.1f s: %d replies prepared or waiting at once",
+                 1000 * timings["llm_s_per_token"], hold, attune.shared_llm.capacity)
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

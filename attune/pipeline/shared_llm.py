@@ -36,6 +36,8 @@ from attune.core.errors import ServerBusy
 QueuedCallback = Callable[[int], None]
 WaitObserver = Callable[[float], None]  # called with the seconds every request waited (0 when served at once)
 DEFAULT_HOLD_S = 2.0  # s a generation is assumed to hold its slot until measured
+TYPICAL_REPLY_TOKENS = 40  # a spoken reply of one or two sentences
+TAIL_TOKENS = 16  # the turn's own prompt tokens left to evaluate (prefill and the prefix cache did the rest)
 HOLD_SMOOTHING = 0.2  # weight of the newest generation in the moving average of hold times
 NOTICE_S = 2.0  # s between the notices a waiting request gets
 
@@ -82,6 +84,14 @@ class SharedLLM:
     def estimated_wait_s(self, place: int) -> float:
         """Seconds until the request at 1-based ``place`` in the queue gets a slot, by the mean hold time."""
         return round(math.ceil(place / self.slots) * self.hold_s, 1)
+
+    def calibrate_from_speed(self, s_per_token: float, max_tokens: int) -> float:
+        """The start-up estimate of a reply's hold from the LLM's measured speed (``stack.warm_up``): a typical
+        reply (at most ``max_tokens``) and the turn's prompt tail, both at the generation speed (a prompt is
+        evaluated faster, so this errs long). Returns it; the moving average takes over as replies are served."""
+        hold = (min(TYPICAL_REPLY_TOKENS, max_tokens) + TAIL_TOKENS) * s_per_token
+        self.calibrate(hold)
+        return hold
 
     def calibrate(self, hold_s: float) -> None:
         """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""

@@ -116,9 +116,13 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
                            background=backends.background)
 
 
+SPEED_TOKENS = 12  # tokens the warm-up generates: the LLM's first pass, and its speed per token after it
+
+
 async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
     """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
-    ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine."""
+    ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine,
+    and ``llm_s_per_token``: the LLM's speed after its first token (when it wrote more than two)."""
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import Persona
 
@@ -135,9 +139,13 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     prefix = builder.build(_empty_memory(), "hello", None, plan)[:-1]  # system text and worked turns
-    async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
-        pass
+    stamps = []  # when each piece came: the pieces after the first give the LLM's speed (SharedLLM.calibrate)
+    async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=SPEED_TOKENS,
+                                       temperature=0.0):
+        stamps.append(time.perf_counter())
     out["llm_s"] = time.perf_counter() - t
+    if len(stamps) > 2:
+        out["llm_s_per_token"] = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
     t = time.perf_counter()
     async for _ in backends.tts.synthesize("Hello.", None):
         pass

@@ -117,6 +117,7 @@ class Connection:
         self._last_seen = self._started
         self._last_audio = self._started
         self.close_code: int | None = None
+        self._last: list[str] = []  # the closing session's last messages (collect_last), for finish()
         self._queue_counted = False  # this reply's wait for the LLM is counted
         self._refused_turns: set[Any] = set()  # turns the shared LLM refused (server_busy): counted as dropped
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
@@ -164,9 +165,9 @@ class Connection:
     async def finish(self) -> None:
         """Send the close frame (after ``run()``, once the session is closed). A client that stopped reading gets it
         after what is already buffered for it, if it reads again before the keep-alive ping gives up on it.
-        What the session said as it closed (a reply it cut off) is counted, and sent first where the client is
-        still there and reading."""
-        last = self._last_events()
+        What the session said as it closed (``collect_last``) is sent first where the client is still there and
+        reading."""
+        last, self._last = self._last, []
         if self.close_code is None:
             return
         if self.close_code != proto.CLOSE_POLICY and last:
@@ -175,9 +176,10 @@ class Connection:
         with contextlib.suppress(Exception, TimeoutError):
             await asyncio.wait_for(self.socket.close(self.close_code, self._closing.result()[1]), CLOSE_TIMEOUT_S)
 
-    def _last_events(self) -> list[str]:
-        """The session's events left after ``run()`` (the pump has stopped), observed; their JSON messages."""
-        out: list[str] = []
+    def collect_last(self) -> None:
+        """Once the session is closed: its events left after ``run()`` (the pump has stopped; the close cut a
+        reply off) are counted now and kept for ``finish()``."""
+        out = self._last
         while not self.session.events.empty():
             event = self.session.events.get_nowait()
             self._observe(event)
@@ -186,7 +188,6 @@ class Connection:
             out.append(str(proto.encode_event(event)))
             if event.type == ev.RESPONSE_CANCELLED:
                 out.append(str(proto.encode_event(done_of_cancelled(event))))
-        return out
 
     async def _send_all(self, messages: list[str]) -> None:
         for message in messages:

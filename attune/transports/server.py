@@ -235,17 +235,20 @@ class AttuneServer:
         limits = ConnectionLimits(idle_timeout_s=s.idle_timeout_s, max_session_s=s.max_session_s,
                                   outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
         persona = await self.personas.for_new_session()
-        async with session:
-            conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
-                              shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
-                              persona=persona)
-            self.connections[session_id] = conn
-            self.metrics.sessions.inc()
-            self.metrics.sessions_active.inc()
-            try:
+        conn: Connection | None = None
+        try:
+            async with session:
+                conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
+                                  shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
+                                  persona=persona)
+                self.connections[session_id] = conn
+                self.metrics.sessions.inc()
+                self.metrics.sessions_active.inc()
                 reason = await conn.run()
                 self.metrics.closed.labels(close_label(reason)).inc()
-            finally:
+            conn.collect_last()  # what the session said as it closed (a reply it cut off): counted before it leaves
+        finally:
+            if conn is not None:
                 self.connections.pop(session_id, None)
                 self.metrics.sessions_active.dec()
         await conn.finish()
