@@ -177,3 +177,59 @@ async def test_openai_refused_connection_is_retryable() -> None:
     with pytest.raises(LLMError, match="not reachable") as err:
         await _collect(OpenAICompatLLM(f"http://127.0.0.1:{free_port()}/v1", "qwen", timeout_s=1))
     assert err.value.retryable is True
+
+
+def counting_app(fail_first: str, seen: list[int]) -> web.Application:
+    """An OpenAI-compatible server that notes each request's client port; its first request fails as
+    ``fail_first`` says ("http503": before any token; "midway": after two tokens; "" never)."""
+    async def completions(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        seen.append(request.transport.get_extra_info("peername")[1])
+        first = len(seen) == 1
+        if first and fail_first == "http503":
+            return web.json_response({"error": {"message": "loading"}}, status=503)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, piece in enumerate(PIECES):
+            event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+            if first and i == 1 and fail_first == "midway":
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+async def test_openai_keeps_one_connection_and_retries_once_before_the_first_token() -> None:
+    seen: list[int] = []
+    async with serve(counting_app("http503", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        assert await _collect(llm) == PIECES  # the 503 came before any token: tried again, answered
+        assert await _collect(llm) == PIECES
+    assert llm.requests == 3 and len(seen) == 3
+    assert len(set(seen)) == 1 and llm.pool.made == 1  # all three over one kept-alive connection
+
+
+async def test_openai_never_retries_after_a_token() -> None:
+    seen: list[int] = []
+    got: list[str] = []
+    async with serve(counting_app("midway", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        with pytest.raises(LLMError, match="broke off|without \\[DONE\\]"):
+            async for piece in llm.stream(MESSAGES):
+                got.append(piece)
+    assert got == PIECES[:2] and llm.requests == 1  # the words already given cannot be taken back
+
+
+async def test_openai_a_refusal_is_not_retried() -> None:
+    async with serve(openai_app("ok", [])) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "nope", timeout_s=2)
+        with pytest.raises(LLMError, match="HTTP 404"):
+            await _collect(llm)
+    assert llm.requests == 1
