@@ -233,3 +233,20 @@ async def test_openai_a_refusal_is_not_retried() -> None:
         with pytest.raises(LLMError, match="HTTP 404"):
             await _collect(llm)
     assert llm.requests == 1
+
+
+async def test_ollama_retries_once_before_the_first_token_only() -> None:
+    async with serve(ollama_app("disconnect", [])) as url:
+        llm = OllamaLLM(url, "qwen2.5:1.5b-instruct", timeout_s=2)
+        with pytest.raises(LLMError):
+            await _collect(llm)
+    assert llm.requests == 1  # two pieces had come: never tried again
+    with pytest.raises(LLMError, match="not reachable"):
+        down = OllamaLLM(f"http://127.0.0.1:{free_port()}", "qwen2.5:1.5b-instruct", timeout_s=1)
+        await _collect(down)
+    assert down.requests == 2  # nothing had come: tried once more
+    async with serve(ollama_app("ok", [])) as url:
+        missing = OllamaLLM(url, "qwen9", timeout_s=2)
+        with pytest.raises(LLMError, match="ollama pull"):
+            await _collect(missing)
+    assert missing.requests == 1  # not retryable
