@@ -61,8 +61,8 @@ SERVER_EVENTS = (
 ERROR_CODES = (
     "invalid_json", "invalid_event", "unknown_event", "audio_as_text", "invalid_session_update", "invalid_item",
     "invalid_request", "buffer_empty", "empty_audio", "misaligned_audio", "non_finite_audio", "frame_too_long",
-    "asr_failed", "llm_failed", "tts_failed", "emotion_failed", "backend_failed", "internal_error", "idle_timeout",
-    "session_expired",
+    "asr_failed", "llm_failed", "tts_failed", "emotion_failed", "backend_failed", "server_busy", "internal_error",
+    "idle_timeout", "session_expired",
 )
 
 # Close codes the server uses (RFC 6455 section 7.4.1).

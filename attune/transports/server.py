@@ -150,7 +150,7 @@ class AttuneServer:
             except Exception as exc:  # noqa: BLE001 - health reports a failing engine, it never fails itself
                 tts["error"] = str(exc)
         llm = self.shared_llm
-        full = len(self.connections) >= self.settings.max_sessions
+        full = len(self.connections) >= self.settings.max_sessions or self.shared_llm.full  # as refusal() says
         return {
             "status": "draining" if self.draining else "full" if full else "ok",
             "sessions": len(self.connections), "max_sessions": self.settings.max_sessions,

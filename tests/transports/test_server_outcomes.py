@@ -136,7 +136,8 @@ async def test_past_capacity_a_turn_is_refused_at_once_and_new_sessions_get_503(
             async with connect(srv.url):
                 pass
         async with httpx.AsyncClient(base_url=srv.http) as c:
-            health = (await c.get("/health")).json()
+            health_resp = await c.get("/health")
+            health = health_resp.json()
         refused = await wait_for(logs[2], "response.done", 20)
         done = [await wait_for(lg, "response.done", 20) for lg in logs[:2]]
         for ws in clients:
@@ -149,6 +150,7 @@ async def test_past_capacity_a_turn_is_refused_at_once_and_new_sessions_get_503(
     assert _said(logs[2], 1) == BUSY_REPLY and logs[2].audio_bytes > 0
     assert denied.value.response.status_code == 503
     assert int(denied.value.response.headers["Retry-After"]) >= 1
+    assert health_resp.status_code == 503 and health["status"] == "full"  # a balancer sends new ones elsewhere
     assert health["engines"]["llm"]["capacity"] == 2 and health["engines"]["llm"]["refused_total"] == 1
     queued = logs[1].of("response.queued")
     assert queued and queued[0]["position"] == 1 and queued[0]["estimated_wait_s"] > 0
@@ -177,3 +179,10 @@ async def test_a_long_wait_is_told_again_and_again() -> None:
         await asyncio.gather(*readers)
     told = lb.of("response.queued")
     assert len(told) >= 2 and all(e["position"] == 1 and e["estimated_wait_s"] > 0 for e in told)
+
+
+def test_every_error_code_sent_is_in_the_catalogue() -> None:
+    from attune.core.errors import ServerBusy
+    from attune.transports import protocol as proto
+
+    assert ServerBusy.code in proto.ERROR_CODES
