@@ -153,13 +153,15 @@ class RequestGuard:
 
 
 class GuardMiddleware:
-    """ASGI middleware: ``guard.check_request`` for every request; a refusal is answered here, logged once at
-    info level (a client's bad request is not the server's error)."""
+    """ASGI middleware: ``guard.check_request`` for every request; a refusal is answered here and logged, the
+    first of each code at info level and the rest at debug level (a page may send many; a client's bad request
+    is not the server's error), and counted by ``on_refusal``."""
 
     def __init__(self, app: ASGIApp, guard: RequestGuard, on_refusal: Callable[[Refusal], None] | None = None) -> None:
         self.app = app
         self.guard = guard
         self.on_refusal = on_refusal
+        self.logged: set[str] = set()  # refusal codes already logged at info level
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
@@ -167,7 +169,10 @@ class GuardMiddleware:
         if refusal is None:
             await self.app(scope, receive, send)
             return
-        log.info("refused %s %s: %s", scope["type"], scope.get("path", ""), refusal.message)
+        level = logging.DEBUG if refusal.code in self.logged else logging.INFO
+        self.logged.add(refusal.code)
+        log.log(level, "refused %s %s: %s%s", scope["type"], scope.get("path", ""), refusal.message,
+                "" if level == logging.DEBUG else " (more of these are logged at debug level)")
         if self.on_refusal is not None:
             self.on_refusal(refusal)
         if scope["type"] == "websocket":

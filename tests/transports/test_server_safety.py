@@ -261,3 +261,5 @@ async def test_refusals_and_bad_frames_do_not_flood_the_log(caplog: pytest.LogCa
     assert not loud, [(r.name, r.getMessage()) for r in loud]
     noted = [r for r in caplog.records if "invalid UTF-8" in r.getMessage() and r.levelno == logging.INFO]
     assert len(noted) <= 1
+    gate = [r for r in caplog.records if r.name == "attune.transports.guard" and r.levelno >= logging.INFO]
+    assert len(gate) == 1  # three foreign origins refused: the first noted, the others at debug level
