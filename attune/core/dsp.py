@@ -15,7 +15,7 @@ import numpy as np
 
 _RESAMPLE_CHUNK = 8192  # output samples gathered at a time by resample_poly at up to _RESAMPLE_TAPS taps per phase
 _RESAMPLE_TAPS = 32  # (24 -> 16 kHz has 32): more taps (a larger ratio, 96 -> 16 kHz has 126) gather fewer at a
-# time, so its scratch memory (~30 bytes per output sample and tap, about 8 MB) stays the same for every ratio
+# time, so its scratch memory (~30 bytes per output sample and tap) stays under about 8 MB for every ratio
 _SOS_BLOCK = 64  # samples per block of sosfilt's block-recursive evaluation
 
 
@@ -178,7 +178,7 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     xpad = np.concatenate([np.zeros(taps - 1, dtype=out_dtype), xs, np.zeros(1, dtype=out_dtype)])
     y = np.empty(n_out, dtype=out_dtype)
     j = np.arange(taps)
-    chunk = max(256, _RESAMPLE_CHUNK * _RESAMPLE_TAPS // taps)
+    chunk = max(256, min(_RESAMPLE_CHUNK, _RESAMPLE_CHUNK * _RESAMPLE_TAPS // taps))
     for start in range(0, n_out, chunk):
         t = (np.arange(start, min(start + chunk, n_out)) + n_pre_remove) * down
         m = (t // up)[:, None] - j[None, :]  # input index per tap; outside [0, n_in) reads zero
