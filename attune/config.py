@@ -202,6 +202,9 @@ class ServerConfig:
     port: int = setting(8765, lo=0, hi=65535)  # one port: /ws, the web client at /, /health, /metrics
     token_env: str = setting("ATTUNE_TOKENS")  # environment variable with the accepted tokens, comma-separated
     origins: list[str] = setting([])  # browser origins allowed besides the server's own; ["*"] = any
+    # Host names served besides the bound address, localhost, 127.0.0.1 and [::1] (and the hosts of `origins`);
+    # ".example.com" = it and its subdomains; ["*"] = any (behind a proxy that checks Host itself)
+    allowed_hosts: list[str] = setting([])
     max_sessions: int = setting(64, lo=1, hi=10000)  # concurrent WebSocket sessions; one more gets HTTP 503
     max_message_bytes: int = setting(131072, lo=1024, hi=16777216)  # larger messages close the socket (1009)
     idle_timeout_s: float = setting(120.0, lo=1.0, hi=86400.0)  # no message from the client for this long: close
@@ -210,6 +213,11 @@ class ServerConfig:
     outbox_max_events: int = setting(4096, lo=16, hi=1000000)  # events buffered for a slow client, then 1008
     shutdown_grace_s: float = setting(10.0, lo=0.0, hi=600.0)  # on SIGTERM: time for replies to finish
     llm_slots: int = setting(1, lo=1, hi=64)  # concurrent LLM generations shared by all sessions (queued fairly)
+    # Turns waiting for or answered by the LLM at once, all sessions together; one more is refused at once
+    # (error server_busy, spoken) and new sessions get HTTP 503 + Retry-After while it is so. 0 = derived: as
+    # many as the LLM's measured speed serves within max_queue_wait_s
+    max_replying: int = setting(0, lo=0, hi=10000)
+    max_queue_wait_s: float = setting(6.0, lo=0.1, hi=600.0)  # with max_replying 0: the longest estimated wait
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ async def run_load(url: str, samples: np.ndarray, rate: int, sessions: int, *, t
         emo += e
         stop += s
         for done in run.of("response.done"):
+            if done.get("status") == "cancelled":  # its trace came with response.cancelled too
+                continue
             trace = done.get("trace") or {}
             if isinstance(trace.get("voice_to_voice_ms"), (int, float)):
                 v2v.append(float(trace["voice_to_voice_ms"]))

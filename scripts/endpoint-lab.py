@@ -45,8 +45,7 @@ def recordings(args: argparse.Namespace) -> list[tuple[Path, str]]:
 
 
 def hear(args: argparse.Namespace) -> list[Recording]:
-    from attune.backends.asr.factory import create_asr
-
+    from attune.backends.asr.asr_factory import create_asr
     from attune.backends.turn.smart_turn import SmartTurn
     from attune.pipeline.turn import create_vad
 

@@ -18,8 +18,10 @@ ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need_apt+=(libportaud
 [ -d /usr/share/pocketsphinx/test/data/librivox ] || need_apt+=(pocketsphinx-testdata)
 # Headless Chromium: the web client's browser tests drive it through playwright (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# nginx: the load-balancer test (tests/transports/test_balancer.py) runs docs/DEPLOY.md's block in front of two workers.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 if [ ${#need_apt[@]} -eq 0 ]; then
-  log "system packages: cached (espeak-ng, PortAudio, pocketsphinx-testdata, chromium present)"
+  log "system packages: cached (espeak-ng, PortAudio, pocketsphinx-testdata, chromium, nginx present)"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt_install() {  # apt's own progress lines, indented; refreshes the package lists once when the first try fails
     { apt-get install -y -q --no-install-recommends "$@" \

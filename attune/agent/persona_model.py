@@ -20,6 +20,8 @@ from attune.agent.persona import DEFAULT_PERSONA, Persona
 from attune.core import catalog
 from attune.core.errors import PersonaError
 
+# Use ``fullmatch``: ``$`` also matches before a trailing newline, so ``match`` would accept "default\n". The
+# patterns keep their anchors for the OpenAPI document (JSON Schema's ECMA-262 ``$`` has no such exception).
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
 STRATEGIES = ("match", "complement", "amplify", "neutral")
@@ -211,7 +213,7 @@ def parse_voice(obj: Any) -> VoiceConfig:
     if ".." in Path(model).parts:
         raise _bad("voice.model", "must not climb out of the voices folder ('..')")
     language = _text(obj, "language", "voice.language", "en-us", 24).strip().lower()
-    if not LANGUAGE_PATTERN.match(language):
+    if not LANGUAGE_PATTERN.fullmatch(language):
         raise _bad("voice.language", f"must be a language tag like en-us, got {language!r}")
     tiers = tts_tiers()
     quality = obj.get("quality", "high")
@@ -232,7 +234,7 @@ def parse_persona(obj: Any, *, path_id: str | None = None) -> PersonaRecord:
     pid = obj.get("id", path_id)
     if pid is None:
         raise _bad("id", "is required")
-    if not isinstance(pid, str) or not ID_PATTERN.match(pid):
+    if not isinstance(pid, str) or not ID_PATTERN.fullmatch(pid):
         raise _bad("id", f"must match {ID_PATTERN.pattern}, got {pid!r}")
     if path_id is not None and pid != path_id:
         raise _bad("id", f"the body's id {pid!r} differs from the path's {path_id!r}")

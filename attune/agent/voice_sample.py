@@ -4,12 +4,16 @@ and its ``Sample`` out, or a ``PersonaError`` (code ``rejected``) whose ``field`
 The rules, checked in this order, each message giving the measured value and the limit:
 ``format`` (not decodable, or a WAV whose header lies: RIFF or data sizes beyond or short of the bytes sent, a
 byte rate or block alignment that disagrees with rate x channels x bits), ``bit_depth`` (16-bit or better),
-``channels`` (mono; two are down-mixed with a note; more are refused), ``sample_rate`` (>= 22,050 Hz),
+``channels`` (mono; two are down-mixed with a note; more are refused), ``sample_rate`` (22,050 to 96,000 Hz),
 ``duration`` (6 to 30 s), ``clipping`` (at most 0.1 % of samples at or above 0.999 of full scale), ``snr``
 (speech-to-noise estimate: the 90th minus the 10th percentile of 20 ms frame energies in dB, so the loud
 frames stand for speech and the quiet ones, the pauses, for the noise floor), ``speech`` (the pipeline's Silero
 VAD, at 16 kHz, hears speech in at least ``min_speech_fraction`` of the 32 ms chunks). A body that is neither
 WAV nor FLAC by its first bytes is ``not_audio`` (whatever its Content-Type says). Blocking: run it in a thread.
+
+The header's promise (bits, channels, rate, frames) is judged before any sample is decoded, and decoding then
+stops at ``MAX_DURATION_S`` whatever the header said: a small upload can never cost more than one 30 s mono
+buffer at the highest accepted rate (11.5 MB), however many samples it claims or holds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import io
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +34,8 @@ from attune.core.errors import PersonaError
 MIN_DURATION_S = 6.0
 MAX_DURATION_S = 30.0
 MIN_RATE = 22050  # Hz
+MAX_RATE = 96000  # Hz; with MAX_DURATION_S this bounds the decoded buffer (30 s x 96 kHz x 4 bytes = 11.5 MB)
+DECODE_BLOCK_FRAMES = 16384  # frames decoded at a time (at most 2 channels: 128 KiB of float32)
 MIN_BITS = 16
 MAX_CHANNELS_DOWNMIXED = 2
 MAX_CLIPPED_FRACTION = 0.001  # of all samples, at or above CLIP_LEVEL
@@ -100,30 +107,83 @@ def check_wav_header(data: bytes) -> None:
         raise _reject("format", "the WAV file has no data chunk" if fmt else "the WAV file has no fmt chunk")
 
 
-def _decode(data: bytes, kind: str) -> tuple[np.ndarray, int, int]:
-    """(float32 [n, channels], rate, bits)."""
+@dataclass(frozen=True)
+class _Header:
+    """What the file's header promises, read before a single sample is decoded."""
+
+    rate: int
+    channels: int
+    frames: int  # as declared; a FLAC stream may leave it 0 (unknown), so decoding is bounded anyway
+    bits: int
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    mono: np.ndarray  # float32, the channels averaged
+    clipped: int  # samples of any channel at or above CLIP_LEVEL
+    samples: int  # samples of all channels
+
+
+def _open(data: bytes, kind: str) -> tuple[Any, _Header]:
+    """The open ``SoundFile`` and its header; ``format`` when it cannot be opened."""
     import soundfile as sf
 
     if kind == "wav":
         check_wav_header(data)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            rate, subtype = int(f.samplerate), str(f.subtype)
-            audio = f.read(dtype="float32", always_2d=True)
+        f = sf.SoundFile(io.BytesIO(data))
     except (RuntimeError, sf.LibsndfileError, ValueError, struct.error) as exc:
         raise _reject("format", f"the {kind.upper()} file cannot be decoded: {str(exc)[:160]}") from None
-    if audio.size == 0:
+    return f, _Header(int(f.samplerate), int(f.channels), max(0, int(f.frames)), SUBTYPE_BITS.get(str(f.subtype), 0))
+
+
+def _check_header(h: _Header) -> None:
+    """The rules a header alone decides, before anything is decoded: a few hundred bytes of FLAC may promise
+    gigabytes of samples (8 channels of 48 kHz silence for minutes), which must be refused unread."""
+    if h.bits < MIN_BITS:
+        raise _reject("bit_depth", f"{h.bits or 'unknown'}-bit samples; at least {MIN_BITS}-bit needed")
+    if h.channels > MAX_CHANNELS_DOWNMIXED:
+        raise _reject("channels", f"{h.channels} channels; mono needed (stereo is down-mixed)")
+    if not MIN_RATE <= h.rate <= MAX_RATE:
+        raise _reject("sample_rate", f"{h.rate} Hz; {MIN_RATE} to {MAX_RATE} Hz needed")
+    if h.frames > MAX_DURATION_S * h.rate:
+        raise _reject("duration", f"{h.frames / h.rate:.2f} s; {MIN_DURATION_S:g} to {MAX_DURATION_S:g} s needed")
+
+
+def _decode(f: Any, h: _Header, kind: str) -> _Decoded:
+    """Decode block by block into one preallocated mono buffer of at most ``MAX_DURATION_S`` (plus one sample,
+    to tell a longer stream), whatever the header said; peak memory is that buffer and one block."""
+    import soundfile as sf
+
+    limit = int(MAX_DURATION_S * h.rate) + 1
+    mono = np.empty(limit, dtype=np.float32)
+    n = clipped = 0
+    try:
+        while n < limit:
+            block = f.read(min(DECODE_BLOCK_FRAMES, limit - n), dtype="float32", always_2d=True)
+            if len(block) == 0:
+                break
+            if not np.isfinite(block).all():
+                raise _reject("format", "the file holds NaN or infinite samples")
+            clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+            mono[n:n + len(block)] = block.mean(axis=1) if h.channels > 1 else block[:, 0]
+            n += len(block)
+    except (RuntimeError, sf.LibsndfileError, ValueError, struct.error) as exc:
+        raise _reject("format", f"the {kind.upper()} file cannot be decoded: {str(exc)[:160]}") from None
+    if n == 0:
         raise _reject("format", "the file holds no audio")
-    if not np.isfinite(audio).all():
-        raise _reject("format", "the file holds NaN or infinite samples")
-    return audio, rate, SUBTYPE_BITS.get(subtype, 0)
+    if n >= limit:
+        raise _reject("duration", f"more than {MAX_DURATION_S:g} s; {MIN_DURATION_S:g} to {MAX_DURATION_S:g} s "
+                                  "needed")
+    return _Decoded(mono[:n], clipped, n * h.channels)
 
 
 def snr_db(mono: np.ndarray, rate: int) -> float:
     """The speech-to-noise estimate (see the module docstring), in dB, capped at ``SNR_CAP_DB``."""
     n = max(1, int(SNR_FRAME_S * rate))
-    frames = mono[: len(mono) // n * n].reshape(-1, n).astype(np.float64)
-    energy_db = 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    frames = mono[: len(mono) // n * n].reshape(-1, n)  # a view: no copy of the sample
+    energy = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / n
+    energy_db = 10.0 * np.log10(energy + 1e-12)
     high, low = np.percentile(energy_db, [SNR_HIGH_PERCENTILE, SNR_LOW_PERCENTILE])
     return float(min(high - low, SNR_CAP_DB))
 
@@ -145,22 +205,16 @@ def validate_sample(data: bytes, rules: SampleRules | None = None) -> AcceptedSa
     kind = sniff(data)
     if kind is None:
         raise PersonaError("the body is not a WAV or FLAC file (by its content)", "not_audio", None)
-    audio, rate, bits = _decode(data, kind)
-    notes: list[str] = []
-    if bits < MIN_BITS:
-        raise _reject("bit_depth", f"{bits or 'unknown'}-bit samples; at least {MIN_BITS}-bit needed")
-    channels = audio.shape[1]
-    if channels > MAX_CHANNELS_DOWNMIXED:
-        raise _reject("channels", f"{channels} channels; mono needed (stereo is down-mixed)")
-    mono = audio.mean(axis=1).astype(np.float32) if channels > 1 else audio[:, 0]
-    if channels > 1:
-        notes.append(f"down-mixed {channels} channels to mono")
-    if rate < MIN_RATE:
-        raise _reject("sample_rate", f"{rate} Hz; at least {MIN_RATE} Hz needed")
+    f, header = _open(data, kind)
+    with f:
+        _check_header(header)
+        decoded = _decode(f, header, kind)
+    rate, mono = header.rate, decoded.mono
+    notes = [f"down-mixed {header.channels} channels to mono"] if header.channels > 1 else []
     duration = len(mono) / rate
     if not MIN_DURATION_S <= duration <= MAX_DURATION_S:
         raise _reject("duration", f"{duration:.2f} s; {MIN_DURATION_S:g} to {MAX_DURATION_S:g} s needed")
-    clipped = float(np.mean(np.abs(audio) >= CLIP_LEVEL))
+    clipped = decoded.clipped / decoded.samples
     if clipped > MAX_CLIPPED_FRACTION:
         raise _reject("clipping", f"{clipped:.2%} of samples at full scale; at most {MAX_CLIPPED_FRACTION:.1%}")
     snr = snr_db(mono, rate)
@@ -171,5 +225,5 @@ def validate_sample(data: bytes, rules: SampleRules | None = None) -> AcceptedSa
         raise _reject("speech", f"speech heard in {speech:.0%} of the sample; at least "
                                 f"{rules.min_speech_fraction:.0%} needed")
     stored = wav_bytes(mono, rate)
-    sample = Sample(hashlib.sha256(stored).hexdigest(), round(duration, 3), rate, 1, bits, round(snr, 1))
+    sample = Sample(hashlib.sha256(stored).hexdigest(), round(duration, 3), rate, 1, header.bits, round(snr, 1))
     return AcceptedSample(sample, stored, notes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE, load_wav, prepare, write_wav
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: Any) -> None:
@@ -54,9 +57,13 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
     personas.default_persona(config.personas.default_id)  # so does an unknown personas.default_id
     base = build_backends(config, emotion=False)
-    await warm_up(base, config)
+    timings = await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
-    attune = AttuneServer(engines, tokens=tokens, personas=personas)
+    attune = AttuneServer(engines, tokens=tokens, personas=personas, bound_host=host)
+    if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the LLM's measured speed
+        hold = attune.shared_llm.calibrate_from_speed(timings["llm_s_per_token"], config.llm.max_tokens)
+        log.info("LLM: %.0f ms a token, a reply about %.1f s: %d replies prepared or waiting at once",
+                 1000 * timings["llm_s_per_token"], hold, attune.shared_llm.capacity)
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

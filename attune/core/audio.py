@@ -166,7 +166,7 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return samples.astype(np.float32, copy=False)
     g = math.gcd(int(from_rate), int(to_rate))
-    out = resample_poly(samples.astype(np.float32), int(to_rate) // g, int(from_rate) // g)
+    out = resample_poly(samples.astype(np.float32, copy=False), int(to_rate) // g, int(from_rate) // g)
     return np.asarray(out, dtype=np.float32)
 
 

@@ -13,7 +13,9 @@ import math
 
 import numpy as np
 
-_RESAMPLE_CHUNK = 8192  # output samples gathered at a time by resample_poly (bounds its scratch memory)
+_RESAMPLE_CHUNK = 8192  # output samples gathered at a time by resample_poly at up to _RESAMPLE_TAPS taps per phase
+_RESAMPLE_TAPS = 32  # (24 -> 16 kHz has 32): more taps (a larger ratio, 96 -> 16 kHz has 126) gather fewer at a
+# time, so its scratch memory (~30 bytes per output sample and tap) stays under about 8 MB for every ratio
 _SOS_BLOCK = 64  # samples per block of sosfilt's block-recursive evaluation
 
 
@@ -176,8 +178,9 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     xpad = np.concatenate([np.zeros(taps - 1, dtype=out_dtype), xs, np.zeros(1, dtype=out_dtype)])
     y = np.empty(n_out, dtype=out_dtype)
     j = np.arange(taps)
-    for start in range(0, n_out, _RESAMPLE_CHUNK):
-        t = (np.arange(start, min(start + _RESAMPLE_CHUNK, n_out)) + n_pre_remove) * down
+    chunk = max(256, min(_RESAMPLE_CHUNK, _RESAMPLE_CHUNK * _RESAMPLE_TAPS // taps))
+    for start in range(0, n_out, chunk):
+        t = (np.arange(start, min(start + chunk, n_out)) + n_pre_remove) * down
         m = (t // up)[:, None] - j[None, :]  # input index per tap; outside [0, n_in) reads zero
         m = np.where((m >= 0) & (m < n_in), m + taps - 1, len(xpad) - 1)
         y[start:start + len(t)] = np.einsum("ij,ij->i", h[t % up], xpad[m])

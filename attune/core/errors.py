@@ -14,6 +14,7 @@
         ├── EmotionError
         ├── ASRError
         ├── LLMError
+        │   └── ServerBusy          too many turns already wait for the shared LLM (``retry_after_s``)
         └── TTSError
 
 A backend error is retryable when the same request may succeed later or on the next provider (a timeout, a
@@ -104,3 +105,15 @@ class LLMError(BackendError):
 
 class TTSError(BackendError):
     """Speech synthesis failed."""
+
+
+class ServerBusy(LLMError):
+    """The shared LLM has as many turns waiting as it can answer in time: this one is refused at once rather
+    than left waiting. ``retry_after_s`` estimates when a place frees; ``code`` is the error code clients get."""
+
+    code = "server_busy"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retryable=True, backend="shared-llm")
+        self.retry_after_s = retry_after_s
+

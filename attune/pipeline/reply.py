@@ -28,7 +28,7 @@ from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
 from attune.core.emotion import EmotionResult
-from attune.core.errors import BackendError
+from attune.core.errors import BackendError, ServerBusy
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
@@ -45,6 +45,7 @@ __all__ = ["LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDep
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 ACK_INDEX = -1  # the sentence index of an acknowledgement's audio (``pipeline.acknowledgement``): before sentence 0
+BUSY_REPLY = "Sorry, I'm answering a lot of people right now. Please say that again in a moment."
 
 
 @dataclass
@@ -300,7 +301,7 @@ class Reply:
             self._p.status = "failed"
             self._error(exc)
             if index == first:  # nothing said yet: tell the user rather than stay silent
-                await self._queue_sentence(index, LLM_FAILED_REPLY)
+                await self._queue_sentence(index, BUSY_REPLY if isinstance(exc, ServerBusy) else LLM_FAILED_REPLY)
         finally:
             self._p.completion = stream.completion if stream is not None else None
             if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
@@ -445,7 +446,10 @@ class Reply:
             span.end_s = end
 
     def _error(self, exc: BackendError) -> None:
-        self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
+        if isinstance(exc, ServerBusy):
+            self.emit(error_event(exc.code, str(exc), retryable=True, turn=self.turn, retry_after_s=exc.retry_after_s))
+        else:
+            self.emit(error_event(f"{_kind(exc)}_failed", str(exc), retryable=exc.retryable, turn=self.turn))
 
 
 def _cancelling() -> bool:

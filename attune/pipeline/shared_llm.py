@@ -10,11 +10,19 @@ KV cache) and continues a reply from an opening. A prefill takes no slot and nev
 generation holds or waits for a slot, and only for the session whose conversation the cache holds (the last one
 served, or any before the first), so it never evicts another session's cached turns and a generation that
 starts meanwhile waits at most one prefill step (the backend's own lock keeps the two apart).
+
+Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
+``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
+``max_requests`` when given, else derived from the LLM's speed: as many as are served within ``max_wait_s``,
+reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by ``calibrate``, then a
+moving average of the generations served). A waiting request is told its place and an estimate of its wait
+when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -22,24 +30,39 @@ from dataclasses import replace
 from typing import Any
 
 from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
+from attune.core.errors import ServerBusy
 
-QueuedCallback = Callable[[int], None]  # called with the 1-based place in the queue when a request must wait
+# Called with the 1-based place in the queue when a request must wait, and again every ``notice_s`` while it does
+# (``SharedLLM.estimated_wait_s(place)`` says how long it may still be).
+QueuedCallback = Callable[[int], None]
 WaitObserver = Callable[[float], None]  # called with the seconds every request waited (0 when served at once)
+DEFAULT_HOLD_S = 2.0  # s a generation is assumed to hold its slot until measured
+TYPICAL_REPLY_TOKENS = 40  # a spoken reply of one or two sentences
+TAIL_TOKENS = 16  # the turn's own prompt tokens left to evaluate (prefill and the prefix cache did the rest)
+HOLD_SMOOTHING = 0.2  # weight of the newest generation in the moving average of hold times
+NOTICE_S = 2.0  # s between the notices a waiting request gets
 
 
 class SharedLLM:
-    """``slots`` concurrent generations of ``llm`` (1 for llama-cpp in process: it has one KV cache)."""
+    """``slots`` concurrent generations of ``llm`` (1 for llama-cpp in process: it has one KV cache).
+    ``max_requests``: the most requests holding or waiting for a slot (0 = derived, see the module docstring)."""
 
-    def __init__(self, llm: LLMBackend, *, slots: int = 1, on_wait: WaitObserver | None = None) -> None:
+    def __init__(self, llm: LLMBackend, *, slots: int = 1, on_wait: WaitObserver | None = None,
+                 max_requests: int = 0, max_wait_s: float = 6.0, notice_s: float = NOTICE_S) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.llm = llm
         self.name = llm.name
         self.slots = slots
         self.on_wait = on_wait
+        self.max_requests = max_requests
+        self.max_wait_s = max_wait_s
+        self.notice_s = notice_s
+        self.hold_s = DEFAULT_HOLD_S
         self.busy = 0
         self.served = 0
         self.queued_total = 0  # requests that had to wait
+        self.refused_total = 0  # requests refused with ServerBusy
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -47,20 +70,57 @@ class SharedLLM:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    @property
+    def capacity(self) -> int:
+        """The most requests that may hold or wait for a slot at once."""
+        if self.max_requests > 0:
+            return self.max_requests
+        return self.slots * (1 + math.floor(self.max_wait_s / max(self.hold_s, 1e-3)))
+
+    @property
+    def full(self) -> bool:
+        """The next request would be refused."""
+        return self.busy + self.waiting >= self.capacity
+
+    def estimated_wait_s(self, place: int) -> float:
+        """Seconds until the request at 1-based ``place`` in the queue gets a slot, by the mean hold time."""
+        return round(math.ceil(place / self.slots) * self.hold_s, 1)
+
+    def calibrate_from_speed(self, s_per_token: float, max_tokens: int) -> float:
+        """The start-up estimate of a reply's hold from the LLM's measured speed (``stack.warm_up``): a typical
+        reply (at most ``max_tokens``) and the turn's prompt tail, both at the generation speed (a prompt is
+        evaluated faster, so this errs long). Returns it; the moving average takes over as replies are served."""
+        hold = (min(TYPICAL_REPLY_TOKENS, max_tokens) + TAIL_TOKENS) * s_per_token
+        self.calibrate(hold)
+        return hold
+
+    def calibrate(self, hold_s: float) -> None:
+        """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""
+        if hold_s > 0:
+            self.hold_s = hold_s
+
+    def observe_hold(self, held_s: float) -> None:
+        """A whole generation held its slot ``held_s``: the moving average moves towards it."""
+        self.hold_s += HOLD_SMOOTHING * (held_s - self.hold_s)
+
     def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
         return SessionLLM(self, on_queued)
 
     async def acquire(self, on_queued: QueuedCallback | None) -> float:
-        """Wait for a slot, first come first served; returns the seconds waited."""
+        """Wait for a slot, first come first served; returns the seconds waited. Raises ``ServerBusy`` at once
+        when ``capacity`` requests already hold or wait for one."""
         t0 = time.perf_counter()
         if self.busy >= self.slots or self._waiters:
+            if self.full:
+                self.refused_total += 1
+                retry = self.estimated_wait_s(self.waiting + 1)
+                raise ServerBusy(f"{self.busy + self.waiting} replies are being prepared or wait for the language "
+                                 f"model; try again in about {retry:.0f} s", retry_after_s=retry)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(fut)
             self.queued_total += 1
-            if on_queued is not None:
-                on_queued(len(self._waiters))
             try:
-                await fut  # release() hands its slot over: ``busy`` already counts us
+                await self._wait_telling(fut, on_queued)  # release() hands its slot over: ``busy`` counts us
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():
                     self.release()  # the slot was handed to us as we were cancelled: pass it on
@@ -74,6 +134,15 @@ class SharedLLM:
         if self.on_wait is not None:
             self.on_wait(waited)
         return waited
+
+    async def _wait_telling(self, fut: asyncio.Future[None], on_queued: QueuedCallback | None) -> None:
+        """Wait for ``fut``, telling ``on_queued`` the place and the estimated wait now and every ``notice_s``."""
+        while not fut.done():
+            if on_queued is not None and fut in self._waiters:
+                place = self._waiters.index(fut) + 1
+                on_queued(place)
+            await asyncio.wait([fut], timeout=self.notice_s)
+        fut.result()
 
     def release(self) -> None:
         while self._waiters:
@@ -144,24 +213,31 @@ class SessionLLM:
             if self.on_queued is not None:
                 self.on_queued(place)
 
-        waited = await self.shared.acquire(note_queued)
+        try:
+            waited = await self.shared.acquire(note_queued)
+        except ServerBusy as exc:  # refused at once: the consumer raises it (a spoken "busy", server_busy)
+            queue.put_nowait(("error", exc))
+            return
+        held_from = time.perf_counter()
         wait = Completion(queue_wait_ms=round(waited * 1000.0, 1), queued=bool(queued))
         report(wait)
         self.shared.cache_owner = self
         extra = {"continue_from": continue_from} if continue_from.strip() else {}
-        inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature, **extra)
+        inner: TokenStream | None = None
 
         def figures() -> None:
-            if inner.completion is not None:
+            if inner is not None and inner.completion is not None:
                 report(replace(inner.completion, queue_wait_ms=wait.queue_wait_ms, queued=wait.queued))
 
         try:
+            inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature, **extra)
             first = True
             async for piece in inner:
                 if first:  # the engine reports its prompt figures before its first piece
                     figures()
                     first = False
                 queue.put_nowait(("piece", piece))
+            self.shared.observe_hold(time.perf_counter() - held_from)
             queue.put_nowait(("end", None))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             queue.put_nowait(("error", exc))

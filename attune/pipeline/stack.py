@@ -105,7 +105,9 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
 
 async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
     """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
-    ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine."""
+    ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine,
+    and the LLM's speed measured here (``llm_tokens_per_s``, ``llm_s_per_token``, ``llm_first_token_ms``; kept in
+    ``backends.measured`` too, where the pacing of the first clause and the server's admission read it)."""
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import configured_persona
 
@@ -129,6 +131,7 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     if speed is not None:
         backends.measured.llm_speed = speed
         out["llm_tokens_per_s"], out["llm_first_token_ms"] = speed.tokens_per_s, speed.first_token_ms
+        out["llm_s_per_token"] = 1.0 / speed.tokens_per_s
     t = time.perf_counter()
     async for _ in backends.tts.synthesize("Hello.", None):
         pass

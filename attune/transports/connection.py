@@ -3,8 +3,13 @@
 Owned tasks: the reader (client messages -> session), the pump (session events -> a bounded outbox; it never
 blocks, so the session never waits on this client), the writer (outbox -> socket; it is the one that waits for a
 slow client), the clock keeper (silence while the client sends no audio, so replies still play), and the watch
-(idle and maximum-session timers). A client that stops reading fills its outbox and is closed with 1008; the
-audio it did get is a whole prefix of the reply, never a stream with holes.
+(idle and maximum-session timers; a reply in progress or still playing counts as activity, so a client that typed
+a turn and listens is never cut off mid-reply). A client that stops reading fills its outbox and is closed with
+1008; the audio it did get is a whole prefix of the reply, never a stream with holes.
+
+Every turn ends in ``response.done`` with its ``status``: a cancelled reply's ``response.cancelled`` is followed
+by ``response.done`` (``status: cancelled``, the same ``reason``), and a reply the closing session cut off is
+still reported to a client that is there to read it. ``/metrics`` counts each turn once by outcome.
 """
 
 from __future__ import annotations
@@ -35,6 +40,30 @@ log = logging.getLogger(__name__)
 CLOCK_GAP_S = 0.2  # s without client audio after which the clock keeper streams silence
 FLUSH_TIMEOUT_S = 2.0  # s the last events (an error, session.closing) get to reach the client before the close
 CLOSE_TIMEOUT_S = 60.0  # s a close frame may wait for a client that stopped reading (keep-alive ends it sooner)
+# Close reasons -> the fixed labels of attune_sessions_closed_total{reason}.
+CLOSE_LABELS = {"client closed": "client_closed", "idle timeout": "idle_timeout",
+                "maximum session time": "maximum_session_time", "server shutting down": "server_shutting_down",
+                "client not reading": "client_not_reading", "server overloaded": "server_overloaded",
+                "internal error": "internal_error"}
+# Turn outcomes counted in attune_turns_total{outcome}.
+OUTCOMES = ("completed", "failed", "cancelled", "dropped")
+
+
+def close_label(reason: str) -> str:
+    """The metrics label of a close reason (``"client not reading: output buffer full"`` ->
+    ``client_not_reading``)."""
+    return CLOSE_LABELS.get(reason.split(":")[0], "other")
+
+
+def turn_outcome(event: SessionEvent, refused: bool = False) -> str | None:
+    """The outcome a turn's last event reports: ``completed`` | ``failed`` | ``cancelled`` | ``dropped`` (the
+    server refused the turn, ``refused``, or the session ended before the reply was heard); None for others."""
+    if event.type == ev.RESPONSE_CANCELLED:
+        return "dropped" if event.data.get("reason") == "session_closed" else "cancelled"
+    if event.type == ev.RESPONSE_DONE:
+        status = str(event.data.get("status", "failed"))
+        return "dropped" if refused else status if status in OUTCOMES else "failed"
+    return None
 
 
 class Socket(Protocol):
@@ -91,6 +120,9 @@ class Connection:
         self._last_seen = self._started
         self._last_audio = self._started
         self.close_code: int | None = None
+        self._last: list[str] = []  # the closing session's last messages (collect_last), for finish()
+        self._queue_counted = False  # this reply's wait for the LLM is counted
+        self._refused_turns: set[Any] = set()  # turns the shared LLM refused (server_busy): counted as dropped
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
 
     # ---- control ----
@@ -135,11 +167,34 @@ class Connection:
 
     async def finish(self) -> None:
         """Send the close frame (after ``run()``, once the session is closed). A client that stopped reading gets it
-        after what is already buffered for it, if it reads again before the keep-alive ping gives up on it."""
+        after what is already buffered for it, if it reads again before the keep-alive ping gives up on it.
+        What the session said as it closed (``collect_last``) is sent first where the client is still there and
+        reading."""
+        last, self._last = self._last, []
         if self.close_code is None:
             return
+        if self.close_code != proto.CLOSE_POLICY and last:
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(self._send_all(last), FLUSH_TIMEOUT_S)
         with contextlib.suppress(Exception, TimeoutError):
             await asyncio.wait_for(self.socket.close(self.close_code, self._closing.result()[1]), CLOSE_TIMEOUT_S)
+
+    def collect_last(self) -> None:
+        """Once the session is closed: its events left after ``run()`` (the pump has stopped; the close cut a
+        reply off) are counted now and kept for ``finish()``."""
+        out = self._last
+        while not self.session.events.empty():
+            event = self.session.events.get_nowait()
+            self._observe(event)
+            if event.type == ev.AUDIO_DELTA:
+                continue
+            out.append(str(proto.encode_event(event)))
+            if event.type == ev.RESPONSE_CANCELLED:
+                out.append(str(proto.encode_event(done_of_cancelled(event))))
+
+    async def _send_all(self, messages: list[str]) -> None:
+        for message in messages:
+            await self.socket.send_text(message)
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -172,6 +227,9 @@ class Connection:
                 self.send_error(exc.code, str(exc))
             except AttuneError as exc:
                 self.send_error("invalid_request", str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug costs this message, never the session
+                log.exception("connection %s: a client message failed", self.session_id)
+                self.send_error("internal_error", f"{type(exc).__name__}: {str(exc)[:160]}")
 
     async def _on_audio(self, data: bytes) -> None:
         samples = proto.decode_audio(data, self.live.input_audio_format, self.live.input_sample_rate)
@@ -232,17 +290,25 @@ class Connection:
             t_next += FRAME / SAMPLE_RATE
             await asyncio.sleep(max(0.0, t_next - time.monotonic()))
 
+    @property
+    def active(self) -> bool:
+        """The server is doing something for this client: a turn or reply in progress, reply audio still to be
+        heard, or messages waiting to be sent."""
+        return not self.session.idle or bool(self._outbox)
+
     async def _watch(self) -> None:
         lim = self.limits
         while True:
             now = time.monotonic()
+            if self.active:
+                self._last_seen = now  # the idle timer counts the client's silence only while nothing happens
             if now - self._started >= lim.max_session_s:
                 self.send_error("session_expired", f"the session reached its maximum length of {lim.max_session_s:g} s")
                 self.close_soon(proto.CLOSE_NORMAL, "maximum session time")
                 return
             if now - self._last_seen >= lim.idle_timeout_s:
-                self.send_error("idle_timeout", f"no message from the client for {lim.idle_timeout_s:g} s",
-                                retryable=True)
+                self.send_error("idle_timeout", f"no message from the client and no reply for {lim.idle_timeout_s:g}"
+                                " s", retryable=True)
                 self.close_soon(proto.CLOSE_NORMAL, "idle timeout")
                 return
             await asyncio.sleep(min(0.5, lim.idle_timeout_s / 4, lim.max_session_s / 4))
@@ -260,6 +326,8 @@ class Connection:
             if event.type == ev.RESPONSE_CANCELLED:
                 self._drop_turn_audio(event.data.get("turn"))
             self._enqueue(_Out(proto.encode_event(event)))
+            if event.type == ev.RESPONSE_CANCELLED:
+                self._enqueue(_Out(proto.encode_event(done_of_cancelled(event))))
 
     def _enqueue(self, item: _Out) -> None:
         if self._closing.done():
@@ -304,14 +372,27 @@ class Connection:
         if event.type == ev.EMOTION_MEASUREMENT:
             m.emotion_hops.inc()
         elif event.type == ev.ERROR:
-            m.errors.labels(str(d.get("code", "internal_error"))).inc()
-        elif event.type in (ev.RESPONSE_DONE, ev.RESPONSE_CANCELLED):
-            m.turns.labels(str(d.get("status", "cancelled"))).inc()
+            code = str(d.get("code", "internal_error"))
+            m.errors.labels(code).inc()
+            if code == "server_busy" and d.get("turn") is not None:
+                self._refused_turns.add(d["turn"])
+        elif (outcome := turn_outcome(event, d.get("turn") in self._refused_turns)) is not None:
+            m.turns.labels(outcome).inc()
+            self._refused_turns.discard(d.get("turn"))
             v2v = (d.get("trace") or {}).get("voice_to_voice_ms")
             if isinstance(v2v, (int, float)):
                 m.voice_to_voice.observe(v2v / 1000.0)
-        elif event.type == proto.RESPONSE_QUEUED:
+        elif event.type == ev.RESPONSE_CREATED:
+            self._queue_counted = False
+        elif event.type == proto.RESPONSE_QUEUED and not self._queue_counted:  # told again while it waits: once
             m.llm_queued.inc()
+            self._queue_counted = True
+
+
+def done_of_cancelled(event: SessionEvent) -> SessionEvent:
+    """The ``response.done`` that ends a cancelled turn (after its ``response.cancelled``): ``status:
+    cancelled``, its ``reason`` and ``trace``."""
+    return SessionEvent(ev.RESPONSE_DONE, {**event.data, "status": "cancelled"})
 
 
 def _item_text(data: dict[str, Any]) -> str:

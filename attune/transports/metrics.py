@@ -18,10 +18,12 @@ class ServerMetrics:
         r = self.registry = CollectorRegistry()
         self.sessions_active = Gauge("attune_sessions_active", "WebSocket sessions open now", registry=r)
         self.sessions = Counter("attune_sessions", "WebSocket sessions opened", registry=r)
-        self.rejected = Counter("attune_connections_rejected", "connections refused before the handshake",
+        self.rejected = Counter("attune_connections_rejected", "requests refused before a route or a handshake, by "
+                                "code (host_not_allowed, origin_not_allowed, unauthorized, too_many_sessions, ...)",
                                 ["reason"], registry=r)
         self.closed = Counter("attune_sessions_closed", "sessions closed, by reason", ["reason"], registry=r)
-        self.turns = Counter("attune_turns", "turns finished, by status", ["status"], registry=r)
+        self.turns = Counter("attune_turns", "turns ended, by outcome: completed, failed, cancelled, dropped",
+                             ["outcome"], registry=r)
         self.voice_to_voice = Histogram("attune_voice_to_voice_seconds",
                                         "end of the user's speech to the first reply audio", registry=r,
                                         buckets=LATENCY_BUCKETS_S)
@@ -30,6 +32,8 @@ class ServerMetrics:
         self.llm_wait = Histogram("attune_llm_queue_wait_seconds", "time an LLM request waited for its slot",
                                   registry=r, buckets=WAIT_BUCKETS_S)
         self.llm_queued = Counter("attune_llm_requests_queued", "LLM requests that had to wait", registry=r)
+        for outcome in ("completed", "failed", "cancelled", "dropped"):  # every outcome shows, 0 until it happens
+            self.turns.labels(outcome)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -44,7 +44,8 @@ MULTIPART_ALLOWANCE = 64 * 1024  # headers and boundaries around an uploaded fil
 MAX_PREVIEW_CHARS = 200
 EMOTIONS = tuple(sorted(c.value for c in PROFILES))
 STATUS = {"invalid": 400, "malformed_json": 400, "rejected": 400, "unauthorized": 401, "not_found": 404,
-          "exists": 409, "last_persona": 409, "too_large": 413, "not_audio": 415, "tts_failed": 503}
+          "exists": 409, "last_persona": 409, "too_large": 413, "not_audio": 415, "unsupported_media_type": 415,
+          "tts_failed": 503}
 
 
 class TooLarge(Exception):
@@ -67,6 +68,12 @@ async def read_capped(request: Request, limit: int) -> bytes:
         if len(buf) > limit:
             raise TooLarge(f"the body is over {limit} bytes")
     return bytes(buf)
+
+
+def is_json_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type, parameters (``; charset=utf-8``) aside."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def multipart_file(content_type: str, body: bytes) -> bytes:
@@ -186,11 +193,15 @@ class PersonaAPI:
         return endpoint
 
     async def _json(self, request: Request) -> Any:
+        """The JSON body. A body of another declared type is 415: an HTML form (``text/plain``,
+        ``application/x-www-form-urlencoded``) can send those from any page without asking first."""
+        if not is_json_type(request.headers.get("content-type", "")):
+            raise PersonaError("the body must be JSON (Content-Type: application/json)", "unsupported_media_type")
         body = await read_capped(request, MAX_JSON_BYTES)
         try:
             return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise PersonaError(f"the body is not valid JSON: {exc}", "malformed_json") from None
+        except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, an int over 4300 digits
+            raise PersonaError(f"the body is not valid JSON: {str(exc)[:160]}", "malformed_json") from None
 
     # ---- handlers ----
     async def openapi(self, request: Request) -> Response:

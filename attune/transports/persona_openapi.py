@@ -83,6 +83,7 @@ def openapi_document() -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/Persona"}}}}
     bad = _error("invalid (field named), malformed_json")
     big = _error("body over 64 KiB")
+    not_json = _error("unsupported_media_type: a JSON body needs Content-Type: application/json")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Attune persona API", "version": "1.0.0",
@@ -98,7 +99,7 @@ def openapi_document() -> dict[str, Any]:
                     "401": _error("missing or invalid token")}},
                 "post": {"summary": "create a persona", "requestBody": persona_body, "responses": {
                     "201": _json("Persona", "created"), "400": bad, "401": _error("unauthorized"),
-                    "409": _error("exists: the id is taken"), "413": big}}},
+                    "409": _error("exists: the id is taken"), "413": big, "415": not_json}}},
             "/v1/personas/{pid}": {
                 "parameters": pid,
                 "get": {"summary": "one persona", "responses": {"200": _json("Persona", "the persona"),
@@ -107,13 +108,13 @@ def openapi_document() -> dict[str, Any]:
                 "put": {"summary": "replace a persona (the body's id, if given, must be the path's)",
                         "requestBody": persona_body, "responses": {
                             "200": _json("Persona", "replaced"), "400": bad, "401": _error("unauthorized"),
-                            "404": _error("not_found"), "413": big}},
+                            "404": _error("not_found"), "413": big, "415": not_json}},
                 "delete": {"summary": "delete a persona", "responses": {
                     "204": {"description": "deleted"}, "401": _error("unauthorized"), "404": _error("not_found"),
                     "409": _error("last_persona: the only persona left")}}},
             "/v1/personas/{pid}/voice": {
                 "parameters": pid,
-                "post": {"summary": "upload a voice sample (WAV or FLAC, 6-30 s, >= 22,050 Hz, >= 16-bit, mono or "
+                "post": {"summary": "upload a voice sample (WAV or FLAC, 6-30 s, 22,050-96,000 Hz, >= 16-bit, mono or "
                                     "down-mixed stereo, no clipping, speech-to-noise and speech checked)",
                          "requestBody": {"required": True, "content": {
                              "audio/wav": {"schema": {"type": "string", "format": "binary"}},
@@ -140,7 +141,7 @@ def openapi_document() -> dict[str, Any]:
                                      "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
                              "400": _error("invalid: unknown emotion, text too long"),
                              "401": _error("unauthorized"), "404": _error("not_found"), "413": big,
-                             "503": _error("tts_failed: no provider of the voice could speak")}}},
+                             "415": not_json, "503": _error("tts_failed: no provider of the voice could speak")}}},
             "/v1/openapi.json": {"get": {"summary": "this document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}},
                 "401": _error("unauthorized")}}},

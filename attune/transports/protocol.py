@@ -61,8 +61,8 @@ SERVER_EVENTS = (
 ERROR_CODES = (
     "invalid_json", "invalid_event", "unknown_event", "audio_as_text", "invalid_session_update", "invalid_item",
     "invalid_request", "buffer_empty", "empty_audio", "misaligned_audio", "non_finite_audio", "frame_too_long",
-    "asr_failed", "llm_failed", "tts_failed", "emotion_failed", "backend_failed", "internal_error", "idle_timeout",
-    "session_expired",
+    "asr_failed", "llm_failed", "tts_failed", "emotion_failed", "backend_failed", "server_busy", "internal_error",
+    "idle_timeout", "session_expired",
 )
 
 # Close codes the server uses (RFC 6455 section 7.4.1).
@@ -112,8 +112,8 @@ def decode_text(text: str) -> ClientEvent:
     ``unknown_event``) with a message fit for the client."""
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ProtocolError(f"not valid JSON: {exc}", "invalid_json") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or an integer over 4300 digits
+        raise ProtocolError(f"not valid JSON: {str(exc)[:160]}", "invalid_json") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         raise ProtocolError("a message must be a JSON object with a string 'type'", "invalid_event")
     kind = obj["type"]
@@ -165,7 +165,7 @@ def _turn_detection(obj: Any) -> TurnDetection:
 
 def _persona_id(value: Any) -> str:
     """The form of a persona id (whether it exists is the connection's question)."""
-    if not isinstance(value, str) or not PERSONA_ID.match(value):
+    if not isinstance(value, str) or not PERSONA_ID.fullmatch(value):
         raise ProtocolError(f"session.persona_id must be a persona id ({PERSONA_ID.pattern}), got {value!r}"[:200],
                             "invalid_session_update")
     return value

@@ -4,10 +4,11 @@ Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O protocol as its WebS
 unlike ``websockets``' own ``process_request``, can read request bodies and file uploads on the same port, which
 the persona API needs).
 
-Hardening: an explicit max message size (1009), no compression, an origins allow-list (403), bearer-token auth
-(401; with no token configured only a loopback address may be bound), a connection cap (503), idle and
-maximum-session timers (``connection.py``), and a graceful SIGTERM: sessions are told, replies in progress may
-finish for ``shutdown_grace_s``, then every socket is closed with 1001 and the process exits 0.
+Hardening: the Host and Origin gate of ``guard.py`` on every route (403), an explicit max message size (1009), no
+compression, bearer-token auth (401; with no token configured only a loopback address may be bound), a connection
+cap and reply admission (503 with ``Retry-After``; ``SharedLLM``'s capacity), idle and maximum-session timers
+(``connection.py``), and a graceful SIGTERM: sessions are told, replies in progress may finish for
+``shutdown_grace_s``, then every socket is closed with 1001 and the process exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import signal
 import time
@@ -25,10 +27,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -43,7 +45,8 @@ from attune.core.errors import ConfigError
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
-from attune.transports.connection import Connection, ConnectionLimits
+from attune.transports.connection import Connection, ConnectionLimits, close_label
+from attune.transports.guard import GuardMiddleware, Refusal, RequestGuard
 from attune.transports.live_settings import voices_of
 from attune.transports.metrics import CONTENT_TYPE, ServerMetrics
 from attune.transports.persona_api import PersonaAPI, PersonaService
@@ -52,6 +55,7 @@ from attune.transports.protocol import RESPONSE_QUEUED
 log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 WS_IMPLEMENTATION = "websockets-sansio"  # uvicorn's WebSocket protocol built on websockets' Sans-I/O core
+RETRY_AFTER_S = 5  # s a client refused for the session cap or a shutdown is asked to wait
 
 
 def loopback(host: str) -> bool:
@@ -92,13 +96,15 @@ class AttuneServer:
     one under ``personas.data_dir``, opened here; a corrupt database file is a ``StoreError`` naming it)."""
 
     def __init__(self, engines: Engines, *, settings: ServerConfig | None = None,
-                 tokens: tuple[str, ...] = (), personas: PersonaStore | None = None) -> None:
+                 tokens: tuple[str, ...] = (), personas: PersonaStore | None = None,
+                 bound_host: str | None = None) -> None:
         self.engines = engines
-        self.settings = settings or engines.config.server
+        self.settings = s = settings or engines.config.server
         self.tokens = tokens
         self.metrics = ServerMetrics()
-        self.shared_llm = SharedLLM(engines.llm, slots=self.settings.llm_slots,
-                                    on_wait=self.metrics.llm_wait.observe)
+        self.guard = RequestGuard.from_settings(s, bound_host)
+        self.shared_llm = SharedLLM(engines.llm, slots=s.llm_slots, on_wait=self.metrics.llm_wait.observe,
+                                    max_requests=s.max_replying, max_wait_s=s.max_queue_wait_s)
         self.voices = voices_of(engines.tts)
         self.connections: dict[str, Connection] = {}
         self.draining = False
@@ -117,7 +123,7 @@ class AttuneServer:
             *api.routes(),
             Mount("/static", StaticFiles(directory=WEB_DIR)),
             WebSocketRoute("/ws", self.websocket),
-        ])
+        ], middleware=[Middleware(GuardMiddleware, guard=self.guard, on_refusal=self._count_refusal)])
 
     # ---- HTTP ----
     async def index(self, request: Request) -> Response:
@@ -128,7 +134,12 @@ class AttuneServer:
         return FileResponse(WEB_DIR / "personas.html", media_type="text/html; charset=utf-8")
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse(await self.health_dict())
+        """200 while the server takes sessions; 503 (with ``Retry-After``) while it drains or is full, so that a
+        load balancer sends new conversations elsewhere."""
+        report = await self.health_dict()
+        if report["status"] == "ok":
+            return JSONResponse(report)
+        return JSONResponse(report, status_code=503, headers={"Retry-After": str(self._retry_after_s())})
 
     async def health_dict(self) -> dict[str, Any]:
         e = self.engines
@@ -139,14 +150,16 @@ class AttuneServer:
             except Exception as exc:  # noqa: BLE001 - health reports a failing engine, it never fails itself
                 tts["error"] = str(exc)
         llm = self.shared_llm
+        full = len(self.connections) >= self.settings.max_sessions or self.shared_llm.full  # as refusal() says
         return {
-            "status": "draining" if self.draining else "ok",
+            "status": "draining" if self.draining else "full" if full else "ok",
             "sessions": len(self.connections), "max_sessions": self.settings.max_sessions,
             "uptime_s": round(time.time() - self.started, 1),
             "engines": {
                 "asr": {"name": None if e.asr is None else e.asr.name, "ready": e.asr is not None},
                 "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
-                        "served": llm.served, "queued_total": llm.queued_total},
+                        "served": llm.served, "queued_total": llm.queued_total, "capacity": llm.capacity,
+                        "refused_total": llm.refused_total, "hold_s": round(llm.hold_s, 3)},
                 "tts": tts,
             },
         }
@@ -166,32 +179,45 @@ class AttuneServer:
             given = header[7:].strip()
         return any(hmac.compare_digest(given.encode(), t.encode()) for t in self.tokens)
 
-    def _origin_allowed(self, origin: str | None, host: str | None) -> bool:
-        if origin is None:  # not a browser: the token is what guards it
-            return True
-        allowed = self.settings.origins
-        if "*" in allowed or origin in allowed:
-            return True
-        return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()  # the page this server serves
-
-    def _refusal(self, ws: WebSocket) -> tuple[int, str] | None:
+    def refusal(self, ws: WebSocket) -> Refusal | None:
+        """Why a WebSocket handshake is refused, or None: the Host/Origin gate (also the middleware's), the token,
+        a shutdown, the session cap, and replies at capacity. Any WebSocket route of this server asks it."""
+        refused = self.guard.check_request(ws.scope)
+        if refused is not None:
+            return refused
         h = ws.headers
-        if not self._origin_allowed(h.get("origin"), h.get("host")):
-            return 403, "origin not allowed"
         if not self._authorized(h.get("authorization"), ws.query_params.get("token")):
-            return 401, "missing or invalid token"
+            return Refusal(401, "unauthorized", "missing or invalid token")
         if self.draining:
-            return 503, "server shutting down"
+            return Refusal(503, "shutting_down", "server shutting down")
         if len(self.connections) >= self.settings.max_sessions:
-            return 503, "too many sessions"
+            return Refusal(503, "too_many_sessions", "too many sessions")
+        if self.shared_llm.full:
+            return Refusal(503, "replies_at_capacity", "every reply this server can prepare in time is taken")
         return None
 
+    def _retry_after_s(self) -> int:
+        """Seconds a refused client should wait: until a reply's place frees, or ``RETRY_AFTER_S``."""
+        llm = self.shared_llm
+        if llm.full and not self.draining:
+            return max(1, math.ceil(llm.estimated_wait_s(1)))
+        return RETRY_AFTER_S
+
+    def _count_refusal(self, refusal: Refusal) -> None:
+        self.metrics.rejected.labels(refusal.code).inc()
+
+    async def deny(self, ws: WebSocket, refusal: Refusal) -> None:
+        """Answer a refused handshake with its HTTP status (503s with ``Retry-After``), logged at debug level."""
+        self._count_refusal(refusal)
+        log.debug("websocket refused: %s", refusal.message)
+        headers = {"Retry-After": str(self._retry_after_s())} if refusal.status == 503 else None
+        await ws.send_denial_response(PlainTextResponse(refusal.message + "\n", status_code=refusal.status,
+                                                        headers=headers))
+
     async def websocket(self, ws: WebSocket) -> None:
-        refusal = self._refusal(ws)
+        refusal = self.refusal(ws)
         if refusal is not None:
-            status, why = refusal
-            self.metrics.rejected.labels(why.split()[-1] if status != 503 else "capacity").inc()
-            await ws.send_denial_response(PlainTextResponse(why + "\n", status_code=status))
+            await self.deny(ws, refusal)
             return
         await ws.accept()
         session_id = f"sess_{next(self._ids)}"
@@ -200,7 +226,8 @@ class AttuneServer:
         def on_queued(place: int) -> None:
             session = holder.get("s")
             if session is not None:
-                session.emit_for_reply(SessionEvent(RESPONSE_QUEUED, {"position": place}))
+                session.emit_for_reply(SessionEvent(RESPONSE_QUEUED, {
+                    "position": place, "estimated_wait_s": self.shared_llm.estimated_wait_s(place)}))
 
         backends = replace(self.engines.fresh(), llm=self.shared_llm.for_session(on_queued))
         session = holder["s"] = Session(self.engines.config, backends)
@@ -208,17 +235,20 @@ class AttuneServer:
         limits = ConnectionLimits(idle_timeout_s=s.idle_timeout_s, max_session_s=s.max_session_s,
                                   outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
         persona = await self.personas.for_new_session()
-        async with session:
-            conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
-                              shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
-                              persona=persona)
-            self.connections[session_id] = conn
-            self.metrics.sessions.inc()
-            self.metrics.sessions_active.inc()
-            try:
+        conn: Connection | None = None
+        try:
+            async with session:
+                conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
+                                  shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
+                                  persona=persona)
+                self.connections[session_id] = conn
+                self.metrics.sessions.inc()
+                self.metrics.sessions_active.inc()
                 reason = await conn.run()
-                self.metrics.closed.labels(reason.split(":")[0].replace(" ", "_")).inc()
-            finally:
+                self.metrics.closed.labels(close_label(reason)).inc()
+            conn.collect_last()  # what the session said as it closed (a reply it cut off): counted before it leaves
+        finally:
+            if conn is not None:
                 self.connections.pop(session_id, None)
                 self.metrics.sessions_active.dec()
         await conn.finish()
@@ -261,8 +291,43 @@ class GracefulServer(uvicorn.Server):
         self._drain_task = asyncio.create_task(drain(), name="attune-drain")
 
 
+class ClientFaultFilter(logging.Filter):
+    """uvicorn logs two client faults at ERROR level, each time: a refused handshake ("ASGI callable returned
+    without completing handshake", though the denial was sent; the routes log their refusals at debug level) and
+    a text frame of invalid UTF-8 (with a traceback; the socket is closed with 1007). Any client could flood the
+    log with them. The first is dropped; the second is logged once at info level, without the traceback, then
+    at debug level."""
+
+    DENIAL = "ASGI callable returned without completing handshake."
+    BAD_UTF8 = "Invalid UTF-8 sequence received from client."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bad_utf8 = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message == self.DENIAL:
+            return False
+        if message == self.BAD_UTF8:
+            self.bad_utf8 += 1
+            log.log(logging.INFO if self.bad_utf8 == 1 else logging.DEBUG,
+                    "a client sent a text frame of invalid UTF-8; closed with 1007 (%d so far; further ones are "
+                    "logged at debug level)", self.bad_utf8)
+            return False
+        return True
+
+
+CLIENT_FAULTS = ClientFaultFilter()
+
+
 def uvicorn_config(app: Any, host: str, port: int, settings: ServerConfig, **extra: Any) -> uvicorn.Config:
-    """The pinned choices: websockets' Sans-I/O protocol, the message size limit, no compression."""
-    return uvicorn.Config(app, host=host, port=port, ws=WS_IMPLEMENTATION, ws_max_size=settings.max_message_bytes,
-                          ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
-                          lifespan="off", log_level="warning", timeout_graceful_shutdown=5, **extra)
+    """The pinned choices: websockets' Sans-I/O protocol, the message size limit, no compression; client faults
+    kept out of the error log (``ClientFaultFilter``, installed once uvicorn has configured its loggers)."""
+    config = uvicorn.Config(app, host=host, port=port, ws=WS_IMPLEMENTATION, ws_max_size=settings.max_message_bytes,
+                            ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
+                            lifespan="off", log_level="warning", timeout_graceful_shutdown=5, **extra)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if CLIENT_FAULTS not in uvicorn_log.filters:
+        uvicorn_log.addFilter(CLIENT_FAULTS)
+    return config

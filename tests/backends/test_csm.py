@@ -110,3 +110,39 @@ async def test_service_rejects_bad_requests(bank: dict[str, ContextSegment]) -> 
         assert (await http.post(f"{url}/synthesize", json={"text": ""})).status_code == 400
         assert (await http.post(f"{url}/synthesize", json={"text": "hi", "speaker": -1})).status_code == 400
         assert (await http.post(f"{url}/synthesize", json={"text": "x" * 5000})).status_code in (400, 413)
+
+
+async def test_one_pooled_connection_and_one_retry_before_any_audio(bank: dict[str, ContextSegment]) -> None:
+    """Sentences reuse one kept-alive connection; a request that fails retryably is tried once more (it played
+    nothing), a second failure goes to the router, and a request the service refuses is not retried."""
+    from aiohttp import web
+
+    class FailsOnce(FakeCSM):
+        def generate(self, text: str, speaker: int, context: list[ContextSegment]) -> np.ndarray:
+            if text.startswith("Once") and not any(c[0] == text for c in self.calls):
+                self.calls.append((text, speaker, context))
+                raise RuntimeError("a transient CUDA error")
+            return super().generate(text, speaker, context)
+
+    engine = FailsOnce()
+    app = create_app(engine, bank)
+    peers: list[object] = []
+
+    @web.middleware
+    async def note_peer(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        assert request.transport is not None
+        peers.append(request.transport.get_extra_info("peername")[1])
+        return await handler(request)
+
+    app.middlewares.append(note_peer)
+    async with serve(app) as url:
+        client = CSMClientTTS(url)
+        for text in ("One.", "Two.", "Three."):
+            assert [c async for c in client.synthesize(text)]
+        assert len(set(peers)) == 1 and client.pool.made == 1  # keep-alive: one connection for three sentences
+        assert [c async for c in client.synthesize("Once more, please.")]
+        assert client.requests == 5  # 3, then 1 failed + 1 retried
+        assert client.with_reference(b"RIFF", "hi").pool is client.pool  # a persona's view shares the pool
+        with pytest.raises(TTSError, match="HTTP 400"):
+            [c async for c in client.synthesize("Hello.", emotion="ecstatic")]
+        assert client.requests == 6  # refused, not retried

@@ -65,6 +65,12 @@ def ollama_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
     return app
 
 
+# Events that are JSON but not a chunk: each must fail the stream as an LLMError (an engine failure the session
+# answers with llm_failed and a spoken apology), never a TypeError or AttributeError.
+MALFORMED = {"list": "[1, 2]", "choices_number": '{"choices": 5}', "choice_text": '{"choices": ["hi"]}',
+             "delta_text": '{"choices": [{"delta": "hi"}]}', "huge_int": "1" + "0" * 5000}
+
+
 def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -76,6 +82,8 @@ def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b": keep-alive comment\n\n")
+        if mode in MALFORMED:
+            await resp.write(f"data: {MALFORMED[mode]}\n\n".encode())
         for i, piece in enumerate(PIECES):
             event = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -157,7 +165,88 @@ async def test_openai_failures_are_classified(mode: str, model: str, retryable: 
     assert err.value.retryable is retryable
 
 
+@pytest.mark.parametrize("mode", sorted(MALFORMED))
+async def test_openai_malformed_events_are_llm_errors(mode: str) -> None:
+    async with serve(openai_app(mode, [])) as url:
+        with pytest.raises(LLMError, match="malformed") as err:
+            await _collect(OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2))
+    assert err.value.retryable is True
+
+
 async def test_openai_refused_connection_is_retryable() -> None:
     with pytest.raises(LLMError, match="not reachable") as err:
         await _collect(OpenAICompatLLM(f"http://127.0.0.1:{free_port()}/v1", "qwen", timeout_s=1))
     assert err.value.retryable is True
+
+
+def counting_app(fail_first: str, seen: list[int]) -> web.Application:
+    """An OpenAI-compatible server that notes each request's client port; its first request fails as
+    ``fail_first`` says ("http503": before any token; "midway": after two tokens; "" never)."""
+    async def completions(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        seen.append(request.transport.get_extra_info("peername")[1])
+        first = len(seen) == 1
+        if first and fail_first == "http503":
+            return web.json_response({"error": {"message": "loading"}}, status=503)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for i, piece in enumerate(PIECES):
+            event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+            await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+            if first and i == 1 and fail_first == "midway":
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+async def test_openai_keeps_one_connection_and_retries_once_before_the_first_token() -> None:
+    seen: list[int] = []
+    async with serve(counting_app("http503", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        assert await _collect(llm) == PIECES  # the 503 came before any token: tried again, answered
+        assert await _collect(llm) == PIECES
+    assert llm.requests == 3 and len(seen) == 3
+    assert len(set(seen)) == 1 and llm.pool.made == 1  # all three over one kept-alive connection
+
+
+async def test_openai_never_retries_after_a_token() -> None:
+    seen: list[int] = []
+    got: list[str] = []
+    async with serve(counting_app("midway", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        with pytest.raises(LLMError, match="broke off|without \\[DONE\\]"):
+            async for piece in llm.stream(MESSAGES):
+                got.append(piece)
+    assert got == PIECES[:2] and llm.requests == 1  # the words already given cannot be taken back
+
+
+async def test_openai_a_refusal_is_not_retried() -> None:
+    async with serve(openai_app("ok", [])) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "nope", timeout_s=2)
+        with pytest.raises(LLMError, match="HTTP 404"):
+            await _collect(llm)
+    assert llm.requests == 1
+
+
+async def test_ollama_retries_once_before_the_first_token_only() -> None:
+    async with serve(ollama_app("disconnect", [])) as url:
+        llm = OllamaLLM(url, "qwen2.5:1.5b-instruct", timeout_s=2)
+        with pytest.raises(LLMError):
+            await _collect(llm)
+    assert llm.requests == 1  # two pieces had come: never tried again
+    with pytest.raises(LLMError, match="not reachable"):
+        down = OllamaLLM(f"http://127.0.0.1:{free_port()}", "qwen2.5:1.5b-instruct", timeout_s=1)
+        await _collect(down)
+    assert down.requests == 2  # nothing had come: tried once more
+    async with serve(ollama_app("ok", [])) as url:
+        missing = OllamaLLM(url, "qwen9", timeout_s=2)
+        with pytest.raises(LLMError, match="ollama pull"):
+            await _collect(missing)
+    assert missing.requests == 1  # not retryable

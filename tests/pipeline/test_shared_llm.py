@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
-from attune.core.errors import LLMError
+from attune.core.errors import LLMError, ServerBusy
 from attune.pipeline.shared_llm import SharedLLM
 from tests.fakes import ScriptedLLM
 
@@ -132,3 +132,71 @@ async def test_a_backend_without_prefill_is_not_prefilled() -> None:
 
     view = SharedLLM(ServerLLM()).for_session()
     assert not view.capabilities.prefill and view.prefill(MSG) == 0
+
+
+async def test_admission_refuses_past_the_capacity_at_once() -> None:
+    """Two may hold or wait (one generating, one queued); the third is refused with ServerBusy at once, with an
+    estimate of when to try again, and is counted; once the queue drains, requests are served again."""
+    shared = SharedLLM(CountingLLM(tokens=["a"] * 20, delay_s=0.01), max_requests=2)
+    shared.calibrate(0.4)
+    first = asyncio.create_task(_run(shared.for_session(), 1))
+    await asyncio.sleep(0.02)
+    second = asyncio.create_task(_run(shared.for_session(), 2))
+    await asyncio.sleep(0.02)
+    assert shared.full and (shared.busy, shared.waiting) == (1, 1)
+    with pytest.raises(ServerBusy) as busy:
+        await _run(shared.for_session(), 3)
+    assert busy.value.retryable and busy.value.code == "server_busy"
+    assert busy.value.retry_after_s == pytest.approx(0.8)  # two places ahead of it at 0.4 s each
+    assert await asyncio.gather(first, second) == ["a" * 20, "a" * 20]
+    assert shared.refused_total == 1 and shared.served == 2 and not shared.full
+    assert await _run(shared.for_session(), 4) == "a" * 20
+
+
+def test_derived_capacity_follows_the_measured_speed() -> None:
+    """With max_requests 0: as many as are served within max_wait_s at the mean hold time, per slot."""
+    shared = SharedLLM(ScriptedLLM(), slots=1, max_wait_s=6.0)
+    shared.calibrate(2.0)
+    assert shared.capacity == 4  # one generating + three waiting, the last about 6 s
+    shared.calibrate(0.5)
+    assert shared.capacity == 13
+    for _ in range(30):  # replies that take 3 s: the moving average follows, the capacity shrinks
+        shared.observe_hold(3.0)
+    assert shared.hold_s == pytest.approx(3.0, abs=0.01) and shared.capacity == 3
+    assert SharedLLM(ScriptedLLM(), slots=2, max_wait_s=6.0).capacity == 2 * 4
+    assert shared.estimated_wait_s(2) == pytest.approx(6.0, abs=0.1)
+    assert SharedLLM(ScriptedLLM(), max_requests=5).capacity == 5
+
+
+async def test_a_waiting_request_is_told_its_place_again_while_it_waits() -> None:
+    """A slow LLM never leaves a waiting session in silence: the place is told on joining the queue and every
+    ``notice_s``, falling as the requests ahead are served."""
+    shared = SharedLLM(CountingLLM(tokens=["a"] * 10, delay_s=0.03), notice_s=0.05, max_requests=10)
+    places: list[int] = []
+    tasks = [asyncio.create_task(_run(shared.for_session(), 1))]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(_run(shared.for_session(), 2)))
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(_run(shared.for_session(places.append), 3)))
+    await asyncio.gather(*tasks)
+    assert places[0] == 2 and places.count(2) >= 2 and 1 in places  # told again, then its place fell
+    assert places == sorted(places, reverse=True)
+
+
+async def test_the_start_up_estimate_comes_from_the_llms_measured_speed() -> None:
+    """warm_up measures the LLM's time per token after the first; the shared LLM's first estimate of a reply's
+    hold (and so its derived capacity) is reckoned from it, before any reply has been served."""
+    from attune.config import load_config
+    from attune.pipeline.session_backends import SessionBackends, Voice
+    from attune.pipeline.stack import warm_up
+    from attune.pipeline.turn import EnergyVAD
+    from tests.fakes import FixedASR, ToneTTS
+
+    llm = ScriptedLLM(tokens=["a"] * 20, delay_s=0.02)
+    backends = SessionBackends(asr=FixedASR(), llm=llm, voice=Voice(ToneTTS()), vad=EnergyVAD())
+    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    assert out["llm_s_per_token"] >= 0.019  # each token slept 20 ms
+    shared = SharedLLM(llm, max_wait_s=6.0)
+    assert shared.calibrate_from_speed(0.02, max_tokens=96) == pytest.approx((40 + 16) * 0.02)
+    assert shared.capacity == 1 + 5  # 6 s of waiting at 1.12 s a reply
+    assert shared.calibrate_from_speed(0.02, max_tokens=8) == pytest.approx((8 + 16) * 0.02)

@@ -264,7 +264,7 @@ async def test_health_and_metrics() -> None:
     assert health["engines"]["asr"]["name"] == "fixed" and health["engines"]["tts"]["name"] == "tone"
     text = metrics.text
     assert metrics.headers["content-type"].startswith("text/plain")
-    for name in ("attune_sessions_active 1.0", 'attune_turns_total{status="completed"} 1.0',
+    for name in ("attune_sessions_active 1.0", 'attune_turns_total{outcome="completed"} 1.0',
                  "attune_voice_to_voice_seconds_count 1.0", "attune_emotion_measurements_total"):
         assert name in text, name
     assert page.status_code == 200 and "AudioWorklet" not in page.text and "app.js" in page.text

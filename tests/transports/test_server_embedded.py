@@ -91,6 +91,6 @@ def test_embedded_stack_through_the_server(server, tmp_path: Path) -> None:
     health = httpx.get(base + "/health").json()
     assert health["engines"]["asr"]["ready"] and health["engines"]["tts"]["providers"]["piper"]["available"]
     metrics = httpx.get(base + "/metrics").text
-    assert 'attune_turns_total{status="completed"} 1.0' in metrics
+    assert 'attune_turns_total{outcome="completed"} 1.0' in metrics
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0

@@ -81,7 +81,7 @@ async def test_token_auth() -> None:
         async with httpx.AsyncClient() as client:
             assert (await client.get(srv.http + "/metrics")).status_code == 401
             ok = await client.get(srv.http + "/metrics", headers={"Authorization": "Bearer s3cret"})
-            assert ok.status_code == 200 and 'attune_connections_rejected_total{reason="token"} 3.0' in ok.text
+            assert ok.status_code == 200 and 'attune_connections_rejected_total{reason="unauthorized"} 3.0' in ok.text
             assert (await client.get(srv.http + "/health")).status_code == 200  # liveness stays open
 
 

@@ -1,16 +1,20 @@
 """Ollama through its ``ollama`` Python client: streamed chat (newline-delimited JSON on ``/api/chat``).
 
 Errors are classified: server down, a stall past ``timeout_s`` and a dropped stream are retryable; a model that
-is not pulled is not, and its message gives the ``ollama pull`` command.
+is not pulled is not, and its message gives the ``ollama pull`` command. The client keeps its connection to the
+server alive; a request that fails retryably before its first token is tried once more after a short backoff,
+never after.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
 from attune.backends.llm.llm_common import check_messages, timed_stream
+from attune.backends.pooled_http import backoff, retry_allowed
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
@@ -32,7 +36,8 @@ class OllamaLLM:
         self.model = model
         self._ollama: Any = ollama
         self._httpx: Any = httpx
-        self._client: Any = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s))
+        self._client: Any = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s))  # one pooled client
+        self.requests = 0  # requests sent, retries included
 
     @classmethod
     def from_config(cls, config: Config) -> OllamaLLM:
@@ -68,10 +73,26 @@ class OllamaLLM:
     async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
                       temperature: float) -> AsyncGenerator[str, None]:
         dicts = check_messages(messages, self.name)
+        options = {"num_predict": max_tokens, "temperature": temperature}
+        for attempt in range(2):
+            answered = False
+            try:
+                async with contextlib.aclosing(self._attempt(dicts, options)) as pieces:
+                    async for text in pieces:
+                        answered = True
+                        yield text
+                return
+            except LLMError as exc:
+                if not retry_allowed(exc, attempt, answered):
+                    raise
+            await backoff()
+
+    async def _attempt(self, dicts: list[dict[str, str]], options: dict[str, Any]) -> AsyncGenerator[str, None]:
+        """One request over the client's pooled connection: its pieces of text, or a classified ``LLMError``."""
         done = False
+        self.requests += 1
         try:
-            response = await self._client.chat(model=self.model, messages=dicts, stream=True,
-                                               options={"num_predict": max_tokens, "temperature": temperature})
+            response = await self._client.chat(model=self.model, messages=dicts, stream=True, options=options)
             async for part in response:
                 text = part.message.content or ""
                 if text:

@@ -2,21 +2,27 @@
 ``POST {base_url}/chat/completions`` with ``stream: true``, ending in ``data: [DONE]``.
 
 This is how the LLM moves to a GPU fleet. A stream that ends without ``[DONE]`` counts as a dropped connection.
+Requests share one pooled client (keep-alive to the server); a request that fails retryably before its first
+token is tried once more after a short backoff, never after (``pooled_http``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
 from attune.backends.llm.llm_common import check_messages, timed_stream
+from attune.backends.pooled_http import PooledHTTP, backoff, retry_allowed
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
 INSTALL_HINT = "pip install httpx==0.28.1"
+DRAIN_S = 1.0  # s to read what follows [DONE] before the connection is given up
 
 
 def parse_sse_data(line: str) -> str | None:
@@ -43,6 +49,8 @@ class OpenAICompatLLM:
         self.timeout_s = timeout_s
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.pool = PooledHTTP(httpx, timeout_s)
+        self.requests = 0  # requests sent, retries included
 
     @classmethod
     def from_config(cls, config: Config) -> OpenAICompatLLM:
@@ -60,27 +68,43 @@ class OpenAICompatLLM:
 
     async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
                       temperature: float) -> AsyncGenerator[str, None]:
-        httpx = self._httpx
         body = {"model": self.model, "messages": check_messages(messages, self.name), "stream": True,
                 "max_tokens": max_tokens, "temperature": temperature}
+        for attempt in range(2):
+            answered = False
+            try:
+                async with contextlib.aclosing(self._attempt(body)) as pieces:  # closed at once if we stop early
+                    async for text in pieces:
+                        answered = True
+                        yield text
+                return
+            except LLMError as exc:
+                if not retry_allowed(exc, attempt, answered):
+                    raise
+            await backoff()
+
+    async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+        """One request: its pieces of text, or ``LLMError`` (retryable where trying again may help)."""
+        httpx = self._httpx
         url = f"{self.base_url}/chat/completions"
+        self.requests += 1
         try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s)) as client:
-                async with client.stream("POST", url, json=body, headers=self._headers) as resp:
-                    if resp.status_code != 200:
-                        detail = (await resp.aread()).decode("utf-8", "replace")[:300]
-                        raise LLMError(f"{url} answered HTTP {resp.status_code}: {detail}",
-                                       retryable=resp.status_code >= 500 or resp.status_code == 429,
-                                       backend=self.name)
-                    async for line in resp.aiter_lines():
-                        data = parse_sse_data(line)
-                        if data is None:
-                            continue
-                        if data == "[DONE]":
-                            return
-                        text = self._delta(data)
-                        if text:
-                            yield text
+            async with self.pool.client().stream("POST", url, json=body, headers=self._headers) as resp:
+                if resp.status_code != 200:
+                    detail = (await resp.aread()).decode("utf-8", "replace")[:300]
+                    raise LLMError(f"{url} answered HTTP {resp.status_code}: {detail}",
+                                   retryable=resp.status_code >= 500 or resp.status_code == 429, backend=self.name)
+                lines = resp.aiter_lines()
+                async for line in lines:
+                    data = parse_sse_data(line)
+                    if data is None:
+                        continue
+                    if data == "[DONE]":
+                        await _drain(lines)  # read to the stream's end, so the connection goes back to the pool
+                        return
+                    text = self._delta(data)
+                    if text:
+                        yield text
         except httpx.TimeoutException as exc:
             raise LLMError(f"{url} stalled past {self.timeout_s} s", retryable=True, backend=self.name) from exc
         except httpx.ConnectError as exc:
@@ -91,14 +115,35 @@ class OpenAICompatLLM:
         raise LLMError(f"stream from {url} ended without [DONE]", retryable=True, backend=self.name)
 
     def _delta(self, data: str) -> str:
+        """The text of one streamed chunk; ``LLMError`` for anything that is not the chunk shape
+        (``{"choices": [{"delta": {"content": ...}}]}``), so a broken server fails like a dead one."""
         try:
             event = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise LLMError(f"malformed SSE event from {self.base_url}: {data[:120]!r}", retryable=True,
                            backend=self.name) from exc
+        if not isinstance(event, dict):
+            raise LLMError(f"malformed SSE event from {self.base_url} (not an object): {data[:120]!r}",
+                           retryable=True, backend=self.name)
         if "error" in event:
-            raise LLMError(f"server error in stream: {event['error']}", retryable=False, backend=self.name)
+            raise LLMError(f"server error in stream: {str(event['error'])[:300]}", retryable=False,
+                           backend=self.name)
         choices = event.get("choices") or [{}]
-        delta = choices[0].get("delta") or {}
+        first = choices[0] if isinstance(choices, list) else None
+        delta = (first.get("delta") or {}) if isinstance(first, dict) else None
+        if not isinstance(delta, dict):
+            raise LLMError(f"malformed SSE event from {self.base_url} (no choices[0].delta object): "
+                           f"{data[:120]!r}", retryable=True, backend=self.name)
         content = delta.get("content")
         return content if isinstance(content, str) else ""
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Whatever follows ``[DONE]`` (normally only the end of the chunked body), for at most ``DRAIN_S``; a server
+    that holds the stream open longer costs its connection, never the reply."""
+    async def rest() -> None:
+        async for _ in lines:
+            pass
+
+    with contextlib.suppress(Exception, TimeoutError):
+        await asyncio.wait_for(rest(), DRAIN_S)

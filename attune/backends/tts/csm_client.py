@@ -4,7 +4,9 @@ Each call is one request for the text as given (the pipeline sends one sentence 
 ``speaker`` and ``reference_emotion`` (the reference bank entry the service passes to CSM as a context segment),
 and, for a persona with a voice sample, ``reference`` (the sample's WAV, base64, and its transcript if known),
 which the service puts first in the context so CSM speaks in that voice.
-Connection errors, timeouts and 5xx are retryable.
+Connection errors, timeouts and 5xx are retryable: such a request is tried once more after a short backoff (no
+audio of it has been played), then the error goes to the router, which fails over. Requests share one pooled
+client (keep-alive to the service; ``pooled_http``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
+from attune.backends.pooled_http import PooledHTTP, backoff, retry_allowed
 from attune.backends.tts.tts_common import check_text
 from attune.config import Config
 from attune.core.audio import load_wav_bytes
@@ -39,6 +42,8 @@ class CSMClientTTS:
         self.speaker = speaker
         self.timeout_s = timeout_s
         self.reference: tuple[bytes, str] | None = None  # a persona's voice sample (WAV bytes, transcript)
+        self.pool = PooledHTTP(httpx, timeout_s)  # shared by the copies with_reference makes
+        self.requests = 0  # /synthesize requests sent, retries included
 
     def voice_identity(self) -> str:
         return str(self.speaker)
@@ -90,7 +95,13 @@ class CSMClientTTS:
     async def synthesize(self, text: str, prosody: ProsodyParameters | None = None, *,
                          emotion: str | None = None) -> AsyncIterator[AudioChunk]:
         clean = check_text(text, self.name)
-        httpx = self._httpx
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s)) as client:
-            got = await self.request(client, clean, emotion)
+        for attempt in range(2):
+            try:
+                self.requests += 1
+                got = await self.request(self.pool.client(), clean, emotion)
+                break
+            except TTSError as exc:
+                if not retry_allowed(exc, attempt, answered=False):
+                    raise
+            await backoff()
         yield AudioChunk(got.samples, got.sample_rate, 0.0)

@@ -154,6 +154,7 @@
         break;
       }
       case "response.done": {
+        if (e.status === "cancelled") break;  // response.cancelled said it already
         stats.replies += 1;
         const v2v = e.trace && e.trace.voice_to_voice_ms;
         if (v2v != null) agentBubble(e.turn).querySelector(".meta").textContent += ` · ${Math.round(v2v)} ms`;

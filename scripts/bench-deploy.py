@@ -1,0 +1,162 @@
+"""docs/DEPLOY.md's arrangement on this machine, measured: one shared LLM server (scripts/llm-server.sh), W
+``serve`` workers using it (``llm.backend: openai``), nginx in front with DEPLOY.md's block, and N reference
+clients at once through nginx, each streaming one LibriVox utterance in real time and then listening.
+
+Prints how many conversations were admitted (the handshake went through) and refused (HTTP 503 with
+Retry-After, at once), how many turns were answered, refused aloud (``server_busy``) or failed, and the
+voice-to-voice latency of the answered ones (p50/p95), beside the single-session figure of the same arrangement
+(N = 1 first). A benchmark prints figures; it asserts nothing. Run it on a quiet machine:
+
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench-deploy.py --workers 2 --sessions 1,5,10,20 --model 0.5b
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from attune.core.stats import percentile  # noqa: E402
+from attune.transports.client import ClientError, ClientRun, stream_file  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args!r} stopped with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - a loopback URL we made
+                return
+        time.sleep(0.5)
+    raise SystemExit(f"{url} did not answer within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def started(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def nginx_conf(tmp: Path, workers: list[int], port: int) -> Path:
+    block = re.search(r"```nginx\n(.*?)```", (REPO / "docs" / "DEPLOY.md").read_text(), flags=re.S)
+    if block is None:
+        raise SystemExit("docs/DEPLOY.md has no nginx block")
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in workers)
+    text = re.sub(r"(    server 127\.0\.0\.1:\d+[^\n]*\n)+", servers + "\n", block.group(1))
+    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    conf = tmp / "nginx.conf"
+    temps = "\n".join(f"    {k}_temp_path {tmp}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(f"daemon off;\nmaster_process off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/nginx.log warn;\n"
+                    f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temps}\n{text}\n}}\n")
+    return conf
+
+
+def utterance() -> tuple[Any, int]:
+    import soundfile as sf
+
+    clips = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"), key=lambda p: p.stat().st_size)
+    if not clips:
+        raise SystemExit("no LibriVox clips: apt-get install pocketsphinx-testdata")
+    samples, rate = sf.read(str(clips[0]), dtype="float32")
+    return samples, int(rate)
+
+
+async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
+    samples, rate = utterance()
+
+    async def one(i: int) -> ClientRun | str:
+        await asyncio.sleep(0.05 * i)
+        try:
+            return await stream_file(url, samples, rate, tail_max_s=tail_s)
+        except ClientError as exc:
+            return str(exc)
+
+    t0 = time.monotonic()
+    runs = await asyncio.gather(*(one(i) for i in range(n)))
+    admitted = [r for r in runs if isinstance(r, ClientRun)]
+    refused = [r for r in runs if isinstance(r, str) and "HTTP 503" in r]
+    done = [d for r in admitted for d in r.of("response.done")]
+    busy = [e for r in admitted for e in r.of("error") if e["error"]["code"] == "server_busy"]
+    v2v = [float(d["trace"]["voice_to_voice_ms"]) for d in done if d.get("status") == "completed"
+           and isinstance((d.get("trace") or {}).get("voice_to_voice_ms"), (int, float))]
+
+    def pct(q: float) -> float:
+        return round(percentile(v2v, q), 0) if v2v else float("nan")
+
+    return {"sessions": n, "admitted": len(admitted), "refused_503": len(refused),
+            "other_failures": n - len(admitted) - len(refused),
+            "replied": sum(d.get("status") == "completed" for d in done), "server_busy": len(busy),
+            "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
+            "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sessions", default="1,5,10,20", help="comma-separated crowd sizes, run in turn")
+    ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
+    ap.add_argument("--tail", type=float, default=30.0, help="s a client listens after its utterance")
+    args = ap.parse_args()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("nginx is not installed: apt-get install nginx-light")
+    tmp = Path(tempfile.mkdtemp(prefix="attune-deploy-"))
+    llm_port, nginx_port = free_port(), free_port()
+    workers = [free_port() for _ in range(args.workers)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ATTUNE_LLM__BACKEND": "openai",
+           "ATTUNE_LLM__OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+           "ATTUNE_LLM__OPENAI_MODEL": f"qwen2.5-{args.model}-instruct",
+           "ATTUNE_PERSONAS__DATA_DIR": str(tmp / "personas"), "ATTUNE_SPEECH_CACHE__DIR": str(tmp / "speech")}
+    with contextlib.ExitStack() as stack:
+        llm = stack.enter_context(started(["bash", "scripts/llm-server.sh", args.model, str(llm_port)], env,
+                                          tmp / "llm.log"))
+        wait_http(f"http://127.0.0.1:{llm_port}/v1/models", llm, 600)
+        for port in workers:
+            proc = stack.enter_context(started([sys.executable, "run_agent.py", "--log-level", "INFO", "serve",
+                                                "--port", str(port)], env, tmp / f"worker-{port}.log"))
+            wait_http(f"http://127.0.0.1:{port}/health", proc, 600)
+        front = stack.enter_context(started([nginx, "-p", str(tmp), "-c", str(nginx_conf(tmp, workers, nginx_port))],
+                                            env, tmp / "nginx.out"))
+        wait_http(f"http://127.0.0.1:{nginx_port}/health", front, 30)
+        for port in workers:
+            start = [ln for ln in (tmp / f"worker-{port}.log").read_text().splitlines() if "LLM:" in ln]
+            print(f"worker {port}: {start[-1].split('INFO ')[-1] if start else 'no speed measured'}", flush=True)
+        for n in (int(x) for x in args.sessions.split(",") if x.strip()):
+            print(json.dumps(asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail))), flush=True)
+    print(f"logs in {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
