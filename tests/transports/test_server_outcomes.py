@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, TokenStream
 from attune.core.errors import LLMError
 from attune.pipeline.reply import BUSY_REPLY, LLM_FAILED_REPLY
 from tests.fakes import ScriptedLLM
@@ -27,15 +27,19 @@ LAYER = "fakes"  # STYLE.md layer 3: the pipeline on fake backends
 class KeywordLLM(ScriptedLLM):
     """A scripted LLM that fails on a user turn containing "fail" and streams slowly on one containing "slow"."""
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
+               temperature: float = 0.7, continue_from: str = "") -> TokenStream:
         said = messages[-1].content
-        if "fail" in said:
-            raise LLMError("fake LLM refused this one", retryable=True)
-        delay = 0.4 if "slow" in said else self.delay_s
-        for token in self.tokens[:max_tokens]:
-            await asyncio.sleep(delay)
-            yield token
+
+        async def pieces(report: Any) -> AsyncGenerator[str, None]:
+            if "fail" in said:
+                raise LLMError("fake LLM refused this one", retryable=True)
+            delay = 0.4 if "slow" in said else self.delay_s
+            for token in self.tokens[:max_tokens]:
+                await asyncio.sleep(delay)
+                yield token
+
+        return TokenStream(pieces)
 
 
 def _typed(text: str) -> str:
