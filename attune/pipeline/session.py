@@ -261,6 +261,18 @@ class Session:
         else:
             self.emit(event)
 
+    async def respond(self) -> bool:
+        """A client's ``response.create`` with ``PolicySettings.auto_respond`` off: start the reply to the turn
+        held since it ended. False when no turn is held."""
+        decisions = self.policy.respond()
+        await self._execute(decisions)
+        return bool(decisions)
+
+    def revise_heard(self, heard_text: str) -> bool:
+        """A client played less of the last reply than the stream clock counts (``conversation.item.truncate``):
+        the history keeps ``heard_text`` as that reply (shorter only). False when it would not shorten it."""
+        return self.memory.shorten_last_assistant(heard_text)
+
     def commit_input(self) -> bool:
         """Push-to-talk (``input_audio_buffer.commit``): end the user's turn now; its events follow with the next
         frame. False when nothing was heard since the last turn."""

@@ -53,6 +53,7 @@ class ConnectionLimits:
     max_session_s: float = 3600.0
     outbox_max_s: float = 10.0  # s of reply audio waiting for a slow client
     outbox_max_events: int = 4096
+    max_message_bytes: int = 0  # a larger client message closes the socket with 1009; 0 = the server's own cap
 
 
 @dataclass
@@ -112,9 +113,12 @@ class Connection:
         self.send_json(proto.error_json(code, message, retryable=retryable))
 
     # ---- the run ----
-    async def run(self) -> str:
+    def _greeting(self) -> None:
         self.send_json({"type": proto.SESSION_CREATED, "session_id": self.session_id, "voices": list(self.voices),
                         "session": self.live.describe(self.session)})
+
+    async def run(self) -> str:
+        self._greeting()
         tasks = [asyncio.create_task(coro, name=f"ws-{name}") for name, coro in (
             ("read", self._read()), ("pump", self._pump()), ("write", self._write()),
             ("clock", self._keep_clock()), ("watch", self._watch()))]
@@ -160,6 +164,9 @@ class Connection:
                 return
             self._last_seen = time.monotonic()
             data, text = message.get("bytes"), message.get("text")
+            if self._oversized(data, text):
+                self.close_soon(proto.CLOSE_TOO_BIG, "message too big")
+                return
             try:
                 if data is not None:
                     await self._on_audio(data)
@@ -169,6 +176,15 @@ class Connection:
                 self.send_error(exc.code, str(exc))
             except AttuneError as exc:
                 self.send_error("invalid_request", str(exc))
+
+    def _oversized(self, data: bytes | None, text: str | None) -> bool:
+        """The route's own message cap (the server's, which websockets enforces, is the largest route's)."""
+        cap = self.limits.max_message_bytes
+        if not cap:
+            return False
+        if data is not None:
+            return len(data) > cap
+        return text is not None and len(text) * 4 > cap and len(text.encode("utf-8", "surrogatepass")) > cap
 
     async def _on_audio(self, data: bytes) -> None:
         samples = proto.decode_audio(data, self.live.input_audio_format, self.live.input_sample_rate)
