@@ -7,6 +7,7 @@ audio deltas, ``response.done`` with status and usage. ``emotion.*`` events pass
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,7 @@ from attune.transports import realtime_protocol as rt
 from attune.transports import realtime_session as rs
 from attune.transports.connection import Connection, _Out
 
+SWEEP_S = 0.25  # s between checks for turns that ended with nothing to answer
 ITEM_DONE_STATUS = {"completed": "completed", "failed": "incomplete", "cancelled": "incomplete"}
 CANCEL_REASON = {"barge_in": "turn_detected", "client_cancel": "client_cancelled", "user_text": "client_cancelled",
                  "session_closed": "client_cancelled"}
@@ -87,6 +89,7 @@ class RealtimeConnection(Connection):
         self._responses: dict[int, _Response] = {}
         self._next_modality: str | None = None
         self._last_transcript_item: str | None = None
+        self._requested = False  # a response.create started a reply whose response.created has not come
 
     # ---- output ----
     def send_json(self, obj: dict[str, Any]) -> None:
@@ -231,7 +234,9 @@ class RealtimeConnection(Connection):
                 self._typed.clear()
                 self._typed_turns.append(text)
                 await s.submit_text(text)
-            elif not await s.respond():
+            elif await s.respond():
+                self._requested = True
+            else:
                 self._next_modality = None
                 raise rt.RealtimeError("nothing to respond to: commit speech (input_audio_buffer.commit) or create "
                                        "a user message first", "response_create_without_input")
@@ -263,6 +268,41 @@ class RealtimeConnection(Connection):
             self.session.memory.remove(item.role, item.text)
         self._typed = [(i, t) for i, t in self._typed if i != item_id]
         self.send_json(rt.event(self.ids, "conversation.item.deleted", item_id=item_id))
+
+    async def _watch(self) -> None:
+        sweeper = asyncio.create_task(self._sweep(), name="rt-sweep")
+        try:
+            await super()._watch()
+        finally:
+            sweeper.cancel()
+
+    async def _sweep(self) -> None:
+        """A turn in which the ASR heard no words gets no reply and no session event: once the session is quiet,
+        its user item is closed with an empty transcript, and a requested response ends with no output."""
+        quiet = 0
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            s = self.session
+            pending = self._awaiting_transcript or self._requested
+            quiet = quiet + 1 if (pending and not s.replying and s.policy.held is None and s.events.empty()
+                                  and not s.detector.in_speech) else 0
+            if quiet < 2:
+                continue
+            quiet = 0
+            stale, self._awaiting_transcript = self._awaiting_transcript, []
+            for item_id in stale:
+                self.send_json(rt.event(self.ids, "conversation.item.input_audio_transcription.completed",
+                                        item_id=item_id, content_index=0, transcript="",
+                                        usage={"type": "duration", "seconds": 0.0}))
+                self._finish_user_item(item_id, "", None)
+            if self._requested:
+                self._requested = False
+                resp = _Response(self.ids.new("resp"), 0, self._next_modality or self.state.modality, {})
+                self._next_modality = None
+                self.send_json(rt.event(self.ids, "response.created",
+                                        response=self._response_object(resp, "in_progress"), attune={}))
+                self.send_json(rt.event(self.ids, "response.done", attune={"empty": True},
+                                        response=self._response_object(resp, "completed")))
 
     # ---- session -> client ----
     async def _pump(self) -> None:
@@ -348,6 +388,7 @@ class RealtimeConnection(Connection):
     def _response(self, turn: int, plan: dict[str, Any]) -> _Response:
         resp = self._responses.get(turn)
         if resp is None:
+            self._requested = False
             modality, self._next_modality = self._next_modality or self.state.modality, None
             resp = self._responses[turn] = _Response(self.ids.new("resp"), turn, modality,
                                                      {k: v for k, v in plan.items() if k != "turn"})

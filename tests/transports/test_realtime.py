@@ -216,3 +216,21 @@ async def test_token_auth_takes_the_sdk_key() -> None:
         async with client.realtime.connect(model="attune") as conn:
             event = await conn.recv()
             assert event.type == "session.created"
+
+
+async def test_a_turn_without_words_still_closes_its_item_and_response() -> None:
+    """Noise the ASR hears no words in gets no reply; the client's item and requested response still end."""
+    from tests.fakes import FixedASR
+
+    async with running_server(FakeStack(asr=FixedASR(""))) as srv, sdk_session(srv) as (conn, got):
+        await conn.session.update(session={"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+        await got.wait("session.updated")
+        await stream(conn, np.concatenate([tone_speech(1.0), np.zeros(int(0.5 * RATE), np.float32)]))
+        await conn.input_audio_buffer.commit()
+        committed = await got.wait("input_audio_buffer.committed")
+        await conn.response.create()
+        done = await got.wait("response.done")
+        assert done["response"]["status"] == "completed" and done["response"]["output"] == []
+        transcribed = await got.wait("conversation.item.input_audio_transcription.completed")
+        assert transcribed["item_id"] == committed["item_id"] and transcribed["transcript"] == ""
+        _assert_valid(got)
