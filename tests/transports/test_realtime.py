@@ -234,3 +234,41 @@ async def test_a_turn_without_words_still_closes_its_item_and_response() -> None
         transcribed = await got.wait("conversation.item.input_audio_transcription.completed")
         assert transcribed["item_id"] == committed["item_id"] and transcribed["transcript"] == ""
         _assert_valid(got)
+
+
+async def test_g711_audio_text_modality_and_item_delete() -> None:
+    """mu-law both ways at 8 kHz, then a text-only response to typed text, then an item deleted from the history."""
+    async with running_server() as srv, sdk_session(srv) as (conn, got):
+        await conn.session.update(session={"type": "realtime", "audio": {
+            "input": {"format": {"type": "audio/pcmu"}, "turn_detection": {"type": "server_vad",
+                                                                          "silence_duration_ms": 300}},
+            "output": {"format": {"type": "audio/pcmu"}, "voice": "marin"}}})
+        updated = await got.wait("session.updated")
+        assert updated["session"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+        from attune.transports.realtime_protocol import encode_output
+
+        speech = np.concatenate([tone_speech(1.2, 8000), np.zeros(8000, np.float32)])
+        for i in range(0, len(speech), 800):
+            await conn.input_audio_buffer.append(audio=encode_output(speech[i:i + 800], "audio/pcmu"))
+            await asyncio.sleep(0.02)
+        done = await got.wait("response.done")
+        assert done["response"]["status"] == "completed"
+        mulaw = b"".join(base64.b64decode(e["delta"]) for e in got.of("response.output_audio.delta"))
+        assert 0.7 * 8 * 0.25 < len(mulaw) / 8000 < 1.3 * 8 * 0.25  # one byte a sample at 8 kHz
+        audio_deltas = len(got.of("response.output_audio.delta"))
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await got.wait("session.updated", count=2)
+        await conn.conversation.item.create(item={"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": "Thanks"}]})
+        await conn.response.create()
+        text_done = await got.wait("response.done", count=2)
+        assert text_done["response"]["output_modalities"] == ["text"]
+        assert "".join(e["delta"] for e in got.of("response.output_text.delta")) == REPLY
+        assert len(got.of("response.output_audio.delta")) == audio_deltas  # text only: no audio
+        item_id = text_done["response"]["output"][0]["id"]
+        session = next(iter(srv.attune.connections.values())).session
+        before = len(session.memory.exchanges)
+        await conn.conversation.item.delete(item_id=item_id)
+        await got.wait("conversation.item.deleted")
+        assert len(session.memory.exchanges) == before - 1
+        _assert_valid(got)
