@@ -29,6 +29,13 @@ TAIL_S = 2.0  # s of silence after the speech (the end-of-turn wait is part of v
 TIMEOUT_S = 60.0
 
 
+async def _until(deadline: float, reader: asyncio.Task[None]) -> None:
+    """Real-time pacing against an absolute schedule (sleeps do not drift); silence stops once the reply is done."""
+    if reader.done():
+        return
+    await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
+
+
 def _pcm16(x: np.ndarray) -> bytes:
     return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
 
@@ -38,7 +45,7 @@ async def via_ws(url: str, audio16: np.ndarray) -> tuple[float | None, float | N
         await ws.recv()
         step = int(16000 * FRAME_S)
         padded = np.concatenate([audio16, np.zeros(int(TAIL_S * 16000), np.float32)])
-        sent_end = first = None
+        first: float | None = None
         server_v2v = None
 
         async def read() -> None:
@@ -51,13 +58,13 @@ async def via_ws(url: str, audio16: np.ndarray) -> tuple[float | None, float | N
                     return
 
         reader = asyncio.create_task(read())
-        for i in range(0, len(padded), step):
+        t0 = time.perf_counter()
+        sent_end = t0 + len(audio16) / 16000  # when the speech ended, in real time
+        for n, i in enumerate(range(0, len(padded), step)):
             await ws.send(_pcm16(padded[i:i + step]))
-            if i + step >= len(audio16) and sent_end is None:
-                sent_end = time.perf_counter()
-            await asyncio.sleep(FRAME_S)
+            await _until(t0 + (n + 1) * FRAME_S, reader)
         await asyncio.wait_for(reader, TIMEOUT_S)
-    client = None if first is None or sent_end is None else 1000 * (first - sent_end)
+    client = None if first is None else 1000 * (first - sent_end)
     return server_v2v, client
 
 
@@ -66,9 +73,9 @@ async def via_realtime(url: str, audio24: np.ndarray) -> tuple[float | None, flo
 
     client = openai.AsyncOpenAI(api_key="bench", base_url=url + "/v1")
     async with client.realtime.connect(model="attune") as conn:
-        step = int(24000 * 0.1)
+        step = int(24000 * FRAME_S)  # the same 20 ms framing as /ws, so the two differ only in the wire format
         padded = np.concatenate([audio24, np.zeros(int(TAIL_S * 24000), np.float32)])
-        sent_end = first = None
+        first: float | None = None
         server_v2v = None
 
         async def read() -> None:
@@ -82,13 +89,13 @@ async def via_realtime(url: str, audio24: np.ndarray) -> tuple[float | None, flo
                     return
 
         reader = asyncio.create_task(read())
-        for i in range(0, len(padded), step):
+        t0 = time.perf_counter()
+        sent_end = t0 + len(audio24) / 24000
+        for n, i in enumerate(range(0, len(padded), step)):
             await conn.input_audio_buffer.append(audio=base64.b64encode(_pcm16(padded[i:i + step])).decode())
-            if i + step >= len(audio24) and sent_end is None:
-                sent_end = time.perf_counter()
-            await asyncio.sleep(0.1)
+            await _until(t0 + (n + 1) * FRAME_S, reader)
         await asyncio.wait_for(reader, TIMEOUT_S)
-    client_ms = None if first is None or sent_end is None else 1000 * (first - sent_end)
+    client_ms = None if first is None else 1000 * (first - sent_end)
     return server_v2v, client_ms
 
 

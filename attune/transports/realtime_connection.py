@@ -79,6 +79,7 @@ class RealtimeConnection(Connection):
         self.ids = rt.Ids()
         self.state = rs.RealtimeState(base=self.session.settings, model=model, session_id=self.session_id)
         rs.start(self.session, self.state, predicted=predicted)
+        self.live.apply(proto.SessionUpdate(input_sample_rate=rt.REALTIME_RATE), self.session, self.shared_tts)
         self.state.base = self.session.settings
         self.items: dict[str, _Item] = {}
         self._last_item: str | None = None

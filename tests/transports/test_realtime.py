@@ -76,8 +76,8 @@ async def test_spoken_turn_with_server_vad_through_the_sdk() -> None:
                  "response.output_item.added", "response.content_part.added", "response.output_audio.delta",
                  "response.output_audio.done", "response.output_audio_transcript.done", "response.content_part.done",
                  "response.output_item.done", "response.done"]
-        assert [k for k in kinds if k in order and kinds.index(k) == kinds.index(k)] and all(
-            kinds.index(a) < kinds.index(b) for a, b in zip(order, order[1:], strict=False)), kinds
+        positions = [kinds.index(k) for k in order]  # each present, first occurrences in lifecycle order
+        assert positions == sorted(positions), kinds
         user = got.of("conversation.item.input_audio_transcription.completed")[0]
         assert user["transcript"] == "hello there"
         assert user["item_id"] == got.of("input_audio_buffer.committed")[0]["item_id"]
@@ -189,6 +189,9 @@ async def test_bad_input_gets_openai_errors_and_the_session_lives() -> None:
                                       "audio": b64(np.zeros(RATE, np.float32))}))
             done = await got.wait("response.done")
             assert done["response"]["status"] == "completed"
+            started = got.of("input_audio_buffer.speech_started")[0]["audio_start_ms"]
+            stopped = got.of("input_audio_buffer.speech_stopped")[0]["audio_end_ms"]
+            assert 850 < stopped - started < 1150  # 1 s of 24 kHz audio is 1 s on the session's clock
             reader.cancel()
             _assert_valid(got)
 
