@@ -88,6 +88,7 @@ class Connection:
         self._started = time.monotonic()
         self._last_seen = self._started
         self._last_audio = self._started
+        self._pushing = 0  # client audio pushes in progress
         self.close_code: int | None = None
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
 
@@ -188,10 +189,19 @@ class Connection:
 
     async def _on_audio(self, data: bytes) -> None:
         samples = proto.decode_audio(data, self.live.input_audio_format, self.live.input_sample_rate)
+        await self._push(self.live.to_16k(samples))
+
+    async def _push(self, samples: np.ndarray) -> None:
+        """Client audio (16 kHz) into the session, at most 1 s a frame. While it is being pushed (a full input
+        queue makes that wait) the clock keeper adds no silence: that would land inside the client's audio."""
         self._last_audio = time.monotonic()
-        samples = self.live.to_16k(samples)
-        for start in range(0, len(samples), SAMPLE_RATE):
-            await self.session.push_audio(samples[start:start + SAMPLE_RATE])
+        self._pushing += 1
+        try:
+            for start in range(0, len(samples), SAMPLE_RATE):
+                await self.session.push_audio(samples[start:start + SAMPLE_RATE])
+        finally:
+            self._pushing -= 1
+            self._last_audio = time.monotonic()
 
     async def _on_text(self, text: str) -> None:
         event = proto.decode_text(text)
@@ -236,9 +246,9 @@ class Connection:
         t_next: float | None = None
         while True:
             gap = time.monotonic() - self._last_audio
-            if gap < CLOCK_GAP_S:
+            if gap < CLOCK_GAP_S or self._pushing:
                 t_next = None
-                await asyncio.sleep(CLOCK_GAP_S - gap)
+                await asyncio.sleep(max(0.01, CLOCK_GAP_S - gap))
                 continue
             t_next = time.monotonic() if t_next is None else t_next
             await self.session.push_audio(silence)

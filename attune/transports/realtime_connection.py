@@ -8,12 +8,10 @@ audio deltas, ``response.done`` with status and usage. ``emotion.*`` events pass
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from attune.core import events as ev
-from attune.core.audio import SAMPLE_RATE
 from attune.core.errors import AttuneError, ProtocolError
 from attune.core.events import SessionEvent
 from attune.transports import protocol as proto
@@ -158,11 +156,7 @@ class RealtimeConnection(Connection):
             await s.cancel_response()
 
     async def _append(self, audio: Any) -> None:
-        samples = rt.decode_append(audio, self.state.input_format)
-        self._last_audio = time.monotonic()
-        samples = self.live.to_16k(samples)
-        for start in range(0, len(samples), SAMPLE_RATE):
-            await self.session.push_audio(samples[start:start + SAMPLE_RATE])
+        await self._push(self.live.to_16k(rt.decode_append(audio, self.state.input_format)))
 
     async def _session_update(self, data: dict[str, Any]) -> None:
         change = rt.parse_session_update(data)
