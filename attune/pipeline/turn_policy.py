@@ -146,23 +146,24 @@ class TurnPolicy:
         """The user's turn is over: start a committed reply, or commit the one in progress (speculative; or a typed
         turn's, which already answers)."""
         if not self.settings.auto_respond:
-            return self._hold(audio, speech_end_s)
+            out: list[Decision] = []
+            if self.phase is ReplyPhase.SPECULATIVE:  # auto_respond was turned off during the turn
+                self.phase = ReplyPhase.NONE
+                out.append(DiscardReply())
+            self.hold(audio, speech_end_s)
+            return out
         was, self.phase = self.phase, ReplyPhase.COMMITTED
         if was is ReplyPhase.NONE:
             return [StartReply(audio, speech_end_s, commit=True)]
         return [CommitReply()]
 
-    def _hold(self, audio: AudioChunk, speech_end_s: float) -> list[Decision]:
-        out: list[Decision] = []
-        if self.phase is ReplyPhase.SPECULATIVE:  # auto_respond was turned off during the turn
-            self.phase = ReplyPhase.NONE
-            out.append(DiscardReply())
+    def hold(self, audio: AudioChunk, speech_end_s: float) -> None:
+        """Keep an ended turn (or a client's recorded one) for ``respond()``; one already held is joined to it."""
         held = self.held
         if held is not None and held.audio is not None:  # turns not yet answered are answered together
             audio = AudioChunk(np.concatenate([held.audio.samples, audio.samples]), audio.sample_rate,
                                held.audio.timestamp_s)
         self.held = StartReply(audio, speech_end_s, commit=True)
-        return out
 
     def respond(self) -> list[Decision]:
         """Start the reply to the held turn (a client's ``response.create``); nothing when none is held."""

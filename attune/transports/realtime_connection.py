@@ -11,7 +11,10 @@ import asyncio
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from attune.core import events as ev
+from attune.core.audio import SAMPLE_RATE, resample
 from attune.core.errors import AttuneError, ProtocolError
 from attune.core.events import SessionEvent
 from attune.transports import protocol as proto
@@ -26,15 +29,6 @@ CANCEL_REASON = {"barge_in": "turn_detected", "client_cancel": "client_cancelled
 
 
 @dataclass
-class _Span:
-    """A sentence of an assistant item on the item's own audio time (what ``audio_end_ms`` counts)."""
-
-    text: str
-    start_ms: float
-    end_ms: float
-
-
-@dataclass
 class _Response:
     resp_id: str
     turn: int
@@ -42,7 +36,7 @@ class _Response:
     plan: dict[str, Any]
     item_id: str | None = None
     transcript: list[str] = field(default_factory=list)
-    spans: dict[int, _Span] = field(default_factory=dict)
+    spans: dict[int, rs.Span] = field(default_factory=dict)
     audio_ms: float = 0.0
     done: bool = False
 
@@ -52,21 +46,6 @@ class _Item:
     role: str
     text: str = ""
     response: _Response | None = None
-
-
-def heard_text(spans: list[_Span], audio_end_ms: float) -> str:
-    """The words heard of an item played up to ``audio_end_ms``; a sentence cut midway keeps its played share."""
-    words: list[str] = []
-    for span in spans:
-        if span.start_ms >= audio_end_ms:
-            break
-        duration = span.end_ms - span.start_ms
-        share = 1.0 if duration <= 0 else min(1.0, (audio_end_ms - span.start_ms) / duration)
-        sentence = span.text.split()
-        words.extend(sentence[: int(share * len(sentence))])
-        if share < 1.0:
-            break
-    return " ".join(words)
 
 
 class RealtimeConnection(Connection):
@@ -143,7 +122,7 @@ class RealtimeConnection(Connection):
             self._speech_item = None
             self.send_json(rt.event(self.ids, "input_audio_buffer.cleared"))
         elif msg.type == "conversation.item.create":
-            self._create_text_item(d)
+            self._create_user_item(d)
         elif msg.type == "conversation.item.truncate":
             await self._truncate(rt.parse_truncate(d))
         elif msg.type == "conversation.item.delete":
@@ -194,11 +173,19 @@ class RealtimeConnection(Connection):
         self.items[item_id] = _Item(role)
         return item_id, previous
 
-    def _create_text_item(self, data: dict[str, Any]) -> None:
-        text = rt.parse_user_text(data)
+    def _create_user_item(self, data: dict[str, Any]) -> None:
+        """A typed message (answered at the next response.create), or a recorded one: its audio is held as an
+        ended turn, transcribed when the response to it starts."""
+        text, audio = rt.parse_user_item(data, self.state.input_format)
         given = data["item"].get("id")
         item_id, previous = self._new_item("user", given if isinstance(given, str) and given[:64] == given
                                            and given not in self.items else None)
+        if audio is not None:
+            self.session.hold_turn(resample(audio, self.state.input_rate, SAMPLE_RATE).astype(np.float32))
+            item = rt.user_item(item_id, transcript=None, status="in_progress")
+            self.send_json(rt.event(self.ids, "conversation.item.added", previous_item_id=previous, item=item))
+            self._awaiting_transcript.append(item_id)
+            return
         self.items[item_id].text = text
         item = rt.user_item(item_id, transcript=text, text=True)
         self.send_json(rt.event(self.ids, "conversation.item.added", previous_item_id=previous, item=item))
@@ -249,7 +236,7 @@ class RealtimeConnection(Connection):
                                    "audio", "invalid_value", "audio_end_ms")
         if not resp.done and self.session.replying:
             await self.session.cancel_response()
-        heard = heard_text(sorted(resp.spans.values(), key=lambda sp: sp.start_ms), t.audio_end_ms)
+        heard = rs.heard_text(sorted(resp.spans.values(), key=lambda sp: sp.start_ms), t.audio_end_ms)
         self.session.revise_heard(heard)
         item.text = heard
         self.send_json(rt.event(self.ids, "conversation.item.truncated", item_id=t.item_id,
@@ -429,7 +416,7 @@ class RealtimeConnection(Connection):
         span = resp.spans.get(sentence)
         text = resp.transcript[-1] if resp.transcript else ""
         if span is None:
-            resp.spans[sentence] = _Span(text, resp.audio_ms, resp.audio_ms + ms)
+            resp.spans[sentence] = rs.Span(text, resp.audio_ms, resp.audio_ms + ms)
         else:
             span.end_ms = resp.audio_ms + ms
         resp.audio_ms += ms

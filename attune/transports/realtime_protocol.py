@@ -277,8 +277,9 @@ def parse_response_create(data: dict[str, Any]) -> ResponseRequest:
         refused=tuple(refused))
 
 
-def parse_user_text(data: dict[str, Any]) -> str:
-    """The text of a ``conversation.item.create`` user message (``input_text`` parts)."""
+def parse_user_item(data: dict[str, Any], fmt: str) -> tuple[str, np.ndarray | None]:
+    """A ``conversation.item.create`` user message: its ``input_text`` parts joined (text, None), or one
+    ``input_audio`` part decoded like an append, in the session's input format ("", samples)."""
     item = _obj(data.get("item"), "item")
     if item.get("type", "message") != "message" or item.get("role") != "user":
         raise RealtimeError("Attune takes user messages only (item.type message, item.role user); function "
@@ -286,18 +287,19 @@ def parse_user_text(data: dict[str, Any]) -> str:
     parts = item.get("content")
     if not isinstance(parts, list) or not parts:
         raise _bad("item.content must be a non-empty list", "item.content")
+    if len(parts) == 1 and isinstance(parts[0], dict) and parts[0].get("type") == "input_audio":
+        return "", decode_append(parts[0].get("audio"), fmt)
     texts = []
     for i, part in enumerate(parts):
         if not isinstance(part, dict) or part.get("type") != "input_text" or not isinstance(part.get("text"), str):
-            raise RealtimeError("item.content parts must be {type: input_text, text}: audio and image items are "
-                                "not supported (send audio through input_audio_buffer.append)", "unsupported_item",
-                                f"item.content[{i}].type")
+            raise RealtimeError("item.content must be input_text parts or one input_audio part (images are not "
+                                "supported)", "unsupported_item", f"item.content[{i}].type")
         texts.append(part["text"])
     text = " ".join(t.strip() for t in texts if t.strip())
     if not text or len(text) > MAX_INSTRUCTIONS_CHARS:
         raise _bad(f"item.content text must be non-empty and at most {MAX_INSTRUCTIONS_CHARS} characters",
                    "item.content")
-    return text
+    return text, None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,30 @@ EAGERNESS_MAX_MS = {"low": 8000, "medium": 4000, "auto": 4000, "high": 2000}  # 
 
 
 @dataclass
+class Span:
+    """A sentence of an assistant item on the item's own audio time (what ``audio_end_ms`` counts)."""
+
+    text: str
+    start_ms: float
+    end_ms: float
+
+
+def heard_text(spans: list[Span], audio_end_ms: float) -> str:
+    """The words heard of an item played up to ``audio_end_ms``; a sentence cut midway keeps its played share."""
+    words: list[str] = []
+    for span in spans:
+        if span.start_ms >= audio_end_ms:
+            break
+        duration = span.end_ms - span.start_ms
+        share = 1.0 if duration <= 0 else min(1.0, (audio_end_ms - span.start_ms) / duration)
+        sentence = span.text.split()
+        words.extend(sentence[: int(share * len(sentence))])
+        if share < 1.0:
+            break
+    return " ".join(words)
+
+
+@dataclass
 class RealtimeState:
     """The Realtime side of one session: formats, turn mode, modality and what the client asked to be called.
     ``base``: the session's settings when the connection opened (what eagerness and server_vad scale from)."""

@@ -278,3 +278,22 @@ async def test_g711_audio_text_modality_and_item_delete() -> None:
         await got.wait("conversation.item.deleted")
         assert len(session.memory.exchanges) == before - 1
         _assert_valid(got)
+
+
+async def test_a_recorded_user_item_is_answered_at_response_create() -> None:
+    """``conversation.item.create`` with one ``input_audio`` part: held, then transcribed and answered."""
+    async with running_server() as srv, sdk_session(srv) as (conn, got):
+        await got.wait("session.created")
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_audio", "audio": b64(tone_speech(1.0))}]})
+        added = await got.wait("conversation.item.added")
+        assert added["item"]["content"][0]["type"] == "input_audio"
+        await asyncio.sleep(0.3)
+        assert not got.of("response.created"), "an item is answered at response.create, not before"
+        await conn.response.create()
+        done = await got.wait("response.done")
+        assert done["response"]["status"] == "completed"
+        heard = got.of("conversation.item.input_audio_transcription.completed")[0]
+        assert heard["item_id"] == added["item"]["id"] and heard["transcript"] == "hello there"
+        assert len(srv.attune.engines.asr.calls[-1].samples) == 16000  # 1 s at 24 kHz, resampled to 16 kHz
+        _assert_valid(got)

@@ -14,8 +14,7 @@ from attune.pipeline.settings import SessionSettings
 from attune.pipeline.turn import UserTurn
 from attune.pipeline.turn_policy import PolicySettings, StartReply, TurnPolicy
 from attune.transports import realtime_protocol as rt
-from attune.transports.realtime_connection import _Span, heard_text
-from attune.transports.realtime_session import turn_settings
+from attune.transports.realtime_session import Span, heard_text, turn_settings
 
 LAYER = "unit"  # STYLE.md layer 1: pure cores, loop-free, no models
 
@@ -82,7 +81,7 @@ def test_turn_modes_map_onto_session_settings() -> None:
 
 
 def test_truncate_counts_only_what_was_played() -> None:
-    spans = [_Span("One two three.", 0, 1000), _Span("Four five.", 1000, 1600)]
+    spans = [Span("One two three.", 0, 1000), Span("Four five.", 1000, 1600)]
     assert heard_text(spans, 2000) == "One two three. Four five."
     assert heard_text(spans, 1000) == "One two three."
     assert heard_text(spans, 700) == "One two"
