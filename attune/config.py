@@ -207,6 +207,7 @@ class ServerConfig:
     allowed_hosts: list[str] = setting([])
     max_sessions: int = setting(64, lo=1, hi=10000)  # concurrent WebSocket sessions; one more gets HTTP 503
     max_message_bytes: int = setting(131072, lo=1024, hi=16777216)  # larger messages close the socket (1009)
+    realtime_max_message_bytes: int = setting(4194304, lo=65536, hi=16777216)  # /v1/realtime's (base64 audio)
     idle_timeout_s: float = setting(120.0, lo=1.0, hi=86400.0)  # no message from the client for this long: close
     max_session_s: float = setting(3600.0, lo=1.0, hi=604800.0)  # a session's longest life
     outbox_max_s: float = setting(10.0, lo=0.5, hi=600.0)  # s of reply audio buffered for a slow client, then 1008

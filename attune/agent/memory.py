@@ -51,6 +51,32 @@ class ConversationMemory:
             return
         self._add(Exchange("assistant", text + (" —" if interrupted else ""), interrupted))
 
+    def shorten_last_assistant(self, heard: str) -> bool:
+        """The newest assistant message becomes ``heard`` (what the user heard of it, a client says), marked as
+        interrupted; an empty ``heard`` removes it. False when there is none or ``heard`` is not shorter."""
+        heard = heard.strip()
+        for i in range(len(self._items) - 1, -1, -1):
+            e = self._items[i]
+            if e.role != "assistant":
+                continue
+            if len(heard) >= len(e.content.removesuffix(" —")):
+                return False
+            if heard:
+                self._items[i] = Exchange("assistant", heard + " —", True)
+            else:
+                del self._items[i]
+            return True
+        return False
+
+    def remove(self, role: str, text: str) -> bool:
+        """Forget the newest ``role`` message whose content contains ``text`` (a client's item delete)."""
+        for i in range(len(self._items) - 1, -1, -1):
+            e = self._items[i]
+            if e.role == role and text.strip() and text.strip() in e.content:
+                del self._items[i]
+                return True
+        return False
+
     def messages(self) -> list[ChatMessage]:
         return [ChatMessage(e.role, e.content) for e in self._items]
 

@@ -31,7 +31,7 @@ from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
 from attune.core.errors import AudioInputError
 from attune.core.events import SessionEvent, error_event
-from attune.core.frames import Interruption, SpeechStarted
+from attune.core.frames import AudioChunk, Interruption, SpeechStarted
 from attune.core.trace import TurnTrace
 from attune.pipeline.acknowledgement import Acknowledgement, pick_acknowledgement
 from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
@@ -266,6 +266,25 @@ class Session:
             self._reply.emit(event)
         else:
             self.emit(event)
+
+    async def respond(self) -> bool:
+        """A client's ``response.create`` with ``PolicySettings.auto_respond`` off: start the reply to the turn
+        held since it ended. False when no turn is held."""
+        decisions = self.policy.respond()
+        await self._execute(decisions)
+        return bool(decisions)
+
+    def hold_turn(self, samples: np.ndarray) -> None:
+        """A client's recorded user turn (16 kHz mono; a Realtime audio item): held like an ended turn, answered
+        at ``respond()``. It is not on the input stream, so it has no emotion windows of its own."""
+        audio = AudioChunk(np.asarray(samples, dtype=np.float32), SAMPLE_RATE, max(0.0, self.now - len(samples)
+                                                                                    / SAMPLE_RATE))
+        self.policy.hold(audio, self.now)
+
+    def revise_heard(self, heard_text: str) -> bool:
+        """A client played less of the last reply than the stream clock counts (``conversation.item.truncate``):
+        the history keeps ``heard_text`` as that reply (shorter only). False when it would not shorten it."""
+        return self.memory.shorten_last_assistant(heard_text)
 
     def commit_input(self) -> bool:
         """Push-to-talk (``input_audio_buffer.commit``): end the user's turn now; its events follow with the next

@@ -11,12 +11,16 @@ speculative, committed) from its own decisions; the session tells it when that r
   becomes the user's turn (``barge_in`` True); if the agent finishes first it is adopted as an ordinary turn.
 - When silence begins after the user's speech the reply starts speculatively; if the user goes on it is
   discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
+- With ``auto_respond`` off (a Realtime client's manual mode) no reply starts by itself: an ended turn is held
+  (turns ended before the reply join it) until ``respond()`` starts the reply to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+import numpy as np
 
 from attune.core.frames import AudioChunk, Interruption, SpeechStarted, SpeechStopped
 from attune.pipeline.turn import SilenceBegan, SpeechResumed, TurnEvent, UserTurn
@@ -27,6 +31,7 @@ class PolicySettings:
     """The policy's thresholds, as data (a session may replace them between frames)."""
 
     barge_in_min_ms: int = 300  # voiced time over the agent that interrupts it
+    auto_respond: bool = True  # False: an ended turn is held until ``respond()`` (a client's ``response.create``)
 
 
 class ReplyPhase(Enum):
@@ -100,6 +105,7 @@ class TurnPolicy:
         self.settings = settings or PolicySettings()
         self.phase = ReplyPhase.NONE
         self.tentative = False  # speech began while the agent was engaged and is not yet a turn
+        self.held: StartReply | None = None  # the ended turn waiting for respond() (auto_respond off)
 
     def engaged(self, *, audible: bool) -> bool:
         """A committed reply is pending or playing, or its audio is still being heard."""
@@ -114,7 +120,7 @@ class TurnPolicy:
             return [AnnounceSpeech(event.timestamp_s), ListenFrom(event.timestamp_s, with_turn_so_far=True)]
         if isinstance(event, SilenceBegan):
             out: list[Decision] = [Listen(False)]
-            if not self.tentative and self.phase is ReplyPhase.NONE:
+            if not self.tentative and self.phase is ReplyPhase.NONE and self.settings.auto_respond:
                 self.phase = ReplyPhase.SPECULATIVE
                 out.append(StartReply(event.audio, event.timestamp_s, commit=False))
             return out
@@ -139,10 +145,33 @@ class TurnPolicy:
     def end_of_turn(self, audio: AudioChunk, speech_end_s: float) -> list[Decision]:
         """The user's turn is over: start a committed reply, or commit the one in progress (speculative; or a typed
         turn's, which already answers)."""
+        if not self.settings.auto_respond:
+            out: list[Decision] = []
+            if self.phase is ReplyPhase.SPECULATIVE:  # auto_respond was turned off during the turn
+                self.phase = ReplyPhase.NONE
+                out.append(DiscardReply())
+            self.hold(audio, speech_end_s)
+            return out
         was, self.phase = self.phase, ReplyPhase.COMMITTED
         if was is ReplyPhase.NONE:
             return [StartReply(audio, speech_end_s, commit=True)]
         return [CommitReply()]
+
+    def hold(self, audio: AudioChunk, speech_end_s: float) -> None:
+        """Keep an ended turn (or a client's recorded one) for ``respond()``; one already held is joined to it."""
+        held = self.held
+        if held is not None and held.audio is not None:  # turns not yet answered are answered together
+            audio = AudioChunk(np.concatenate([held.audio.samples, audio.samples]), audio.sample_rate,
+                               held.audio.timestamp_s)
+        self.held = StartReply(audio, speech_end_s, commit=True)
+
+    def respond(self) -> list[Decision]:
+        """Start the reply to the held turn (a client's ``response.create``); nothing when none is held."""
+        held, self.held = self.held, None
+        if held is None:
+            return []
+        self.phase = ReplyPhase.COMMITTED
+        return [held]
 
     def on_frame(self, *, in_speech: bool, speech_s: float, audible: bool, now_s: float) -> list[Decision]:
         """After each input frame: decide a tentative turn. It becomes an ordinary turn once the agent is no

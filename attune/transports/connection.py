@@ -84,6 +84,7 @@ class ConnectionLimits:
     max_session_s: float = 3600.0
     outbox_max_s: float = 10.0  # s of reply audio waiting for a slow client
     outbox_max_events: int = 4096
+    max_message_bytes: int = 0  # a larger client message closes the socket with 1009; 0 = the server's own cap
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Connection:
         self._started = time.monotonic()
         self._last_seen = self._started
         self._last_audio = self._started
+        self._pushing = 0  # client audio pushes in progress
         self.close_code: int | None = None
         self._last: list[str] = []  # the closing session's last messages (collect_last), for finish()
         self._queue_counted = False  # this reply's wait for the LLM is counted
@@ -147,9 +149,12 @@ class Connection:
         self.send_json(proto.error_json(code, message, retryable=retryable))
 
     # ---- the run ----
-    async def run(self) -> str:
+    def _greeting(self) -> None:
         self.send_json({"type": proto.SESSION_CREATED, "session_id": self.session_id, "voices": list(self.voices),
                         "session": self.live.describe(self.session)})
+
+    async def run(self) -> str:
+        self._greeting()
         tasks = [asyncio.create_task(coro, name=f"ws-{name}") for name, coro in (
             ("read", self._read()), ("pump", self._pump()), ("write", self._write()),
             ("clock", self._keep_clock()), ("watch", self._watch()))]
@@ -218,6 +223,9 @@ class Connection:
                 return
             self._last_seen = time.monotonic()
             data, text = message.get("bytes"), message.get("text")
+            if self._oversized(data, text):
+                self.close_soon(proto.CLOSE_TOO_BIG, "message too big")
+                return
             try:
                 if data is not None:
                     await self._on_audio(data)
@@ -231,12 +239,30 @@ class Connection:
                 log.exception("connection %s: a client message failed", self.session_id)
                 self.send_error("internal_error", f"{type(exc).__name__}: {str(exc)[:160]}")
 
+    def _oversized(self, data: bytes | None, text: str | None) -> bool:
+        """The route's own message cap (the server's, which websockets enforces, is the largest route's)."""
+        cap = self.limits.max_message_bytes
+        if not cap:
+            return False
+        if data is not None:
+            return len(data) > cap
+        return text is not None and len(text) * 4 > cap and len(text.encode("utf-8", "surrogatepass")) > cap
+
     async def _on_audio(self, data: bytes) -> None:
         samples = proto.decode_audio(data, self.live.input_audio_format, self.live.input_sample_rate)
+        await self._push(self.live.to_16k(samples))
+
+    async def _push(self, samples: np.ndarray) -> None:
+        """Client audio (16 kHz) into the session, at most 1 s a frame. While it is being pushed (a full input
+        queue makes that wait) the clock keeper adds no silence: that would land inside the client's audio."""
         self._last_audio = time.monotonic()
-        samples = self.live.to_16k(samples)
-        for start in range(0, len(samples), SAMPLE_RATE):
-            await self.session.push_audio(samples[start:start + SAMPLE_RATE])
+        self._pushing += 1
+        try:
+            for start in range(0, len(samples), SAMPLE_RATE):
+                await self.session.push_audio(samples[start:start + SAMPLE_RATE])
+        finally:
+            self._pushing -= 1
+            self._last_audio = time.monotonic()
 
     async def _on_text(self, text: str) -> None:
         event = proto.decode_text(text)
@@ -281,9 +307,9 @@ class Connection:
         t_next: float | None = None
         while True:
             gap = time.monotonic() - self._last_audio
-            if gap < CLOCK_GAP_S:
+            if gap < CLOCK_GAP_S or self._pushing:
                 t_next = None
-                await asyncio.sleep(CLOCK_GAP_S - gap)
+                await asyncio.sleep(max(0.01, CLOCK_GAP_S - gap))
                 continue
             t_next = time.monotonic() if t_next is None else t_next
             await self.session.push_audio(silence)

@@ -1,4 +1,5 @@
-"""The WebSocket server: one port serving the protocol at ``/ws``, the web client at ``/`` (its persona page at
+"""The WebSocket server: one port serving the protocol at ``/ws`` (and the OpenAI Realtime protocol over the same
+sessions at ``/v1/realtime``), the web client at ``/`` (its persona page at
 ``/personas``), ``GET /health``, ``GET /metrics`` and the persona API under ``/v1/`` (``persona_api.py``), as a
 Starlette ASGI app on uvicorn with ``websockets``' Sans-I/O protocol as its WebSocket implementation (an ASGI app,
 unlike ``websockets``' own ``process_request``, can read request bodies and file uploads on the same port, which
@@ -123,6 +124,7 @@ class AttuneServer:
             *api.routes(),
             Mount("/static", StaticFiles(directory=WEB_DIR)),
             WebSocketRoute("/ws", self.websocket),
+            WebSocketRoute("/v1/realtime", self.realtime),  # OpenAI Realtime (realtime_connection.py)
         ], middleware=[Middleware(GuardMiddleware, guard=self.guard, on_refusal=self._count_refusal)])
 
     # ---- HTTP ----
@@ -215,6 +217,29 @@ class AttuneServer:
                                                         headers=headers))
 
     async def websocket(self, ws: WebSocket) -> None:
+        """``/ws``: Attune's own wire format."""
+        await self._serve(ws, self._ws_connection)
+
+    async def realtime(self, ws: WebSocket) -> None:
+        """``/v1/realtime``: the OpenAI Realtime protocol over the same session (``?model=`` is reported back;
+        the key the SDK sends as ``Authorization: Bearer`` is checked like ``/ws``'s token)."""
+        await self._serve(ws, self._realtime_connection)
+
+    def _ws_connection(self, ws: WebSocket, session: Session, **kw: Any) -> Connection:
+        limits = replace(kw.pop("limits"), max_message_bytes=self.settings.max_message_bytes)
+        return Connection(ws, session, limits=limits, **kw)
+
+    def _realtime_connection(self, ws: WebSocket, session: Session, **kw: Any) -> Connection:
+        from attune.transports.realtime_connection import RealtimeConnection
+
+        limits = replace(kw.pop("limits"), max_message_bytes=self.settings.realtime_max_message_bytes)
+        model = (ws.query_params.get("model") or "attune")[:64]
+        predicted = session.settings.endpoint is not None and session.backends.end_of_turn is not None
+        return RealtimeConnection(ws, session, limits=limits, model=model, predicted=predicted, **kw)
+
+    async def _serve(self, ws: WebSocket, connect: Callable[..., Connection]) -> None:
+        """One session on ``ws``, whichever the wire format: the same admission checks (``refusal``: the
+        Host/Origin gate, the token, capacity), engines, limits, metrics and shutdown."""
         refusal = self.refusal(ws)
         if refusal is not None:
             await self.deny(ws, refusal)
@@ -238,9 +263,9 @@ class AttuneServer:
         conn: Connection | None = None
         try:
             async with session:
-                conn = Connection(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
-                                  shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
-                                  persona=persona)
+                conn = connect(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
+                               shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
+                               persona=persona)
                 self.connections[session_id] = conn
                 self.metrics.sessions.inc()
                 self.metrics.sessions_active.inc()
@@ -322,9 +347,11 @@ CLIENT_FAULTS = ClientFaultFilter()
 
 
 def uvicorn_config(app: Any, host: str, port: int, settings: ServerConfig, **extra: Any) -> uvicorn.Config:
-    """The pinned choices: websockets' Sans-I/O protocol, the message size limit, no compression; client faults
-    kept out of the error log (``ClientFaultFilter``, installed once uvicorn has configured its loggers)."""
-    config = uvicorn.Config(app, host=host, port=port, ws=WS_IMPLEMENTATION, ws_max_size=settings.max_message_bytes,
+    """The pinned choices: websockets' Sans-I/O protocol, the message size limit (the larger route's: each route's
+    connection holds its own), no compression; client faults kept out of the error log (``ClientFaultFilter``,
+    installed once uvicorn has configured its loggers)."""
+    config = uvicorn.Config(app, host=host, port=port, ws=WS_IMPLEMENTATION,
+                            ws_max_size=max(settings.max_message_bytes, settings.realtime_max_message_bytes),
                             ws_per_message_deflate=False, ws_ping_interval=20.0, ws_ping_timeout=20.0,
                             lifespan="off", log_level="warning", timeout_graceful_shutdown=5, **extra)
     uvicorn_log = logging.getLogger("uvicorn.error")
