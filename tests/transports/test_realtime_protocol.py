@@ -71,7 +71,7 @@ def test_session_update_names_what_it_cannot_honour_and_keeps_the_rest() -> None
 def test_turn_modes_map_onto_session_settings() -> None:
     base = SessionSettings(endpoint=EndpointSettings(complete_ms=200, likely_ms=700, unfinished_ms=1200))
     server = turn_settings(base, rt.TurnMode("server_vad", silence_duration_ms=300, threshold=0.7), base)
-    assert server.endpoint is None and server.turn.end_of_turn_ms == 300 and server.turn.threshold == 0.7
+    assert server.endpoint is None and server.turn.end_of_turn_silence_ms == 300 and server.turn.vad_threshold == 0.7
     eager = turn_settings(base, rt.TurnMode("semantic_vad", eagerness="high"), base)
     patient = turn_settings(base, rt.TurnMode("semantic_vad", eagerness="low"), base)
     assert eager.endpoint and patient.endpoint
