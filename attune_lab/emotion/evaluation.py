@@ -34,7 +34,9 @@ def default_l2(kind: str) -> float:
 def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> LabelledSet:
     """Feature rows of ``kind``: ``prosodic`` or ``whisper-<model>-<pooling>`` (whisper_encoder.POOLINGS)."""
     if kind == PROSODIC:
-        return feature_matrix(utterances, kind, lambda a: extract_features(a, 16000))
+        from attune.backends.emotion.features import FEATURES_VERSION as PROSODIC_VERSION
+
+        return feature_matrix(utterances, f"{kind}-v{PROSODIC_VERSION}", lambda a: extract_features(a, 16000))
     from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool
 
     parts = kind.split("-")

@@ -96,8 +96,9 @@ def evaluate_conditions(backend: str, clean: dict[str, LabelledSet], tests: dict
         for cond in [CLEAN, *tests]:
             probs = {kind: ev.calibrated_probs(held[kind][cond][mode], *temps[kind]) for kind in held}
             trust = held[neural][cond][mode].ood if neural in held else held["prosodic"][cond][mode].ood
-            if backend == "hybrid":
-                p = hybrid_probs(probs[neural], probs["prosodic"], neural_weight)  # as evaluate_learned
+            if backend == "hybrid":  # fused as HybridBackend does: each side weighted by its familiarity too
+                p = hybrid_probs(probs[neural], probs["prosodic"], neural_weight, trust,
+                                 held["prosodic"][cond][mode].ood)
             else:
                 p = probs[neural if backend == "whisper" else "prosodic"]
             out[mode][cond] = _figures(labels, p, trust, corpora)
