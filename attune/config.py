@@ -232,7 +232,7 @@ class Config:
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
+    return getattr(tp, "__name__", str(tp))  # probe: typing constructs (unions, generics) have no __name__
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from attune.backends.base import LLMBackend
 from attune.config import Config
 from attune.core.stats import percentile
 
@@ -122,22 +123,24 @@ BENCH_TURNS = ("[sad] My dog died this morning.", "[anxious] I have a job interv
                "[angry] My neighbour parked in my spot again.", "[calm] What a quiet evening.")
 
 
-async def _llm_turns(llm: Any, turns: int, max_tokens: int) -> list[dict[str, float]]:
+async def _llm_turns(llm: LLMBackend, turns: int, max_tokens: int) -> list[dict[str, float]]:
     from attune.backends.base import ChatMessage
 
-    out = []
+    out: list[dict[str, float]] = []
     for i in range(turns):
         messages = [ChatMessage("system", BENCH_SYSTEM), ChatMessage("user", BENCH_TURNS[i % len(BENCH_TURNS)])]
         t0 = time.perf_counter()
         first = 0.0
         pieces = 0
-        async for _ in llm.stream(messages, max_tokens=max_tokens, temperature=0.0):
+        stream = llm.stream(messages, max_tokens=max_tokens, temperature=0.0)
+        async for _ in stream:
             if pieces == 0:
                 first = time.perf_counter() - t0
             pieces += 1
         total = time.perf_counter() - t0
+        c = stream.completion
         out.append({"ttft": first, "tok_s": (pieces - 1) / max(total - first, 1e-6) if pieces > 1 else 0.0,
-                    "prompt": getattr(llm, "last_prompt_tokens", 0), "reused": getattr(llm, "last_reused_tokens", 0)})
+                    "prompt": c.prompt_tokens if c else 0, "reused": c.reused_tokens if c else 0})
     return out
 
 

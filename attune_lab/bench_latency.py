@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from attune.backends.base import Completion, LLMBackend
 from attune.commands.conversation import load_16k
 from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
@@ -69,7 +71,7 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
             run = await stream_file(session, samples, speed=1.0, tail_max_s=20.0)
         traces = [t.to_dict() for t in session.turns]
         trace = traces[-1] if traces else {}
-        alone = await asyncio.to_thread(_first_token_alone, backends.llm, trace)
+        alone = await asyncio.to_thread(_first_token_alone, backends.llm, session.last_completion)
         per_file.append({"file": path.name, **file_figures(samples, run, traces),
                          "llm_ttft_ms": trace.get("llm_ttft_ms"), "llm_ttft_alone_ms": alone,
                          "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
@@ -84,17 +86,21 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
     return _bench_summary(per_file, warm)
 
 
-def _first_token_alone(llm: Any, trace: dict[str, Any]) -> float | None:
+@runtime_checkable
+class Replaying(Protocol):
+    """An engine that declares ``capabilities.replay`` (llama-cpp): a prompt's tail timed again in isolation."""
+
+    def first_token_alone(self, prompt: Sequence[int], cached: int) -> float: ...
+
+
+def _first_token_alone(llm: LLMBackend, completion: Completion | None) -> float | None:
     """The last reply's tail evaluated again with the session closed (nothing else running), in ms: against the
     trace's ``llm_ttft_ms`` (the same work inside the session) it shows what the other engines cost the LLM.
-    None where the engine cannot replay (not llama-cpp) or the reply had no prompt."""
-    replay = getattr(llm, "first_token_alone", None)
-    prompt, cached = getattr(llm, "last_prompt", None), trace.get("llm_reused_tokens")
-    if not callable(replay) or not prompt or not isinstance(cached, int) or len(prompt) != trace.get(
-            "llm_prompt_tokens"):
+    None where the engine cannot replay (not llama-cpp) or the reply made no call."""
+    if not (llm.capabilities.replay and isinstance(llm, Replaying)) or completion is None or not completion.prompt:
         return None
     try:
-        return round(1000.0 * replay(prompt, cached), 1)
+        return round(1000.0 * llm.first_token_alone(completion.prompt, completion.reused_tokens), 1)
     except LLMError:
         return None
 

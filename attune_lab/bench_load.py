@@ -86,7 +86,7 @@ def cmd_bench_load(args: argparse.Namespace, config: Config) -> int:
     with ctx as (url, pid):
         for n in counts:
             cpu0, t0 = _cpu_s(pid), time.perf_counter()
-            result = asyncio.run(run_load(url, samples, rate, n, end_of_turn_ms=eot, tail_max_s=args.tail))
+            result = asyncio.run(run_load(url, samples, rate, n, end_of_turn_silence_ms=eot, tail_max_s=args.tail))
             cpu1, t1 = _cpu_s(pid), time.perf_counter()
             load = None if cpu0 is None or cpu1 is None else round(100.0 * (cpu1 - cpu0) / (t1 - t0))
             results.append(result)

@@ -44,7 +44,7 @@ def _sent_at(run: ClientRun, stream_ms: float) -> float | None:
     return run.sent_at[i] if 0 <= i < len(run.sent_at) else None
 
 
-def lags(run: ClientRun, end_of_turn_ms: float) -> tuple[list[float], list[float]]:
+def lags(run: ClientRun, end_of_turn_silence_ms: float) -> tuple[list[float], list[float]]:
     """(emotion lags, speech-stopped lags) in ms: event arrival minus the send time of the audio it needed."""
     t0 = run.sent_at[0] if run.sent_at else 0.0
     emo, stop = [], []
@@ -54,7 +54,7 @@ def lags(run: ClientRun, end_of_turn_ms: float) -> tuple[list[float], list[float
             if sent is not None:
                 emo.append((t0 + e["t"] - sent) * 1000.0)
         elif e["type"] == "input_audio_buffer.speech_stopped":
-            sent = _sent_at(run, float(e["audio_end_ms"]) + end_of_turn_ms)
+            sent = _sent_at(run, float(e["audio_end_ms"]) + end_of_turn_silence_ms)
             if sent is not None:
                 stop.append(max(0.0, (t0 + e["t"] - sent) * 1000.0))
     return emo, stop
@@ -67,7 +67,8 @@ def _stats(values: list[float]) -> tuple[float, float, float]:
 
 
 async def run_load(url: str, samples: np.ndarray, rate: int, sessions: int, *, token: str | None = None,
-                   stagger_s: float = 0.1, tail_max_s: float = 20.0, end_of_turn_ms: float = 400.0) -> LoadResult:
+                   stagger_s: float = 0.1, tail_max_s: float = 20.0,
+                   end_of_turn_silence_ms: float = 400.0) -> LoadResult:
     """``sessions`` clients, started ``stagger_s`` apart, each streaming ``samples`` once in real time."""
     async def one(i: int) -> ClientRun | BaseException:
         await asyncio.sleep(i * stagger_s)
@@ -86,7 +87,7 @@ async def run_load(url: str, samples: np.ndarray, rate: int, sessions: int, *, t
         if not isinstance(run, ClientRun) or run.close_code not in (1000, None):
             failures += 1
             continue
-        e, s = lags(run, end_of_turn_ms)
+        e, s = lags(run, end_of_turn_silence_ms)
         emo += e
         stop += s
         for done in run.of("response.done"):

@@ -125,18 +125,20 @@ class ScenarioReport:
 
 
 async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, plan: ResponsePlanLike, *,
-                   max_tokens: int, temperature: float, openings: bool = False) -> str:
+                   max_tokens: int, temperature: float, openings: bool = False) -> tuple[str, int]:
     """The reply as the session would speak it: streamed, the leading tag (if any) stripped. With ``openings``
     (and an LLM that continues a reply), the opening the session would play comes first and the model goes on
-    from it; the whole reply, opening included, is returned."""
+    from it; the whole reply, opening included, is returned, with the prompt's size in tokens (0 where the engine
+    does not say)."""
     messages = builder.build(ConversationMemory(), scenario.text, scenario.emotion_result(), plan)
-    opening = choose_opening(scenario.text, plan) if openings and getattr(llm, "continues_reply", False) else None
-    extra: dict[str, Any] = {"continue_from": opening.text} if opening is not None else {}
+    opening = choose_opening(scenario.text, plan) if openings and llm.capabilities.continue_reply else None
     tags = ReplyTagParser()
-    parts = [tags.push(piece) async for piece in llm.stream(messages, max_tokens=max_tokens,
-                                                               temperature=temperature, **extra)]
+    stream = llm.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                        continue_from=opening.text if opening is not None else "")
+    parts = [tags.push(piece) async for piece in stream]
     text = ("".join(parts) + tags.flush()).strip()
-    return f"{opening.text} {text}".strip() if opening is not None else text
+    prompt = stream.completion.prompt_tokens if stream.completion is not None else 0
+    return (f"{opening.text} {text}".strip() if opening is not None else text), prompt
 
 
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
@@ -148,13 +150,13 @@ async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "
         result = sc.emotion_result()
         plan = planner(result, strategy)
         t0 = time.perf_counter()
-        reply = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens, temperature=temperature,
-                               openings=openings)
+        reply, prompt_tokens = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens,
+                                              temperature=temperature, openings=openings)
         elapsed = (time.perf_counter() - t0) * 1000
         checks = check_reply(reply, user_text=sc.text, situation=sc.situation,
                              answer_keywords=sc.answer_keywords, topic=sc.topic)
         out.append(ScenarioReport(sc, result.to_context_string(), plan.expressed_emotion.value, reply,
-                                  tuple(checks), elapsed, int(getattr(llm, "last_prompt_tokens", 0))))
+                                  tuple(checks), elapsed, prompt_tokens))
     examples = [ex[-1] for ex in builder.persona.examples]
     return [replace(r, checks=(*r.checks, check_not_template(r.reply, [o.reply for o in out if o is not r]
                                                              + examples))) for r in out]

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from attune.agent.brain import NeutralPlan
-from attune.backends.base import ChatMessage, Transcription
+from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream, Transcription
 from attune.config import load_config
 from attune.core.audio import FRAME as AUDIO_FRAME
 from attune.core.audio import FRAME_S, measure_quality
@@ -30,6 +30,7 @@ from attune.core.errors import ASRError, LLMError, TTSError
 from attune.core.events import SessionEvent
 from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
+from attune.pipeline.session_backends import Voice
 from attune.pipeline.turn import EnergyVAD
 
 RATE = 16000
@@ -44,7 +45,7 @@ class FixedASR:
         self.text, self.delay_s, self.fail = text, delay_s, fail
         self.calls: list[AudioChunk] = []
 
-    def transcribe(self, audio: AudioChunk) -> Transcription:
+    def transcribe(self, audio: AudioChunk, *, encoder_states: bool = False) -> Transcription:
         self.calls.append(audio)
         if self.delay_s:
             time.sleep(self.delay_s)
@@ -79,9 +80,7 @@ class ScriptedLLM:
         self.cancelled = 0
         self.prefills: list[str] = []  # the user's words so far, per prefill() call
 
-    @property
-    def continues_reply(self) -> bool:
-        return True
+    capabilities = LLMCapabilities(prefill=True, continue_reply=True)
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
         """Records the words; "evaluates" them once (0 for words already seen), as llama-cpp's would."""
@@ -91,10 +90,16 @@ class ScriptedLLM:
         self.prefills.append(words)
         return len(words.split())
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
+               continue_from: str = "") -> TokenStream:
+        """The script's tokens; the completion reports the prompt as one token per word and nothing cached."""
         self.calls.append(list(messages))
         self.continued_from.append(continue_from)
+        words = sum(len(m.content.split()) for m in messages)
+        return TokenStream(lambda report: self._pieces(max_tokens, report, words))
+
+    async def _pieces(self, max_tokens: int, report: Any, words: int) -> AsyncGenerator[str, None]:
+        report(Completion(prompt_tokens=words, ttft_s=self.delay_s))
         try:
             for i, tok in enumerate(self.tokens[:max_tokens]):
                 if self.fail_after is not None and i >= self.fail_after:
@@ -147,6 +152,9 @@ class FakeEmotion:
         self.resets += 1
         self._buf, self._t, self._next_hop = np.zeros(0, dtype=np.float32), 0.0, 1.0
 
+    def hops_ready(self, n_samples: int) -> int:
+        return 1  # always analysed off the loop, as a real detector's hop is
+
     def analyze_streaming(self, chunk: np.ndarray, sample_rate: int = RATE) -> list[EmotionResult]:
         from attune.core.errors import EmotionError
 
@@ -170,12 +178,10 @@ class StatesASR(FixedASR):
         self.width = width
         self._n = 0
 
-    def transcribe(self, audio: AudioChunk) -> Transcription:
-        self._n = -(-len(audio.samples) * 16000 // audio.sample_rate // 320)
-        return super().transcribe(audio)
-
-    def last_encoder_states(self) -> np.ndarray | None:
-        return np.ones((self._n, self.width), np.float32) if self._n else None
+    def transcribe(self, audio: AudioChunk, *, encoder_states: bool = False) -> Transcription:
+        n = -(-len(audio.samples) * 16000 // audio.sample_rate // 320)
+        result = super().transcribe(audio)
+        return replace(result, encoder_states=np.ones((n, self.width), np.float32)) if encoder_states else result
 
 
 class FakeTurnEmotion:
@@ -227,16 +233,18 @@ class Harness:
     dsp_factory: Callable[..., Any] | None = None
     end_of_turn: Any = None  # e.g. FixedEndOfTurn
     openings: Any = None  # an OpeningVoice over the harness's TTS
+    phrases: Any = None  # a PhraseVoice over the harness's TTS (the speech cache)
 
     def session(self) -> Session:
         # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
         pipeline = {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False,
                     **self.overrides.get("pipeline", {})}
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
-        backends = SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=self.emotion,
+        backends = SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts, self.phrases, self.openings),
+                                   vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
                                    dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,
-                                   end_of_turn=self.end_of_turn, openings=self.openings)
+                                   end_of_turn=self.end_of_turn)
         return Session(config, backends)
 
 

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from attune.config import load_config
 from attune.pipeline.session import SessionBackends
+from attune.pipeline.session_backends import Voice
 from attune.pipeline.turn import EnergyVAD
 from attune.transports.server import AttuneServer, Engines, GracefulServer, uvicorn_config
 
@@ -31,8 +32,8 @@ class FakeStack:
     tts: Any = field(default_factory=ToneTTS)
 
     def fresh(self) -> SessionBackends:
-        return SessionBackends(asr=self.asr, llm=self.llm, tts=self.tts, vad=EnergyVAD(), emotion=FakeEmotion(),
-                               aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
+        return SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts), vad=EnergyVAD(),
+                               emotion=FakeEmotion(), aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
 
 
 @dataclass

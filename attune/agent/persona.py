@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from attune.config import AgentConfig
+
 DEFAULT_PERSONA = (
     "You are Attune, a warm, caring friend in a spoken conversation. After each user message comes a note in "
     "square brackets on how their voice sounds, and the tone for you: let it shape how you speak, but talk "
@@ -46,3 +48,9 @@ class Persona:
 
     def system_text(self) -> str:
         return self.description.strip()
+
+
+def configured_persona(agent: AgentConfig) -> Persona:
+    """The configured agent's persona (``agent.name``, ``agent.persona``; empty = the default text): the one place
+    config becomes a persona."""
+    return Persona(agent.name, agent.persona or DEFAULT_PERSONA)

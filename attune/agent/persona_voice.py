@@ -22,6 +22,9 @@ from typing import Any
 
 from attune.agent.persona_model import PersonaRecord, VoiceConfig
 from attune.agent.prosody_dsp import voice_warp
+from attune.backends.base import HealthProbe
+from attune.backends.tts.csm_client import CSMClientTTS
+from attune.backends.tts.piper_backend import PiperTTS
 from attune.backends.tts.router import ProviderStats, VoiceModelRouter, speech_of
 from attune.core.frames import AudioChunk, SpeechAudio
 
@@ -68,13 +71,13 @@ class PersonaVoice:
             providers = dict(tts.providers)
             piper = piper if piper is not None else providers.get("piper")
             if piper is not None:
-                if abs(voice.speed - 1.0) > 1e-3 and hasattr(piper, "with_speed"):
+                if abs(voice.speed - 1.0) > 1e-3 and isinstance(piper, PiperTTS):
                     piper, self._native_speed = piper.with_speed(voice.speed), True
                 providers["piper"] = piper
                 if "piper" not in tts.stats:  # a user voice where the router built no Piper: its own figures
                     view.stats = {**tts.stats, "piper": ProviderStats()}
             csm = providers.get("csm")
-            if csm is not None and sample_wav is not None and hasattr(csm, "with_reference"):
+            if isinstance(csm, CSMClientTTS) and sample_wav is not None:
                 providers["csm"] = csm.with_reference(sample_wav)
             view.providers = providers
             view.default_provider = ""
@@ -100,7 +103,7 @@ class PersonaVoice:
 
     @property
     def providers(self) -> dict[str, Any]:
-        return dict(getattr(self._tts, "providers", {}))
+        return dict(self._tts.providers) if isinstance(self._tts, VoiceModelRouter) else {}
 
     def identity(self) -> str:
         """The voice part of a speech-cache key (``VoiceConfig.identity``)."""
@@ -108,12 +111,10 @@ class PersonaVoice:
 
     def planned_provider(self) -> str:
         """The provider the next request will try first ("" if none)."""
-        planned = getattr(self._tts, "planned_provider", None)
-        return str(planned()) if planned is not None else str(getattr(self._tts, "name", ""))
+        return self._tts.planned_provider() if isinstance(self._tts, VoiceModelRouter) else str(self._tts.name)
 
     def chain(self) -> list[str]:
-        chain = getattr(self._tts, "chain", None)
-        return list(chain()) if chain is not None else [getattr(self._tts, "name", "tts")]
+        return self._tts.chain() if isinstance(self._tts, VoiceModelRouter) else [str(self._tts.name)]
 
     async def synthesize_speech(self, text: str, prosody: Any = None, **kw: Any) -> AsyncIterator[SpeechAudio]:
         """The view's speech, each chunk shifted by the persona's pitch (and tempo where the provider did not
@@ -137,5 +138,4 @@ class PersonaVoice:
         return replace(speech, chunk=AudioChunk(samples, c.sample_rate, c.timestamp_s))
 
     async def health(self) -> dict[str, Any]:
-        probe = getattr(self._tts, "health", None)
-        return await probe() if probe is not None else {}
+        return await self._tts.health() if isinstance(self._tts, HealthProbe) else {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -28,12 +28,18 @@ class VoiceActivity(Protocol):
     def reset(self) -> None: ...
 
 
+@runtime_checkable
+class BatchedVoiceActivity(Protocol):
+    """A detector that scores consecutive chunks in one model call (``SileroVAD``)."""
+
+    def probabilities(self, chunks: np.ndarray) -> np.ndarray: ...
+
+
 def probabilities(vad: VoiceActivity, chunks: np.ndarray) -> np.ndarray:
     """Speech probabilities of consecutive chunks (float32 [k, VAD_CHUNK]) in stream order, [k]: one model call
     where the detector batches (``SileroVAD.probabilities``), else one ``probability`` per chunk."""
-    batched = getattr(vad, "probabilities", None)
-    if batched is not None:
-        return np.asarray(batched(chunks))
+    if isinstance(vad, BatchedVoiceActivity):
+        return np.asarray(vad.probabilities(chunks))
     return np.array([vad.probability(c) for c in chunks])
 
 
@@ -73,7 +79,7 @@ class SileroVAD:
         x[1:, :VAD_CONTEXT] = chunks[:-1, -VAD_CONTEXT:]
         out, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
         self._context = x[-1, -VAD_CONTEXT:]  # a view of this call's own buffer, never written again
-        return out.reshape(-1)
+        return np.asarray(out, np.float32).reshape(-1)
 
 
 @functools.cache

@@ -118,7 +118,7 @@ async def _mic(args: argparse.Namespace, config: Config) -> int:
         out_dir = writable_folder(args.demo_out)
         print(f"no live audio here ({exc}); holding a demo conversation instead.\n")
         return await _demo(config, out_dir)
-    audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=getattr(args, "echo", None))
+    audio = open_local_audio(config, input_device=dev_in, output_device=dev_out, echo=args.echo)
     backends = build_backends(config)
     await warm_up(backends, config)
     hint = "use headphones: echo cancellation is off" if audio.canceller.name == "off" else (

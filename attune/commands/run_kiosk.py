@@ -63,6 +63,7 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
     stored persona ``personas.default_id`` where one is set (an unknown id is a ConfigError naming the key)."""
     from attune.agent.persona_store import PersonaStore
     from attune.agent.persona_voice import VoiceRegistry
+    from attune.pipeline.session_backends import ChosenPersona
     from attune.pipeline.stack import build_backends, warm_up
     from attune.transports.kiosk import Kiosk
     from attune.transports.microphone import import_sounddevice, open_local_audio, rescan
@@ -77,7 +78,7 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
         backends = await asyncio.to_thread(build_backends, config, emotion=False)
         await warm_up(backends, config, greetings=(config.kiosk.greeting,))  # greeting ready in the speech cache
         if store is not None and start_record is not None:  # its persona's greeting and acknowledgements too
-            await PersonaService(store, backends.tts, config, registry).prewarm(backends.phrases,
+            await PersonaService(store, backends.tts, config, registry).prewarm(backends.voice.phrases,
                                                                                only=(start_record.id,))
         return backends
 
@@ -90,7 +91,7 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
         try:
             return await service.resolve(start_record.id)
         except PersonaError:
-            return start_record, await asyncio.to_thread(service.voice_sync, start_record)
+            return ChosenPersona(start_record, await asyncio.to_thread(service.voice_sync, start_record))
 
     def open_audio() -> Any:
         return open_local_audio(config, sd=sd, input_device=args.input_device, output_device=args.output_device,
@@ -100,6 +101,6 @@ def build_kiosk(config: Config, args: argparse.Namespace) -> Any:
 
 
 def cmd_kiosk(args: argparse.Namespace, config: Config) -> int:
-    json_logging(getattr(args, "log_level", None) or config.logging.level)
+    json_logging(args.log_level or config.logging.level)
     k = config.kiosk
     return asyncio.run(run_kiosk(build_kiosk(config, args), health_host=k.health_host, health_port=k.health_port))

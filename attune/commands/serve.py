@@ -67,7 +67,7 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
               f"{'; token auth on' if tokens else ''}", flush=True)
     # Every persona's greeting and acknowledgements, in its voice, rendered once the port is open (a first start
     # renders 4-5 s per persona; later starts find them on disk): a session that needs one first renders it itself.
-    prewarming = asyncio.create_task(attune.personas.prewarm(base.phrases), name="persona-prewarm")
+    prewarming = asyncio.create_task(attune.personas.prewarm(base.voice.phrases), name="persona-prewarm")
     try:
         await serving
     finally:

@@ -70,7 +70,7 @@ class BackendSpec(Generic[C]):
         except ImportError as exc:
             raise BackendUnavailable(f"cannot import {module_name}: {exc}", install_hint=self.install_hint,
                                      backend=self.name) from exc
-        return getattr(module, attr)
+        return getattr(module, attr)  # the catalogue names a class by string: the lazy import's lookup
 
 
 def _table(*specs: BackendSpec[C]) -> dict[str, BackendSpec[C]]:

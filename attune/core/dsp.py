@@ -145,8 +145,8 @@ def firwin_kaiser(numtaps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:
     """Low-pass FIR by the window method (Kaiser window), cutoff relative to Nyquist, unit gain at DC: scipy's
     ``firwin(numtaps, cutoff, window=("kaiser", beta))``."""
     m = np.arange(numtaps) - 0.5 * (numtaps - 1)
-    h = cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta)
-    return h / h.sum()
+    h = np.asarray(cutoff * np.sinc(cutoff * m) * np.kaiser(numtaps, beta), np.float64)
+    return np.asarray(h / h.sum(), np.float64)
 
 
 def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from xml.sax.saxutils import escape as xml_escape
 
 from attune.core.emotion import CATEGORY_VAD, EmotionCategory
@@ -40,14 +40,15 @@ class ProsodyParameters:
     tremolo_amount: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            lo, hi, neutral = RANGES[f.name]
-            value = float(getattr(self, f.name))
-            object.__setattr__(self, f.name, neutral if not math.isfinite(value) else min(max(value, lo), hi))
+        for name, raw in asdict(self).items():
+            lo, hi, neutral = RANGES[name]
+            value = float(raw)
+            object.__setattr__(self, name, neutral if not math.isfinite(value) else min(max(value, lo), hi))
 
     @property
     def is_neutral(self) -> bool:
-        return all(getattr(self, name) == neutral for name, (_, _, neutral) in RANGES.items())
+        values = asdict(self)
+        return all(values[name] == neutral for name, (_, _, neutral) in RANGES.items())
 
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 4) for k, v in asdict(self).items()}
@@ -64,8 +65,9 @@ class ProsodyParameters:
     def scaled(self, intensity: float) -> ProsodyParameters:
         """This profile moved toward neutral: intensity 0 is neutral, 1 is the profile itself (clamped 0..1)."""
         k = min(max(float(intensity), 0.0), 1.0) if math.isfinite(float(intensity)) else 0.0
+        values = asdict(self)
         return ProsodyParameters(**{
-            name: neutral + k * (getattr(self, name) - neutral) for name, (_, _, neutral) in RANGES.items()
+            name: neutral + k * (values[name] - neutral) for name, (_, _, neutral) in RANGES.items()
         })
 
 
@@ -78,9 +80,8 @@ def blend(weighted: Sequence[tuple[ProsodyParameters, float]]) -> ProsodyParamet
     total = sum(w for _, w in weighted)
     if total <= 0:
         return ProsodyParameters()
-    return ProsodyParameters(**{
-        name: sum(getattr(p, name) * w for p, w in weighted) / total for name in RANGES
-    })
+    rows = [(asdict(p), w) for p, w in weighted]
+    return ProsodyParameters(**{name: sum(v[name] * w for v, w in rows) / total for name in RANGES})
 
 
 E = EmotionCategory

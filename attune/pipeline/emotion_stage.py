@@ -42,6 +42,10 @@ class StreamingEmotion(Protocol):
 
     def reset_stream(self) -> None: ...
 
+    def hops_ready(self, n_samples: int) -> int:
+        """How many results ``analyze_streaming`` would give for ``n_samples`` more (0: it only buffers)."""
+        ...
+
 
 class EmotionStage:
     """``open(start_s, audio)`` starts a turn's analysis at stream time ``start_s`` (with the turn's audio so far
@@ -104,8 +108,7 @@ class EmotionStage:
 
     async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
         try:
-            ready = getattr(detector, "hops_ready", None)
-            if callable(ready) and ready(len(samples)) == 0:
+            if detector.hops_ready(len(samples)) == 0:
                 # Only buffering until the next hop: a worker-thread round trip per 20 ms frame would cost more
                 # (GIL hand-offs) than the copy, and with many sessions it starves the loop.
                 results = detector.analyze_streaming(samples, SAMPLE_RATE)

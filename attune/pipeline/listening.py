@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ASRBackend, ChatMessage, LLMBackend
 from attune.core.audio import SAMPLE_RATE
 from attune.core.emotion import EmotionResult
 from attune.core.errors import BackendError
@@ -98,15 +98,14 @@ class TurnListener:
     turn's reading, ``EarlyVoice.agrees_with``).
     """
 
-    def __init__(self, asr: Any, llm: Any, model: EndOfTurnModel | None, *, settings: ListenSettings,
+    def __init__(self, asr: ASRBackend, llm: LLMBackend, model: EndOfTurnModel | None, *, settings: ListenSettings,
                  prompt_for: Callable[[EmotionResult | None, str], Sequence[ChatMessage]],
                  emit_delta: Callable[[str], None], backlog_frames: Callable[[], int],
                  worker: BackgroundWorker | None = None,
                  voice_so_far: Callable[[], EmotionResult | None] | None = None) -> None:
         self.asr = asr
         self.worker = worker
-        self.llm = (llm if settings.prefill and callable(getattr(llm, "prefill", None))
-                    and getattr(llm, "can_prefill", True) else None)
+        self.llm = llm if settings.prefill and llm.capabilities.prefill else None
         self.model = model
         self.settings = settings
         self.prompt_for = prompt_for

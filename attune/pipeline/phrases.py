@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.base import TTSBackend
+from attune.agent.persona_voice import PersonaVoice
+from attune.backends.base import NamedVoice, SpeakingVoice, TTSBackend
 from attune.backends.tts.cache import CachedSpeech, SpeechCache, SpeechKey
-from attune.backends.tts.router import speech_of
+from attune.backends.tts.router import VoiceModelRouter, speech_of
 from attune.core.audio import resample
 from attune.core.emotion import EmotionCategory
 from attune.core.errors import BackendError, ConfigError
@@ -80,8 +81,7 @@ class PhraseVoice:
         return PhraseVoice(tts, self.dsp_factory, self.out_rate, self.cache)
 
     def key(self, text: str, emotion: EmotionCategory | str, prosody: ProsodyParameters | None) -> SpeechKey:
-        planned = getattr(self.tts, "planned_provider", None)
-        provider = str(planned() if callable(planned) else getattr(self.tts, "name", ""))
+        provider = self.tts.planned_provider() if isinstance(self.tts, SpeakingVoice) else str(self.tts.name)
         shaped = self.dsp_factory is not None and prosody is not None
         return SpeechKey.of(normalize_for_tts(text), voice=voice_of(self.tts, provider),
                             provider=provider if shaped else f"{provider}+raw",  # no DSP: another sound
@@ -200,23 +200,11 @@ def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
     return phrases
 
 
-def voice_of(tts: Any, provider: str) -> str:
-    """The identity of the voice a provider of the router speaks with, for the key: the backend's own
-    ``voice_identity`` where it has one, a persona's voice's ``identity()`` (its file, pitch, speed, sample), else
-    its voice file's name and size (Piper), its voice name (espeak-ng) or its speaker (CSM)."""
-    persona = getattr(tts, "identity", None)
-    if callable(persona):
-        return f"{persona()}|{provider}"
-    backend = getattr(tts, "providers", {}).get(provider, tts)
-    identity = getattr(backend, "voice_identity", None)
-    if identity is not None:
-        return str(identity() if callable(identity) else identity)
-    for attr in ("model_path", "voice", "speaker"):
-        value = getattr(backend, attr, None)
-        if value is not None and not callable(value):
-            name = str(getattr(value, "name", value))
-            try:
-                return f"{name}:{value.stat().st_size}" if attr == "model_path" else name
-            except (AttributeError, OSError):
-                return name
-    return provider
+def voice_of(tts: TTSBackend, provider: str) -> str:
+    """The identity of the voice a provider of the router speaks with, for the key: a persona's voice's
+    ``identity()`` (its file, pitch, speed, sample) with the provider, else the provider backend's own
+    ``voice_identity()`` (Piper's file name and size, espeak-ng's voice, CSM's speaker), else the provider's name."""
+    if isinstance(tts, PersonaVoice):
+        return f"{tts.identity()}|{provider}"
+    backend = tts.providers.get(provider, tts) if isinstance(tts, VoiceModelRouter) else tts
+    return backend.voice_identity() if isinstance(backend, NamedVoice) else provider

@@ -15,15 +15,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from attune.agent.brain import ResponsePlanLike
 from attune.agent.reply_tag import ReplyTagParser
-from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
+from attune.backends.base import ChatMessage, Completion, TokenStream
 from attune.backends.tts.router import speech_of
 from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
@@ -35,89 +34,15 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
-from attune.pipeline.phrases import STORE_MAX_WORDS
+from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
+from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
-from attune.pipeline.understanding import TurnContext, Understander, Understanding
+from attune.pipeline.understanding import Understanding
+
+__all__ = ["LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDeps", "ReplyOutcome", "ReplySettings",
+           "SpokenSpan"]
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
-
-
-class ProsodyShaper(Protocol):
-    """A streaming prosody DSP (``attune.agent.prosody_dsp.ProsodyApplicator``): push samples, flush at the end."""
-
-    def push(self, samples: np.ndarray) -> np.ndarray: ...
-
-    def flush(self) -> np.ndarray: ...
-
-
-DSPFactory = Callable[[int, ProsodyParameters], ProsodyShaper]  # (sample_rate, what to apply) -> DSP
-
-
-class TurnEmotion(Protocol):
-    """A whole-turn emotion reader (``WhisperEmotionBackend``, ``HybridBackend``): the turn's 16 kHz audio and,
-    when the ASR exposes it, the encoder's pass over it (reused instead of encoding again)."""
-
-    def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult: ...
-
-
-@dataclass(frozen=True)
-class ReplySettings:
-    """What a reply reads of the session's settings (``SessionSettings.reply``)."""
-
-    output_sample_rate: int = 24000  # Hz of reply audio events
-    first_clause_min_words: int = 2
-    hold_llm_for_first_audio: bool = True
-    queue_size: int = 64  # bound of the reply's inter-stage queues
-    max_tokens: int = 96
-    temperature: float = 0.7
-    apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
-    openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
-    cache_sentences: bool = True  # look each sentence up in the speech cache (``ReplyDeps.phrases``)
-
-
-@dataclass(frozen=True)
-class ReplyDeps:
-    """Everything a reply uses. ``context()`` is read once, after ASR; ``schedule_output(duration_s)`` reserves
-    output time and returns its stream start once it is due; ``emit`` delivers an event to the transport."""
-
-    asr: ASRBackend
-    llm: LLMBackend
-    tts: TTSBackend
-    understander: Understander
-    settings: ReplySettings
-    context: Callable[[], TurnContext]
-    schedule_output: Callable[[float], Awaitable[float]]
-    emit: Callable[[SessionEvent], None]
-    dsp_factory: DSPFactory | None = None
-    turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
-    openings: Any = None  # attune.pipeline.opening_voice.OpeningVoice (cached openings); None = no openings
-    phrases: Any = None  # attune.pipeline.phrases.PhraseVoice (the speech cache); None = every sentence synthesised
-
-
-@dataclass(frozen=True)
-class ReplyOutcome:
-    """How a reply ended. ``status``: completed | failed | empty (nothing to answer) | cancelled (cut off at
-    ``heard_at``). ``heard_text`` is what the user heard of ``reply_text``; ``user_message`` the turn as the LLM
-    saw it. ``recorded``: the session keeps it (a committed reply that answered or was cut off)."""
-
-    turn: int
-    status: str
-    committed: bool
-    transcript: str
-    user_message: str
-    reply_text: str
-    heard_text: str
-    user_emotion: EmotionResult | None
-    plan: ResponsePlanLike | None
-    trace: TurnTrace
-
-    @property
-    def interrupted(self) -> bool:
-        return self.status == "cancelled"
-
-    @property
-    def recorded(self) -> bool:
-        return self.committed and self.status != "empty"
 
 
 @dataclass
@@ -140,6 +65,7 @@ class _Progress:
     reply_text: list[str] = field(default_factory=list)  # pieces handed to TTS, tag stripped
     spoken: dict[int, str] = field(default_factory=dict)  # sentence index -> the text as synthesised
     spans: dict[int, SpokenSpan] = field(default_factory=dict)
+    completion: Completion | None = None  # the LLM call's figures, as it reported them
 
 
 class Reply:
@@ -205,7 +131,7 @@ class Reply:
             heard = full if status == "completed" else self.heard_text(float("inf"))
         u = p.understood
         return ReplyOutcome(self.turn, status, self._committed, p.transcript, u.user_message if u else "", full,
-                            heard, u.user_emotion if u else None, u.plan if u else None, self.trace)
+                            heard, u.user_emotion if u else None, u.plan if u else None, self.trace, p.completion)
 
     def heard_text(self, at_s: float) -> str:
         """The words the user heard before stream time ``at_s``; a sentence cut midway keeps its played share."""
@@ -282,7 +208,7 @@ class Reply:
         """Queue a cached opening that fits as the reply's first words (sentence 0, played at commit); the LLM
         goes on from it. A missing rendering is made in the background for next time; none is played now."""
         voice, d = self.d.openings, self.d
-        if voice is None or not d.settings.openings or not getattr(d.llm, "continues_reply", False):
+        if voice is None or not d.settings.openings or not d.llm.capabilities.continue_reply:
             return
         from attune.agent.openings import choose_opening
 
@@ -303,20 +229,15 @@ class Reply:
                                           0, True))
 
     async def _transcribe(self) -> tuple[Transcript, np.ndarray | None]:
-        """The transcript, and the ASR's encoder states of the turn where it exposes them (read in the same
-        worker call, so no other transcription can come between)."""
+        """The transcript, and the ASR's encoder pass over the turn where the engine returns it (asked for only
+        when a whole-turn emotion reader will use it)."""
         if self.audio is None:  # a typed turn
             at = self.trace.speech_end_s
             return Transcript((self.text or "").strip(), at, at), None
-        asr, audio = self.d.asr, self.audio
-        states_of = getattr(asr, "last_encoder_states", None) if self.d.turn_emotion is not None else None
-
-        def run() -> tuple[Any, np.ndarray | None]:
-            result = asr.transcribe(audio)
-            return result, states_of() if states_of is not None else None
-
-        result, states = await asyncio.to_thread(run)
-        return Transcript(result.text.strip(), audio.timestamp_s, audio.end_s, result.no_speech_prob), states
+        audio = self.audio
+        result = await asyncio.to_thread(self.d.asr.transcribe, audio, encoder_states=self.d.turn_emotion is not None)
+        text = Transcript(result.text.strip(), audio.timestamp_s, audio.end_s, result.no_speech_prob)
+        return text, result.encoder_states
 
     async def _turn_emotion(self, states: np.ndarray | None) -> EmotionResult | None:
         """The whole-turn reading (in a worker thread); None, logged, if it fails (the windows' aggregate then)."""
@@ -343,14 +264,14 @@ class Reply:
         splitter = SentenceSplitter(d.settings.first_clause_min_words)
         tags = ReplyTagParser()
         first = index = 1 if self._opening else 0  # an opening is sentence 0
+        stream: TokenStream | None = None
         try:
-            extra = {"continue_from": self._opening} if self._opening else {}
             stream = d.llm.stream(list(messages), max_tokens=d.settings.max_tokens,
-                                  temperature=d.settings.temperature, **extra)
+                                  temperature=d.settings.temperature, continue_from=self._opening)
             async for piece in stream:
                 if "llm_first_token" not in self.trace.marks:
                     self.trace.mark("llm_first_token")
-                    self.trace.info.update(_llm_info(d.llm))
+                    self.trace.info.update(_llm_info(stream.completion))
                 text = tags.push(piece)
                 self._apply_tag(tags)
                 for sentence in splitter.push(text):
@@ -367,6 +288,7 @@ class Reply:
             if index == first:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, LLM_FAILED_REPLY)
         finally:
+            self._p.completion = stream.completion if stream is not None else None
             if not _cancelling():  # a cancelled reply's stages all stop: a full queue would never take the marker
                 await self._sentences.put(None)
 
@@ -436,7 +358,7 @@ class Reply:
             phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]),
                          first.provider if first is not None else "")
 
-    def _sentence_cache(self, prosody: ProsodyParameters | None) -> Any:
+    def _sentence_cache(self, prosody: ProsodyParameters | None) -> PhraseVoice | None:
         """The speech cache's voice when it renders sentences as this reply does (the same TTS, rate, and DSP or
         none)."""
         d, phrases = self.d, self.d.phrases
@@ -523,18 +445,16 @@ def _kind(exc: BaseException) -> str:
     return "backend"
 
 
-def _llm_info(llm: Any) -> dict[str, float]:
-    """The prompt's size, how much of it the KV cache served (llama-cpp), the engine's time to its first token
-    and, with a shared LLM, how long the request waited for its turn, for the trace."""
-    out = {}
-    for attr, key in (("last_prompt_tokens", "llm_prompt_tokens"), ("last_reused_tokens", "llm_reused_tokens"),
-                      ("last_queue_wait_ms", "llm_queue_wait_ms"), ("last_queued", "llm_queued")):
-        value = getattr(llm, attr, None)
-        if isinstance(value, (int, float)):
-            out[key] = value
-    ttft = getattr(llm, "last_ttft_s", None)
-    if isinstance(ttft, float) and ttft > 0:
-        out["llm_ttft_ms"] = round(1000.0 * ttft, 1)  # the engine's own time to its first token (lock held)
+def _llm_info(c: Completion | None) -> dict[str, float | int | bool]:
+    """The call's figures for the trace: the prompt's size, how much of it the KV cache served (llama-cpp), the
+    engine's time to its first token and, with a shared LLM, how long the request waited for its turn."""
+    if c is None:
+        return {}
+    out: dict[str, float | int | bool] = {"llm_queue_wait_ms": c.queue_wait_ms, "llm_queued": c.queued}
+    if c.prompt_tokens:  # an engine that tokenises here (llama-cpp); a server keeps its prompt to itself
+        out.update(llm_prompt_tokens=c.prompt_tokens, llm_reused_tokens=c.reused_tokens)
+    if c.ttft_s > 0:
+        out["llm_ttft_ms"] = round(1000.0 * c.ttft_s, 1)  # the engine's own time to its first token (lock held)
     return out
 
 

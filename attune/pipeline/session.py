@@ -15,17 +15,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import Planner, default_planner, turn_start, voice_note
+from attune.agent.brain import turn_start, voice_note
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
-from attune.backends.base import ASRBackend, ChatMessage, LLMBackend, TTSBackend
+from attune.backends.base import ChatMessage, Completion
 from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import SAMPLE_RATE
@@ -33,12 +32,15 @@ from attune.core.emotion import EmotionResult
 from attune.core.errors import AudioInputError
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import Interruption, SpeechStarted
-from attune.core.trace import TraceWriter, TurnTrace
+from attune.core.trace import TurnTrace
 from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
-from attune.pipeline.listening import EndOfTurnModel, TurnListener
-from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome, TurnEmotion
+from attune.pipeline.input_frames import MAX_FRAME_S, InputFrames
+from attune.pipeline.listening import TurnListener
+from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
+from attune.pipeline.session_backends import SessionBackends, SessionChange
 from attune.pipeline.settings import SessionSettings
+from attune.pipeline.stream_clock import StreamClock
 from attune.pipeline.turn import (
     SilenceBegan,
     SpeechResumed,
@@ -46,7 +48,6 @@ from attune.pipeline.turn import (
     TurnEvent,
     TurnSettings,
     UserTurn,
-    VoiceActivity,
 )
 from attune.pipeline.turn_policy import (
     AnnounceSpeech,
@@ -60,6 +61,7 @@ from attune.pipeline.turn_policy import (
     StartReply,
     TurnPolicy,
 )
+from attune.pipeline.turn_record import TurnRecorder
 from attune.pipeline.understanding import (
     Aggregator,
     EarlyVoice,
@@ -70,31 +72,9 @@ from attune.pipeline.understanding import (
 )
 
 log = logging.getLogger(__name__)
-MAX_FRAME_S = 1.0  # longest frame push_audio accepts
-INPUT_BATCH_S = 0.1  # s of queued frames the input stage takes in one step when behind (a client may send 100 ms)
 
-__all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionSettings", "StreamingEmotion",
-           "default_aggregate", "default_dsp_factory"]
-
-
-@dataclass
-class SessionBackends:
-    """The engines one session uses; ``emotion`` None runs without emotion analysis."""
-
-    asr: ASRBackend
-    llm: LLMBackend
-    tts: TTSBackend
-    vad: VoiceActivity
-    emotion: StreamingEmotion | None = None
-    aggregate: Aggregator | None = None
-    planner: Planner = field(default_factory=default_planner)
-    dsp_factory: DSPFactory | None = None  # (sample_rate, ProsodyParameters) -> push/flush DSP
-    turn_emotion: TurnEmotion | None = None  # a whole-turn reader (whisper, hybrid) over the ASR's encoder pass
-    end_of_turn: EndOfTurnModel | None = None  # smart-turn: P(the turn is complete); None = silence alone
-    openings: Any = None  # attune.pipeline.opening_voice.OpeningVoice: cached openings; None = no openings
-    phrases: Any = None  # attune.pipeline.phrases.PhraseVoice: the speech cache's voice; None = no cache
-    listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
-    background: Any = None  # attune.pipeline.listening.BackgroundWorker for partial passes and prefill
+__all__ = ["MAX_FRAME_S", "Aggregator", "Session", "SessionBackends", "SessionChange", "SessionSettings",
+           "StreamingEmotion", "default_aggregate", "default_dsp_factory"]
 
 
 def default_dsp_factory() -> DSPFactory:
@@ -106,45 +86,74 @@ def default_dsp_factory() -> DSPFactory:
 class Session:
     """Use as ``async with Session(...) as s``: push frames, read ``s.events``; ``s.turns`` holds the traces.
 
-    ``s.settings`` (a ``SessionSettings``, from ``config`` and ``persona``) is what the session runs by;
-    ``update_settings`` replaces it while the session runs."""
+    ``s.settings`` (a ``SessionSettings``, from ``config`` and ``persona``) and ``s.backends`` (its engines and
+    voice) are what the session runs by; ``apply(change)`` is the one way either changes while it runs."""
 
     def __init__(self, config: Config, backends: SessionBackends, *, persona: Persona | None = None) -> None:
         self.config = config
         self.settings = SessionSettings.from_config(config, persona)
         self.backends = backends
         self.aggregate = backends.aggregate or default_aggregate()
-        self.memory = ConversationMemory(config.agent.history_max_tokens)
         self.prompt = self.settings.prompt_builder()
         self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
         self.policy = TurnPolicy(self.settings.policy)
         self.endpoint: EndOfTurnPolicy | None = None
         self.listener: TurnListener | None = None
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(self.settings.event_queue_size)
-        self.turns: list[TurnTrace] = []
-        self.emotion_trajectory: list[EmotionResult] = []  # one aggregate per committed turn
-        self.trace_writer = TraceWriter(config.resolve_path(config.logging.trace_path)
-                                        if config.logging.trace_path else None)
-        self.now = 0.0  # the stream clock: seconds of input received
-        self._wall_at_now = time.perf_counter()
-        self._clock = asyncio.Condition()
-        self._input: asyncio.Queue[np.ndarray | None] = asyncio.Queue(self.settings.queue_size)
+        self.record = TurnRecorder(config.agent.history_max_tokens, config.resolve_path(config.logging.trace_path)
+                                   if config.logging.trace_path else None)
+        self.clock = StreamClock()
+        self._input = InputFrames(self.settings.queue_size)
         self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
         self._reply: Reply | None = None
-        self._playhead = 0.0
-        self.echo_tail_s = 0.0  # set by a transport whose microphone hears its speaker (see note_agent_audio)
-        self._audible_until = 0.0  # stream time until which agent audio played outside a reply is heard
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
         self._closed = False
         self.on_overflow: Callable[[SessionEvent], None] | None = None
         self._listen(self.settings)
 
-    def update_settings(self, settings: SessionSettings) -> None:
-        """Run by ``settings`` from now on: turn thresholds and barge-in from the next frame, the rest from the
-        next reply (the one in progress keeps what it started with). Queue bounds are fixed when the session
-        opens."""
+    # ---- what the transports and the lab read ----
+    @property
+    def now(self) -> float:
+        """The stream clock: seconds of input received."""
+        return self.clock.now
+
+    @property
+    def echo_tail_s(self) -> float:
+        """Set by a transport whose microphone hears its speaker (see ``note_agent_audio``)."""
+        return self.clock.echo_tail_s
+
+    @echo_tail_s.setter
+    def echo_tail_s(self, seconds: float) -> None:
+        self.clock.echo_tail_s = seconds
+
+    @property
+    def turns(self) -> list[TurnTrace]:
+        return self.record.turns
+
+    @property
+    def memory(self) -> ConversationMemory:
+        return self.record.memory
+
+    @property
+    def emotion_trajectory(self) -> list[EmotionResult]:
+        return self.record.trajectory
+
+    @property
+    def last_completion(self) -> Completion | None:
+        return self.record.last_completion
+
+    def apply(self, change: SessionChange) -> None:
+        """Run by ``change`` from now on: its voice from the next reply; its settings' turn thresholds and barge-in
+        from the next frame, the rest from the next reply (the one in progress keeps what it started with).
+        Queue bounds are fixed when the session opens."""
+        if change.voice is not None:
+            self.backends = replace(self.backends, voice=change.voice)
+        if change.settings is not None:
+            self._settle(change.settings)
+
+    def _settle(self, settings: SessionSettings) -> None:
         if settings.prompt_key != self.settings.prompt_key:
             self.prompt = settings.prompt_builder()
         self.settings = settings
@@ -160,7 +169,7 @@ class Session:
         turn's); the policy ends a finished one sooner."""
         if settings.endpoint is None or self.backends.end_of_turn is None:
             return settings.turn
-        return replace(settings.turn, end_of_turn_ms=settings.endpoint.unfinished_ms)
+        return replace(settings.turn, end_of_turn_silence_ms=settings.endpoint.unfinished_ms)
 
     def _listen(self, settings: SessionSettings) -> None:
         """(Re)build the end-of-turn policy and the listener for ``settings`` (a turn in progress starts over)."""
@@ -201,22 +210,15 @@ class Session:
 
     # ---- the transport's side ----
     async def push_audio(self, samples: np.ndarray) -> None:
-        """One input frame: mono float32 at 16 kHz, at most ``MAX_FRAME_S`` long. Awaits when the queue is full."""
-        arr = np.asarray(samples)
-        if arr.ndim != 1 or arr.size == 0:
-            raise AudioInputError(f"an input frame must be a non-empty mono array, got shape {arr.shape}")
-        if arr.size > MAX_FRAME_S * SAMPLE_RATE:
-            raise AudioInputError(f"input frame too long: {arr.size} samples (max {int(MAX_FRAME_S * SAMPLE_RATE)})")
-        arr = arr.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(arr)):
-            arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=-1.0)
-        await self._input.put(arr)
+        """One input frame: mono float32 at 16 kHz, at most ``MAX_FRAME_S`` long (``AudioInputError`` otherwise).
+        Awaits when the queue is full."""
+        await self._input.push(samples)
 
     @property
     def idle(self) -> bool:
         """No turn in progress, no reply pending and no reply audio still to be heard."""
         return (self._reply is None and not self.detector.in_speech and self._input.empty()
-                and self._playhead <= self.now)
+                and self.clock.played_out)
 
     async def submit_text(self, text: str) -> None:
         """A typed user turn (``conversation.item.create``): answered like a spoken one, without ASR or emotion."""
@@ -236,12 +238,7 @@ class Session:
     def note_agent_audio(self, until_s: float) -> None:
         """The transport itself played agent audio (a kiosk's greeting) heard until stream time ``until_s``.
         Like a reply's audio, it and ``echo_tail_s`` after it are kept out of the emotion window."""
-        self._audible_until = max(self._audible_until, until_s)
-
-    def _echo_free_from(self) -> float:
-        """The stream time from which the input holds no echo of the agent: the end of what it played (the
-        reply's, cut short by an interruption, or the transport's own) plus ``echo_tail_s``."""
-        return max(self._audible_until, min(self._playhead, self.now)) + self.echo_tail_s
+        self.clock.note_agent_audio(until_s)
 
     def emit(self, event: SessionEvent) -> None:
         """Queue an event for the transport. A full queue is never silent: ``on_overflow`` (set by a transport
@@ -279,7 +276,7 @@ class Session:
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, functools.partial(self._turn_context, early),
                          self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
-                         openings=b.openings, phrases=b.phrases)
+                         openings=b.voice.openings, phrases=b.voice.phrases)
 
     def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
         return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
@@ -288,50 +285,22 @@ class Session:
     async def schedule_output(self, duration_s: float) -> float:
         """Reserve the next ``duration_s`` of output; returns its stream start time once it is due to be sent
         (at most ``output_lookahead_ms`` ahead of the input clock)."""
-        start = max(self._playhead, self.now)
-        lookahead = self.settings.output_lookahead_ms / 1000.0
-        async with self._clock:
-            await self._clock.wait_for(lambda: self.now >= start - lookahead)
-        start = max(self._playhead, start)
-        self._playhead = start + duration_s
-        return start
+        return await self.clock.schedule_output(duration_s, self.settings.output_lookahead_ms / 1000.0)
 
     # ---- the input stage ----
     async def _input_stage(self) -> None:
-        ended = False
-        while not ended:
-            frame = await self._input.get()
-            if frame is None:
-                return
-            frame, ended = self._with_queued(frame)
+        while True:
+            frame = await self._input.take()
             try:
                 await self._take_frame(frame)
             except Exception as exc:  # noqa: BLE001 - a bug must cost a frame, never the session
                 log.exception("input stage failed on a frame")
                 self.emit(error_event("internal_error", f"{type(exc).__name__}: {exc}"))
 
-    def _with_queued(self, frame: np.ndarray) -> tuple[np.ndarray, bool]:
-        """``frame`` joined with the frames already waiting behind it, up to ``INPUT_BATCH_S`` in all, and whether
-        the end (None) came among them. Frames only queue up when the event loop is behind (many sessions); one
-        step for all of them (one VAD call, one policy step, one clock wake-up) is how a busy server catches up
-        instead of falling further behind. An idle one takes each frame alone, as it comes."""
-        frames, n, ended = [frame], len(frame), False
-        while n < INPUT_BATCH_S * SAMPLE_RATE and not self._input.empty():
-            nxt = self._input.get_nowait()
-            if nxt is None:
-                ended = True
-                break
-            frames.append(nxt)
-            n += len(nxt)
-        return (frames[0] if len(frames) == 1 else np.concatenate(frames)), ended
-
     async def _take_frame(self, frame: np.ndarray) -> None:
         self.detector.feed(frame)
         self.emotion.feed(frame, self.now)
-        self.now += len(frame) / SAMPLE_RATE
-        self._wall_at_now = time.perf_counter()
-        async with self._clock:
-            self._clock.notify_all()
+        await self.clock.advance(len(frame) / SAMPLE_RATE)
         for event in self.detector.drain():
             await self._on_turn_event(event)
         if self._hear_turn():  # the end-of-turn policy ended the turn: the detector holds its events
@@ -358,7 +327,7 @@ class Session:
         d, listener = self.detector, self.listener
         if listener is None or not d.in_speech or self.policy.tentative:
             return False
-        if d.silence_s * 1000.0 < self.settings.turn.speculate_ms:
+        if d.silence_s * 1000.0 < self.settings.turn.speculate_silence_ms:
             listener.on_speech(d.turn_s, d.turn_audio_so_far)
             return False
         reply = self._reply
@@ -388,7 +357,7 @@ class Session:
 
     def _audible(self) -> bool:
         """Reply audio is still being heard at the current stream time."""
-        return self._playhead > self.now + 1e-3
+        return self.clock.audible
 
     # ---- executing the policy's decisions ----
     async def _execute(self, decisions: list[Decision]) -> None:
@@ -423,7 +392,7 @@ class Session:
         else:
             end = d.speech_end_s
             trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
-            trace.mark("speech_stopped", at=self._wall_at_now - (self.now - end))
+            trace.mark("speech_stopped", at=self.clock.wall_of(end))
         early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
         self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
@@ -447,14 +416,14 @@ class Session:
             self._turn_index -= 1
 
     async def _interrupt(self, cut: Interruption) -> None:
-        self._playhead = min(self._playhead, cut.timestamp_s)
+        self.clock.cut(cut.timestamp_s)
         if self._reply is not None:
             await self._end_reply(self._reply, heard_at=cut.timestamp_s, reason=cut.reason)
 
     async def _reap_reply(self) -> None:
         reply = self._reply
         if (reply is not None and reply.finished and self.policy.phase is ReplyPhase.COMMITTED
-                and self._playhead <= self.now):
+                and self.clock.played_out):
             await self._end_reply(reply, heard_at=None)
 
     # ---- recording a reply ----
@@ -467,33 +436,16 @@ class Session:
 
     def _record(self, outcome: ReplyOutcome, reason: str) -> None:
         """History (only what was heard), trajectory, trace; emit done or cancelled."""
-        if not outcome.recorded:
-            return
-        if outcome.transcript:
-            self.memory.add_user(outcome.user_message or outcome.transcript)
-            self.memory.add_assistant(outcome.heard_text, interrupted=outcome.heard_text != outcome.reply_text)
-        if outcome.user_emotion is not None:
-            self.emotion_trajectory.append(outcome.user_emotion)
-        trace = outcome.trace
-        trace.info.update({"transcript": outcome.transcript, "reply_text": outcome.reply_text,
-                           "heard_text": outcome.heard_text, "status": outcome.status})
-        self.turns.append(trace)
-        try:
-            self.trace_writer.write(trace)
-        except OSError as exc:
-            log.warning("cannot write trace: %s", exc)
-        data = {"turn": outcome.turn, "status": outcome.status, "trace": trace.to_dict()}
-        if outcome.interrupted:
-            self.emit(SessionEvent(ev.RESPONSE_CANCELLED, {**data, "reason": reason or "barge_in"}))
-        else:
-            self.emit(SessionEvent(ev.RESPONSE_DONE, data))
+        event = self.record.record(outcome, reason)
+        if event is not None:
+            self.emit(event)
 
     def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
         """Analyse the user's voice from ``offset_s`` (with the detector's turn audio so far, which starts there),
         but never what precedes ``_echo_free_from()``: the agent's own voice and its echo are not the user's."""
         if self.backends.emotion is None:
             return
-        start = max(offset_s, self._echo_free_from())
+        start = max(offset_s, self.clock.echo_free_from())
         audio = None
         if with_turn_so_far:
             skip = int(round((start - offset_s) * SAMPLE_RATE))

@@ -1,7 +1,7 @@
 """A session's own settings: one frozen, replaceable value, taken from the configuration when the session opens.
 
 Everything a running session reads (turn thresholds, barge-in, strategy, persona, the reply's output) comes from
-``Session.settings``, never from the frozen ``Config``; ``Session.update_settings`` swaps in a new value, which the
+``Session.settings``, never from the frozen ``Config``; ``Session.apply`` swaps in a new value, which the
 next input frame and the next reply see.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attune.agent.brain import PromptBuilder
-from attune.agent.persona import Persona
+from attune.agent.persona import Persona, configured_persona
 from attune.config import Config
 from attune.pipeline.endpoint import EndpointSettings
 from attune.pipeline.listening import ListenSettings
@@ -47,9 +47,7 @@ class SessionSettings:
     def from_config(cls, config: Config, persona: Persona | None = None) -> SessionSettings:
         p, a = config.pipeline, config.agent
         return cls(
-            turn=TurnSettings(threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
-                              speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
-                              max_turn_s=p.max_turn_s),
+            turn=TurnSettings.from_config(p),
             policy=PolicySettings(barge_in_min_ms=p.barge_in_min_ms),
             endpoint=None if p.end_of_turn_model == "none" else EndpointSettings(
                 complete_ms=p.eot_complete_ms, likely_ms=p.eot_likely_ms, unfinished_ms=p.eot_unfinished_ms),
@@ -60,7 +58,7 @@ class SessionSettings:
                                 max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
                                 apply_prosody=config.expression.apply_prosody, openings=a.openings,
                                 cache_sentences=config.speech_cache.reply_sentences),
-            persona=persona or Persona(a.name, a.persona or Persona().description),
+            persona=persona or configured_persona(a),
             strategy=config.expression.strategy, fuse_words=a.fuse_words, reply_tag=a.reply_tag,
             voice_note_first=a.voice_note_first,
             output_lookahead_ms=p.output_lookahead_ms, queue_size=p.queue_size,

@@ -1,6 +1,6 @@
 """One LLM shared fairly by many sessions: requests wait in one first-come queue for ``slots`` generation slots,
-a waiting session is told its place, and every session keeps its own figures (prompt tokens, KV-cache reuse,
-time spent queued) instead of reading the shared backend's, which the next session overwrites.
+a waiting session is told its place, and every call's figures (prompt tokens, KV-cache reuse, time spent queued)
+come back with that call (``TokenStream.completion``).
 
 ``SharedLLM.for_session()`` gives each session an ``LLMBackend`` of its own. A session has at most one reply, so
 a first-come queue is round-robin between sessions: nobody is served twice while another waits.
@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from attune.backends.base import ChatMessage, LLMBackend
+from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
 
 QueuedCallback = Callable[[int], None]  # called with the 1-based place in the queue when a request must wait
 WaitObserver = Callable[[float], None]  # called with the seconds every request waited (0 when served at once)
@@ -33,7 +34,7 @@ class SharedLLM:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.llm = llm
-        self.name = getattr(llm, "name", "llm")
+        self.name = llm.name
         self.slots = slots
         self.on_wait = on_wait
         self.busy = 0
@@ -84,7 +85,8 @@ class SharedLLM:
 
 
 class SessionLLM:
-    """One session's view of a ``SharedLLM``: an ``LLMBackend`` whose figures are this session's own.
+    """One session's view of a ``SharedLLM``: an ``LLMBackend`` whose calls' figures are that call's own
+    (``TokenStream.completion``, with the time it waited for the slot), never read from the shared backend.
 
     The whole generation runs while the slot is held and is buffered here (at most ``max_tokens`` pieces), so a
     session whose reply plays slowly, or a client that reads slowly, never keeps the LLM from the next session.
@@ -93,37 +95,48 @@ class SessionLLM:
     def __init__(self, shared: SharedLLM, on_queued: QueuedCallback | None) -> None:
         self.shared = shared
         self.name = shared.name
+        self.capabilities = shared.llm.capabilities
         self.on_queued = on_queued
-        self.last_prompt_tokens = 0
-        self.last_reused_tokens = 0
-        self.last_ttft_s = 0.0
-        self.last_queue_wait_ms = 0.0
-        self.last_queued = False
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
-
-    @property
-    def continues_reply(self) -> bool:
-        return bool(getattr(self.shared.llm, "continues_reply", False))
-
-    @property
-    def can_prefill(self) -> bool:
-        return callable(getattr(self.shared.llm, "prefill", None))
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
         """The backend's ``prefill`` (blocking, from a worker thread), while the LLM is idle and the cache holds
         this session's conversation; else 0 at once. Returns the tokens evaluated."""
         shared = self.shared
-        fn = getattr(shared.llm, "prefill", None)
-        if (fn is None or shared.busy or shared.waiting
+        if (not self.capabilities.prefill or shared.busy or shared.waiting
                 or (shared.cache_owner is not None and shared.cache_owner is not self)):
             self.prefill_skipped += 1
             return 0
         shared.cache_owner = self
-        return int(fn(messages, keep_back=keep_back, max_new=max_new))
+        return int(shared.llm.prefill(messages, keep_back=keep_back, max_new=max_new))
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
-        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
+               continue_from: str = "") -> TokenStream:
+        """The backend's stream once this session holds a slot; its completion adds the wait for the slot."""
+
+        async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
+            queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
+            task = asyncio.create_task(self._pump(messages, max_tokens, temperature, continue_from, queue, report),
+                                       name="shared-llm-pump")
+            try:
+                while True:
+                    kind, value = await queue.get()
+                    if kind == "end":
+                        return
+                    if kind == "error":
+                        raise value
+                    yield value
+            finally:
+                if not task.done():
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        return TokenStream(pieces)
+
+    async def _pump(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float, continue_from: str,
+                    queue: asyncio.Queue[tuple[str, Any]], report: Callable[[Completion], None]) -> None:
+        """The whole generation, run while the slot is held, into ``queue``; the figures reported are the
+        engine's for this call, with the wait for the slot."""
         queued: list[int] = []
 
         def note_queued(place: int) -> None:
@@ -131,46 +144,27 @@ class SessionLLM:
             if self.on_queued is not None:
                 self.on_queued(place)
 
-        async def pump() -> None:
-            waited = await self.shared.acquire(note_queued)
-            self.last_queue_wait_ms = round(waited * 1000.0, 1)
-            self.last_queued = bool(queued)
-            self.shared.cache_owner = self
-            extra: dict[str, Any] = {"continue_from": continue_from} if continue_from.strip() else {}
-            try:
-                first = True
-                async for piece in self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature,
-                                                          **extra):
-                    if first:  # llama-cpp sets its prompt figures before the first token
-                        self._copy_figures()
-                        first = False
-                    pieces.put_nowait(("piece", piece))
-                pieces.put_nowait(("end", None))
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-                pieces.put_nowait(("error", exc))
-            finally:
-                self._copy_figures()
-                self.shared.release()
+        waited = await self.shared.acquire(note_queued)
+        wait = Completion(queue_wait_ms=round(waited * 1000.0, 1), queued=bool(queued))
+        report(wait)
+        self.shared.cache_owner = self
+        extra = {"continue_from": continue_from} if continue_from.strip() else {}
+        inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature, **extra)
 
-        task = asyncio.create_task(pump(), name="shared-llm-pump")
+        def figures() -> None:
+            if inner.completion is not None:
+                report(replace(inner.completion, queue_wait_ms=wait.queue_wait_ms, queued=wait.queued))
+
         try:
-            while True:
-                kind, value = await pieces.get()
-                if kind == "end":
-                    return
-                if kind == "error":
-                    raise value
-                yield value
+            first = True
+            async for piece in inner:
+                if first:  # the engine reports its prompt figures before its first piece
+                    figures()
+                    first = False
+                queue.put_nowait(("piece", piece))
+            queue.put_nowait(("end", None))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait(("error", exc))
         finally:
-            if not task.done():
-                task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    def _copy_figures(self) -> None:
-        """Taken while this session holds the slot, so no other session's request has overwritten them."""
-        for attr in ("last_prompt_tokens", "last_reused_tokens"):
-            value = getattr(self.shared.llm, attr, None)
-            if isinstance(value, int):
-                setattr(self, attr, value)
-        ttft = getattr(self.shared.llm, "last_ttft_s", None)
-        self.last_ttft_s = ttft if isinstance(ttft, float) else 0.0
+            figures()
+            self.shared.release()

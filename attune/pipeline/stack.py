@@ -10,22 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from attune.agent.brain import default_planner
 from attune.backends.asr.asr_factory import create_asr
-from attune.backends.base import ChatMessage
+from attune.backends.base import ASRBackend, ChatMessage, TurnEmotion
 from attune.backends.llm.llm_factory import create_llm
 from attune.backends.tts.cache import speech_cache_from_config
 from attune.backends.tts.tts_factory import create_tts
 from attune.config import Config
 from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
+from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
+from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice, prewarm, stock_phrases
-from attune.pipeline.reply import TurnEmotion
-from attune.pipeline.session import SessionBackends, default_aggregate, default_dsp_factory
+from attune.pipeline.session import default_aggregate, default_dsp_factory
+from attune.pipeline.session_backends import SessionBackends, Voice
 from attune.pipeline.turn import create_vad
 
 log = logging.getLogger(__name__)
@@ -35,49 +38,36 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     """Every engine a session needs, from ``config``. A missing engine raises ``BackendUnavailable`` with the
     install command; a missing emotion detector only turns emotion analysis off (logged). The result serves one
     session; ``for_session()`` gives the next session its own stream state over the same engines."""
-    background = _background(config)
-    asr = create_asr(config)  # on this thread: its CTranslate2 workers keep normal priority (see _add_background)
+    background = BackgroundWorker() if config.pipeline.partial_asr or config.pipeline.prefill_llm else None
+    asr = create_asr(config)  # on this thread: its CTranslate2 workers keep normal priority (see _listen_asr)
     llm = create_llm(config)
     tts = create_tts(config)
-    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=create_vad(config), emotion=None,
-                               aggregate=default_aggregate(), planner=default_planner(),
-                               dsp_factory=default_dsp_factory(), end_of_turn=_end_of_turn_model(config))
-    if background is not None:
-        _add_background(config, backends, background)
-    backends.phrases = PhraseVoice(tts, backends.dsp_factory if config.expression.apply_prosody else None,
-                                   config.pipeline.output_sample_rate, speech_cache_from_config(config))
-    if config.agent.openings:
-        from attune.pipeline.opening_voice import OpeningVoice
-
-        backends.openings = OpeningVoice(tts, None, 0, phrases=backends.phrases)
+    dsp = default_dsp_factory()
+    phrases = PhraseVoice(tts, dsp if config.expression.apply_prosody else None,
+                          config.pipeline.output_sample_rate, speech_cache_from_config(config))
+    openings = OpeningVoice(tts, None, 0, phrases=phrases) if config.agent.openings else None
+    backends = SessionBackends(asr=asr, llm=llm, voice=Voice(tts, phrases, openings), vad=create_vad(config),
+                               aggregate=default_aggregate(), planner=default_planner(), dsp_factory=dsp,
+                               end_of_turn=_end_of_turn_model(config), background=background,
+                               listen_asr=_listen_asr(config, asr) if background is not None else None)
     return for_session(config, backends) if emotion else backends
 
 
-def _background(config: Config) -> Any:
-    """A low-priority worker for the listener (partial passes, KV prefill), or None when both are off."""
-    if not (config.pipeline.partial_asr or config.pipeline.prefill_llm):
-        return None
-    from attune.pipeline.listening import BackgroundWorker
-
-    return BackgroundWorker()
-
-
-def _add_background(config: Config, backends: SessionBackends, background: Any) -> None:
-    """The listener's worker and, for faster-whisper, a second handle over the ASR's own model (``sibling()``:
-    CTranslate2 replicas sharing one copy of the weights), so partial passes never wait for the reply's ASR.
-    A second, one-thread model of the passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded
-    (docs/BENCHMARKS.md, "Memory"). The price: the passes decode in CTranslate2's workers, which take the
-    priority of the thread that loaded the model, i.e. normal priority, not the worker's nice +10. Loading the
-    model in the niced worker instead put the reply's own ASR at nice +10 too, and on a loaded machine that
-    took ASR done from about 0.5-1.1 s to 9.3 s."""
+def _listen_asr(config: Config, asr: ASRBackend) -> ASRBackend | None:
+    """For faster-whisper, a second handle over the ASR's own model (``sibling()``: CTranslate2 replicas sharing
+    one copy of the weights), so partial passes never wait for the reply's ASR. A second, one-thread model of the
+    passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded (docs/BENCHMARKS.md, "Memory"). The price:
+    the passes decode in CTranslate2's workers, which take the priority of the thread that loaded the model, i.e.
+    normal priority, not the worker's nice +10. Loading the model in the niced worker instead put the reply's own
+    ASR at nice +10 too, and on a loaded machine that took ASR done from about 0.5-1.1 s to 9.3 s."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
-    backends.background = background
-    if config.pipeline.partial_asr and isinstance(backends.asr, FasterWhisperASR):
-        backends.listen_asr = backends.asr.sibling()
+    if config.pipeline.partial_asr and isinstance(asr, FasterWhisperASR):
+        return asr.sibling()
+    return None
 
 
-def _end_of_turn_model(config: Config) -> Any:
+def _end_of_turn_model(config: Config) -> EndOfTurnModel | None:
     """smart-turn v3 when configured and installed; else None (silence alone ends a turn), logged."""
     if config.pipeline.end_of_turn_model == "none":
         return None
@@ -104,23 +94,19 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     turn: TurnEmotion | None = None
     try:
         backend = create_emotion_backend(config)
-        if hasattr(backend, "analyze_turn"):  # whisper / hybrid: read once per turn; the live meter stays prosodic
-            turn, backend = cast(TurnEmotion, backend), create_emotion_backend(config, "prosodic")
+        if isinstance(backend, TurnEmotion):  # whisper / hybrid: read once per turn; the live meter stays prosodic
+            turn, backend = backend, create_emotion_backend(config, "prosodic")
         detector = VoiceEmotionDetector(config.emotion, backend)
     except BackendError as exc:
         log.warning("emotion analysis off: %s", exc)
-    return SessionBackends(asr=backends.asr, llm=backends.llm, tts=backends.tts, vad=create_vad(config),
-                           emotion=detector, aggregate=backends.aggregate, planner=backends.planner,
-                           dsp_factory=backends.dsp_factory, turn_emotion=turn, end_of_turn=backends.end_of_turn,
-                           openings=backends.openings, phrases=backends.phrases, listen_asr=backends.listen_asr,
-                           background=backends.background)
+    return replace(backends, vad=create_vad(config), emotion=detector, turn_emotion=turn)
 
 
 async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
     """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
     ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine."""
     from attune.agent.brain import PromptBuilder
-    from attune.agent.persona import Persona
+    from attune.agent.persona import configured_persona
 
     out: dict[str, float] = {}
     t = time.perf_counter()
@@ -132,7 +118,7 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     out["asr_s"] = time.perf_counter() - t
     t = time.perf_counter()
     plan = backends.planner(None, config.expression.strategy)
-    builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
+    builder = PromptBuilder(configured_persona(config.agent),
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     prefix = builder.build(_empty_memory(), "hello", None, plan)[:-1]  # system text and worked turns
     async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Hi.")], max_tokens=4, temperature=0.0):
@@ -142,15 +128,15 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
     out["tts_s"] = time.perf_counter() - t
-    if backends.phrases is not None and config.speech_cache.prewarm:
+    if backends.voice.phrases is not None and config.speech_cache.prewarm:
         t = time.perf_counter()
-        report = await prewarm(backends.phrases, stock_phrases(config, greetings))
+        report = await prewarm(backends.voice.phrases, stock_phrases(config, greetings))
         out["phrases_s"] = time.perf_counter() - t
         log.info("stock phrases: %d from the cache, %d rendered, %d failed", report.ready, report.rendered,
                  report.failed)
-    if backends.openings is not None and config.agent.openings:
+    if backends.voice.openings is not None and config.agent.openings:
         t = time.perf_counter()
-        await backends.openings.prewarm()
+        await backends.voice.openings.prewarm()
         out["openings_s"] = time.perf_counter() - t
     if backends.end_of_turn is not None:
         t = time.perf_counter()

@@ -3,9 +3,9 @@
 
 The detector is synchronous and loop-free: ``feed(samples)`` any number of 16 kHz mono float32 samples, then
 ``drain()`` the events. Speech must last ``min_speech_ms`` to start a turn (a click or a cough does not); a turn
-ends after ``end_of_turn_ms`` of silence. When silence begins (``speculate_ms`` in), ``SilenceBegan`` carries the
-turn's audio so far so the session can transcribe and prompt speculatively; ``SpeechResumed`` says to discard
-that work; ``SpeechStopped`` followed by ``UserTurn`` commits it.
+ends after ``end_of_turn_silence_ms`` of silence. When silence begins (``speculate_silence_ms`` in),
+``SilenceBegan`` carries the turn's audio so far so the session can transcribe and prompt speculatively;
+``SpeechResumed`` says to discard that work; ``SpeechStopped`` followed by ``UserTurn`` commits it.
 """
 
 from __future__ import annotations
@@ -67,17 +67,17 @@ _DEFAULTS = PipelineConfig()  # one source for the turn-taking defaults: config.
 class TurnSettings:
     """The turn detector's knobs; the defaults are ``PipelineConfig``'s (see ``from_config``)."""
 
-    threshold: float = _DEFAULTS.vad_threshold  # speech probability that counts as speech
+    vad_threshold: float = _DEFAULTS.vad_threshold  # speech probability that counts as speech
     preroll_ms: int = _DEFAULTS.preroll_ms  # audio kept before detected speech
     min_speech_ms: int = _DEFAULTS.min_speech_ms  # voiced time before a turn starts
-    speculate_ms: int = _DEFAULTS.speculate_silence_ms  # silence after which SilenceBegan is emitted
-    end_of_turn_ms: int = _DEFAULTS.end_of_turn_silence_ms  # silence that ends the turn
+    speculate_silence_ms: int = _DEFAULTS.speculate_silence_ms  # silence after which SilenceBegan is emitted
+    end_of_turn_silence_ms: int = _DEFAULTS.end_of_turn_silence_ms  # silence that ends the turn
     max_turn_s: float = _DEFAULTS.max_turn_s  # a turn longer than this is cut
 
     @classmethod
     def from_config(cls, p: PipelineConfig) -> TurnSettings:
-        return cls(threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
-                   speculate_ms=p.speculate_silence_ms, end_of_turn_ms=p.end_of_turn_silence_ms,
+        return cls(vad_threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
+                   speculate_silence_ms=p.speculate_silence_ms, end_of_turn_silence_ms=p.end_of_turn_silence_ms,
                    max_turn_s=p.max_turn_s)
 
 
@@ -147,7 +147,7 @@ class TurnDetector:
             return
         chunks = pending[:whole].reshape(-1, VAD_CHUNK)
         for chunk, p in zip(chunks, probabilities(self.vad, chunks), strict=True):
-            self._step(chunk, p >= self.s.threshold)
+            self._step(chunk, p >= self.s.vad_threshold)
             self._time_s += CHUNK_S
 
     def drain(self) -> list[TurnEvent]:
@@ -218,10 +218,10 @@ class TurnDetector:
             if silence_ms >= CANDIDATE_GAP_MS:
                 self._drop_candidate()
             return
-        if not st.silence_reported and silence_ms >= self.s.speculate_ms:
+        if not st.silence_reported and silence_ms >= self.s.speculate_silence_ms:
             st.silence_reported = True
             self._events.append(SilenceBegan(st.last_voiced_end_s, self._turn_audio()))
-        if silence_ms >= self.s.end_of_turn_ms:
+        if silence_ms >= self.s.end_of_turn_silence_ms:
             self._end_turn()
 
     def _turn_audio(self) -> AudioChunk:

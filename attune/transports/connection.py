@@ -19,14 +19,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attune.backends.base import TTSBackend
 from attune.core import events as ev
 from attune.core.audio import FRAME, SAMPLE_RATE
 from attune.core.errors import AttuneError, BackendError, PersonaError, ProtocolError
 from attune.core.events import SessionEvent
 from attune.pipeline.session import Session
+from attune.pipeline.session_backends import ChosenPersona
 from attune.transports import protocol as proto
 from attune.transports.live_settings import LiveSettings
 from attune.transports.metrics import ServerMetrics
+from attune.transports.persona_api import PersonaService
 
 log = logging.getLogger(__name__)
 CLOCK_GAP_S = 0.2  # s without client audio after which the clock keeper streams silence
@@ -65,19 +68,20 @@ class Connection:
     """``await Connection(...).run()`` serves the socket until either side closes; returns the close reason."""
 
     def __init__(self, socket: Socket, session: Session, *, session_id: str, limits: ConnectionLimits,
-                 metrics: ServerMetrics, shared_tts: Any = None, voices: tuple[str, ...] = (),
-                 personas: Any = None, persona: Any = None) -> None:
+                 metrics: ServerMetrics, shared_tts: TTSBackend | None = None, voices: tuple[str, ...] = (),
+                 personas: PersonaService | None = None, persona: ChosenPersona | None = None) -> None:
         self.socket = socket
         self.session = session
         self.session_id = session_id
         self.limits = limits
         self.metrics = metrics
-        self.shared_tts = shared_tts
+        self.shared_tts = shared_tts if shared_tts is not None else session.backends.tts
         self.voices = voices
         self.personas = personas  # persona_api.PersonaService: session.update's persona_id
         self.live = LiveSettings()
-        if persona is not None:  # (record, voice): the persona of sessions that choose none (personas.default_id)
-            self.live.apply(proto.SessionUpdate(persona_id=persona[0].id), session, shared_tts, persona=persona)
+        if persona is not None:  # the persona of sessions that choose none (personas.default_id)
+            self.live.apply(proto.SessionUpdate(persona_id=persona.record.id), session, self.shared_tts,
+                            persona=persona)
         self.out_rate = session.settings.reply.output_sample_rate
         self._outbox: deque[_Out] = deque()
         self._outbox_audio_s = 0.0
@@ -199,8 +203,8 @@ class Connection:
         elif event.type == "ping":
             self.send_json({"type": proto.PONG, **({"id": event.data["id"]} if "id" in event.data else {})})
 
-    async def _persona(self, pid: str) -> Any:
-        """(record, voice) of ``pid``; an unknown id or a voice that cannot load is an error naming persona_id,
+    async def _persona(self, pid: str) -> ChosenPersona:
+        """The record and voice of ``pid``; an unknown id or a voice that cannot load is an error naming persona_id,
         raised before anything of the update is applied."""
         if self.personas is None:
             raise ProtocolError("session.persona_id: this server has no persona store", "invalid_session_update")

@@ -83,7 +83,7 @@ async def _feed(session: Session, samples: np.ndarray, speed: float, tail_max_s:
     silence = np.zeros(FRAME, dtype=np.float32)
     t0 = time.perf_counter()
     n_file = -(-len(samples) // FRAME)
-    min_tail = int((session.settings.turn.end_of_turn_ms / 1000 + 0.3) * 50)
+    min_tail = int((session.settings.turn.end_of_turn_silence_ms / 1000 + 0.3) * 50)
     i = 0
     while True:
         in_file = i < n_file

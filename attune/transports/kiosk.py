@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.persona_model import PersonaRecord
 from attune.config import Config
 from attune.core import events as ev
 from attune.core.audio import trim_leading_silence
@@ -34,9 +33,8 @@ from attune.core.errors import AudioDeviceError, TTSError
 from attune.core.events import SessionEvent
 from attune.pipeline.phrases import Phrase, PhraseVoice
 from attune.pipeline.session import Session, SessionBackends
-from attune.transports.live_settings import LiveSettings
+from attune.pipeline.session_backends import ChosenPersona, persona_change
 from attune.transports.microphone import LocalAudio, run_microphone
-from attune.transports.protocol import SessionUpdate
 
 log = logging.getLogger("attune.kiosk")
 WATCH_S = 0.1  # s between checks of the idle timer and the stop signal
@@ -55,7 +53,7 @@ class JsonLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                                 "level": record.levelname, "logger": record.name, "event": record.getMessage()}
-        line.update(getattr(record, "fields", {}) or {})
+        line.update(getattr(record, "fields", {}) or {})  # probe: logging's ``extra`` lands as record attributes
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -117,12 +115,12 @@ class Kiosk:
     """``await Kiosk(...).run(stop)`` until ``stop`` is set. ``load_engines`` builds (and warms) the engines;
     ``open_audio`` makes a ``LocalAudio`` (not yet entered); ``rescan`` makes PortAudio look for devices again;
     ``for_session`` gives each conversation fresh per-stream state over the shared engines; ``persona`` gives the
-    (record, ``PersonaVoice``) each conversation runs as, over the loaded engines (None: the configured agent)."""
+    stored persona each conversation runs as, over the loaded engines (None: the configured agent)."""
 
     def __init__(self, config: Config, *, load_engines: Callable[[], Awaitable[SessionBackends]],
                  open_audio: Callable[[], LocalAudio], rescan: Callable[[], None] = lambda: None,
                  for_session: Callable[[Config, SessionBackends], SessionBackends] | None = None,
-                 persona: Callable[[SessionBackends], Awaitable[tuple[PersonaRecord, Any] | None]] | None = None,
+                 persona: Callable[[SessionBackends], Awaitable[ChosenPersona | None]] | None = None,
                  ) -> None:
         self.config = config
         self.settings = config.kiosk
@@ -131,7 +129,7 @@ class Kiosk:
         self.health = KioskHealth()
         self.session: Session | None = None
         self.persona_of = persona
-        self.persona: tuple[PersonaRecord, Any] | None = None
+        self.persona: ChosenPersona | None = None
         self._greeting: np.ndarray | None = None
 
     def health_snapshot(self) -> dict[str, Any]:
@@ -178,7 +176,7 @@ class Kiosk:
                 continue
             self.health.engines.update(state="ready", error=None, loads=self.health.engines["loads"] + 1)
             log_event("engines.ready", load_s=round(time.perf_counter() - t, 2),
-                      persona=self.persona[0].id if self.persona else None)
+                      persona=self.persona.record.id if self.persona else None)
             return backends
         return None
 
@@ -244,9 +242,8 @@ class Kiosk:
     # ---- one conversation ----
     async def _conversation(self, backends: SessionBackends, audio: LocalAudio, stop: asyncio.Event) -> str:
         session = Session(self.config, self.for_session(self.config, backends))
-        if self.persona is not None:  # the persona's traits, strategy and voice, as a session.update would
-            LiveSettings().apply(SessionUpdate(persona_id=self.persona[0].id), session, backends.tts,
-                                 persona=self.persona)
+        if self.persona is not None:  # the persona's traits, strategy and voice
+            session.apply(persona_change(session.settings, session.backends.voice, self.persona))
         self.session = session
         self.health.conversations += 1
         number = self.health.conversations
@@ -267,7 +264,7 @@ class Kiosk:
 
     def greeting_text(self) -> str:
         """The persona's greeting where it has one, else ``kiosk.greeting`` ("" = none)."""
-        own = self.persona[0].greeting.strip() if self.persona is not None else ""
+        own = self.persona.record.greeting.strip() if self.persona is not None else ""
         return own or self.settings.greeting.strip()
 
     async def _render_greeting(self, backends: SessionBackends) -> np.ndarray | None:
@@ -277,10 +274,10 @@ class Kiosk:
         text = self.greeting_text()
         if not text:
             return None
-        voice = backends.phrases or PhraseVoice(backends.tts, backends.dsp_factory,
-                                                self.config.pipeline.output_sample_rate)
+        voice = backends.voice.phrases or PhraseVoice(backends.tts, backends.dsp_factory,
+                                                      self.config.pipeline.output_sample_rate)
         if self.persona is not None:
-            voice = voice.speaking_with(self.persona[1])
+            voice = voice.speaking_with(self.persona.voice)
         phrase = Phrase.of(text, EmotionCategory.NEUTRAL)
         speech = await voice.render(phrase.text, phrase.emotion, phrase.prosody)
         if speech is None:

@@ -9,41 +9,29 @@ import copy
 from dataclasses import dataclass, replace
 from typing import Any
 
-from attune.agent.persona_model import PersonaRecord
+from attune.backends.base import TTSBackend
+from attune.backends.tts.router import VoiceModelRouter
 from attune.core.audio import SAMPLE_RATE
 from attune.pipeline.session import Session
-from attune.transports.protocol import NO_PERSONA, SessionUpdate, StreamingResampler
+from attune.pipeline.session_backends import AgentState, ChosenPersona, SessionChange, agent_change, persona_change
+from attune.pipeline.turn import TurnSettings
+from attune.transports.protocol import NO_PERSONA, SessionUpdate, StreamingResampler, TurnDetection
 
 
-def voice_of(router: Any, provider: str) -> Any:
+def voice_of(router: TTSBackend, provider: str) -> TTSBackend:
     """One session's choice of TTS provider: a shallow copy of the shared router whose requests name it by
-    default. The providers, their statistics and cool-downs stay shared (the same objects)."""
+    default. The providers, their statistics and cool-downs stay shared (the same objects). A plain TTS backend
+    has no providers to choose (``voices_of`` offers none): it is returned as it is."""
+    if not isinstance(router, VoiceModelRouter):
+        return router
     view = copy.copy(router)
     view.default_provider = provider
     return view
 
 
-def voices_of(tts: Any) -> tuple[str, ...]:
+def voices_of(tts: TTSBackend) -> tuple[str, ...]:
     """The providers a client may choose: the router's built ones (none for a plain TTS backend)."""
-    providers = getattr(tts, "providers", None)
-    return tuple(sorted(providers)) if isinstance(providers, dict) else ()
-
-
-@dataclass(frozen=True)
-class AgentState:
-    """What a session ran as before its first update: the configured agent's persona and strategy, and the
-    shared voice's openings and cached sentences (``{"persona_id": null}`` restores them)."""
-
-    persona: Any
-    strategy: str
-    openings: Any
-    phrases: Any
-
-    @classmethod
-    def of(cls, session: Session) -> AgentState:
-        b = session.backends
-        return cls(session.settings.persona, session.settings.strategy, getattr(b, "openings", None),
-                   getattr(b, "phrases", None))
+    return tuple(sorted(tts.providers)) if isinstance(tts, VoiceModelRouter) else ()
 
 
 @dataclass
@@ -57,62 +45,43 @@ class LiveSettings:
     resampler: StreamingResampler | None = None
     agent: AgentState | None = None  # the configured agent, taken before the session's first change
 
-    def apply(self, update: SessionUpdate, session: Session, shared_tts: Any, *,
-              persona: tuple[PersonaRecord, Any] | None = None) -> None:
-        """Apply a validated update: the edge's part here, the rest as one new ``SessionSettings`` (the next input
-        frame and the next reply use it). ``persona``: the record and ``PersonaVoice`` of ``update.persona_id``,
-        resolved by the connection; its traits, strategy and voice apply first, so a ``persona``, ``strategy`` or
-        ``voice`` in the same update overrides them. ``update.persona_id == NO_PERSONA`` (the client's ``null``)
-        puts the configured agent back: its persona text and strategy, the shared TTS, openings and phrases."""
+    def apply(self, update: SessionUpdate, session: Session, shared_tts: TTSBackend, *,
+              persona: ChosenPersona | None = None) -> None:
+        """Apply a validated update: the edge's part here, the rest as one ``SessionChange`` (the next input frame
+        and the next reply use it). ``persona``: ``update.persona_id``'s record and voice, resolved by the
+        connection; its traits, strategy and voice apply first, so a ``persona``, ``strategy`` or ``voice`` in the
+        same update overrides them. ``update.persona_id == NO_PERSONA`` (the client's ``null``) puts the
+        configured agent back: its persona text and strategy, the shared voice and its caches."""
         if self.agent is None:
-            self.agent = AgentState.of(session)
+            st = session.settings
+            self.agent = AgentState(st.persona, st.strategy, session.backends.voice)
         if update.input_sample_rate is not None and update.input_sample_rate != self.input_sample_rate:
             self.input_sample_rate = update.input_sample_rate
             self.resampler = (None if self.input_sample_rate == SAMPLE_RATE
                               else StreamingResampler(self.input_sample_rate, SAMPLE_RATE))
         if update.input_audio_format is not None:
             self.input_audio_format = update.input_audio_format
-        st = session.settings
-        changes: dict[str, Any] = {}
+        change = SessionChange()
         if persona is not None:
-            record, voice = persona
-            self.persona_id, self.voice = record.id, ""
-            session.backends.tts = voice
-            openings = getattr(session.backends, "openings", None)
-            if openings is not None:  # cached openings in the persona's voice, keyed by its identity
-                session.backends.openings = openings.speaking_with(voice)
-            phrases = getattr(session.backends, "phrases", None)
-            if phrases is not None:  # reply sentences looked up and kept in the persona's voice
-                session.backends.phrases = phrases.speaking_with(voice)
-            changes["persona"] = record.persona(st.persona)
-            changes["strategy"] = record.strategy
+            self.persona_id, self.voice = persona.record.id, ""
+            change = persona_change(session.settings, self.agent.voice, persona)
         elif update.persona_id == NO_PERSONA:
-            agent = self.agent
             self.persona_id, self.voice = None, ""
-            session.backends.tts = shared_tts
-            if agent.openings is not None:
-                session.backends.openings = agent.openings
-            if agent.phrases is not None:
-                session.backends.phrases = agent.phrases
-            changes["persona"], changes["strategy"] = agent.persona, agent.strategy
+            change = agent_change(session.settings, self.agent)
+        st = change.settings or session.settings
+        voice = change.voice
         if update.voice is not None:
             self.voice = update.voice
-            session.backends.tts = voice_of(shared_tts, update.voice)
+            voice = (voice or session.backends.voice).with_provider(voice_of(shared_tts, update.voice))
+        changes: dict[str, Any] = {}
         if update.strategy is not None:
             changes["strategy"] = update.strategy
         if update.persona is not None:
-            changes["persona"] = replace(changes.get("persona", st.persona), description=update.persona)
-        td = update.turn_detection
-        if td is not None:
-            t = st.turn
-            end = td.silence_duration_ms if td.silence_duration_ms is not None else t.end_of_turn_ms
-            changes["turn"] = replace(
-                t, threshold=td.threshold if td.threshold is not None else t.threshold,
-                preroll_ms=td.prefix_padding_ms if td.prefix_padding_ms is not None else t.preroll_ms,
-                min_speech_ms=td.min_speech_ms if td.min_speech_ms is not None else t.min_speech_ms,
-                end_of_turn_ms=end, speculate_ms=min(t.speculate_ms, max(32, end - 32)))
-        if changes:
-            session.update_settings(replace(st, **changes))
+            changes["persona"] = replace(st.persona, description=update.persona)
+        if update.turn_detection is not None:
+            changes["turn"] = _turn(st.turn, update.turn_detection)
+        if changes or change.settings is not None or voice is not None:
+            session.apply(SessionChange(replace(st, **changes) if changes or change.settings else None, voice))
 
     def to_16k(self, samples: Any) -> Any:
         return samples if self.resampler is None else self.resampler.push(samples)
@@ -129,6 +98,16 @@ class LiveSettings:
             "persona": st.persona.description,
             "voice": self.voice or None,
             "persona_id": self.persona_id,
-            "turn_detection": {"type": "server_vad", "threshold": s.threshold, "prefix_padding_ms": s.preroll_ms,
-                               "silence_duration_ms": s.end_of_turn_ms, "min_speech_ms": s.min_speech_ms},
+            "turn_detection": {"type": "server_vad", "threshold": s.vad_threshold, "prefix_padding_ms": s.preroll_ms,
+                               "silence_duration_ms": s.end_of_turn_silence_ms, "min_speech_ms": s.min_speech_ms},
         }
+
+
+def _turn(t: TurnSettings, td: TurnDetection) -> TurnSettings:
+    """The session's turn-taking with a client's ``turn_detection`` over it (OpenAI's names on the wire:
+    docs/PROTOCOL.md's table maps them)."""
+    end = td.silence_duration_ms if td.silence_duration_ms is not None else t.end_of_turn_silence_ms
+    return replace(t, vad_threshold=td.threshold if td.threshold is not None else t.vad_threshold,
+                   preroll_ms=td.prefix_padding_ms if td.prefix_padding_ms is not None else t.preroll_ms,
+                   min_speech_ms=td.min_speech_ms if td.min_speech_ms is not None else t.min_speech_ms,
+                   end_of_turn_silence_ms=end, speculate_silence_ms=min(t.speculate_silence_ms, max(32, end - 32)))

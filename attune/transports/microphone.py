@@ -92,17 +92,17 @@ def resolve_device(spec: str | int | None, kind: str, sd: Any = None) -> int | N
         return None
     if isinstance(spec, int) or spec.strip().isdigit():
         return int(spec)
-    channels = "inputs" if kind == "input" else "outputs"
-    devices = list_devices(sd)
+    devices = [d for d in list_devices(sd) if (d.inputs if kind == "input" else d.outputs) > 0]
     for d in devices:
-        if spec.lower() in d.name.lower() and getattr(d, channels) > 0:
+        if spec.lower() in d.name.lower():
             return d.index
-    names = ", ".join(d.name for d in devices if getattr(d, channels) > 0) or "none"
+    names = ", ".join(d.name for d in devices) or "none"
     raise AudioDeviceError(f"no {kind} device matches {spec!r} (there are: {names})")
 
 
 def rescan(sd: Any) -> None:
     """Make PortAudio look for devices again (it lists them once, at initialisation). Only with no stream open."""
+    # python-sounddevice's private re-initialisation, absent in some versions: probed, not assumed
     terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
     if callable(terminate) and callable(initialize):
         try:

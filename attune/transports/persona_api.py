@@ -35,6 +35,7 @@ from attune.core.audio import resample, wav_bytes
 from attune.core.errors import BackendError, PersonaError
 from attune.core.prosody import PROFILES, profile_for
 from attune.pipeline.phrases import PrewarmReport, prewarm, stock_phrases
+from attune.pipeline.session_backends import ChosenPersona
 from attune.transports.persona_openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -94,16 +95,16 @@ class PersonaService:
         return PersonaVoice.build(self.tts, record, registry=self.registry, voices_dir=self.store.voices_dir,
                                   samples_dir=self.store.samples_dir)
 
-    async def resolve(self, pid: str) -> tuple[PersonaRecord, PersonaVoice]:
+    async def resolve(self, pid: str) -> ChosenPersona:
         """The record and its voice; raises ``PersonaError`` (not_found) or ``BackendError`` (a voice that
         cannot be loaded)."""
-        def work() -> tuple[PersonaRecord, PersonaVoice]:
+        def work() -> ChosenPersona:
             record = self.store.get(pid)
-            return record, self.voice_sync(record)
+            return ChosenPersona(record, self.voice_sync(record))
         return await asyncio.to_thread(work)
 
-    async def for_new_session(self) -> tuple[PersonaRecord, PersonaVoice] | None:
-        """The (record, voice) a new session starts with: ``personas.default_id`` as stored now (edits apply to
+    async def for_new_session(self) -> ChosenPersona | None:
+        """The persona a new session starts with: ``personas.default_id`` as stored now (edits apply to
         the next session), None for "" or when that persona has gone since start-up (deleted through the API, or
         its voice no longer loads): the session is then the configured agent, with a warning in the log."""
         pid = self.config.personas.default_id

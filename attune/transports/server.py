@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket
 
 from attune.agent.persona_store import PersonaStore
 from attune.agent.persona_voice import VoiceRegistry
+from attune.backends.base import ASRBackend, HealthProbe, LLMBackend, TTSBackend
 from attune.config import Config, ServerConfig
 from attune.core.errors import ConfigError
 from attune.core.events import SessionEvent
@@ -81,9 +82,9 @@ class Engines:
 
     config: Config
     fresh: Callable[[], SessionBackends]
-    llm: Any
-    tts: Any
-    asr: Any = None
+    llm: LLMBackend
+    tts: TTSBackend
+    asr: ASRBackend | None = None
 
 
 class AttuneServer:
@@ -131,11 +132,10 @@ class AttuneServer:
 
     async def health_dict(self) -> dict[str, Any]:
         e = self.engines
-        tts: dict[str, Any] = {"name": getattr(e.tts, "name", "tts")}
-        probe = getattr(e.tts, "health", None)
-        if probe is not None:
+        tts: dict[str, Any] = {"name": e.tts.name}
+        if isinstance(e.tts, HealthProbe):
             try:
-                tts["providers"] = await probe()
+                tts["providers"] = await e.tts.health()
             except Exception as exc:  # noqa: BLE001 - health reports a failing engine, it never fails itself
                 tts["error"] = str(exc)
         llm = self.shared_llm
@@ -144,7 +144,7 @@ class AttuneServer:
             "sessions": len(self.connections), "max_sessions": self.settings.max_sessions,
             "uptime_s": round(time.time() - self.started, 1),
             "engines": {
-                "asr": {"name": getattr(e.asr, "name", None), "ready": e.asr is not None},
+                "asr": {"name": None if e.asr is None else e.asr.name, "ready": e.asr is not None},
                 "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
                         "served": llm.served, "queued_total": llm.queued_total},
                 "tts": tts,

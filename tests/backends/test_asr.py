@@ -176,8 +176,9 @@ def test_a_sibling_shares_the_loaded_model_and_decodes_beside_it() -> None:
     out: dict[str, object] = {}
 
     def run(asr: FasterWhisperASR, chunk: AudioChunk, key: str) -> None:
-        out[key] = asr.transcribe(chunk).text
-        states = asr.last_encoder_states()
+        result = asr.transcribe(chunk, encoder_states=True)
+        out[key] = result.text
+        states = result.encoder_states
         out[key + "_frames"] = None if states is None else states.shape[0]
 
     threads = [threading.Thread(target=run, args=(main, clip, "main")),

@@ -127,8 +127,9 @@ class WindowBackend:
 
 def _session_engines() -> object:
     from attune.pipeline.session import SessionBackends
+    from attune.pipeline.session_backends import Voice
 
-    return SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=ToneTTS(), vad=EnergyVAD())
+    return SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), voice=Voice(ToneTTS()), vad=EnergyVAD())
 
 
 def test_the_live_session_runs_the_configured_emotion_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,24 +53,16 @@ def test_shipped_heads_load_and_are_small(encoder: str) -> None:
 
 
 def test_the_head_reads_the_asr_encoder_pass(tiny: WhisperEncoder) -> None:
-    """FasterWhisperASR.last_encoder_states is the same pass WhisperEncoder computes for the clip."""
+    """FasterWhisperASR's encoder states, returned with the transcript, are the pass WhisperEncoder computes."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
     from attune.core.frames import AudioChunk
 
     audio, rate = tts_speech("I have been waiting here for two hours.", provider="espeak")
     x = resample(audio, rate, 16000)
     asr = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0)
-    assert asr.last_encoder_states() is None
-    asr.transcribe(AudioChunk(x, 16000))
-    reused = asr.last_encoder_states()
+    assert asr.transcribe(AudioChunk(x, 16000)).encoder_states is None  # only when asked for
+    reused = asr.transcribe(AudioChunk(x, 16000), encoder_states=True).encoder_states
     assert reused is not None
-    import threading
-
-    other: list[object] = []
-    t = threading.Thread(target=lambda: other.append(asr.last_encoder_states()))
-    t.start()
-    t.join()
-    assert other == [None]  # another session's thread never reads this turn's pass
     own = tiny.states(x)
     assert reused.shape == own.shape == (-(-len(x) // 320), 384)
     np.testing.assert_allclose(reused, own, atol=1e-3)

@@ -95,3 +95,34 @@ def test_sse_data_lines() -> None:
     assert parse_sse_data('data: {"a": 1}') == '{"a": 1}'
     assert parse_sse_data("data: [DONE]") == "[DONE]"
     assert parse_sse_data(": comment") is None and parse_sse_data("event: x") is None
+
+
+async def test_a_dropped_token_stream_lets_go_of_its_generator_at_once() -> None:
+    """A ``break`` out of a reply's stream must close the engine's generator as soon as the stream is dropped (its
+    ``finally`` is what frees llama.cpp's lock), not whenever the cyclic garbage collector happens to run."""
+    import gc
+
+    from attune.backends.base import Completion, TokenStream
+
+    closed: list[bool] = []
+
+    async def pieces(report):  # type: ignore[no-untyped-def]
+        report(Completion(prompt_tokens=3))
+        try:
+            for i in range(10):
+                yield str(i)
+        finally:
+            closed.append(True)
+
+    gc.disable()
+    try:
+        stream = TokenStream(pieces)
+        async for _ in stream:
+            break
+        assert stream.completion == Completion(prompt_tokens=3)
+        del stream
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert closed == [True]
+    finally:
+        gc.enable()

@@ -77,18 +77,20 @@ async def test_prefix_cache_evaluates_only_the_new_tokens(llm: LlamaCppLLM, monk
     assert system_len > 40
     counts.clear()
     turn = [SYSTEM, ChatMessage("user", "I feel a bit lonely tonight.")]
-    await _collect(llm, turn, max_tokens=2, temperature=0.0)
-    prompt_len = llm.last_prompt_tokens
+    stream = llm.stream(turn, max_tokens=2, temperature=0.0)
+    assert [p async for p in stream] and stream.completion is not None
+    prompt_len = stream.completion.prompt_tokens
     prompt_evaluated = counts[0]
     assert prompt_evaluated <= prompt_len - system_len  # the persona prefix was not evaluated again
-    assert llm.last_reused_tokens >= system_len
+    assert stream.completion.reused_tokens >= system_len
 
     llm.prefix_cache = False
     try:
         counts.clear()
-        await _collect(llm, turn, max_tokens=2, temperature=0.0)
+        stream = llm.stream(turn, max_tokens=2, temperature=0.0)
+        assert [p async for p in stream] and stream.completion is not None
         assert counts[0] == prompt_len  # with reuse off the whole prompt is evaluated
-        assert llm.last_reused_tokens == 0
+        assert stream.completion.reused_tokens == 0
     finally:
         llm.prefix_cache = True
 

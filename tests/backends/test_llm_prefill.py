@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, Completion
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
 from tests.engines_util import installed_model
 
@@ -19,15 +19,22 @@ def llm() -> LlamaCppLLM:
     return LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=1024)
 
 
-async def _reply(llm: LlamaCppLLM, messages: list[ChatMessage], **kw: object) -> str:
-    return "".join([p async for p in llm.stream(messages, max_tokens=24, temperature=0.0, **kw)])
+async def _call(llm: LlamaCppLLM, messages: list[ChatMessage], continue_from: str = "") -> tuple[str, Completion]:
+    """The greedy reply and its call's figures (the engine reports them before its first piece)."""
+    stream = llm.stream(messages, max_tokens=24, temperature=0.0, continue_from=continue_from)
+    text = "".join([p async for p in stream])
+    assert stream.completion is not None
+    return text, stream.completion
+
+
+async def _reply(llm: LlamaCppLLM, messages: list[ChatMessage]) -> str:
+    return (await _call(llm, messages))[0]
 
 
 async def test_prefilled_words_are_reused_and_the_reply_is_unchanged(llm: LlamaCppLLM) -> None:
     final = [SYSTEM, ChatMessage("user", WORDS + ", what do you think?\n[Voice: calm] (Tone: calm.)")]
     llm._llm.reset()
-    cold = await _reply(llm, final)
-    cold_reused = llm.last_reused_tokens
+    cold, cold_call = await _call(llm, final)
     llm._llm.reset()
     evaluated = 0
     words = WORDS.split()
@@ -35,8 +42,8 @@ async def test_prefilled_words_are_reused_and_the_reply_is_unchanged(llm: LlamaC
         while (step := llm.prefill([SYSTEM, ChatMessage("user", " ".join(words[:n]))], max_new=4)) > 0:
             evaluated += step
     assert evaluated > 15
-    warm = await _reply(llm, final)
-    assert llm.last_reused_tokens >= cold_reused + evaluated - 4  # only the tail was evaluated after the turn
+    warm, warm_call = await _call(llm, final)
+    assert warm_call.reused_tokens >= cold_call.reused_tokens + evaluated - 4  # only the tail was evaluated after
     assert warm == cold  # greedy decoding over the prefilled cache gives the same reply
 
 
@@ -50,9 +57,10 @@ async def test_prefill_skips_while_the_context_is_busy(llm: LlamaCppLLM) -> None
 
 async def test_reply_goes_on_from_an_opening(llm: LlamaCppLLM) -> None:
     messages = [SYSTEM, ChatMessage("user", "My dog died this morning.")]
-    text = await _reply(llm, messages, continue_from="Oh no.")
+    text, call = await _call(llm, messages, continue_from="Oh no.")
     assert text.strip() and not text.strip().lower().startswith("oh no")
-    assert llm.last_prompt_tokens > 0
+    plain = llm.prompt_tokens(messages)
+    assert call.prompt_tokens > len(plain) and call.prompt[: len(plain)] == tuple(plain)  # the opening follows
 
 
 async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCppLLM) -> None:
@@ -62,9 +70,9 @@ async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCpp
     messages = [SYSTEM, ChatMessage("user", WORDS + ", what do you think?")]
     llm._llm.reset()
     llm.prime([SYSTEM])
-    first = await _reply(llm, messages)
-    prompt, cached = list(llm.last_prompt), llm.last_reused_tokens
-    assert len(prompt) == llm.last_prompt_tokens and 0 < cached < len(prompt) - 10 and llm.last_ttft_s > 0
+    first, call = await _call(llm, messages)
+    prompt, cached = list(call.prompt), call.reused_tokens
+    assert len(prompt) == call.prompt_tokens and 0 < cached < len(prompt) - 10 and call.ttft_s > 0
     evaluated: list[int] = []
     original = llm._llm.eval
 
@@ -79,7 +87,8 @@ async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCpp
         del llm._llm.eval
     assert 0 < alone < 60
     assert evaluated[: len(prompt) - cached] == prompt[cached:]  # the whole tail again, from the cached prefix
-    assert await _reply(llm, messages) == first and llm.last_reused_tokens == len(prompt) - 1
+    again, again_call = await _call(llm, messages)
+    assert again == first and again_call.reused_tokens == len(prompt) - 1
     llm._llm.reset()
     with pytest.raises(LLMError, match="no longer holds"):
         llm.first_token_alone(prompt, cached)
@@ -100,10 +109,10 @@ async def test_the_prompts_last_token_is_evaluated_with_the_tail_not_in_a_pass_o
     llm._llm.eval = recording
     try:
         llm._llm.reset()
-        again = await _reply(llm, messages)
+        again, call = await _call(llm, messages)
     finally:
         del llm._llm.eval
-    n = llm.last_prompt_tokens
+    n = call.prompt_tokens
     assert again == first  # greedy: the same reply from the same logits
     assert (0, n) in starts or sum(k for s, k in starts if s < n) == n  # the prompt, whole, in the tail's steps
     assert all(s + k <= n or s >= n for s, k in starts)  # no step straddles the prompt's end

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from attune.backends.base import Completion, LLMCapabilities
 from attune.core.errors import LLMError
 from attune_lab.bench_latency import _bench_summary, _first_token_alone
 
@@ -11,8 +10,10 @@ LAYER = "unit"  # STYLE.md layer 1
 
 
 class Replayer:
-    def __init__(self, prompt: list[int], seconds: float = 0.25, fail: bool = False) -> None:
-        self.last_prompt, self.seconds, self.fail = prompt, seconds, fail
+    capabilities = LLMCapabilities(replay=True)
+
+    def __init__(self, seconds: float = 0.25, fail: bool = False) -> None:
+        self.seconds, self.fail = seconds, fail
         self.calls: list[tuple[list[int], int]] = []
 
     def first_token_alone(self, prompt: list[int], cached: int) -> float:
@@ -22,19 +23,23 @@ class Replayer:
         return self.seconds
 
 
+CALL = Completion(prompt_tokens=40, reused_tokens=31, prompt=tuple(range(40)))
+
+
 def test_the_last_reply_is_replayed_from_the_prefix_it_reused() -> None:
-    llm = Replayer(list(range(40)))
-    trace: dict[str, Any] = {"llm_prompt_tokens": 40, "llm_reused_tokens": 31}
-    assert _first_token_alone(llm, trace) == 250.0
-    assert llm.calls == [(list(range(40)), 31)]
+    llm = Replayer()
+    assert _first_token_alone(llm, CALL) == 250.0  # type: ignore[arg-type]
+    assert llm.calls == [(tuple(range(40)), 31)]
 
 
-def test_no_replay_without_a_replaying_engine_a_matching_prompt_or_a_cache() -> None:
-    trace: dict[str, Any] = {"llm_prompt_tokens": 40, "llm_reused_tokens": 31}
-    assert _first_token_alone(object(), trace) is None  # a server LLM: nothing to replay
-    assert _first_token_alone(Replayer(list(range(39))), trace) is None  # the last stream was another prompt
-    assert _first_token_alone(Replayer(list(range(40))), {"llm_prompt_tokens": 40}) is None
-    assert _first_token_alone(Replayer(list(range(40)), fail=True), trace) is None
+def test_no_replay_without_a_replaying_engine_a_prompt_or_a_cache() -> None:
+    class Server(Replayer):
+        capabilities = LLMCapabilities()  # declares no replay: never asked
+
+    assert _first_token_alone(Server(), CALL) is None  # type: ignore[arg-type]
+    assert _first_token_alone(Replayer(), None) is None  # type: ignore[arg-type]  # no call was made
+    assert _first_token_alone(Replayer(), Completion(prompt_tokens=40)) is None  # type: ignore[arg-type]
+    assert _first_token_alone(Replayer(fail=True), CALL) is None  # type: ignore[arg-type]
 
 
 def test_the_summary_has_both_first_token_figures() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from attune.agent.brain import PromptBuilder
+from attune.backends.base import ChatMessage
 from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
 from attune_lab.reply_eval import SCENARIOS, run_eval
 from tests.engines_util import installed_model
@@ -26,7 +27,9 @@ async def test_key_scenarios_keep_the_must_hold_checks(llm: LlamaCppLLM) -> None
     prefix_len = llm.prime(builder.prefix())
     scenarios = tuple(s for s in SCENARIOS if s.name in KEY_SCENARIOS)
     reports = await run_eval(llm, builder, max_tokens=64, temperature=0.0, scenarios=scenarios)
-    assert llm.last_reused_tokens >= prefix_len  # the worked turns were served from the KV cache
+    stream = llm.stream([*builder.prefix(), ChatMessage("user", "Hello.")], max_tokens=2, temperature=0.0)
+    assert [p async for p in stream] and stream.completion is not None
+    assert stream.completion.reused_tokens >= prefix_len  # the worked turns are served from the KV cache
     assert sorted(r.scenario.name for r in reports) == sorted(KEY_SCENARIOS)
     failed = [(r.scenario.name, c.name, c.detail, r.reply) for r in reports for c in r.checks
               if c.applicable and not c.passed and c.name in MUST_HOLD]

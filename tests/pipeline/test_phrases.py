@@ -59,7 +59,8 @@ async def test_the_key_holds_the_voice_the_rate_and_whether_the_dsp_ran(tmp_path
     assert shaped.key(ack.text, ack.emotion, ack.prosody).voice == "tone"
 
     class Identified(ToneTTS):
-        voice_identity = "persona:clinic/amy@1.1"
+        def voice_identity(self) -> str:
+            return "persona:clinic/amy@1.1"
 
     assert voice_of(Identified(), "tone") == "persona:clinic/amy@1.1"
     assert (await raw.render(ack.text, ack.emotion, ack.prosody)) is not None
@@ -155,6 +156,7 @@ async def test_on_piper_a_disk_hit_is_the_rendering_itself(tmp_path: Path) -> No
 
 async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_none(tmp_path: Path) -> None:
     from attune.pipeline.session import SessionBackends
+    from attune.pipeline.session_backends import Voice
     from attune.pipeline.stack import warm_up
     from attune.pipeline.turn import EnergyVAD
 
@@ -162,16 +164,16 @@ async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_non
     counts = []
     for _ in range(2):  # two starts over one directory
         tts = ToneTTS()
-        backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
-                                   phrases=voice(tmp_path, tts))
+        backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), vad=EnergyVAD(),
+                                   voice=Voice(tts, voice(tmp_path, tts)))
         out = await warm_up(backends, cfg, greetings=("Welcome back.",))
         assert "phrases_s" in out
         counts.append(len(tts.texts) - 1)  # warm_up's own "Hello." is not a stock phrase
     assert counts == [3, 0]
     off = config(prewarm=False)
     tts = ToneTTS()
-    backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
-                               phrases=voice(tmp_path / "off", tts))
+    backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), vad=EnergyVAD(),
+                               voice=Voice(tts, voice(tmp_path / "off", tts)))
     assert "phrases_s" not in await warm_up(backends, off) and len(tts.texts) == 1
 
 

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from attune.backends.base import Completion, TokenStream
 from attune.core import events as ev
-from attune.pipeline.session import Session
+from attune.pipeline.session import Session, SessionChange
 from tests.fakes import (
     ECHO_LEVEL,
     Driver,
@@ -348,31 +349,34 @@ async def test_a_bug_in_a_backend_costs_the_reply_not_the_session() -> None:
 def test_each_session_gets_its_own_vad_and_emotion_stream() -> None:
     from attune.config import load_config
     from attune.pipeline.session import SessionBackends
+    from attune.pipeline.session_backends import Voice
     from attune.pipeline.stack import for_session
     from attune.pipeline.turn import EnergyVAD
 
     config = load_config(environ={}, overrides={"pipeline": {"vad": "energy"}})
-    shared = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=ToneTTS(), vad=EnergyVAD())
+    shared = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), voice=Voice(ToneTTS()), vad=EnergyVAD())
     a, b = for_session(config, shared), for_session(config, shared)
     assert a.asr is b.asr and a.llm is b.llm and a.tts is b.tts  # engines are loaded once
     assert a.vad is not b.vad and a.emotion is not None and a.emotion is not b.emotion
 
 
 class _LoggedLLM(ScriptedLLM):
-    """Logs each token when the reply pulls it; reports prompt sizes like the llama-cpp backend."""
-
-    last_prompt_tokens = 42
-    last_reused_tokens = 30
-    last_ttft_s = 0.3125
+    """Logs each token when the reply pulls it; reports its call's figures like the llama-cpp backend."""
 
     def __init__(self, log: list[tuple[str, str]]) -> None:
         super().__init__()
         self.log = log
 
-    async def stream(self, messages, *, max_tokens=128, temperature=0.7):  # type: ignore[no-untyped-def]
-        async for tok in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
-            self.log.append(("llm", tok))
-            yield tok
+    def stream(self, messages, *, max_tokens=128, temperature=0.7, continue_from=""):  # type: ignore[no-untyped-def]
+        inner = super().stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+        async def pieces(report):  # type: ignore[no-untyped-def]
+            report(Completion(prompt_tokens=42, reused_tokens=30, ttft_s=0.3125))
+            async for tok in inner:
+                self.log.append(("llm", tok))
+                yield tok
+
+        return TokenStream(pieces)
 
 
 class _LoggedTTS(ToneTTS):
@@ -470,8 +474,8 @@ async def test_settings_are_one_value_replaced_while_the_session_runs() -> None:
     h = Harness(llm=ScriptedLLM(["One two three four five.", " Six seven eight nine ten."]))
     async with h.session() as s:
         assert isinstance(s.settings, SessionSettings) and s.settings.policy.barge_in_min_ms == 300
-        assert s.settings.turn.end_of_turn_ms == s.config.pipeline.end_of_turn_silence_ms == 400
-        s.update_settings(replace(s.settings, policy=PolicySettings(barge_in_min_ms=3000), strategy="match"))
+        assert s.settings.turn.end_of_turn_silence_ms == s.config.pipeline.end_of_turn_silence_ms == 400
+        s.apply(SessionChange(replace(s.settings, policy=PolicySettings(barge_in_min_ms=3000), strategy="match")))
         d = Driver(s)
         await d.speak(1.0)
         await d.silence_until(lambda es: any(e.type == ev.AUDIO_DELTA for e in es))

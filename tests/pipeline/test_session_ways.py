@@ -50,10 +50,10 @@ async def test_clear_forgets_the_turn_and_its_speculative_reply() -> None:
 
 
 def test_turn_detector_configure_and_end_turn() -> None:
-    det = TurnDetector(EnergyVAD(), TurnSettings(end_of_turn_ms=500, preroll_ms=100))
+    det = TurnDetector(EnergyVAD(), TurnSettings(end_of_turn_silence_ms=500, preroll_ms=100))
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(8000) / 16000)).astype(np.float32)
     det.feed(tone)
-    det.configure(replace(det.s, preroll_ms=600, end_of_turn_ms=200))
+    det.configure(replace(det.s, preroll_ms=600, end_of_turn_silence_ms=200))
     det.feed(np.zeros(4000, np.float32))  # 250 ms: past the new 200 ms end of turn
     assert any(isinstance(e, UserTurn) for e in det.drain())
     assert det._preroll.maxlen is not None and det._preroll.maxlen > 10  # noqa: SLF001 - the new pre-roll

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
 from attune.core.errors import LLMError
 from attune.pipeline.shared_llm import SharedLLM
 from tests.fakes import ScriptedLLM
@@ -18,29 +18,37 @@ MSG = [ChatMessage("user", "hi")]
 
 
 class CountingLLM(ScriptedLLM):
-    """Sets llama-cpp-style figures per request: prompt tokens = the request's number."""
+    """Reports llama-cpp-style figures per request: prompt tokens = the request's number, half of them cached."""
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.active = 0
         self.most_active = 0
-        self.last_prompt_tokens = 0
-        self.last_reused_tokens = 0
 
-    async def stream(self, messages, *, max_tokens=128, temperature=0.7):  # type: ignore[no-untyped-def]
-        self.active += 1
-        self.most_active = max(self.most_active, self.active)
-        self.last_prompt_tokens = int(messages[0].content)
-        self.last_reused_tokens = int(messages[0].content) // 2
-        try:
-            async for piece in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
-                yield piece
-        finally:
-            self.active -= 1
+    def stream(self, messages, *, max_tokens=128, temperature=0.7, continue_from=""):  # type: ignore[no-untyped-def]
+        inner = super().stream(messages, max_tokens=max_tokens, temperature=temperature)
+        n = int(messages[0].content)
+
+        async def pieces(report):  # type: ignore[no-untyped-def]
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            report(Completion(prompt_tokens=n, reused_tokens=n // 2))
+            try:
+                async for piece in inner:
+                    yield piece
+            finally:
+                self.active -= 1
+
+        return TokenStream(pieces)
+
+
+async def _call(view, n: int) -> tuple[str, Completion | None]:  # type: ignore[no-untyped-def]
+    stream = view.stream([ChatMessage("user", str(n))])
+    return "".join([p async for p in stream]), stream.completion
 
 
 async def _run(view, n: int) -> str:  # type: ignore[no-untyped-def]
-    return "".join([p async for p in view.stream([ChatMessage("user", str(n))])])
+    return (await _call(view, n))[0]
 
 
 async def test_one_slot_serves_in_arrival_order_and_tells_the_waiting() -> None:
@@ -49,14 +57,16 @@ async def test_one_slot_serves_in_arrival_order_and_tells_the_waiting() -> None:
     shared = SharedLLM(llm, on_wait=waits.append)
     places: dict[int, list[int]] = {1: [], 2: [], 3: []}
     views = {i: shared.for_session(places[i].append) for i in places}
-    out = await asyncio.gather(*(_run(views[i], 10 * i) for i in places))
-    assert out == ["ab", "ab", "ab"]
+    calls = await asyncio.gather(*(_call(views[i], 10 * i) for i in places))
+    assert [text for text, _ in calls] == ["ab", "ab", "ab"]
     assert llm.most_active == 1
     assert places == {1: [], 2: [1], 3: [2]}
-    assert [views[i].last_queued for i in places] == [False, True, True]
-    assert views[3].last_queue_wait_ms >= views[2].last_queue_wait_ms > 0
-    assert [views[i].last_prompt_tokens for i in places] == [10, 20, 30]  # each its own, not the last request's
-    assert [views[i].last_reused_tokens for i in places] == [5, 10, 15]
+    done = [c for _, c in calls]
+    assert all(c is not None for c in done)
+    assert [c.queued for c in done] == [False, True, True]  # type: ignore[union-attr]
+    assert done[2].queue_wait_ms >= done[1].queue_wait_ms > 0  # type: ignore[union-attr]
+    assert [c.prompt_tokens for c in done] == [10, 20, 30]  # type: ignore[union-attr]  # each call its own
+    assert [c.reused_tokens for c in done] == [5, 10, 15]  # type: ignore[union-attr]
     assert shared.served == 3 and shared.queued_total == 2 and len(waits) == 3
     assert shared.busy == 0 and shared.waiting == 0
 
@@ -97,7 +107,7 @@ async def test_a_session_prefills_only_while_the_llm_is_idle_and_holds_its_conve
     llm = ScriptedLLM(delay_s=0.01)
     shared = SharedLLM(llm)
     a, b = shared.for_session(), shared.for_session()
-    assert a.continues_reply and a.can_prefill
+    assert a.capabilities.continue_reply and a.capabilities.prefill
     assert a.prefill([ChatMessage("user", "one two")]) == 2  # nobody served yet: any session may
     assert b.prefill([ChatMessage("user", "three")]) == 0  # the cache holds a's turn: b would evict it
     assert [p async for p in b.stream(MSG)]  # b is served: the cache holds b's conversation now
@@ -114,6 +124,11 @@ async def test_a_session_prefills_only_while_the_llm_is_idle_and_holds_its_conve
 
 
 async def test_a_backend_without_prefill_is_not_prefilled() -> None:
-    view = SharedLLM(CountingLLM()).for_session()
-    view.shared.llm.prefill = None  # type: ignore[attr-defined]
-    assert not view.can_prefill and view.prefill(MSG) == 0
+    class ServerLLM(CountingLLM):
+        capabilities = LLMCapabilities()  # a server keeps its own cache
+
+        def prefill(self, messages, *, keep_back=2, max_new=16):  # type: ignore[no-untyped-def]
+            raise AssertionError("a backend that declares no prefill is never asked to")
+
+    view = SharedLLM(ServerLLM()).for_session()
+    assert not view.capabilities.prefill and view.prefill(MSG) == 0

@@ -43,7 +43,7 @@ def run(detector: TurnDetector, *parts: np.ndarray) -> list:
 
 
 def test_one_turn_with_preroll_and_speculation_signal() -> None:
-    d = TurnDetector(EnergyVAD(), TurnSettings(preroll_ms=300, end_of_turn_ms=500, speculate_ms=100))
+    d = TurnDetector(EnergyVAD(), TurnSettings(preroll_ms=300, end_of_turn_silence_ms=500, speculate_silence_ms=100))
     events = run(d, silence(1.0), tone(1.0), silence(1.0))
     kinds = [type(e) for e in events]
     assert kinds == [SpeechStarted, SilenceBegan, SpeechStopped, UserTurn]
@@ -57,7 +57,7 @@ def test_one_turn_with_preroll_and_speculation_signal() -> None:
 
 
 def test_short_click_is_not_a_turn_and_pause_resumes() -> None:
-    d = TurnDetector(EnergyVAD(), TurnSettings(min_speech_ms=200, end_of_turn_ms=500, speculate_ms=100))
+    d = TurnDetector(EnergyVAD(), TurnSettings(min_speech_ms=200, end_of_turn_silence_ms=500, speculate_silence_ms=100))
     assert run(d, silence(0.5), tone(0.06), silence(1.0)) == []
     events = run(d, tone(0.6), silence(0.25), tone(0.6), silence(0.7))
     kinds = [type(e) for e in events]
@@ -82,7 +82,7 @@ def test_silero_finds_spoken_turns(tmp_path) -> None:
     subprocess.run(["espeak-ng", "-w", str(wav), "I had a really long day at work today."], check=True)
     speech, rate = load_wav(wav)
     speech = resample(speech, rate, RATE)
-    d = TurnDetector(SileroVAD(), TurnSettings(end_of_turn_ms=500))
+    d = TurnDetector(SileroVAD(), TurnSettings(end_of_turn_silence_ms=500))
     noise = (np.random.default_rng(0).normal(0, 0.003, RATE)).astype(np.float32)  # quiet room noise
     events = run(d, noise, speech, silence(1.0), speech, silence(1.0))
     turns = [e for e in events if isinstance(e, UserTurn)]

@@ -67,10 +67,11 @@ def test_the_embedded_stack_wires_a_turn_backend_with_a_prosodic_meter() -> None
     from attune.backends.vad import EnergyVAD
     from attune.config import load_config
     from attune.pipeline.session import SessionBackends
+    from attune.pipeline.session_backends import Voice
     from attune.pipeline.stack import for_session
 
     config = load_config(environ={}, overrides={"emotion": {"backend": "hybrid"}})
-    base = SessionBackends(asr=FixedASR(), llm=None, tts=None, vad=EnergyVAD())  # type: ignore[arg-type]
+    base = SessionBackends(asr=FixedASR(), llm=None, voice=Voice(None), vad=EnergyVAD())  # type: ignore[arg-type]
     try:
         b = for_session(config, base)
     except Exception as exc:  # noqa: BLE001 - the embedded Whisper model is not installed here

@@ -123,7 +123,8 @@ def test_cancel_interrupts_and_leaves_no_reply() -> None:
 
 def test_the_real_turn_detector_drives_the_policy_through_a_pause_and_a_turn() -> None:
     """Stage test: frames through the TurnDetector (energy VAD) into the policy, decisions out."""
-    detector = TurnDetector(EnergyVAD(), TurnSettings(min_speech_ms=160, speculate_ms=96, end_of_turn_ms=400))
+    detector = TurnDetector(EnergyVAD(), TurnSettings(min_speech_ms=160, speculate_silence_ms=96,
+                                                      end_of_turn_silence_ms=400))
     policy = TurnPolicy()
     rate, frame = 16000, 320
     tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(frame) / rate)).astype(np.float32)

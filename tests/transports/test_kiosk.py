@@ -18,6 +18,7 @@ import numpy as np
 
 from attune.config import load_config
 from attune.pipeline.session import SessionBackends
+from attune.pipeline.session_backends import ChosenPersona, Voice
 from attune.pipeline.turn import EnergyVAD
 from attune.transports.echo import PassThrough
 from attune.transports.kiosk import Backoff, JsonLineFormatter, Kiosk, log_event
@@ -89,11 +90,11 @@ class Rig:
         if self.loads <= self.load_failures:
             raise RuntimeError("the LLM server is not up yet")
         self.tts.append(ToneTTS())
-        return SessionBackends(asr=FixedASR(), llm=self.llm, tts=self.tts[-1], vad=EnergyVAD(), emotion=FakeEmotion(),
-                               aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
+        return SessionBackends(asr=FixedASR(), llm=self.llm, voice=Voice(self.tts[-1]), vad=EnergyVAD(),
+                               emotion=FakeEmotion(), aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
 
     def _for_session(self, config: Any, b: SessionBackends) -> SessionBackends:
-        return SessionBackends(asr=b.asr, llm=b.llm, tts=b.tts, vad=EnergyVAD(), emotion=FakeEmotion(),
+        return SessionBackends(asr=b.asr, llm=b.llm, voice=b.voice, vad=EnergyVAD(), emotion=FakeEmotion(),
                                aggregate=b.aggregate, planner=b.planner)
 
     def _open(self) -> LocalAudio:
@@ -161,7 +162,7 @@ async def test_a_kiosk_runs_as_its_persona_and_speaks_its_greeting() -> None:
 
     async def persona(backends: SessionBackends) -> Any:
         voices.append(PersonaVoice(backends.tts, record.voice, persona_id=record.id))
-        return record, voices[-1]
+        return ChosenPersona(record, voices[-1])
 
     rig = Rig(persona=persona)
     assert rig.kiosk.greeting_text() == rig.config.kiosk.greeting  # before the engines: the configured one
@@ -180,7 +181,7 @@ async def test_a_kiosks_conversation_takes_the_personas_settings() -> None:
     seen: list[Any] = []
 
     async def persona(backends: SessionBackends) -> Any:
-        return record, PersonaVoice(backends.tts, record.voice, persona_id=record.id)
+        return ChosenPersona(record, PersonaVoice(backends.tts, record.voice, persona_id=record.id))
 
     rig = Rig(persona=persona)
 
@@ -350,9 +351,9 @@ async def test_the_greeting_comes_from_the_speech_cache_on_a_second_start(tmp_pa
 
     def backends(tts: ToneTTS) -> SessionBackends:
         cache = SpeechCache(store=SpeechStore(tmp_path, max_bytes=10**8))
-        return SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), tts=tts, vad=EnergyVAD(),
-                               dsp_factory=ProsodyApplicator,
-                               phrases=PhraseVoice(tts, ProsodyApplicator, config.pipeline.output_sample_rate, cache))
+        return SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), vad=EnergyVAD(), dsp_factory=ProsodyApplicator,
+                               voice=Voice(tts, PhraseVoice(tts, ProsodyApplicator,
+                                                            config.pipeline.output_sample_rate, cache)))
 
     kiosk = Kiosk(config, load_engines=lambda: None, open_audio=lambda: None)  # type: ignore[arg-type,return-value]
     first_tts, second_tts = ToneTTS(), ToneTTS()

@@ -9,6 +9,7 @@ from attune.agent.persona_voice import PersonaVoice
 from attune.backends.tts.router import VoiceModelRouter
 from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
+from attune.pipeline.session_backends import ChosenPersona
 from attune.transports.live_settings import LiveSettings
 from attune.transports.protocol import SessionUpdate
 from tests.fakes import Harness, ToneTTS
@@ -19,14 +20,13 @@ LAYER = "unit"
 def test_a_persona_switches_the_voice_of_speech_openings_and_cached_sentences() -> None:
     router = VoiceModelRouter({"piper": ToneTTS(22050)}, sample_rate=22050)
     phrases = PhraseVoice(router, None, 16000)
-    session = Harness(tts=router, openings=OpeningVoice(router, None, 0, phrases=phrases)).session()
-    session.backends.phrases = phrases
+    session = Harness(tts=router, openings=OpeningVoice(router, None, 0, phrases=phrases), phrases=phrases).session()
     record = PersonaRecord(id="clinic", traits="You are Ada, calm and brief.", strategy="match",
                            voice=VoiceConfig(pitch=-2.0))
     voice = PersonaVoice(router, record.voice)
     live = LiveSettings()
-    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=(record, voice))
-    b = session.backends
+    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=ChosenPersona(record, voice))
+    b = session.backends.voice
     assert b.tts is voice and b.openings.tts is voice and b.phrases.tts is voice
     assert b.phrases.cache is phrases.cache and b.openings.cache is phrases.cache
     assert b.phrases.key("Okay.", "calm", None) != phrases.key("Okay.", "calm", None)
@@ -45,20 +45,19 @@ def test_persona_id_null_puts_the_configured_agent_back() -> None:
     router = VoiceModelRouter({"piper": ToneTTS(22050)}, sample_rate=22050)
     phrases = PhraseVoice(router, None, 16000)
     openings = OpeningVoice(router, None, 0, phrases=phrases)
-    session = Harness(tts=router, openings=openings).session()
-    session.backends.phrases = phrases
+    session = Harness(tts=router, openings=openings, phrases=phrases).session()
     before = session.settings
     record = PersonaRecord(id="clinic", traits="You are Ada, calm and brief.", strategy="match",
                            voice=VoiceConfig(pitch=-2.0))
     live = LiveSettings()
     voice = PersonaVoice(router, record.voice)
-    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=(record, voice))
+    live.apply(SessionUpdate(persona_id="clinic"), session, router, persona=ChosenPersona(record, voice))
     assert session.settings.strategy == "match" != before.strategy
     update = parse_session_update(ClientEvent("session.update", json.loads('{"session": {"persona_id": null}}')), ())
     assert update.persona_id == NO_PERSONA
     assert parse_session_update(ClientEvent("session.update", {"session": {}}), ()).persona_id is None
     live.apply(update, session, router)
-    b = session.backends
+    b = session.backends.voice
     assert b.tts is router and b.openings is openings and b.phrases is phrases
     assert session.settings.strategy == before.strategy and session.settings.persona == before.persona
     assert live.describe(session)["persona_id"] is None

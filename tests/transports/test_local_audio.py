@@ -18,6 +18,7 @@ from attune.core.audio import SAMPLE_RATE, load_wav, prepare
 from attune.core.errors import AudioDeviceError
 from attune.core.frames import AudioChunk
 from attune.pipeline.session import Session, SessionBackends
+from attune.pipeline.session_backends import Voice
 from attune.transports.echo import PassThrough, PlaybackReference, ReferenceTrack, create_echo_canceller
 from attune.transports.microphone import LocalAudio, OutputBuffer, list_devices, resolve_device, run_microphone
 from attune_lab.echo_path import EchoPath, measure, power_db, room_rir, speech_similarity, synthetic_rir
@@ -149,7 +150,7 @@ class RecordedTTS:
 def _session(agent_voice: np.ndarray, emotion: FakeEmotion) -> Session:
     config = load_config(environ={}, overrides={"pipeline": {"output_sample_rate": SAMPLE_RATE}})
     backends = SessionBackends(asr=FixedASR("tell me a story"), llm=ScriptedLLM(["Once upon a time there was."]),
-                               tts=RecordedTTS(agent_voice), vad=SileroVAD(), emotion=emotion,
+                               voice=Voice(RecordedTTS(agent_voice)), vad=SileroVAD(), emotion=emotion,
                                aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
     return Session(config, backends)
 

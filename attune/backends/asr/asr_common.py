@@ -27,6 +27,7 @@ S = TypeVar("S")
 
 def no_speech_prob(segment: Any) -> float:
     """A Whisper segment's no-speech probability, from an object (faster-whisper) or a dict (mlx-whisper)."""
+    # probe: each engine's own segment type (faster-whisper's object, mlx-whisper's dict)
     value = segment.get("no_speech_prob", 0.0) if isinstance(segment, dict) else getattr(segment, "no_speech_prob", 0.0)
     return float(value)
 

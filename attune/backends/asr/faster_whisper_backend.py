@@ -45,6 +45,15 @@ def encoder_frames(duration_s: float, window_s: float) -> int:
     return min(full, steps * WINDOW_STEP_FRAMES)
 
 
+class _Decode(threading.local):
+    """What one thread's current ``transcribe`` call knows: its encoder window, its clip's length and the
+    encoder's pass once made (class attributes are each thread's defaults)."""
+
+    frames: int = int(FULL_WINDOW_S * FRAMES_PER_S)
+    samples: int = 0
+    encoding: Any = None
+
+
 class FasterWhisperASR:
     """Blocking ``transcribe(chunk) -> Transcription``; one decode at a time per instance (a lock guards it).
 
@@ -84,7 +93,7 @@ class FasterWhisperASR:
         self._model.encode = self._encode  # the model's encode: features cut to the calling thread's window
         # Per calling thread (shared with siblings): the encoder window of its decode in progress and the first
         # encoder output of its last transcribe.
-        self._last = threading.local()
+        self._last = _Decode()
 
     def sibling(self) -> FasterWhisperASR:
         """Another handle over this loaded model (no second copy of the weights) with a lock of its own: its
@@ -103,30 +112,28 @@ class FasterWhisperASR:
                    workers=2 if config.pipeline.partial_asr else 1)
 
     def _encode(self, features: np.ndarray) -> Any:
-        frames = getattr(self._last, "frames", int(FULL_WINDOW_S * FRAMES_PER_S))
+        frames = self._last.frames
         if features.shape[-1] > frames:
             features = np.ascontiguousarray(features[..., :frames])
         out = self._full_encode(features)
-        if getattr(self._last, "encoding", None) is None:
+        if self._last.encoding is None:
             self._last.encoding = out
         return out
 
-    def last_encoder_states(self) -> np.ndarray | None:
-        """The encoder's output over the clip this thread last transcribed, (ceil(samples / 320), d_model)
-        float32, so the emotion head can reuse the pass (per thread: sessions sharing the ASR never read each
-        other's); None before any transcription. Covers the first 30 s of the clip."""
-        encoding = getattr(self._last, "encoding", None)
-        if encoding is None:
-            return None
-        return storage_to_states(encoding, self._last.samples)
+    def _encoder_states(self) -> np.ndarray | None:
+        """The encoder's output over the clip this thread is transcribing, (ceil(samples / 320), d_model)
+        float32, so the emotion head can reuse the pass; None where the decode never encoded. Covers the first
+        30 s of the clip. Per thread, read inside ``transcribe``: no other call can come between."""
+        encoding = self._last.encoding
+        return None if encoding is None else storage_to_states(encoding, self._last.samples)
 
     def _token_cap(self, n_samples: int) -> int | None:
         """A bound on decoded tokens for a shortened window, where a looping decoder would otherwise run on."""
-        if getattr(self._last, "frames", FULL_WINDOW_S * FRAMES_PER_S) >= FULL_WINDOW_S * FRAMES_PER_S:
+        if self._last.frames >= FULL_WINDOW_S * FRAMES_PER_S:
             return None
         return int(TOKENS_PER_S * n_samples / SAMPLE_RATE) + 8
 
-    def transcribe(self, audio: AudioChunk) -> Transcription:
+    def transcribe(self, audio: AudioChunk, *, encoder_states: bool = False) -> Transcription:
         samples = validate_audio(audio)
         try:
             with self._lock:
@@ -136,6 +143,7 @@ class FasterWhisperASR:
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
                     vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))
                 raw = list(segments_iter)
+                states = self._encoder_states() if encoder_states else None
         except (RuntimeError, ValueError) as exc:
             raise ASRError(f"Whisper decoding failed: {exc}", retryable=True, backend=self.name) from exc
         segments = tuple(Segment(round(s.start, 3), round(s.end, 3), s.text.strip()) for s in speech_segments(raw))
@@ -143,5 +151,5 @@ class FasterWhisperASR:
         # The utterance's no-speech probability: the lowest over segments (any confident speech counts); 1.0 if none.
         no_speech = min((float(s.no_speech_prob) for s in raw), default=1.0)
         return Transcription(text=text, segments=segments, no_speech_prob=round(no_speech, 4),
-                             language=getattr(info, "language", self.language) or self.language,
-                             duration_s=len(samples) / SAMPLE_RATE)
+                             language=info.language or self.language,
+                             duration_s=len(samples) / SAMPLE_RATE, encoder_states=states)

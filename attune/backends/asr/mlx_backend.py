@@ -36,7 +36,8 @@ class MLXWhisperASR:
     def from_config(cls, config: Config) -> MLXWhisperASR:
         return cls(whisper_folder(config), language=config.asr.language)
 
-    def transcribe(self, audio: AudioChunk) -> Transcription:
+    def transcribe(self, audio: AudioChunk, *, encoder_states: bool = False) -> Transcription:
+        """``encoder_states`` is not offered by mlx-whisper: the emotion head then encodes the turn itself."""
         samples = validate_audio(audio)
         try:
             out = self._mlx.transcribe(samples, path_or_hf_repo=str(self.model_dir), language=self.language)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attune.backends.base import EmotionBackend, FrameTrackBackend
+from attune.backends.base import EmotionBackend, FrameTrackBackend, TurnEmotion
 from attune.backends.emotion.emotion_factory import create_emotion_backend
 from attune.backends.emotion.features import (
     CONTEXT,
@@ -59,7 +59,7 @@ class VoiceEmotionDetector:
         self.config = config or EmotionConfig()
         if backend is None:
             backend = create_emotion_backend(Config(emotion=self.config))
-            if hasattr(backend, "analyze_turn"):
+            if isinstance(backend, TurnEmotion):
                 backend = create_emotion_backend(Config(emotion=self.config), "prosodic")
         self.backend: EmotionBackend = backend
         # The per-hop frame-track path, for backends that read tracks (a structural check: any such backend).

@@ -130,6 +130,7 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
                            "state dict") from exc
     ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    # probe: a checkpoint's tensors among its other entries
     return {k: v.float().numpy() for k, v in sd.items() if hasattr(v, "numpy")}
 
 

@@ -3,7 +3,7 @@
 ``WhisperEncoder.states(audio)`` computes the log-mel features exactly as faster-whisper's transcription does
 (the clip's features, padded to Whisper's 3000 frames, cut to the ASR's encoder window) and returns the
 encoder's output over the clip only: shape (ceil(n_samples / 320), d_model), one row per 20 ms. In a
-conversation the ASR already ran this pass (``FasterWhisperASR.last_encoder_states``) and the emotion head
+conversation the ASR already ran this pass (````transcribe(..., encoder_states=True)````) and the emotion head
 reuses it; ``pool`` turns states of any length into the fixed vector the head reads.
 """
 

@@ -3,7 +3,7 @@
 The head (``whisper_head_<model>.npz``, a few hundred KB, retrained by ``run_agent.py train-emotion --backend
 whisper``) reads the mean-pooled encoder output of a turn. ``analyze(audio, rate)`` runs the encoder itself;
 ``analyze_states(states, audio)`` takes the states the ASR already computed for the turn
-(``FasterWhisperASR.last_encoder_states``), which costs only the pooling and one matrix product. Like the
+(````transcribe(..., encoder_states=True)````), which costs only the pooling and one matrix product. Like the
 prosodic backend it keeps a running estimate of the speaker (pooled-state mean and spread), so a long call
 reads the voice relative to itself while the first turn is read against the population.
 """
@@ -134,7 +134,7 @@ class WhisperEmotionBackend:
 
     def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
         """A whole turn at its end: reuses ``states`` when they are this encoder's pass over the turn (the ASR's,
-        ``FasterWhisperASR.last_encoder_states``), else encodes the turn itself."""
+        ````transcribe(..., encoder_states=True)````), else encodes the turn itself."""
         x = np.asarray(audio16k, np.float32)
         if not self.usable_states(states, len(x)):
             return self.analyze(x, SAMPLE_RATE)

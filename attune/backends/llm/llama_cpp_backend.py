@@ -20,11 +20,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
 from attune.backends.llm.gguf import GGUFError, row_lookup_ranges
 from attune.backends.llm.llm_common import check_messages, stream_from_thread
 from attune.config import Config
@@ -58,7 +59,7 @@ def _model_params(*, repack: bool) -> Iterator[None]:
 
         def params() -> Any:
             p = original()
-            if hasattr(p, "use_extra_bufts"):
+            if hasattr(p, "use_extra_bufts"):  # probe: a field of newer llama.cpp builds only
                 p.use_extra_bufts = repack
             return p
 
@@ -71,7 +72,7 @@ def _model_params(*, repack: bool) -> Iterator[None]:
 
 class LlamaCppLLM:
     name = "llama-cpp"
-    continues_reply = True  # stream(continue_from=...) goes on from words already said
+    capabilities = LLMCapabilities(prefill=True, continue_reply=True, replay=True)
 
     def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
                  seed: int = 0, repack: bool = False) -> None:
@@ -96,10 +97,6 @@ class LlamaCppLLM:
         self.n_ctx = n_ctx
         self.prefix_cache = prefix_cache
         self._lock = threading.Lock()  # one generation at a time: the context is not thread-safe
-        self.last_prompt_tokens = 0  # tokens in the last prompt
-        self.last_ttft_s = 0.0  # time from call to first piece of the last stream
-        self.last_reused_tokens = 0  # prompt tokens of the last stream served from the KV cache
-        self.last_prompt: list[int] = []  # the last stream's prompt tokens (for ``first_token_alone``)
         self._formatters: dict[bool, Any] = {}
         try:
             ranges = row_lookup_ranges(self.model_path)
@@ -217,13 +214,16 @@ class LlamaCppLLM:
             n += 1
         return n
 
-    def _generate(self, prompt: list[int], max_tokens: int, temperature: float,
-                  stop: threading.Event) -> Iterator[str]:
+    def _generate(self, prompt: list[int], max_tokens: int, temperature: float, stop: threading.Event,
+                  report: Callable[[Completion], None]) -> Iterator[str]:
+        """The pieces of one completion of ``prompt``; ``report`` gets the call's figures before its first piece
+        (the prompt's size, the tokens the KV cache served, the time to that piece)."""
         with self._lock:
             if not self.prefix_cache:
                 self._llm.reset()
-            self.last_reused_tokens = self._cached_prefix(prompt)
-            self.last_ttft_s = 0.0
+            figures = Completion(prompt_tokens=len(prompt), reused_tokens=self._cached_prefix(prompt),
+                                 prompt=tuple(prompt))
+            report(figures)
             if len(prompt) + max_tokens > self.n_ctx:
                 raise LLMError(f"prompt of {len(prompt)} tokens + {max_tokens} does not fit n_ctx={self.n_ctx}",
                                backend=self.name)
@@ -240,7 +240,8 @@ class LlamaCppLLM:
                     text = chunk["choices"][0]["text"]
                     if text:
                         if first:
-                            self.last_ttft_s, first = time.perf_counter() - t0, False
+                            report(replace(figures, ttft_s=time.perf_counter() - t0))
+                            first = False
                         yield text
             except (RuntimeError, ValueError) as exc:
                 raise LLMError(f"llama.cpp generation failed: {exc}", retryable=True, backend=self.name) from exc
@@ -249,7 +250,7 @@ class LlamaCppLLM:
 
     def first_token_alone(self, prompt: Sequence[int], cached: int, *, temperature: float = 0.7) -> float:
         """Seconds to the first token of ``prompt`` when ``cached`` of its leading tokens are in the KV cache and
-        nothing else runs: the work of a reply's ``last_ttft_s`` done again in isolation (the cache is cut back
+        nothing else runs: the work of a reply's ``Completion.ttft_s`` done again in isolation (the cache is cut back
         to ``cached`` first, so the same tail is evaluated the same way). ``bench-latency`` sets this beside the
         time the same work took inside the session, where the other engines run at once. Blocking."""
         prompt = list(prompt)
@@ -264,8 +265,8 @@ class LlamaCppLLM:
                 break
             return time.perf_counter() - t0
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7, continue_from: str = "") -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
+               continue_from: str = "") -> TokenStream:
         """The reply's pieces. ``continue_from``: words already said as the start of the reply (an opening
         played while the model works); they are written into the assistant turn, so the model goes on from them
         and its pieces are what follows."""
@@ -273,6 +274,10 @@ class LlamaCppLLM:
         if continue_from.strip():
             text = continue_from.strip().replace("<|", "< |")
             prompt += list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-        self.last_prompt_tokens, self.last_prompt = len(prompt), prompt
-        async for piece in stream_from_thread(lambda stop: self._generate(prompt, max_tokens, temperature, stop)):
-            yield piece
+
+        async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
+            async for piece in stream_from_thread(
+                    lambda stop: self._generate(prompt, max_tokens, temperature, stop, report)):
+                yield piece
+
+        return TokenStream(pieces)

@@ -1,12 +1,14 @@
-"""What every LLM backend shares: message validation and the thread -> asyncio token hand-off."""
+"""What every LLM backend shares: message validation, the thread -> asyncio token hand-off, and a server's
+stream with its time to the first piece."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 
-from attune.backends.base import ChatMessage
+from attune.backends.base import ChatMessage, Completion, TokenStream
 from attune.core.errors import LLMError
 
 ROLES = ("system", "user", "assistant")
@@ -70,3 +72,19 @@ async def stream_from_thread(produce: Callable[[threading.Event], Iterator[str]]
         if not task.done():
             # Let the worker notice the flag; never leave it holding the model when the next turn starts.
             await asyncio.shield(task)
+
+
+def timed_stream(pieces: Callable[[], AsyncGenerator[str, None]]) -> TokenStream:
+    """A ``TokenStream`` over a server's pieces (Ollama, an OpenAI-compatible server): its ``completion`` carries
+    the time to the first piece (the server tokenises and caches on its side: no prompt figures)."""
+
+    async def run(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
+        t0 = time.perf_counter()
+        first = True
+        async for piece in pieces():
+            if first:
+                report(Completion(ttft_s=time.perf_counter() - t0))
+                first = False
+            yield piece
+
+    return TokenStream(run)

@@ -6,11 +6,11 @@ is not pulled is not, and its message gives the ``ollama pull`` command.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from attune.backends.base import ChatMessage
-from attune.backends.llm.llm_common import check_messages
+from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
+from attune.backends.llm.llm_common import check_messages, timed_stream
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
@@ -19,6 +19,7 @@ INSTALL_HINT = "pip install ollama==0.6.3"
 
 class OllamaLLM:
     name = "ollama"
+    capabilities = LLMCapabilities()
 
     def __init__(self, host: str, model: str, *, timeout_s: float = 30.0) -> None:
         try:
@@ -55,8 +56,17 @@ class OllamaLLM:
             return LLMError(f"Ollama stream from {self.host} broke off: {exc!r}", retryable=True, backend=self.name)
         return LLMError(f"Ollama failed: {exc!r}", retryable=False, backend=self.name)
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
+               continue_from: str = "") -> TokenStream:
+        """The reply's pieces as the server streams them (``continue_from`` is not offered: see
+        ``capabilities``)."""
+        return timed_stream(lambda: self._pieces(messages, max_tokens, temperature))
+
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+        return 0  # the server keeps its own cache: nothing to evaluate ahead from here
+
+    async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
+                      temperature: float) -> AsyncGenerator[str, None]:
         dicts = check_messages(messages, self.name)
         done = False
         try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from attune.backends.base import ChatMessage
-from attune.backends.llm.llm_common import check_messages
+from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
+from attune.backends.llm.llm_common import check_messages, timed_stream
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
@@ -28,6 +28,7 @@ def parse_sse_data(line: str) -> str | None:
 
 class OpenAICompatLLM:
     name = "openai"
+    capabilities = LLMCapabilities()
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout_s: float = 30.0) -> None:
@@ -48,8 +49,17 @@ class OpenAICompatLLM:
         c = config.llm
         return cls(c.openai_base_url, c.openai_model, api_key_env=c.openai_api_key_env, timeout_s=c.timeout_s)
 
-    async def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-                     temperature: float = 0.7) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
+               continue_from: str = "") -> TokenStream:
+        """The reply's pieces as the server streams them (``continue_from`` is not offered: see
+        ``capabilities``)."""
+        return timed_stream(lambda: self._pieces(messages, max_tokens, temperature))
+
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+        return 0  # the server keeps its own cache: nothing to evaluate ahead from here
+
+    async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
+                      temperature: float) -> AsyncGenerator[str, None]:
         httpx = self._httpx
         body = {"model": self.model, "messages": check_messages(messages, self.name), "stream": True,
                 "max_tokens": max_tokens, "temperature": temperature}

@@ -16,8 +16,8 @@ from typing import Any
 
 from attune.backends.tts.tts_common import check_text
 from attune.config import Config
-from attune.core.audio import AudioInputError, load_wav_bytes
-from attune.core.errors import BackendUnavailable, TTSError
+from attune.core.audio import load_wav_bytes
+from attune.core.errors import AudioInputError, BackendUnavailable, TTSError
 from attune.core.frames import AudioChunk
 from attune.core.prosody import ProsodyParameters
 
@@ -39,6 +39,9 @@ class CSMClientTTS:
         self.speaker = speaker
         self.timeout_s = timeout_s
         self.reference: tuple[bytes, str] | None = None  # a persona's voice sample (WAV bytes, transcript)
+
+    def voice_identity(self) -> str:
+        return str(self.speaker)
 
     def with_reference(self, wav: bytes, text: str = "") -> CSMClientTTS:
         """This client sending ``wav`` (a persona's voice sample) as the first context segment of every request."""

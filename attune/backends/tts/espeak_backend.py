@@ -38,6 +38,9 @@ class EspeakTTS:
     def from_config(cls, config: Config) -> EspeakTTS:
         return cls(config.tts.espeak_voice)
 
+    def voice_identity(self) -> str:
+        return self.voice
+
     async def synthesize_sentence(self, sentence: str, prosody: ProsodyParameters | None = None) -> np.ndarray:
         import soundfile as sf
 

@@ -113,7 +113,14 @@ class PiperTTS:
         self._config_cls: Any = SynthesisConfig
         self.model_path = Path(model_path)  # the voice, for caches of synthesised speech
         self.sample_rate = int(self._voice.config.sample_rate)
-        self._base_length = float(getattr(self._voice.config, "length_scale", 1.0) or 1.0)
+        self._base_length = float(self._voice.config.length_scale or 1.0)
+
+    def voice_identity(self) -> str:
+        """The voice file's name and size: the speech cache's key for this voice."""
+        try:
+            return f"{self.model_path.name}:{self.model_path.stat().st_size}"
+        except OSError:
+            return self.model_path.name
 
     def with_speed(self, speed: float) -> PiperTTS:
         """This voice (the same loaded model, shared) speaking ``speed`` times as fast: Piper's length scale."""

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from attune.backends.base import TTSBackend
+from attune.backends.base import HealthProbe, SpeakingVoice, TTSBackend
 from attune.backends.tts.prosody_map import native_dimensions
 from attune.backends.tts.tts_common import check_text
 from attune.core.audio import resample
@@ -169,10 +169,9 @@ class VoiceModelRouter:
         for name, backend in self.providers.items():
             entry: dict[str, Any] = {"available": True, "cooling_down": self.stats[name].cooldown_until > now,
                                      "stats": self.stats[name].to_dict()}
-            probe = getattr(backend, "health", None)
-            if probe is not None:
+            if isinstance(backend, HealthProbe):
                 try:
-                    entry["health"] = await probe()
+                    entry["health"] = await backend.health()
                 except BackendError as exc:
                     entry.update(available=False, error=str(exc))
             out[name] = entry
@@ -192,9 +191,8 @@ async def speech_of(tts: TTSBackend, text: str, prosody: Any = None) -> AsyncIte
     """``tts``'s speech for ``text`` as ``SpeechAudio``: the router (or a view of it with ``synthesize_speech``,
     like a persona's voice) says per chunk who spoke; any other backend speaks itself, with the native
     dimensions listed for its name."""
-    speak = getattr(tts, "synthesize_speech", None)
-    if speak is not None:
-        async for speech in speak(text, prosody):
+    if isinstance(tts, SpeakingVoice):
+        async for speech in tts.synthesize_speech(text, prosody):
             yield speech
         return
     native = native_dimensions(tts.name)
