@@ -82,25 +82,31 @@ def cmd_degrade(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _condition_sets(args: argparse.Namespace, sets: dict[str, Any], models_dir: Path, augment_only: bool = False
-                    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
-    """({condition: {kind: set}}, {kind: [augment sets]}) of the folder ``--degraded`` names (every condition
-    present, or with ``augment_only`` those ``--augment`` names)."""
+def _degraded_conditions(args: argparse.Namespace) -> list[str]:
+    """The conditions under ``--degraded`` (none without it); AudioInputError, before any work, when the folder
+    or an ``--augment`` condition is missing."""
     from attune_lab.emotion.degrade import CONDITIONS
-    from attune_lab.emotion.robustness import condition_set
 
     if args.augment and not args.degraded:
         raise AudioInputError("--augment needs --degraded DIR (the folder degrade-emotion wrote)")
     if not args.degraded:
-        return {}, {}
+        return []
     root = Path(args.degraded)
     present = [c for c in CONDITIONS if (root / c).is_dir()]
     unknown = [c for c in args.augment if c not in present]
     if unknown or not present:
         raise AudioInputError(f"no degraded copies {unknown[0] if unknown else ''} in {root} (found: "
                               f"{', '.join(present) or 'none'}); write them with `run_agent.py degrade-emotion`")
-    read = list(args.augment) if augment_only else present
-    tests = {c: {k: condition_set(data, root, c, k, models_dir) for k, data in sets.items()} for c in read}
+    return present
+
+
+def _condition_sets(args: argparse.Namespace, conditions: list[str], sets: dict[str, Any], models_dir: Path
+                    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
+    """({condition: {kind: set}}, {kind: [augment sets]}) of ``conditions`` under ``--degraded``."""
+    from attune_lab.emotion.robustness import condition_set
+
+    root = Path(args.degraded or ".")
+    tests = {c: {k: condition_set(data, root, c, k, models_dir) for k, data in sets.items()} for c in conditions}
     return tests, {k: [tests[c][k] for c in args.augment] for k in sets}
 
 
@@ -116,13 +122,16 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     emo = replace(config.emotion, encoder=args.encoder or config.emotion.encoder)
     cfg = replace(config, emotion=emo)
     utterances = list_utterances(args.data)
+    conditions = _degraded_conditions(args)
+    if conditions and name not in bm.LEARNED:
+        raise AudioInputError("--degraded reads the learned backends' features (prosodic, whisper, hybrid)")
     modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
     out: dict[str, Any] = {"backend": name, "encoder": emo.encoder if name in ("whisper", "hybrid") else None,
                            "files": len(utterances), "speakers": len({u.speaker for u in utterances})}
     if name in bm.LEARNED:
         sets = bm.feature_sets(name, utterances, emo.encoder, config.resolve_path(config.models.cache_dir))
         out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
-        tests, augment = _condition_sets(args, sets, config.resolve_path(config.models.cache_dir))
+        tests, augment = _condition_sets(args, conditions, sets, config.resolve_path(config.models.cache_dir))
         if tests:
             from attune_lab.emotion.robustness import evaluate_conditions
 
@@ -133,8 +142,6 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         else:
             out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
     else:
-        if args.degraded:
-            raise AudioInputError("--degraded reads the learned backends' features (prosodic, whisper, hybrid)")
         out["protocol"] = "the backend as shipped, through analyze()"
         out["modes"] = bm.evaluate_shipped(lambda: build_emotion_backend(name, cfg), utterances, modes)
     if args.cpu_files > 0:
@@ -181,10 +188,11 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from attune_lab.emotion.dataset import list_utterances
 
     utterances = list_utterances(args.data)
+    _degraded_conditions(args)
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
     data = ev.features_for(utterances, kind, config.resolve_path(config.models.cache_dir))
     names = sorted({Path(d).name for d in args.data})
-    _, augment = _condition_sets(args, {kind: data}, config.resolve_path(config.models.cache_dir), True)
+    _, augment = _condition_sets(args, list(args.augment), {kind: data}, config.resolve_path(config.models.cache_dir))
     info: dict[str, object] = {"data": names, **({"augment": list(args.augment)} if args.augment else {})}
     model, figures = ev.train_shipped(data, kind, args.l2, info=info, augment=augment.get(kind, ()),
                                       progress=lambda msg: print(msg, file=sys.stderr))

@@ -111,3 +111,26 @@ def test_a_held_out_persons_copies_never_train_their_model() -> None:
     both = held_out_conditions(clean, {"phone": copy}, "whisper-tiny.en-mean", [copy], 1e-4)
     np.testing.assert_allclose(both["phone"]["cold"].logits, both["clean"]["cold"].logits)
     assert parse_name(copy.utterances[0].path) is not None
+
+
+def test_the_commands_write_sets_and_refuse_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    import run_agent
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for a in (1, 2):
+        write_wav(src / f"03-01-04-01-01-01-{a:02d}.wav", _voice(1.0, 110.0 * a, seed=a), SAMPLE_RATE)
+    out = tmp_path / "degraded"
+    assert run_agent.main(["degrade-emotion", "--data", str(src), "--out", str(out), "--condition", "phone",
+                           "--condition", "babble20"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["babble20", "phone"] and len(list(out.glob("*/*.wav"))) == 4
+    capsys.readouterr()
+    for argv, says in ((["--augment", "phone"], "--augment needs --degraded"),
+                       (["--degraded", str(tmp_path / "nowhere")], "no degraded copies"),
+                       (["--degraded", str(out), "--augment", "room"], "no degraded copies room")):
+        assert run_agent.main(["eval-emotion", "--data", str(src), "--backend", "hybrid", *argv]) == 1
+        assert says in capsys.readouterr().err
+    assert run_agent.main(["eval-emotion", "--data", str(src), "--backend", "emotion2vec", "--degraded",
+                           str(out)]) == 1
+    assert "learned backends" in capsys.readouterr().err
