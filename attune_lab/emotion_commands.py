@@ -1,5 +1,6 @@
-"""Emotion lab commands: ``eval-emotion`` (held-out figures, cold and warm), ``train-emotion`` (the shipped
-prosodic model or Whisper head) and ``bench-emotion`` (CPU per streaming hop)."""
+"""Emotion lab commands: ``eval-emotion`` (held-out figures, cold and warm, clean and degraded), ``train-emotion``
+(the shipped prosodic model or Whisper head), ``degrade-emotion`` (the robustness sets) and ``bench-emotion`` (CPU
+per streaming hop)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--encoder", choices=("tiny.en", "base"), default=None,
                    help="Whisper encoder of the whisper/hybrid heads (default: emotion.encoder)")
     p.add_argument("--cpu-files", type=int, default=20, help="files timed for CPU per turn (0: skip)")
+    _degraded_options(p, "learned backends: also read every degraded copy under DIR/<condition>/ "
+                         "(degrade-emotion writes them)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_eval)
     p = sub.add_parser("train-emotion", help="retrain a shipped emotion model (prosodic or Whisper head)")
@@ -43,7 +46,14 @@ def add_commands(sub: Any) -> None:
                    help="with --backend whisper: over all encoder rows or the voiced ones only")
     renamed(p, "--output", "--out", default=None, help="model file (default: the shipped one)")
     p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
+    _degraded_options(p, "the folder of degraded copies that --augment reads")
     p.set_defaults(handler=cmd_train)
+    p = sub.add_parser("degrade-emotion", help="degraded copies of EmoDB / RAVDESS folders: phone, room, babble")
+    p.add_argument("--data", required=True, action="append", help="EmoDB or RAVDESS folder; repeat for both")
+    p.add_argument("--out", required=True, help="folder for the copies: one subfolder per condition")
+    p.add_argument("--condition", action="append", default=None,
+                   help="phone | room | babble20 | babble10; repeat (default: all)")
+    p.set_defaults(handler=cmd_degrade)
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of audio to stream")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="EmoDB folder (synthetic speech if absent)")
@@ -51,6 +61,54 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(handler=cmd_bench)
 
 
+
+
+def _degraded_options(p: Any, help_dir: str) -> None:
+    p.add_argument("--degraded", default=None, metavar="DIR", help=help_dir)
+    p.add_argument("--augment", action="append", default=[], metavar="CONDITION",
+                   help="train with the training speakers' copies under DIR/CONDITION too; repeat")
+
+
+def cmd_degrade(args: argparse.Namespace, config: Config) -> int:
+    from attune_lab.emotion.dataset import list_utterances
+    from attune_lab.emotion.degrade import CONDITIONS, write_degraded
+
+    utterances = list_utterances(args.data)
+    conditions = tuple(args.condition or CONDITIONS)
+    started = time.perf_counter()
+    folders = write_degraded(utterances, Path(args.out), conditions)
+    for cond, folder in folders.items():
+        print(f"{cond}: {len(utterances)} files in {folder}")
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _degraded_conditions(args: argparse.Namespace) -> list[str]:
+    """The conditions under ``--degraded`` (none without it); AudioInputError, before any work, when the folder
+    or an ``--augment`` condition is missing."""
+    from attune_lab.emotion.degrade import CONDITIONS
+
+    if args.augment and not args.degraded:
+        raise AudioInputError("--augment needs --degraded DIR (the folder degrade-emotion wrote)")
+    if not args.degraded:
+        return []
+    root = Path(args.degraded)
+    present = [c for c in CONDITIONS if (root / c).is_dir()]
+    unknown = [c for c in args.augment if c not in present]
+    if unknown or not present:
+        raise AudioInputError(f"no degraded copies {unknown[0] if unknown else ''} in {root} (found: "
+                              f"{', '.join(present) or 'none'}); write them with `run_agent.py degrade-emotion`")
+    return present
+
+
+def _condition_sets(args: argparse.Namespace, conditions: list[str], sets: dict[str, Any], models_dir: Path
+                    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Any]]]:
+    """({condition: {kind: set}}, {kind: [augment sets]}) of ``conditions`` under ``--degraded``."""
+    from attune_lab.emotion.robustness import condition_set
+
+    root = Path(args.degraded or ".")
+    tests = {c: {k: condition_set(data, root, c, k, models_dir) for k, data in sets.items()} for c in conditions}
+    return tests, {k: [tests[c][k] for c in args.augment] for k in sets}
 
 
 def cmd_eval(args: argparse.Namespace, config: Config) -> int:
@@ -65,13 +123,25 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     emo = replace(config.emotion, encoder=args.encoder or config.emotion.encoder)
     cfg = replace(config, emotion=emo)
     utterances = list_utterances(args.data)
+    conditions = _degraded_conditions(args)
+    if conditions and name not in bm.LEARNED:
+        raise AudioInputError("--degraded reads the learned backends' features (prosodic, whisper, hybrid)")
     modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
     out: dict[str, Any] = {"backend": name, "encoder": emo.encoder if name in ("whisper", "hybrid") else None,
                            "files": len(utterances), "speakers": len({u.speaker for u in utterances})}
     if name in bm.LEARNED:
         sets = bm.feature_sets(name, utterances, emo.encoder, config.models_dir())
         out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
-        out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
+        tests, augment = _condition_sets(args, conditions, sets, config.resolve_path(config.models.cache_dir))
+        if tests:
+            from attune_lab.emotion.robustness import evaluate_conditions
+
+            out["protocol"] += f"; degraded copies from {args.degraded}, trained with {args.augment or 'clean only'}"
+            out["modes"] = {m: {("loso" if c == "clean" else f"loso:{c}"): f for c, f in figs.items()}
+                            for m, figs in evaluate_conditions(name, sets, tests, augment, emo.encoder, modes,
+                                                               emo.hybrid_neural_weight).items()}
+        else:
+            out["modes"] = bm.evaluate_learned(name, sets, emo.encoder, modes, emo.hybrid_neural_weight)
     else:
         out["protocol"] = "the backend as shipped, through analyze()"
         out["modes"] = bm.evaluate_shipped(lambda: build_emotion_backend(name, cfg), utterances, modes)
@@ -119,10 +189,13 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     from attune_lab.emotion.dataset import list_utterances
 
     utterances = list_utterances(args.data)
+    _degraded_conditions(args)
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
     data = ev.features_for(utterances, kind, config.models_dir())
     names = sorted({Path(d).name for d in args.data})
-    model, figures = ev.train_shipped(data, kind, args.l2, info={"data": names},
+    _, augment = _condition_sets(args, list(args.augment), {kind: data}, config.resolve_path(config.models.cache_dir))
+    info: dict[str, object] = {"data": names, **({"augment": list(args.augment)} if args.augment else {})}
+    model, figures = ev.train_shipped(data, kind, args.l2, info=info, augment=augment.get(kind, ()),
                                       progress=lambda msg: print(msg, file=sys.stderr))
     if kind != PROSODIC:
         model = _with_human_detector(model, data, args.encoder, args.pooling, config)
@@ -132,7 +205,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     for mode in ("cold", "warm"):
         print(f"leave-one-speaker-out, {mode}: " + ", ".join(
             f"{k} {figures[f'loso_{mode}_{k}']:.3f}" for k in ("uar", "group5_uar", "valence_uar", "arousal_uar",
-                                                               "class4_uar", "ece")))
+                                                               "class4_uar", "sad_recall", "ece")))
     print(f"calibration temperature: {model.temperature_known:.2f} (known speaker), "
           f"{model.temperature_stranger:.2f} (stranger); out-of-distribution scale {model.ood_scale:.2f}")
     if "human_detector" in model.info:

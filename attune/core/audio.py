@@ -24,6 +24,7 @@ FRAME = SAMPLE_RATE * FRAME_MS // 1000  # samples in one 16 kHz frame (320)
 MIN_SAMPLE_RATE = 4000  # Hz; below this, speech carries too little to analyse
 MAX_SAMPLE_RATE = 192000  # Hz
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
+SPEECH_BLOCK_S = 0.02  # s: the blocks whose loudest one tells silence from quiet speech
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,13 @@ def measure_quality(
     min_duration_s: float = 0.1,
     silence_dbfs: float = -60.0,
 ) -> AudioQuality:
-    """Level, peak, crest factor and clipping of mono float audio."""
+    """Level, peak, crest factor and clipping of mono float audio.
+
+    Silent means no 20 ms block reaches ``silence_dbfs``: a quiet talker (RAVDESS's soft sadness speaks at
+    -55 dBFS) with a second of silence around the words is quiet, not silent, though the clip's RMS is below it.
+    """
     level = rms(samples)
+    blocks = block_levels_dbfs(samples, sample_rate, SPEECH_BLOCK_S)
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     clipped = float(np.mean(np.abs(samples) >= CLIP_LEVEL)) if samples.size else 0.0
     rms_db = dbfs(level)
@@ -252,7 +258,7 @@ def measure_quality(
         peak_dbfs=peak_db,
         crest_factor_db=peak_db - rms_db if level > 0 else 0.0,
         clipped_fraction=clipped,
-        is_silent=rms_db < silence_dbfs,
+        is_silent=(float(blocks.max()) if blocks.size else rms_db) < silence_dbfs,
         is_clipped=clipped > 0.001,
         too_short=samples.size < min_duration_s * sample_rate,
         non_finite_fraction=non_finite_fraction,

@@ -31,11 +31,13 @@ _CATEGORY_CLASS = {cat: CLASSES.index(cls) for cls, cats in CLASS_CATEGORIES.ite
 
 
 class HeldOutCache:
-    """Held-out (labels, {mode: calibrated probs}) per feature kind and protocol, each computed once."""
+    """Held-out (labels, {mode: calibrated probs}) per feature kind and protocol, each computed once, with each
+    row's familiarity factor under the model that read it (``familiar``)."""
 
     def __init__(self, sets: dict[str, LabelledSet]) -> None:
         self.sets = sets
         self._done: dict[tuple[str, str | None], tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self._familiar: dict[tuple[str, str | None], np.ndarray] = {}
 
     def get(self, kind: str, mode: str, train_corpus: str | None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, calibrated probs) of one feature kind under a protocol (None: LOSO) and mode."""
@@ -52,8 +54,13 @@ class HeldOutCache:
             t_known, t_stranger = ev.calibrate(labels, cold, warm)
             self._done[key] = (labels, {m: ev.calibrated_probs(h, t_known, t_stranger)
                                         for m, h in (("cold", cold), ("warm", warm))})
+            self._familiar[key] = cold.ood
         labels, probs = self._done[key]
         return labels, probs[mode]
+
+    def familiar(self, kind: str, train_corpus: str | None) -> np.ndarray:
+        """Each held-out row's ``familiar_factor`` (computed by ``get``)."""
+        return self._familiar[(kind, train_corpus)]
 
 
 def learned_probs(backend: str, cache: HeldOutCache, encoder: str, mode: str, train_corpus: str | None,
@@ -66,7 +73,8 @@ def learned_probs(backend: str, cache: HeldOutCache, encoder: str, mode: str, tr
         return cache.get(neural_kind, mode, train_corpus)
     labels, p_probs = cache.get("prosodic", mode, train_corpus)
     _, n_probs = cache.get(neural_kind, mode, train_corpus)
-    return labels, hybrid_probs(n_probs, p_probs, neural_weight)
+    return labels, hybrid_probs(n_probs, p_probs, neural_weight, cache.familiar(neural_kind, train_corpus),
+                                cache.familiar("prosodic", train_corpus))
 
 
 def _figures(labels: np.ndarray, probs: np.ndarray, corpora: np.ndarray) -> dict[str, object]:

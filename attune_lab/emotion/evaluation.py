@@ -10,7 +10,7 @@ backends' posteriors the way ``HybridBackend`` does. Feature rows come from ``da
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,7 +34,9 @@ def default_l2(kind: str) -> float:
 def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> LabelledSet:
     """Feature rows of ``kind``: ``prosodic`` or ``whisper-<model>-<pooling>`` (whisper_encoder.POOLINGS)."""
     if kind == PROSODIC:
-        return feature_matrix(utterances, kind, lambda a: extract_features(a, 16000))
+        from attune.backends.emotion.features import FEATURES_VERSION as PROSODIC_VERSION
+
+        return feature_matrix(utterances, f"{kind}-v{PROSODIC_VERSION}", lambda a: extract_features(a, 16000))
     from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool
 
     parts = kind.split("-")
@@ -85,13 +87,29 @@ def apply_model(model: EmotionModel, test: LabelledSet, mode: str) -> HeldOut:
     return HeldOut(logits, fam, ood)
 
 
-def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None) -> HeldOut:
-    """Leave-one-speaker-out held-out logits over every speaker in ``data``."""
+def concat(sets: Sequence[LabelledSet]) -> LabelledSet:
+    """The rows of several sets, in order."""
+    return LabelledSet(tuple(u for s in sets for u in s.utterances), np.vstack([s.features for s in sets]))
+
+
+def base_speakers(speakers: np.ndarray) -> np.ndarray:
+    """The person behind each speaker id: ``ravdess:01@phone`` (a degraded copy, robustness.py) is ravdess:01."""
+    return np.array([str(s).split("@", 1)[0] for s in speakers])
+
+
+def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None,
+         augment: Sequence[LabelledSet] = ()) -> HeldOut:
+    """Leave-one-speaker-out held-out logits over every speaker in ``data``; the ``augment`` rows (degraded
+    copies) of every speaker but the held-out one join the training."""
     n = len(data.utterances)
     out = HeldOut(np.zeros((n, len(CLASSES))), np.zeros(n), np.ones(n))
+    extra = concat(augment) if augment else None
     for s in np.unique(data.speakers):
         test = data.speakers == s
-        model = _train(data.subset(~test), kind, l2)
+        train_set = data.subset(~test)
+        if extra is not None:
+            train_set = concat([train_set, extra.subset(base_speakers(extra.speakers) != s)])
+        model = train(train_set, kind, l2)
         part = apply_model(model, data.subset(test), mode)
         out.logits[test], out.familiarity[test], out.ood[test] = part.logits, part.familiarity, part.ood
     return out
@@ -100,14 +118,15 @@ def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None) -> He
 def cross_corpus(data: LabelledSet, train_corpus: str, kind: str, mode: str, l2: float | None = None
                  ) -> tuple[LabelledSet, HeldOut]:
     """Train on every speaker of ``train_corpus``; held-out logits on the other corpus's files."""
-    train = data.corpora == train_corpus
-    if not train.any() or train.all():
+    train_rows = data.corpora == train_corpus
+    if not train_rows.any() or train_rows.all():
         raise EmotionError(f"cross-corpus needs files of {train_corpus!r} and of another corpus")
-    test = data.subset(~train)
-    return test, apply_model(_train(data.subset(train), kind, l2), test, mode)
+    test = data.subset(~train_rows)
+    return test, apply_model(train(data.subset(train_rows), kind, l2), test, mode)
 
 
-def _train(data: LabelledSet, kind: str, l2: float | None) -> EmotionModel:
+def train(data: LabelledSet, kind: str, l2: float | None) -> EmotionModel:
+    """The logistic model of ``kind`` on every row of ``data`` (the kind's default L2 unless given)."""
     return train_model(data.features, data.labels, list(data.speakers), l2=default_l2(kind) if l2 is None else l2,
                        feature_kind=kind)
 
@@ -127,8 +146,10 @@ def calibrate(labels: np.ndarray, cold: HeldOut, warm: HeldOut) -> tuple[float, 
 
 
 def train_shipped(data: LabelledSet, kind: str, l2: float | None = None, info: dict[str, object] | None = None,
-                  progress: Callable[[str], None] | None = None) -> tuple[EmotionModel, dict[str, float]]:
-    """The model trained on all of ``data``, its temperatures fitted on leave-one-speaker-out logits.
+                  progress: Callable[[str], None] | None = None, augment: Sequence[LabelledSet] = ()
+                  ) -> tuple[EmotionModel, dict[str, float]]:
+    """The model trained on all of ``data`` (and the degraded copies ``augment``), its temperatures fitted on
+    leave-one-speaker-out logits of the clean files.
 
     Returns the model and the held-out figures it records in ``info`` (cold and warm UAR, group5 UAR).
     """
@@ -136,16 +157,16 @@ def train_shipped(data: LabelledSet, kind: str, l2: float | None = None, info: d
 
     say = progress or (lambda _msg: None)
     say(f"leave-one-speaker-out ({len(np.unique(data.speakers))} speakers), cold")
-    cold = loso(data, kind, "cold", l2)
+    cold = loso(data, kind, "cold", l2, augment)
     say("leave-one-speaker-out, warm")
-    warm = loso(data, kind, "warm", l2)
+    warm = loso(data, kind, "warm", l2, augment)
     t_known, t_stranger = calibrate(data.labels, cold, warm)
     figures: dict[str, float] = {}
     for mode, held in (("cold", cold), ("warm", warm)):
         m = score(data.labels, calibrated_probs(held, t_known, t_stranger))
-        for key in ("uar", "group5_uar", "valence_uar", "arousal_uar", "class4_uar", "ece"):
+        for key in ("uar", "group5_uar", "valence_uar", "arousal_uar", "class4_uar", "sad_recall", "ece"):
             figures[f"loso_{mode}_{key}"] = round(float(m[key]), 4)  # type: ignore[arg-type]
-    model = _train(data, kind, l2)
+    model = train(concat([data, *augment]), kind, l2)
     corpora = sorted(set(data.corpora))
     model = replace(model, temperature_known=t_known, temperature_stranger=t_stranger,
                     info={**model.info, **figures, "corpora": corpora, **(info or {})})

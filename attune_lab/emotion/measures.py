@@ -2,7 +2,8 @@
 
 ``score(labels, probs)`` gives the issue's figures: 9-class UAR over the classes present, group5 UAR (the
 strategy's decision), valence and arousal UAR (binary, only files whose class has a side), class4 UAR (angry,
-happy, sad, neutral+calm: the field's usual comparison, argmax over those four groups' summed posteriors),
+happy, sad, neutral+calm: the field's usual comparison, argmax over those four groups' summed posteriors) and the
+recall of its sad group (``sad_recall``),
 per-class recall, the confusion matrix, and the expected calibration error (ECE, 10 equal-width bins) of the
 confidence the backends report (the top group's posterior) with its reliability diagram.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attune.backends.emotion.labels import CLASSES, GROUP5, GROUPINGS, group_of, grouping_matrix
+from attune.backends.emotion.labels import CLASS4, CLASSES, GROUP5, GROUPINGS, group_of, grouping_matrix
 
 N_BINS = 10
 
@@ -30,6 +31,15 @@ def grouped_uar(labels: np.ndarray, probs: np.ndarray, grouping: dict[str, tuple
         return float("nan")
     pred = (probs[keep] @ grouping_matrix(grouping)).argmax(axis=1)
     return uar(true[keep], pred, len(grouping))
+
+
+def group_recall(labels: np.ndarray, probs: np.ndarray, grouping: dict[str, tuple[str, ...]], group: str) -> float:
+    """Recall of one group of ``grouping`` under the group decision (NaN when no file belongs to it)."""
+    j = list(grouping).index(group)
+    true = np.array([group_of(int(y), grouping) for y in labels])
+    if not np.any(true == j):
+        return float("nan")
+    return float(np.mean((probs[true == j] @ grouping_matrix(grouping)).argmax(axis=1) == j))
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray,
@@ -77,6 +87,7 @@ def score(labels: np.ndarray, probs: np.ndarray, confidence: np.ndarray | None =
         "n_files": int(len(y)),
         "uar": uar(y, pred, k),
         **{f"{name}_uar": grouped_uar(y, p, g) for name, g in GROUPINGS.items()},
+        "sad_recall": group_recall(y, p, CLASS4, "sad"),
         "accuracy": float(np.mean(pred == y)),
         "ece": ece,
         "mean_confidence": float(np.mean(conf)),
@@ -89,7 +100,7 @@ def score(labels: np.ndarray, probs: np.ndarray, confidence: np.ndarray | None =
     return out
 
 
-FIGURES = ("uar", "group5_uar", "valence_uar", "arousal_uar", "class4_uar", "ece")
+FIGURES = ("uar", "group5_uar", "valence_uar", "arousal_uar", "class4_uar", "sad_recall", "ece")
 
 
 def summary_line(m: dict[str, object]) -> str:

@@ -64,6 +64,18 @@ def test_silence_and_short_audio_give_zero_confidence(det: VoiceEmotionDetector)
         assert r.to_context_string().startswith("[Voice emotion unclear")
 
 
+def test_a_quiet_talker_between_silences_is_read_not_silent(det: VoiceEmotionDetector) -> None:
+    """Soft speech at about -50 dBFS with a second of digital silence each side: the clip's RMS is below the
+    -60 dBFS silence level, its words are not (RAVDESS's soft sadness sounds like this)."""
+    words = syllables(amp=0.3, seconds=1.0) * 10 ** (-38 / 20)
+    words -= words.mean()
+    x = np.concatenate([np.zeros(2 * RATE, np.float32), words, np.zeros(2 * RATE, np.float32)])
+    r = det.analyze(x, RATE)
+    assert r.quality.rms_dbfs < -60.0
+    assert not r.quality.is_silent and r.confidence > 0.0 and r.markers.pitch_mean_hz > 150.0
+    assert det.analyze(np.zeros(5 * RATE, np.float32), RATE).quality.is_silent
+
+
 def test_clipped_audio_is_flagged_and_less_confident(det: VoiceEmotionDetector) -> None:
     x = syllables()
     clean = det.analyze(x, RATE)

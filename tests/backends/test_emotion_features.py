@@ -107,3 +107,15 @@ def test_long_audio_is_tracked_in_blocks_like_short_audio() -> None:
     assert len(track) == len(x) // F.HOP
     m = F.extract_markers(x, RATE)
     assert m.pitch_mean_hz == pytest.approx(220.0, rel=0.02) and m.speech_rate_sps == pytest.approx(4.0, rel=0.25)
+
+
+def test_a_soft_talker_keeps_their_rhythm() -> None:
+    """The same speech 30 and 40 dB softer (peaks near -50 dBFS, as RAVDESS's soft sadness): pauses and rate are
+    read as at full level, not eaten by the silence floor (at -60 dBFS the pause ratio tripled at -40 dB)."""
+    x = syllables(amp=0.3, seconds=3.0, pause_at_s=1.5, pause_s=0.5)
+    x = np.concatenate([np.zeros(RATE // 2, np.float32), x, np.zeros(RATE // 2, np.float32)])
+    loud = F.extract_features(x, RATE)
+    pause, rate = F.FEATURE_NAMES.index("pause_ratio"), F.FEATURE_NAMES.index("speech_rate_sps")
+    for gain_db in (-30.0, -40.0):
+        soft = F.extract_features(x * np.float32(10 ** (gain_db / 20)), RATE)
+        assert abs(soft[pause] - loud[pause]) < 0.03 and abs(soft[rate] - loud[rate]) < 0.2, gain_db

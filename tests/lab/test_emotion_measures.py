@@ -75,6 +75,8 @@ def test_fusion_weights_the_more_confident_side() -> None:
     assert hybrid_probs(neural[None], prosodic[None], 0.0)[0] == pytest.approx(prosodic)
     unfamiliar = hybrid_probs(neural[None], prosodic[None], 0.9, np.array([0.0]))[0]
     assert unfamiliar == pytest.approx(prosodic)  # an unfamiliar voice: the neural side carries no weight
+    off_channel = hybrid_probs(neural[None], prosodic[None], 0.1, None, np.array([0.0]))[0]
+    assert off_channel == pytest.approx(neural)  # DSP features off their training distribution: no weight
 
 
 def test_result_primary_carries_the_group_decision() -> None:

@@ -28,17 +28,21 @@ _G5 = grouping_matrix(GROUP5)
 
 
 def hybrid_probs(neural: np.ndarray, prosodic: np.ndarray, neural_weight: float,
-                 neural_familiar: np.ndarray | None = None) -> np.ndarray:
+                 neural_familiar: np.ndarray | None = None, prosodic_familiar: np.ndarray | None = None
+                 ) -> np.ndarray:
     """Confidence-weighted product of experts over rows of class posteriors (n, len(CLASSES)).
 
     p ~ p_n^a * p_p^b with a = w c_n, b = (1 - w) c_p, normalised to a + b = 1, where c is each side's
-    group5 confidence (the neural one times its familiarity factor) and w = ``neural_weight``.
+    group5 confidence times its familiarity factor (``EmotionModel.familiar_factor``: 1 for features like the
+    training rows) and w = ``neural_weight``. On a phone line the DSP features (band energies, spectral
+    shape) leave the training distribution while the encoder's hardly move, so the neural side takes over.
     """
     n = np.atleast_2d(neural)
     p = np.atleast_2d(prosodic)
-    fam = np.ones(len(n)) if neural_familiar is None else np.asarray(neural_familiar, np.float64)
-    a = neural_weight * (n @ _G5).max(axis=1) * fam
-    b = (1.0 - neural_weight) * (p @ _G5).max(axis=1)
+    fam_n = np.ones(len(n)) if neural_familiar is None else np.asarray(neural_familiar, np.float64)
+    fam_p = np.ones(len(p)) if prosodic_familiar is None else np.asarray(prosodic_familiar, np.float64)
+    a = neural_weight * (n @ _G5).max(axis=1) * fam_n
+    b = (1.0 - neural_weight) * (p @ _G5).max(axis=1) * fam_p
     total = np.maximum(a + b, 1e-9)
     log = (a / total)[:, None] * np.log(n + 1e-9) + (b / total)[:, None] * np.log(p + 1e-9)
     return softmax(log)
@@ -96,7 +100,8 @@ class HybridBackend:
         except EmotionError as exc:
             log.warning("Whisper head failed, reading this turn by prosody alone: %s", exc)
             return voice
-        fused = hybrid_probs(n_probs, p_probs, self.neural_weight, np.array([familiar]))[0]
+        fused = hybrid_probs(n_probs, p_probs, self.neural_weight, np.array([familiar]),
+                             np.array([self.prosodic.last_familiar]))[0]
         speech_s = len(x) / SAMPLE_RATE if voice.markers.level_dbfs > -200 else 0.0
         trust = quality_factor(voice.quality, speech_s) * familiar
         return result_from_probs(fused, markers=voice.markers, quality=voice.quality, duration_s=voice.duration_s,

@@ -119,6 +119,7 @@ class ProsodicBackend:
         self.baseline = SpeakerBaseline()
         self.adapt = True  # fold each analysed utterance into the speaker's running statistics
         self.last_probs: np.ndarray | None = None  # class posteriors of the last learned estimate (for fusion)
+        self.last_familiar = 1.0  # the model's familiar_factor of those features (for fusion)
 
     @classmethod
     def from_config(cls, config: Config) -> ProsodicBackend:
@@ -175,7 +176,8 @@ class ProsodicBackend:
             # Held-out calibration: a stranger's posteriors are flatter than a familiar speaker's.
             probs = self.model.probabilities(z, self.model.temperature(familiarity))
             self.last_probs = probs
-            trust = factor * self.model.familiar_factor(features)
+            self.last_familiar = self.model.familiar_factor(features)
+            trust = factor * self.last_familiar
             return result_from_probs(probs, markers=markers, quality=quality, duration_s=duration_s,
                                      backend=self.name, trust=min(trust, MODEL_CONFIDENCE_CAP / CONFIDENCE_CAP))
         dims, strength = rule_dimensions(z)
