@@ -4,11 +4,13 @@ stream with its time to the first piece."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 
 from attune.backends.base import ChatMessage, Completion, TokenStream
+from attune.backends.pooled_http import backoff, retry_allowed
 from attune.core.errors import LLMError
 
 ROLES = ("system", "user", "assistant")
@@ -88,3 +90,25 @@ def timed_stream(pieces: Callable[[], AsyncGenerator[str, None]]) -> TokenStream
             yield piece
 
     return TokenStream(run)
+
+
+def retried_stream(attempt: Callable[[], AsyncGenerator[str, None]]) -> TokenStream:
+    """A server's reply (``attempt()``: one request's pieces) as a ``TokenStream``: a retryable failure before the
+    first piece is tried once more after a short backoff, never after one (the words said cannot be taken back);
+    the completion carries the time to the first piece."""
+
+    async def pieces() -> AsyncGenerator[str, None]:
+        for n in range(2):
+            answered = False
+            try:
+                async with contextlib.aclosing(attempt()) as request:  # closed at once if the consumer stops early
+                    async for text in request:
+                        answered = True
+                        yield text
+                return
+            except LLMError as exc:
+                if not retry_allowed(exc, n, answered):
+                    raise
+            await backoff()
+
+    return timed_stream(pieces)

@@ -8,13 +8,11 @@ never after.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
-from attune.backends.llm.llm_common import check_messages, timed_stream
-from attune.backends.pooled_http import backoff, retry_allowed
+from attune.backends.llm.llm_common import check_messages, retried_stream
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
@@ -63,29 +61,14 @@ class OllamaLLM:
 
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
                continue_from: str = "") -> TokenStream:
-        """The reply's pieces as the server streams them (``continue_from`` is not offered: see
-        ``capabilities``)."""
-        return timed_stream(lambda: self._pieces(messages, max_tokens, temperature))
+        """The reply's pieces as the server streams them, one retry before the first (``continue_from`` is not
+        offered: see ``capabilities``)."""
+        dicts = check_messages(messages, self.name)
+        options = {"num_predict": max_tokens, "temperature": temperature}
+        return retried_stream(lambda: self._attempt(dicts, options))
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
         return 0  # the server keeps its own cache: nothing to evaluate ahead from here
-
-    async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
-                      temperature: float) -> AsyncGenerator[str, None]:
-        dicts = check_messages(messages, self.name)
-        options = {"num_predict": max_tokens, "temperature": temperature}
-        for attempt in range(2):
-            answered = False
-            try:
-                async with contextlib.aclosing(self._attempt(dicts, options)) as pieces:
-                    async for text in pieces:
-                        answered = True
-                        yield text
-                return
-            except LLMError as exc:
-                if not retry_allowed(exc, attempt, answered):
-                    raise
-            await backoff()
 
     async def _attempt(self, dicts: list[dict[str, str]], options: dict[str, Any]) -> AsyncGenerator[str, None]:
         """One request over the client's pooled connection: its pieces of text, or a classified ``LLMError``."""

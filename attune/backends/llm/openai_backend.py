@@ -16,8 +16,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from attune.backends.base import ChatMessage, LLMCapabilities, TokenStream
-from attune.backends.llm.llm_common import check_messages, timed_stream
-from attune.backends.pooled_http import PooledHTTP, backoff, retry_allowed
+from attune.backends.llm.llm_common import check_messages, retried_stream
+from attune.backends.pooled_http import PooledHTTP
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
 
@@ -59,29 +59,14 @@ class OpenAICompatLLM:
 
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
                continue_from: str = "") -> TokenStream:
-        """The reply's pieces as the server streams them (``continue_from`` is not offered: see
-        ``capabilities``)."""
-        return timed_stream(lambda: self._pieces(messages, max_tokens, temperature))
+        """The reply's pieces as the server streams them, one retry before the first (``continue_from`` is not
+        offered: see ``capabilities``)."""
+        body = {"model": self.model, "messages": check_messages(messages, self.name), "stream": True,
+                "max_tokens": max_tokens, "temperature": temperature}
+        return retried_stream(lambda: self._attempt(body))
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
         return 0  # the server keeps its own cache: nothing to evaluate ahead from here
-
-    async def _pieces(self, messages: Sequence[ChatMessage], max_tokens: int,
-                      temperature: float) -> AsyncGenerator[str, None]:
-        body = {"model": self.model, "messages": check_messages(messages, self.name), "stream": True,
-                "max_tokens": max_tokens, "temperature": temperature}
-        for attempt in range(2):
-            answered = False
-            try:
-                async with contextlib.aclosing(self._attempt(body)) as pieces:  # closed at once if we stop early
-                    async for text in pieces:
-                        answered = True
-                        yield text
-                return
-            except LLMError as exc:
-                if not retry_allowed(exc, attempt, answered):
-                    raise
-            await backoff()
 
     async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         """One request: its pieces of text, or ``LLMError`` (retryable where trying again may help)."""
