@@ -12,7 +12,9 @@ if [ ! -x .venv-llm/bin/python ]; then
   python3 -m venv .venv-llm
   .venv-llm/bin/pip install -q --find-links "$wheels" -r requirements-llm-server.lock
 fi
-model=$(ls models/qwen2.5-"$size"/*.gguf 2>/dev/null | head -1)
-[ -n "$model" ] || { echo "no models/qwen2.5-$size/*.gguf: run scripts/setup.sh" >&2; exit 1; }
+# The models where Attune keeps them (models.cache_dir, else models/ beside the config, else the XDG data dir).
+models=$(.venv/bin/python -c "from attune.config import load_config; print(load_config().models_dir())")
+model=$(ls "$models"/qwen2.5-"$size"/*.gguf 2>/dev/null | head -1)
+[ -n "$model" ] || { echo "no $models/qwen2.5-$size/*.gguf: run scripts/setup.sh" >&2; exit 1; }
 exec .venv-llm/bin/python -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 4096 \
   --model_alias "qwen2.5-$size-instruct"
