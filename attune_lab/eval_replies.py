@@ -21,6 +21,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
     p.add_argument("--openings", choices=("on", "off"), default=None,
                    help="open each reply with the cached opening a session would play (default: agent.openings)")
+    p.add_argument("--acknowledgements", choices=("on", "off"), default=None,
+                   help="score what a person hears: the first sound a slow machine plays, then the reply "
+                        "(default: agent.acknowledgements)")
     p.add_argument("--json", action="store_true", help="one JSON object: summary and per-scenario results")
     p.set_defaults(handler=cmd_eval_replies)
 
@@ -45,10 +48,12 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     temperature = config.llm.temperature if args.temperature is None else args.temperature
     openings = config.agent.openings if args.openings is None else args.openings == "on"
+    acks = config.agent.acknowledgements if args.acknowledgements is None else args.acknowledgements == "on"
     reports = asyncio.run(run_eval(llm, builder, strategy=strategy, max_tokens=config.llm.max_tokens,
-                                   temperature=temperature, scenarios=scenarios, openings=openings))
+                                   temperature=temperature, scenarios=scenarios, openings=openings,
+                                   acknowledgements=acks))
     summary = {"model": model, "strategy": strategy, "temperature": temperature, "openings": openings,
-               **summarize(reports)}
+               "acknowledgements": acks, **summarize(reports)}
     if args.json:
         print(json.dumps({"summary": summary, "scenarios": [r.to_dict() for r in reports]}))
         return 0
@@ -61,7 +66,8 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
         for c in r.checks:
             if c.applicable and not c.passed:
                 print(f"     {c.name}: {c.detail}")
-    print(f"model {model}, strategy {strategy}, temperature {temperature}, openings {openings}: "
+    print(f"model {model}, strategy {strategy}, temperature {temperature}, openings {openings}, "
+          f"acknowledgements {acks}: "
           f"checks {summary['checks_passed']}/"
           f"{summary['checks_total']} ({summary['score']:.0%}), clean replies {summary['clean_replies']}/"
           f"{summary['replies']}, mean reply {summary['mean_reply_ms']} ms, "

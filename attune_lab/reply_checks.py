@@ -178,3 +178,12 @@ def check_reply(text: str, *, user_text: str = "", situation: str = NEUTRAL, ans
     return [check_length(text), check_no_readback(text), check_plain_text(text),
             check_sentiment(text, situation), check_answers(text, answer_keywords), check_on_topic(text, topic),
             check_speaks_to_user(text, user_text), check_no_ai_meta(text), check_speakable(text)]
+
+
+def check_no_echo(first_sound: str, reply: str) -> CheckResult:
+    """What a person hears after a first sound (``pipeline.acknowledgement``: "Oh no.", "Mm.") does not say it
+    again ("Oh no. Oh no, I'm sorry"): the reply's opening words are not the first sound's."""
+    said = [w for w in normalize_for_tts(first_sound).lower().replace(".", " ").replace("!", " ").split() if w]
+    head = normalize_for_tts(reply).lower().replace(",", " ").replace(".", " ").replace("!", " ").split()
+    repeated = bool(said) and head[: len(said)] == said
+    return CheckResult("no_echo", not repeated, f"the reply opens with {first_sound!r} again" if repeated else "")

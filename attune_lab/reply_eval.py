@@ -26,7 +26,16 @@ from attune.core.emotion import (
     PrimaryDimensions,
     ProsodicMarkers,
 )
-from attune_lab.reply_checks import BAD, GOOD, NEUTRAL, CheckResult, check_not_template, check_reply
+from attune.pipeline.acknowledgement import choose_acknowledgement
+from attune_lab.reply_checks import (
+    BAD,
+    GOOD,
+    NEUTRAL,
+    CheckResult,
+    check_no_echo,
+    check_not_template,
+    check_reply,
+)
 
 E = EmotionCategory
 _GOOD_AUDIO = AudioQuality(rms_dbfs=-22.0, peak_dbfs=-3.0, crest_factor_db=19.0, clipped_fraction=0.0,
@@ -143,9 +152,13 @@ async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, 
 
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
                    temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
-                   openings: bool = False) -> list[ScenarioReport]:
+                   openings: bool = False, acknowledgements: bool = False) -> list[ScenarioReport]:
+    """Each scenario's reply, checked. With ``acknowledgements``, what a person hears on a slow machine is checked:
+    the first sound a session would play (``pipeline.acknowledgement``, chosen as on a turn after the previous
+    scenario's) and then the model's reply, which is made exactly as without it (the sound is never in the prompt)."""
     planner = default_planner()
     out = []
+    previous: list[str | None] = []
     for sc in scenarios:
         result = sc.emotion_result()
         plan = planner(result, strategy)
@@ -153,8 +166,14 @@ async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "
         reply, prompt_tokens = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens,
                                               temperature=temperature, openings=openings)
         elapsed = (time.perf_counter() - t0) * 1000
-        checks = check_reply(reply, user_text=sc.text, situation=sc.situation,
+        first = choose_acknowledgement(sc.text, plan, previous, None) if acknowledgements else None
+        previous.append(first.text if first is not None else None)
+        heard = f"{first.text} {reply}" if first is not None else reply
+        checks = check_reply(heard, user_text=sc.text, situation=sc.situation,
                              answer_keywords=sc.answer_keywords, topic=sc.topic)
+        if first is not None:
+            checks.append(check_no_echo(first.text, reply))
+            reply = heard
         out.append(ScenarioReport(sc, result.to_context_string(), plan.expressed_emotion.value, reply,
                                   tuple(checks), elapsed, prompt_tokens))
     examples = [ex[-1] for ex in builder.persona.examples]

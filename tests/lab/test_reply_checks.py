@@ -154,3 +154,13 @@ def test_stock_sentences_reused_across_turns_are_caught() -> None:
     others = ["Oh, I'm so sorry about your exam. I'm here with you."]
     assert not check_not_template("Oh, I'm so sorry about your stove. I'm here with you.", others).passed
     assert check_not_template("That's a scare. Call a neighbour to check the stove.", others).passed
+
+
+def test_a_reply_that_says_the_first_sound_again_is_caught() -> None:
+    from attune_lab.reply_checks import check_no_echo
+
+    assert not check_no_echo("Oh no.", "Oh no, I'm so sorry to hear that.").passed
+    assert not check_no_echo("Mm.", "Mm, that sounds hard.").passed
+    assert check_no_echo("Oh no.", "I'm so sorry to hear that.").passed
+    assert check_no_echo("Oh!", "Oh, what a day.").passed is False
+    assert check_no_echo("Mm.", "Mmm... no.").passed  # another word, not the sound said again
