@@ -47,8 +47,8 @@ def file_figures(samples: Any, run: Any, traces: list[dict[str, Any]]) -> dict[s
     model_at = trace.get("first_model_audio_stream_s")
     first_model = round((model_at - true_end) * 1000.0, 1) if isinstance(model_at, (int, float)) and loud.size \
         else None
-    if first_model is None and measured and not trace.get("opening"):
-        first_model = round(measured[2], 1)  # no opening: the first word heard is the model's
+    if first_model is None and measured and not trace.get("opening") and not trace.get("acknowledgement"):
+        first_model = round(measured[2], 1)  # nothing cached played first: the first word heard is the model's
     prompt, reused = trace.get("llm_prompt_tokens"), trace.get("llm_reused_tokens")
     lag = run.input_lag_s or [0.0]
     return {"voice_to_voice_ms": round(measured[2], 1) if measured else None,

@@ -11,7 +11,7 @@ ends after ``end_of_turn_silence_ms`` of silence. When silence begins (``specula
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -79,6 +79,12 @@ class TurnSettings:
         return cls(vad_threshold=p.vad_threshold, preroll_ms=p.preroll_ms, min_speech_ms=p.min_speech_ms,
                    speculate_silence_ms=p.speculate_silence_ms, end_of_turn_silence_ms=p.end_of_turn_silence_ms,
                    max_turn_s=p.max_turn_s)
+
+    def ending_after(self, end_ms: int, speculate_ms: int | None = None) -> TurnSettings:
+        """These settings with the turn ending after ``end_ms`` of silence. The speculative start (``speculate_ms``,
+        default this one's) stays at least 32 ms before the end, so a reply can begin before the commit."""
+        spec = self.speculate_silence_ms if speculate_ms is None else speculate_ms
+        return replace(self, end_of_turn_silence_ms=end_ms, speculate_silence_ms=min(spec, max(32, end_ms - 32)))
 
 
 @dataclass

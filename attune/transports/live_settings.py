@@ -109,5 +109,5 @@ def _turn(t: TurnSettings, td: TurnDetection) -> TurnSettings:
     end = td.silence_duration_ms if td.silence_duration_ms is not None else t.end_of_turn_silence_ms
     return replace(t, vad_threshold=td.threshold if td.threshold is not None else t.vad_threshold,
                    preroll_ms=td.prefix_padding_ms if td.prefix_padding_ms is not None else t.preroll_ms,
-                   min_speech_ms=td.min_speech_ms if td.min_speech_ms is not None else t.min_speech_ms,
-                   end_of_turn_silence_ms=end, speculate_silence_ms=min(t.speculate_silence_ms, max(32, end - 32)))
+                   min_speech_ms=td.min_speech_ms if td.min_speech_ms is not None else t.min_speech_ms
+                   ).ending_after(end)

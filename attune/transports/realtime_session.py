@@ -126,8 +126,7 @@ def turn_settings(st: Any, mode: TurnMode, base: Any) -> Any:
     else:
         end = base.turn.end_of_turn_silence_ms
         endpoint = _eager(base.endpoint, mode.eagerness)
-    turn = replace(turn, end_of_turn_silence_ms=end,
-                   speculate_silence_ms=min(base.turn.speculate_silence_ms, max(32, end - 32)))
+    turn = turn.ending_after(end, base.turn.speculate_silence_ms)
     return replace(st, turn=turn, policy=policy, endpoint=endpoint)
 
 

@@ -153,3 +153,11 @@ def test_silero_batched_probabilities_equal_chunk_by_chunk() -> None:
     batched = np.concatenate([many.probabilities(chunks[i:i + 7]) for i in range(0, len(chunks), 7)])
     assert seq.max() > 0.1 and seq.max() - seq.min() > 0.05  # the stream has something to tell apart
     np.testing.assert_allclose(batched, seq, rtol=0, atol=1e-6)  # the LSTM state and context carry across calls
+
+
+def test_a_shorter_end_of_turn_keeps_the_speculative_start_before_it() -> None:
+    t = TurnSettings(speculate_silence_ms=96, end_of_turn_silence_ms=400)
+    assert t.ending_after(1200) == TurnSettings(speculate_silence_ms=96, end_of_turn_silence_ms=1200)
+    assert t.ending_after(100).speculate_silence_ms == 68  # 32 ms before the end, never after it
+    assert t.ending_after(40).speculate_silence_ms == 32
+    assert t.ending_after(1200, speculate_ms=300).speculate_silence_ms == 300  # a base value may come back
