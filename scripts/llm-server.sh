@@ -16,5 +16,8 @@ fi
 models=$(.venv/bin/python -c "from attune.config import load_config; print(load_config().models_dir())")
 model=$(ls "$models"/qwen2.5-"$size"/*.gguf 2>/dev/null | head -1)
 [ -n "$model" ] || { echo "no $models/qwen2.5-$size/*.gguf: run scripts/setup.sh" >&2; exit 1; }
+# --interrupt_requests False: by default the server ends the running reply (with [DONE], no finish_reason) as soon
+# as another request arrives; with several workers sharing it they cut each other's replies to nothing. Off, the
+# requests wait their turn in arrival order.
 exec .venv-llm/bin/python -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$port" --n_ctx 4096 \
-  --model_alias "qwen2.5-$size-instruct"
+  --model_alias "qwen2.5-$size-instruct" --interrupt_requests False

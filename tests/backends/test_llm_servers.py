@@ -84,6 +84,11 @@ def openai_app(mode: str, seen: list[dict[str, Any]]) -> web.Application:
         await resp.write(b": keep-alive comment\n\n")
         if mode in MALFORMED:
             await resp.write(f"data: {MALFORMED[mode]}\n\n".encode())
+        if mode == "interrupted":  # llama-cpp-python's server when another request arrives (interrupt_requests)
+            await resp.write(b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}, '
+                             b'"finish_reason": null}]}\n\ndata: [DONE]\n\n')
+            await resp.write_eof()
+            return resp
         for i, piece in enumerate(PIECES):
             event = {"id": "c1", "object": "chat.completion.chunk", "model": "qwen",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -155,6 +160,7 @@ async def test_openai_streams_sse_until_done(monkeypatch: pytest.MonkeyPatch) ->
     ("disconnect", "qwen", True, "broke off"),
     ("stall", "qwen", True, "stalled"),
     ("no_done", "qwen", True, "without \\[DONE\\]"),
+    ("interrupted", "qwen", True, "cut off by the server"),
     ("http500", "qwen", True, "HTTP 500"),
     ("ok", "nope", False, "HTTP 404"),
 ])
@@ -181,7 +187,8 @@ async def test_openai_refused_connection_is_retryable() -> None:
 
 def counting_app(fail_first: str, seen: list[int]) -> web.Application:
     """An OpenAI-compatible server that notes each request's client port; its first request fails as
-    ``fail_first`` says ("http503": before any token; "midway": after two tokens; "" never)."""
+    ``fail_first`` says ("http503": before any token; "midway": after two tokens; "interrupted": [DONE] before
+    any word and no finish_reason; "" never). "finished_empty": every reply is no words with finish_reason "stop"."""
     async def completions(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         seen.append(request.transport.get_extra_info("peername")[1])
@@ -190,6 +197,14 @@ def counting_app(fail_first: str, seen: list[int]) -> web.Application:
             return web.json_response({"error": {"message": "loading"}}, status=503)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        role = {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+        await resp.write(f"data: {json.dumps(role)}\n\n".encode())
+        if (first and fail_first == "interrupted") or fail_first == "finished_empty":
+            if fail_first == "finished_empty":
+                await resp.write(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n')
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
         for i, piece in enumerate(PIECES):
             event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
             await resp.write(f"data: {json.dumps(event)}\n\n".encode())
@@ -214,6 +229,24 @@ async def test_openai_keeps_one_connection_and_retries_once_before_the_first_tok
         assert await _collect(llm) == PIECES
     assert llm.requests == 3 and len(seen) == 3
     assert len(set(seen)) == 1 and llm.pool.made == 1  # all three over one kept-alive connection
+
+
+async def test_openai_a_reply_the_server_cut_off_before_its_first_word_is_tried_again() -> None:
+    """llama-cpp-python's server ends the running stream with [DONE] and no finish_reason when another request
+    arrives (two workers sharing it cut each other's replies to nothing): not an empty reply, a retryable failure."""
+    seen: list[int] = []
+    async with serve(counting_app("interrupted", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        assert await _collect(llm) == PIECES
+    assert llm.requests == 2
+
+
+async def test_openai_an_empty_reply_that_says_why_is_empty() -> None:
+    seen: list[int] = []
+    async with serve(counting_app("finished_empty", seen)) as url:
+        llm = OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=2)
+        assert await _collect(llm) == []
+    assert llm.requests == 1
 
 
 async def test_openai_never_retries_after_a_token() -> None:

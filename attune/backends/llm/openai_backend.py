@@ -1,7 +1,11 @@
 """An OpenAI-compatible chat server (vLLM, llama.cpp's server, LM Studio): server-sent events from
 ``POST {base_url}/chat/completions`` with ``stream: true``, ending in ``data: [DONE]``.
 
-This is how the LLM moves to a GPU fleet. A stream that ends without ``[DONE]`` counts as a dropped connection.
+This is how the LLM moves to a GPU fleet. A stream that ends without ``[DONE]`` counts as a dropped connection, and
+so does one that ends in ``[DONE]`` before any word without saying why (no ``finish_reason``): that is a server
+cutting a reply short, as llama-cpp-python's server does to the running request whenever another arrives
+(``interrupt_requests``, on by default; scripts/llm-server.sh turns it off), and it is tried again, not heard as an
+empty reply.
 Requests share one pooled client (keep-alive to the server); a request that fails retryably before its first
 token is tried once more after a short backoff, never after (``pooled_http``).
 """
@@ -80,15 +84,21 @@ class OpenAICompatLLM:
                     raise LLMError(f"{url} answered HTTP {resp.status_code}: {detail}",
                                    retryable=resp.status_code >= 500 or resp.status_code == 429, backend=self.name)
                 lines = resp.aiter_lines()
+                said = finished = False
                 async for line in lines:
                     data = parse_sse_data(line)
                     if data is None:
                         continue
                     if data == "[DONE]":
                         await _drain(lines)  # read to the stream's end, so the connection goes back to the pool
+                        if not (said or finished):
+                            raise LLMError(f"{url} ended the reply before any word without a finish_reason "
+                                           "(cut off by the server)", retryable=True, backend=self.name)
                         return
-                    text = self._delta(data)
+                    text, reason = self._delta(data)
+                    finished = finished or bool(reason)
                     if text:
+                        said = True
                         yield text
         except httpx.TimeoutException as exc:
             raise LLMError(f"{url} stalled past {self.timeout_s} s", retryable=True, backend=self.name) from exc
@@ -99,9 +109,10 @@ class OpenAICompatLLM:
             raise LLMError(f"stream from {url} broke off: {exc!r}", retryable=True, backend=self.name) from exc
         raise LLMError(f"stream from {url} ended without [DONE]", retryable=True, backend=self.name)
 
-    def _delta(self, data: str) -> str:
-        """The text of one streamed chunk; ``LLMError`` for anything that is not the chunk shape
-        (``{"choices": [{"delta": {"content": ...}}]}``), so a broken server fails like a dead one."""
+    def _delta(self, data: str) -> tuple[str, str]:
+        """The text of one streamed chunk and its ``finish_reason`` ("" while it goes on); ``LLMError`` for anything
+        that is not the chunk shape (``{"choices": [{"delta": {"content": ...}}]}``), so a broken server fails like
+        a dead one."""
         try:
             event = json.loads(data)
         except (ValueError, RecursionError) as exc:
@@ -120,7 +131,8 @@ class OpenAICompatLLM:
             raise LLMError(f"malformed SSE event from {self.base_url} (no choices[0].delta object): "
                            f"{data[:120]!r}", retryable=True, backend=self.name)
         content = delta.get("content")
-        return content if isinstance(content, str) else ""
+        reason = first.get("finish_reason") if isinstance(first, dict) else None
+        return (content if isinstance(content, str) else ""), (reason if isinstance(reason, str) else "")
 
 
 async def _drain(lines: AsyncIterator[str]) -> None:
