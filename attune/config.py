@@ -219,6 +219,12 @@ class ServerConfig:
     # many as the LLM's measured speed serves within max_queue_wait_s
     max_replying: int = setting(0, lo=0, hi=10000)
     max_queue_wait_s: float = setting(6.0, lo=0.1, hi=600.0)  # with max_replying 0: the longest estimated wait
+    # Workers of one host sharing one LLM server: a file (SQLite) where they count their replies together, so
+    # max_replying (or the derived capacity) is for all of them (docs/DEPLOY.md); "" = this process alone
+    admission_ledger: str = setting("")
+    # s a reply's generation may go without a new piece before its slot is given up (llm_failed); 0 = derived:
+    # 3 mean holds (at least 2 s), times the replies a shared server serves first for the first piece
+    llm_stall_s: float = setting(0.0, lo=0.0, hi=600.0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@
         ├── EmotionError
         ├── ASRError
         ├── LLMError
-        │   └── ServerBusy          too many turns already wait for the shared LLM (``retry_after_s``)
+        │   ├── ServerBusy          too many turns already wait for the shared LLM (``retry_after_s``)
+        │   └── LLMStalled          no piece of a reply within the shared LLM's stall bound: its slot was given up
         └── TTSError
 
 A backend error is retryable when the same request may succeed later or on the next provider (a timeout, a
@@ -105,6 +106,13 @@ class LLMError(BackendError):
 
 class TTSError(BackendError):
     """Speech synthesis failed."""
+
+
+class LLMStalled(LLMError):
+    """A generation gave no piece within the shared LLM's stall bound and gave its slot up (``llm_failed``)."""
+
+    def __init__(self, message: str, *, backend: str = "shared-llm") -> None:
+        super().__init__(message, retryable=False, backend=backend)
 
 
 class ServerBusy(LLMError):

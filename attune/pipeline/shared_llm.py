@@ -17,12 +17,22 @@ Admission: at most ``capacity`` requests hold or wait for a slot; one more is re
 reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by ``calibrate``, then a
 moving average of the generations served). A waiting request is told its place and an estimate of its wait
 when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
+
+Workers sharing one LLM server share their admission through an ``AdmissionLedger`` (``server.admission_ledger``):
+the capacity then counts every worker's replies, and a reply's hold is the time the server spent on it.
+
+A generation that stalls gives its slot up: its first piece must come within ``stall_s`` (derived from the mean
+hold, times the replies ahead of it at a shared server) and each next piece within the same bound, else it fails
+as ``LLMStalled`` (``llm_failed``, a spoken apology) and the next request is served, where the network client's
+own timeout (``llm.timeout_s``, 30 s) would keep everyone waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -30,7 +40,10 @@ from dataclasses import replace
 from typing import Any
 
 from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
-from attune.core.errors import ServerBusy
+from attune.core.errors import LLMStalled, ServerBusy
+from attune.pipeline.admission_ledger import AdmissionLedger
+
+log = logging.getLogger(__name__)
 
 # Called with the 1-based place in the queue when a request must wait, and again every ``notice_s`` while it does
 # (``SharedLLM.estimated_wait_s(place)`` says how long it may still be).
@@ -41,6 +54,8 @@ TYPICAL_REPLY_TOKENS = 40  # a spoken reply of one or two sentences
 TAIL_TOKENS = 16  # the turn's own prompt tokens left to evaluate (prefill and the prefix cache did the rest)
 HOLD_SMOOTHING = 0.2  # weight of the newest generation in the moving average of hold times
 NOTICE_S = 2.0  # s between the notices a waiting request gets
+STALL_HOLDS = 3.0  # a derived stall bound: this many mean holds for each generation ahead at the server, and ours
+MIN_STALL_S = 2.0  # the derived stall bound is never shorter
 
 
 class SharedLLM:
@@ -48,7 +63,8 @@ class SharedLLM:
     ``max_requests``: the most requests holding or waiting for a slot (0 = derived, see the module docstring)."""
 
     def __init__(self, llm: LLMBackend, *, slots: int = 1, on_wait: WaitObserver | None = None,
-                 max_requests: int = 0, max_wait_s: float = 6.0, notice_s: float = NOTICE_S) -> None:
+                 max_requests: int = 0, max_wait_s: float = 6.0, notice_s: float = NOTICE_S,
+                 ledger: AdmissionLedger | None = None, stall_s: float = 0.0) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self.llm = llm
@@ -58,6 +74,9 @@ class SharedLLM:
         self.max_requests = max_requests
         self.max_wait_s = max_wait_s
         self.notice_s = notice_s
+        self.ledger = ledger
+        self.stall_s = stall_s  # 0 = derived (stall_bound_s)
+        self.stalled_total = 0  # generations that gave their slot up for want of a piece
         self.hold_s = DEFAULT_HOLD_S
         self.busy = 0
         self.served = 0
@@ -79,8 +98,24 @@ class SharedLLM:
 
     @property
     def full(self) -> bool:
-        """The next request would be refused."""
-        return self.busy + self.waiting >= self.capacity
+        """The next request would be refused (on a ledger: every worker's requests counted)."""
+        return self.in_flight() >= self.capacity
+
+    def in_flight(self) -> int:
+        """Requests holding or waiting for a slot: this process's, or the host's on a ledger."""
+        if self.ledger is not None:
+            try:
+                return self.ledger.in_flight()
+            except sqlite3.Error as exc:
+                log.warning("admission ledger unreadable (%s): counting this worker's replies only", exc)
+        return self.busy + self.waiting
+
+    def stall_bound_s(self, ahead: int = 0) -> float:
+        """The longest wait for a generation's next piece: ``stall_s``, or derived from the mean hold and the
+        ``ahead`` generations a shared server serves first."""
+        if self.stall_s > 0:
+            return self.stall_s * (1 + ahead)
+        return max(MIN_STALL_S, STALL_HOLDS * self.hold_s * (1 + ahead))
 
     def estimated_wait_s(self, place: int) -> float:
         """Seconds until the request at 1-based ``place`` in the queue gets a slot, by the mean hold time."""
@@ -106,34 +141,67 @@ class SharedLLM:
     def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
         return SessionLLM(self, on_queued)
 
-    async def acquire(self, on_queued: QueuedCallback | None) -> float:
-        """Wait for a slot, first come first served; returns the seconds waited. Raises ``ServerBusy`` at once
-        when ``capacity`` requests already hold or wait for one."""
+    async def acquire(self, on_queued: QueuedCallback | None) -> tuple[float, int | None, int]:
+        """Wait for a slot, first come first served; returns the seconds waited, the ledger's ticket (None
+        without one) and how many generations of other workers the server serves first. Raises ``ServerBusy``
+        at once when ``capacity`` requests already hold or wait for one (every worker's, on a ledger)."""
         t0 = time.perf_counter()
-        if self.busy >= self.slots or self._waiters:
-            if self.full:
-                self.refused_total += 1
-                retry = self.estimated_wait_s(self.waiting + 1)
-                raise ServerBusy(f"{self.busy + self.waiting} replies are being prepared or wait for the language "
-                                 f"model; try again in about {retry:.0f} s", retry_after_s=retry)
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            self.queued_total += 1
-            try:
-                await self._wait_telling(fut, on_queued)  # release() hands its slot over: ``busy`` counts us
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self.release()  # the slot was handed to us as we were cancelled: pass it on
-                else:
-                    self._waiters.remove(fut)
-                raise
-        else:
-            self.busy += 1
+        ticket, ahead = self._admit()
+        try:
+            if self.busy >= self.slots or self._waiters:
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiters.append(fut)
+                self.queued_total += 1
+                try:
+                    await self._wait_telling(fut, on_queued)  # release() hands its slot over: ``busy`` counts us
+                except asyncio.CancelledError:
+                    if fut.done() and not fut.cancelled():
+                        self.release(None)  # the slot was handed to us as we were cancelled: pass it on
+                    else:
+                        self._waiters.remove(fut)
+                    raise
+            else:
+                self.busy += 1
+                if ahead and on_queued is not None:  # free here, but the shared server serves others first
+                    self.queued_total += 1
+                    on_queued(ahead)
+        except BaseException:
+            self._leave(ticket)
+            raise
         waited = time.perf_counter() - t0
         self.served += 1
         if self.on_wait is not None:
             self.on_wait(waited)
-        return waited
+        return waited, ticket, ahead
+
+    def _admit(self) -> tuple[int | None, int]:
+        """A place among the requests in flight, or ``ServerBusy``: (ledger ticket, requests of other workers that
+        entered before this one: the shared server serves them first, at most)."""
+        if self.ledger is not None:
+            try:
+                ticket = self.ledger.enter(self.capacity)
+                if ticket is not None:
+                    mine = self.busy + self.waiting  # this worker's, which its own queue serves first
+                    return ticket, max(0, self.ledger.ahead(ticket) - mine)
+                self._refuse(self.ledger.in_flight())
+            except sqlite3.Error as exc:
+                log.warning("admission ledger unusable (%s): admitting by this worker's replies only", exc)
+        if (self.busy >= self.slots or self._waiters) and self.busy + self.waiting >= self.capacity:
+            self._refuse(self.busy + self.waiting)
+        return None, 0
+
+    def _refuse(self, in_flight: int) -> None:
+        self.refused_total += 1
+        retry = self.estimated_wait_s(max(1, in_flight - self.slots + 1))
+        raise ServerBusy(f"{in_flight} replies are being prepared or wait for the language model; try again in "
+                         f"about {retry:.0f} s", retry_after_s=retry)
+
+    def _leave(self, ticket: int | None) -> None:
+        if ticket is not None and self.ledger is not None:
+            try:
+                self.ledger.leave(ticket)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a reply's row not removed (%s); it goes stale", exc)
 
     async def _wait_telling(self, fut: asyncio.Future[None], on_queued: QueuedCallback | None) -> None:
         """Wait for ``fut``, telling ``on_queued`` the place and the estimated wait now and every ``notice_s``."""
@@ -144,13 +212,30 @@ class SharedLLM:
             await asyncio.wait([fut], timeout=self.notice_s)
         fut.result()
 
-    def release(self) -> None:
+    def release(self, ticket: int | None) -> None:
+        self._leave(ticket)
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(None)  # the slot passes to the next waiter directly
                 return
         self.busy -= 1
+
+    def generation_ended(self, sent_at: float, ended_at: float) -> None:
+        """A whole generation sent at ``sent_at`` ended at ``ended_at`` (wall clock): the moving average of holds
+        moves towards the time the LLM spent on it. On a ledger that is from when it was sent or when the
+        server's previous generation ended, whichever is later (the server serves its slots in turn)."""
+        start = sent_at
+        if self.ledger is not None:
+            try:
+                previous = self.ledger.generation_ended(ended_at)
+            except sqlite3.Error:
+                previous = None
+            if previous is not None and previous < ended_at:
+                start = max(sent_at, previous)
+            self.observe_hold(self.slots * (ended_at - start))
+            return
+        self.observe_hold(ended_at - start)
 
 
 class SessionLLM:
@@ -205,7 +290,7 @@ class SessionLLM:
     async def _pump(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float, continue_from: str,
                     queue: asyncio.Queue[tuple[str, Any]], report: Callable[[Completion], None]) -> None:
         """The whole generation, run while the slot is held, into ``queue``; the figures reported are the
-        engine's for this call, with the wait for the slot."""
+        engine's for this call, with the wait for the slot. A stalled generation gives the slot up (``_pieces``)."""
         queued: list[int] = []
 
         def note_queued(place: int) -> None:
@@ -214,11 +299,11 @@ class SessionLLM:
                 self.on_queued(place)
 
         try:
-            waited = await self.shared.acquire(note_queued)
+            waited, ticket, ahead = await self.shared.acquire(note_queued)
         except ServerBusy as exc:  # refused at once: the consumer raises it (a spoken "busy", server_busy)
             queue.put_nowait(("error", exc))
             return
-        held_from = time.perf_counter()
+        sent_at = time.time()
         wait = Completion(queue_wait_ms=round(waited * 1000.0, 1), queued=bool(queued))
         report(wait)
         self.shared.cache_owner = self
@@ -229,18 +314,42 @@ class SessionLLM:
             if inner is not None and inner.completion is not None:
                 report(replace(inner.completion, queue_wait_ms=wait.queue_wait_ms, queued=wait.queued))
 
+        released = False
         try:
             inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature, **extra)
             first = True
-            async for piece in inner:
+            async for piece in self._pieces(inner, ahead):
                 if first:  # the engine reports its prompt figures before its first piece
                     figures()
                     first = False
                 queue.put_nowait(("piece", piece))
-            self.shared.observe_hold(time.perf_counter() - held_from)
+            self.shared.generation_ended(sent_at, time.time())
             queue.put_nowait(("end", None))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            if isinstance(exc, LLMStalled):
+                self.shared.stalled_total += 1
+                self.shared.release(ticket)  # first: the next request goes on while this stream is closed
+                released = True
             queue.put_nowait(("error", exc))
         finally:
             figures()
-            self.shared.release()
+            if not released:
+                self.shared.release(ticket)
+            if inner is not None:
+                await inner.aclose()
+
+    async def _pieces(self, inner: TokenStream, ahead: int) -> AsyncGenerator[str, None]:
+        """``inner``'s pieces, each within the shared LLM's stall bound (the first also after the ``ahead``
+        generations a shared server serves first), else ``LLMStalled``."""
+        limit = self.shared.stall_bound_s(ahead)
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    piece = await anext(inner)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise LLMStalled(f"no word from the language model for {limit:.1f} s: its slot is given up",
+                                 backend=self.name) from None
+            yield piece
+            limit = self.shared.stall_bound_s()

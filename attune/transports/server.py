@@ -44,6 +44,7 @@ from attune.backends.base import ASRBackend, HealthProbe, LLMBackend, TTSBackend
 from attune.config import Config, ServerConfig
 from attune.core.errors import ConfigError
 from attune.core.events import SessionEvent
+from attune.pipeline.admission_ledger import AdmissionLedger
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
 from attune.transports.connection import Connection, ConnectionLimits, close_label
@@ -104,8 +105,10 @@ class AttuneServer:
         self.tokens = tokens
         self.metrics = ServerMetrics()
         self.guard = RequestGuard.from_settings(s, bound_host)
+        ledger = AdmissionLedger(engines.config.resolve_path(s.admission_ledger)) if s.admission_ledger else None
         self.shared_llm = SharedLLM(engines.llm, slots=s.llm_slots, on_wait=self.metrics.llm_wait.observe,
-                                    max_requests=s.max_replying, max_wait_s=s.max_queue_wait_s)
+                                    max_requests=s.max_replying, max_wait_s=s.max_queue_wait_s, ledger=ledger,
+                                    stall_s=s.llm_stall_s)
         self.voices = voices_of(engines.tts)
         self.connections: dict[str, Connection] = {}
         self.draining = False
@@ -161,7 +164,9 @@ class AttuneServer:
                 "asr": {"name": None if e.asr is None else e.asr.name, "ready": e.asr is not None},
                 "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
                         "served": llm.served, "queued_total": llm.queued_total, "capacity": llm.capacity,
-                        "refused_total": llm.refused_total, "hold_s": round(llm.hold_s, 3)},
+                        "refused_total": llm.refused_total, "hold_s": round(llm.hold_s, 3),
+                        "stalled_total": llm.stalled_total, "in_flight": llm.in_flight(),
+                        "shared": llm.ledger is not None},
                 "tts": tts,
             },
         }

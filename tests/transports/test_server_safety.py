@@ -204,6 +204,71 @@ async def test_a_malformed_llm_stream_is_said_aloud_like_a_dead_llm() -> None:
     assert said == LLM_FAILED_REPLY and log.audio_bytes > 0
 
 
+def _stalling_llm_app(stalling: asyncio.Event) -> web.Application:
+    """An OpenAI-compatible server whose first request opens its stream and then says nothing for 4 s (a hung
+    model: well inside the client's 30 s timeout), while later requests are answered at once."""
+    requests = 0
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        nonlocal requests
+        requests += 1
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        if requests == 1:
+            stalling.set()
+            try:
+                await asyncio.sleep(4.0)
+            finally:
+                stalling.clear()
+        try:
+            for piece in ("Here ", "I ", "am."):
+                await resp.write(f'data: {json.dumps({"choices": [{"delta": {"content": piece}}]})}\n\n'.encode())
+            await resp.write(b'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n')
+            await resp.write_eof()
+        except ConnectionResetError:  # the stalled request's client gave up on it
+            pass
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    return app
+
+
+async def _typed_turn(url: str, text: str) -> Log:
+    log = Log()
+    async with connect(url) as ws:
+        reader = asyncio.create_task(collect(ws, log))
+        await wait_for(log, "session.created")
+        await ws.send(json.dumps({"type": "conversation.item.create", "text": text}))
+        await wait_for(log, "response.done", 20)
+        await ws.close()
+        await reader
+    return log
+
+
+async def test_a_stalled_llm_gives_its_slot_up_and_apologises() -> None:
+    """The LLM server hangs on one reply: that reply fails as llm_failed with the spoken apology once the stall
+    bound (server.llm_stall_s) passes, and the session queued behind it is answered while the server still
+    hangs, not after the network client's 30 s timeout."""
+    stalling = asyncio.Event()
+    async with serve(_stalling_llm_app(stalling)) as url:
+        stack = FakeStack(llm=OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=30))  # type: ignore[arg-type]
+        async with running_server(stack, server={"llm_stall_s": 0.5}) as srv:
+            first = asyncio.create_task(_typed_turn(srv.url, "Are you there?"))
+            await asyncio.wait_for(stalling.wait(), 10)
+            second = await _typed_turn(srv.url, "Hello?")
+            answered_while_stalled = stalling.is_set()
+            stalled = await first
+            async with httpx.AsyncClient(base_url=srv.http) as c:
+                health = (await c.get("/health")).json()
+    assert [e["error"]["code"] for e in stalled.of("error")] == ["llm_failed"]
+    assert stalled.of("response.done")[0]["status"] == "failed"
+    said = " ".join(e["delta"] for e in stalled.of("response.output_audio_transcript.delta"))
+    assert said == LLM_FAILED_REPLY
+    assert second.of("response.done")[0]["status"] == "completed" and answered_while_stalled
+    assert health["engines"]["llm"]["stalled_total"] == 1
+
+
 async def test_health_is_503_while_draining() -> None:
     async with running_server() as srv, httpx.AsyncClient(base_url=srv.http) as c:
         assert (await c.get("/health")).status_code == 200

@@ -1,0 +1,107 @@
+"""Admission shared by the ``serve`` workers of one host (``server.admission_ledger``): a small SQLite file in
+which every reply holding or waiting for the LLM server they share is a row, so that together the workers admit
+no more replies than that server prepares in time, where each alone would admit as if it were the only one.
+
+``SharedLLM`` enters a row before a reply may wait for the LLM (refused at once when ``capacity`` rows are there)
+and leaves it when the reply's generation ends, and notes each generation's end, so a worker can tell how long
+the server spent on its reply (a generation starts when it was sent or when the one before it ended, whichever
+is later). Each step is one short transaction (WAL journal, no fsync: the rows matter only while the workers
+run), under a millisecond, so it runs on the event loop. Rows of a worker that died are dropped: those of a
+process id no longer alive, and any older than ``stale_s`` (workers in other PID namespaces, a reused id).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from attune.core.errors import ConfigError
+
+BUSY_TIMEOUT_S = 0.5  # s a transaction waits for another worker's; a step takes well under a millisecond
+STALE_S = 120.0  # s after which a row is a dead worker's: no reply waits and generates that long
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+class AdmissionLedger:
+    """The host's replies in flight at the shared LLM server. Not thread-safe: one per worker, on its loop."""
+
+    def __init__(self, path: str | Path, *, stale_s: float = STALE_S) -> None:
+        self.path = Path(path)
+        self.pid = os.getpid()
+        self.stale_s = stale_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "pid INTEGER NOT NULL, since REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS server (k INTEGER PRIMARY KEY CHECK (k = 0), "
+                             "last_end REAL)")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
+
+    def enter(self, capacity: int) -> int | None:
+        """A row for one more reply while fewer than ``capacity`` are in flight on the host: its ticket, or None
+        (the host is full; nothing was written)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._drop_dead()
+            (count,) = db.execute("SELECT COUNT(*) FROM replies").fetchone()
+            if count >= capacity:
+                return None
+            cur = db.execute("INSERT INTO replies (pid, since) VALUES (?, ?)", (self.pid, time.time()))
+            return int(cur.lastrowid or 0)
+        finally:
+            db.execute("COMMIT")
+
+    def leave(self, ticket: int) -> None:
+        self._db.execute("DELETE FROM replies WHERE id = ?", (ticket,))
+
+    def in_flight(self) -> int:
+        """Replies of every worker holding or waiting for the server now."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM replies WHERE since > ?",
+                                    (time.time() - self.stale_s,)).fetchone()
+        return int(count)
+
+    def ahead(self, ticket: int) -> int:
+        """Replies in flight that entered before ``ticket``."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM replies WHERE id < ? AND since > ?",
+                                    (ticket, time.time() - self.stale_s)).fetchone()
+        return int(count)
+
+    def generation_ended(self, at: float) -> float | None:
+        """Note that a generation ended at ``at`` (wall clock, s); returns when the one noted before it ended
+        (None: none yet)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT last_end FROM server WHERE k = 0").fetchone()
+            db.execute("INSERT INTO server (k, last_end) VALUES (0, ?) ON CONFLICT (k) DO UPDATE SET "
+                       "last_end = excluded.last_end", (at,))
+        finally:
+            db.execute("COMMIT")
+        return None if row is None else float(row[0])
+
+    def close(self) -> None:
+        self._db.execute("DELETE FROM replies WHERE pid = ?", (self.pid,))
+        self._db.close()
+
+    def _drop_dead(self) -> None:
+        db = self._db
+        db.execute("DELETE FROM replies WHERE since <= ?", (time.time() - self.stale_s,))
+        for (pid,) in db.execute("SELECT DISTINCT pid FROM replies WHERE pid != ?", (self.pid,)).fetchall():
+            if not _alive(int(pid)):
+                db.execute("DELETE FROM replies WHERE pid = ?", (pid,))

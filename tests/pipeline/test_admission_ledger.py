@@ -1,0 +1,96 @@
+"""Admission shared by workers through one ledger file: together they admit no more replies than the capacity,
+a dead worker's rows do not hold places, and the hold a worker measures is the server's time on its reply."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attune.backends.base import ChatMessage
+from attune.core.errors import ConfigError, ServerBusy
+from attune.pipeline.admission_ledger import AdmissionLedger
+from attune.pipeline.shared_llm import SharedLLM
+from tests.fakes import ScriptedLLM
+
+LAYER = "fakes"  # STYLE.md layer 3: the pipeline on fake backends
+
+
+async def _reply(shared: SharedLLM) -> str:
+    return "".join([p async for p in shared.for_session().stream([ChatMessage("user", "hi")])])
+
+
+async def test_two_workers_on_one_ledger_admit_the_capacity_together(tmp_path: Path) -> None:
+    """Each worker alone would admit 2 (4 together); on one ledger the third reply of the two is refused at once,
+    and once the two are served both workers admit again."""
+    llm = ScriptedLLM(tokens=["a"] * 20, delay_s=0.01)
+    path = tmp_path / "admission.sqlite3"
+    a, b = (SharedLLM(llm, max_requests=2, ledger=AdmissionLedger(path)) for _ in range(2))
+    first = asyncio.create_task(_reply(a))
+    second = asyncio.create_task(_reply(b))
+    await asyncio.sleep(0.05)
+    assert a.full and b.full and a.in_flight() == 2
+    with pytest.raises(ServerBusy) as busy:
+        await _reply(a)
+    assert busy.value.retry_after_s > 0 and a.refused_total == 1 and b.refused_total == 0
+    assert await asyncio.gather(first, second) == ["a" * 20] * 2
+    assert not a.full and a.in_flight() == 0
+    assert await asyncio.gather(_reply(a), _reply(b)) == ["a" * 20] * 2
+    alone = [SharedLLM(llm, max_requests=2) for _ in range(2)]  # without the ledger: each counts its own only
+    tasks = [asyncio.create_task(_reply(s)) for s in alone]
+    await asyncio.sleep(0.05)
+    assert not alone[0].full and not alone[1].full
+    await asyncio.gather(*tasks)
+
+
+def test_a_dead_workers_replies_hold_no_place(tmp_path: Path) -> None:
+    path = tmp_path / "admission.sqlite3"
+    code = (f"from attune.pipeline.admission_ledger import AdmissionLedger; import os\n"
+            f"assert AdmissionLedger({str(path)!r}).enter(5) is not None\nos._exit(0)")  # dies holding a row
+    subprocess.run([sys.executable, "-c", code], check=True)
+    ledger = AdmissionLedger(path)
+    assert ledger.in_flight() == 1
+    ticket = ledger.enter(1)  # the dead worker's row is dropped on entering: the one place is free
+    assert ticket is not None and ledger.in_flight() == 1
+    assert ledger.enter(1) is None
+    # A row older than stale_s is dropped too, its process alive or not (another PID namespace, a reused id).
+    stale = AdmissionLedger(path, stale_s=0.05)
+    assert stale.enter(1) is None
+    time.sleep(0.1)
+    assert stale.enter(1) is not None
+
+
+def test_the_hold_is_the_servers_time_on_the_reply(tmp_path: Path) -> None:
+    """A reply sent while another worker's generation ran is timed from that one's end (the server serves its
+    slot in turn), not from when it was sent."""
+    path = tmp_path / "admission.sqlite3"
+    a, b = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    a.calibrate(1.0)
+    now = time.time()
+    b.generation_ended(now - 3.0, now - 1.0)  # b's generation ended 1 s ago
+    a.hold_s = 1.0
+    a.generation_ended(now - 2.5, now)  # sent 2.5 s ago, but served only after b's ended: 1 s on the server
+    assert a.hold_s == pytest.approx(1.0, abs=0.05)
+    private = SharedLLM(ScriptedLLM())  # no ledger: from when it was sent
+    private.calibrate(1.0)
+    private.generation_ended(now - 2.0, now)
+    assert private.hold_s == pytest.approx(1.2, abs=0.05)
+
+
+def test_an_unusable_ledger_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="admission_ledger"):
+        AdmissionLedger(tmp_path / "file" / "admission.sqlite3")
+
+
+def test_the_stall_bound_follows_the_measured_speed_and_the_queue_ahead() -> None:
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(2.0)
+    assert shared.stall_bound_s() == pytest.approx(6.0) and shared.stall_bound_s(ahead=2) == pytest.approx(18.0)
+    shared.calibrate(0.1)
+    assert shared.stall_bound_s() == pytest.approx(2.0)  # never below the floor
+    assert SharedLLM(ScriptedLLM(), stall_s=0.5).stall_bound_s(ahead=1) == pytest.approx(1.0)
