@@ -13,7 +13,9 @@ starts meanwhile waits at most one prefill step (the backend's own lock keeps th
 
 Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
 ``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
-``max_requests`` when given, else derived from the LLM's speed: as many as are served within ``max_wait_s``,
+``max_requests`` when given, else derived from the LLM's speed: as many as are served within ``max_wait_s``
+(0: one reply's hold, so the last one admitted waits about one reply and its voice-to-voice stays within about
+twice a single session's),
 reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by ``calibrate``, then a
 moving average of the generations served). A waiting request is told its place and an estimate of its wait
 when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
@@ -63,7 +65,7 @@ class SharedLLM:
     ``max_requests``: the most requests holding or waiting for a slot (0 = derived, see the module docstring)."""
 
     def __init__(self, llm: LLMBackend, *, slots: int = 1, on_wait: WaitObserver | None = None,
-                 max_requests: int = 0, max_wait_s: float = 6.0, notice_s: float = NOTICE_S,
+                 max_requests: int = 0, max_wait_s: float = 0.0, notice_s: float = NOTICE_S,
                  ledger: AdmissionLedger | None = None, stall_s: float = 0.0) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
@@ -94,7 +96,9 @@ class SharedLLM:
         """The most requests that may hold or wait for a slot at once."""
         if self.max_requests > 0:
             return self.max_requests
-        return self.slots * (1 + math.floor(self.max_wait_s / max(self.hold_s, 1e-3)))
+        hold = max(self.hold_s, 1e-3)
+        budget = self.max_wait_s if self.max_wait_s > 0 else hold
+        return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
     @property
     def full(self) -> bool:

@@ -54,7 +54,7 @@ async def _run(view, n: int) -> str:  # type: ignore[no-untyped-def]
 async def test_one_slot_serves_in_arrival_order_and_tells_the_waiting() -> None:
     llm = CountingLLM(tokens=["a", "b"], delay_s=0.01)
     waits: list[float] = []
-    shared = SharedLLM(llm, on_wait=waits.append)
+    shared = SharedLLM(llm, on_wait=waits.append, max_wait_s=6.0)
     places: dict[int, list[int]] = {1: [], 2: [], 3: []}
     views = {i: shared.for_session(places[i].append) for i in places}
     calls = await asyncio.gather(*(_call(views[i], 10 * i) for i in places))
@@ -73,7 +73,7 @@ async def test_one_slot_serves_in_arrival_order_and_tells_the_waiting() -> None:
 
 async def test_two_slots_run_two_at_once() -> None:
     llm = CountingLLM(tokens=["a"] * 5, delay_s=0.01)
-    shared = SharedLLM(llm, slots=2)
+    shared = SharedLLM(llm, slots=2, max_wait_s=6.0)
     await asyncio.gather(*(_run(shared.for_session(), i) for i in range(4)))
     assert llm.most_active == 2
 
@@ -166,6 +166,10 @@ def test_derived_capacity_follows_the_measured_speed() -> None:
     assert SharedLLM(ScriptedLLM(), slots=2, max_wait_s=6.0).capacity == 2 * 4
     assert shared.estimated_wait_s(2) == pytest.approx(6.0, abs=0.1)
     assert SharedLLM(ScriptedLLM(), max_requests=5).capacity == 5
+    one = SharedLLM(ScriptedLLM(), slots=1)  # max_wait_s 0: the last admitted waits about one reply
+    for hold in (0.3, 2.0, 7.0):
+        one.calibrate(hold)
+        assert one.capacity == 2
 
 
 async def test_a_waiting_request_is_told_its_place_again_while_it_waits() -> None:

@@ -1,7 +1,8 @@
 """Two workers behind nginx, configured with the very block docs/DEPLOY.md gives (its ports and ``listen``
 swapped for the test's): conversations go through it and spread over both workers, the Host and Origin gate
-holds behind it (nginx passes the client's Host on), and a draining worker's handshakes go to the other one.
-The workers run the fake engines; skipped where nginx is not installed (``apt-get install nginx-light``)."""
+holds behind it (nginx passes the client's Host on), a draining worker's handshakes go to the other one, and
+workers sharing an admission ledger admit no more replies together than its capacity. The workers run the fake
+engines; skipped where nginx is not installed (``apt-get install nginx-light``)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,38 @@ async def test_two_workers_behind_the_documented_nginx(tmp_path: Path) -> None:
         a.attune.draining = False
         after = _sessions(b)
     assert all(lg.of("response.done") for lg in logs) and after - before == 3
+
+
+async def _turn_at(port: int, go: asyncio.Event) -> Log:
+    """A conversation through nginx that sends its turn when ``go`` is set; its log (refused turns included)."""
+    log = Log()
+    async with connect(f"ws://{PUBLIC}:{port}/ws", sock=socket.create_connection(("127.0.0.1", port))) as ws:
+        reader = asyncio.create_task(collect(ws, log))
+        await wait_for(log, "session.created")
+        await go.wait()
+        await ws.send(_typed("Hello there."))
+        await wait_for(log, "response.done", 20)
+        await ws.close()
+        await reader
+    return log
+
+
+async def test_workers_sharing_a_ledger_admit_its_capacity_together(tmp_path: Path) -> None:
+    """Four conversations, two on each worker, speak at once with a capacity of two replies: alone each worker
+    would take its two; on one ledger two are answered and two refused at once (server_busy), and every turn that
+    was admitted is answered."""
+    stack = FakeStack(llm=ScriptedLLM(delay_s=0.1))
+    settings = {"allowed_hosts": [PUBLIC], "max_replying": 2, "admission_ledger": str(tmp_path / "admission.db")}
+    async with running_server(stack, server=settings) as a, running_server(stack, server=settings) as b, \
+            nginx(tmp_path, [a.port, b.port]) as port:
+        go = asyncio.Event()
+        tasks = [asyncio.create_task(_turn_at(port, go)) for _ in range(4)]
+        while _sessions(a) + _sessions(b) < 4:
+            await asyncio.sleep(0.02)
+        assert (_sessions(a), _sessions(b)) == (2, 2)
+        go.set()
+        logs = await asyncio.gather(*tasks)
+    status = sorted(lg.of("response.done")[0]["status"] for lg in logs)
+    busy = [lg for lg in logs if any(e["error"]["code"] == "server_busy" for e in lg.of("error"))]
+    assert status == ["completed", "completed", "failed", "failed"] and len(busy) == 2
+    assert all(lg.of("error")[0]["retry_after_s"] > 0 for lg in busy)
