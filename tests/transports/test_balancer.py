@@ -148,12 +148,14 @@ async def test_two_workers_behind_the_documented_nginx(tmp_path: Path) -> None:
     assert all(lg.of("response.done") for lg in logs) and after - before == 3
 
 
-async def _turn_at(port: int, go: asyncio.Event) -> Log:
-    """A conversation through nginx that sends its turn when ``go`` is set; its log (refused turns included)."""
+async def _turn_at(port: int, ready: asyncio.Event, go: asyncio.Event) -> Log:
+    """A conversation through nginx that sets ``ready`` once open and sends its turn when ``go`` is set; its log
+    (refused turns included)."""
     log = Log()
     async with connect(f"ws://{PUBLIC}:{port}/ws", sock=socket.create_connection(("127.0.0.1", port))) as ws:
         reader = asyncio.create_task(collect(ws, log))
         await wait_for(log, "session.created")
+        ready.set()
         await go.wait()
         await ws.send(_typed("Hello there."))
         await wait_for(log, "response.done", 20)
@@ -170,10 +172,9 @@ async def test_workers_sharing_a_ledger_admit_its_capacity_together(tmp_path: Pa
     settings = {"allowed_hosts": [PUBLIC], "max_replying": 2, "admission_ledger": str(tmp_path / "admission.db")}
     async with running_server(stack, server=settings) as a, running_server(stack, server=settings) as b, \
             nginx(tmp_path, [a.port, b.port]) as port:
-        go = asyncio.Event()
-        tasks = [asyncio.create_task(_turn_at(port, go)) for _ in range(4)]
-        while _sessions(a) + _sessions(b) < 4:
-            await asyncio.sleep(0.02)
+        go, ready = asyncio.Event(), [asyncio.Event() for _ in range(4)]
+        tasks = [asyncio.create_task(_turn_at(port, r, go)) for r in ready]
+        await asyncio.gather(*(r.wait() for r in ready))
         assert (_sessions(a), _sessions(b)) == (2, 2)
         go.set()
         logs = await asyncio.gather(*tasks)
