@@ -3,9 +3,12 @@
 clients at once through nginx, each streaming one LibriVox utterance in real time and then listening.
 
 Prints how many conversations were admitted (the handshake went through) and refused (HTTP 503 with
-Retry-After, at once), how many turns were answered, refused aloud (``server_busy``) or failed, and the
-voice-to-voice latency of the answered ones (p50/p95), beside the single-session figure of the same arrangement
-(N = 1 first). A benchmark prints figures; it asserts nothing. Run it on a quiet machine:
+Retry-After, at once), how many turns were answered, refused aloud (``server_busy``, at once) or failed, how many
+admitted turns got neither a reply nor a refusal (``unanswered``: the target is 0), and the voice-to-voice latency
+of the answered ones (p50/p95) and its p95 over the single-session figure of the same run (``p95_over_single``:
+the target is <= 2; give N = 1 first). The workers share one admission ledger (``server.admission_ledger``);
+``--no-ledger`` leaves each to count its own replies, as before it existed. A benchmark prints figures; it
+asserts nothing. Run it on a quiet machine:
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench-deploy.py --workers 2 --sessions 1,5,10,20 --model 0.5b
 """
@@ -114,10 +117,18 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
     def pct(q: float) -> float:
         return round(percentile(v2v, q), 0) if v2v else float("nan")
 
+    def answered(run: ClientRun) -> bool:
+        return any(d.get("status") == "completed" for d in run.of("response.done")) or any(
+            e["error"]["code"] == "server_busy" for e in run.of("error"))
+
+    outcomes: dict[str, int] = {}
+    for d in done:
+        outcomes[str(d.get("status"))] = outcomes.get(str(d.get("status")), 0) + 1
     return {"sessions": n, "admitted": len(admitted), "refused_503": len(refused),
             "other_failures": n - len(admitted) - len(refused),
             "replied": sum(d.get("status") == "completed" for d in done), "server_busy": len(busy),
             "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
+            "unanswered": sum(not answered(r) for r in admitted), "outcomes": outcomes,
             "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1)}
 
 
@@ -127,6 +138,8 @@ def main() -> int:
     ap.add_argument("--sessions", default="1,5,10,20", help="comma-separated crowd sizes, run in turn")
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--tail", type=float, default=30.0, help="s a client listens after its utterance")
+    ap.add_argument("--no-ledger", action="store_true",
+                    help="each worker counts only its own replies (no server.admission_ledger)")
     args = ap.parse_args()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -138,6 +151,8 @@ def main() -> int:
            "ATTUNE_LLM__OPENAI_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
            "ATTUNE_LLM__OPENAI_MODEL": f"qwen2.5-{args.model}-instruct",
            "ATTUNE_PERSONAS__DATA_DIR": str(tmp / "personas"), "ATTUNE_SPEECH_CACHE__DIR": str(tmp / "speech")}
+    if not args.no_ledger:
+        env["ATTUNE_SERVER__ADMISSION_LEDGER"] = str(tmp / "admission.sqlite3")
     with contextlib.ExitStack() as stack:
         llm = stack.enter_context(started(["bash", "scripts/llm-server.sh", args.model, str(llm_port)], env,
                                           tmp / "llm.log"))
@@ -152,8 +167,13 @@ def main() -> int:
         for port in workers:
             start = [ln for ln in (tmp / f"worker-{port}.log").read_text().splitlines() if "LLM:" in ln]
             print(f"worker {port}: {start[-1].split('INFO ')[-1] if start else 'no speed measured'}", flush=True)
+        single = None
         for n in (int(x) for x in args.sessions.split(",") if x.strip()):
-            print(json.dumps(asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail))), flush=True)
+            row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail))
+            if n == 1 and row["v2v_p50_ms"] == row["v2v_p50_ms"]:  # not NaN
+                single = row["v2v_p50_ms"]
+            row["p95_over_single"] = round(row["v2v_p95_ms"] / single, 2) if single else None
+            print(json.dumps(row), flush=True)
     print(f"logs in {tmp}")
     return 0
 
