@@ -5,7 +5,9 @@ over sessions (the issue's target: within 50 MB over 200 sessions).
 Each session streams one LibriVox utterance (real speech). Every ``--reply-every``-th one listens to the whole
 reply; the others hang up soon after their speech, mid-reply, so the cancel and close paths are soaked too.
 ``--at-once`` sessions run side by side. RSS (VmRSS of the server, from /proc) is printed as one JSON line after
-the warm-up session and every ``--every`` sessions, then a summary. Memory, not time: it may run under nice.
+the first sessions and every ``--every`` sessions, then a summary whose growth is reckoned from the first reading
+(``growth_mb``) and from the one after ``--warmup`` sessions (``growth_after_warmup_mb``: caches and the
+allocator's pools filled). Memory, not time: it may run under nice.
 
     HF_HUB_OFFLINE=1 nice -n 10 .venv/bin/python scripts/soak-server.py --sessions 200 --every 20 --model 0.5b
 """
@@ -38,12 +40,18 @@ def _deploy() -> Any:
     return module
 
 
-def rss_mb(pid: int) -> float:
+def status_mb(pid: int, field: str = "VmRSS") -> float:
+    """A size field of /proc/PID/status in MB: VmRSS, or its parts RssAnon (the heap) and RssFile (mapped model
+    files, given back to the page cache under pressure)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024.0, 1)
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    return status_mb(pid)
 
 
 async def one(url: str, samples: Any, rate: int, listen: bool) -> dict[str, Any]:
@@ -79,12 +87,17 @@ async def soak(url: str, pid: int, args: argparse.Namespace, samples: Any, rate:
         before = started
         started += batch
         if before == 0 or started // args.every > before // args.every or started == args.sessions:
-            row = {"sessions": started, "rss_mb": round(rss_mb(pid), 1), **tally}
+            row = {"sessions": started, "rss_mb": rss_mb(pid), "anon_mb": status_mb(pid, "RssAnon"),
+                   "file_mb": status_mb(pid, "RssFile"), **tally}
             rows.append(row)
             print(json.dumps(row), flush=True)
     base = rows[0]["rss_mb"]
     rss = [r["rss_mb"] for r in rows]
+    warm = next((r for r in rows if r["sessions"] >= args.warmup), rows[0])
     return {"summary": True, "sessions": started, "rss_first_mb": base, "rss_last_mb": rss[-1],
+            "growth_after_warmup_mb": round(rss[-1] - warm["rss_mb"], 1),
+            "anon_growth_after_warmup_mb": round(rows[-1]["anon_mb"] - warm["anon_mb"], 1),
+            "file_growth_after_warmup_mb": round(rows[-1]["file_mb"] - warm["file_mb"], 1),
             "rss_min_mb": min(rss), "rss_max_mb": max(rss), "growth_mb": round(rss[-1] - base, 1),
             "spread_mb": round(max(rss) - min(rss), 1), **tally, "error_kinds": errors}
 
@@ -95,6 +108,7 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=20, help="print the server's RSS every N sessions")
     ap.add_argument("--at-once", type=int, default=2, help="sessions side by side")
     ap.add_argument("--reply-every", type=int, default=4, help="every Nth session hears its whole reply")
+    ap.add_argument("--warmup", type=int, default=20, help="sessions after which growth is reckoned again")
     ap.add_argument("--model", default="1.5b", choices=("0.5b", "1.5b"), help="the embedded LLM")
     args = ap.parse_args()
     if min(args.sessions, args.every, args.at_once, args.reply_every) < 1:

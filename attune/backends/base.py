@@ -200,6 +200,14 @@ class HealthProbe(Protocol):
 
 
 @runtime_checkable
+class MappedPages(Protocol):
+    """An engine that reads a mapped file row by row (the in-process LLM's input embedding table) and can hand the
+    pages its calls faulted in back (they are re-read from the page cache when needed); returns the bytes."""
+
+    def release_lookup_pages(self) -> int: ...
+
+
+@runtime_checkable
 class SpeakingVoice(Protocol):
     """A TTS that says with every chunk which provider spoke and which prosody it applied natively (the router,
     a persona's voice over it), so the prosody DSP applies exactly the rest; it also tells which provider the next

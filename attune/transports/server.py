@@ -40,10 +40,11 @@ from starlette.websockets import WebSocket
 
 from attune.agent.persona_store import PersonaStore
 from attune.agent.persona_voice import VoiceRegistry
-from attune.backends.base import ASRBackend, HealthProbe, LLMBackend, TTSBackend
+from attune.backends.base import ASRBackend, HealthProbe, LLMBackend, MappedPages, TTSBackend
 from attune.config import Config, ServerConfig
 from attune.core.errors import ConfigError
 from attune.core.events import SessionEvent
+from attune.core.process_memory import release_free_memory
 from attune.pipeline.admission_ledger import AdmissionLedger
 from attune.pipeline.session import Session, SessionBackends
 from attune.pipeline.shared_llm import SharedLLM
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 WS_IMPLEMENTATION = "websockets-sansio"  # uvicorn's WebSocket protocol built on websockets' Sans-I/O core
 RETRY_AFTER_S = 5  # s a client refused for the session cap or a shutdown is asked to wait
+MEMORY_HANDBACK_S = 5.0  # s at least between two hand-backs of freed memory after a session
 
 
 def loopback(host: str) -> bool:
@@ -113,6 +115,7 @@ class AttuneServer:
         self.connections: dict[str, Connection] = {}
         self.draining = False
         self.started = time.time()
+        self._handed_back = 0.0  # time.monotonic() of the last _hand_back_memory
         self._ids = itertools.count(1)
         store = personas if personas is not None else PersonaStore.from_config(engines.config)
         self.personas = PersonaService(store, engines.tts, engines.config, VoiceRegistry())
@@ -282,6 +285,21 @@ class AttuneServer:
                 self.connections.pop(session_id, None)
                 self.metrics.sessions_active.dec()
         await conn.finish()
+        await self._hand_back_memory()
+
+    async def _hand_back_memory(self) -> None:
+        """After a session: the heap pages freed since (malloc_trim) and the LLM's embedding-table pages its turns
+        faulted in go back to the system, at most every ``MEMORY_HANDBACK_S``, so RSS stays flat over many
+        sessions (each session's replies touch other rows of the table, and a turn's buffers are freed to the
+        heap, where glibc keeps them)."""
+        now = time.monotonic()
+        if now - self._handed_back < MEMORY_HANDBACK_S:
+            return
+        self._handed_back = now
+        llm = self.engines.llm
+        await asyncio.to_thread(release_free_memory)
+        if isinstance(llm, MappedPages):
+            await asyncio.to_thread(llm.release_lookup_pages)
 
     # ---- shutdown ----
     async def drain(self, grace_s: float | None = None) -> None:

@@ -240,3 +240,37 @@ async def test_sigterm_drains_sessions_then_stops() -> None:
     assert ws.close_code == proto.CLOSE_GOING_AWAY
     assert log.of("response.done") and log.of("response.done")[0]["status"] == "completed"
     assert log.types().index("session.closing") < log.types().index("response.done")
+
+
+class _PagedLLM(ScriptedLLM):
+    """A scripted LLM that reads a mapped table, as the in-process llama.cpp does: counts the hand-backs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = 0
+
+    def release_lookup_pages(self) -> int:
+        self.released += 1
+        return 4096
+
+
+async def test_a_closed_session_hands_memory_back_at_most_every_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a session the LLM's faulted-in table pages (and the freed heap) go back to the system, so RSS stays
+    flat over many sessions; a second session closing within MEMORY_HANDBACK_S does not repeat it."""
+    monkeypatch.setattr("attune.transports.server.MEMORY_HANDBACK_S", 3600.0)
+    llm = _PagedLLM()
+    async with running_server(FakeStack(llm=llm)) as srv:
+        for _ in range(2):
+            async with connect(srv.url) as ws:
+                log = Log()
+                reader = asyncio.create_task(collect(ws, log))
+                await ws.send(json.dumps({"type": "conversation.item.create", "text": "Hello?"}))
+                await wait_for(log, "response.done", 20)
+                await ws.close()
+                await reader
+            for _ in range(500):
+                if llm.released:
+                    break
+                await asyncio.sleep(0.01)
+            assert llm.released == 1
+    assert llm.released == 1
