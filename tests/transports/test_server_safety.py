@@ -205,7 +205,7 @@ async def test_a_malformed_llm_stream_is_said_aloud_like_a_dead_llm() -> None:
 
 
 def _stalling_llm_app(stalling: asyncio.Event) -> web.Application:
-    """An OpenAI-compatible server whose first request opens its stream and then says nothing for 4 s (a hung
+    """An OpenAI-compatible server whose first request opens its stream and then says nothing for 6 s (a hung
     model: well inside the client's 30 s timeout), while later requests are answered at once."""
     requests = 0
 
@@ -217,7 +217,7 @@ def _stalling_llm_app(stalling: asyncio.Event) -> web.Application:
         if requests == 1:
             stalling.set()
             try:
-                await asyncio.sleep(4.0)
+                await asyncio.sleep(6.0)
             finally:
                 stalling.clear()
         try:
@@ -253,7 +253,7 @@ async def test_a_stalled_llm_gives_its_slot_up_and_apologises() -> None:
     stalling = asyncio.Event()
     async with serve(_stalling_llm_app(stalling)) as url:
         stack = FakeStack(llm=OpenAICompatLLM(f"{url}/v1", "qwen", timeout_s=30))  # type: ignore[arg-type]
-        async with running_server(stack, server={"llm_stall_s": 0.5}) as srv:
+        async with running_server(stack, server={"llm_stall_s": 2.0}) as srv:
             first = asyncio.create_task(_typed_turn(srv.url, "Are you there?"))
             await asyncio.wait_for(stalling.wait(), 10)
             second = await _typed_turn(srv.url, "Hello?")
