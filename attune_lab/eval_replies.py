@@ -60,6 +60,8 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     for r in reports:
         print(f"== {r.scenario.name}: {r.scenario.text}")
         print(f"   {r.context} -> reply {r.expressed}")
+        if r.first_sound:
+            print(f"   first sound: {r.first_sound!r}")
         print(f"   reply: {r.reply!r}")
         marks = "  ".join(f"{c.name}={'ok' if c.passed else 'FAIL'}" for c in r.checks if c.applicable)
         print(f"   {marks}  ({r.passed}/{r.applicable}, {r.elapsed_ms:.0f} ms)")
@@ -69,7 +71,10 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     print(f"model {model}, strategy {strategy}, temperature {temperature}, openings {openings}, "
           f"acknowledgements {acks}: "
           f"checks {summary['checks_passed']}/"
-          f"{summary['checks_total']} ({summary['score']:.0%}), clean replies {summary['clean_replies']}/"
+          f"{summary['checks_total']} ({summary['score']:.0%}): the reply's {summary['reply_checks_passed']}/"
+          f"{summary['reply_checks_total']}, the first sound's {summary['sound_checks_passed']}/"
+          f"{summary['sound_checks_total']} ({summary['first_sounds']} sounds), "
+          f"clean replies {summary['clean_replies']}/"
           f"{summary['replies']}, mean reply {summary['mean_reply_ms']} ms, "
           f"mean prompt {summary['mean_prompt_tokens']} tokens")
     print("per check: " + ", ".join(f"{k} {v}" for k, v in summary["per_check"].items()))

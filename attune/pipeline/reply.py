@@ -34,7 +34,7 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
-from attune.pipeline.acknowledgement import Acknowledgement
+from attune.pipeline.acknowledgement import Acknowledgement, EchoFilter
 from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
 from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
@@ -93,6 +93,7 @@ class Reply:
         self._first_audio = asyncio.Event()  # the first model sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
         self._opening = ""  # words already played from the cache (sentence 0); the LLM goes on from them
+        self._echo: EchoFilter | None = None  # an acknowledgement was played: its sound is not said again
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -211,11 +212,14 @@ class Reply:
 
     async def _acknowledge(self, found: tuple[Acknowledgement, np.ndarray] | None) -> None:
         """Queue the acknowledgement's audio ahead of the reply (played at commit). It is heard, not said by the
-        model: no span, no transcript delta, nothing in the reply's text or the conversation memory."""
+        model: no span, no transcript delta, nothing in the reply's text or the conversation memory. The model
+        does not know it was said: a reply that opens with the same sound has it taken off (``EchoFilter``), and
+        its text (the transcript, the memory) is what was spoken."""
         if found is None:
             return
         ack, samples = found
         self.trace.info["acknowledgement"] = ack.text
+        self._echo = EchoFilter(ack.text)
         chunk = AudioChunk(samples, self.d.settings.output_sample_rate)
         await self._audio.put(SpeechAudio(chunk, "cache", (), ACK_INDEX, True))
 
@@ -320,6 +324,10 @@ class Reply:
         self.trace.info["expressed_emotion"] = tags.emotion.value
 
     async def _queue_sentence(self, index: int, sentence: str) -> int:
+        if self._echo is not None:
+            sentence = self._echo.push(sentence)
+            if self._echo.dropped:
+                self.trace.info["echo_dropped"] = self._echo.dropped
         speakable = normalize_for_tts(sentence)
         if not speakable:
             return index

@@ -203,10 +203,11 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert listener.early is None
 
 
-def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True) -> Harness:
+def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,
+                   llm: ScriptedLLM | None = None) -> Harness:
     tts = ToneTTS(16000)
     return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000), llm_speed=speed,
-                   overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
+                   llm=llm or ScriptedLLM(), overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
 
 
 async def _prewarm_first_sounds(h: Harness) -> None:
@@ -230,6 +231,29 @@ async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_th
     assert "Oh no" not in deltas and deltas.startswith("Hello, nice to hear you.")
     assert h.llm.continued_from == [""]  # the model is not led to go on from it
     assert trace["reply_text"].startswith("Hello") and "Oh no" not in s.memory.messages()[1].content
+
+
+async def test_the_model_opening_with_the_same_sound_is_not_heard_twice_nor_remembered() -> None:
+    """"Oh no." is played; the model, which never saw it, writes "Oh no, I'm so sorry...": the person hears "Oh no."
+    once, the reply's transcript and the memory hold what was spoken, and the next prompt shows no "Oh no"."""
+    llm = ScriptedLLM(["Oh", " no,", " I'm", " so", " sorry.", " That", " must", " hurt."])
+    h = _acknowledging("My dog died this morning.", llm=llm)
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(2):
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+    first = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert first["acknowledgement"] == "Oh no." and first["echo_dropped"] == "Oh no,"
+    deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA) if e.data["turn"] == 1]
+    assert deltas[0] == "I'm so sorry." and "Oh no" not in " ".join(deltas)
+    assert first["reply_text"] == first["heard_text"] == "I'm so sorry. That must hurt."
+    assistant = [m.content for m in s.memory.messages() if m.role == "assistant"]
+    assert assistant[0] == "I'm so sorry. That must hurt."  # what was spoken; the sound is the listener's, not kept
+    earlier = llm.calls[1][-2]  # the second turn's prompt: the first turn's reply, before the new words
+    assert earlier.role == "assistant" and earlier.content == "I'm so sorry. That must hurt."
 
 
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
