@@ -153,6 +153,10 @@ class Reply:
                 break
         return " ".join(words)
 
+    def said_by(self, at_s: float) -> bool:
+        """Some of the reply's own words (not its first sound) started playing before stream time ``at_s``."""
+        return any(span.start_s < at_s for span in self._p.spans.values())
+
     def emit(self, event: SessionEvent) -> None:
         if self._committed:
             self.d.emit(event)
