@@ -156,6 +156,18 @@ async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, 
     return (f"{opening.text} {text}".strip() if opening is not None else text), prompt
 
 
+@dataclass(frozen=True)
+class _Written:
+    """One scenario's reply as the model wrote it, before any checks."""
+
+    scenario: Scenario
+    plan: ResponsePlanLike
+    context: str
+    reply: str
+    elapsed_ms: float
+    prompt_tokens: int
+
+
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
                    temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
                    openings: bool = False, acknowledgements: bool = False) -> list[ScenarioReport]:
@@ -165,26 +177,45 @@ async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "
     as a session speaks it (a repeat of the sound at its start taken off). The reply gets the same checks either
     way; the sound gets its own (``SOUND_CHECKS``: not said again, fits the situation, never cheerful to bad
     news), so the reply's totals compare like for like and the sound's are counted beside them."""
+    written = await write_replies(llm, builder, strategy=strategy, max_tokens=max_tokens, temperature=temperature,
+                                  scenarios=scenarios, openings=openings)
+    return score(written, builder, acknowledgements=acknowledgements)
+
+
+async def write_replies(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement",
+                        max_tokens: int = 96, temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
+                        openings: bool = False) -> list[_Written]:
+    """Each scenario's reply from the model (nothing of a first sound is in the prompt: scoring one set of replies
+    with and without it is the same as writing them twice, and half the time)."""
     planner = default_planner()
     out = []
-    previous: list[str | None] = []
     for sc in scenarios:
         result = sc.emotion_result()
         plan = planner(result, strategy)
         t0 = time.perf_counter()
         reply, prompt_tokens = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens,
                                               temperature=temperature, openings=openings)
-        elapsed = (time.perf_counter() - t0) * 1000
-        first = choose_acknowledgement(sc.text, plan, previous, None) if acknowledgements else None
+        out.append(_Written(sc, plan, result.to_context_string(), reply, (time.perf_counter() - t0) * 1000,
+                            prompt_tokens))
+    return out
+
+
+def score(written: list[_Written], builder: PromptBuilder, *, acknowledgements: bool) -> list[ScenarioReport]:
+    """The checks of ``run_eval`` over replies already written."""
+    out = []
+    previous: list[str | None] = []
+    for w in written:
+        sc = w.scenario
+        first = choose_acknowledgement(sc.text, w.plan, previous, None) if acknowledgements else None
         previous.append(first.text if first is not None else None)
-        spoken = split_echo(first.text, reply)[1] if first is not None else reply
+        spoken = split_echo(first.text, w.reply)[1] if first is not None else w.reply
         checks = check_reply(spoken, user_text=sc.text, situation=sc.situation,
                              answer_keywords=sc.answer_keywords, topic=sc.topic)
         if first is not None:
             checks += [check_no_echo(first.text, spoken), check_sound_fits(first.text, sc.situation),
                        check_sound_not_cheerful(first.text, sc.situation)]
-        out.append(ScenarioReport(sc, result.to_context_string(), plan.expressed_emotion.value, spoken,
-                                  tuple(checks), elapsed, prompt_tokens, first.text if first is not None else ""))
+        out.append(ScenarioReport(sc, w.context, w.plan.expressed_emotion.value, spoken, tuple(checks),
+                                  w.elapsed_ms, w.prompt_tokens, first.text if first is not None else ""))
     examples = [ex[-1] for ex in builder.persona.examples]
     return [replace(r, checks=(*r.checks, check_not_template(r.reply, [o.reply for o in out if o is not r]
                                                              + examples))) for r in out]
