@@ -431,6 +431,8 @@ class Reply:
         rate = self.d.settings.output_sample_rate
         step = int(OUTPUT_FRAME_S * rate)
         while (item := await self._audio.get()) is not None:
+            if item.sentence_index == ACK_INDEX and self._ready_anyway():
+                continue
             samples, index = item.chunk.samples, item.sentence_index
             for start in range(0, len(samples), step):
                 frame = samples[start:start + step]
@@ -440,6 +442,15 @@ class Reply:
                                        AudioChunk(frame, rate, ts)))
             if item.last and index in self._p.spans:
                 self._p.spans[index].complete = True
+
+    def _ready_anyway(self) -> bool:
+        """At the commit, the model's first words are synthesised already (a speculative reply that finished its
+        first clause during the end-of-turn wait): its first sound would only delay them, so it is not played,
+        unless the model opened with that very sound and it was taken off for it (``EchoFilter``)."""
+        if self._audio.empty() or (self._echo is not None and self._echo.dropped):
+            return False
+        self.trace.info["acknowledgement_skipped"] = self.trace.info.pop("acknowledgement", None)
+        return True
 
     def _record_span(self, index: int, start: float, end: float) -> None:
         span = self._p.spans.get(index)

@@ -33,7 +33,7 @@ PIPELINE = {"end_of_turn_silence_ms": 400}
 def _acknowledging(words: str = "My dog died this morning.", *, on: bool = True) -> Harness:
     tts = ToneTTS(16000)
     return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000),
-                   llm=ScriptedLLM(["I'm", " so", " sorry.", " He", " was", " a", " good", " dog."]),
+                   llm=ScriptedLLM(["I'm", " so", " sorry.", " He", " was", " a", " good", " dog."], delay_s=0.05),
                    overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
 
 
@@ -80,8 +80,7 @@ async def test_speech_during_the_first_sound_stops_it_and_the_turn_goes_on_as_on
 async def test_speech_before_any_sound_of_a_committed_reply_also_goes_on_as_one_turn() -> None:
     """A machine that plays no first sound: speech right after the commit, before the reply is heard, is the same
     turn going on, not a barge-in that would leave an unanswered turn and an empty reply in the history."""
-    h = _acknowledging(on=False)
-    h.llm.delay_s = 0.05  # the reply's words are slow to come: nothing is heard before the person goes on
+    h = _acknowledging(on=False)  # the reply's words are slow to come: nothing is heard before the person goes on
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
@@ -107,6 +106,7 @@ async def test_speech_over_the_reply_s_words_is_a_barge_in_as_before() -> None:
         await d.until_idle()
     assert [e.data["reason"] for e in d.of(ev.RESPONSE_CANCELLED)] == ["barge_in"]
     assert len(s.turns) == 2 and s.turns[1].info.get("resumed") is None
+    assert "acknowledgement" not in s.turns[1].info  # none over a barge-in
     assert h.asr.calls[-1].duration_s < 1.5  # the new turn's own words
 
 

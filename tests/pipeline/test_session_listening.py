@@ -205,9 +205,12 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
 
 def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,
                    llm: ScriptedLLM | None = None) -> Harness:
+    """A slow machine's reply (its first words not ready when the turn ends) with the first sound on or off."""
     tts = ToneTTS(16000)
+    llm = llm or ScriptedLLM()
+    llm.delay_s = llm.delay_s or 0.05  # wall time a token: the first clause is not ready at the commit
     return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000), llm_speed=speed,
-                   llm=llm or ScriptedLLM(), overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
+                   llm=llm, overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
 
 
 async def _prewarm_first_sounds(h: Harness) -> None:
@@ -254,6 +257,25 @@ async def test_the_model_opening_with_the_same_sound_is_not_heard_twice_nor_reme
     assert assistant[0] == "I'm so sorry. That must hurt."  # what was spoken; the sound is the listener's, not kept
     earlier = llm.calls[1][-2]  # the second turn's prompt: the first turn's reply, before the new words
     assert earlier.role == "assistant" and earlier.content == "I'm so sorry. That must hurt."
+
+
+async def test_no_acknowledgement_when_the_reply_is_ready_at_the_commit() -> None:
+    """The speculative reply wrote and synthesised its first clause during the end-of-turn wait: the first sound
+    would only delay the model's words, so it is not played (and not counted as heard)."""
+    h = _acknowledging("My dog died this morning.", llm=ScriptedLLM(delay_s=0.0001))
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        for _ in range(10):  # the silence, slowly: the reply is written and synthesised before the commit
+            await d.frame(False)
+            await asyncio.sleep(0.02)
+        await d.silence_until(_done)
+        await d.until_idle()
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["acknowledgement_skipped"] == "Oh no." and "acknowledgement" not in trace
+    assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
+    assert [t.info.get("acknowledgement") for t in s.turns] == [None]
 
 
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
