@@ -278,6 +278,32 @@ async def test_no_acknowledgement_when_the_reply_is_ready_at_the_commit() -> Non
     assert [t.info.get("acknowledgement") for t in s.turns] == [None]
 
 
+async def test_the_first_sound_is_spoken_in_the_session_s_voice_a_persona_s_too() -> None:
+    """A session speaking with a persona's voice never plays the agent voice's rendering: none until the sound is
+    rendered in the persona's voice (start-up does it for every stored persona), then that one."""
+    from attune.pipeline.session import SessionChange
+
+    h = _acknowledging("My dog died this morning.")
+    await _prewarm_first_sounds(h)  # in the agent's voice only
+    persona = ToneTTS(16000, seconds_per_word=0.5)  # "Oh no." lasts 1.0 s in it, 0.5 s in the agent's
+    persona.name = "persona"
+    async with h.session() as s:
+        s.apply(SessionChange(voice=s.backends.voice.speaking_with(persona)))
+        d = Driver(s)
+        for turn in range(2):
+            if turn == 1:
+                await prewarm(s.backends.voice.phrases, [Phrase.of(t, e, i) for t, e, i in first_sounds()])
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+            if turn == 0:
+                d.events.clear()
+    assert [t.info.get("acknowledgement") for t in s.turns] == [None, "Oh no."]
+    played = sum(e.audio.duration_s for e in d.of(ev.AUDIO_DELTA) if e.data["sentence"] == ACK_INDEX)
+    assert abs(played - 1.0) < 0.05  # the persona's rendering
+    assert "Oh no." in persona.texts
+
+
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
     fast = LLMSpeed(tokens_per_s=40.0, first_token_ms=60.0)
     for h, warm in ((_acknowledging("My dog died this morning.", speed=fast), True),
