@@ -527,4 +527,3 @@ class Session:
             skip = int(round((start - offset_s) * SAMPLE_RATE))
             audio = self.detector.turn_audio_so_far().samples[skip:]
         self.emotion.open(start, audio, keep=keep)
-
