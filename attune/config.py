@@ -127,7 +127,7 @@ class AgentConfig:
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
     openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
-    acknowledgements: bool = setting(False)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
+    acknowledgements: bool = setting(True)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
     voice_note_first: bool = setting(False)  # the voice note before the words: prefilled while the user speaks
 
 

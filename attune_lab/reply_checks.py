@@ -187,3 +187,33 @@ def check_no_echo(first_sound: str, reply: str) -> CheckResult:
     head = normalize_for_tts(reply).lower().replace(",", " ").replace(".", " ").replace("!", " ").split()
     repeated = bool(said) and head[: len(said)] == said
     return CheckResult("no_echo", not repeated, f"the reply opens with {first_sound!r} again" if repeated else "")
+
+
+# The first sound's own checks (``pipeline.acknowledgement``), against the scenario's situation as labelled by hand
+# (the chooser reads the words with its own lexicon): sorrowful sounds, and glad ones.
+SORROWFUL_SOUNDS = ("oh no", "oh dear", "aw")
+GLAD_SOUNDS = ("!", "wow", "yay")
+
+
+def _sound(first_sound: str) -> tuple[bool, bool]:
+    low = first_sound.lower().strip()
+    return any(s in low for s in SORROWFUL_SOUNDS) or low == "oh.", any(s in low for s in GLAD_SOUNDS)
+
+
+def check_sound_fits(first_sound: str, situation: str) -> CheckResult:
+    """The first sound fits the situation: no sorrowful sound ("Oh no.", "Oh.") to good news or a neutral turn,
+    no glad one ("Oh!", "Oh, wow.") to a neutral turn (bad news has its own check, ``check_sound_not_cheerful``)."""
+    sorrowful, glad = _sound(first_sound)
+    if situation == GOOD and sorrowful:
+        return CheckResult("sound_fits", False, f"{first_sound!r} to good news")
+    if situation == NEUTRAL and (sorrowful or glad):
+        return CheckResult("sound_fits", False, f"{first_sound!r} to a neutral turn")
+    return CheckResult("sound_fits", True)
+
+
+def check_sound_not_cheerful(first_sound: str, situation: str) -> CheckResult:
+    """Never a cheerful first sound to bad news; other situations: not applicable."""
+    if situation != BAD:
+        return CheckResult("sound_not_cheerful", True, "not bad news", applicable=False)
+    _, glad = _sound(first_sound)
+    return CheckResult("sound_not_cheerful", not glad, f"{first_sound!r} to bad news" if glad else "")

@@ -26,7 +26,7 @@ from attune.core.emotion import (
     PrimaryDimensions,
     ProsodicMarkers,
 )
-from attune.pipeline.acknowledgement import choose_acknowledgement
+from attune.pipeline.acknowledgement import choose_acknowledgement, split_echo
 from attune_lab.reply_checks import (
     BAD,
     GOOD,
@@ -35,7 +35,11 @@ from attune_lab.reply_checks import (
     check_no_echo,
     check_not_template,
     check_reply,
+    check_sound_fits,
+    check_sound_not_cheerful,
 )
+
+SOUND_CHECKS = frozenset({"no_echo", "sound_fits", "sound_not_cheerful"})  # the first sound's own checks
 
 E = EmotionCategory
 _GOOD_AUDIO = AudioQuality(rms_dbfs=-22.0, peak_dbfs=-3.0, crest_factor_db=19.0, clipped_fraction=0.0,
@@ -113,10 +117,11 @@ class ScenarioReport:
     scenario: Scenario
     context: str  # the voice's context string as the prompt carried it
     expressed: str  # the emotion the strategy asked the reply to carry
-    reply: str
+    reply: str  # the model's words as spoken (with a first sound: a repeat of it taken off, as a session does)
     checks: tuple[CheckResult, ...]
     elapsed_ms: float
     prompt_tokens: int
+    first_sound: str = ""  # the acknowledgement played before the reply ("" for none)
 
     @property
     def passed(self) -> int:
@@ -128,7 +133,8 @@ class ScenarioReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.scenario.name, "user": self.scenario.text, "context": self.context,
-                "expressed": self.expressed, "reply": self.reply, "passed": self.passed,
+                "expressed": self.expressed, "first_sound": self.first_sound, "reply": self.reply,
+                "heard": f"{self.first_sound} {self.reply}".strip(), "passed": self.passed,
                 "applicable": self.applicable, "elapsed_ms": round(self.elapsed_ms, 1),
                 "prompt_tokens": self.prompt_tokens, "checks": [c.to_dict() for c in self.checks]}
 
@@ -150,39 +156,74 @@ async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, 
     return (f"{opening.text} {text}".strip() if opening is not None else text), prompt
 
 
+@dataclass(frozen=True)
+class _Written:
+    """One scenario's reply as the model wrote it, before any checks."""
+
+    scenario: Scenario
+    plan: ResponsePlanLike
+    context: str
+    reply: str
+    elapsed_ms: float
+    prompt_tokens: int
+
+
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
                    temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
                    openings: bool = False, acknowledgements: bool = False) -> list[ScenarioReport]:
-    """Each scenario's reply, checked. With ``acknowledgements``, what a person hears on a slow machine is checked:
-    the first sound a session would play (``pipeline.acknowledgement``, chosen as on a turn after the previous
-    scenario's) and then the model's reply, which is made exactly as without it (the sound is never in the prompt)."""
+    """Each scenario's reply, checked. With ``acknowledgements``, what a person hears on a slow machine: the first
+    sound a session would play (``pipeline.acknowledgement``, chosen as on a turn after the previous scenario's)
+    and then the model's reply, which is made exactly as without it (the sound is never in the prompt) and spoken
+    as a session speaks it (a repeat of the sound at its start taken off). The reply gets the same checks either
+    way; the sound gets its own (``SOUND_CHECKS``: not said again, fits the situation, never cheerful to bad
+    news), so the reply's totals compare like for like and the sound's are counted beside them."""
+    written = await write_replies(llm, builder, strategy=strategy, max_tokens=max_tokens, temperature=temperature,
+                                  scenarios=scenarios, openings=openings)
+    return score(written, builder, acknowledgements=acknowledgements)
+
+
+async def write_replies(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement",
+                        max_tokens: int = 96, temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
+                        openings: bool = False) -> list[_Written]:
+    """Each scenario's reply from the model (nothing of a first sound is in the prompt: scoring one set of replies
+    with and without it is the same as writing them twice, and half the time)."""
     planner = default_planner()
     out = []
-    previous: list[str | None] = []
     for sc in scenarios:
         result = sc.emotion_result()
         plan = planner(result, strategy)
         t0 = time.perf_counter()
         reply, prompt_tokens = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens,
                                               temperature=temperature, openings=openings)
-        elapsed = (time.perf_counter() - t0) * 1000
-        first = choose_acknowledgement(sc.text, plan, previous, None) if acknowledgements else None
+        out.append(_Written(sc, plan, result.to_context_string(), reply, (time.perf_counter() - t0) * 1000,
+                            prompt_tokens))
+    return out
+
+
+def score(written: list[_Written], builder: PromptBuilder, *, acknowledgements: bool) -> list[ScenarioReport]:
+    """The checks of ``run_eval`` over replies already written."""
+    out = []
+    previous: list[str | None] = []
+    for w in written:
+        sc = w.scenario
+        first = choose_acknowledgement(sc.text, w.plan, previous, None) if acknowledgements else None
         previous.append(first.text if first is not None else None)
-        heard = f"{first.text} {reply}" if first is not None else reply
-        checks = check_reply(heard, user_text=sc.text, situation=sc.situation,
+        spoken = split_echo(first.text, w.reply)[1] if first is not None else w.reply
+        checks = check_reply(spoken, user_text=sc.text, situation=sc.situation,
                              answer_keywords=sc.answer_keywords, topic=sc.topic)
         if first is not None:
-            checks.append(check_no_echo(first.text, reply))
-            reply = heard
-        out.append(ScenarioReport(sc, result.to_context_string(), plan.expressed_emotion.value, reply,
-                                  tuple(checks), elapsed, prompt_tokens))
+            checks += [check_no_echo(first.text, spoken), check_sound_fits(first.text, sc.situation),
+                       check_sound_not_cheerful(first.text, sc.situation)]
+        out.append(ScenarioReport(sc, w.context, w.plan.expressed_emotion.value, spoken, tuple(checks),
+                                  w.elapsed_ms, w.prompt_tokens, first.text if first is not None else ""))
     examples = [ex[-1] for ex in builder.persona.examples]
     return [replace(r, checks=(*r.checks, check_not_template(r.reply, [o.reply for o in out if o is not r]
                                                              + examples))) for r in out]
 
 
 def summarize(reports: list[ScenarioReport]) -> dict[str, Any]:
-    """Totals: checks passed of applicable, replies with every check passed, and per-check pass counts."""
+    """Totals: checks passed of applicable, the reply's checks and the first sound's apart (the reply's compare
+    like for like with and without a first sound), replies with every check passed, and per-check pass counts."""
     per_check: dict[str, list[int]] = {}
     for r in reports:
         for c in r.checks:
@@ -191,7 +232,12 @@ def summarize(reports: list[ScenarioReport]) -> dict[str, Any]:
                 counts[0] += c.passed
                 counts[1] += 1
     passed, total = sum(r.passed for r in reports), sum(r.applicable for r in reports)
+    sound = [v for k, v in per_check.items() if k in SOUND_CHECKS]
+    sound_passed, sound_total = sum(v[0] for v in sound), sum(v[1] for v in sound)
     return {"checks_passed": passed, "checks_total": total, "score": round(passed / max(total, 1), 3),
+            "reply_checks_passed": passed - sound_passed, "reply_checks_total": total - sound_total,
+            "sound_checks_passed": sound_passed, "sound_checks_total": sound_total,
+            "first_sounds": sum(bool(r.first_sound) for r in reports),
             "clean_replies": sum(r.passed == r.applicable for r in reports), "replies": len(reports),
             "per_check": {k: f"{v[0]}/{v[1]}" for k, v in per_check.items()},
             "mean_reply_ms": round(sum(r.elapsed_ms for r in reports) / max(len(reports), 1), 1),

@@ -30,9 +30,10 @@ class FakeStack:
     asr: FixedASR = field(default_factory=FixedASR)
     llm: ScriptedLLM = field(default_factory=ScriptedLLM)
     tts: Any = field(default_factory=ToneTTS)
+    phrases: Any = None  # a PhraseVoice over ``tts`` (the speech cache: first sounds)
 
     def fresh(self) -> SessionBackends:
-        return SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts), vad=EnergyVAD(),
+        return SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts, self.phrases), vad=EnergyVAD(),
                                emotion=FakeEmotion(), aggregate=lambda rs: rs[-1] if rs else None, planner=calm_planner)
 
 
@@ -55,7 +56,8 @@ class Running:
 async def running_server(stack: FakeStack | None = None, *, server: dict[str, Any] | None = None,
                          pipeline: dict[str, Any] | None = None, tokens: tuple[str, ...] = (),
                          sndbuf: int | None = None, data_dir: str | None = None,
-                         personas: dict[str, Any] | None = None) -> AsyncIterator[Running]:
+                         personas: dict[str, Any] | None = None, agent: dict[str, Any] | None = None
+                         ) -> AsyncIterator[Running]:
     """``sndbuf``: the kernel send buffer of every accepted socket (inherited from the listening one), small to
     make a client that stops reading fill the server's buffers quickly. ``data_dir``: the persona store's
     folder (default: a fresh temporary one, removed afterwards); ``personas``: more of the ``personas`` settings."""
@@ -64,7 +66,8 @@ async def running_server(stack: FakeStack | None = None, *, server: dict[str, An
     config = load_config(environ={}, overrides={
         "pipeline": {"vad": "energy", "output_sample_rate": 16000, **(pipeline or {})},
         "server": {"port": 0, **(server or {})},
-        "personas": {"data_dir": data_dir or (scratch.name if scratch else ""), **(personas or {})}})
+        "personas": {"data_dir": data_dir or (scratch.name if scratch else ""), **(personas or {})},
+        "agent": agent or {}})
     attune = AttuneServer(Engines(config, stack.fresh, llm=stack.llm, tts=stack.tts, asr=stack.asr),
                           tokens=tokens)
     srv = GracefulServer(uvicorn_config(attune.app, "127.0.0.1", 0, config.server), attune)

@@ -11,10 +11,16 @@ changed the text and scored lower). The rules: none when the reply will be ready
 machine hears none) or over a barge-in; never the same words twice in a row; not on every turn (after ``max_run``
 turns in a row with one, a turn without); nothing cheerful to bad news, nor unless the plan expresses a glad,
 lively feeling; when unsure, a neutral "Mm.".
+
+The model does not know it was said, so it may open with the same sound ("Oh no, I'm so sorry"): ``EchoFilter``
+takes such a leading interjection off the reply's first words before they are spoken ("I'm so sorry"), and the
+text kept (the reply's transcript and the conversation memory) is what was spoken, so the next turn's prompt never
+shows the model a reply that opened with an interjection either.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -139,3 +145,55 @@ def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseV
     if speech is None:
         return None
     return ack, trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
+
+
+# Words that make up a leading interjection ("Oh no,", "Oh, wow!", "Hmm,", "Mm-hm."); spellings folded to one.
+INTERJECTIONS = frozenset({"oh", "no", "wow", "mm", "hm", "ah", "aw", "dear", "gosh"})
+_FOLD = {"mmm": "mm", "hmm": "hm", "hmmm": "hm", "ohh": "oh", "ooh": "oh", "aww": "aw", "ahh": "ah"}
+_LEAD = re.compile(r"\s*([A-Za-z]+(?:-[A-Za-z]+)*)[\s,.!?;:\u2026\u2014-]*")
+
+
+def _fold(word: str) -> str:
+    first = word.lower().split("-")[0]  # "Mm-hm" sounds as "Mm" first
+    return _FOLD.get(first, first)
+
+
+def split_echo(acknowledgement: str, text: str) -> tuple[str, str]:
+    """``text`` (the reply's first words) as (the leading interjection that opens as ``acknowledgement`` did, the
+    rest with its first letter made a capital): "Oh no." then "Oh no, I'm so sorry." -> ("Oh no,", "I'm so
+    sorry."); "Mm." then "Mmm, that sounds hard." -> ("Mmm,", "That sounds hard."). ("", text) when the text does
+    not open with the acknowledgement's first sound; (text, "") when it is that interjection and nothing more."""
+    said = _LEAD.match(acknowledgement)
+    first = _LEAD.match(text)
+    if said is None or first is None or _fold(first.group(1)) != _fold(said.group(1)):
+        return "", text
+    at = 0
+    while (m := _LEAD.match(text, at)) is not None and m.end() > at and _fold(m.group(1)) in INTERJECTIONS:
+        at = m.end()
+    rest = text[at:].strip()
+    if rest and not rest[0].isalnum():
+        return "", text  # a quote or a symbol follows: not an interjection set off from the reply
+    return text[:at].strip(), rest[:1].upper() + rest[1:]
+
+
+class EchoFilter:
+    """The reply's sentences in order through ``push``: until the model has said something other than the
+    acknowledgement's sound, the sound is taken off (a first clause that is only "Oh no," gives "" and the next
+    one is read after it, so "Oh," then "no, I'm sorry." is caught too). ``dropped``: the words taken off."""
+
+    def __init__(self, acknowledgement: str) -> None:
+        self.acknowledgement = acknowledgement
+        self.dropped = ""
+        self._done = False
+
+    def push(self, sentence: str) -> str:
+        if self._done:
+            return sentence
+        held = self.dropped
+        dropped, rest = split_echo(self.acknowledgement, f"{held} {sentence}".strip())
+        if not dropped:  # held is only ever a dropped interjection, so this is the sentence untouched
+            self._done = True
+            return sentence
+        self.dropped = dropped
+        self._done = bool(rest)
+        return rest

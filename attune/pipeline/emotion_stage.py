@@ -62,11 +62,12 @@ class EmotionStage:
         self._offset = 0.0
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(queue_size)
 
-    def open(self, start_s: float, audio: np.ndarray | None) -> None:
+    def open(self, start_s: float, audio: np.ndarray | None, *, keep: bool = False) -> None:
+        """``keep``: the turn's windows so far stay (a turn that goes on after a premature commit)."""
         if self.detector is None:
             return
         self.from_s = start_s
-        self._put(("reset", start_s))
+        self._put(("reset", (start_s, keep)))
         if audio is not None and len(audio):
             self._put(("audio", audio))
         self.gate = True
@@ -102,9 +103,11 @@ class EmotionStage:
                     await self._analyze(detector, np.concatenate(batch))
                     batch = []
                 if kind == "reset":
+                    start_s, keep = value
                     detector.reset_stream()
-                    self._offset = float(value)
-                    self.turn_emotions = []
+                    self._offset = float(start_s)
+                    if not keep:
+                        self.turn_emotions = []
 
     async def _analyze(self, detector: StreamingEmotion, samples: np.ndarray) -> None:
         try:

@@ -185,7 +185,7 @@ async def prewarm(voice: PhraseVoice, phrases: Iterable[Phrase]) -> PrewarmRepor
 
 def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
     """The acknowledgements of ``config.speech_cache`` in each of its emotions, each greeting (neutral), and with
-    ``agent.acknowledgements`` the first sounds.
+    ``agent.acknowledgements`` the first sounds, each phrase once.
     An unknown emotion name is a ConfigError naming the key."""
     c = config.speech_cache
     emotions: list[EmotionCategory] = []
@@ -202,7 +202,7 @@ def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
         from attune.pipeline.acknowledgement import phrases as first_sounds
 
         phrases += [Phrase.of(text, e, intensity) for text, e, intensity in first_sounds()]
-    return phrases
+    return list(dict.fromkeys(phrases))  # a first sound that is also a stock acknowledgement is rendered once
 
 
 def voice_of(tts: TTSBackend, provider: str) -> str:

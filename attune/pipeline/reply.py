@@ -34,7 +34,7 @@ from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
 from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
-from attune.pipeline.acknowledgement import Acknowledgement
+from attune.pipeline.acknowledgement import Acknowledgement, EchoFilter
 from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
 from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
@@ -93,6 +93,7 @@ class Reply:
         self._first_audio = asyncio.Event()  # the first model sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
         self._opening = ""  # words already played from the cache (sentence 0); the LLM goes on from them
+        self._echo: EchoFilter | None = None  # an acknowledgement was played: its sound is not said again
 
     # ---- control, called by the session ----
     def start(self) -> None:
@@ -151,6 +152,10 @@ class Reply:
                 words.extend(sentence[: int(math.floor(fraction * len(sentence)))])
                 break
         return " ".join(words)
+
+    def said_by(self, at_s: float) -> bool:
+        """Some of the reply's own words (not its first sound) started playing before stream time ``at_s``."""
+        return any(span.start_s < at_s for span in self._p.spans.values())
 
     def emit(self, event: SessionEvent) -> None:
         if self._committed:
@@ -211,11 +216,14 @@ class Reply:
 
     async def _acknowledge(self, found: tuple[Acknowledgement, np.ndarray] | None) -> None:
         """Queue the acknowledgement's audio ahead of the reply (played at commit). It is heard, not said by the
-        model: no span, no transcript delta, nothing in the reply's text or the conversation memory."""
+        model: no span, no transcript delta, nothing in the reply's text or the conversation memory. The model
+        does not know it was said: a reply that opens with the same sound has it taken off (``EchoFilter``), and
+        its text (the transcript, the memory) is what was spoken."""
         if found is None:
             return
         ack, samples = found
         self.trace.info["acknowledgement"] = ack.text
+        self._echo = EchoFilter(ack.text)
         chunk = AudioChunk(samples, self.d.settings.output_sample_rate)
         await self._audio.put(SpeechAudio(chunk, "cache", (), ACK_INDEX, True))
 
@@ -320,6 +328,10 @@ class Reply:
         self.trace.info["expressed_emotion"] = tags.emotion.value
 
     async def _queue_sentence(self, index: int, sentence: str) -> int:
+        if self._echo is not None:
+            sentence = self._echo.push(sentence)
+            if self._echo.dropped:
+                self.trace.info["echo_dropped"] = self._echo.dropped
         speakable = normalize_for_tts(sentence)
         if not speakable:
             return index
@@ -419,6 +431,8 @@ class Reply:
         rate = self.d.settings.output_sample_rate
         step = int(OUTPUT_FRAME_S * rate)
         while (item := await self._audio.get()) is not None:
+            if item.sentence_index == ACK_INDEX and self._ready_anyway():
+                continue
             samples, index = item.chunk.samples, item.sentence_index
             for start in range(0, len(samples), step):
                 frame = samples[start:start + step]
@@ -428,6 +442,15 @@ class Reply:
                                        AudioChunk(frame, rate, ts)))
             if item.last and index in self._p.spans:
                 self._p.spans[index].complete = True
+
+    def _ready_anyway(self) -> bool:
+        """At the commit, the model's first words are synthesised already (a speculative reply that finished its
+        first clause during the end-of-turn wait): its first sound would only delay them, so it is not played,
+        unless the model opened with that very sound and it was taken off for it (``EchoFilter``)."""
+        if self._audio.empty() or (self._echo is not None and self._echo.dropped):
+            return False
+        self.trace.info["acknowledgement_skipped"] = self.trace.info.pop("acknowledgement", None)
+        return True
 
     def _record_span(self, index: int, start: float, end: float) -> None:
         span = self._p.spans.get(index)

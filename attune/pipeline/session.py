@@ -50,6 +50,7 @@ from attune.pipeline.turn import (
     TurnEvent,
     TurnSettings,
     UserTurn,
+    join_turn_audio,
 )
 from attune.pipeline.turn_policy import (
     AnnounceSpeech,
@@ -60,6 +61,7 @@ from attune.pipeline.turn_policy import (
     Listen,
     ListenFrom,
     ReplyPhase,
+    ResumeTurn,
     StartReply,
     TurnPolicy,
 )
@@ -109,6 +111,7 @@ class Session:
         self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
         self._barge_in = False  # the turn in progress began by interrupting the agent
+        self._joined: AudioChunk | None = None  # a prematurely committed turn's audio: the next turn goes on from it
         self._reply: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
@@ -294,6 +297,7 @@ class Session:
     async def clear_input(self) -> None:
         """``input_audio_buffer.clear``: forget what was heard of the turn in progress and any speculative reply."""
         self.detector.reset()
+        self._joined = None
         await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
@@ -310,13 +314,13 @@ class Session:
     def _acknowledgement(self, words: str, plan: ResponsePlanLike, speech_end_s: float
                          ) -> tuple[Acknowledgement, np.ndarray] | None:
         """The first sound for this turn (``pipeline.acknowledgement``): never over a barge-in, never as the last
-        recorded turn's."""
+        recorded turn's, one for a turn that went on after a premature commit."""
         st, b = self.settings, self.backends
         return pick_acknowledgement(
             words, plan, phrases=b.voice.phrases, tts=b.tts, output_rate=st.reply.output_sample_rate,
             previous=[t.info.get("acknowledgement") for t in self.turns], speed=b.measured.llm_speed,
             clause_words=st.reply.first_clause_min_words, elapsed_ms=1000.0 * (self.now - speech_end_s),
-            barge_in=self._barge_in)
+            barge_in=self._barge_in or self._joined is not None)  # a resumed turn had its own
 
     def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
         return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
@@ -347,7 +351,8 @@ class Session:
             for event in self.detector.drain():
                 await self._on_turn_event(event)
         await self._execute(self.policy.on_frame(in_speech=self.detector.in_speech, speech_s=self.detector.speech_s,
-                                                 audible=self._audible(), now_s=self.now))
+                                                 audible=self._audible(), now_s=self.now,
+                                                 unanswered=self._unanswered()))
         await self._reap_reply()
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
@@ -399,6 +404,12 @@ class Session:
         """Reply audio is still being heard at the current stream time."""
         return self.clock.audible
 
+    def _unanswered(self) -> bool:
+        """The reply in progress answers a spoken turn and none of its words have been heard yet (its first sound
+        may have been): speech now means the turn was committed too early."""
+        reply = self._reply
+        return reply is not None and reply.audio is not None and not reply.said_by(self.now)
+
     # ---- executing the policy's decisions ----
     async def _execute(self, decisions: list[Decision]) -> None:
         for d in decisions:
@@ -411,7 +422,7 @@ class Session:
             elif isinstance(d, AnnounceSpeechEnd):
                 self.emit(SessionEvent(ev.SPEECH_STOPPED, {"audio_end_ms": int(d.at_s * 1000)}))
             elif isinstance(d, ListenFrom):
-                self._open_emotion_gate(d.offset_s, with_turn_so_far=d.with_turn_so_far)
+                self._open_emotion_gate(d.offset_s, with_turn_so_far=d.with_turn_so_far, keep=d.resumed)
             elif isinstance(d, Listen):
                 self.emotion.gate = d.on
             elif isinstance(d, StartReply):
@@ -423,6 +434,8 @@ class Session:
                 await self._discard_reply()
             elif isinstance(d, Interruption):
                 await self._interrupt(d)
+            elif isinstance(d, ResumeTurn):
+                await self._resume(d)
 
     def _start_reply(self, d: StartReply) -> None:
         self._turn_index += 1
@@ -430,10 +443,15 @@ class Session:
             self.emotion.turn_emotions = []
             trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
             trace.mark("speech_stopped")
+            self._joined = None  # a typed turn answers on its own
         else:
-            end = d.speech_end_s
-            trace = TurnTrace(turn=self._turn_index, speech_start_s=d.audio.timestamp_s, speech_end_s=end)
+            end, joined = d.speech_end_s, self._joined
+            audio = d.audio if joined is None else join_turn_audio(joined, d.audio)  # one turn goes on: one reply
+            d = replace(d, audio=audio)
+            trace = TurnTrace(turn=self._turn_index, speech_start_s=audio.timestamp_s, speech_end_s=end)
             trace.mark("speech_stopped", at=self.clock.wall_of(end))
+            if joined is not None:
+                trace.info["resumed"] = True
         early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
         self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
@@ -461,6 +479,22 @@ class Session:
         if self._reply is not None:
             await self._end_reply(self._reply, heard_at=cut.timestamp_s, reason=cut.reason)
 
+    async def _resume(self, d: ResumeTurn) -> None:
+        """A premature commit: the reply stops now (its first sound with it) and is not kept (nothing of it enters
+        the history, the trajectory or the turns); its turn number and audio pass to the turn that goes on."""
+        self.clock.cut(d.at_s)
+        reply = self._reply
+        if reply is None:
+            return
+        await reply.cancel()
+        self._reply = None
+        self.policy.reply_finished()
+        self._turn_index -= 1
+        self._joined = reply.audio
+        if self.listener is not None:
+            self.listener.reset()  # what it heard ended the turn too early; it listens to the rest afresh
+        self.emit(self.record.dropped(reply.outcome(d.at_s), "premature_commit"))
+
     async def _reap_reply(self) -> None:
         reply = self._reply
         if (reply is not None and reply.finished and self.policy.phase is ReplyPhase.COMMITTED
@@ -472,6 +506,7 @@ class Session:
         await reply.cancel()
         if self._reply is reply:
             self._reply = None
+            self._joined = None  # the resumed turn is answered (or cut off): it is in the history now
             self.policy.reply_finished()
         self._record(reply.outcome(heard_at), reason)
 
@@ -481,7 +516,7 @@ class Session:
         if event is not None:
             self.emit(event)
 
-    def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool) -> None:
+    def _open_emotion_gate(self, offset_s: float, *, with_turn_so_far: bool, keep: bool = False) -> None:
         """Analyse the user's voice from ``offset_s`` (with the detector's turn audio so far, which starts there),
         but never what precedes ``_echo_free_from()``: the agent's own voice and its echo are not the user's."""
         if self.backends.emotion is None:
@@ -491,4 +526,4 @@ class Session:
         if with_turn_so_far:
             skip = int(round((start - offset_s) * SAMPLE_RATE))
             audio = self.detector.turn_audio_so_far().samples[skip:]
-        self.emotion.open(start, audio)
+        self.emotion.open(start, audio, keep=keep)

@@ -21,7 +21,7 @@ from attune.config import Config, PipelineConfig
 from attune.core.audio import SAMPLE_RATE
 from attune.core.frames import AudioChunk, SpeechStarted, SpeechStopped
 
-__all__ = ["EnergyVAD", "SileroVAD", "TurnDetector", "TurnSettings", "VoiceActivity", "create_vad"]
+__all__ = ["EnergyVAD", "SileroVAD", "TurnDetector", "TurnSettings", "VoiceActivity", "create_vad", "join_turn_audio"]
 
 CHUNK_S = VAD_CHUNK / SAMPLE_RATE
 CANDIDATE_GAP_MS = 100  # silence that drops a speech candidate not yet long enough to be a turn
@@ -252,3 +252,15 @@ class TurnDetector:
     def _restart_idle(self) -> None:
         self._st = _State()
         self._preroll.clear()
+
+
+JOIN_GAP_S = 0.3  # the most silence put between a prematurely committed turn's audio and the rest of it
+
+
+def join_turn_audio(before: AudioChunk, after: AudioChunk) -> AudioChunk:
+    """One turn's audio from a prematurely committed turn's and the speech that went on (both the detector's, 16
+    kHz): the pause between them kept (at most ``JOIN_GAP_S``), so the ASR hears two phrases, not one run on."""
+    gap = min(JOIN_GAP_S, max(0.0, after.timestamp_s - before.end_s))
+    pause = np.zeros(int(round(gap * before.sample_rate)), dtype=np.float32)
+    samples = np.concatenate([before.samples, pause, after.samples]).astype(np.float32, copy=False)
+    return AudioChunk(samples, before.sample_rate, before.timestamp_s)

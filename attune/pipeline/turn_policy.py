@@ -11,6 +11,10 @@ speculative, committed) from its own decisions; the session tells it when that r
   becomes the user's turn (``barge_in`` True); if the agent finishes first it is adopted as an ordinary turn.
 - When silence begins after the user's speech the reply starts speculatively; if the user goes on it is
   discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
+- A turn committed too early: when the user speaks again before any of the committed reply's words have been
+  heard (only its first sound, an acknowledgement, or nothing yet), the turn was not over. ``ResumeTurn`` stops
+  the reply at once (once ``min_speech_ms`` of voice has started a turn, not ``barge_in_min_ms``) and the speech
+  continues that turn: one turn, one reply.
 - With ``auto_respond`` off (a Realtime client's manual mode) no reply starts by itself: an ended turn is held
   (turns ended before the reply join it) until ``respond()`` starts the reply to it.
 """
@@ -63,6 +67,7 @@ class ListenFrom:
 
     offset_s: float
     with_turn_so_far: bool
+    resumed: bool = False  # the turn goes on from a premature commit: its earlier windows are kept
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,17 @@ class DiscardReply:
     """Cancel the speculative reply and forget its turn: the user went on speaking."""
 
 
+@dataclass(frozen=True)
+class ResumeTurn:
+    """The committed turn was not over (a premature commit): stop its reply at stream time ``at_s`` without
+    keeping it (no history, nothing heard of it but its first sound), and answer the speech that starts here
+    together with that turn's, as one turn."""
+
+    at_s: float
+
+
 Decision = (AnnounceSpeech | AnnounceSpeechEnd | ListenFrom | Listen | StartReply | CommitReply | DiscardReply
-            | Interruption)
+            | Interruption | ResumeTurn)
 
 
 class TurnPolicy:
@@ -106,6 +120,7 @@ class TurnPolicy:
         self.phase = ReplyPhase.NONE
         self.tentative = False  # speech began while the agent was engaged and is not yet a turn
         self.held: StartReply | None = None  # the ended turn waiting for respond() (auto_respond off)
+        self._tentative_from = 0.0  # stream time the tentative speech started
 
     def engaged(self, *, audible: bool) -> bool:
         """A committed reply is pending or playing, or its audio is still being heard."""
@@ -114,7 +129,7 @@ class TurnPolicy:
     def on_turn_event(self, event: TurnEvent, *, audible: bool) -> list[Decision]:
         if isinstance(event, SpeechStarted):
             if self.engaged(audible=audible):
-                self.tentative = True
+                self.tentative, self._tentative_from = True, event.timestamp_s
                 return []
             self.tentative = False
             return [AnnounceSpeech(event.timestamp_s), ListenFrom(event.timestamp_s, with_turn_so_far=True)]
@@ -173,11 +188,18 @@ class TurnPolicy:
         self.phase = ReplyPhase.COMMITTED
         return [held]
 
-    def on_frame(self, *, in_speech: bool, speech_s: float, audible: bool, now_s: float) -> list[Decision]:
+    def on_frame(self, *, in_speech: bool, speech_s: float, audible: bool, now_s: float,
+                 unanswered: bool = False) -> list[Decision]:
         """After each input frame: decide a tentative turn. It becomes an ordinary turn once the agent is no
-        longer engaged; it interrupts once it has ``speech_s`` >= ``barge_in_min_ms`` of voice."""
+        longer engaged; it interrupts once it has ``speech_s`` >= ``barge_in_min_ms`` of voice. ``unanswered``: the
+        committed reply is to a spoken turn and none of its words have been heard yet; speech then resumes that
+        turn at once (a premature commit)."""
         if not in_speech or not self.tentative:
             return []
+        if unanswered and self.phase is ReplyPhase.COMMITTED and self.settings.auto_respond:
+            self.phase, self.tentative = ReplyPhase.NONE, False
+            start = self._tentative_from
+            return [ResumeTurn(now_s), AnnounceSpeech(start), ListenFrom(start, with_turn_so_far=True, resumed=True)]
         if not self.engaged(audible=audible):
             return self._adopt(now_s, barge_in=False)
         if speech_s * 1000.0 >= self.settings.barge_in_min_ms:

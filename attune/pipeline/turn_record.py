@@ -53,3 +53,11 @@ class TurnRecorder:
         if outcome.interrupted:
             return SessionEvent(ev.RESPONSE_CANCELLED, {**data, "reason": reason or "barge_in"})
         return SessionEvent(ev.RESPONSE_DONE, data)
+
+    def dropped(self, outcome: ReplyOutcome, reason: str) -> SessionEvent:
+        """A reply stopped before any of its words were heard because its turn was not over (a premature commit):
+        nothing of it is kept, the turn goes on; the client is told it ended (``response.cancelled``)."""
+        trace = outcome.trace
+        trace.info.update({"transcript": outcome.transcript, "status": "cancelled"})
+        return SessionEvent(ev.RESPONSE_CANCELLED, {"turn": outcome.turn, "status": "cancelled", "reason": reason,
+                                                    "trace": trace.to_dict()})

@@ -26,7 +26,7 @@ from attune.transports.connection import Connection, _Out
 SWEEP_S = 0.25  # s between checks for turns that ended with nothing to answer
 ITEM_DONE_STATUS = {"completed": "completed", "failed": "incomplete", "cancelled": "incomplete"}
 CANCEL_REASON = {"barge_in": "turn_detected", "client_cancel": "client_cancelled", "user_text": "client_cancelled",
-                 "session_closed": "client_cancelled"}
+                 "session_closed": "client_cancelled", "premature_commit": "turn_detected"}
 
 
 @dataclass
@@ -471,7 +471,9 @@ class RealtimeConnection(Connection):
 
 def _extension(resp: _Response, trace: dict[str, Any]) -> dict[str, Any]:
     """``response.done``'s ``attune`` object: the plan (strategy, expressed emotion, prosody), the user's emotion,
-    what was heard, and the latency breakdown."""
-    keys = ("user_emotion", "user_confidence", "strategy", "expressed_emotion", "heard_text", "reply_text")
+    what was heard (``acknowledgement``: the first sound played before the reply's words, audio only), and the
+    latency breakdown."""
+    keys = ("user_emotion", "user_confidence", "strategy", "expressed_emotion", "heard_text", "reply_text",
+            "acknowledgement")
     return {**resp.plan, **{k: trace[k] for k in keys if k in trace},
             "latency_ms": trace.get("latency_ms", {}), "voice_to_voice_ms": trace.get("voice_to_voice_ms")}

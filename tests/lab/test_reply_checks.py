@@ -164,3 +164,41 @@ def test_a_reply_that_says_the_first_sound_again_is_caught() -> None:
     assert check_no_echo("Oh no.", "I'm so sorry to hear that.").passed
     assert check_no_echo("Oh!", "Oh, what a day.").passed is False
     assert check_no_echo("Mm.", "Mmm... no.").passed  # another word, not the sound said again
+
+
+def test_the_first_sound_is_checked_against_the_situation() -> None:
+    from attune_lab.reply_checks import NEUTRAL, check_sound_fits, check_sound_not_cheerful
+
+    assert check_sound_fits("Oh no.", BAD).passed and check_sound_fits("Oh!", GOOD).passed
+    assert check_sound_fits("Mm.", GOOD).passed and check_sound_fits("Hm.", NEUTRAL).passed
+    assert not check_sound_fits("Oh no.", GOOD).passed and not check_sound_fits("Oh.", NEUTRAL).passed
+    assert not check_sound_fits("Oh, wow.", NEUTRAL).passed
+    assert not check_sound_not_cheerful("Oh!", BAD).passed and not check_sound_not_cheerful("Mm!", BAD).passed
+    assert check_sound_not_cheerful("Oh no.", BAD).passed and not check_sound_not_cheerful("Oh!", GOOD).applicable
+
+
+@pytest.mark.fakes
+async def test_with_a_first_sound_the_reply_is_scored_like_for_like_and_the_sound_apart() -> None:
+    """The same model words with and without the sound: the reply's checks and their totals are the same (the
+    sound is not a sentence of the reply, a repeat of it is taken off as a session does), and the sound's own
+    checks are counted beside them."""
+    from attune.agent.brain import PromptBuilder
+    from attune.agent.persona import Persona
+    from attune_lab.reply_eval import SOUND_CHECKS, run_eval
+    from tests.fakes import ScriptedLLM
+
+    grief = tuple(s for s in SCENARIOS if s.name in ("grief", "capital"))
+    builder = PromptBuilder(Persona())
+    words = ["Oh", " no,", " I'm", " so", " sorry", " about", " your", " grandmother.", " She", " was", " loved."]
+    off = await run_eval(ScriptedLLM(words), builder, scenarios=grief)
+    on = await run_eval(ScriptedLLM(words), builder, scenarios=grief, acknowledgements=True)
+    assert on[0].first_sound == "Oh no." and on[0].reply == "I'm so sorry about your grandmother. She was loved."
+    for a, b in zip(off, on, strict=True):
+        assert [c.name for c in a.checks] == [c.name for c in b.checks if c.name not in SOUND_CHECKS]
+        assert next(c for c in b.checks if c.name == "length").passed  # two sentences: the sound is not one
+    sound = [c for c in on[0].checks if c.name in SOUND_CHECKS]
+    assert {c.name for c in sound} == SOUND_CHECKS and all(c.passed for c in sound)
+    s_off, s_on = summarize(off), summarize(on)
+    assert s_on["reply_checks_total"] == s_off["checks_total"] == s_off["reply_checks_total"]
+    assert s_on["reply_checks_passed"] >= s_off["checks_passed"]
+    assert s_on["sound_checks_total"] > 0 and s_off["sound_checks_total"] == 0 and s_on["first_sounds"] == 2

@@ -13,8 +13,10 @@ from attune.pipeline.acknowledgement import (
     SOFT_INTENSITY,
     VOICES,
     AcknowledgementSettings,
+    EchoFilter,
     choose_acknowledgement,
     phrases,
+    split_echo,
 )
 
 LAYER = "unit"  # STYLE.md layer 1
@@ -97,3 +99,37 @@ def test_every_choice_is_prerendered() -> None:
                 if ack is not None:
                     assert (ack.text, ack.emotion) in rendered and ack.emotion in VOICES[ack.text]
                     assert (ack.text in SOFT) == (ack.intensity == SOFT_INTENSITY)
+
+
+@pytest.mark.parametrize(("ack", "reply", "heard"), [
+    ("Oh no.", "Oh no, I'm so sorry to hear that.", "I'm so sorry to hear that."),
+    ("Oh no.", "Oh no! That must hurt.", "That must hurt."),
+    ("Oh no.", "Oh, that's awful.", "That's awful."),
+    ("Mm.", "Mmm, that sounds hard.", "That sounds hard."),
+    ("Hm.", "Hmm... let me think about it.", "Let me think about it."),
+    ("Oh!", "Oh wow, congratulations!", "Congratulations!"),
+    ("Mm-hm.", "Mm-hmm, go on.", "Go on."),
+])
+def test_a_reply_that_opens_with_the_sound_just_heard_loses_it(ack: str, reply: str, heard: str) -> None:
+    dropped, rest = split_echo(ack, reply)
+    assert rest == heard and f"{dropped} {rest}".startswith(dropped) and dropped
+
+
+@pytest.mark.parametrize(("ack", "reply"), [
+    ("Oh no.", "I'm so sorry to hear that."),
+    ("Mm.", "Oh no, that sounds hard."),  # another sound: not an echo
+    ("Oh no.", "No, it wasn't your fault."),  # "No" as an answer, not the sound heard
+    ("Hm.", "How about a walk?"),
+    ("Oh!", 'Oh "wow" is right.'),
+])
+def test_a_reply_that_does_not_repeat_it_is_untouched(ack: str, reply: str) -> None:
+    assert split_echo(ack, reply) == ("", reply)
+
+
+def test_the_filter_reads_on_past_a_first_clause_that_is_only_the_sound() -> None:
+    f = EchoFilter("Oh no.")
+    assert [f.push(s) for s in ["Oh,", "no, I'm sorry.", "Oh no, that is hard."]] == [
+        "", "I'm sorry.", "Oh no, that is hard."]  # only the reply's opening: later words are the model's
+    assert f.dropped == "Oh, no,"
+    whole = EchoFilter("Oh no.")
+    assert whole.push("Oh no!") == "" and whole.push("Take your time.") == "Take your time."

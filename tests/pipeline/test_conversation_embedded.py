@@ -28,9 +28,9 @@ MODELS = ("whisper-tiny.en", "qwen2.5-0.5b", "piper-joe")
 
 def _config():  # the fast LLM keeps this test short on 2 cores
     # Openings off: the barge-in test cuts the model's own sentences (an opening would be all it heard when the
-    # LLM is slow; tests/test_session_listening.py covers openings).
+    # LLM is slow; tests/test_session_listening.py covers openings). The first sounds are rendered at start-up.
     return load_config(environ={}, overrides={"llm": {"model": "qwen2.5-0.5b", "max_tokens": 48},
-                                              "agent": {"openings": False}})
+                                              "agent": {"openings": False, "acknowledgements": True}})
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +106,12 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
             for f in frames:
                 await s.push_audio(f)
                 await asyncio.sleep(0.01)
-            for _ in range(3000):  # until the agent is audible, then 0.6 s more
+            for _ in range(3000):  # until the model's words are heard (not only a first sound), then 0.6 s more
                 await s.push_audio(silence)
                 await asyncio.sleep(0.01)
                 while not s.events.empty():
                     seen.append(s.events.get_nowait())
-                if any(e.type == ev.AUDIO_DELTA for e in seen):
+                if any(e.type == ev.TRANSCRIPT_DELTA for e in seen):
                     break
             for _ in range(30):
                 await s.push_audio(silence)
@@ -134,6 +134,56 @@ def test_barge_in_cuts_a_real_reply_short(stack, tmp_path) -> None:
     trace = cancelled[0].data["trace"]
     assert len(trace["heard_text"].split()) < len(trace["reply_text"].split())
     assert session.memory.exchanges[1].interrupted
+
+
+def test_going_on_during_the_first_sound_is_one_turn_with_one_reply(stack, tmp_path) -> None:
+    """Real VAD, end-of-turn model, Whisper, LLM and Piper: the person pauses after "My dog died this morning.",
+    the turn is committed, its first sound starts, and they go on ("I miss him so much."). The sound stops, the
+    reply is not kept, and the one reply answers both parts, which the ASR heard as one turn."""
+    from dataclasses import replace
+
+    from attune.pipeline.reply import ACK_INDEX
+    from attune.pipeline.session_backends import StartupFigures
+    from attune.pipeline.stack import for_session
+
+    config, backends = stack
+    first = _say(tmp_path, "My dog died this morning.")
+    more = _say(tmp_path, "I miss him so much.")[SAMPLE_RATE // 2:]  # speech at once, no lead-in
+
+    async def push(s: Session, samples: np.ndarray, seen: list) -> None:
+        for i in range(0, len(samples) - FRAME + 1, FRAME):
+            await s.push_audio(samples[i:i + FRAME])
+            await asyncio.sleep(0.01)
+            while not s.events.empty():
+                seen.append(s.events.get_nowait())
+
+    async def go():
+        # An unmeasured LLM speed counts as a slow machine: the first sound is always played.
+        session_backends = replace(for_session(config, backends), measured=StartupFigures(None))
+        async with Session(config, session_backends) as s:
+            seen: list = []
+            silence = np.zeros(FRAME, np.float32)
+            await push(s, first, seen)
+            for _ in range(3000):
+                if any(e.type == ev.AUDIO_DELTA and e.data["sentence"] == ACK_INDEX for e in seen):
+                    break
+                await push(s, silence, seen)
+            await push(s, more, seen)
+            for _ in range(6000):
+                if any(e.type == ev.RESPONSE_DONE for e in seen):
+                    break
+                await push(s, silence, seen)
+            return s, seen
+
+    session, seen = asyncio.run(go())
+    kinds = [(e.type, e.data.get("reason")) for e in seen if e.type in (ev.RESPONSE_CANCELLED, ev.RESPONSE_DONE)]
+    assert kinds[:2] == [(ev.RESPONSE_CANCELLED, "premature_commit"), (ev.RESPONSE_DONE, None)], kinds
+    assert len(session.turns) == 1
+    trace = session.turns[0].to_dict()
+    words = trace["transcript"].lower()
+    assert "dog" in words and "miss" in words, words  # both parts, one turn
+    assert trace["resumed"] is True and trace["reply_text"]
+    assert [m.role for m in session.memory.messages()] == ["user", "assistant"]
 
 
 def test_partial_passes_share_the_asr_model_instead_of_loading_a_second(stack) -> None:

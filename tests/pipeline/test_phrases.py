@@ -33,8 +33,18 @@ def voice(directory: Path, tts: Any = None, *, rate: int = RATE, dsp: bool = Tru
     return PhraseVoice(tts or ToneTTS(), ProsodyApplicator if dsp else None, rate, SpeechCache(store=store))
 
 
-def config(**speech_cache: Any) -> Any:
-    return load_config(environ={}, overrides={"speech_cache": speech_cache} if speech_cache else None)
+def config(*, first_sounds: bool = False, **speech_cache: Any) -> Any:
+    return load_config(environ={}, overrides={"speech_cache": speech_cache,
+                                              "agent": {"acknowledgements": first_sounds}})
+
+
+def test_with_the_first_sounds_on_start_up_renders_each_of_them_once() -> None:
+    from attune.pipeline.acknowledgement import phrases as first_sounds
+
+    plain, both = stock_phrases(config()), stock_phrases(config(first_sounds=True))
+    sounds = {Phrase.of(text, e, i) for text, e, i in first_sounds()}
+    assert set(both) == set(plain) | sounds and len(both) == len(set(both))
+    assert len(both) < len(plain) + len(sounds)  # "Mm-hm." is both, in the same voices: rendered once
 
 
 async def test_prewarm_renders_once_and_a_second_start_finds_every_phrase_on_disk(tmp_path: Path) -> None:

@@ -203,10 +203,14 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert listener.early is None
 
 
-def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True) -> Harness:
+def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,
+                   llm: ScriptedLLM | None = None) -> Harness:
+    """A slow machine's reply (its first words not ready when the turn ends) with the first sound on or off."""
     tts = ToneTTS(16000)
+    llm = llm or ScriptedLLM()
+    llm.delay_s = llm.delay_s or 0.05  # wall time a token: the first clause is not ready at the commit
     return Harness(asr=FixedASR(words), tts=tts, phrases=PhraseVoice(tts, None, 16000), llm_speed=speed,
-                   overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
+                   llm=llm, overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
 
 
 async def _prewarm_first_sounds(h: Harness) -> None:
@@ -230,6 +234,74 @@ async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_th
     assert "Oh no" not in deltas and deltas.startswith("Hello, nice to hear you.")
     assert h.llm.continued_from == [""]  # the model is not led to go on from it
     assert trace["reply_text"].startswith("Hello") and "Oh no" not in s.memory.messages()[1].content
+
+
+async def test_the_model_opening_with_the_same_sound_is_not_heard_twice_nor_remembered() -> None:
+    """"Oh no." is played; the model, which never saw it, writes "Oh no, I'm so sorry...": the person hears "Oh no."
+    once, the reply's transcript and the memory hold what was spoken, and the next prompt shows no "Oh no"."""
+    llm = ScriptedLLM(["Oh", " no,", " I'm", " so", " sorry.", " That", " must", " hurt."])
+    h = _acknowledging("My dog died this morning.", llm=llm)
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(2):
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+    first = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert first["acknowledgement"] == "Oh no." and first["echo_dropped"] == "Oh no,"
+    deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA) if e.data["turn"] == 1]
+    assert deltas[0] == "I'm so sorry." and "Oh no" not in " ".join(deltas)
+    assert first["reply_text"] == first["heard_text"] == "I'm so sorry. That must hurt."
+    assistant = [m.content for m in s.memory.messages() if m.role == "assistant"]
+    assert assistant[0] == "I'm so sorry. That must hurt."  # what was spoken; the sound is the listener's, not kept
+    earlier = llm.calls[1][-2]  # the second turn's prompt: the first turn's reply, before the new words
+    assert earlier.role == "assistant" and earlier.content == "I'm so sorry. That must hurt."
+
+
+async def test_no_acknowledgement_when_the_reply_is_ready_at_the_commit() -> None:
+    """The speculative reply wrote and synthesised its first clause during the end-of-turn wait: the first sound
+    would only delay the model's words, so it is not played (and not counted as heard)."""
+    h = _acknowledging("My dog died this morning.", llm=ScriptedLLM(delay_s=0.0001))
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        for _ in range(10):  # the silence, slowly: the reply is written and synthesised before the commit
+            await d.frame(False)
+            await asyncio.sleep(0.02)
+        await d.silence_until(_done)
+        await d.until_idle()
+    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+    assert trace["acknowledgement_skipped"] == "Oh no." and "acknowledgement" not in trace
+    assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
+    assert [t.info.get("acknowledgement") for t in s.turns] == [None]
+
+
+async def test_the_first_sound_is_spoken_in_the_session_s_voice_a_persona_s_too() -> None:
+    """A session speaking with a persona's voice never plays the agent voice's rendering: none until the sound is
+    rendered in the persona's voice (start-up does it for every stored persona), then that one."""
+    from attune.pipeline.session import SessionChange
+
+    h = _acknowledging("My dog died this morning.")
+    await _prewarm_first_sounds(h)  # in the agent's voice only
+    persona = ToneTTS(16000, seconds_per_word=0.5)  # "Oh no." lasts 1.0 s in it, 0.5 s in the agent's
+    persona.name = "persona"
+    async with h.session() as s:
+        s.apply(SessionChange(voice=s.backends.voice.speaking_with(persona)))
+        d = Driver(s)
+        for turn in range(2):
+            if turn == 1:
+                await prewarm(s.backends.voice.phrases, [Phrase.of(t, e, i) for t, e, i in first_sounds()])
+            await d.speak(1.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+            if turn == 0:
+                d.events.clear()
+    assert [t.info.get("acknowledgement") for t in s.turns] == [None, "Oh no."]
+    played = sum(e.audio.duration_s for e in d.of(ev.AUDIO_DELTA) if e.data["sentence"] == ACK_INDEX)
+    assert abs(played - 1.0) < 0.05  # the persona's rendering
+    assert "Oh no." in persona.texts
 
 
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:

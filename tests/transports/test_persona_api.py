@@ -349,7 +349,9 @@ async def test_persona_greetings_and_acknowledgements_are_prewarmed_in_each_voic
     store = PersonaStore(tmp_path / "personas")  # no seed: just the two below
     store.create(parse_persona({**CLINIC, "greeting": "Hello, I am Ada."}))
     store.create(parse_persona({"id": "buddy", "greeting": "Hey there!", "voice": {"pitch": 3.0}}))
-    acks = len(config.speech_cache.acknowledgements) * len(config.speech_cache.acknowledgement_emotions)
+    from attune.pipeline.phrases import stock_phrases
+
+    acks = len(stock_phrases(config))  # in each voice: the acknowledgements (and the first sounds, when on)
 
     def start() -> tuple[ToneTTS, PhraseVoice, PersonaService]:
         tone = ToneTTS()
