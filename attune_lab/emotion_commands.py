@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from attune.backends.emotion.whisper_head import ENCODERS
 from attune.commands.flags import renamed
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
@@ -30,8 +31,9 @@ def add_commands(sub: Any) -> None:
                    help="emotion backend (default: emotion.backend)")
     p.add_argument("--mode", choices=("cold", "warm", "both"), default="both",
                    help="cold: a fresh detector per utterance; warm: one per speaker, adapting (default: both)")
-    p.add_argument("--encoder", choices=("tiny.en", "base"), default=None,
-                   help="Whisper encoder of the whisper/hybrid heads (default: emotion.encoder)")
+    p.add_argument("--encoder", choices=ENCODERS, default=None,
+                   help="Whisper encoder of the whisper/hybrid heads (default: emotion.encoder; tiny.en_l2: "
+                        "tiny.en's second block)")
     p.add_argument("--cpu-files", type=int, default=20, help="files timed for CPU per turn (0: skip)")
     _degraded_options(p, "learned backends: also read every degraded copy under DIR/<condition>/ "
                          "(degrade-emotion writes them)")
@@ -41,7 +43,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--data", required=True, action="append", help="EmoDB or RAVDESS folder; repeat for both")
     p.add_argument("--backend", choices=("prosodic", "whisper"), default="prosodic",
                    help="prosodic: prosodic_model.json; whisper: whisper_head_<encoder>.npz")
-    p.add_argument("--encoder", choices=("tiny.en", "base"), default="tiny.en", help="with --backend whisper")
+    p.add_argument("--encoder", choices=ENCODERS, default="tiny.en", help="with --backend whisper")
     p.add_argument("--pooling", choices=("mean", "meanstd", "speechmean", "speechmeanstd"), default="speechmeanstd",
                    help="with --backend whisper: over all encoder rows or the voiced ones only")
     renamed(p, "--output", "--out", default=None, help="model file (default: the shipped one)")
@@ -219,10 +221,11 @@ def _with_human_detector(model: Any, data: Any, encoder: str, pooling: str, conf
     from dataclasses import replace
 
     from attune.backends.emotion.model import fit_human_detector
-    from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool
+    from attune.backends.emotion.whisper_encoder import pool
+    from attune.backends.emotion.whisper_head import make_encoder
     from attune_lab.synthetic_voices import SENTENCES, espeak_clips, piper_clips
 
-    enc = WhisperEncoder(config.models_dir() / f"whisper-{encoder}")
+    enc = make_encoder(config.models_dir(), encoder)
     print("rendering espeak-ng and Piper voices for the human-voice detector", file=sys.stderr)
 
     def pooled(clips: list[np.ndarray]) -> np.ndarray:

@@ -151,7 +151,8 @@ def cpu_per_turn(backend: object, utterances: list[Utterance], n: int = 20) -> d
     out = {"n": float(len(clips)), "whole_p50_ms": float(np.median(whole)),
            "whole_p95_ms": float(np.percentile(whole, 95))}
     neural = getattr(backend, "neural", backend)
-    if hasattr(backend, "analyze_states") and hasattr(neural, "encoder"):
+    reuses_asr = getattr(neural, "layer", None) is None  # a middle-layer head (tiny.en_l2) runs its own pass
+    if hasattr(backend, "analyze_states") and hasattr(neural, "encoder") and reuses_asr:
         states = [neural.encoder.states(x) for x in clips]
         reuse = []
         for s, x in zip(states, clips, strict=True):

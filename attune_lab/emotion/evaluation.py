@@ -32,22 +32,25 @@ def default_l2(kind: str) -> float:
 
 
 def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> LabelledSet:
-    """Feature rows of ``kind``: ``prosodic`` or ``whisper-<model>-<pooling>`` (whisper_encoder.POOLINGS)."""
+    """Feature rows of ``kind``: ``prosodic`` or ``whisper-<encoder>-<pooling>`` (whisper_head.ENCODERS,
+    whisper_encoder.POOLINGS)."""
     if kind == PROSODIC:
         from attune.backends.emotion.features import FEATURES_VERSION as PROSODIC_VERSION
 
         return feature_matrix(utterances, f"{kind}-v{PROSODIC_VERSION}", lambda a: extract_features(a, 16000))
     from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool
+    from attune.backends.emotion.whisper_head import make_encoder
+    from attune.backends.emotion.whisper_layers import LayerEncoder
 
     parts = kind.split("-")
     if len(parts) != 3 or parts[0] != "whisper" or parts[2] not in POOLINGS:
         raise EmotionError(f"unknown feature kind {kind!r} (prosodic | whisper-tiny.en-mean | ...)")
-    encoder: list[WhisperEncoder] = []
+    encoder: list[WhisperEncoder | LayerEncoder] = []
     span = "speech" if parts[2].startswith("speech") else ""
 
     def extract(audio: np.ndarray) -> np.ndarray:
         if not encoder:
-            encoder.append(WhisperEncoder(models_dir / f"whisper-{parts[1]}"))
+            encoder.append(make_encoder(models_dir, parts[1]))
         return pool(encoder[0].states(audio), f"{span}meanstd", audio)
 
     full = feature_matrix(utterances, f"whisper-{parts[1]}-{span}meanstd-v{FEATURES_VERSION}", extract)

@@ -6,6 +6,10 @@ whisper``) reads the mean-pooled encoder output of a turn. ``analyze(audio, rate
 (````transcribe(..., encoder_states=True)````), which costs only the pooling and one matrix product. Like the
 prosodic backend it keeps a running estimate of the speaker (pooled-state mean and spread), so a long call
 reads the voice relative to itself while the first turn is read against the population.
+
+An encoder name ``<model>_l<k>`` (``tiny.en_l2``) reads block ``k`` of that model instead of its last layer
+(``whisper_layers.LayerEncoder``, numpy over the same weights): the head hears more of the voice there, but the
+ASR's pass cannot be reused, so each turn pays an encoder pass of its own (docs/BENCHMARKS.md, issue 20).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from attune.backends.emotion.model import EmotionModel
 from attune.backends.emotion.posterior import result_from_probs
 from attune.backends.emotion.prosodic import quality_factor, unusable_result
 from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool, states_for
+from attune.backends.emotion.whisper_layers import LayerEncoder
 from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, measure_quality, prepare
 from attune.core.emotion import EmotionResult, ProsodicMarkers
@@ -28,10 +33,26 @@ from attune.core.errors import BackendUnavailable, EmotionError
 
 log = logging.getLogger("attune.emotion.whisper")
 
-ENCODERS = ("tiny.en", "base")
+ENCODERS = ("tiny.en", "base", "tiny.en_l2")  # <model>: its last layer (the ASR's pass); <model>_l<k>: block k
 DEFAULT_POOLING = "speechmeanstd"  # mean and spread over the voiced rows: best held-out (docs/BENCHMARKS.md)
 HEAD_DIR = Path(__file__).parent
 RETRAIN = "run_agent.py train-emotion --backend whisper"
+
+
+def split_encoder(encoder: str) -> tuple[str, int | None]:
+    """(Whisper model, block) of an encoder name: ``tiny.en`` -> (tiny.en, None: the last layer, as the ASR
+    computes it), ``tiny.en_l2`` -> (tiny.en, 2)."""
+    model, sep, layer = encoder.rpartition("_l")
+    if sep and model and layer.isdigit():
+        return model, int(layer)
+    return encoder, None
+
+
+def make_encoder(models_dir: Path, encoder: str) -> WhisperEncoder | LayerEncoder:
+    """The encoder an encoder name reads: CTranslate2's (the ASR's own pass) or numpy's up to a block."""
+    model, layer = split_encoder(encoder)
+    folder = Path(models_dir) / f"whisper-{model}"
+    return WhisperEncoder(folder) if layer is None else LayerEncoder(folder, layer)
 
 
 def head_path(encoder: str) -> Path:
@@ -56,7 +77,7 @@ class WhisperEmotionBackend:
     name = "whisper"
 
     def __init__(self, config: EmotionConfig | None = None, *, head: EmotionModel | None = None,
-                 encoder: WhisperEncoder | None = None, models_dir: Path | None = None) -> None:
+                 encoder: WhisperEncoder | LayerEncoder | None = None, models_dir: Path | None = None) -> None:
         self.config = config or EmotionConfig()
         self.encoder_name = self.config.encoder
         if self.encoder_name not in ENCODERS:
@@ -70,11 +91,12 @@ class WhisperEmotionBackend:
         self.pooling = head.feature_kind.rsplit("-", 1)[-1]
         self._encoder = encoder
         self._models_dir = models_dir or Config().models_dir()
-        folder = self._models_dir / f"whisper-{self.encoder_name}"
+        self.model_name, self.layer = split_encoder(self.encoder_name)
+        folder = self._models_dir / f"whisper-{self.model_name}"
         if encoder is None and not (folder / "model.bin").is_file():
             raise BackendUnavailable(f"no Whisper {self.encoder_name} model in {folder}",
                                      install_hint=".venv/bin/python -m attune.models install "
-                                                  f"whisper-{self.encoder_name}", backend=self.name)
+                                                  f"whisper-{self.model_name}", backend=self.name)
         self.normalizer = head.normalizer()
         self.adapt = True
         self.last_probs: np.ndarray | None = None
@@ -96,10 +118,10 @@ class WhisperEmotionBackend:
                                  backend=self.name)
 
     @property
-    def encoder(self) -> WhisperEncoder:
+    def encoder(self) -> WhisperEncoder | LayerEncoder:
         """The encoder for turns whose states nobody computed yet (built on first use)."""
         if self._encoder is None:
-            self._encoder = WhisperEncoder(self._models_dir / f"whisper-{self.encoder_name}")
+            self._encoder = make_encoder(self._models_dir, self.encoder_name)
         return self._encoder
 
     def reset_speaker(self) -> None:
@@ -128,8 +150,9 @@ class WhisperEmotionBackend:
         return probs, self.head.familiar_factor(v)
 
     def usable_states(self, states: np.ndarray | None, n_samples: int) -> bool:
-        """Whether ``states`` (from the ASR) are this head's encoder's pass over a clip of ``n_samples``."""
-        return (states is not None and states.ndim == 2 and len(states) == states_for(n_samples)
+        """Whether ``states`` (from the ASR) are this head's encoder's pass over a clip of ``n_samples`` (never
+        for a middle layer: the ASR's pass is the last one)."""
+        return (self.layer is None and states is not None and states.ndim == 2 and len(states) == states_for(n_samples)
                 and 2 * states.shape[1] * (1 if self.pooling.endswith("meanstd") else 0.5) == self.head.dim)
 
     def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
