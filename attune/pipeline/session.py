@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import ResponsePlanLike, turn_start, voice_note
+from attune.agent.brain import ResponsePlanLike
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
 from attune.backends.base import ChatMessage, Completion
@@ -382,10 +382,10 @@ class Session:
         return d.end_turn()
 
     def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
-        """This turn's prompt as far as the voice note and the user's settled words (what the reply's prompt will
-        start with)."""
-        user = ChatMessage("user", turn_start(voice_note(voice), words, note_first=self.prompt.note_first))
-        return [*self.prompt.prefix(), *self.memory.messages(), user]
+        """This turn's prompt as far as the user's settled words, after the note and tone of ``voice`` where they
+        lead (what the reply's prompt will start with: ``Understander.understand``)."""
+        plan = EarlyVoice(voice).plan(self.backends.planner, self.settings.strategy)
+        return [*self.prompt.prefix(), *self.memory.messages(), self.prompt.turn_start(voice, plan, words)]
 
     def _voice_so_far(self) -> EmotionResult | None:
         """The turn's emotion windows so far, aggregated (None before the first)."""

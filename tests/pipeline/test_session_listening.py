@@ -106,11 +106,13 @@ async def test_partial_transcripts_and_prefill_while_speaking(note_first: bool) 
     assert all(e.data["turn"] == 1 for e in partial)
     types = d.types()
     assert types.index(ev.TRANSCRIPT_PARTIAL) < types.index(ev.SPEECH_STOPPED)
-    # The settled words are prefilled; with the note first, the voice note (from the voice heard so far) leads
-    # them, and the reply's prompt keeps it (the whole turn reads the same emotion), so it extends the prefill.
+    # The settled words are prefilled; with the note first, the voice note and the tone (from the voice heard so
+    # far) lead them, and the reply's prompt keeps both (the whole turn reads the same emotion and asks the same
+    # tone), so it extends the prefill by the last word alone.
     prefilled = h.llm.prefills[-1] if h.llm.prefills else ""
     if note_first:
-        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith("]\nI was thinking maybe we could")
+        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith(".)\nI was thinking maybe we could")
+        assert h.llm.calls[-1][-1].content == prefilled + " go"
     else:
         assert prefilled == "I was thinking maybe we could"
     assert h.llm.calls[-1][-1].content.startswith(prefilled)
