@@ -38,7 +38,7 @@ from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
 from attune.pipeline.input_frames import MAX_FRAME_S, InputFrames
 from attune.pipeline.listening import TurnListener
-from attune.pipeline.pacing import paced
+from attune.pipeline.pacing import paced, paced_endpoint
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
 from attune.pipeline.session_backends import SessionBackends, SessionChange
 from attune.pipeline.settings import SessionSettings
@@ -166,9 +166,16 @@ class Session:
         self._listen(settings)
 
     def _paced(self, settings: SessionSettings) -> SessionSettings:
-        """The first clause's length for this machine's measured LLM speed (``pipeline.pacing``)."""
-        reply = paced(settings.reply, self.backends.measured.llm_speed)
-        return settings if reply is settings.reply else replace(settings, reply=reply)
+        """The first clause's length and the end of turn's free wait for this machine's measured LLM speed
+        (``pipeline.pacing``)."""
+        speed = self.backends.measured.llm_speed
+        reply = paced(settings.reply, speed)
+        endpoint = paced_endpoint(settings.endpoint, speed, speculate_ms=settings.turn.speculate_silence_ms,
+                                  clause_words=reply.first_clause_min_words, note_first=settings.voice_note_first,
+                                  acknowledgements=settings.reply.acknowledgements)
+        if reply is settings.reply and endpoint is settings.endpoint:
+            return settings
+        return replace(settings, reply=reply, endpoint=endpoint)
 
     def _predicted(self, settings: SessionSettings) -> bool:
         return settings.endpoint is not None and self.backends.end_of_turn is not None
