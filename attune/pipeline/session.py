@@ -24,6 +24,7 @@ import numpy as np
 from attune.agent.brain import ResponsePlanLike
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
+from attune.agent.text_affect import fuse_with_words
 from attune.backends.base import ChatMessage, Completion
 from attune.config import Config
 from attune.core import events as ev
@@ -200,7 +201,9 @@ class Session:
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
             backlog_frames=lambda: self._input.qsize(), worker=b.background,
-            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None)
+            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None,
+            read_voice=self._read_voice if b.emotion is not None and b.turn_emotion is not None
+            and settings.voice_note_first else None)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -393,6 +396,13 @@ class Session:
         lead (what the reply's prompt will start with: ``Understander.understand``)."""
         plan = EarlyVoice(voice).plan(self.backends.planner, self.settings.strategy)
         return [*self.prompt.prefix(), *self.memory.messages(), self.prompt.turn_start(voice, plan, words)]
+
+    def _read_voice(self, samples: np.ndarray, states: np.ndarray | None, words: str) -> EmotionResult | None:
+        """The turn so far read as the reply reads a whole turn: the turn-emotion head (on the partial pass's
+        encoder states), fused with the words so far where the session fuses them. Blocking (a worker thread)."""
+        assert self.backends.turn_emotion is not None
+        voice = self.backends.turn_emotion.analyze_turn(np.asarray(samples, np.float32), states)
+        return fuse_with_words(voice, words) if self.settings.fuse_words and words else voice
 
     def _voice_so_far(self) -> EmotionResult | None:
         """The turn's emotion windows so far, aggregated (None before the first)."""

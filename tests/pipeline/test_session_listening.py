@@ -278,3 +278,27 @@ def test_the_first_clause_follows_the_llm_speed_measured_at_start_up() -> None:
         s.apply(SessionChange(SessionSettings.from_config(s.config)))  # a client's update keeps the machine's pace
         assert s.settings.reply.first_clause_min_words == words[name]
     assert words == {"unmeasured": 2, "slow": 2, "fast": 4}
+
+
+async def test_with_a_whole_turn_reader_the_early_voice_is_read_by_it_and_kept() -> None:
+    """The prefill's note and tone come from the reader the reply uses for the whole turn (on the first settling
+    pass's encoder states), not from the prosodic windows, so the two readings agree and the tail stays small."""
+    from attune.core.emotion import EmotionCategory
+    from tests.fakes import FakeTurnEmotion
+
+    reader = FakeTurnEmotion(EmotionCategory.ANGRY)  # the windows (FakeEmotion) read sad
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"), turn_emotion=reader,
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": True}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    prefilled = h.llm.prefills[-1]
+    assert prefilled.startswith("[Voice sounds ") and "angry" in prefilled.split("\n")[0]
+    assert len(reader.calls) >= 2  # once early (a partial pass), once for the whole turn
+    assert h.llm.calls[-1][-1].content == prefilled + " go"
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_early_note"] is True
