@@ -33,7 +33,8 @@ PREDICT_SILENCE_S = 0.2  # silence the end-of-turn model hears after the last vo
 PREFILL_STEP_TOKENS = 4  # tokens per prefill call: the reply never waits longer than one step for the context
 
 
-VoiceReader = Callable[[np.ndarray, "np.ndarray | None", str], "EmotionResult | None"]
+# (samples so far, their encoder states, words so far, the early voice) -> the early voice from now on, or None
+VoiceReader = Callable[[np.ndarray, "np.ndarray | None", str, "EarlyVoice | None"], "EarlyVoice | None"]
 
 
 class BackgroundWorker:
@@ -96,11 +97,13 @@ class TurnListener:
     ``prompt_for(voice, words)`` returns the chat messages of this turn as far as the voice note (of ``voice``)
     and ``words``, the user's words so far (what the reply's prompt will start with); ``emit_delta(text)`` sends
     one partial transcript event. ``voice_so_far()`` is the voice as read so far (None: not yet; the prefill
-    waits for it); without it the voice is not read and the note says so. ``read_voice(samples, states, words)``,
-    where the session reads each whole turn with a head on the ASR's encoder pass, reads the turn so far the
-    same way instead (from the pass that first settles words, asked for its encoder states), so the early reading
-    and the whole turn's come from one reader. The voice is taken once per turn, when the prefill begins, and
-    kept in ``early`` (the reply's prompt keeps its note and tone where they agree with the whole turn's,
+    waits for it); without it the voice is not read and the note says so. ``read_voice(samples, states, words,
+    early)``, where the session reads each whole turn with a head on the ASR's encoder pass, reads the turn so far
+    the same way instead, on every pass that settles words (asked for its encoder states), and returns the early
+    voice to use from then on, or None to keep ``early``: a new one only where the reply would not keep the old
+    one's note and tone, so the prefill re-evaluates the turn from its note (while the person still speaks) only
+    when the answer would change, and the early reading ends close to the whole turn's. The voice is kept in
+    ``early`` (the reply's prompt keeps its note and tone where they agree with the whole turn's,
     ``EarlyVoice.agrees_with``).
     """
 
@@ -201,7 +204,7 @@ class TurnListener:
             self.probability = p
 
     async def _pass(self, audio: AudioChunk, generation: int) -> None:
-        states = self.read_voice is not None and self.early is None  # the pass that may begin the prefill
+        states = self.read_voice is not None  # the early voice is read again from each pass
         try:
             result = await self._background(self.asr.transcribe, audio, encoder_states=states)
         except (BackendError, ValueError) as exc:
@@ -225,12 +228,12 @@ class TurnListener:
         """The voice so far, as the reply will read the whole turn (``read_voice``); on failure the windows'."""
         assert self.read_voice is not None
         try:
-            voice = await self._background(self.read_voice, audio.samples, states, self.words or "")
+            early = await self._background(self.read_voice, audio.samples, states, self.words or "", self.early)
         except (BackendError, ValueError, RuntimeError) as exc:
             log.debug("early voice reading failed: %s", exc)
             return
-        if generation == self._generation and self.early is None:
-            self.early = EarlyVoice(voice)
+        if generation == self._generation and early is not None:
+            self.early = early
 
     async def _prefill(self, generation: int) -> None:
         """Evaluate the voice note and the settled words into the KV cache, a few tokens per step, while input

@@ -397,12 +397,19 @@ class Session:
         plan = EarlyVoice(voice).plan(self.backends.planner, self.settings.strategy)
         return [*self.prompt.prefix(), *self.memory.messages(), self.prompt.turn_start(voice, plan, words)]
 
-    def _read_voice(self, samples: np.ndarray, states: np.ndarray | None, words: str) -> EmotionResult | None:
-        """The turn so far read as the reply reads a whole turn: the turn-emotion head (on the partial pass's
-        encoder states), fused with the words so far where the session fuses them. Blocking (a worker thread)."""
+    def _read_voice(self, samples: np.ndarray, states: np.ndarray | None, words: str,
+                    early: EarlyVoice | None) -> EarlyVoice | None:
+        """The turn so far read as the reply reads a whole turn (the turn-emotion head on the partial pass's
+        encoder states, fused with the words so far where the session fuses them): a new early voice where the
+        reply would not keep ``early``'s note and tone for it, else None. Blocking (a worker thread)."""
         assert self.backends.turn_emotion is not None
-        voice = self.backends.turn_emotion.analyze_turn(np.asarray(samples, np.float32), states)
-        return fuse_with_words(voice, words) if self.settings.fuse_words and words else voice
+        read = self.backends.turn_emotion.analyze_turn(np.asarray(samples, np.float32), states)
+        voice = fuse_with_words(read, words) if self.settings.fuse_words and words else read
+        if early is not None:
+            planner, strategy = self.backends.planner, self.settings.strategy
+            if early.agrees_with(voice, early_plan=early.plan(planner, strategy), final_plan=planner(voice, strategy)):
+                return None
+        return EarlyVoice(voice)
 
     def _voice_so_far(self) -> EmotionResult | None:
         """The turn's emotion windows so far, aggregated (None before the first)."""

@@ -302,3 +302,32 @@ async def test_with_a_whole_turn_reader_the_early_voice_is_read_by_it_and_kept()
     assert len(reader.calls) >= 2  # once early (a partial pass), once for the whole turn
     assert h.llm.calls[-1][-1].content == prefilled + " go"
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_early_note"] is True
+
+
+async def test_the_early_voice_is_read_again_while_the_turn_goes_on_until_it_answers_alike() -> None:
+    """A turn that starts bright and turns sad: the reading of the turn so far changes the tone, so the early voice
+    is replaced and the prefill re-evaluates from the note; the reply then keeps the sad note the prefill holds."""
+    from attune.core.emotion import EmotionCategory
+    from tests.fakes import FakeTurnEmotion, make_result
+
+    class Turning(FakeTurnEmotion):
+        def analyze_turn(self, audio16k, states=None):  # type: ignore[no-untyped-def]
+            self.calls.append((len(audio16k), None))
+            emotion = EmotionCategory.HAPPY if len(audio16k) < 16000 * 1.0 else EmotionCategory.SAD
+            return make_result(emotion, 0.0, len(audio16k) / 16000, audio16k, confidence=0.8)
+
+    reader = Turning()
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"), turn_emotion=reader,
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": True, "fuse_words": False}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    firsts = [p.split("\n")[0] for p in h.llm.prefills]
+    assert any("happy" in f for f in firsts) and "sad" in firsts[-1]  # read again, and the prefill followed
+    assert h.llm.calls[-1][-1].content == h.llm.prefills[-1] + " go"
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_early_note"] is True
