@@ -111,7 +111,7 @@ class PipelineConfig:
     hold_llm_for_first_audio: bool = setting(True)  # pause LLM generation while the first clause is synthesised
     end_of_turn_model: str = setting("smart-turn", choices=("smart-turn", "none"))  # none: silence alone decides
     eot_complete_ms: int = setting(200, lo=32, hi=5000)  # silence when the model (P >= 0.9) and words agree: done
-    eot_likely_ms: int = setting(700, lo=32, hi=5000)  # silence when the model is less sure (0.5 <= P < 0.9)
+    eot_likely_ms: int = setting(800, lo=32, hi=5000)  # silence when the model is less sure (0.5 <= P < 0.9)
     eot_unfinished_ms: int = setting(1200, lo=100, hi=10000)  # silence when the words say "going on"
     eot_worded_ms: int = setting(800, lo=32, hi=10000)  # silence when the model doubts (P < 0.5) finished words
     partial_asr: bool = setting(True)  # transcribe while the user speaks (partial transcripts, settled words)
@@ -130,7 +130,7 @@ class AgentConfig:
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
     openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
     acknowledgements: bool = setting(True)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
-    voice_note_first: bool = setting(False)  # the voice note before the words: prefilled while the user speaks
+    voice_note_first: bool = setting(False)  # the voice note and tone before the words: prefilled as the user speaks
 
 
 @dataclass(frozen=True)

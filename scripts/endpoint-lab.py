@@ -1,6 +1,7 @@
 """The end-of-turn policy on people's speech: waits after the end of speech (p50/p95) and cut-offs, per set and
 per RAVDESS emotion, for the configured policy and the one before issue 23 (smart-turn's doubt alone held a
-finished sentence for the longest silence).
+finished sentence for the longest silence), and the configured one with the free wait (``pipeline.pacing``) a
+slow and a fast machine's measured LLM speed give it.
 
 Hearing (Silero VAD, smart-turn, Whisper at every pause) is slow and is saved to a JSON file; ``--load`` replays
 the saved pauses with the policies in milliseconds (see ``attune_lab/endpoint_replay.py``).
@@ -23,12 +24,18 @@ from pathlib import Path
 
 from attune.config import load_config
 from attune.core.audio import prepare, read_audio_file
+from attune.core.machine import LLMSpeed
 from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings
+from attune.pipeline.pacing import first_clause_min_words, paced_endpoint
 from attune.pipeline.settings import SessionSettings
 from attune_lab.endpoint_replay import Recording, hear_pauses, ravdess_group, replay, report, summarise
 
 RAVDESS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ravdess-dev"
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+# Start-up LLM speeds (1.5B): generated tokens/s and the first token after an 11-token tail on a cached prefix.
+# Fast: the developers' AVX-512/VNNI machine (bench-llm 19.9 tok/s, 246 ms); slow: the issue's AVX2-only 2-core
+# EPYC (10.6 tok/s; its first token scaled from the developers' by the 968/504 ms the issue measured alone).
+SPEEDS = {"slow machine": LLMSpeed(10.6, 472.0), "fast machine": LLMSpeed(19.9, 246.0)}
 
 
 def recordings(args: argparse.Namespace) -> list[tuple[Path, str]]:
@@ -64,11 +71,21 @@ def hear(args: argparse.Namespace) -> list[Recording]:
     return heard
 
 
-def policies(config_settings: EndpointSettings) -> dict[str, EndOfTurnPolicy]:
-    """The configured policy, and the same silences as the policy before issue 23 (finished words with
-    P < 0.5 waited the longest silence)."""
-    before = replace(config_settings, worded_ms=config_settings.unfinished_ms)
-    return {"before (issue 23)": EndOfTurnPolicy(before), "now": EndOfTurnPolicy(config_settings)}
+def policies(settings: SessionSettings) -> dict[str, EndOfTurnPolicy]:
+    """The policy before issue 23 (finished words with P < 0.5 waited the longest silence), the one before its
+    free wait (``likely_ms`` 700, no free wait: main at 62afafe), the configured one with the speed unknown, and
+    with each of ``SPEEDS``."""
+    endpoint = settings.endpoint or EndpointSettings()
+    out = {"before (issue 23)": EndOfTurnPolicy(replace(endpoint, worded_ms=endpoint.unfinished_ms, likely_ms=700)),
+           "main (62afafe)": EndOfTurnPolicy(replace(endpoint, likely_ms=700)),
+           "now, speed unknown": EndOfTurnPolicy(endpoint)}
+    for name, speed in SPEEDS.items():
+        words = first_clause_min_words(speed, settings.reply.first_clause_min_words)
+        paced = paced_endpoint(endpoint, speed, speculate_ms=settings.turn.speculate_silence_ms, clause_words=words,
+                               note_first=settings.voice_note_first, acknowledgements=False)
+        assert paced is not None
+        out[f"now, {name} ({speed.tokens_per_s} tok/s)"] = EndOfTurnPolicy(paced)
+    return out
 
 
 def main() -> int:
@@ -91,14 +108,14 @@ def main() -> int:
         heard = [Recording.from_json(d) for d in json.loads(Path(args.load).read_text())]
     settings = SessionSettings.from_config(load_config())
     endpoint = settings.endpoint or EndpointSettings()
-    speculate, longest = settings.turn.speculate_ms, endpoint.unfinished_ms
+    speculate, longest = settings.turn.speculate_silence_ms, endpoint.unfinished_ms
     results = {}
-    for label, policy in policies(endpoint).items():
+    for label, policy in policies(settings).items():
         outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest) for r in heard]
         if args.json:
             results[label] = [s.__dict__ for s in summarise(outcomes, longest)]
         else:
-            print(f"== {label}: {endpoint if label == 'now' else 'worded_ms = unfinished_ms'}")
+            print(f"== {label}: {policy.s}")
             print("\n".join(report(outcomes, longest)))
             for o in outcomes:
                 if o.cut_off:

@@ -82,7 +82,7 @@ class ScriptedLLM:
 
     capabilities = LLMCapabilities(prefill=True, continue_reply=True)
 
-    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """Records the words; "evaluates" them once (0 for words already seen), as llama-cpp's would."""
         words = messages[-1].content
         if self.prefills and self.prefills[-1] == words:

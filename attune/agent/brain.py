@@ -3,9 +3,9 @@
 
 The strategy itself lives in ``attune.agent.strategy.choose_response``. The prompt is a fixed prefix (the
 persona's system text and its worked example turns), the token-bounded history as it was sent, then the user's
-turn: the words, the voice's context string and how to sound (or, with ``note_first``, the note before the
-words); so each turn's prompt extends the last one, the LLM's KV cache is reused, and the start of a turn can
-be evaluated while it is still being spoken.
+turn: the words, the voice's context string and how to sound (or, with ``note_first``, the note and the tone
+before the words); so each turn's prompt extends the last one, the LLM's KV cache is reused, and the start of a
+turn can be evaluated while it is still being spoken.
 """
 
 from __future__ import annotations
@@ -85,13 +85,14 @@ class PromptBuilder:
     """Builds the chat messages so that each turn's prompt extends the last one (llama.cpp then evaluates only
     the new tokens): a fixed prefix (the system message with the persona and, when on, the tag instruction; then
     the persona's worked turns), the history exactly as it was sent, then this turn's user message: the words,
-    the voice's context string and how to sound (``user_content``; ``note_first`` puts the note first).
+    the voice's context string and how to sound (``user_content``; ``note_first`` puts the note and the tone
+    first).
     """
 
     def __init__(self, persona: Persona | None = None, *, reply_tag: bool = False, note_first: bool = False) -> None:
         self.persona = persona or Persona()
         self.reply_tag = reply_tag
-        self.note_first = note_first  # the voice note before the words (``user_content``)
+        self.note_first = note_first  # the voice note and the tone before the words (``user_content``)
 
     def system_message(self) -> ChatMessage:
         text = self.persona.system_text()
@@ -111,10 +112,16 @@ class PromptBuilder:
         return out
 
     def user_message(self, user_text: str, user_emotion: EmotionResult | None,
-                     plan: ResponsePlanLike, *, note: str | None = None) -> ChatMessage:
-        """``note``: the voice note to use instead of ``user_emotion``'s (the one a prefill already evaluated)."""
-        return ChatMessage("user", user_content(note or voice_note(user_emotion), user_text,
-                                                expression_guidance(plan), note_first=self.note_first))
+                     plan: ResponsePlanLike) -> ChatMessage:
+        return ChatMessage("user", user_content(voice_note(user_emotion), user_text, expression_guidance(plan),
+                                                note_first=self.note_first))
+
+    def turn_start(self, user_emotion: EmotionResult | None, plan: ResponsePlanLike, words: str) -> ChatMessage:
+        """This turn's user message as far as ``words`` (the words settled so far): what a prefill evaluates
+        while the turn is spoken. With ``note_first`` the note and the tone lead, so the message the reply sends
+        with the same reading and plan extends this one by the last words alone."""
+        return ChatMessage("user", turn_start(voice_note(user_emotion), words, expression_guidance(plan),
+                                              note_first=self.note_first))
 
     def build(self, memory: ConversationMemory, user_text: str, user_emotion: EmotionResult | None,
               plan: ResponsePlanLike) -> list[ChatMessage]:
@@ -124,18 +131,19 @@ class PromptBuilder:
 def user_content(context: str, words: str, guidance: str, *, note_first: bool = False) -> str:
     """One user turn as the model sees it: the words, then the voice note and the tone on a line of their own.
 
-    ``note_first``: the note on a line of its own, the words, then the tone; the order in which they become
-    known, so the note (read from the voice so far) and the words are evaluated into the LLM's KV cache while
-    the person speaks and only the tone and the last words remain (``turn_start`` is what comes before them).
-    It scored lower in ``eval-replies`` on the 1.5B (docs/BENCHMARKS.md), so it is off by default."""
+    ``note_first``: the note and the tone on the first line, then the words. Both are read from the voice heard
+    when the turn's prefill begins, so they and the words are evaluated into the LLM's KV cache while the person
+    speaks and only the last words and the template's closing remain after the turn (``turn_start`` is what comes
+    before them; ``pipeline.understanding.EarlyVoice`` decides when the whole turn's reading replaces them)."""
     if note_first:
-        return f"{turn_start(context, words, note_first=True)}\n({guidance})"
+        return turn_start(context, words, guidance, note_first=True)
     return f"{words.strip()}\n{context} ({guidance})"
 
 
-def turn_start(context: str, words: str, *, note_first: bool = False) -> str:
-    """The part of a user turn known while it is spoken: the words so far, after the voice note if it leads."""
-    return f"{context}\n{words.strip()}" if note_first else words.strip()
+def turn_start(context: str, words: str, guidance: str, *, note_first: bool = False) -> str:
+    """The part of a user turn known while it is spoken: the words so far, after the note and the tone if they
+    lead."""
+    return f"{context} ({guidance})\n{words.strip()}" if note_first else words.strip()
 
 
 def qwen_chat_text(messages: list[ChatMessage]) -> str:

@@ -17,11 +17,11 @@ DEFAULT_PERSONA = (
 )
 
 # How the persona text describes the user turn, in each order of ``brain.user_content`` (the default: words
-# first; ``agent.voice_note_first``: the note first). ``PromptBuilder`` swaps one for the other.
+# first; ``agent.voice_note_first``: the note and the tone first). ``PromptBuilder`` swaps one for the other.
 NOTE_AFTER = ("After each user message comes a note in square brackets on how their voice sounds, and the tone "
               "for you: let it shape how you speak")
-NOTE_FIRST = ("Each user message starts with a note in square brackets on how their voice sounds and ends with the "
-              "tone for you: let them shape how you speak")
+NOTE_FIRST = ("Each user message starts with a note in square brackets on how their voice sounds, and the tone for "
+              "you: let it shape how you speak")
 
 # Worked turns placed after the system message, in the prompt's own format (voice note, words, tone). Small
 # models follow a shown exchange far better than a described one; the turns never change, so they are part of

@@ -168,7 +168,7 @@ class LLMBackend(Protocol):
         already said as the reply's start; the pieces are what follows. Cancelling the consumer stops it."""
         ...
 
-    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """Evaluate ``messages``' head into the KV cache ahead of a reply (only where ``capabilities.prefill``;
         elsewhere 0 at once). Blocking; returns the tokens evaluated."""
         ...

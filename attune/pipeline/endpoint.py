@@ -47,9 +47,13 @@ class EndpointSettings:
     """Silences (ms) to wait for, by how finished the turn sounds; thresholds on smart-turn's P(complete)."""
 
     complete_ms: int = 200  # P >= confident_threshold and the words are finished
-    likely_ms: int = 500  # P >= complete_threshold and the words are finished
-    unfinished_ms: int = 1000  # the words say the speaker is going on (or the model has not answered yet)
+    likely_ms: int = 800  # P >= complete_threshold and the words are finished
+    unfinished_ms: int = 1200  # the words say the speaker is going on (or the model has not answered yet)
     worded_ms: int = 800  # P < complete_threshold, but Whisper closed a finished sentence (. ? !, no hanging word)
+    # The silence a commit may wait at no cost: the speculative reply (started at the silence's beginning) will not
+    # have its first audio sooner, so a later commit delays nothing heard and lets a person who paused mid-sentence
+    # go on. Derived from the LLM speed measured at start-up (``pipeline.pacing.free_wait_ms``); 0: none.
+    free_ms: int = 0
     confident_threshold: float = 0.9
     complete_threshold: float = 0.5  # Pipecat's decision threshold
 
@@ -66,6 +70,10 @@ class EndOfTurnPolicy:
         self.s = settings or EndpointSettings()
 
     def required_silence_ms(self, probability: float | None, words: str | None) -> int:
+        """The rule's silence, or the free wait (``EndpointSettings.free_ms``) when that is longer."""
+        return max(self._rule_ms(probability, words), min(self.s.free_ms, self.s.unfinished_ms))
+
+    def _rule_ms(self, probability: float | None, words: str | None) -> int:
         s = self.s
         if probability is None:
             return s.unfinished_ms

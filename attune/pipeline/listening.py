@@ -33,6 +33,10 @@ PREDICT_SILENCE_S = 0.2  # silence the end-of-turn model hears after the last vo
 PREFILL_STEP_TOKENS = 4  # tokens per prefill call: the reply never waits longer than one step for the context
 
 
+# (samples so far, their encoder states, words so far, the early voice) -> the early voice from now on, or None
+VoiceReader = Callable[[np.ndarray, "np.ndarray | None", str, "EarlyVoice | None"], "EarlyVoice | None"]
+
+
 class BackgroundWorker:
     """One worker thread at a lower CPU priority (``nice`` raised by 10 on Linux) for work that must never slow
     real-time input or a reply: partial Whisper passes and KV prefill. On two cores the scheduler then gives the event
@@ -93,16 +97,22 @@ class TurnListener:
     ``prompt_for(voice, words)`` returns the chat messages of this turn as far as the voice note (of ``voice``)
     and ``words``, the user's words so far (what the reply's prompt will start with); ``emit_delta(text)`` sends
     one partial transcript event. ``voice_so_far()`` is the voice as read so far (None: not yet; the prefill
-    waits for it); without it the voice is not read and the note says so. The voice is taken once per turn, when
-    the prefill begins, and kept in ``early`` (the reply's prompt keeps that note where it agrees with the whole
-    turn's reading, ``EarlyVoice.agrees_with``).
+    waits for it); without it the voice is not read and the note says so. ``read_voice(samples, states, words,
+    early)``, where the session reads each whole turn with a head on the ASR's encoder pass, reads the turn so far
+    the same way instead, on every pass that settles words (asked for its encoder states), and returns the early
+    voice to use from then on, or None to keep ``early``: a new one only where the reply would not keep the old
+    one's note and tone, so the prefill re-evaluates the turn from its note (while the person still speaks) only
+    when the answer would change, and the early reading ends close to the whole turn's. The voice is kept in
+    ``early`` (the reply's prompt keeps its note and tone where they agree with the whole turn's,
+    ``EarlyVoice.agrees_with``).
     """
 
     def __init__(self, asr: ASRBackend, llm: LLMBackend, model: EndOfTurnModel | None, *, settings: ListenSettings,
                  prompt_for: Callable[[EmotionResult | None, str], Sequence[ChatMessage]],
                  emit_delta: Callable[[str], None], backlog_frames: Callable[[], int],
                  worker: BackgroundWorker | None = None,
-                 voice_so_far: Callable[[], EmotionResult | None] | None = None) -> None:
+                 voice_so_far: Callable[[], EmotionResult | None] | None = None,
+                 read_voice: VoiceReader | None = None) -> None:
         self.asr = asr
         self.worker = worker
         self.llm = llm if settings.prefill and llm.capabilities.prefill else None
@@ -110,6 +120,7 @@ class TurnListener:
         self.settings = settings
         self.prompt_for = prompt_for
         self.voice_so_far = voice_so_far
+        self.read_voice = read_voice if self.llm is not None else None
         self.early: EarlyVoice | None = None  # the voice whose note the prefill evaluated this turn
         self.emit_delta = emit_delta
         self.backlog_frames = backlog_frames
@@ -193,8 +204,9 @@ class TurnListener:
             self.probability = p
 
     async def _pass(self, audio: AudioChunk, generation: int) -> None:
+        states = self.read_voice is not None  # the early voice is read again from each pass
         try:
-            result = await self._background(self.asr.transcribe, audio)
+            result = await self._background(self.asr.transcribe, audio, encoder_states=states)
         except (BackendError, ValueError) as exc:
             log.debug("partial pass failed: %s", exc)
             return
@@ -208,7 +220,20 @@ class TurnListener:
         if delta:
             self.emit_delta(delta)
         if self.agreement.settled:
+            if states and self.read_voice is not None:
+                await self._read_early(audio, result.encoder_states, generation)
             await self._prefill(generation)
+
+    async def _read_early(self, audio: AudioChunk, states: np.ndarray | None, generation: int) -> None:
+        """The voice so far, as the reply will read the whole turn (``read_voice``); on failure the windows'."""
+        assert self.read_voice is not None
+        try:
+            early = await self._background(self.read_voice, audio.samples, states, self.words or "", self.early)
+        except (BackendError, ValueError, RuntimeError) as exc:
+            log.debug("early voice reading failed: %s", exc)
+            return
+        if generation == self._generation and early is not None:
+            self.early = early
 
     async def _prefill(self, generation: int) -> None:
         """Evaluate the voice note and the settled words into the KV cache, a few tokens per step, while input

@@ -6,6 +6,9 @@ words (every token costs ~95 ms there); a fast one writes the next words before 
 spoken, so it waits for a couple more and the first sentence is not clipped off on its own. ``first_clause_eta_ms``:
 when the reply's first clause will be heard, counted from the end of the turn's speech, the estimate the
 acknowledgement chooser (``pipeline.acknowledgement``) compares with its lead: a fast machine hears none.
+``free_wait_ms``: how long the end-of-turn policy may wait before committing at no cost, since the speculative
+reply's first clause will not be ready sooner; a slow machine gets a longer one, so fewer turns are cut off while
+the person only paused (``EndpointSettings.free_ms``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from attune.core.machine import LLMSpeed
+from attune.pipeline.endpoint import EndpointSettings
 from attune.pipeline.reply_values import ReplySettings
 
 SLOW_TOKENS_PER_S = 12.0  # the issue's 2-core AVX2-only EPYC wrote 10.6 tok/s with the 1.5B
@@ -21,6 +25,10 @@ EXTRA_WORDS_FAST = 2  # first-clause words added at FAST_TOKENS_PER_S and above
 MEASURED_TAIL_TOKENS = 11  # tokens the start-up measurement evaluates (a short user turn in the template)
 TOKENS_PER_WORD = 1.3  # English words in Qwen2.5's tokens
 TTS_FIRST_MS = 80.0  # Piper's first chunk of a short clause (43-62 ms measured on 2 cores) and the DSP
+# Prompt tokens a turn leaves to evaluate after its speech (scripts/prompt-tail.py, the eval-replies scenarios'
+# median): the note and the tone first, prefilled; the words first, the note and the tone after them.
+TAIL_TOKENS = {True: 8, False: 28}
+FREE_SHARE = 0.8  # of the estimated readiness: the estimate leaves out the ASR pass, and this keeps it early
 
 
 def first_clause_min_words(speed: LLMSpeed | None, configured: int) -> int:
@@ -49,3 +57,24 @@ def paced(reply: ReplySettings, speed: LLMSpeed | None) -> ReplySettings:
     """``reply`` with the first clause's length for this machine's speed (unchanged when unmeasured)."""
     words = first_clause_min_words(speed, reply.first_clause_min_words)
     return reply if words == reply.first_clause_min_words else replace(reply, first_clause_min_words=words)
+
+
+def free_wait_ms(speed: LLMSpeed | None, *, speculate_ms: int, clause_words: int, note_first: bool) -> int:
+    """The silence after which a speculative reply's first clause may first be ready (``FREE_SHARE`` of the
+    estimate from the start of the silence; the ASR pass before it is not counted): committing sooner gains
+    nothing heard. 0 when the speed is unknown."""
+    eta = first_clause_eta_ms(speed, tail_tokens=TAIL_TOKENS[note_first], clause_words=clause_words)
+    return 0 if eta is None else int(speculate_ms + FREE_SHARE * eta)
+
+
+def paced_endpoint(endpoint: EndpointSettings | None, speed: LLMSpeed | None, *, speculate_ms: int,
+                   clause_words: int, note_first: bool, acknowledgements: bool) -> EndpointSettings | None:
+    """``endpoint`` with its free wait for this machine's speed, at most ``worded_ms``. None with acknowledgements
+    on: the first sound is played at the commit, which should then come as early as the words allow."""
+    if endpoint is None:
+        return None
+    free = 0 if acknowledgements else free_wait_ms(speed, speculate_ms=speculate_ms, clause_words=clause_words,
+                                                   note_first=note_first)
+    # never as long as a hanging sentence's wait: a finished one is not held like it, however slow the machine
+    free = min(free, endpoint.worded_ms)
+    return endpoint if free == endpoint.free_ms else replace(endpoint, free_ms=free)

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from attune.agent.brain import ResponsePlanLike, turn_start, voice_note
+from attune.agent.brain import ResponsePlanLike
 from attune.agent.memory import ConversationMemory
 from attune.agent.persona import Persona
+from attune.agent.text_affect import fuse_with_words
 from attune.backends.base import ChatMessage, Completion
 from attune.config import Config
 from attune.core import events as ev
@@ -38,7 +39,7 @@ from attune.pipeline.emotion_stage import EmotionStage, StreamingEmotion
 from attune.pipeline.endpoint import EndOfTurnPolicy
 from attune.pipeline.input_frames import MAX_FRAME_S, InputFrames
 from attune.pipeline.listening import TurnListener
-from attune.pipeline.pacing import paced
+from attune.pipeline.pacing import paced, paced_endpoint
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
 from attune.pipeline.session_backends import SessionBackends, SessionChange
 from attune.pipeline.settings import SessionSettings
@@ -169,9 +170,16 @@ class Session:
         self._listen(settings)
 
     def _paced(self, settings: SessionSettings) -> SessionSettings:
-        """The first clause's length for this machine's measured LLM speed (``pipeline.pacing``)."""
-        reply = paced(settings.reply, self.backends.measured.llm_speed)
-        return settings if reply is settings.reply else replace(settings, reply=reply)
+        """The first clause's length and the end of turn's free wait for this machine's measured LLM speed
+        (``pipeline.pacing``)."""
+        speed = self.backends.measured.llm_speed
+        reply = paced(settings.reply, speed)
+        endpoint = paced_endpoint(settings.endpoint, speed, speculate_ms=settings.turn.speculate_silence_ms,
+                                  clause_words=reply.first_clause_min_words, note_first=settings.voice_note_first,
+                                  acknowledgements=settings.reply.acknowledgements)
+        if reply is settings.reply and endpoint is settings.endpoint:
+            return settings
+        return replace(settings, reply=reply, endpoint=endpoint)
 
     def _predicted(self, settings: SessionSettings) -> bool:
         return settings.endpoint is not None and self.backends.end_of_turn is not None
@@ -196,7 +204,9 @@ class Session:
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
             backlog_frames=lambda: self._input.qsize(), worker=b.background,
-            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None)
+            voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None,
+            read_voice=self._read_voice if b.emotion is not None and b.turn_emotion is not None
+            and settings.voice_note_first else None)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -387,10 +397,24 @@ class Session:
         return d.end_turn()
 
     def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
-        """This turn's prompt as far as the voice note and the user's settled words (what the reply's prompt will
-        start with)."""
-        user = ChatMessage("user", turn_start(voice_note(voice), words, note_first=self.prompt.note_first))
-        return [*self.prompt.prefix(), *self.memory.messages(), user]
+        """This turn's prompt as far as the user's settled words, after the note and tone of ``voice`` where they
+        lead (what the reply's prompt will start with: ``Understander.understand``)."""
+        plan = EarlyVoice(voice).plan(self.backends.planner, self.settings.strategy)
+        return [*self.prompt.prefix(), *self.memory.messages(), self.prompt.turn_start(voice, plan, words)]
+
+    def _read_voice(self, samples: np.ndarray, states: np.ndarray | None, words: str,
+                    early: EarlyVoice | None) -> EarlyVoice | None:
+        """The turn so far read as the reply reads a whole turn (the turn-emotion head on the partial pass's
+        encoder states, fused with the words so far where the session fuses them): a new early voice where the
+        reply would not keep ``early``'s note and tone for it, else None. Blocking (a worker thread)."""
+        assert self.backends.turn_emotion is not None
+        read = self.backends.turn_emotion.analyze_turn(np.asarray(samples, np.float32), states)
+        voice = fuse_with_words(read, words) if self.settings.fuse_words and words else read
+        if early is not None:
+            planner, strategy = self.backends.planner, self.settings.strategy
+            if early.agrees_with(voice, early_plan=early.plan(planner, strategy), final_plan=planner(voice, strategy)):
+                return None
+        return EarlyVoice(voice)
 
     def _voice_so_far(self) -> EmotionResult | None:
         """The turn's emotion windows so far, aggregated (None before the first)."""

@@ -257,7 +257,7 @@ class SessionLLM:
         self.on_queued = on_queued
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
 
-    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """The backend's ``prefill`` (blocking, from a worker thread), while the LLM is idle and the cache holds
         this session's conversation; else 0 at once. Returns the tokens evaluated."""
         shared = self.shared

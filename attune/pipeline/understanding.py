@@ -2,9 +2,10 @@
 
 The step after ASR and before the LLM, pure and synchronous: the turn's emotion (the whole-turn reading where the
 session has one, else its emotion windows aggregated) is fused with the words (``agent.fuse_words``), the strategy
-plans the response, and the prompt is built on the history. Where the voice note was already evaluated into the
-LLM's cache while the turn was spoken (``EarlyVoice``), the prompt keeps that note when it agrees with the turn's
-reading, so that only the tone and the last words remain to be evaluated. A reply calls
+plans the response, and the prompt is built on the history. Where the voice note and the tone were already
+evaluated into the LLM's cache while the turn was spoken (``EarlyVoice``), the prompt keeps them when they agree
+with the whole turn's (same tone, same side of the valence), so that only the last words remain to be evaluated;
+the plan (the voice's prosody) and the trace follow the whole turn either way. A reply calls
 ``Understander.understand`` once per turn; a transport or a test can call it alone.
 """
 
@@ -13,31 +14,44 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from attune.agent.brain import Planner, PromptBuilder, ResponsePlanLike, voice_note
+from attune.agent.brain import Planner, PromptBuilder, ResponsePlanLike
 from attune.agent.text_affect import fuse_with_words
 from attune.backends.base import ChatMessage
-from attune.core.emotion import EmotionResult
+from attune.core.emotion import NEUTRAL_BAND, EmotionResult
 from attune.core.frames import Transcript
 
 Aggregator = Callable[[list[EmotionResult]], EmotionResult | None]
 Trajectory = Callable[[list[EmotionResult]], str]  # improving | declining | stable | volatile
 
 
+def valence_side(emotion: EmotionResult | None) -> int:
+    """-1, 0 or 1: which side of neutral a reading's valence falls (0 for none, an unreliable one, or within
+    ``NEUTRAL_BAND``)."""
+    if emotion is None or not emotion.reliable or abs(emotion.dimensions.valence) < NEUTRAL_BAND:
+        return 0
+    return 1 if emotion.dimensions.valence > 0 else -1
+
+
 @dataclass(frozen=True)
 class EarlyVoice:
-    """The voice as heard when the turn's prefill began (None: not read), whose note the LLM's KV cache holds
-    ahead of the words."""
+    """The voice as heard when the turn's prefill began (None: not read), whose note and tone (the plan the
+    strategy makes of it) the LLM's KV cache holds ahead of the words."""
 
     emotion: EmotionResult | None
 
-    def agrees_with(self, final: EmotionResult | None) -> bool:
-        """Its note may stand for the whole turn's reading: both name the same emotion, or neither is reliable."""
-        early = self.emotion
-        if early is None or final is None:
-            return early is final
-        if not (early.reliable and final.reliable):
-            return early.reliable == final.reliable
-        return early.primary.emotion is final.primary.emotion
+    def agrees_with(self, final: EmotionResult | None, *, early_plan: ResponsePlanLike,
+                    final_plan: ResponsePlanLike) -> bool:
+        """Its note and tone may stand for the whole turn's: the whole turn's plan asks the same tone, and the two
+        readings sit on the same side of the valence (a sad turn whose first second read neutral or cheerful is
+        re-read, so bad news never gets a note that hides it). Coarser than the emotion's name on purpose: the
+        first second is read by the prosodic windows and the whole turn by the ASR encoder's head, which name
+        different neighbours of the same feeling (docs/BENCHMARKS.md, issue 23)."""
+        return (early_plan.expressed_emotion is final_plan.expressed_emotion
+                and valence_side(self.emotion) == valence_side(final))
+
+    def plan(self, planner: Planner, strategy: str) -> ResponsePlanLike:
+        """The plan the strategy makes of the early reading: its tone is the one the prefill evaluated."""
+        return planner(self.emotion, strategy)
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class TurnContext:
     past_emotions: tuple[EmotionResult, ...] = ()
     history: tuple[ChatMessage, ...] = ()
     turn_emotion: EmotionResult | None = None  # a whole-turn reading (the Whisper head's); wins over the windows
-    early_voice: EarlyVoice | None = None  # the voice note a prefill evaluated while the turn was spoken
+    early_voice: EarlyVoice | None = None  # the voice whose note and tone a prefill evaluated as the turn was spoken
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,7 @@ class Understanding:
     trajectory: str
     plan: ResponsePlanLike
     messages: tuple[ChatMessage, ...]
-    early_note: bool = False  # the prompt carries the prefill's voice note (``TurnContext.early_voice``)
+    early_note: bool = False  # the prompt carries the prefill's note and tone (``TurnContext.early_voice``)
 
     @property
     def user_message(self) -> str:
@@ -95,10 +109,14 @@ class Understander:
         mood = self.trajectory([*context.past_emotions, *([emotion] if emotion else [])])
         plan = self.planner(emotion, self.strategy)
         early = context.early_voice
-        note = voice_note(early.emotion) if early is not None and early.agrees_with(emotion) else None
-        messages = (*self.prompt.prefix(), *context.history,
-                    self.prompt.user_message(text, emotion, plan, note=note))
-        return Understanding(transcript, emotion, mood, plan, messages, early_note=note is not None)
+        kept = False
+        user = self.prompt.user_message(text, emotion, plan)
+        if early is not None:
+            early_plan = early.plan(self.planner, self.strategy)
+            if early.agrees_with(emotion, early_plan=early_plan, final_plan=plan):
+                user, kept = self.prompt.user_message(text, early.emotion, early_plan), True
+        messages = (*self.prompt.prefix(), *context.history, user)
+        return Understanding(transcript, emotion, mood, plan, messages, early_note=kept)
 
 
 def default_aggregate() -> Aggregator:

@@ -79,8 +79,10 @@ def test_the_voice_note_first_order_and_its_system_text() -> None:
     assert NOTE_AFTER in plain.system_message().content and NOTE_FIRST not in plain.system_message().content
     assert NOTE_FIRST in first.system_message().content and NOTE_AFTER not in first.system_message().content
     last = first.build(ConversationMemory(), "I can't sleep", user, plan)[-1].content
-    assert last == f"{user.to_context_string()}\nI can't sleep\n(Tone: calm.)"
-    assert last.startswith(turn_start(user.to_context_string(), "I can't", note_first=True))
-    assert turn_start("[note]", " I can't ") == "I can't"  # words first: the words alone lead the turn
+    assert last == f"{user.to_context_string()} (Tone: calm.)\nI can't sleep"
+    # the note and the tone lead, so what a prefill evaluated is the start of the reply's turn, to the last word
+    assert last.startswith(first.turn_start(user, plan, "I can't").content)
+    assert plain.turn_start(user, plan, " I can't ").content == "I can't"  # words first: the words alone lead
+    assert turn_start("[note]", " I can't ", "Tone: calm.") == "I can't"
     worked = first.prefix()[1].content.split("\n")  # the worked turns follow the same order
-    assert worked[0].startswith("[Voice sounds") and worked[2].startswith("(Tone: ")
+    assert worked[0].startswith("[Voice sounds") and worked[0].endswith(".)") and "(Tone: " in worked[0]

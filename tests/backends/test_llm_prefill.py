@@ -117,3 +117,37 @@ async def test_the_prompts_last_token_is_evaluated_with_the_tail_not_in_a_pass_o
     assert (0, n) in starts or sum(k for s, k in starts if s < n) == n  # the prompt, whole, in the tail's steps
     assert all(s + k <= n or s >= n for s, k in starts)  # no step straddles the prompt's end
     assert not any(s == n - 1 and k == 1 for s, k in starts)  # never the last prompt token alone
+
+
+@pytest.mark.parametrize("note_first", [True, False])
+async def test_the_tail_after_the_turn_is_what_the_prefill_could_not_know(llm: LlamaCppLLM, note_first: bool) -> None:
+    """The user turn's composition, with the real tokenizer and KV cache (issue 23): with the note and the tone
+    first, the prefill of the settled words leaves only the last word and the template's closing to evaluate
+    after the turn; with the words first, the note and the tone are in the tail too."""
+    from attune.agent.brain import PromptBuilder, qwen_chat_text
+    from attune.agent.memory import ConversationMemory
+    from attune.agent.strategy import choose_response
+    from attune.core.emotion import EmotionCategory
+    from tests.fakes import make_result
+
+    builder = PromptBuilder(note_first=note_first)
+    voice = make_result(EmotionCategory.SAD, 0.0, 2.0)
+    plan = choose_response(voice, "complement")
+    words = "I lost my job this morning and I do not know what to tell my family."
+    settled = " ".join(words.split()[:-1])  # LocalAgreement leaves the last word unsettled
+    llm._llm.reset()
+    while llm.prefill([*builder.prefix(), builder.turn_start(voice, plan, settled)], max_new=64) > 0:
+        pass
+    final = builder.build(ConversationMemory(), words, voice, plan)
+    _, call = await _call(llm, final)
+    tail = call.prompt_tokens - call.reused_tokens
+    closing = llm.prompt_tokens([ChatMessage("user", "x")])[-5:]  # <|im_end|> \n <|im_start|> assistant \n
+    assert llm.prompt_tokens(final)[-5:] == closing
+    last_word = len(llm._llm.tokenize(b" family.", add_bos=False, special=False))
+    if note_first:
+        assert tail == last_word + len(closing)  # nothing of the note, the tone or the settled words
+        assert tail <= 10
+        assert qwen_chat_text(final).count(voice.to_context_string()) == 1
+    else:
+        note = len(llm._llm.tokenize(f"\n{voice.to_context_string()} (Tone: x.)".encode(), add_bos=False))
+        assert tail >= last_word + note + len(closing) - 2

@@ -53,3 +53,23 @@ async def test_start_up_measures_the_llm_speed_from_a_short_stream() -> None:
     assert await measure_llm_speed(ScriptedLLM(["Hi", "."]), prefix) is None  # too short to tell a rate
     assert await measure_llm_speed(ScriptedLLM(fail_after=2), prefix) is None  # a failure costs the figure only
     assert SPEED_TOKENS <= 32  # a short stream: start-up stays quick on a slow machine
+
+
+def test_the_free_wait_is_longer_on_a_slow_machine_and_never_a_hanging_sentences() -> None:
+    from attune.pipeline.endpoint import EndpointSettings
+    from attune.pipeline.pacing import free_wait_ms, paced_endpoint
+
+    slow = free_wait_ms(SLOW, speculate_ms=96, clause_words=2, note_first=True)
+    fast = free_wait_ms(FAST, speculate_ms=96, clause_words=4, note_first=True)
+    assert slow > fast > 96  # the speculative reply starts at the silence's start; its first clause comes later
+    assert free_wait_ms(None, speculate_ms=96, clause_words=2, note_first=True) == 0
+    # a longer tail (the words first) keeps the reply longer, so the commit may wait longer
+    assert free_wait_ms(SLOW, speculate_ms=96, clause_words=2, note_first=False) > slow
+    base = EndpointSettings(worded_ms=800, unfinished_ms=1200)
+    paced = paced_endpoint(base, SLOW, speculate_ms=96, clause_words=2, note_first=False, acknowledgements=False)
+    assert paced is not None and paced.free_ms == 800  # capped: a finished sentence is never held as a hanging one
+    assert paced_endpoint(base, None, speculate_ms=96, clause_words=2, note_first=True, acknowledgements=False) == base
+    # with the first sound on, it plays at the commit: no free wait
+    heard = paced_endpoint(base, SLOW, speculate_ms=96, clause_words=2, note_first=True, acknowledgements=True)
+    assert heard is not None and heard.free_ms == 0
+    assert paced_endpoint(None, SLOW, speculate_ms=96, clause_words=2, note_first=True, acknowledgements=False) is None

@@ -106,11 +106,13 @@ async def test_partial_transcripts_and_prefill_while_speaking(note_first: bool) 
     assert all(e.data["turn"] == 1 for e in partial)
     types = d.types()
     assert types.index(ev.TRANSCRIPT_PARTIAL) < types.index(ev.SPEECH_STOPPED)
-    # The settled words are prefilled; with the note first, the voice note (from the voice heard so far) leads
-    # them, and the reply's prompt keeps it (the whole turn reads the same emotion), so it extends the prefill.
+    # The settled words are prefilled; with the note first, the voice note and the tone (from the voice heard so
+    # far) lead them, and the reply's prompt keeps both (the whole turn reads the same emotion and asks the same
+    # tone), so it extends the prefill by the last word alone.
     prefilled = h.llm.prefills[-1] if h.llm.prefills else ""
     if note_first:
-        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith("]\nI was thinking maybe we could")
+        assert prefilled.startswith("[Voice sounds ") and prefilled.endswith(".)\nI was thinking maybe we could")
+        assert h.llm.calls[-1][-1].content == prefilled + " go"
     else:
         assert prefilled == "I was thinking maybe we could"
     assert h.llm.calls[-1][-1].content.startswith(prefilled)
@@ -348,3 +350,56 @@ def test_the_first_clause_follows_the_llm_speed_measured_at_start_up() -> None:
         s.apply(SessionChange(SessionSettings.from_config(s.config)))  # a client's update keeps the machine's pace
         assert s.settings.reply.first_clause_min_words == words[name]
     assert words == {"unmeasured": 2, "slow": 2, "fast": 4}
+
+
+async def test_with_a_whole_turn_reader_the_early_voice_is_read_by_it_and_kept() -> None:
+    """The prefill's note and tone come from the reader the reply uses for the whole turn (on the first settling
+    pass's encoder states), not from the prosodic windows, so the two readings agree and the tail stays small."""
+    from attune.core.emotion import EmotionCategory
+    from tests.fakes import FakeTurnEmotion
+
+    reader = FakeTurnEmotion(EmotionCategory.ANGRY)  # the windows (FakeEmotion) read sad
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"), turn_emotion=reader,
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": True}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    prefilled = h.llm.prefills[-1]
+    assert prefilled.startswith("[Voice sounds ") and "angry" in prefilled.split("\n")[0]
+    assert len(reader.calls) >= 2  # once early (a partial pass), once for the whole turn
+    assert h.llm.calls[-1][-1].content == prefilled + " go"
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_early_note"] is True
+
+
+async def test_the_early_voice_is_read_again_while_the_turn_goes_on_until_it_answers_alike() -> None:
+    """A turn that starts bright and turns sad: the reading of the turn so far changes the tone, so the early voice
+    is replaced and the prefill re-evaluates from the note; the reply then keeps the sad note the prefill holds."""
+    from attune.core.emotion import EmotionCategory
+    from tests.fakes import FakeTurnEmotion, make_result
+
+    class Turning(FakeTurnEmotion):
+        def analyze_turn(self, audio16k, states=None):  # type: ignore[no-untyped-def]
+            self.calls.append((len(audio16k), None))
+            emotion = EmotionCategory.HAPPY if len(audio16k) < 16000 * 1.0 else EmotionCategory.SAD
+            return make_result(emotion, 0.0, len(audio16k) / 16000, audio16k, confidence=0.8)
+
+    reader = Turning()
+    h = Harness(asr=FixedASR("I was thinking maybe we could go"), turn_emotion=reader,
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": True, "fuse_words": False}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(10):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        await d.silence_until(_done)
+        await d.until_idle()
+    firsts = [p.split("\n")[0] for p in h.llm.prefills]
+    assert any("happy" in f for f in firsts) and "sad" in firsts[-1]  # read again, and the prefill followed
+    assert h.llm.calls[-1][-1].content == h.llm.prefills[-1] + " go"
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_early_note"] is True

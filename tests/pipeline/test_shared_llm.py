@@ -127,7 +127,7 @@ async def test_a_backend_without_prefill_is_not_prefilled() -> None:
     class ServerLLM(CountingLLM):
         capabilities = LLMCapabilities()  # a server keeps its own cache
 
-        def prefill(self, messages, *, keep_back=2, max_new=16):  # type: ignore[no-untyped-def]
+        def prefill(self, messages, *, keep_back=0, max_new=16):  # type: ignore[no-untyped-def]
             raise AssertionError("a backend that declares no prefill is never asked to")
 
     view = SharedLLM(ServerLLM()).for_session()

@@ -89,28 +89,50 @@ def test_the_real_aggregate_and_trajectory_plug_in() -> None:
     assert got.user_emotion.primary.emotion is EmotionCategory.SAD and got.trajectory == "stable"
 
 
-def test_the_prefills_voice_note_is_kept_when_it_agrees_with_the_turns_reading() -> None:
+def test_the_prefills_note_and_tone_are_kept_when_they_agree_with_the_turns() -> None:
     early = replace(make_result(EmotionCategory.SAD, 0.0, 1.0), markers=ProsodicMarkers(speech_rate_category="slow"))
     final = make_result(EmotionCategory.SAD, 0.0, 3.0)
     assert early.to_context_string() != final.to_context_string()
     u = _understander({}, fuse_words=False, prompt=PromptBuilder(note_first=True))
     kept = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=EarlyVoice(early)))
     assert kept is not None and kept.early_note
-    assert kept.user_message.startswith(early.to_context_string() + "\nmy cat is ill\n")
+    assert kept.user_message == early.to_context_string() + " (Tone: calm.)\nmy cat is ill"
     assert kept.user_emotion is final  # the plan and the trace still follow the whole turn's reading
     other = EarlyVoice(make_result(EmotionCategory.HAPPY, 0.0, 1.0))
     replaced = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,), early_voice=other))
     assert replaced is not None and not replaced.early_note
-    assert replaced.user_message.startswith(final.to_context_string() + "\n")
+    assert replaced.user_message.startswith(final.to_context_string() + " (Tone: calm.)\n")
     plain = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((final,)))
     assert plain is not None and not plain.early_note and plain.messages == replaced.messages
+
+
+def test_a_turn_whose_whole_reading_asks_another_tone_is_re_read() -> None:
+    """The whole turn's emotion reaches the prompt where it changes the answer: another tone from the plan."""
+    from attune.agent.strategy import choose_response
+
+    calm_start = make_result(EmotionCategory.CALM, 0.0, 1.0)
+    sad_turn = make_result(EmotionCategory.SAD, 0.0, 3.0)
+    u = Understander(choose_response, default_aggregate(), default_trajectory(), PromptBuilder(note_first=True),
+                     fuse_words=False)
+    got = u.understand(Transcript("my cat is ill", 0.0, 3.0), TurnContext((sad_turn,),
+                                                                         early_voice=EarlyVoice(calm_start)))
+    assert got is not None and not got.early_note
+    assert got.user_message.startswith(sad_turn.to_context_string())
+    assert f"(Tone: {choose_response(sad_turn, 'complement').expressed_emotion.value}.)" in got.user_message
 
 
 def test_early_voice_agreement() -> None:
     sad, happy = make_result(EmotionCategory.SAD, 0, 1), make_result(EmotionCategory.HAPPY, 0, 1)
     unsure = make_result(EmotionCategory.HAPPY, 0, 1, confidence=0.1)
-    assert EarlyVoice(sad).agrees_with(make_result(EmotionCategory.SAD, 0, 2))
-    assert not EarlyVoice(sad).agrees_with(happy) and not EarlyVoice(sad).agrees_with(unsure)
-    assert EarlyVoice(unsure).agrees_with(make_result(EmotionCategory.SAD, 0, 1, confidence=0.2))
-    assert EarlyVoice(None).agrees_with(None) and not EarlyVoice(None).agrees_with(sad)
-    assert not EarlyVoice(sad).agrees_with(None)
+    calm = calm_planner(None, "complement")
+    assert EarlyVoice(sad).agrees_with(make_result(EmotionCategory.SAD, 0, 2), early_plan=calm, final_plan=calm)
+    # other tones, or the other side of the valence (an unreliable reading counts as neither side), disagree
+    tender = replace(calm, expressed_emotion=EmotionCategory.AFFECTIONATE)
+    assert not EarlyVoice(sad).agrees_with(sad, early_plan=calm, final_plan=tender)
+    assert not EarlyVoice(sad).agrees_with(happy, early_plan=calm, final_plan=calm)
+    assert not EarlyVoice(sad).agrees_with(unsure, early_plan=calm, final_plan=calm)
+    assert not EarlyVoice(None).agrees_with(sad, early_plan=calm, final_plan=calm)
+    assert EarlyVoice(unsure).agrees_with(make_result(EmotionCategory.SAD, 0, 1, confidence=0.2), early_plan=calm,
+                                          final_plan=calm)
+    assert EarlyVoice(None).agrees_with(None, early_plan=calm, final_plan=calm)
+    assert not EarlyVoice(sad).agrees_with(None, early_plan=calm, final_plan=calm)

@@ -148,10 +148,12 @@ class LlamaCppLLM:
             self._llm.eval(tokens)
         return len(tokens)
 
-    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """Evaluate the start of a prompt ahead of time: ``messages`` end with the user's words so far (the
         settled part of a turn still being spoken). Their tokens, less the closing ``<|im_end|>`` and
-        ``keep_back`` more (the last word may tokenise differently once the next one follows), are evaluated
+        ``keep_back`` more (none by default: Qwen's pre-tokeniser cuts before every space, so the settled words
+        tokenise alike whatever follows; where they do not, the reply re-evaluates from the first token that
+        differs, which keeping tokens back would have cost anyway: docs/BENCHMARKS.md, issue 23), are evaluated
         after the longest prefix the KV cache already holds, at most ``max_new`` per call (so a call is short
         and the reply never waits long for the context). Returns how many tokens were evaluated.
 

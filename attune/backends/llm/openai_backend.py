@@ -69,7 +69,7 @@ class OpenAICompatLLM:
                 "max_tokens": max_tokens, "temperature": temperature}
         return retried_stream(lambda: self._attempt(body))
 
-    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 2, max_new: int = 16) -> int:
+    def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         return 0  # the server keeps its own cache: nothing to evaluate ahead from here
 
     async def _attempt(self, body: dict[str, Any]) -> AsyncGenerator[str, None]:
