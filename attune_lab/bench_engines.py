@@ -162,7 +162,9 @@ def cmd_bench_llm(args: argparse.Namespace, config: Config) -> int:
                         "prompt_tokens": round(statistics.mean(t["prompt"] for t in turns)),
                         "evaluated_tokens": round(statistics.mean(t["prompt"] - t["reused"] for t in turns))})
         del llm
-    _report(results, args.json, "LLM (llama-cpp, 2 threads)")
+    from attune_lab.engine_isa import engine_isa
+
+    _report(results, args.json, f"LLM (llama-cpp, 2 threads, built for {engine_isa()['llama_cpp']})")
     return 0
 
 

@@ -109,8 +109,9 @@ def _first_token_alone(llm: LLMBackend, completion: Completion | None) -> float 
 
 def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> dict[str, Any]:
     from attune.core.machine import cpu_info
+    from attune_lab.engine_isa import emulates_avx2, engine_isa
 
-    cpu = cpu_info()
+    cpu, isa = cpu_info(), engine_isa()
 
     def stat(key: str) -> dict[str, float | None]:
         values = [f[key] for f in per_file if isinstance(f.get(key), (int, float))]
@@ -129,7 +130,8 @@ def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> di
             "early_notes": sum(1 for f in per_file if f.get("early_note")),
             "stage_p50_ms": stages,
             "warm_up_s": {k: round(v, 2) for k, v in warm.items() if k not in _SPEED_KEYS},
-            "machine": {**cpu.to_dict(), "short": cpu.short()},
+            "machine": {**cpu.to_dict(), "short": cpu.short(), "engines": isa,
+                        "emulates_avx2": emulates_avx2(isa, cpu.avx512)},
             "llm_speed": {k.removeprefix("llm_"): round(warm[k], 1) if k in warm else None for k in _SPEED_KEYS},
             "per_file": per_file}
 
@@ -152,7 +154,8 @@ def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(result))
     else:
         m, speed = result["machine"], result["llm_speed"]
-        print(f"machine: {m['short']}; LLM {config.llm.model} {speed.get('tokens_per_s')} tok/s, first token "
+        emulated = " (LLM and ASR held to AVX2: an AVX2-only machine, emulated)" if m["emulates_avx2"] else ""
+        print(f"machine: {m['short']}{emulated}; LLM {config.llm.model} {speed.get('tokens_per_s')} tok/s, first token "
               f"{speed.get('first_token_ms')} ms (measured at start-up); temperature {config.llm.temperature}")
         print(f"voice-to-voice over {result['n']} of {result['files']} files: p50 {result['p50_ms']} ms, "
               f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
