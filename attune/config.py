@@ -154,6 +154,7 @@ class LLMConfig:
     prefix_cache: bool = setting(True)  # keep the KV state of the unchanging prompt prefix between turns
     max_tokens: int = setting(96, lo=1, hi=4096)  # longest reply, in tokens
     temperature: float = setting(0.7, lo=0.0, hi=2.0)
+    seed: int = setting(0, lo=0, hi=2**31 - 1)  # sampling seed (llama-cpp): the same seed repeats a reply
     timeout_s: float = setting(30.0, lo=0.5, hi=600.0)  # network backends: connect and between-chunk timeout
     ollama_host: str = setting("http://127.0.0.1:11434")
     ollama_model: str = setting("qwen2.5:1.5b-instruct")

@@ -18,6 +18,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--strategy", default=None, help="response strategy (default: config)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: config; the backend's seed is fixed, so runs repeat)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the LLM's sampling seed (default: llm.seed): another seed is another sample of each reply")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
     p.add_argument("--openings", choices=("on", "off"), default=None,
                    help="open each reply with the cached opening a session would play (default: agent.openings)")
@@ -43,7 +45,8 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"unknown scenario(s) {unknown} (known: {', '.join(s.name for s in SCENARIOS)})")
     scenarios = tuple(s for s in SCENARIOS if not names or s.name in names)
     model = args.llm_model or config.llm.model
-    llm = create_llm(config, **({"model": args.llm_model} if args.llm_model else {}))
+    llm = create_llm(config, **({"model": args.llm_model} if args.llm_model else {}),
+                     **({"seed": args.seed} if args.seed is not None else {}))
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     temperature = config.llm.temperature if args.temperature is None else args.temperature

@@ -124,20 +124,25 @@ def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequenc
     return Acknowledgement(text, situation, emotion, SOFT_INTENSITY if text in SOFT else INTENSITY)
 
 
-TYPICAL_TAIL_TOKENS = 16  # tokens evaluated after the end of speech before the first token (the issue's p50: 24)
+TYPICAL_TAIL_TOKENS = 24  # prompt tokens a reply evaluates before its first token (bench-latency's tail p50: 22-24)
 
 
 def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseVoice | None, tts: TTSBackend,
                          output_rate: int,
                          previous: Sequence[str | None], speed: LLMSpeed | None, clause_words: int,
-                         elapsed_ms: float, barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
+                         barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
     """The acknowledgement for a turn and its audio (output rate, leading silence trimmed), from the speech cache's
     memory front only (never a render at the moment of a commit), in the reply's own voice (``tts``); None when
-    none is chosen or it is not cached for that voice and rate. ``elapsed_ms``: since the end of the speech."""
+    none is chosen or it is not cached for that voice and rate.
+
+    The estimate counts from now: a reply chooses its sound once its transcript and plan are known, before its LLM
+    call starts (a speculative reply's too, which plays it only at the commit), so nothing of the model's work is
+    done yet. Counting from the end of the speech instead took the ASR pass and the end-of-turn wait for the
+    model's and skipped the sound on every turn committed after ~800 ms, whose reply came 600 ms after the commit.
+    A reply that is ready by the commit all the same plays its words and no sound (``Reply``'s ready-anyway check)."""
     if phrases is None or phrases.tts is not tts or phrases.out_rate != output_rate:
         return None
-    eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words,
-                              elapsed_ms=elapsed_ms)
+    eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words)
     ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in)
     if ack is None:
         return None

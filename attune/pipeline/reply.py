@@ -211,7 +211,7 @@ class Reply:
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
         await self._open(transcript.text, plan)
         if not self._opening and self.audio is not None and self.d.acknowledge is not None:
-            await self._acknowledge(self.d.acknowledge(transcript.text, plan, self.trace.speech_end_s))
+            await self._acknowledge(self.d.acknowledge(transcript.text, plan))
         return understood.messages
 
     async def _acknowledge(self, found: tuple[Acknowledgement, np.ndarray] | None) -> None:

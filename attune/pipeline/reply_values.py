@@ -68,8 +68,8 @@ class ReplyDeps:
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
     openings: OpeningVoice | None = None  # cached openings; None = no openings
     phrases: PhraseVoice | None = None  # the speech cache's voice; None = every sentence synthesised
-    # (words, plan, speech_end_s) -> (Acknowledgement, output-rate samples) or None; ``pipeline.acknowledgement``
-    acknowledge: Callable[[str, ResponsePlanLike, float], tuple[Acknowledgement, np.ndarray] | None] | None = None
+    # (words, plan) -> (Acknowledgement, output-rate samples) or None; ``pipeline.acknowledgement``
+    acknowledge: Callable[[str, ResponsePlanLike], tuple[Acknowledgement, np.ndarray] | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -321,15 +321,14 @@ class Session:
                          openings=b.voice.openings, phrases=b.voice.phrases,
                          acknowledge=self._acknowledgement if st.reply.acknowledgements else None)
 
-    def _acknowledgement(self, words: str, plan: ResponsePlanLike, speech_end_s: float
-                         ) -> tuple[Acknowledgement, np.ndarray] | None:
+    def _acknowledgement(self, words: str, plan: ResponsePlanLike) -> tuple[Acknowledgement, np.ndarray] | None:
         """The first sound for this turn (``pipeline.acknowledgement``): never over a barge-in, never as the last
         recorded turn's, one for a turn that went on after a premature commit."""
         st, b = self.settings, self.backends
         return pick_acknowledgement(
             words, plan, phrases=b.voice.phrases, tts=b.tts, output_rate=st.reply.output_sample_rate,
             previous=[t.info.get("acknowledgement") for t in self.turns], speed=b.measured.llm_speed,
-            clause_words=st.reply.first_clause_min_words, elapsed_ms=1000.0 * (self.now - speech_end_s),
+            clause_words=st.reply.first_clause_min_words,
             barge_in=self._barge_in or self._joined is not None)  # a resumed turn had its own
 
     def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:

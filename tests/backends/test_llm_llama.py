@@ -123,3 +123,17 @@ async def test_default_config_uses_the_1_5b_model() -> None:
     assert isinstance(llm, LlamaCppLLM) and isinstance(llm, LLMBackend) and "1.5b" in llm.model_path.name
     text = "".join(await _collect(llm, [SYSTEM, ChatMessage("user", "My cat is sick.")], max_tokens=16))
     assert len(text.split()) >= 2
+
+
+async def test_llm_seed_chooses_the_sample(tmp_path: Any) -> None:
+    """``llm.seed`` reaches the sampler: the same seed repeats a temperature-1.2 reply, another seed gives other
+    replies (what ``eval-replies --seed`` samples with)."""
+    messages = [SYSTEM, ChatMessage("user", "Invent a name for a new pet and say why, in a few words.")]
+
+    async def replies(seed: int) -> list[str]:
+        llm = create_llm(Config(), model="qwen2.5-0.5b", n_ctx=512, seed=seed)
+        return ["".join(await _collect(llm, messages, max_tokens=16, temperature=1.2)) for _ in range(3)]
+
+    first = await replies(11)
+    assert await replies(11) == first
+    assert await replies(12) != first

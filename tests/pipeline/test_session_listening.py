@@ -307,7 +307,7 @@ async def test_the_first_sound_is_spoken_in_the_session_s_voice_a_persona_s_too(
 
 
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
-    fast = LLMSpeed(tokens_per_s=40.0, first_token_ms=60.0)
+    fast = LLMSpeed(tokens_per_s=100.0, first_token_ms=30.0)  # a GPU server's speed: the first clause in ~0.2 s
     for h, warm in ((_acknowledging("My dog died this morning.", speed=fast), True),
                     (_acknowledging("My dog died this morning.", on=False), True),
                     (_acknowledging("My dog died this morning."), False)):
@@ -320,6 +320,23 @@ async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached(
             await d.until_idle()
         assert "acknowledgement" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
         assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
+
+
+async def test_a_turn_committed_late_still_hears_its_sound_on_a_developer_machine() -> None:
+    """The estimate counts from the choice, when the reply's LLM has not started: a turn committed after a long
+    end-of-turn wait is not taken for one whose reply is nearly ready (counting from the end of the speech
+    skipped the sound on every turn committed after ~800 ms on a 20 tok/s machine, whose reply came ~600 ms
+    after the commit)."""
+    dev = LLMSpeed(tokens_per_s=20.0, first_token_ms=260.0)
+    h = _acknowledging("My dog died this morning.", speed=dev)
+    h.overrides["pipeline"] = {**PIPELINE, "end_of_turn_silence_ms": 1000}
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["acknowledgement"] == "Oh no."
 
 
 async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:

@@ -116,7 +116,7 @@ class LlamaCppLLM:
         c = config.llm
         path = (config.resolve_path(c.model_path) if c.model_path
                 else embedded_model_path(config.models_dir(), c.model))
-        return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache)
+        return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache, seed=c.seed)
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
         """The prompt as the model's own chat template (from the GGUF) renders and tokenises it.
