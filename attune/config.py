@@ -130,7 +130,7 @@ class AgentConfig:
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
     openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
     acknowledgements: bool = setting(True)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
-    voice_note_first: bool = setting(False)  # the voice note and tone before the words: prefilled as the user speaks
+    voice_note_first: bool = setting(True)  # the voice note and tone before the words: prefilled as the user speaks
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,8 @@ async def test_normal_turn_events_history_and_trace(tmp_path) -> None:
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
     # The prompt carried the user's emotion context and the expressed emotion guidance.
     system, *_, user = h.llm.calls[0]
-    assert user.content.split("\n")[1].startswith("[Voice sounds") and "calm" in user.content.split("\n")[1]
+    note, words = user.content.split("\n")  # agent.voice_note_first (the default): the note and tone lead
+    assert note.startswith("[Voice sounds") and "calm" in note and words == "hello there"
     lines = (tmp_path / "trace.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["transcript"] == "hello there"
     assert len(s.turns) == 1 and s.emotion_trajectory
@@ -251,7 +252,8 @@ async def test_typed_text_turn_is_answered_and_interrupts_a_reply() -> None:
     assert not h.asr.calls
     assert d.of(ev.TRANSCRIPT)[0].data["transcript"] == "What time is it?"
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
-    assert s.memory.messages()[0].content.startswith("What time is it?\n[Voice emotion unknown]")
+    note, words = s.memory.messages()[0].content.split("\n")
+    assert note.startswith("[Voice emotion unknown]") and words == "What time is it?"
 
 
 @pytest.fixture

@@ -124,7 +124,8 @@ async def test_partial_transcripts_and_prefill_while_speaking(note_first: bool) 
 async def test_a_server_sessions_shared_llm_view_is_prefilled_too() -> None:
     inner = ScriptedLLM()
     h = Harness(asr=FixedASR("I was thinking maybe we could go"), llm=SharedLLM(inner).for_session(),  # type: ignore[arg-type]
-                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300}})
+                overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 300},
+                           "agent": {"voice_note_first": False}})  # the words alone: what is prefilled is plain
     async with h.session() as s:
         d = Driver(s)
         for _ in range(10):
@@ -145,9 +146,7 @@ async def test_an_opening_is_played_at_commit_and_the_model_goes_on_from_it() ->
     await voice.prewarm([(h.planner(None, "complement").expressed_emotion, 0.4)])
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+        await _one_turn(d)
     assert h.llm.continued_from == ["Oh no,"]
     deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)]
     assert deltas[0] == "Oh no," and deltas[1] == "Hello, nice to hear you."
@@ -166,9 +165,7 @@ async def test_a_missing_opening_is_rendered_for_next_time_and_not_played() -> N
                 overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+        await _one_turn(d)
     await voice.close()
     assert h.llm.continued_from == [""]
     assert "opening" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
@@ -215,6 +212,13 @@ def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True
                    llm=llm, overrides={"pipeline": PIPELINE, "agent": {"acknowledgements": on}})
 
 
+async def _one_turn(d: Driver) -> None:
+    """A second of speech, then silence until its reply ends, then until the session is idle."""
+    await d.speak(1.0)
+    await d.silence_until(_done)
+    await d.until_idle()
+
+
 async def _prewarm_first_sounds(h: Harness) -> None:
     await prewarm(h.phrases, [Phrase.of(text, e, i) for text, e, i in first_sounds()])
 
@@ -224,9 +228,7 @@ async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_th
     await _prewarm_first_sounds(h)
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+        await _one_turn(d)
     trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
     assert trace["acknowledgement"] == "Oh no."  # bad news, a calm plan: the soft one
     audio = d.of(ev.AUDIO_DELTA)
@@ -247,9 +249,7 @@ async def test_the_model_opening_with_the_same_sound_is_not_heard_twice_nor_reme
     async with h.session() as s:
         d = Driver(s)
         for _ in range(2):
-            await d.speak(1.0)
-            await d.silence_until(_done)
-            await d.until_idle()
+            await _one_turn(d)
     first = d.of(ev.RESPONSE_DONE)[0].data["trace"]
     assert first["acknowledgement"] == "Oh no." and first["echo_dropped"] == "Oh no,"
     deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA) if e.data["turn"] == 1]
@@ -295,9 +295,7 @@ async def test_the_first_sound_is_spoken_in_the_session_s_voice_a_persona_s_too(
         for turn in range(2):
             if turn == 1:
                 await prewarm(s.backends.voice.phrases, [Phrase.of(t, e, i) for t, e, i in first_sounds()])
-            await d.speak(1.0)
-            await d.silence_until(_done)
-            await d.until_idle()
+            await _one_turn(d)
             if turn == 0:
                 d.events.clear()
     assert [t.info.get("acknowledgement") for t in s.turns] == [None, "Oh no."]
@@ -315,9 +313,7 @@ async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached(
             await _prewarm_first_sounds(h)
         async with h.session() as s:
             d = Driver(s)
-            await d.speak(1.0)
-            await d.silence_until(_done)
-            await d.until_idle()
+            await _one_turn(d)
         assert "acknowledgement" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
         assert all(e.data["sentence"] >= 0 for e in d.of(ev.AUDIO_DELTA))
 
@@ -333,9 +329,7 @@ async def test_a_turn_committed_late_still_hears_its_sound_on_a_developer_machin
     await _prewarm_first_sounds(h)
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+        await _one_turn(d)
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["acknowledgement"] == "Oh no."
 
 
@@ -345,9 +339,7 @@ async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:
     async with h.session() as s:
         d = Driver(s)
         for _ in range(4):
-            await d.speak(1.0)
-            await d.silence_until(_done)
-            await d.until_idle()
+            await _one_turn(d)
             d.events.clear()
     heard = [t.info.get("acknowledgement") for t in s.turns]
     assert len(heard) == 4 and heard[0] == "Mm."
