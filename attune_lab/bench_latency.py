@@ -78,7 +78,7 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
                          "llm_ttft_ms": trace.get("llm_ttft_ms"), "llm_ttft_alone_ms": alone,
                          "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
                          "opening": trace.get("opening"), "reply": trace.get("reply_text"), "turns": len(traces),
-                         "early_note": trace.get("llm_early_note")})
+                         "early_note": trace.get("llm_early_note"), "resumed": trace.get("resumed") is True})
         if not args.json:
             f = per_file[-1]
             print(f"{path.name}: {f['voice_to_voice_ms']} ms, model word {f['first_model_word_ms']} ms, tail "
@@ -128,6 +128,8 @@ def _bench_summary(per_file: list[dict[str, Any]], warm: dict[str, float]) -> di
             "llm_ttft_alone_ms": stat("llm_ttft_alone_ms"),
             "premature_cutoffs": sum(1 for f in per_file if f["premature_cutoff"]),
             "early_notes": sum(1 for f in per_file if f.get("early_note")),
+            # committed in a pause, then the person's voice went on: the first sound stopped, one turn, one reply
+            "resumed_commits": sum(1 for f in per_file if f.get("resumed")),
             "stage_p50_ms": stages,
             "warm_up_s": {k: round(v, 2) for k, v in warm.items() if k not in _SPEED_KEYS},
             "machine": {**cpu.to_dict(), "short": cpu.short(), "engines": isa,
@@ -161,7 +163,8 @@ def cmd_bench_latency(args: argparse.Namespace, config: Config) -> int:
               f"p95 {result['p95_ms']} ms, max {result['max_ms']} ms")
         for key in ("first_model_word_ms", "tail_tokens", "input_lag_max_ms", "llm_ttft_ms", "llm_ttft_alone_ms"):
             print(f"{key}: p50 {result[key]['p50']}, p95 {result[key]['p95']}")
-        print(f"premature cut-offs: {result['premature_cutoffs']} of {result['files']} files")
+        print(f"premature cut-offs: {result['premature_cutoffs']} of {result['files']} files; commits in a pause "
+              f"resumed as one turn: {result['resumed_commits']}")
         print(f"voice note prefilled and kept: {result['early_notes']} of {result['files']} files")
         print("stage medians (ms after the end of speech): "
               + ", ".join(f"{k} {v}" for k, v in result["stage_p50_ms"].items()))

@@ -71,6 +71,13 @@ def hear(args: argparse.Namespace) -> list[Recording]:
     return heard
 
 
+class FirstSoundReady(EndOfTurnPolicy):
+    """The configured policy asked as the session asks it once the reply's first sound is queued."""
+
+    def required_silence_ms(self, probability: float | None, words: str | None, *, sounded: bool = True) -> int:
+        return super().required_silence_ms(probability, words, sounded=True)
+
+
 def policies(settings: SessionSettings) -> dict[str, EndOfTurnPolicy]:
     """The policy before issue 23 (finished words with P < 0.5 waited the longest silence), the one before its
     free wait (``likely_ms`` 700, no free wait: main at 62afafe), the configured one with the speed unknown, and
@@ -78,7 +85,10 @@ def policies(settings: SessionSettings) -> dict[str, EndOfTurnPolicy]:
     endpoint = settings.endpoint or EndpointSettings()
     out = {"before (issue 23)": EndOfTurnPolicy(replace(endpoint, worded_ms=endpoint.unfinished_ms, likely_ms=700)),
            "main (62afafe)": EndOfTurnPolicy(replace(endpoint, likely_ms=700)),
-           "now, speed unknown": EndOfTurnPolicy(endpoint)}
+           "now, speed unknown": EndOfTurnPolicy(endpoint),
+           # the default with first sounds on, on a machine slow enough to play one on every turn: a "cut-off"
+           # here is a commit in a pause that the person's voice resumes (the sound stops, one turn, one reply)
+           "now, first sound ready (eot_sounded_ms)": FirstSoundReady(endpoint)}
     for name, speed in SPEEDS.items():
         words = first_clause_min_words(speed, settings.reply.first_clause_min_words)
         paced = paced_endpoint(endpoint, speed, speculate_ms=settings.turn.speculate_silence_ms, clause_words=words,

@@ -50,6 +50,12 @@ class EndpointSettings:
     likely_ms: int = 800  # P >= complete_threshold and the words are finished
     unfinished_ms: int = 1200  # the words say the speaker is going on (or the model has not answered yet)
     worded_ms: int = 800  # P < complete_threshold, but Whisper closed a finished sentence (. ? !, no hanging word)
+    # A finished sentence the model doubts or is unsure of (what ``likely_ms`` and ``worded_ms`` wait for) is
+    # committed after this silence when the reply has its first sound ready (``pipeline.acknowledgement``): the
+    # sound is then heard this much sooner, and a person who only paused is not cut off by it, since their voice
+    # stops the sound at once and the turn goes on as one (``turn_policy.ResumeTurn``): they hear a backchannel
+    # ("Mm.") in their pause, as a listener gives one. Never shortens a hanging sentence's wait.
+    sounded_ms: int = 600
     # The silence a commit may wait at no cost: the speculative reply (started at the silence's beginning) will not
     # have its first audio sooner, so a later commit delays nothing heard and lets a person who paused mid-sentence
     # go on. Derived from the LLM speed measured at start-up (``pipeline.pacing.free_wait_ms``); 0: none.
@@ -69,18 +75,24 @@ class EndOfTurnPolicy:
     def __init__(self, settings: EndpointSettings | None = None) -> None:
         self.s = settings or EndpointSettings()
 
-    def required_silence_ms(self, probability: float | None, words: str | None) -> int:
-        """The rule's silence, or the free wait (``EndpointSettings.free_ms``) when that is longer."""
-        return max(self._rule_ms(probability, words), min(self.s.free_ms, self.s.unfinished_ms))
+    def required_silence_ms(self, probability: float | None, words: str | None, *, sounded: bool = False) -> int:
+        """The rule's silence, or the free wait (``EndpointSettings.free_ms``) when that is longer. ``sounded``:
+        the reply has its first sound ready, so a finished sentence the model is unsure of waits ``sounded_ms``
+        at most (the free wait, there only without first sounds, does not apply to it)."""
+        rule, unsure = self._rule_ms(probability, words)
+        if sounded and unsure:
+            return min(rule, self.s.sounded_ms)
+        return max(rule, min(self.s.free_ms, self.s.unfinished_ms))
 
-    def _rule_ms(self, probability: float | None, words: str | None) -> int:
+    def _rule_ms(self, probability: float | None, words: str | None) -> tuple[int, bool]:
+        """The rule's silence, and whether it is the wait of finished words the model is unsure of."""
         s = self.s
-        if probability is None:
-            return s.unfinished_ms
-        if words is not None and words_unfinished(words):
-            return s.unfinished_ms
+        if probability is None or (words is not None and words_unfinished(words)):
+            return s.unfinished_ms, False
         if probability < s.complete_threshold:
             # smart-turn often doubts a finished sentence (a falling question, a flat or sad voice: P 0.02 for
             # "Can you tell me something to help me fall asleep tonight?"); finished words then shorten the wait
-            return s.unfinished_ms if words is None else max(s.worded_ms, s.likely_ms)
-        return s.complete_ms if probability >= s.confident_threshold else s.likely_ms
+            return (s.unfinished_ms, False) if words is None else (max(s.worded_ms, s.likely_ms), True)
+        if probability >= s.confident_threshold:
+            return s.complete_ms, False
+        return s.likely_ms, words is not None

@@ -119,6 +119,12 @@ class Reply:
         return self._p.transcript if "asr_done" in self.trace.marks else None
 
     @property
+    def sounding(self) -> bool:
+        """Its first sound (an acknowledgement) is queued to play at the commit: what lets the end-of-turn policy
+        commit a finished sentence sooner (``EndpointSettings.sounded_ms``)."""
+        return self._echo is not None
+
+    @property
     def finished(self) -> bool:
         """All three stages are over (its audio may still be playing out on the output clock)."""
         return self.task is not None and self.task.done()

@@ -388,7 +388,7 @@ class Session:
         words = reply.transcript_ready if reply is not None else None
         if self.endpoint is None or reply is None or words is None:
             return False  # the words are not known yet: wait for them (or for the longest silence)
-        wait_ms = self.endpoint.required_silence_ms(listener.probability, words)
+        wait_ms = self.endpoint.required_silence_ms(listener.probability, words, sounded=reply.sounding)
         if d.silence_s * 1000.0 < wait_ms:
             return False
         p = listener.probability

@@ -51,7 +51,7 @@ class SessionSettings:
             policy=PolicySettings(barge_in_min_ms=p.barge_in_min_ms),
             endpoint=None if p.end_of_turn_model == "none" else EndpointSettings(
                 complete_ms=p.eot_complete_ms, likely_ms=p.eot_likely_ms, unfinished_ms=p.eot_unfinished_ms,
-                worded_ms=p.eot_worded_ms),
+                worded_ms=p.eot_worded_ms, sounded_ms=p.eot_sounded_ms),
             listen=ListenSettings(partial_asr=p.partial_asr, prefill=p.prefill_llm, step_s=p.partial_step_ms / 1000),
             reply=ReplySettings(output_sample_rate=p.output_sample_rate,
                                 first_clause_min_words=p.first_clause_min_words,

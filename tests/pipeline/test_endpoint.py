@@ -58,6 +58,19 @@ def test_a_doubting_voice_never_waits_less_than_an_unsure_one() -> None:
     assert EndOfTurnPolicy(s).required_silence_ms(0.1, "We won.") == 700
 
 
+def test_a_ready_first_sound_shortens_only_the_unsure_wait_of_finished_words() -> None:
+    s = EndpointSettings(complete_ms=200, likely_ms=800, unfinished_ms=1200, worded_ms=800, sounded_ms=600)
+    policy = EndOfTurnPolicy(s)
+    finished = "We finally won the match."
+    assert policy.required_silence_ms(0.1, finished, sounded=True) == 600  # the model doubts (worded)
+    assert policy.required_silence_ms(0.7, finished, sounded=True) == 600  # the model is unsure (likely)
+    assert policy.required_silence_ms(0.1, finished) == 800  # no sound ready: as before
+    assert policy.required_silence_ms(0.97, finished, sounded=True) == 200  # never longer than the rule
+    assert policy.required_silence_ms(0.7, "The thing about my job is", sounded=True) == 1200  # hanging words
+    assert policy.required_silence_ms(None, finished, sounded=True) == 1200  # the model has not answered
+    assert policy.required_silence_ms(0.7, None, sounded=True) == 800  # no words known: nothing to trust
+
+
 def test_window_keeps_the_end_and_pads_the_front() -> None:
     short = np.ones(16000, np.float32)
     w = last_window(short)

@@ -333,6 +333,50 @@ async def test_a_turn_committed_late_still_hears_its_sound_on_a_developer_machin
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["acknowledgement"] == "Oh no."
 
 
+async def test_a_finished_sentence_the_voice_doubts_is_committed_sooner_when_its_first_sound_is_ready() -> None:
+    """``eot_sounded_ms``: the doubted sentence's 800 ms wait becomes 600 when the reply has its first sound; with
+    the sound off (or none cached) it stays 800."""
+    waits = {}
+    for on in (True, False):
+        h = _acknowledging("We finally won the match.", on=on)
+        h.end_of_turn = FixedEndOfTurn(0.1)
+        h.overrides["pipeline"] = {**PIPELINE, "eot_sounded_ms": 600}
+        await _prewarm_first_sounds(h)
+        async with h.session() as s:
+            d = Driver(s)
+            await d.speak(1.0)
+            took = await _silence_until_stopped(d, 2.0)
+            await d.silence_until(_done)
+            await d.until_idle()
+        trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
+        waits[on] = (trace["eot_wait_ms"], took, trace.get("acknowledgement"))
+    assert waits[True][0] == 600 and waits[True][2] is not None
+    assert waits[False][0] == 800 and waits[False][2] is None
+    assert waits[True][1] is not None and waits[False][1] is not None and waits[True][1] < waits[False][1]
+
+
+async def test_a_pause_longer_than_the_sounded_wait_hears_a_backchannel_and_stays_one_turn() -> None:
+    """A person who pauses 0.7 s inside a sentence Whisper closed ("My sister called me this morning."): the
+    early commit plays the first sound in the pause, the voice stops it, and the two parts are one turn with
+    one reply, answered after the real end."""
+    h = _acknowledging("My sister called me this morning.")
+    h.end_of_turn = FixedEndOfTurn(0.1)
+    h.overrides["pipeline"] = {**PIPELINE, "eot_sounded_ms": 600}
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence(0.7)
+        await d.speak(0.8)
+        await d.silence_until(_done)
+        await d.silence_until(lambda events: bool(d.of(ev.RESPONSE_DONE)))
+        await d.until_idle()
+    assert [e.data["reason"] for e in d.of(ev.RESPONSE_CANCELLED)] == ["premature_commit"]
+    done = d.of(ev.RESPONSE_DONE)
+    assert len(done) == 1 and done[0].data["trace"]["resumed"] is True and len(s.turns) == 1
+    assert h.asr.calls[-1].duration_s >= 1.0 + 0.8  # the whole turn, both parts
+
+
 async def test_acknowledgements_are_not_repeated_turn_after_turn() -> None:
     h = _acknowledging("I went to the shop this morning.")
     await _prewarm_first_sounds(h)
