@@ -63,6 +63,7 @@ class RealtimeConnection(Connection):
         self._last_item: str | None = None
         self._speech_item: str | None = None  # the user item the current speech will become
         self._awaiting_transcript: list[str] = []  # committed audio items, oldest first
+        self._spoken_item: str | None = None  # the last user item the server's turn detection committed
         self._typed: list[tuple[str, str]] = []  # (item_id, text) typed items not yet answered
         self._typed_turns: list[str] = []  # texts submitted to the session, whose transcript event is not an item's
         self._responses: dict[int, _Response] = {}
@@ -339,6 +340,7 @@ class RealtimeConnection(Connection):
         self.send_json(rt.event(self.ids, "conversation.item.added", previous_item_id=previous,
                                 item=rt.user_item(item_id, transcript=None, status="in_progress")))
         self._awaiting_transcript.append(item_id)
+        self._spoken_item = item_id
 
     def _transcript(self, transcript: str) -> None:
         if self._typed_turns and transcript == self._typed_turns[0].strip():
@@ -449,6 +451,23 @@ class RealtimeConnection(Connection):
         response = self._response_object(resp, status, output=output, usage=rt.usage(trace, transcript),
                                          reason=reason, failure=failure)
         self.send_json(rt.event(self.ids, "response.done", response=response, attune=_extension(resp, trace)))
+        if d.get("reason") == "premature_commit":
+            self._withdraw_premature(resp)
+
+    def _withdraw_premature(self, resp: _Response) -> None:
+        """A turn committed too early goes on as one (``turn_policy.ResumeTurn``): the session keeps neither its
+        first part nor the cut reply, and answers the whole turn under the item the speech that goes on commits.
+        The client's conversation is made to match with ``conversation.item.deleted`` for the first part's user
+        item and the cut response's item, so it never shows the first words twice."""
+        withdrawn = [i for i in (self._spoken_item, resp.item_id) if i is not None and i in self.items]
+        self._spoken_item = None
+        for item_id in withdrawn:
+            self.items.pop(item_id)
+            self._awaiting_transcript = [i for i in self._awaiting_transcript if i != item_id]
+            if self._last_transcript_item == item_id:
+                self._last_transcript_item = None
+            self.send_json(rt.event(self.ids, "conversation.item.deleted", item_id=item_id))
+        self._last_item = next(reversed(self.items), None)
 
     def _close_item(self, resp: _Response, transcript: str, status: str) -> dict[str, Any]:
         base = {"response_id": resp.resp_id, "item_id": resp.item_id, "output_index": 0, "content_index": 0}

@@ -86,6 +86,14 @@ async def test_on_realtime_the_first_sound_opens_the_item_audio_and_a_premature_
     assert [d["response"]["status"] for d in dones[1:3]] == ["cancelled", "completed"]
     assert dones[1]["response"]["status_details"]["reason"] == "turn_detected"
     assert "acknowledgement" not in dones[2]["attune"]  # the turn that went on had its first sound already
+    # The client's conversation matches the session's: the first part's user item and the cut response's item
+    # are withdrawn, and the turn that went on is one user item, answered once.
+    deleted = {e["item_id"] for e in got.of("conversation.item.deleted")}
+    cut = dones[1]["response"]
+    assert {o["id"] for o in cut["output"]} <= deleted
+    user_items = [e["item_id"] for e in got.of("input_audio_buffer.committed")]
+    assert len(user_items) == 3 and user_items[1] in deleted and not deleted & {user_items[0], user_items[2]}
+    assert dones[2]["response"]["output"][0]["id"] not in deleted
 
 
 def _audio_of(got: Received, after: dict[str, Any]) -> bool:
