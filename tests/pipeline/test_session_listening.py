@@ -333,15 +333,21 @@ async def test_a_turn_committed_late_still_hears_its_sound_on_a_developer_machin
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["acknowledgement"] == "Oh no."
 
 
+async def _doubted(words: str, *, on: bool = True) -> Harness:
+    """A slow machine's reply to ``words``, which the end-of-turn model doubts (P 0.1), first sounds cached."""
+    h = _acknowledging(words, on=on)
+    h.end_of_turn = FixedEndOfTurn(0.1)
+    h.overrides["pipeline"] = {**PIPELINE, "eot_sounded_ms": 600}
+    await _prewarm_first_sounds(h)
+    return h
+
+
 async def test_a_finished_sentence_the_voice_doubts_is_committed_sooner_when_its_first_sound_is_ready() -> None:
     """``eot_sounded_ms``: the doubted sentence's 800 ms wait becomes 600 when the reply has its first sound; with
     the sound off (or none cached) it stays 800."""
     waits = {}
     for on in (True, False):
-        h = _acknowledging("We finally won the match.", on=on)
-        h.end_of_turn = FixedEndOfTurn(0.1)
-        h.overrides["pipeline"] = {**PIPELINE, "eot_sounded_ms": 600}
-        await _prewarm_first_sounds(h)
+        h = await _doubted("We finally won the match.", on=on)
         async with h.session() as s:
             d = Driver(s)
             await d.speak(1.0)
@@ -359,10 +365,7 @@ async def test_a_pause_longer_than_the_sounded_wait_hears_a_backchannel_and_stay
     """A person who pauses 0.7 s inside a sentence Whisper closed ("My sister called me this morning."): the
     early commit plays the first sound in the pause, the voice stops it, and the two parts are one turn with
     one reply, answered after the real end."""
-    h = _acknowledging("My sister called me this morning.")
-    h.end_of_turn = FixedEndOfTurn(0.1)
-    h.overrides["pipeline"] = {**PIPELINE, "eot_sounded_ms": 600}
-    await _prewarm_first_sounds(h)
+    h = await _doubted("My sister called me this morning.")
     async with h.session() as s:
         d = Driver(s)
         await d.speak(1.0)
