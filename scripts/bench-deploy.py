@@ -6,8 +6,10 @@ Prints how many conversations were admitted (the handshake went through) and ref
 Retry-After, at once), how many turns were answered, refused aloud (``server_busy``, at once) or failed, how many
 admitted turns got neither a reply nor a refusal (``unanswered``: the target is 0), and the voice-to-voice latency
 of the answered ones (p50/p95) and its p95 over the single-session figure of the same run (``p95_over_single``:
-the target is <= 2; give N = 1 first). The workers share one admission ledger (``server.admission_ledger``);
-``--no-ledger`` leaves each to count its own replies, as before it existed. A benchmark prints figures; it
+the target is <= 2; give N = 1 first); for an unanswered turn, how long the client waited after the server ended
+it (``unanswered_waited_s``: the reference client waits ``client.ANSWER_PATIENCE_S`` of quiet). The workers
+share one admission ledger (``server.admission_ledger``); ``--no-ledger`` leaves each to count its own replies,
+as before it existed. A benchmark prints figures; it
 asserts nothing. Run it on a quiet machine:
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench-deploy.py --workers 2 --sessions 1,5,10,20 --model 0.5b
@@ -121,6 +123,12 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
         return any(d.get("status") == "completed" for d in run.of("response.done")) or any(
             e["error"]["code"] == "server_busy" for e in run.of("error"))
 
+    def waited(run: ClientRun) -> float:
+        """Seconds from the server's end of the turn to the client's hang-up (an unanswered turn's patience)."""
+        stopped = [e["t"] for e in run.of("input_audio_buffer.speech_stopped")]
+        end = run.stream_time(run.sent_at[-1]) if run.sent_at else 0.0
+        return round(end - stopped[-1], 1) if stopped else float("nan")
+
     outcomes: dict[str, int] = {}
     for d in done:
         outcomes[str(d.get("status"))] = outcomes.get(str(d.get("status")), 0) + 1
@@ -129,6 +137,7 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
             "replied": sum(d.get("status") == "completed" for d in done), "server_busy": len(busy),
             "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
             "unanswered": sum(not answered(r) for r in admitted), "outcomes": outcomes,
+            "unanswered_waited_s": [waited(r) for r in admitted if not answered(r)],
             "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1)}
 
 

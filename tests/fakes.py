@@ -235,6 +235,7 @@ class Harness:
     openings: Any = None  # an OpeningVoice over the harness's TTS
     phrases: Any = None  # a PhraseVoice over the harness's TTS (the speech cache)
     llm_speed: Any = None  # an LLMSpeed, as warm_up measures it
+    admission: Any = None  # the shared LLM's door (``pipeline.shedding.Admission``); None = never shed
 
     def session(self) -> Session:
         # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
@@ -245,7 +246,8 @@ class Harness:
                                    vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
                                    dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,
-                                   end_of_turn=self.end_of_turn, measured=StartupFigures(self.llm_speed))
+                                   end_of_turn=self.end_of_turn, measured=StartupFigures(self.llm_speed),
+                                   admission=self.admission)
         return Session(config, backends)
 
 

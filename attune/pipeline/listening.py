@@ -6,7 +6,8 @@ verdict.
 ``TurnListener`` is owned by the session (one turn at a time; ``reset()`` between turns, ``close()`` at the end)
 and runs every engine call off the event loop, one at a time, so the passes never fight the reply for the two
 cores: a pass or a prefill step is skipped while the session's input is behind (``backlog_frames()`` above
-``MAX_BACKLOG_FRAMES``).
+``MAX_BACKLOG_FRAMES``), and while the session sheds work ahead of a reply (``speculate()`` False: the shared LLM
+would not admit its reply now, ``pipeline.shedding``); the end-of-turn model, which is cheap, always runs.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class TurnListener:
                  emit_delta: Callable[[str], None], backlog_frames: Callable[[], int],
                  worker: BackgroundWorker | None = None,
                  voice_so_far: Callable[[], EmotionResult | None] | None = None,
-                 read_voice: VoiceReader | None = None) -> None:
+                 read_voice: VoiceReader | None = None, speculate: Callable[[], bool] | None = None) -> None:
         self.asr = asr
         self.worker = worker
         self.llm = llm if settings.prefill and llm.capabilities.prefill else None
@@ -124,12 +125,14 @@ class TurnListener:
         self.early: EarlyVoice | None = None  # the voice whose note the prefill evaluated this turn
         self.emit_delta = emit_delta
         self.backlog_frames = backlog_frames
+        self.speculate = speculate or (lambda: True)
         self.agreement = TranscriptAgreement()
         self.schedule = DecodeSchedule(settings.step_s, settings.min_s)
         self.probability: float | None = None  # the model's P(complete) for the current silence
         self.words: str | None = None  # the latest whole-turn transcript known (a pass or the reply's ASR)
         self.prefilled_tokens = 0
         self.passes = 0
+        self.shed = 0  # passes due this turn that were not run: the session shed them under load
         self._work: asyncio.Task[None] | None = None
         self._predict: asyncio.Task[None] | None = None
         self._generation = 0  # bumped by reset(): results of an older turn are dropped
@@ -137,6 +140,13 @@ class TurnListener:
     @property
     def settled(self) -> str:
         return self.agreement.settled
+
+    def figures(self) -> dict[str, int]:
+        """What was done while this turn was spoken, for its reply's trace."""
+        out = {"partial_passes": self.passes, "llm_prefilled_tokens": self.prefilled_tokens}
+        if self.shed:
+            out["partial_passes_shed"] = self.shed
+        return out
 
     # ---- driven by the session ----
     def on_speech(self, turn_s: float, audio: Callable[[], AudioChunk]) -> None:
@@ -146,7 +156,10 @@ class TurnListener:
             return
         if not self.schedule.due(turn_s) or self.backlog_frames() > MAX_BACKLOG_FRAMES:
             return
-        self.schedule.started(turn_s)
+        self.schedule.started(turn_s)  # run or shed, the next pass is a step later
+        if not self.speculate():
+            self.shed += 1
+            return
         self._work = asyncio.create_task(self._pass(audio(), self._generation), name="listen-pass")
 
     def on_silence(self, audio: AudioChunk) -> None:
@@ -180,7 +193,7 @@ class TurnListener:
         self.schedule.reset()
         self.probability = self.words = None
         self.early = None
-        self.prefilled_tokens = self.passes = 0
+        self.prefilled_tokens = self.passes = self.shed = 0
 
     async def close(self) -> None:
         tasks = [t for t in (self._work, self._predict) if t is not None]
@@ -246,7 +259,8 @@ class TurnListener:
                 return  # the voice is not read yet: its note leads the turn, so the words wait for it
             self.early = EarlyVoice(voice)
         messages = list(self.prompt_for(self.early.emotion, self.agreement.settled))
-        while generation == self._generation and self.backlog_frames() <= MAX_BACKLOG_FRAMES:
+        while (generation == self._generation and self.backlog_frames() <= MAX_BACKLOG_FRAMES
+               and self.speculate()):
             try:
                 n = await self._background(self.llm.prefill, messages, max_new=PREFILL_STEP_TOKENS)
             except BackendError as exc:

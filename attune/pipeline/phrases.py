@@ -35,6 +35,9 @@ from attune.core.prosody import ProsodyParameters, profile_for
 log = logging.getLogger(__name__)
 STORE_MAX_WORDS = 4  # reply sentences this short are stored; longer ones are only looked up
 ACK_INTENSITY = 0.7  # the acknowledgements are rendered at this intensity of each configured emotion
+# A turn refused for want of a place at the LLM (``pipeline.shedding``): a stock phrase, rendered at start-up, so
+# that a crowd of refusals costs no synthesis while the admitted replies need the cores.
+BUSY_REPLY = "Sorry, I'm answering a lot of people right now. Please say that again in a moment."
 
 
 @dataclass(frozen=True)
@@ -184,8 +187,8 @@ async def prewarm(voice: PhraseVoice, phrases: Iterable[Phrase]) -> PrewarmRepor
 
 
 def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
-    """The acknowledgements of ``config.speech_cache`` in each of its emotions, each greeting (neutral), and with
-    ``agent.acknowledgements`` the first sounds, each phrase once.
+    """The acknowledgements of ``config.speech_cache`` in each of its emotions, each greeting (neutral), the
+    refusal (``BUSY_REPLY``, neutral) and with ``agent.acknowledgements`` the first sounds, each phrase once.
     An unknown emotion name is a ConfigError naming the key."""
     c = config.speech_cache
     emotions: list[EmotionCategory] = []
@@ -196,7 +199,7 @@ def stock_phrases(config: Any, greetings: Iterable[str] = ()) -> list[Phrase]:
             known = ", ".join(e.value for e in EmotionCategory)
             raise ConfigError(f"config key 'speech_cache.acknowledgement_emotions': {name!r} is not an emotion "
                               f"(known: {known})") from None
-    phrases = [Phrase.of(g, EmotionCategory.NEUTRAL) for g in greetings if g.strip()]
+    phrases = [Phrase.of(g, EmotionCategory.NEUTRAL) for g in [*greetings, BUSY_REPLY] if g.strip()]
     phrases += [Phrase.of(text, e) for e in emotions for text in c.acknowledgements if text.strip()]
     if config.agent.acknowledgements:  # the first sound's choices (pipeline.acknowledgement), each in its voices
         from attune.pipeline.acknowledgement import phrases as first_sounds

@@ -15,8 +15,9 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from attune.backends.tts.router import speech_of
 from attune.core import events as ev
 from attune.core.audio import FRAME_S as OUTPUT_FRAME_S  # s per output event
 from attune.core.audio import resample, trim_leading_silence
-from attune.core.emotion import EmotionResult
+from attune.core.emotion import EmotionCategory, EmotionResult
 from attune.core.errors import BackendError, ServerBusy
 from attune.core.events import SessionEvent, error_event
 from attune.core.frames import AudioChunk, Sentence, SpeechAudio, Transcript
@@ -35,17 +36,19 @@ from attune.core.normalize import normalize_for_tts
 from attune.core.prosody import ProsodyParameters, profile_for
 from attune.core.trace import TurnTrace
 from attune.pipeline.acknowledgement import Acknowledgement, EchoFilter
-from attune.pipeline.phrases import STORE_MAX_WORDS, PhraseVoice
+from attune.pipeline.phrases import ACK_INTENSITY, BUSY_REPLY, STORE_MAX_WORDS, PhraseVoice
 from attune.pipeline.reply_values import DSPFactory, ProsodyShaper, ReplyDeps, ReplyOutcome, ReplySettings
 from attune.pipeline.splitter import SentenceSplitter
 from attune.pipeline.understanding import Understanding
 
-__all__ = ["LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDeps", "ReplyOutcome", "ReplySettings",
-           "SpokenSpan"]
+if TYPE_CHECKING:
+    from attune.pipeline.shedding import Place
+
+__all__ = ["BUSY_REPLY", "LLM_FAILED_REPLY", "DSPFactory", "ProsodyShaper", "Reply", "ReplyDeps", "ReplyOutcome",
+           "ReplySettings", "SpokenSpan"]
 
 LLM_FAILED_REPLY = "Sorry, I lost my train of thought. Could you say that again?"
 ACK_INDEX = -1  # the sentence index of an acknowledgement's audio (``pipeline.acknowledgement``): before sentence 0
-BUSY_REPLY = "Sorry, I'm answering a lot of people right now. Please say that again in a moment."
 
 
 @dataclass
@@ -172,14 +175,17 @@ class Reply:
     # ---- the stages ----
     async def _run(self) -> None:
         p = self._p
+        place: Place | None = None
         try:
+            try:
+                place = self.d.admit() if self.d.admit is not None else None
+            except ServerBusy as exc:  # refused before its ASR pass: said at once (``pipeline.shedding``)
+                await self._stages(self._refuse(exc))
+                return
             messages = await self._understand()
             if messages is None:
                 return
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._think(messages))
-                tg.create_task(self._speak())
-                tg.create_task(self._play())
+            await self._stages(self._think(messages))
             if p.status == "in_progress":
                 p.status = "completed"
         except asyncio.CancelledError:
@@ -192,6 +198,29 @@ class Reply:
             p.status = "failed"
             logging.getLogger(__name__).exception("reply %d failed", self.turn)
             self.emit(error_event("internal_error", f"{type(exc).__name__}: {exc}", turn=self.turn))
+        finally:
+            if place is not None:  # its LLM request took it over, or the reply ended before one
+                place.release()
+
+    async def _stages(self, think: Coroutine[Any, Any, None]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(think)
+            tg.create_task(self._speak())
+            tg.create_task(self._play())
+
+    async def _refuse(self, exc: ServerBusy) -> None:
+        """The turn was not admitted: the refusal (``server_busy`` and the short apology) at once, without its
+        ASR, emotion or LLM. It is not transcribed, so the conversation does not keep it."""
+        self._p.status = "failed"
+        self.trace.info["admission"] = "refused"
+        self._error(exc)
+        neutral = EmotionCategory.NEUTRAL  # as rendered at start-up (``phrases.stock_phrases``): from the cache
+        self._prosody, self._expressed = profile_for(neutral, ACK_INTENSITY), neutral
+        try:
+            await self._queue_sentence(0, BUSY_REPLY)
+        finally:
+            if not _cancelling():
+                await self._sentences.put(None)
 
     async def _understand(self) -> tuple[ChatMessage, ...] | None:
         """ASR, then the understanding step. None when there is nothing to answer."""

@@ -22,6 +22,7 @@ from attune.pipeline.understanding import TurnContext, Understander
 
 if TYPE_CHECKING:
     from attune.pipeline.acknowledgement import Acknowledgement
+    from attune.pipeline.shedding import Place
 
 
 class ProsodyShaper(Protocol):
@@ -70,6 +71,9 @@ class ReplyDeps:
     phrases: PhraseVoice | None = None  # the speech cache's voice; None = every sentence synthesised
     # (words, plan) -> (Acknowledgement, output-rate samples) or None; ``pipeline.acknowledgement``
     acknowledge: Callable[[str, ResponsePlanLike], tuple[Acknowledgement, np.ndarray] | None] | None = None
+    # The reply's place at the shared LLM, asked for before its ASR pass (``pipeline.shedding``): a ``Place`` to
+    # hold, None (nothing to hold), or ``ServerBusy``: the turn is refused at once. None here: always admitted.
+    admit: Callable[[], Place | None] | None = None
 
 
 @dataclass(frozen=True)

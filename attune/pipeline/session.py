@@ -43,6 +43,7 @@ from attune.pipeline.pacing import paced, paced_endpoint
 from attune.pipeline.reply import DSPFactory, Reply, ReplyDeps, ReplyOutcome
 from attune.pipeline.session_backends import SessionBackends, SessionChange
 from attune.pipeline.settings import SessionSettings
+from attune.pipeline.shedding import LoadShedding
 from attune.pipeline.stream_clock import StreamClock
 from attune.pipeline.turn import (
     SilenceBegan,
@@ -102,6 +103,7 @@ class Session:
         self.prompt = self.settings.prompt_builder()
         self.detector = TurnDetector(backends.vad, self._turn_settings(self.settings))
         self.policy = TurnPolicy(self.settings.policy)
+        self.shedding = LoadShedding(backends.admission)  # work ahead of a reply, under load (``pipeline.shedding``)
         self.endpoint: EndOfTurnPolicy | None = None
         self.listener: TurnListener | None = None
         self.events: asyncio.Queue[SessionEvent] = asyncio.Queue(self.settings.event_queue_size)
@@ -112,6 +114,8 @@ class Session:
         self.emotion = EmotionStage(backends.emotion, self.settings.queue_size * 4, lambda e: self.emit(e))
         self._turn_index = 0
         self._barge_in = False  # the turn in progress began by interrupting the agent
+        self._speculated = True  # False: the pause in progress started no speculative reply (shed under load)
+        self._heard: dict[str, int] = {}  # the listener's figures for the turn that just ended
         self._joined: AudioChunk | None = None  # a prematurely committed turn's audio: the next turn goes on from it
         self._reply: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -203,7 +207,7 @@ class Session:
         self.listener = TurnListener(
             b.listen_asr or b.asr, b.llm, b.end_of_turn if predicted else None, settings=settings.listen,
             prompt_for=self._prompt_so_far, emit_delta=self._emit_partial,
-            backlog_frames=lambda: self._input.qsize(), worker=b.background,
+            backlog_frames=lambda: self._input.qsize(), worker=b.background, speculate=lambda: self.shedding.speculate,
             voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None,
             read_voice=self._read_voice if b.emotion is not None and b.turn_emotion is not None
             and settings.voice_note_first else None)
@@ -319,7 +323,8 @@ class Session:
                          self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
                          openings=b.voice.openings, phrases=b.voice.phrases,
-                         acknowledge=self._acknowledgement if st.reply.acknowledgements else None)
+                         acknowledge=self._acknowledgement if st.reply.acknowledgements else None,
+                         admit=self.shedding.admit)
 
     def _acknowledgement(self, words: str, plan: ResponsePlanLike) -> tuple[Acknowledgement, np.ndarray] | None:
         """The first sound for this turn (``pipeline.acknowledgement``): never over a barge-in, never as the last
@@ -368,12 +373,18 @@ class Session:
         listener = self.listener
         if listener is not None and not self.policy.tentative:
             if isinstance(event, SpeechStarted | UserTurn):
+                self._heard = listener.figures()  # a reply started at the turn's end reports them
                 listener.reset()  # a new turn starts from nothing; an ended one is forgotten
             elif isinstance(event, SilenceBegan):
                 listener.on_silence(event.audio)
             elif isinstance(event, SpeechResumed):
                 listener.on_resume()
-        await self._execute(self.policy.on_turn_event(event, audible=self._audible()))
+        speculate = True
+        if isinstance(event, SilenceBegan):  # asked only where it decides something: a speculative reply
+            speculate = self._speculated = self.shedding.speculate
+        elif isinstance(event, SpeechStarted):
+            self._speculated = True
+        await self._execute(self.policy.on_turn_event(event, audible=self._audible(), speculate=speculate))
 
     def _hear_turn(self) -> bool:
         """While the user speaks, partial passes; in a pause, the end-of-turn decision. True when the policy ended
@@ -386,13 +397,16 @@ class Session:
             return False
         reply = self._reply
         words = reply.transcript_ready if reply is not None else None
-        if self.endpoint is None or reply is None or words is None:
+        if self.endpoint is None or (reply is None and self._speculated) or (reply is not None and words is None):
             return False  # the words are not known yet: wait for them (or for the longest silence)
-        wait_ms = self.endpoint.required_silence_ms(listener.probability, words, sounded=reply.sounding)
+        # No reply because none was started for this pause (shed under load): the end-of-turn model alone decides.
+        wait_ms = self.endpoint.required_silence_ms(listener.probability, words,
+                                                    sounded=reply is not None and reply.sounding)
         if d.silence_s * 1000.0 < wait_ms:
             return False
         p = listener.probability
-        reply.trace.info.update({"eot_probability": None if p is None else round(p, 3), "eot_wait_ms": wait_ms})
+        if reply is not None:
+            reply.trace.info.update({"eot_probability": None if p is None else round(p, 3), "eot_wait_ms": wait_ms})
         return d.end_turn()
 
     def _prompt_so_far(self, voice: EmotionResult | None, words: str) -> list[ChatMessage]:
@@ -475,11 +489,12 @@ class Session:
             trace.mark("speech_stopped", at=self.clock.wall_of(end))
             if joined is not None:
                 trace.info["resumed"] = True
+            if not self._speculated:
+                trace.info["speculation_shed"] = True
         early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
         self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
-            trace.info.update({"partial_passes": self.listener.passes,
-                               "llm_prefilled_tokens": self.listener.prefilled_tokens})
+            trace.info.update(self._heard if d.commit else self.listener.figures())
         self._reply.start()
         if d.commit:
             self._reply.commit()

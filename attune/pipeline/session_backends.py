@@ -22,6 +22,7 @@ from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
 from attune.pipeline.reply import DSPFactory
 from attune.pipeline.settings import SessionSettings
+from attune.pipeline.shedding import Admission
 from attune.pipeline.turn import VoiceActivity
 from attune.pipeline.understanding import Aggregator
 
@@ -75,6 +76,7 @@ class SessionBackends:
     listen_asr: ASRBackend | None = None  # the partial passes' ASR (``asr.sibling()``, one model); None = ``asr``
     background: BackgroundWorker | None = None  # the worker of partial passes and prefill; None = neither
     measured: StartupFigures = field(default_factory=StartupFigures)  # warm_up's, shared by for_session's values
+    admission: Admission | None = None  # the shared LLM's door (the server's ``SessionLLM``); None = never shed
 
     @property
     def tts(self) -> TTSBackend:

@@ -20,6 +20,12 @@ reckoned from the mean time a generation holds its slot (``hold_s``: measured at
 moving average of the generations served). A waiting request is told its place and an estimate of its wait
 when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
 
+A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
+``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
+refused before its ASR pass, and an admitted one keeps its place through its ASR and understanding; its request
+then takes the place over. ``SessionLLM.would_admit`` asks without taking one (the session sheds its work ahead
+of a reply while it is False).
+
 Workers sharing one LLM server share their admission through an ``AdmissionLedger`` (``server.admission_ledger``):
 the capacity then counts every worker's replies, and a reply's hold is the time the server spent on it.
 
@@ -84,6 +90,7 @@ class SharedLLM:
         self.served = 0
         self.queued_total = 0  # requests that had to wait
         self.refused_total = 0  # requests refused with ServerBusy
+        self.reserved = 0  # places taken by replies not yet at the LLM (their ASR and understanding)
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
@@ -106,13 +113,17 @@ class SharedLLM:
         return self.in_flight() >= self.capacity
 
     def in_flight(self) -> int:
-        """Requests holding or waiting for a slot: this process's, or the host's on a ledger."""
+        """Requests holding or waiting for a slot, and places taken before a request: this process's, or the
+        host's on a ledger."""
         if self.ledger is not None:
             try:
                 return self.ledger.in_flight()
             except sqlite3.Error as exc:
                 log.warning("admission ledger unreadable (%s): counting this worker's replies only", exc)
-        return self.busy + self.waiting
+        return self._mine()
+
+    def _mine(self) -> int:
+        return self.busy + self.waiting + self.reserved
 
     def stall_bound_s(self, ahead: int = 0) -> float:
         """The longest wait for a generation's next piece: ``stall_s``, or derived from the mean hold and the
@@ -145,12 +156,30 @@ class SharedLLM:
     def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
         return SessionLLM(self, on_queued)
 
-    async def acquire(self, on_queued: QueuedCallback | None) -> tuple[float, int | None, int]:
+    def reserve(self) -> int | None:
+        """Take a place before the request (``SessionLLM.admit``): the ledger's ticket (None without one), or
+        ``ServerBusy`` at once. The request passes it to ``acquire``; ``unreserve`` gives it up."""
+        ticket, _ = self._admit()
+        self.reserved += 1
+        return ticket
+
+    def unreserve(self, ticket: int | None) -> None:
+        self.reserved -= 1
+        self._leave(ticket)
+
+    async def acquire(self, on_queued: QueuedCallback | None, reserved: tuple[int | None] | None = None
+                      ) -> tuple[float, int | None, int]:
         """Wait for a slot, first come first served; returns the seconds waited, the ledger's ticket (None
         without one) and how many generations of other workers the server serves first. Raises ``ServerBusy``
-        at once when ``capacity`` requests already hold or wait for one (every worker's, on a ledger)."""
+        at once when ``capacity`` requests already hold or wait for one (every worker's, on a ledger), unless
+        the place was ``reserved`` (its ticket: taken over here)."""
         t0 = time.perf_counter()
-        ticket, ahead = self._admit()
+        if reserved is None:
+            ticket, ahead = self._admit()
+        else:
+            (ticket,) = reserved
+            self.reserved -= 1
+            ahead = self._ahead(ticket)
         try:
             if self.busy >= self.slots or self._waiters:
                 fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -185,14 +214,23 @@ class SharedLLM:
             try:
                 ticket = self.ledger.enter(self.capacity)
                 if ticket is not None:
-                    mine = self.busy + self.waiting  # this worker's, which its own queue serves first
-                    return ticket, max(0, self.ledger.ahead(ticket) - mine)
+                    return ticket, self._ahead(ticket)
                 self._refuse(self.ledger.in_flight())
             except sqlite3.Error as exc:
                 log.warning("admission ledger unusable (%s): admitting by this worker's replies only", exc)
-        if (self.busy >= self.slots or self._waiters) and self.busy + self.waiting >= self.capacity:
-            self._refuse(self.busy + self.waiting)
+        if self._mine() >= self.capacity:
+            self._refuse(self._mine())
         return None, 0
+
+    def _ahead(self, ticket: int | None) -> int:
+        """Requests of other workers that entered the ledger before ``ticket`` (at most: this worker's own, which
+        its queue serves first, are taken off)."""
+        if ticket is None or self.ledger is None:
+            return 0
+        try:
+            return max(0, self.ledger.ahead(ticket) - self._mine())
+        except sqlite3.Error:
+            return 0
 
     def _refuse(self, in_flight: int) -> None:
         self.refused_total += 1
@@ -256,6 +294,19 @@ class SessionLLM:
         self.capabilities = shared.llm.capabilities
         self.on_queued = on_queued
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
+        self._place: HeldPlace | None = None  # taken by ``admit`` for the next request
+
+    def would_admit(self) -> bool:
+        """A reply asked for now would get a place (``pipeline.shedding.Admission``)."""
+        return not self.shared.full
+
+    def admit(self) -> HeldPlace:
+        """A place for this session's next request, taken now (``ServerBusy`` at once when there is none); the
+        next ``stream`` uses it. A place still held from before is given up first."""
+        if self._place is not None:
+            self._place.release()
+        self._place = HeldPlace(self, self.shared.reserve())
+        return self._place
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """The backend's ``prefill`` (blocking, from a worker thread), while the LLM is idle and the cache holds
@@ -302,8 +353,9 @@ class SessionLLM:
             if self.on_queued is not None:
                 self.on_queued(place)
 
+        held, self._place = self._place, None
         try:
-            waited, ticket, ahead = await self.shared.acquire(note_queued)
+            waited, ticket, ahead = await self.shared.acquire(note_queued, held.take() if held else None)
         except ServerBusy as exc:  # refused at once: the consumer raises it (a spoken "busy", server_busy)
             queue.put_nowait(("error", exc))
             return
@@ -357,3 +409,28 @@ class SessionLLM:
                                  backend=self.name) from None
             yield piece
             limit = self.shared.stall_bound_s()
+
+
+class HeldPlace:
+    """A place taken before its request (``SessionLLM.admit``; ``pipeline.shedding.Place``): counted in the
+    capacity from the end of the speech until the request takes it over (``take``) or it is released."""
+
+    def __init__(self, view: SessionLLM, ticket: int | None) -> None:
+        self.view = view
+        self.ticket = ticket
+        self.held = True
+
+    def take(self) -> tuple[int | None] | None:
+        """The request takes the place over: its ticket (None: released already, so the request asks anew)."""
+        if not self.held:
+            return None
+        self.held = False
+        return (self.ticket,)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        self.view.shared.unreserve(self.ticket)
+        if self.view._place is self:
+            self.view._place = None

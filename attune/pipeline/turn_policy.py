@@ -9,8 +9,9 @@ speculative, committed) from its own decisions; the session tells it when that r
 - Speech that starts while the agent is engaged (a committed reply, or reply audio still being heard) is
   *tentative*: a backchannel ("mhm") unless it lasts ``barge_in_min_ms``, then it interrupts the agent and
   becomes the user's turn (``barge_in`` True); if the agent finishes first it is adopted as an ordinary turn.
-- When silence begins after the user's speech the reply starts speculatively; if the user goes on it is
-  discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
+- When silence begins after the user's speech the reply starts speculatively (unless the session sheds that
+  work under load: ``speculate`` False, ``pipeline.shedding``; it then starts at the end of the turn); if the
+  user goes on it is discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
 - A turn committed too early: when the user speaks again before any of the committed reply's words have been
   heard (only its first sound, an acknowledgement, or nothing yet), the turn was not over. ``ResumeTurn`` stops
   the reply at once (once ``min_speech_ms`` of voice has started a turn, not ``barge_in_min_ms``) and the speech
@@ -126,7 +127,7 @@ class TurnPolicy:
         """A committed reply is pending or playing, or its audio is still being heard."""
         return self.phase is ReplyPhase.COMMITTED or audible
 
-    def on_turn_event(self, event: TurnEvent, *, audible: bool) -> list[Decision]:
+    def on_turn_event(self, event: TurnEvent, *, audible: bool, speculate: bool = True) -> list[Decision]:
         if isinstance(event, SpeechStarted):
             if self.engaged(audible=audible):
                 self.tentative, self._tentative_from = True, event.timestamp_s
@@ -135,7 +136,7 @@ class TurnPolicy:
             return [AnnounceSpeech(event.timestamp_s), ListenFrom(event.timestamp_s, with_turn_so_far=True)]
         if isinstance(event, SilenceBegan):
             out: list[Decision] = [Listen(False)]
-            if not self.tentative and self.phase is ReplyPhase.NONE and self.settings.auto_respond:
+            if not self.tentative and self.phase is ReplyPhase.NONE and self.settings.auto_respond and speculate:
                 self.phase = ReplyPhase.SPECULATIVE
                 out.append(StartReply(event.audio, event.timestamp_s, commit=False))
             return out

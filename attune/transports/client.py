@@ -19,7 +19,11 @@ from attune.core.errors import AttuneError
 from attune.transports.protocol import MAX_INPUT_RATE, MIN_INPUT_RATE
 
 SETTLE_S = 1.0  # s of quiet (no reply in progress, no audio arriving) after which the tail ends
-QUIET_TURN_S = 5.0  # s without events after which a turn with no reply counts as over
+QUIET_TURN_S = 5.0  # s without events after which a turn the server has not ended counts as over
+# s without events a turn the server ended (speech_stopped) is waited for: the server owes it a reply or a
+# refusal, and its ASR pass may wait behind other sessions' on a loaded machine. Only a turn heard as noise (no
+# words) ends with no event, so this is what such a turn costs.
+ANSWER_PATIENCE_S = 20.0
 
 
 class ClientError(AttuneError):
@@ -120,7 +124,8 @@ async def _read(ws: Any, run: ClientRun, on_event: Callable[[dict[str, Any]], No
 
 def _busy(run: ClientRun, now_s: float) -> bool:
     """A turn or a reply is in progress: a reply was created and has not finished, or speech began after the last
-    finished reply and events still arrive (a turn that yields no reply, e.g. one heard as noise, goes quiet)."""
+    finished reply and events still arrive (a turn that yields no reply, e.g. one heard as noise, goes quiet:
+    after ``QUIET_TURN_S``, or ``ANSWER_PATIENCE_S`` once the server has ended the turn)."""
     kinds = [e["type"] for e in run.events]
 
     def last(*names: str) -> int:
@@ -129,7 +134,8 @@ def _busy(run: ClientRun, now_s: float) -> bool:
     ended = last("response.done", "response.cancelled")
     if last("response.created") > ended:
         return True
-    recent = bool(run.events) and now_s - float(run.events[-1].get("t", 0.0)) < QUIET_TURN_S
+    patience = ANSWER_PATIENCE_S if last("input_audio_buffer.speech_stopped") > ended else QUIET_TURN_S
+    recent = bool(run.events) and now_s - float(run.events[-1].get("t", 0.0)) < patience
     return last("input_audio_buffer.speech_started") > ended and recent
 
 

@@ -167,7 +167,7 @@ class AttuneServer:
                 "asr": {"name": None if e.asr is None else e.asr.name, "ready": e.asr is not None},
                 "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
                         "served": llm.served, "queued_total": llm.queued_total, "capacity": llm.capacity,
-                        "refused_total": llm.refused_total, "hold_s": round(llm.hold_s, 3),
+                        "refused_total": llm.refused_total, "reserved": llm.reserved, "hold_s": round(llm.hold_s, 3),
                         "stalled_total": llm.stalled_total, "in_flight": llm.in_flight(),
                         "shared": llm.ledger is not None},
                 "tts": tts,
@@ -262,7 +262,8 @@ class AttuneServer:
                 session.emit_for_reply(SessionEvent(RESPONSE_QUEUED, {
                     "position": place, "estimated_wait_s": self.shared_llm.estimated_wait_s(place)}))
 
-        backends = replace(self.engines.fresh(), llm=self.shared_llm.for_session(on_queued))
+        view = self.shared_llm.for_session(on_queued)  # the session's LLM, and its door (``pipeline.shedding``)
+        backends = replace(self.engines.fresh(), llm=view, admission=view)
         session = holder["s"] = Session(self.engines.config, backends)
         s = self.settings
         limits = ConnectionLimits(idle_timeout_s=s.idle_timeout_s, max_session_s=s.max_session_s,

@@ -19,7 +19,7 @@ from attune.core import events as ev
 from attune.core.emotion import EmotionCategory
 from attune.core.errors import ConfigError
 from attune.core.trace import TurnTrace
-from attune.pipeline.phrases import Phrase, PhraseVoice, prewarm, stock_phrases, voice_of
+from attune.pipeline.phrases import BUSY_REPLY, Phrase, PhraseVoice, prewarm, stock_phrases, voice_of
 from attune.pipeline.reply import Reply, ReplyDeps, ReplySettings
 from attune.pipeline.understanding import TurnContext, Understander
 from tests.fakes import FixedASR, ScriptedLLM, ToneTTS, calm_planner
@@ -49,14 +49,15 @@ def test_with_the_first_sounds_on_start_up_renders_each_of_them_once() -> None:
 
 async def test_prewarm_renders_once_and_a_second_start_finds_every_phrase_on_disk(tmp_path: Path) -> None:
     phrases = stock_phrases(config(), greetings=("Hello, I'm here.", "  "))
-    assert len(phrases) == 1 + 5 * 3  # the greeting, and five acknowledgements in three emotions
+    assert len(phrases) == 1 + 1 + 5 * 3  # the greeting, the refusal, and five acknowledgements in three emotions
+    assert Phrase.of(BUSY_REPLY, EmotionCategory.NEUTRAL) in phrases  # a crowd of refusals costs no synthesis
     first_tts = ToneTTS()
     report = await prewarm(voice(tmp_path, first_tts), phrases)
-    assert (report.ready, report.rendered, report.failed) == (0, 16, 0) and len(first_tts.texts) == 16
+    assert (report.ready, report.rendered, report.failed) == (0, 17, 0) and len(first_tts.texts) == 17
     second_tts = ToneTTS()
     second = voice(tmp_path, second_tts)  # a new process: an empty memory front over the same directory
     report = await prewarm(second, phrases)
-    assert (report.ready, report.rendered) == (16, 0) and second_tts.texts == []
+    assert (report.ready, report.rendered) == (17, 0) and second_tts.texts == []
     ack = Phrase.of("I see.", "calm")
     assert second.cached(ack.text, ack.emotion, ack.prosody) is not None  # now in memory: no disk read on the loop
 
@@ -179,7 +180,7 @@ async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_non
         out = await warm_up(backends, cfg, greetings=("Welcome back.",))
         assert "phrases_s" in out
         counts.append(len(tts.texts) - 1)  # warm_up's own "Hello." is not a stock phrase
-    assert counts == [3, 0]
+    assert counts == [4, 0]  # the greeting, two acknowledgements, the refusal
     off = config(prewarm=False)
     tts = ToneTTS()
     backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), vad=EnergyVAD(),

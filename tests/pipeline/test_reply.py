@@ -124,6 +124,61 @@ async def test_nothing_to_answer_is_an_empty_outcome_with_no_events() -> None:
     assert out.status == "empty" and not out.recorded and events == [] and not llm.calls
 
 
+async def test_a_turn_refused_at_its_admission_is_said_at_once_without_asr_or_llm() -> None:
+    from dataclasses import replace
+
+    from attune.core.errors import ServerBusy
+    from attune.pipeline.reply import BUSY_REPLY
+
+    def full() -> None:
+        raise ServerBusy("every reply is taken", retry_after_s=3.0)
+
+    asr, llm = FixedASR(), ScriptedLLM()
+    _, events, deps = _reply(asr=asr, llm=llm)
+    trace = TurnTrace(turn=1, speech_start_s=0.5, speech_end_s=1.5)
+    reply = Reply(replace(deps, admit=full), 1, SPEECH, trace)
+    reply.start()
+    reply.commit()
+    assert reply.task is not None
+    await reply.task
+    out = reply.outcome()
+    assert out.status == "failed" and out.recorded and out.transcript == "" and out.heard_text == BUSY_REPLY
+    assert asr.calls == [] and llm.calls == []
+    types = [e.type for e in events]
+    assert types[0] == ev.ERROR and events[0].data["code"] == "server_busy" and events[0].data["retry_after_s"] == 3.0
+    assert ev.TRANSCRIPT not in types and ev.RESPONSE_CREATED not in types and ev.AUDIO_DELTA in types
+
+
+async def test_an_admitted_replys_place_is_given_back_however_it_ends() -> None:
+    from dataclasses import replace
+
+    class Place:
+        released = 0
+
+        def release(self) -> None:
+            self.released += 1
+
+    places: list[Place] = []
+
+    def admit() -> Place:
+        places.append(Place())
+        return places[-1]
+
+    for asr in (FixedASR("  "), FixedASR(fail=True), FixedASR()):  # empty, failed, answered
+        _, _, deps = _reply(asr=asr)
+        reply = Reply(replace(deps, admit=admit), 1, SPEECH, TurnTrace(turn=1, speech_start_s=0.5, speech_end_s=1.5))
+        reply.start()
+        reply.commit()
+        assert reply.task is not None
+        await reply.task
+    _, _, deps = _reply(asr=FixedASR(delay_s=0.2))
+    cut = Reply(replace(deps, admit=admit), 1, SPEECH, TurnTrace(turn=1, speech_start_s=0.5, speech_end_s=1.5))
+    cut.start()
+    await asyncio.sleep(0.05)
+    await cut.cancel()  # cancelled during its ASR pass
+    assert [p.released for p in places] == [1, 1, 1, 1]
+
+
 async def test_an_asr_failure_is_an_error_event_and_a_failed_outcome() -> None:
     reply, events, _ = _reply(asr=FixedASR(fail=True))
     reply.start()

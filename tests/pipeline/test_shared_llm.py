@@ -204,3 +204,43 @@ async def test_the_start_up_estimate_comes_from_the_llms_measured_speed() -> Non
     assert shared.calibrate_from_speed(0.02, max_tokens=96) == pytest.approx((40 + 16) * 0.02)
     assert shared.capacity == 1 + 5  # 6 s of waiting at 1.12 s a reply
     assert shared.calibrate_from_speed(0.02, max_tokens=8) == pytest.approx((8 + 16) * 0.02)
+
+
+async def test_a_place_taken_before_the_request_counts_and_passes_to_it() -> None:
+    """``admit`` at the end of the speech takes a place (counted while the reply's ASR runs): past the capacity
+    the next is refused at once and ``would_admit`` says so; the reply's request takes its place over without
+    being asked again (though the LLM is full), and a place given up frees it."""
+    shared = SharedLLM(CountingLLM(tokens=["a"] * 5, delay_s=0.01), max_requests=2)
+    a, b, c = (shared.for_session() for _ in range(3))
+    place_a = a.admit()
+    assert shared.reserved == 1 and shared.in_flight() == 1 and c.would_admit()
+    place_b = b.admit()
+    assert shared.full and not c.would_admit()
+    with pytest.raises(ServerBusy):
+        c.admit()
+    assert shared.refused_total == 1 and shared.reserved == 2
+    assert await _run(a, 1) == "aaaaa"  # its place, though the LLM is full
+    assert shared.reserved == 1 and shared.in_flight() == 1 and shared.refused_total == 1
+    place_a.release()  # the request took it: nothing more to give
+    assert shared.in_flight() == 1
+    place_b.release()  # b's reply ended before its request (an empty turn, a cancelled one)
+    place_b.release()
+    assert shared.reserved == 0 and not shared.full and c.would_admit()
+    assert await _run(b, 2) == "aaaaa"  # no place held: the request is admitted on its own
+    assert shared.busy == 0 and shared.reserved == 0
+
+
+async def test_a_place_taken_on_one_worker_counts_on_the_other(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from attune.pipeline.admission_ledger import AdmissionLedger
+
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(CountingLLM(tokens=["a"]), max_requests=1, ledger=AdmissionLedger(path)) for _ in range(2))
+    view = one.for_session()
+    place = view.admit()
+    assert one.full and two.full and not two.for_session().would_admit()
+    with pytest.raises(ServerBusy):
+        two.for_session().admit()
+    place.release()
+    assert not two.full and two.in_flight() == 0
+    view.admit()
+    assert await _run(view, 3) == "a" and one.in_flight() == 0 and two.in_flight() == 0

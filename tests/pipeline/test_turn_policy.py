@@ -45,6 +45,17 @@ def test_a_turn_in_silence_is_announced_started_speculatively_and_committed_at_i
     assert p.phase is ReplyPhase.NONE and not p.engaged(audible=False)
 
 
+def test_a_pause_under_load_starts_no_speculative_reply_and_the_turn_is_answered_at_its_end() -> None:
+    p = TurnPolicy()
+    p.on_turn_event(SpeechStarted(0.5), audible=False)
+    assert p.on_turn_event(SilenceBegan(1.5, AUDIO), audible=False, speculate=False) == [Listen(False)]
+    assert p.phase is ReplyPhase.NONE
+    assert p.on_turn_event(SpeechResumed(1.7), audible=False) == [Listen(True)]  # nothing to discard
+    p.on_turn_event(SilenceBegan(2.5, AUDIO), audible=False, speculate=False)
+    assert p.on_turn_event(UserTurn(AUDIO, 0.5, 2.5), audible=False) == [StartReply(AUDIO, 2.5, commit=True)]
+    assert p.phase is ReplyPhase.COMMITTED
+
+
 def test_speculative_reply_is_discarded_when_the_user_goes_on_and_the_whole_turn_is_answered() -> None:
     p = TurnPolicy()
     p.on_turn_event(SpeechStarted(0.5), audible=False)

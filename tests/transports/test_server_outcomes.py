@@ -166,6 +166,31 @@ async def test_past_capacity_a_turn_is_refused_at_once_and_new_sessions_get_503(
     assert "attune_llm_requests_queued_total 1.0" in metrics
 
 
+async def test_a_spoken_turn_past_capacity_is_refused_before_its_asr_pass() -> None:
+    """max_replying 1, held by a slow typed reply: a spoken turn of another session is refused when its speech
+    ends (server_busy, the apology, response.done failed, no transcript) and the ASR never hears it; the
+    shedding shows in its trace (no speculative reply in the pause)."""
+    stack = FakeStack(llm=KeywordLLM(delay_s=0.01))
+    async with running_server(stack, server={"max_replying": 1}) as srv:
+        srv.attune.shared_llm.calibrate(3.0)
+        holder, speaker = await connect(srv.url), await connect(srv.url)
+        lh, ls = Log(), Log()
+        readers = [asyncio.create_task(collect(holder, lh)), asyncio.create_task(collect(speaker, ls))]
+        await holder.send(_typed("A slow one, please."))
+        await _wait_llm(srv, 1, 0)
+        refused = await talk(speaker, ls)
+        asr_calls = len(stack.asr.calls)
+        await wait_for(lh, "response.done", 20)
+        for ws in (holder, speaker):
+            await ws.close()
+        await asyncio.gather(*readers)
+    assert asr_calls == 0  # the typed turn needs none, and the spoken one was refused before its pass
+    assert refused["status"] == "failed" and refused["trace"]["admission"] == "refused"
+    assert refused["trace"]["speculation_shed"] is True
+    assert ls.of("error")[0]["error"]["code"] == "server_busy" and _said(ls, 1) == BUSY_REPLY
+    assert not ls.of("conversation.item.input_audio_transcription.completed")
+
+
 async def test_a_long_wait_is_told_again_and_again() -> None:
     """The second of two sessions waits behind a slow reply: it hears response.queued more than once (every
     2 s), never silence, and its estimate stays positive."""
