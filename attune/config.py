@@ -1,9 +1,10 @@
 """Configuration: ``config.yaml`` loaded once into frozen dataclasses, with environment overrides.
 
 Every setting is a dataclass field whose metadata gives its allowed range or choices. Loading rejects unknown
-keys, wrong types and out-of-range values with a ``ConfigError`` naming the key. An environment variable
-``ATTUNE_<SECTION>__<KEY>`` (for example ``ATTUNE_EMOTION__BACKEND=prosodic``) overrides a key; its value is
-parsed as YAML, so ``ATTUNE_LLM__MAX_TOKENS=60`` is an int.
+keys (a removed one with what replaced it: ``REMOVED_KEYS``), wrong types and out-of-range values with a
+``ConfigError`` naming the key. An environment variable ``ATTUNE_<SECTION>__<KEY>`` (for example
+``ATTUNE_EMOTION__BACKEND=prosodic``) overrides a key; its value is parsed as YAML, so ``ATTUNE_LLM__MAX_TOKENS=60``
+is an int.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ REPO_ROOT = PACKAGE_DIR.parent  # the checkout's root (in a pip install: site-pa
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config.yaml"
 ENV_PREFIX = "ATTUNE_"
 CONFIG_ENV = "ATTUNE_CONFIG"  # a config file to use when no --config is given
+# Keys a config file may still set from an earlier version: an error like any unknown key (a setting that is
+# silently ignored would leave its user believing it works), but one that says what to do instead.
+REMOVED_KEYS = {
+    "agent.openings": "the openings were replaced by agent.acknowledgements (on by default), which never change "
+                      "the reply's words; delete the key",
+}
 
 
 def _xdg(variable: str, fallback: str) -> Path:
@@ -130,7 +137,6 @@ class AgentConfig:
     history_max_tokens: int = setting(1024, lo=0, hi=32768)  # conversation memory bound (estimated tokens)
     reply_tag: bool = setting(False)  # ask the LLM to open with an [emotion] tag (parsed and stripped)
     fuse_words: bool = setting(True)  # take the turn's valence mostly from the transcript when it carries sentiment
-    openings: bool = setting(False)  # open with a short cached phrase that fits ("Oh no,") while the LLM goes on
     acknowledgements: bool = setting(True)  # a short vocal response ("Oh no.", "Mm.") before a slow reply
     voice_note_first: bool = setting(True)  # the voice note and tone before the words: prefilled as the user speaks
 
@@ -391,6 +397,9 @@ def _build(cls: Any, data: Any, prefix: str) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
+        for name in unknown:
+            if f"{where}{name}" in REMOVED_KEYS:
+                raise ConfigError(f"config key '{where}{name}' was removed: {REMOVED_KEYS[where + name]}")
         raise ConfigError(f"unknown config key '{where}{unknown[0]}' (known: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, f in fields.items():

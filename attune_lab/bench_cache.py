@@ -19,7 +19,8 @@ from attune.core.stats import percentile
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("bench-cache", help="speech cache hit latency (memory, disk in a cold process) vs synthesis")
-    p.add_argument("--phrases", type=int, default=12, help="stock phrases to time (acknowledgements, openings)")
+    p.add_argument("--phrases", type=int, default=12,
+                   help="stock phrases to time (the speech cache's acknowledgements, the first sounds)")
     p.add_argument("--repeats", type=int, default=3, help="renders of each phrase, and cold processes for disk")
     p.add_argument("--dir", default=None, help="entry directory (default: a fresh temporary one, removed after)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -46,17 +47,15 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 async def _bench(config: Config, directory: Path, n: int, repeats: int) -> dict[str, Any]:
-    from attune.agent.openings import OPENINGS
     from attune.backends.tts.cache import SpeechCache, SpeechStore
     from attune.backends.tts.tts_factory import create_tts
-    from attune.pipeline.phrases import Phrase, PhraseVoice, stock_phrases
+    from attune.pipeline.phrases import PhraseVoice, stock_phrases
     from attune.pipeline.session import default_dsp_factory
 
     tts = create_tts(config)
     dsp = default_dsp_factory() if config.expression.apply_prosody else None
     rate = config.pipeline.output_sample_rate
-    pool = stock_phrases(config) + [Phrase.of(text, "calm") for text in OPENINGS.values()]
-    phrases = pool[:max(1, n)]
+    phrases = stock_phrases(config)[:max(1, n)]
     await PhraseVoice(tts, dsp, rate).render("Hello.", "neutral", None)  # load the voice: not timed
     synth: list[float] = []
     for _ in range(repeats):

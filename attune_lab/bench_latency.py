@@ -34,7 +34,7 @@ PREMATURE_MARGIN_S = 0.25  # a turn committed this much before the speech's real
 
 def file_figures(samples: Any, run: Any, traces: list[dict[str, Any]]) -> dict[str, Any]:
     """One bench file's figures from its audio, its reply audio and its turns' traces (``TurnTrace.to_dict()``):
-    voice-to-voice (the audio definition), the first model-written word heard (an opening excluded), the tail
+    voice-to-voice (the audio definition), the first model-written word heard (an acknowledgement excluded), the tail
     tokens evaluated after the turn, the input lag, and whether a turn was committed before the speech ended."""
     import numpy as np
 
@@ -47,7 +47,7 @@ def file_figures(samples: Any, run: Any, traces: list[dict[str, Any]]) -> dict[s
     model_at = trace.get("first_model_audio_stream_s")
     first_model = round((model_at - true_end) * 1000.0, 1) if isinstance(model_at, (int, float)) and loud.size \
         else None
-    if first_model is None and measured and not trace.get("opening") and not trace.get("acknowledgement"):
+    if first_model is None and measured and not trace.get("acknowledgement"):
         first_model = round(measured[2], 1)  # nothing cached played first: the first word heard is the model's
     prompt, reused = trace.get("llm_prompt_tokens"), trace.get("llm_reused_tokens")
     lag = run.input_lag_s or [0.0]
@@ -77,8 +77,9 @@ async def _bench(args: argparse.Namespace, config: Config, files: list[Path]) ->
         per_file.append({"file": path.name, **file_figures(samples, run, traces),
                          "llm_ttft_ms": trace.get("llm_ttft_ms"), "llm_ttft_alone_ms": alone,
                          "stages_ms": trace.get("latency_ms", {}), "transcript": trace.get("transcript"),
-                         "opening": trace.get("opening"), "reply": trace.get("reply_text"), "turns": len(traces),
-                         "early_note": trace.get("llm_early_note"), "resumed": trace.get("resumed") is True})
+                         "acknowledgement": trace.get("acknowledgement"), "reply": trace.get("reply_text"),
+                         "turns": len(traces), "early_note": trace.get("llm_early_note"),
+                         "resumed": trace.get("resumed") is True})
         if not args.json:
             f = per_file[-1]
             print(f"{path.name}: {f['voice_to_voice_ms']} ms, model word {f['first_model_word_ms']} ms, tail "

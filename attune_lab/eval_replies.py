@@ -21,8 +21,6 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="the LLM's sampling seed (default: llm.seed): another seed is another sample of each reply")
     p.add_argument("--only", default="", help="comma-separated scenario names (default: all)")
-    p.add_argument("--openings", choices=("on", "off"), default=None,
-                   help="open each reply with the cached opening a session would play (default: agent.openings)")
     p.add_argument("--acknowledgements", choices=("on", "off", "both"), default=None,
                    help="score what a person hears: the first sound a slow machine plays, then the reply "
                         "(default: agent.acknowledgements); both: the same replies scored off, then on")
@@ -50,15 +48,14 @@ def cmd_eval_replies(args: argparse.Namespace, config: Config) -> int:
     builder = PromptBuilder(Persona(config.agent.name, config.agent.persona or Persona().description),
                             reply_tag=config.agent.reply_tag, note_first=config.agent.voice_note_first)
     temperature = config.llm.temperature if args.temperature is None else args.temperature
-    openings = config.agent.openings if args.openings is None else args.openings == "on"
     modes = ([False, True] if args.acknowledgements == "both" else
              [config.agent.acknowledgements if args.acknowledgements is None else args.acknowledgements == "on"])
     written = asyncio.run(write_replies(llm, builder, strategy=strategy, max_tokens=config.llm.max_tokens,
-                                        temperature=temperature, scenarios=scenarios, openings=openings))
+                                        temperature=temperature, scenarios=scenarios))
     results = []
     for acks in modes:
         reports = score(written, builder, acknowledgements=acks)
-        summary = {"model": model, "strategy": strategy, "temperature": temperature, "openings": openings,
+        summary = {"model": model, "strategy": strategy, "temperature": temperature,
                    "acknowledgements": acks, **summarize(reports)}
         results.append({"summary": summary, "scenarios": [r.to_dict() for r in reports]})
         if not args.json:
@@ -81,7 +78,7 @@ def _print(reports: list[Any], summary: dict[str, Any]) -> None:
             if c.applicable and not c.passed:
                 print(f"     {c.name}: {c.detail}")
     print(f"model {summary['model']}, strategy {summary['strategy']}, temperature {summary['temperature']}, "
-          f"openings {summary['openings']}, acknowledgements {summary['acknowledgements']}: "
+          f"acknowledgements {summary['acknowledgements']}: "
           f"checks {summary['checks_passed']}/"
           f"{summary['checks_total']} ({summary['score']:.0%}): the reply's {summary['reply_checks_passed']}/"
           f"{summary['reply_checks_total']}, the first sound's {summary['sound_checks_passed']}/"

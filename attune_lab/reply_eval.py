@@ -13,7 +13,6 @@ from typing import Any
 
 from attune.agent.brain import PromptBuilder, ResponsePlanLike, default_planner
 from attune.agent.memory import ConversationMemory
-from attune.agent.openings import choose_opening
 from attune.agent.reply_tag import ReplyTagParser
 from attune.backends.base import LLMBackend
 from attune.core.audio import AudioQuality
@@ -140,20 +139,16 @@ class ScenarioReport:
 
 
 async def reply_to(llm: LLMBackend, builder: PromptBuilder, scenario: Scenario, plan: ResponsePlanLike, *,
-                   max_tokens: int, temperature: float, openings: bool = False) -> tuple[str, int]:
-    """The reply as the session would speak it: streamed, the leading tag (if any) stripped. With ``openings``
-    (and an LLM that continues a reply), the opening the session would play comes first and the model goes on
-    from it; the whole reply, opening included, is returned, with the prompt's size in tokens (0 where the engine
-    does not say)."""
+                   max_tokens: int, temperature: float) -> tuple[str, int]:
+    """The reply as the session would speak it: streamed, the leading tag (if any) stripped; with the prompt's
+    size in tokens (0 where the engine does not say)."""
     messages = builder.build(ConversationMemory(), scenario.text, scenario.emotion_result(), plan)
-    opening = choose_opening(scenario.text, plan) if openings and llm.capabilities.continue_reply else None
     tags = ReplyTagParser()
-    stream = llm.stream(messages, max_tokens=max_tokens, temperature=temperature,
-                        continue_from=opening.text if opening is not None else "")
+    stream = llm.stream(messages, max_tokens=max_tokens, temperature=temperature)
     parts = [tags.push(piece) async for piece in stream]
     text = ("".join(parts) + tags.flush()).strip()
     prompt = stream.completion.prompt_tokens if stream.completion is not None else 0
-    return (f"{opening.text} {text}".strip() if opening is not None else text), prompt
+    return text, prompt
 
 
 @dataclass(frozen=True)
@@ -170,7 +165,7 @@ class _Written:
 
 async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement", max_tokens: int = 96,
                    temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
-                   openings: bool = False, acknowledgements: bool = False) -> list[ScenarioReport]:
+                   acknowledgements: bool = False) -> list[ScenarioReport]:
     """Each scenario's reply, checked. With ``acknowledgements``, what a person hears on a slow machine: the first
     sound a session would play (``pipeline.acknowledgement``, chosen as on a turn after the previous scenario's)
     and then the model's reply, which is made exactly as without it (the sound is never in the prompt) and spoken
@@ -178,13 +173,13 @@ async def run_eval(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "
     way; the sound gets its own (``SOUND_CHECKS``: not said again, fits the situation, never cheerful to bad
     news), so the reply's totals compare like for like and the sound's are counted beside them."""
     written = await write_replies(llm, builder, strategy=strategy, max_tokens=max_tokens, temperature=temperature,
-                                  scenarios=scenarios, openings=openings)
+                                  scenarios=scenarios)
     return score(written, builder, acknowledgements=acknowledgements)
 
 
 async def write_replies(llm: LLMBackend, builder: PromptBuilder, *, strategy: str = "complement",
-                        max_tokens: int = 96, temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS,
-                        openings: bool = False) -> list[_Written]:
+                        max_tokens: int = 96, temperature: float = 0.0, scenarios: tuple[Scenario, ...] = SCENARIOS
+                        ) -> list[_Written]:
     """Each scenario's reply from the model (nothing of a first sound is in the prompt: scoring one set of replies
     with and without it is the same as writing them twice, and half the time)."""
     planner = default_planner()
@@ -194,7 +189,7 @@ async def write_replies(llm: LLMBackend, builder: PromptBuilder, *, strategy: st
         plan = planner(result, strategy)
         t0 = time.perf_counter()
         reply, prompt_tokens = await reply_to(llm, builder, sc, plan, max_tokens=max_tokens,
-                                              temperature=temperature, openings=openings)
+                                              temperature=temperature)
         out.append(_Written(sc, plan, result.to_context_string(), reply, (time.perf_counter() - t0) * 1000,
                             prompt_tokens))
     return out

@@ -76,11 +76,10 @@ class ScriptedLLM:
                  *, delay_s: float = 0.0, fail_after: int | None = None) -> None:
         self.tokens, self.delay_s, self.fail_after = list(tokens), delay_s, fail_after
         self.calls: list[list[ChatMessage]] = []
-        self.continued_from: list[str] = []
         self.cancelled = 0
         self.prefills: list[str] = []  # the user's words so far, per prefill() call
 
-    capabilities = LLMCapabilities(prefill=True, continue_reply=True)
+    capabilities = LLMCapabilities(prefill=True)
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """Records the words; "evaluates" them once (0 for words already seen), as llama-cpp's would."""
@@ -90,11 +89,10 @@ class ScriptedLLM:
         self.prefills.append(words)
         return len(words.split())
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
         """The script's tokens; the completion reports the prompt as one token per word and nothing cached."""
         self.calls.append(list(messages))
-        self.continued_from.append(continue_from)
         words = sum(len(m.content.split()) for m in messages)
         return TokenStream(lambda report: self._pieces(max_tokens, report, words))
 
@@ -232,7 +230,6 @@ class Harness:
     aggregate: Callable[..., Any] = field(default=lambda rs: rs[-1] if rs else None)
     dsp_factory: Callable[..., Any] | None = None
     end_of_turn: Any = None  # e.g. FixedEndOfTurn
-    openings: Any = None  # an OpeningVoice over the harness's TTS
     phrases: Any = None  # a PhraseVoice over the harness's TTS (the speech cache)
     llm_speed: Any = None  # an LLMSpeed, as warm_up measures it
     admission: Any = None  # the shared LLM's door (``pipeline.shedding.Admission``); None = never shed
@@ -242,7 +239,7 @@ class Harness:
         pipeline = {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False,
                     **self.overrides.get("pipeline", {})}
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
-        backends = SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts, self.phrases, self.openings),
+        backends = SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts, self.phrases),
                                    vad=EnergyVAD(), emotion=self.emotion,
                                    aggregate=self.aggregate, planner=self.planner,
                                    dsp_factory=self.dsp_factory, turn_emotion=self.turn_emotion,

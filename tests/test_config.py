@@ -148,3 +148,11 @@ def test_attune_config_names_the_default_file_and_a_missing_one_is_an_error(tmp_
         load_config()
     with pytest.raises(ConfigError, match="unknown config key 'base_dir'"):
         load_config(write(tmp_path, "base_dir: /x\n"), environ={})
+
+
+def test_a_removed_key_is_an_error_that_says_what_replaced_it(tmp_path: Path) -> None:
+    """An old config file that still turns the openings on is refused, not silently run without them."""
+    with pytest.raises(ConfigError, match=r"'agent\.openings' was removed: .*agent\.acknowledgements"):
+        load_config(write(tmp_path, "agent:\n  openings: true\n"), environ={})
+    with pytest.raises(ConfigError, match=r"'agent\.openings' was removed"):
+        load_config(write(tmp_path, "agent: {}\n"), environ={"ATTUNE_AGENT__OPENINGS": "false"})

@@ -102,7 +102,6 @@ class LLMCapabilities:
     """What an LLM engine can do beyond streaming a reply, declared rather than probed."""
 
     prefill: bool = False  # ``prefill()`` evaluates a prompt's head into the KV cache while the user speaks
-    continue_reply: bool = False  # ``stream(continue_from=...)`` goes on from words already said
     replay: bool = False  # ``first_token_alone()`` times a prompt's tail again in isolation (the lab's A/B)
 
 
@@ -162,10 +161,9 @@ class LLMBackend(Protocol):
     name: str
     capabilities: LLMCapabilities
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
-        """Stream the reply's text pieces. ``continue_from`` (only where ``capabilities.continue_reply``): words
-        already said as the reply's start; the pieces are what follows. Cancelling the consumer stops it."""
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
+        """Stream the reply's text pieces. Cancelling the consumer stops it."""
         ...
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attune.agent.brain import ResponsePlanLike
-from attune.agent.openings import situation_of
+from attune.agent.situation import situation_of
 from attune.agent.text_affect import text_valence
 from attune.backends.base import TTSBackend
 from attune.core.audio import trim_leading_silence
@@ -72,7 +72,7 @@ class AcknowledgementSettings:
 @dataclass(frozen=True)
 class Acknowledgement:
     text: str
-    situation: str  # bad_news | good_news | thanks | question | statement (``agent.openings.situation_of``)
+    situation: str  # bad_news | good_news | thanks | question | statement (``agent.situation.situation_of``)
     emotion: EmotionCategory  # spoken with this emotion's prosody
     intensity: float
 

@@ -1,7 +1,7 @@
 """Stock phrases spoken from the speech cache: ``PhraseVoice`` renders a short text exactly as a reply's sentence
 would sound (TTS with the emotion's prosody, the prosody DSP for what the provider did not apply natively, the
 output rate) into a ``SpeechCache``, and ``prewarm`` renders a list of them at start-up, so the kiosk's greeting,
-a persona's greeting, the acknowledgements and the openings (``pipeline/opening_voice.py``) cost nothing at run time.
+a persona's greeting and the acknowledgements (``pipeline/acknowledgement.py``) cost nothing at run time.
 
 Reply sentences go through it too (``ReplyDeps.phrases``): every sentence is looked up (the memory front, then
 one file open; far cheaper than the TTS), and a sentence of at most ``STORE_MAX_WORDS`` words is stored after it

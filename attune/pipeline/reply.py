@@ -95,7 +95,6 @@ class Reply:
         self._expressed: Any = None  # the EmotionCategory that prosody expresses (the speech cache's key)
         self._first_audio = asyncio.Event()  # the first model sentence is synthesised (or nothing will be)
         self._onset_found = False  # the first audio chunk's leading silence has been trimmed
-        self._opening = ""  # words already played from the cache (sentence 0); the LLM goes on from them
         self._echo: EchoFilter | None = None  # an acknowledgement was played: its sound is not said again
 
     # ---- control, called by the session ----
@@ -244,8 +243,7 @@ class Reply:
         self.trace.info.update(_plan_info(emotion, plan))
         self.trace.info["llm_early_note"] = understood.early_note
         self.emit(SessionEvent(ev.RESPONSE_CREATED, {"turn": self.turn, **plan.to_dict()}))
-        await self._open(transcript.text, plan)
-        if not self._opening and self.audio is not None and self.d.acknowledge is not None:
+        if self.audio is not None and self.d.acknowledge is not None:
             await self._acknowledge(self.d.acknowledge(transcript.text, plan))
         return understood.messages
 
@@ -261,30 +259,6 @@ class Reply:
         self._echo = EchoFilter(ack.text)
         chunk = AudioChunk(samples, self.d.settings.output_sample_rate)
         await self._audio.put(SpeechAudio(chunk, "cache", (), ACK_INDEX, True))
-
-    async def _open(self, text: str, plan: ResponsePlanLike) -> None:
-        """Queue a cached opening that fits as the reply's first words (sentence 0, played at commit); the LLM
-        goes on from it. A missing rendering is made in the background for next time; none is played now."""
-        voice, d = self.d.openings, self.d
-        if voice is None or not d.settings.openings or not d.llm.capabilities.continue_reply:
-            return
-        from attune.agent.openings import choose_opening
-
-        opening = choose_opening(text, plan)
-        if opening is None:
-            return
-        intensity = plan.intensity if isinstance(plan.intensity, (int, float)) else 0.6
-        speech = voice.cached(opening, intensity)
-        if speech is None:
-            voice.render_later(opening, intensity)
-            return
-        self._opening = opening.text
-        self.trace.info["opening"] = opening.text
-        self._p.reply_text.append(opening.text)
-        self._p.spoken[0] = opening.text
-        self._onset_found = True  # its leading silence was trimmed when it was cached
-        await self._audio.put(SpeechAudio(AudioChunk(np.asarray(speech.samples), speech.sample_rate), "cache", (),
-                                          0, True))
 
     async def _transcribe(self) -> tuple[Transcript, np.ndarray | None]:
         """The transcript, and the ASR's encoder pass over the turn where the engine returns it (asked for only
@@ -321,11 +295,11 @@ class Reply:
         d = self.d
         splitter = SentenceSplitter(d.settings.first_clause_min_words)
         tags = ReplyTagParser()
-        first = index = 1 if self._opening else 0  # an opening is sentence 0
+        index = 0
         stream: TokenStream | None = None
         try:
             stream = d.llm.stream(list(messages), max_tokens=d.settings.max_tokens,
-                                  temperature=d.settings.temperature, continue_from=self._opening)
+                                  temperature=d.settings.temperature)
             async for piece in stream:
                 if "llm_first_token" not in self.trace.marks:
                     self.trace.mark("llm_first_token")
@@ -334,7 +308,7 @@ class Reply:
                 self._apply_tag(tags)
                 for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
-                if index > first and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
+                if index > 0 and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
                     # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech, and
                     # its thread stops once the small token queue between us is full.
                     await self._first_audio.wait()
@@ -343,7 +317,7 @@ class Reply:
         except BackendError as exc:
             self._p.status = "failed"
             self._error(exc)
-            if index == first:  # nothing said yet: tell the user rather than stay silent
+            if index == 0:  # nothing said yet: tell the user rather than stay silent
                 await self._queue_sentence(index, BUSY_REPLY if isinstance(exc, ServerBusy) else LLM_FAILED_REPLY)
         finally:
             self._p.completion = stream.completion if stream is not None else None
@@ -495,7 +469,7 @@ class Reply:
                 self.trace.mark("first_audio_out")
             if index == ACK_INDEX:
                 return
-            if "first_model_audio_stream_s" not in self.trace.info and index >= (1 if self._opening else 0):
+            if "first_model_audio_stream_s" not in self.trace.info:
                 self.trace.info["first_model_audio_stream_s"] = round(start, 3)  # the model's own first words
             text = self._p.spoken[index]
             self._p.spans[index] = SpokenSpan(text, start, end)

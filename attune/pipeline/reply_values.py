@@ -16,7 +16,6 @@ from attune.core.emotion import EmotionResult
 from attune.core.events import SessionEvent
 from attune.core.prosody import ProsodyParameters
 from attune.core.trace import TurnTrace
-from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
 from attune.pipeline.understanding import TurnContext, Understander
 
@@ -47,7 +46,6 @@ class ReplySettings:
     max_tokens: int = 96
     temperature: float = 0.7
     apply_prosody: bool = True  # shape the speech with the DSP (what the TTS engine did not apply natively)
-    openings: bool = False  # open with a cached phrase that fits while the LLM goes on from it
     acknowledgements: bool = False  # a short vocal response from the cache before a slow reply (not its text)
     cache_sentences: bool = True  # look each sentence up in the speech cache (``ReplyDeps.phrases``)
 
@@ -67,7 +65,6 @@ class ReplyDeps:
     emit: Callable[[SessionEvent], None]
     dsp_factory: DSPFactory | None = None
     turn_emotion: TurnEmotion | None = None  # read after ASR; its result is the turn's emotion (windows: meter)
-    openings: OpeningVoice | None = None  # cached openings; None = no openings
     phrases: PhraseVoice | None = None  # the speech cache's voice; None = every sentence synthesised
     # (words, plan) -> (Acknowledgement, output-rate samples) or None; ``pipeline.acknowledgement``
     acknowledge: Callable[[str, ResponsePlanLike], tuple[Acknowledgement, np.ndarray] | None] | None = None

@@ -322,7 +322,7 @@ class Session:
         return ReplyDeps(b.asr, b.llm, b.tts, understander, st.reply, functools.partial(self._turn_context, early),
                          self.schedule_output,
                          self.emit, b.dsp_factory, turn_emotion=b.turn_emotion if b.emotion is not None else None,
-                         openings=b.voice.openings, phrases=b.voice.phrases,
+                         phrases=b.voice.phrases,
                          acknowledge=self._acknowledgement if st.reply.acknowledgements else None,
                          admit=self.shedding.admit)
 

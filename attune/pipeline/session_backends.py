@@ -18,7 +18,6 @@ from attune.backends.base import ASRBackend, LLMBackend, TTSBackend, TurnEmotion
 from attune.core.machine import LLMSpeed
 from attune.pipeline.emotion_stage import StreamingEmotion
 from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
-from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice
 from attune.pipeline.reply import DSPFactory
 from attune.pipeline.settings import SessionSettings
@@ -30,21 +29,18 @@ from attune.pipeline.understanding import Aggregator
 @dataclass(frozen=True)
 class Voice:
     """How the agent sounds: the TTS a reply speaks with (the shared router, a view of it naming one provider, or
-    a persona's voice), the speech cache's phrases in that voice, and its cached openings. ``None`` = no cache or
-    no openings."""
+    a persona's voice) and the speech cache's phrases in that voice (``None`` = no cache)."""
 
     tts: TTSBackend
     phrases: PhraseVoice | None = None
-    openings: OpeningVoice | None = None
 
     def speaking_with(self, tts: TTSBackend) -> Voice:
-        """The same caches over another TTS (a persona's voice): their keys name that voice, so nothing rendered
-        in one voice is played in another."""
-        return Voice(tts, None if self.phrases is None else self.phrases.speaking_with(tts),
-                     None if self.openings is None else self.openings.speaking_with(tts))
+        """The same cache over another TTS (a persona's voice): its keys name that voice, so nothing rendered in
+        one voice is played in another."""
+        return Voice(tts, None if self.phrases is None else self.phrases.speaking_with(tts))
 
     def with_provider(self, tts: TTSBackend) -> Voice:
-        """A view of the shared router that names one provider (``session.update`` ``voice``). The caches stay the
+        """A view of the shared router that names one provider (``session.update`` ``voice``). The cache stays the
         agent's: a reply looks a sentence up only in a cache whose TTS is its own (``Reply._sentence_cache``)."""
         return replace(self, tts=tts)
 
@@ -104,7 +100,7 @@ class ChosenPersona:
 @dataclass(frozen=True)
 class AgentState:
     """What a session ran as before its first change: the configured agent's persona and strategy, and the
-    shared voice with its caches."""
+    shared voice with its speech cache."""
 
     persona: Persona
     strategy: str
@@ -113,7 +109,7 @@ class AgentState:
 
 def persona_change(settings: SessionSettings, agent_voice: Voice, chosen: ChosenPersona) -> SessionChange:
     """The change that turns a session into ``chosen``: its traits over the current persona, its strategy, and
-    the agent's caches speaking in its voice. The one place a stored persona meets a session."""
+    the agent's speech cache speaking in its voice. The one place a stored persona meets a session."""
     persona = chosen.record.persona(settings.persona)
     return SessionChange(replace(settings, persona=persona, strategy=chosen.record.strategy),
                          agent_voice.speaking_with(chosen.voice))

@@ -57,7 +57,7 @@ class SessionSettings:
                                 first_clause_min_words=p.first_clause_min_words,
                                 hold_llm_for_first_audio=p.hold_llm_for_first_audio, queue_size=p.queue_size,
                                 max_tokens=config.llm.max_tokens, temperature=config.llm.temperature,
-                                apply_prosody=config.expression.apply_prosody, openings=a.openings,
+                                apply_prosody=config.expression.apply_prosody,
                                 acknowledgements=a.acknowledgements,
                                 cache_sentences=config.speech_cache.reply_sentences),
             persona=persona or configured_persona(a),

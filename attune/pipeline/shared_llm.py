@@ -6,10 +6,10 @@ come back with that call (``TokenStream.completion``).
 a first-come queue is round-robin between sessions: nobody is served twice while another waits.
 
 Where the backend can, a session's view also prefills (evaluates the start of a turn still being spoken into the
-KV cache) and continues a reply from an opening. A prefill takes no slot and never waits: it runs only while no
-generation holds or waits for a slot, and only for the session whose conversation the cache holds (the last one
-served, or any before the first), so it never evicts another session's cached turns and a generation that
-starts meanwhile waits at most one prefill step (the backend's own lock keeps the two apart).
+KV cache). A prefill takes no slot and never waits: it runs only while no generation holds or waits for a slot,
+and only for the session whose conversation the cache holds (the last one served, or any before the first), so
+it never evicts another session's cached turns and a generation that starts meanwhile waits at most one prefill
+step (the backend's own lock keeps the two apart).
 
 Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
 ``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
@@ -319,13 +319,13 @@ class SessionLLM:
         shared.cache_owner = self
         return int(shared.llm.prefill(messages, keep_back=keep_back, max_new=max_new))
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
         """The backend's stream once this session holds a slot; its completion adds the wait for the slot."""
 
         async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
             queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
-            task = asyncio.create_task(self._pump(messages, max_tokens, temperature, continue_from, queue, report),
+            task = asyncio.create_task(self._pump(messages, max_tokens, temperature, queue, report),
                                        name="shared-llm-pump")
             try:
                 while True:
@@ -342,7 +342,7 @@ class SessionLLM:
 
         return TokenStream(pieces)
 
-    async def _pump(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float, continue_from: str,
+    async def _pump(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float,
                     queue: asyncio.Queue[tuple[str, Any]], report: Callable[[Completion], None]) -> None:
         """The whole generation, run while the slot is held, into ``queue``; the figures reported are the
         engine's for this call, with the wait for the slot. A stalled generation gives the slot up (``_pieces``)."""
@@ -363,7 +363,6 @@ class SessionLLM:
         wait = Completion(queue_wait_ms=round(waited * 1000.0, 1), queued=bool(queued))
         report(wait)
         self.shared.cache_owner = self
-        extra = {"continue_from": continue_from} if continue_from.strip() else {}
         inner: TokenStream | None = None
 
         def figures() -> None:
@@ -372,7 +371,7 @@ class SessionLLM:
 
         released = False
         try:
-            inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature, **extra)
+            inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature)
             first = True
             async for piece in self._pieces(inner, ahead):
                 if first:  # the engine reports its prompt figures before its first piece

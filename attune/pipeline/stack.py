@@ -26,7 +26,6 @@ from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
 from attune.core.machine import LLMSpeed
 from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
-from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import PhraseVoice, prewarm, stock_phrases
 from attune.pipeline.session import default_aggregate, default_dsp_factory
 from attune.pipeline.session_backends import SessionBackends, Voice
@@ -46,8 +45,7 @@ def build_backends(config: Config, *, emotion: bool = True) -> SessionBackends:
     dsp = default_dsp_factory()
     phrases = PhraseVoice(tts, dsp if config.expression.apply_prosody else None,
                           config.pipeline.output_sample_rate, speech_cache_from_config(config))
-    openings = OpeningVoice(tts, None, 0, phrases=phrases) if config.agent.openings else None
-    backends = SessionBackends(asr=asr, llm=llm, voice=Voice(tts, phrases, openings), vad=create_vad(config),
+    backends = SessionBackends(asr=asr, llm=llm, voice=Voice(tts, phrases), vad=create_vad(config),
                                aggregate=default_aggregate(), planner=default_planner(), dsp_factory=dsp,
                                end_of_turn=_end_of_turn_model(config), background=background,
                                listen_asr=_listen_asr(config, asr) if background is not None else None)
@@ -142,10 +140,6 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
         out["phrases_s"] = time.perf_counter() - t
         log.info("stock phrases: %d from the cache, %d rendered, %d failed", report.ready, report.rendered,
                  report.failed)
-    if backends.voice.openings is not None and config.agent.openings:
-        t = time.perf_counter()
-        await backends.voice.openings.prewarm()
-        out["openings_s"] = time.perf_counter() - t
     if backends.end_of_turn is not None:
         t = time.perf_counter()
         await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)

@@ -119,24 +119,6 @@ async def test_csm_gets_the_sample_as_its_first_context_segment(tmp_path: Path) 
     assert none == []  # the shared client stays without a reference
 
 
-async def test_openings_in_a_personas_voice_are_cached_apart() -> None:
-    """The openings cache keys a persona's voice by its identity: two pitches never share a rendering, and the
-    persona's view renders with the persona's voice into the one shared cache."""
-    from attune.agent.openings import Opening
-    from attune.core.emotion import EmotionCategory
-    from attune.pipeline.opening_voice import OpeningVoice
-
-    router = _router(ToneTTS(22050))
-    shared = OpeningVoice(router, None, 16000)
-    low = shared.speaking_with(PersonaVoice(router, VoiceConfig(pitch=-3.0)))
-    high = shared.speaking_with(PersonaVoice(router, VoiceConfig(pitch=3.0)))
-    opening = Opening("Oh no,", "bad_news", EmotionCategory.SAD)
-    assert len({shared.key(opening, 0.6), low.key(opening, 0.6), high.key(opening, 0.6)}) == 3
-    assert low.cache is shared.cache and low._pending is not shared._pending
-    assert await low.render(opening, 0.6) is not None
-    assert low.cached(opening, 0.6) is not None and high.cached(opening, 0.6) is None
-
-
 async def test_reply_sentences_in_a_personas_voice_are_cached_apart() -> None:
     """The speech cache's phrase voice, switched to a persona, keys by the persona's identity over the one cache:
     a sentence kept in one persona's voice is never played in another's."""

@@ -1,4 +1,4 @@
-"""Filling the KV cache while the person speaks, and going on from an opening, on the real Qwen2.5 0.5B GGUF."""
+"""Filling the KV cache while the person speaks, and timing a prompt's tail again, on the real Qwen2.5 0.5B GGUF."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def llm() -> LlamaCppLLM:
     return LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=1024)
 
 
-async def _call(llm: LlamaCppLLM, messages: list[ChatMessage], continue_from: str = "") -> tuple[str, Completion]:
+async def _call(llm: LlamaCppLLM, messages: list[ChatMessage]) -> tuple[str, Completion]:
     """The greedy reply and its call's figures (the engine reports them before its first piece)."""
-    stream = llm.stream(messages, max_tokens=24, temperature=0.0, continue_from=continue_from)
+    stream = llm.stream(messages, max_tokens=24, temperature=0.0)
     text = "".join([p async for p in stream])
     assert stream.completion is not None
     return text, stream.completion
@@ -53,14 +53,6 @@ async def test_prefill_skips_while_the_context_is_busy(llm: LlamaCppLLM) -> None
         assert llm.prefill([SYSTEM, ChatMessage("user", WORDS)]) == 0
     finally:
         llm._lock.release()
-
-
-async def test_reply_goes_on_from_an_opening(llm: LlamaCppLLM) -> None:
-    messages = [SYSTEM, ChatMessage("user", "My dog died this morning.")]
-    text, call = await _call(llm, messages, continue_from="Oh no.")
-    assert text.strip() and not text.strip().lower().startswith("oh no")
-    plain = llm.prompt_tokens(messages)
-    assert call.prompt_tokens > len(plain) and call.prompt[: len(plain)] == tuple(plain)  # the opening follows
 
 
 async def test_the_tail_of_the_last_reply_can_be_timed_again_alone(llm: LlamaCppLLM) -> None:

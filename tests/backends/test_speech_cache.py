@@ -76,7 +76,7 @@ def test_a_disk_hit_in_a_new_cache_is_the_same_sound_and_is_promoted_to_memory(t
 
 def test_the_memory_front_keeps_its_bound_least_recently_used_first_out() -> None:
     cache = SpeechCache(max_items=2)
-    cache.put(key("a"), audio(), RATE)
+    assert cache.put(key("a"), audio(), RATE).duration_s == pytest.approx(0.1)  # 2400 samples at 24 kHz
     cache.put(key("b"), audio(), RATE)
     assert cache.get(key("a")) is not None  # a is now the most recently used
     cache.put(key("c"), audio(), RATE)

@@ -27,10 +27,9 @@ MODELS = ("whisper-tiny.en", "qwen2.5-0.5b", "piper-joe")
 
 
 def _config():  # the fast LLM keeps this test short on 2 cores
-    # Openings off: the barge-in test cuts the model's own sentences (an opening would be all it heard when the
-    # LLM is slow; tests/test_session_listening.py covers openings). The first sounds are rendered at start-up.
+    # The first sounds are rendered at start-up.
     return load_config(environ={}, overrides={"llm": {"model": "qwen2.5-0.5b", "max_tokens": 48},
-                                              "agent": {"openings": False, "acknowledgements": True}})
+                                              "agent": {"acknowledgements": True}})
 
 
 @pytest.fixture(scope="module")

@@ -369,7 +369,7 @@ class _LoggedLLM(ScriptedLLM):
         super().__init__()
         self.log = log
 
-    def stream(self, messages, *, max_tokens=128, temperature=0.7, continue_from=""):  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, max_tokens=128, temperature=0.7):  # type: ignore[no-untyped-def]
         inner = super().stream(messages, max_tokens=max_tokens, temperature=temperature)
 
         async def pieces(report):  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
 """The session hearing the turn while it is spoken (stage layer, fake backends, stream time): the predicted end
-of the turn, partial transcripts and KV prefill, and openings played at commit."""
+of the turn, partial transcripts and KV prefill, and the first sound (an acknowledgement) played at commit."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from attune.backends.base import ChatMessage
 from attune.core import events as ev
 from attune.core.machine import LLMSpeed
 from attune.pipeline.acknowledgement import phrases as first_sounds
-from attune.pipeline.opening_voice import OpeningVoice
 from attune.pipeline.phrases import Phrase, PhraseVoice, prewarm
 from attune.pipeline.reply import ACK_INDEX
 from attune.pipeline.shared_llm import SharedLLM
@@ -138,40 +137,6 @@ async def test_a_server_sessions_shared_llm_view_is_prefilled_too() -> None:
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["llm_prefilled_tokens"] > 0
 
 
-async def test_an_opening_is_played_at_commit_and_the_model_goes_on_from_it() -> None:
-    tts = ToneTTS(16000)
-    voice = OpeningVoice(tts, None, 16000)
-    h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
-                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
-    await voice.prewarm([(h.planner(None, "complement").expressed_emotion, 0.4)])
-    async with h.session() as s:
-        d = Driver(s)
-        await _one_turn(d)
-    assert h.llm.continued_from == ["Oh no,"]
-    deltas = [e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA)]
-    assert deltas[0] == "Oh no," and deltas[1] == "Hello, nice to hear you."
-    trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
-    assert trace["opening"] == "Oh no,"
-    assert trace["reply_text"].startswith("Oh no, Hello")
-    first_model = trace["first_model_audio_stream_s"]
-    assert first_model > trace["speech_end_s"] + trace["voice_to_voice_ms"] / 1000.0  # after the opening
-    assert s.memory.messages()[1].content.startswith("Oh no, Hello")
-
-
-async def test_a_missing_opening_is_rendered_for_next_time_and_not_played() -> None:
-    tts = ToneTTS(16000)
-    voice = OpeningVoice(tts, None, 16000)
-    h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, openings=voice,
-                overrides={"pipeline": PIPELINE, "agent": {"openings": True}})
-    async with h.session() as s:
-        d = Driver(s)
-        await _one_turn(d)
-    await voice.close()
-    assert h.llm.continued_from == [""]
-    assert "opening" not in d.of(ev.RESPONSE_DONE)[0].data["trace"]
-    assert len(voice.cache) == 1  # rendered in the background, for the next turn
-
-
 async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> None:
     from attune.core.emotion import EmotionCategory
     from attune.pipeline.listening import ListenSettings, TurnListener
@@ -236,7 +201,8 @@ async def test_an_acknowledgement_is_heard_first_and_the_reply_and_memory_are_th
     assert trace["first_model_audio_stream_s"] > audio[0].audio.timestamp_s  # the model's words come after it
     deltas = " ".join(e.data["delta"] for e in d.of(ev.TRANSCRIPT_DELTA))
     assert "Oh no" not in deltas and deltas.startswith("Hello, nice to hear you.")
-    assert h.llm.continued_from == [""]  # the model is not led to go on from it
+    last = h.llm.calls[0][-1]  # the prompt ends on the person's turn: the sound is not the start of the model's
+    assert last.role == "user" and "Oh no" not in last.content
     assert trace["reply_text"].startswith("Hello") and "Oh no" not in s.memory.messages()[1].content
 
 

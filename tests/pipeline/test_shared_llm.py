@@ -25,7 +25,7 @@ class CountingLLM(ScriptedLLM):
         self.active = 0
         self.most_active = 0
 
-    def stream(self, messages, *, max_tokens=128, temperature=0.7, continue_from=""):  # type: ignore[no-untyped-def]
+    def stream(self, messages, *, max_tokens=128, temperature=0.7):  # type: ignore[no-untyped-def]
         inner = super().stream(messages, max_tokens=max_tokens, temperature=temperature)
         n = int(messages[0].content)
 
@@ -107,7 +107,7 @@ async def test_a_session_prefills_only_while_the_llm_is_idle_and_holds_its_conve
     llm = ScriptedLLM(delay_s=0.01)
     shared = SharedLLM(llm)
     a, b = shared.for_session(), shared.for_session()
-    assert a.capabilities.continue_reply and a.capabilities.prefill
+    assert a.capabilities.prefill
     assert a.prefill([ChatMessage("user", "one two")]) == 2  # nobody served yet: any session may
     assert b.prefill([ChatMessage("user", "three")]) == 0  # the cache holds a's turn: b would evict it
     assert [p async for p in b.stream(MSG)]  # b is served: the cache holds b's conversation now
@@ -119,8 +119,6 @@ async def test_a_session_prefills_only_while_the_llm_is_idle_and_holds_its_conve
     await gen.aclose()
     assert llm.prefills == ["one two", "five six"]
     assert (a.prefill_skipped, b.prefill_skipped) == (2, 2)
-    assert [p async for p in a.stream(MSG, continue_from="Oh no,")]  # an opening goes through to the backend
-    assert llm.continued_from[-1] == "Oh no,"
 
 
 async def test_a_backend_without_prefill_is_not_prefilled() -> None:

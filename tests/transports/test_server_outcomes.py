@@ -28,7 +28,7 @@ class KeywordLLM(ScriptedLLM):
     """A scripted LLM that fails on a user turn containing "fail" and streams slowly on one containing "slow"."""
 
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128,
-               temperature: float = 0.7, continue_from: str = "") -> TokenStream:
+               temperature: float = 0.7) -> TokenStream:
         said = messages[-1].content
 
         async def pieces(report: Any) -> AsyncGenerator[str, None]:

@@ -72,7 +72,7 @@ def _model_params(*, repack: bool) -> Iterator[None]:
 
 class LlamaCppLLM:
     name = "llama-cpp"
-    capabilities = LLMCapabilities(prefill=True, continue_reply=True, replay=True)
+    capabilities = LLMCapabilities(prefill=True, replay=True)
 
     def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
                  seed: int = 0, repack: bool = False) -> None:
@@ -267,15 +267,10 @@ class LlamaCppLLM:
                 break
             return time.perf_counter() - t0
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
-        """The reply's pieces. ``continue_from``: words already said as the start of the reply (an opening
-        played while the model works); they are written into the assistant turn, so the model goes on from them
-        and its pieces are what follows."""
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
+        """The reply's pieces, generated after the prompt's open assistant turn."""
         prompt = self.prompt_tokens(messages)
-        if continue_from.strip():
-            text = continue_from.strip().replace("<|", "< |")
-            prompt += list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
         async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
             async for piece in stream_from_thread(

@@ -59,10 +59,9 @@ class OllamaLLM:
             return LLMError(f"Ollama stream from {self.host} broke off: {exc!r}", retryable=True, backend=self.name)
         return LLMError(f"Ollama failed: {exc!r}", retryable=False, backend=self.name)
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
-        """The reply's pieces as the server streams them, one retry before the first (``continue_from`` is not
-        offered: see ``capabilities``)."""
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
+        """The reply's pieces as the server streams them, one retry before the first."""
         dicts = check_messages(messages, self.name)
         options = {"num_predict": max_tokens, "temperature": temperature}
         return retried_stream(lambda: self._attempt(dicts, options))

@@ -61,10 +61,9 @@ class OpenAICompatLLM:
         c = config.llm
         return cls(c.openai_base_url, c.openai_model, api_key_env=c.openai_api_key_env, timeout_s=c.timeout_s)
 
-    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7,
-               continue_from: str = "") -> TokenStream:
-        """The reply's pieces as the server streams them, one retry before the first (``continue_from`` is not
-        offered: see ``capabilities``)."""
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
+        """The reply's pieces as the server streams them, one retry before the first."""
         body = {"model": self.model, "messages": check_messages(messages, self.name), "stream": True,
                 "max_tokens": max_tokens, "temperature": temperature}
         return retried_stream(lambda: self._attempt(body))

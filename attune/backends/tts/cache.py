@@ -2,7 +2,7 @@
 decides how it sounds, in a small in-memory front (``SpeechCache``) over an optional store on disk
 (``SpeechStore``) that outlives the process and is shared by every process pointed at the same directory.
 
-Stock phrases (openings, greetings, acknowledgements) are rendered into it at start-up (``pipeline/phrases.py``)
+Stock phrases (greetings, acknowledgements) are rendered into it at start-up (``pipeline/phrases.py``)
 and cost nothing at run time; a second start finds them on disk.
 
 On disk, one file per entry, named by the SHA-256 of the key's canonical JSON (``<digest>.npz``): the samples as
