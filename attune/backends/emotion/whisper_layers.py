@@ -1,12 +1,18 @@
-"""Whisper's encoder in numpy over the CTranslate2 weights, for its middle layers (``emotion.encoder: tiny.en_l2``).
+"""Whisper's encoder up to a middle block, over the CTranslate2 weights (``emotion.encoder: tiny.en_l2``).
 
-CTranslate2's ``encode`` (the ASR's pass, which the emotion head reuses) returns only the last layer, while
-paralinguistic information peaks in the middle of speech encoders. ``LayerEncoder`` reads the encoder's
-weights from the same ``model.bin`` (``read_ct2``: CTranslate2's binary layout, float16/float32 variables) and
-runs Whisper's encoder up to block ``layer`` in float32 numpy: two convolutions with GELU, the sinusoidal
-positions, then pre-norm transformer blocks (self-attention, GELU MLP). It computes the log-mel exactly as
-``WhisperEncoder`` does, so its last block plus the final LayerNorm reproduces the ASR's pass (correlation >=
-0.998 with CTranslate2's int8 output); a middle layer costs a pass of its own (docs/BENCHMARKS.md, issue 20).
+CTranslate2's ``encode`` (the ASR's pass, which a last-layer head reuses) returns only the last layer, while
+paralinguistic information peaks in the middle of speech encoders. Two encoders read the same ``model.bin``:
+
+- ``BlockEncoder`` (what ``tiny.en_l2`` runs): CTranslate2 itself, in int8, over a copy of the model cut after
+  the block (``cut_model``: CTranslate2 builds a Whisper encoder from whatever blocks the file holds, and applies
+  the final LayerNorm after the last of them), over the clip's own mel frames (``clip_features``) rather than
+  the ASR's padded window: ~12 ms of CPU for a 3.6 s turn.
+- ``LayerEncoder``, the reference: the encoder in float32 numpy (``read_ct2``: CTranslate2's binary layout,
+  float16/float32 variables; two convolutions with GELU, the sinusoidal positions, pre-norm transformer blocks)
+  with the log-mel exactly as ``WhisperEncoder`` computes it, so its last block plus the final LayerNorm
+  reproduces the ASR's pass (correlation >= 0.998 with CTranslate2's int8 output); ~60 ms over the ASR's window.
+
+A middle block costs a pass of its own at the end of a turn (docs/BENCHMARKS.md, issue 20, third round).
 """
 
 from __future__ import annotations
