@@ -109,6 +109,8 @@ def test_bad_weights_and_layers_are_clear_errors(tmp_path: Path) -> None:
         LayerEncoder(folder, 2).states(np.zeros(0, np.float32))
     with pytest.raises(EmotionError, match="non-empty mono"):
         BlockEncoder(folder, 2).states(np.zeros(0, np.float32))
+    with pytest.raises(EmotionError, match="out of range"):
+        BlockEncoder(folder, 5)
 
 
 def test_encoder_names() -> None:

@@ -295,13 +295,13 @@ class BlockEncoder:
                                      install_hint="pip install faster-whisper==1.2.1") from exc
         self.layer = layer
         self._lock = threading.Lock()
-        with tempfile.TemporaryDirectory(prefix="attune-whisper-cut-") as tmp:  # CTranslate2 reads it all at load
-            n_mels = cut_model(folder, layer, tmp)
-            try:
+        try:
+            with tempfile.TemporaryDirectory(prefix="attune-whisper-cut-") as tmp:  # CTranslate2 reads it at load
+                n_mels = cut_model(folder, layer, tmp)
                 self._model: Any = ctranslate2.models.Whisper(tmp, device="cpu", compute_type=compute_type,
                                                               intra_threads=threads)
-            except (RuntimeError, ValueError) as exc:
-                raise EmotionError(f"CTranslate2 cannot load {folder} cut to {layer} blocks: {exc}") from exc
+        except (OSError, RuntimeError, ValueError) as exc:  # no temporary folder, or CTranslate2 refused the cut
+            raise EmotionError(f"cannot load {folder} cut to {layer} blocks: {exc}") from exc
         self._mel = FeatureExtractor(feature_size=n_mels)
 
     def states(self, audio16k: np.ndarray) -> np.ndarray:
