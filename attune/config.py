@@ -91,9 +91,10 @@ class EmotionConfig:
     trajectory_window_s: float = setting(300.0, lo=10.0, hi=3600.0)  # span of get_trajectory()
     min_duration_s: float = setting(0.1, lo=0.02, hi=2.0)  # shorter audio is flagged too short
     model_path: str = setting("")  # weights for learned backends (emotion2vec); empty = not configured
-    # Whisper encoder of the whisper/hybrid heads: tiny.en and base reuse the ASR's pass; tiny.en_l2 reads the
-    # encoder's second block (an emotion pass of its own per turn: docs/BENCHMARKS.md, issue 20)
-    encoder: str = setting("tiny.en", choices=("tiny.en", "base", "tiny.en_l2"))
+    # Whisper encoder of the whisper/hybrid heads: tiny.en_l2 reads tiny.en's second block (a pass of its own per
+    # turn, int8 over the clip: ~13 ms of CPU, and better heard); tiny.en and base reuse the ASR's last-layer pass
+    # (docs/BENCHMARKS.md, issue 20, third round)
+    encoder: str = setting("tiny.en_l2", choices=("tiny.en", "base", "tiny.en_l2"))
     hybrid_neural_weight: float = setting(0.5, lo=0.0, hi=1.0)  # hybrid: the neural head's share of the fusion
 
 

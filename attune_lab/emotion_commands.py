@@ -134,7 +134,7 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
     if name in bm.LEARNED:
         sets = bm.feature_sets(name, utterances, emo.encoder, config.models_dir())
         out["protocol"] = "retrained without the test speakers (leave-one-speaker-out; cross-corpus)"
-        tests, augment = _condition_sets(args, conditions, sets, config.resolve_path(config.models.cache_dir))
+        tests, augment = _condition_sets(args, conditions, sets, config.models_dir())
         if tests:
             from attune_lab.emotion.robustness import evaluate_conditions
 
@@ -195,7 +195,7 @@ def cmd_train(args: argparse.Namespace, config: Config) -> int:
     kind = PROSODIC if args.backend == "prosodic" else feature_kind(args.encoder, args.pooling)
     data = ev.features_for(utterances, kind, config.models_dir())
     names = sorted({Path(d).name for d in args.data})
-    _, augment = _condition_sets(args, list(args.augment), {kind: data}, config.resolve_path(config.models.cache_dir))
+    _, augment = _condition_sets(args, list(args.augment), {kind: data}, config.models_dir())
     info: dict[str, object] = {"data": names, **({"augment": list(args.augment)} if args.augment else {})}
     model, figures = ev.train_shipped(data, kind, args.l2, info=info, augment=augment.get(kind, ()),
                                       progress=lambda msg: print(msg, file=sys.stderr))

@@ -184,11 +184,12 @@ class StatesASR(FixedASR):
 
 class FakeTurnEmotion:
     """A whole-turn reader (``analyze_turn``): records what it was given and reads every turn as ``emotion``;
-    ``fail`` raises an EmotionError instead."""
+    ``fail`` raises an EmotionError instead; ``reads_asr_pass`` False: a middle-block reader (tiny.en_l2)."""
 
     def __init__(self, emotion: EmotionCategory = EmotionCategory.ANGRY, *, confidence: float = 0.8,
-                 fail: bool = False) -> None:
+                 fail: bool = False, reads_asr_pass: bool = True) -> None:
         self.emotion, self.confidence, self.fail = emotion, confidence, fail
+        self.reads_asr_pass = reads_asr_pass
         self.calls: list[tuple[int, tuple[int, ...] | None]] = []
 
     def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:

@@ -117,7 +117,7 @@ EMOTION: dict[str, BackendSpec[EmotionCapabilities]] = _table(
     BackendSpec("whisper", "attune.backends.emotion.whisper_head:WhisperEmotionBackend",
                 EmotionCapabilities(frame_tracks=False, streams_cheaply=False),
                 install_hint=SETUP + "  (the embedded Whisper model of emotion.encoder)",
-                description="a small head on the Whisper encoder's states (reuses the ASR's pass of a turn)",
+                description="a small head on Whisper encoder states (block 2 by default, or the ASR's last-layer pass)",
                 fallback="prosodic"),
     BackendSpec("hybrid", "attune.backends.emotion.hybrid:HybridBackend",
                 EmotionCapabilities(frame_tracks=False, streams_cheaply=False),

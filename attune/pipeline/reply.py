@@ -262,12 +262,13 @@ class Reply:
 
     async def _transcribe(self) -> tuple[Transcript, np.ndarray | None]:
         """The transcript, and the ASR's encoder pass over the turn where the engine returns it (asked for only
-        when a whole-turn emotion reader will use it)."""
+        when a whole-turn emotion reader will use it: not one that reads a middle block, ``reads_asr_pass``)."""
         if self.audio is None:  # a typed turn
             at = self.trace.speech_end_s
             return Transcript((self.text or "").strip(), at, at), None
-        audio = self.audio
-        result = await asyncio.to_thread(self.d.asr.transcribe, audio, encoder_states=self.d.turn_emotion is not None)
+        audio, reader = self.audio, self.d.turn_emotion
+        wanted = reader is not None and getattr(reader, "reads_asr_pass", True)  # a middle block encodes its own
+        result = await asyncio.to_thread(self.d.asr.transcribe, audio, encoder_states=wanted)
         text = Transcript(result.text.strip(), audio.timestamp_s, audio.end_s, result.no_speech_prob)
         return text, result.encoder_states
 

@@ -38,14 +38,14 @@ def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> La
         from attune.backends.emotion.features import FEATURES_VERSION as PROSODIC_VERSION
 
         return feature_matrix(utterances, f"{kind}-v{PROSODIC_VERSION}", lambda a: extract_features(a, 16000))
-    from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool
-    from attune.backends.emotion.whisper_head import make_encoder
-    from attune.backends.emotion.whisper_layers import LayerEncoder
+    from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool
+    from attune.backends.emotion.whisper_head import features_version, make_encoder
+    from attune.backends.emotion.whisper_layers import BlockEncoder
 
     parts = kind.split("-")
     if len(parts) != 3 or parts[0] != "whisper" or parts[2] not in POOLINGS:
         raise EmotionError(f"unknown feature kind {kind!r} (prosodic | whisper-tiny.en-mean | ...)")
-    encoder: list[WhisperEncoder | LayerEncoder] = []
+    encoder: list[WhisperEncoder | BlockEncoder] = []
     span = "speech" if parts[2].startswith("speech") else ""
 
     def extract(audio: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> La
             encoder.append(make_encoder(models_dir, parts[1]))
         return pool(encoder[0].states(audio), f"{span}meanstd", audio)
 
-    full = feature_matrix(utterances, f"whisper-{parts[1]}-{span}meanstd-v{FEATURES_VERSION}", extract)
+    full = feature_matrix(utterances, f"whisper-{parts[1]}-{span}meanstd-v{features_version(parts[1])}", extract)
     if not parts[2].endswith("meanstd"):
         return replace(full, features=full.features[:, : full.features.shape[1] // 2])
     return full

@@ -23,6 +23,7 @@ from attune.core.errors import EmotionError
 from tests.engines_util import installed_model, tts_speech
 
 LAYER = "real"  # STYLE.md layer 4: real models on real audio
+TINY = EmotionConfig(encoder="tiny.en")  # the last layer's head: the ASR's pass, which these tests hand it
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_english_anger_reads_negative_activated_and_sadness_deactivated(ravdess_
     # Four files each, not one. Measured here and with CT2_FORCE_CPU_ISA=AVX2 alike: arousal angry 0.78-0.85,
     # sad 0.27-0.34 (mean gap 0.52 against 0.2), 4 of 4 angry files negative-activated (3 needed), sad valence
     # mean -0.51 (below 0 needed).
-    backend = WhisperEmotionBackend(EmotionConfig(), encoder=tiny)
+    backend = WhisperEmotionBackend(TINY, encoder=tiny)
     backend.adapt = False  # every file read cold, as a first turn
     angry = [backend.analyze(x, 16000) for x in _ravdess(ravdess_dir, "05")]
     sad = [backend.analyze(x, 16000) for x in _ravdess(ravdess_dir, "04")]
@@ -94,12 +95,12 @@ def test_unfamiliar_voices_are_not_reliable(tiny: WhisperEncoder) -> None:
     not used: its voice is more human-like and one of its renders read 0.43-0.44, over the threshold."""
     rng = np.random.default_rng(0)
     noise = (0.1 * rng.standard_normal(3 * 16000)).astype(np.float32)
-    for backend in (WhisperEmotionBackend(EmotionConfig(), encoder=tiny),
-                    HybridBackend(EmotionConfig(), neural=WhisperEmotionBackend(EmotionConfig(), encoder=tiny))):
+    for backend in (WhisperEmotionBackend(TINY, encoder=tiny),
+                    HybridBackend(TINY, neural=WhisperEmotionBackend(TINY, encoder=tiny))):
         r = backend.analyze(noise, 16000)
         assert r.confidence < RELIABLE_CONFIDENCE and not r.reliable, (backend.name, r.confidence)
     audio, rate = tts_speech("I cannot believe you did that to me again!", provider="espeak")
-    r = WhisperEmotionBackend(EmotionConfig(), encoder=tiny).analyze(audio, rate)
+    r = WhisperEmotionBackend(TINY, encoder=tiny).analyze(audio, rate)
     assert not r.reliable, r.confidence
 
 
@@ -107,7 +108,7 @@ def test_hybrid_through_the_registry_and_its_fallback(tiny: WhisperEncoder, tmp_
     backend = registry.create_emotion_backend(Config(), "hybrid")
     assert backend.name == "hybrid"
     audio, rate = tts_speech("Thank you so much, this is wonderful news.", provider="piper")
-    hybrid = HybridBackend(EmotionConfig(), neural=WhisperEmotionBackend(EmotionConfig(), encoder=tiny))
+    hybrid = HybridBackend(TINY, neural=WhisperEmotionBackend(TINY, encoder=tiny))
     r = hybrid.analyze(audio, rate)
     assert r.backend == "hybrid" and r.markers.pitch_mean_hz > 50  # markers from prosody
     alone = hybrid.analyze_states(None, resample(audio, rate, 16000))

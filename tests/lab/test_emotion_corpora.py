@@ -73,7 +73,7 @@ def test_cli_eval_json_prints_every_measure(emodb_dir: Path, ravdess_dir: Path,
 
 def test_cli_eval_text_of_the_hybrid(ravdess_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_agent.main(["eval-emotion", "--data", str(ravdess_dir), "--backend", "hybrid", "--mode", "warm",
-                           "--cpu-files", "2"]) == 0
+                           "--encoder", "tiny.en", "--cpu-files", "2"]) == 0  # the head that reuses the ASR's pass
     text = capsys.readouterr().out
     assert "[warm] loso ravdess: uar" in text and "reliability" in text and "reusing the ASR's encoder" in text
 

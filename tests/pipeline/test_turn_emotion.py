@@ -47,6 +47,15 @@ async def test_without_encoder_states_the_reader_encodes_itself() -> None:
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["emotion_turn_reused_encoder"] is False
 
 
+async def test_a_middle_block_reader_does_not_ask_the_asr_for_its_pass() -> None:
+    """tiny.en_l2 encodes the turn itself: the ASR is not asked for states it cannot use, and the trace says the
+    pass was not reused."""
+    reader = FakeTurnEmotion(reads_asr_pass=False)
+    d = await _turn(Harness(asr=StatesASR(), turn_emotion=reader))
+    assert len(reader.calls) == 1 and reader.calls[0][1] is None
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["emotion_turn_reused_encoder"] is False
+
+
 async def test_a_failing_reader_falls_back_to_the_windows() -> None:
     d = await _turn(Harness(asr=StatesASR(), turn_emotion=FakeTurnEmotion(fail=True)))
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"

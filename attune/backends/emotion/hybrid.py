@@ -80,6 +80,10 @@ class HybridBackend:
                 log.warning("Whisper encoder failed, reading this turn by prosody alone: %s", exc)
         return self.analyze_states(states, x)
 
+    @property
+    def reads_asr_pass(self) -> bool:
+        return self.neural.reads_asr_pass
+
     def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult:
         """A whole turn at its end, reusing the ASR's encoder ``states`` when they fit (else it encodes)."""
         x = np.asarray(audio16k, np.float32)

@@ -8,8 +8,9 @@ prosodic backend it keeps a running estimate of the speaker (pooled-state mean a
 reads the voice relative to itself while the first turn is read against the population.
 
 An encoder name ``<model>_l<k>`` (``tiny.en_l2``) reads block ``k`` of that model instead of its last layer
-(``whisper_layers.LayerEncoder``, numpy over the same weights): the head hears more of the voice there, but the
-ASR's pass cannot be reused, so each turn pays an encoder pass of its own (docs/BENCHMARKS.md, issue 20).
+(``whisper_layers.BlockEncoder``: CTranslate2 int8 over the same weights cut after block ``k``, over the clip's
+own frames): the head hears more of the voice there, but the ASR's pass cannot be reused, so each turn pays a
+pass of its own, ~13 ms of CPU for a 3.6 s turn (docs/BENCHMARKS.md, issue 20, third round).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from attune.backends.emotion.features import extract_markers
 from attune.backends.emotion.model import EmotionModel
 from attune.backends.emotion.posterior import result_from_probs
 from attune.backends.emotion.prosodic import quality_factor, unusable_result
-from attune.backends.emotion.whisper_encoder import POOLINGS, WhisperEncoder, pool, states_for
-from attune.backends.emotion.whisper_layers import LayerEncoder
+from attune.backends.emotion.whisper_encoder import FEATURES_VERSION, POOLINGS, WhisperEncoder, pool, states_for
+from attune.backends.emotion.whisper_layers import BLOCK_FEATURES_VERSION, BlockEncoder
 from attune.config import Config, EmotionConfig
 from attune.core.audio import SAMPLE_RATE, measure_quality, prepare
 from attune.core.emotion import EmotionResult, ProsodicMarkers
@@ -48,11 +49,17 @@ def split_encoder(encoder: str) -> tuple[str, int | None]:
     return encoder, None
 
 
-def make_encoder(models_dir: Path, encoder: str) -> WhisperEncoder | LayerEncoder:
-    """The encoder an encoder name reads: CTranslate2's (the ASR's own pass) or numpy's up to a block."""
+def make_encoder(models_dir: Path, encoder: str) -> WhisperEncoder | BlockEncoder:
+    """The encoder an encoder name reads: the ASR's own pass (its window, its last layer), or the pass cut
+    after a block over the clip's own frames."""
     model, layer = split_encoder(encoder)
     folder = Path(models_dir) / f"whisper-{model}"
-    return WhisperEncoder(folder) if layer is None else LayerEncoder(folder, layer)
+    return WhisperEncoder(folder) if layer is None else BlockEncoder(folder, layer)
+
+
+def features_version(encoder: str) -> int:
+    """The version of an encoder's pooled features (it keys the lab's feature cache)."""
+    return FEATURES_VERSION if split_encoder(encoder)[1] is None else BLOCK_FEATURES_VERSION
 
 
 def head_path(encoder: str) -> Path:
@@ -77,7 +84,7 @@ class WhisperEmotionBackend:
     name = "whisper"
 
     def __init__(self, config: EmotionConfig | None = None, *, head: EmotionModel | None = None,
-                 encoder: WhisperEncoder | LayerEncoder | None = None, models_dir: Path | None = None) -> None:
+                 encoder: WhisperEncoder | BlockEncoder | None = None, models_dir: Path | None = None) -> None:
         self.config = config or EmotionConfig()
         self.encoder_name = self.config.encoder
         if self.encoder_name not in ENCODERS:
@@ -118,7 +125,7 @@ class WhisperEmotionBackend:
                                  backend=self.name)
 
     @property
-    def encoder(self) -> WhisperEncoder | LayerEncoder:
+    def encoder(self) -> WhisperEncoder | BlockEncoder:
         """The encoder for turns whose states nobody computed yet (built on first use)."""
         if self._encoder is None:
             self._encoder = make_encoder(self._models_dir, self.encoder_name)
@@ -148,6 +155,11 @@ class WhisperEmotionBackend:
             self.normalizer.update(v)
         self.last_probs = probs
         return probs, self.head.familiar_factor(v)
+
+    @property
+    def reads_asr_pass(self) -> bool:
+        """Whether a turn's reading can reuse the ASR's encoder pass (its last layer; a middle block's cannot)."""
+        return self.layer is None
 
     def usable_states(self, states: np.ndarray | None, n_samples: int) -> bool:
         """Whether ``states`` (from the ASR) are this head's encoder's pass over a clip of ``n_samples`` (never
