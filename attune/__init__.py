@@ -9,7 +9,15 @@ shows them at work.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# One BLAS thread for numpy (unless the caller chose): Attune's numpy work is small matrices (the log-mels, the
+# prosody, the emotion heads), which a second OpenBLAS thread makes no faster but pays for in CPU, spinning on the
+# core that CTranslate2 and llama.cpp need (the end-of-turn emotion reading: ~20 ms CPU with one thread, 33-48
+# with two; docs/BENCHMARKS.md, issue 20 third round). Set before numpy loads, so it holds for the ``attune``
+# command and for a program that imports attune before numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 __version__ = "0.1.0"
 
