@@ -59,6 +59,12 @@ class TurnEmotion(Protocol):
     when the ASR returned it, the encoder's pass over it (reused instead of encoding again). Read once per turn,
     after ASR; the streaming windows then use the cheap prosodic meter."""
 
+    @property
+    def reads_asr_pass(self) -> bool:
+        """Whether a turn's reading uses the ASR's encoder pass (its last layer): a middle block encodes its own,
+        so the ASR need not return its pass for it."""
+        ...
+
     def analyze_turn(self, audio16k: np.ndarray, states: np.ndarray | None = None) -> EmotionResult: ...
 
 

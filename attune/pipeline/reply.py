@@ -267,7 +267,7 @@ class Reply:
             at = self.trace.speech_end_s
             return Transcript((self.text or "").strip(), at, at), None
         audio, reader = self.audio, self.d.turn_emotion
-        wanted = reader is not None and getattr(reader, "reads_asr_pass", True)  # a middle block encodes its own
+        wanted = reader is not None and reader.reads_asr_pass  # a middle block encodes its own
         result = await asyncio.to_thread(self.d.asr.transcribe, audio, encoder_states=wanted)
         text = Transcript(result.text.strip(), audio.timestamp_s, audio.end_s, result.no_speech_prob)
         return text, result.encoder_states
