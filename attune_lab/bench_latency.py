@@ -38,10 +38,12 @@ def file_figures(samples: Any, run: Any, traces: list[dict[str, Any]]) -> dict[s
     tokens evaluated after the turn, the input lag, and whether a turn was committed before the speech ended."""
     import numpy as np
 
-    measured = voice_to_voice(samples, SAMPLE_RATE, run.output, run.output_rate)
     levels = frame_levels(samples, SAMPLE_RATE)
     loud = np.nonzero(levels > SPEECH_DBFS)[0]
     true_end = float((loud[-1] + 1) * 0.02) if loud.size else 0.0
+    # The first sound heard after the person finished: a first sound played in a pause they then went on from (a
+    # commit resumed as one turn) came before the end and is not what they waited for.
+    measured = voice_to_voice(samples, SAMPLE_RATE, run.output, run.output_rate, after_s=true_end)
     premature = any(t.get("speech_end_s", true_end) < true_end - PREMATURE_MARGIN_S for t in traces)
     trace = traces[-1] if traces else {}
     model_at = trace.get("first_model_audio_stream_s")

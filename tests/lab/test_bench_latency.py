@@ -62,3 +62,26 @@ def test_the_summary_names_the_machine_and_the_llm_speed_beside_the_figures() ->
     assert summary["llm_speed"] == {"tokens_per_s": 21.4, "first_token_ms": 180.0}
     assert summary["warm_up_s"] == {"asr_s": 0.5, "llm_s": 1.2}
     assert _bench_summary([base], {})["llm_speed"] == {"tokens_per_s": None, "first_token_ms": None}
+
+
+def test_the_first_sound_is_counted_from_the_end_of_the_whole_turn_not_from_a_pause_it_was_heard_in() -> None:
+    """A first sound played in a pause the person then went on from (a commit resumed as one turn) is not the
+    wait after they finished: voice-to-voice counts from the end of the last words to the first sound after it."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from attune_lab.bench_latency import file_figures
+
+    rate = 16000
+    user = np.zeros(int(3.5 * rate), np.float32)
+    user[: rate] = 0.3  # speech 0-1.0 s, a pause, speech 1.7-2.5 s
+    user[int(1.7 * rate): int(2.5 * rate)] = 0.3
+    out = np.zeros(int(3.5 * rate), np.float32)
+    out[int(1.3 * rate): int(1.5 * rate)] = 0.3  # "Mm." in the pause
+    out[int(3.0 * rate):] = 0.3  # the reply, 500 ms after the end
+    run = SimpleNamespace(output=out, output_rate=rate, input_lag_s=[0.0])
+    figures = file_figures(user, run, [{"resumed": True, "speech_end_s": 2.5}])
+    assert figures["speech_end_s"] == 2.5
+    assert figures["voice_to_voice_ms"] == 500.0  # not the pause's 300
+    assert figures["premature_cutoff"] is False
