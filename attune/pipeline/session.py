@@ -117,6 +117,7 @@ class Session:
         self._speculated = True  # False: the pause in progress started no speculative reply (shed under load)
         self._heard: dict[str, int] = {}  # the listener's figures for the turn that just ended
         self._joined: AudioChunk | None = None  # a prematurely committed turn's audio: the next turn goes on from it
+        self._cut_sound: str | None = None  # the first sound that turn's cut reply played (heard in the pause)
         self._reply: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
@@ -328,13 +329,17 @@ class Session:
 
     def _acknowledgement(self, words: str, plan: ResponsePlanLike) -> tuple[Acknowledgement, np.ndarray] | None:
         """The first sound for this turn (``pipeline.acknowledgement``): never over a barge-in, never as the last
-        recorded turn's, one for a turn that went on after a premature commit."""
+        recorded turn's. A turn that went on after a premature commit counts the sound heard in its pause as the
+        one before it: it gets another (never the same) when the rules allow, so the person who finished is not
+        left in silence until the model's words."""
         st, b = self.settings, self.backends
+        previous = [t.info.get("acknowledgement") for t in self.turns]
+        if self._joined is not None:
+            previous.append(self._cut_sound)
         return pick_acknowledgement(
             words, plan, phrases=b.voice.phrases, tts=b.tts, output_rate=st.reply.output_sample_rate,
-            previous=[t.info.get("acknowledgement") for t in self.turns], speed=b.measured.llm_speed,
-            clause_words=st.reply.first_clause_min_words,
-            barge_in=self._barge_in or self._joined is not None)  # a resumed turn had its own
+            previous=previous, speed=b.measured.llm_speed, clause_words=st.reply.first_clause_min_words,
+            barge_in=self._barge_in)
 
     def _turn_context(self, early: EarlyVoice | None = None) -> TurnContext:
         return TurnContext(tuple(self.emotion.turn_emotions), tuple(self.emotion_trajectory),
@@ -529,6 +534,7 @@ class Session:
         self.policy.reply_finished()
         self._turn_index -= 1
         self._joined = reply.audio
+        self._cut_sound = reply.trace.info.get("acknowledgement")
         if self.listener is not None:
             self.listener.reset()  # what it heard ended the turn too early; it listens to the rest afresh
         self.emit(self.record.dropped(reply.outcome(d.at_s), "premature_commit"))

@@ -70,7 +70,9 @@ async def test_speech_during_the_first_sound_stops_it_and_the_turn_goes_on_as_on
     assert played and all(e.data["sentence"] == ACK_INDEX for e in played)  # none of the first reply's words
     assert sum(e.audio.duration_s for e in played) < 0.6 * len(ack.samples) / 16000  # it stopped at once
     trace = done[0].data["trace"]
-    assert trace["resumed"] is True and "acknowledgement" not in trace  # the turn had its first sound already
+    # The sound heard in the pause counts as the one before: the whole turn gets another, never the same one, so
+    # the person who finished is not left in silence until the model's words.
+    assert trace["resumed"] is True and trace["acknowledgement"] not in (None, "Oh no.")
     assert h.asr.calls[-1].duration_s >= 1.0 + 0.8  # the ASR heard the whole turn: both parts
     assert len(s.turns) == 1
     assert [m.role for m in s.memory.messages()] == ["user", "assistant"]

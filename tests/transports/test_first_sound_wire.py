@@ -85,7 +85,7 @@ async def test_on_realtime_the_first_sound_opens_the_item_audio_and_a_premature_
     dones = got.of("response.done")
     assert [d["response"]["status"] for d in dones[1:3]] == ["cancelled", "completed"]
     assert dones[1]["response"]["status_details"]["reason"] == "turn_detected"
-    assert "acknowledgement" not in dones[2]["attune"]  # the turn that went on had its first sound already
+    assert "acknowledgement" not in dones[2]["attune"]  # turn 1 and the cut reply each had one: a run of two (max_run)
     # The client's conversation matches the session's: the first part's user item and the cut response's item
     # are withdrawn, and the turn that went on is one user item, answered once.
     deleted = {e["item_id"] for e in got.of("conversation.item.deleted")}
