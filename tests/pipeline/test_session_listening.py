@@ -36,15 +36,22 @@ async def _silence_until_stopped(d: Driver, max_s: float) -> float | None:
     return None
 
 
+async def _a_second_then_the_commit(d: Driver, max_s: float) -> float | None:
+    """A second of speech, then silence: the stream seconds of silence until the turn was committed (None: not
+    within ``max_s``); then until its reply ends and the session is idle."""
+    await d.speak(1.0)
+    took = await _silence_until_stopped(d, max_s)
+    await d.silence_until(_done)
+    await d.until_idle()
+    return took
+
+
 async def test_a_finished_turn_is_committed_after_a_short_silence() -> None:
     eot = FixedEndOfTurn(0.95)
     h = Harness(asr=FixedASR("I passed my driving test today."), end_of_turn=eot, overrides={"pipeline": PIPELINE})
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        took = await _silence_until_stopped(d, 1.0)
-        await d.silence_until(_done)
-        await d.until_idle()
+        took = await _a_second_then_the_commit(d, 1.0)
     assert took is not None and took < 0.7  # well before the 1200 ms an unfinished turn waits
     assert eot.calls == 1
     trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
@@ -56,9 +63,7 @@ async def test_words_left_hanging_make_the_session_wait() -> None:
                 overrides={"pipeline": PIPELINE})
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        took = await _silence_until_stopped(d, 2.0)
-        await d.silence_until(_done)
+        took = await _a_second_then_the_commit(d, 2.0)
     assert took is not None and took >= 1.1  # the longest wait: the detector's own end of turn
 
 
@@ -81,9 +86,7 @@ async def test_finished_words_end_the_turn_the_voice_doubts_before_the_longest_w
                 end_of_turn=FixedEndOfTurn(0.02), overrides={"pipeline": PIPELINE})
     async with h.session() as s:
         d = Driver(s)
-        await d.speak(1.0)
-        took = await _silence_until_stopped(d, 2.0)
-        await d.silence_until(_done)
+        took = await _a_second_then_the_commit(d, 2.0)
     assert took is not None and 0.75 <= took < 1.1  # eot_worded_ms (800), not the 1200 of hanging words
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["eot_wait_ms"] == 800
 
@@ -316,10 +319,7 @@ async def test_a_finished_sentence_the_voice_doubts_is_committed_sooner_when_its
         h = await _doubted("We finally won the match.", on=on)
         async with h.session() as s:
             d = Driver(s)
-            await d.speak(1.0)
-            took = await _silence_until_stopped(d, 2.0)
-            await d.silence_until(_done)
-            await d.until_idle()
+            took = await _a_second_then_the_commit(d, 2.0)
         trace = d.of(ev.RESPONSE_DONE)[0].data["trace"]
         waits[on] = (trace["eot_wait_ms"], took, trace.get("acknowledgement"))
     assert waits[True][0] == 600 and waits[True][2] is not None

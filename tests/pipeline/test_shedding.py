@@ -57,10 +57,15 @@ async def _speak_slowly(d: Driver, seconds: float) -> None:
         await asyncio.sleep(0.01)
 
 
+def _behind(door: Door, asr: FixedASR) -> Harness:
+    """A session behind the shared LLM's ``door`` whose end-of-turn model calls every turn finished."""
+    return Harness(asr=asr, end_of_turn=FixedEndOfTurn(0.95), overrides={"pipeline": PIPELINE}, admission=door)
+
+
 async def test_a_full_llm_sheds_the_work_ahead_of_a_reply_and_refuses_the_turn_before_its_asr() -> None:
     door = Door(open_=False)
     asr = FixedASR("I was thinking maybe we could go.")
-    h = Harness(asr=asr, end_of_turn=FixedEndOfTurn(0.95), overrides={"pipeline": PIPELINE}, admission=door)
+    h = _behind(door, asr)
     async with h.session() as s:
         d = Driver(s)
         await _speak_slowly(d, 2.0)
@@ -92,7 +97,7 @@ async def test_a_full_llm_sheds_the_work_ahead_of_a_reply_and_refuses_the_turn_b
 async def test_an_open_door_changes_nothing_and_the_place_is_held_until_the_reply_ends() -> None:
     door = Door(open_=True)
     asr = FixedASR("I was thinking maybe we could go.")
-    h = Harness(asr=asr, end_of_turn=FixedEndOfTurn(0.95), overrides={"pipeline": PIPELINE}, admission=door)
+    h = _behind(door, asr)
     async with h.session() as s:
         d = Driver(s)
         await _speak_slowly(d, 2.0)
