@@ -72,14 +72,17 @@ class Recording:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Where the policy committed: ``cut_off`` when at a pause after which the person said more words; ``wait_ms``
-    the silence waited after the last words (None when cut off, or when the recording had no pause at all)."""
+    """Where the policy committed: ``cut_off`` when at a pause after which the person said more words before the
+    reply's words could be heard; ``wait_ms`` the silence waited after the last words (None when cut off, or when
+    the recording had no pause at all); ``resumed`` the commits before it that the person's voice ended while only
+    the reply's first sound could be heard (the session stops the sound and the turn goes on as one)."""
 
     name: str
     group: str
     cut_off: bool
     wait_ms: float | None
     pause: int  # index of the pause committed at (-1: none)
+    resumed: int = 0
 
 
 def waited_ms(required_ms: float, speculate_ms: float) -> float:
@@ -88,14 +91,20 @@ def waited_ms(required_ms: float, speculate_ms: float) -> float:
     return math.ceil(max(required_ms, speculate_ms) / CHUNK_MS - 1e-9) * CHUNK_MS
 
 
-def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float, longest_ms: float) -> Outcome:
+def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float, longest_ms: float,
+           words_after_ms: float | None = None) -> Outcome:
     """Walk ``recording``'s pauses with ``policy``; ``longest_ms`` is the detector's own silence timeout (the
     unfinished wait), which ends a turn whatever the policy says.
     Speech after a commit that adds no words (a breath, a click, a sigh: the recordings of people have them) is
     not a cut-off; the wait is then counted at the commit, where the words ended. A turn committed before any
-    word (a noise first) is answered with nothing, and the words after it make the next turn."""
+    word (a noise first) is answered with nothing, and the words after it make the next turn.
+    ``words_after_ms``: with a first sound played at the commit, the silence (from its start) before the reply's
+    own words could be heard. A person who goes on before then has heard only the first sound, as a listener's
+    "Mm." in a pause: the session stops it and keeps listening to one turn (``ResumeTurn``), so that commit is
+    counted as ``resumed``, not as a cut-off, and the walk goes on. None: every commit in a pause is a cut-off."""
     pauses = recording.pauses
     final = len(_WORD.findall(pauses[-1].words.lower())) if pauses else 0
+    resumed = 0
     for i, pause in enumerate(pauses):
         required = min(policy.required_silence_ms(pause.probability, pause.words), longest_ms)
         wait = waited_ms(required, speculate_ms)
@@ -104,8 +113,11 @@ def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float
             if not said and i < len(pauses) - 1:
                 continue  # a turn of no words (its reply is empty): what follows is heard as the next turn
             cut = i < len(pauses) - 1 and final > said
-            return Outcome(recording.name, recording.group, cut, None if cut else wait, i)
-    return Outcome(recording.name, recording.group, False, None, -1)
+            if cut and words_after_ms is not None and pause.gap_ms < words_after_ms:
+                resumed += 1
+                continue
+            return Outcome(recording.name, recording.group, cut, None if cut else wait, i, resumed)
+    return Outcome(recording.name, recording.group, False, None, -1, resumed)
 
 
 @dataclass(frozen=True)
@@ -117,11 +129,12 @@ class GroupSummary:
     wait_p95_ms: float
     wait_mean_ms: float
     held_longest: int  # turns that waited the longest silence (the 1.2 s the issue names)
+    resumed: int = 0  # turns whose first sound the person's voice stopped (they went on; one turn)
 
     def line(self) -> str:
         return (f"{self.group:<20} n={self.n:<4} cut-offs {self.cut_offs:>3} ({self.cut_offs / max(1, self.n):5.1%})"
                 f"  wait p50 {self.wait_p50_ms:5.0f}  p95 {self.wait_p95_ms:5.0f}  mean {self.wait_mean_ms:5.0f} ms"
-                f"  held longest {self.held_longest}")
+                f"  held longest {self.held_longest}  resumed {self.resumed}")
 
 
 def summarise(outcomes: Iterable[Outcome], longest_ms: float, *, by: str = "group") -> list[GroupSummary]:
@@ -136,7 +149,7 @@ def summarise(outcomes: Iterable[Outcome], longest_ms: float, *, by: str = "grou
         held = sum(1 for w in waits if w >= waited_ms(longest_ms, 0.0))
         mean = sum(waits) / len(waits) if waits else math.nan
         out.append(GroupSummary(key, len(items), sum(o.cut_off for o in items), percentile(waits, 50),
-                                percentile(waits, 95), round(mean, 1), held))
+                                percentile(waits, 95), round(mean, 1), held, sum(o.resumed > 0 for o in items)))
     return out
 
 

@@ -26,7 +26,7 @@ from attune.config import load_config
 from attune.core.audio import prepare, read_audio_file
 from attune.core.machine import LLMSpeed
 from attune.pipeline.endpoint import EndOfTurnPolicy, EndpointSettings
-from attune.pipeline.pacing import first_clause_min_words, paced_endpoint
+from attune.pipeline.pacing import TAIL_TOKENS, first_clause_eta_ms, first_clause_min_words, paced_endpoint
 from attune.pipeline.settings import SessionSettings
 from attune_lab.endpoint_replay import Recording, hear_pauses, ravdess_group, replay, report, summarise
 
@@ -78,23 +78,35 @@ class FirstSoundReady(EndOfTurnPolicy):
         return super().required_silence_ms(probability, words, sounded=True)
 
 
-def policies(settings: SessionSettings) -> dict[str, EndOfTurnPolicy]:
+def policies(settings: SessionSettings) -> dict[str, tuple[EndOfTurnPolicy, float | None]]:
     """The policy before issue 23 (finished words with P < 0.5 waited the longest silence), the one before its
     free wait (``likely_ms`` 700, no free wait: main at 62afafe), the configured one with the speed unknown, and
-    with each of ``SPEEDS``."""
+    with each of ``SPEEDS``; then the default with first sounds on (``eot_sounded_ms``) on each machine, where a
+    commit in a pause the person goes on from before the reply's words could be heard is counted as resumed (the
+    sound stops, one turn, one reply), not as a cut-off. Each with the silence before the reply's words could be
+    heard (None: not counted)."""
     endpoint = settings.endpoint or EndpointSettings()
-    out = {"before (issue 23)": EndOfTurnPolicy(replace(endpoint, worded_ms=endpoint.unfinished_ms, likely_ms=700)),
-           "main (62afafe)": EndOfTurnPolicy(replace(endpoint, likely_ms=700)),
-           "now, speed unknown": EndOfTurnPolicy(endpoint),
-           # the default with first sounds on, on a machine slow enough to play one on every turn: a "cut-off"
-           # here is a commit in a pause that the person's voice resumes (the sound stops, one turn, one reply)
-           "now, first sound ready (eot_sounded_ms)": FirstSoundReady(endpoint)}
+    out: dict[str, tuple[EndOfTurnPolicy, float | None]] = {
+        "before (issue 23)": (EndOfTurnPolicy(replace(endpoint, worded_ms=endpoint.unfinished_ms, likely_ms=700)),
+                              None),
+        "main (62afafe)": (EndOfTurnPolicy(replace(endpoint, likely_ms=700)), None),
+        "now, speed unknown": (EndOfTurnPolicy(endpoint), None),
+        # every commit in a pause counted as a cut-off (what the policy alone does, whatever plays)
+        "now, first sound ready (eot_sounded_ms), any commit in a pause": (FirstSoundReady(endpoint), None)}
+    speculate = settings.turn.speculate_silence_ms
     for name, speed in SPEEDS.items():
         words = first_clause_min_words(speed, settings.reply.first_clause_min_words)
-        paced = paced_endpoint(endpoint, speed, speculate_ms=settings.turn.speculate_silence_ms, clause_words=words,
+        paced = paced_endpoint(endpoint, speed, speculate_ms=speculate, clause_words=words,
                                note_first=settings.voice_note_first, acknowledgements=False)
         assert paced is not None
-        out[f"now, {name} ({speed.tokens_per_s} tok/s)"] = EndOfTurnPolicy(paced)
+        out[f"now, {name} ({speed.tokens_per_s} tok/s)"] = (EndOfTurnPolicy(paced), None)
+    for name, speed in SPEEDS.items():
+        words = first_clause_min_words(speed, settings.reply.first_clause_min_words)
+        eta = first_clause_eta_ms(speed, tail_tokens=TAIL_TOKENS[settings.voice_note_first], clause_words=words)
+        assert eta is not None
+        # the estimate leaves out the final ASR pass (~250-450 ms measured), so it counts more cut-offs, not fewer
+        out[f"now, first sound ready, {name}: words after {speculate + eta:.0f} ms"] = (
+            FirstSoundReady(endpoint), speculate + eta)
     return out
 
 
@@ -120,8 +132,9 @@ def main() -> int:
     endpoint = settings.endpoint or EndpointSettings()
     speculate, longest = settings.turn.speculate_silence_ms, endpoint.unfinished_ms
     results = {}
-    for label, policy in policies(settings).items():
-        outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest) for r in heard]
+    for label, (policy, words_after) in policies(settings).items():
+        outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest, words_after_ms=words_after)
+                    for r in heard]
         if args.json:
             results[label] = [s.__dict__ for s in summarise(outcomes, longest)]
         else:

@@ -191,3 +191,20 @@ def test_a_free_wait_holds_a_finished_sentence_no_longer_than_itself_and_a_hangi
     assert policy.required_silence_ms(0.99, "Kids are talking by the") == 1200
     assert policy.required_silence_ms(0.02, "Can you tell me something to help me fall asleep tonight?") == 800
     assert EndOfTurnPolicy(replace(now, free_ms=5000)).required_silence_ms(0.99, "Done.") == 1200  # never beyond
+
+
+def test_a_first_sound_in_a_pause_the_person_goes_on_from_is_resumed_not_a_cut_off() -> None:
+    """With a first sound at the commit, a person who goes on before the reply's words could be heard has heard
+    only "Mm." (the session stops it, one turn): counted as resumed, and the walk goes on to the real end; a
+    pause longer than the words' readiness is still a cut-off (the words began over the person)."""
+    turn = rec((352.0, 0.99, "Okay."), (math.inf, 0.95, "Okay, kids are talking by the door."))
+    plain = replay(turn, POLICY, speculate_ms=96, longest_ms=1200)
+    assert plain.cut_off and plain.resumed == 0
+    sounded = replay(turn, POLICY, speculate_ms=96, longest_ms=1200, words_after_ms=616.0)
+    assert not sounded.cut_off and sounded.resumed == 1 and sounded.pause == 1
+    assert sounded.wait_ms == waited_ms(200, 96)  # the wait after the whole turn, as without the pause
+    late = replay(rec((896.0, 0.99, "I finally told my boss."), (math.inf, 0.95, "I finally told my boss, more.")),
+                  POLICY, speculate_ms=96, longest_ms=1200, words_after_ms=616.0)
+    assert late.cut_off and late.resumed == 0
+    summary = summarise([sounded, late, plain], 1200)[0]
+    assert summary.cut_offs == 2 and summary.resumed == 1
