@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,15 @@ def default_dsp_factory() -> DSPFactory:
     return ProsodyApplicator
 
 
+@dataclass(frozen=True)
+class CutTurn:
+    """A turn committed too early (the person went on): its audio, which the turn that goes on joins, and the
+    first sound its cut reply played, heard in the pause (None: it had none), which counts as the turn before's."""
+
+    audio: AudioChunk
+    sound: str | None
+
+
 class Session:
     """Use as ``async with Session(...) as s``: push frames, read ``s.events``; ``s.turns`` holds the traces.
 
@@ -116,8 +125,7 @@ class Session:
         self._barge_in = False  # the turn in progress began by interrupting the agent
         self._speculated = True  # False: the pause in progress started no speculative reply (shed under load)
         self._heard: dict[str, int] = {}  # the listener's figures for the turn that just ended
-        self._joined: AudioChunk | None = None  # a prematurely committed turn's audio: the next turn goes on from it
-        self._cut_sound: str | None = None  # the first sound that turn's cut reply played (heard in the pause)
+        self._cut: CutTurn | None = None  # a prematurely committed turn: the next turn goes on from it
         self._reply: Reply | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._discarded: set[asyncio.Task[None]] = set()  # cancelled speculative replies, until they end
@@ -312,7 +320,7 @@ class Session:
     async def clear_input(self) -> None:
         """``input_audio_buffer.clear``: forget what was heard of the turn in progress and any speculative reply."""
         self.detector.reset()
-        self._joined = None
+        self._cut = None
         await self._execute(self.policy.clear())
 
     # ---- what a reply is given ----
@@ -334,8 +342,8 @@ class Session:
         left in silence until the model's words."""
         st, b = self.settings, self.backends
         previous = [t.info.get("acknowledgement") for t in self.turns]
-        if self._joined is not None:
-            previous.append(self._cut_sound)
+        if self._cut is not None:
+            previous.append(self._cut.sound)
         return pick_acknowledgement(
             words, plan, phrases=b.voice.phrases, tts=b.tts, output_rate=st.reply.output_sample_rate,
             previous=previous, speed=b.measured.llm_speed, clause_words=st.reply.first_clause_min_words,
@@ -485,9 +493,9 @@ class Session:
             self.emotion.turn_emotions = []
             trace = TurnTrace(turn=self._turn_index, speech_start_s=self.now, speech_end_s=self.now)
             trace.mark("speech_stopped")
-            self._joined = None  # a typed turn answers on its own
+            self._cut = None  # a typed turn answers on its own
         else:
-            end, joined = d.speech_end_s, self._joined
+            end, joined = d.speech_end_s, self._cut.audio if self._cut is not None else None
             audio = d.audio if joined is None else join_turn_audio(joined, d.audio)  # one turn goes on: one reply
             d = replace(d, audio=audio)
             trace = TurnTrace(turn=self._turn_index, speech_start_s=audio.timestamp_s, speech_end_s=end)
@@ -533,8 +541,7 @@ class Session:
         self._reply = None
         self.policy.reply_finished()
         self._turn_index -= 1
-        self._joined = reply.audio
-        self._cut_sound = reply.trace.info.get("acknowledgement")
+        self._cut = CutTurn(reply.audio, reply.trace.info.get("acknowledgement")) if reply.audio is not None else None
         if self.listener is not None:
             self.listener.reset()  # what it heard ended the turn too early; it listens to the rest afresh
         self.emit(self.record.dropped(reply.outcome(d.at_s), "premature_commit"))
@@ -550,7 +557,7 @@ class Session:
         await reply.cancel()
         if self._reply is reply:
             self._reply = None
-            self._joined = None  # the resumed turn is answered (or cut off): it is in the history now
+            self._cut = None  # the resumed turn is answered (or cut off): it is in the history now
             self.policy.reply_finished()
         self._record(reply.outcome(heard_at), reason)
 
