@@ -16,7 +16,7 @@ from attune.config import Config
 from attune.core.audio import SAMPLE_RATE
 from attune.core.errors import AudioInputError, LLMError
 from attune.core.trace import MARKS
-from attune_lab.latency import SPEECH_DBFS, frame_levels, percentile, voice_to_voice
+from attune_lab.latency import percentile, speech_end_s, voice_to_voice
 
 
 def add_commands(sub: Any) -> None:
@@ -36,18 +36,15 @@ def file_figures(samples: Any, run: Any, traces: list[dict[str, Any]]) -> dict[s
     """One bench file's figures from its audio, its reply audio and its turns' traces (``TurnTrace.to_dict()``):
     voice-to-voice (the audio definition), the first model-written word heard (an acknowledgement excluded), the tail
     tokens evaluated after the turn, the input lag, and whether a turn was committed before the speech ended."""
-    import numpy as np
-
-    levels = frame_levels(samples, SAMPLE_RATE)
-    loud = np.nonzero(levels > SPEECH_DBFS)[0]
-    true_end = float((loud[-1] + 1) * 0.02) if loud.size else 0.0
+    end = speech_end_s(samples, SAMPLE_RATE)
+    true_end = end if end is not None else 0.0
     # The first sound heard after the person finished: a first sound played in a pause they then went on from (a
     # commit resumed as one turn) came before the end and is not what they waited for.
     measured = voice_to_voice(samples, SAMPLE_RATE, run.output, run.output_rate, after_s=true_end)
     premature = any(t.get("speech_end_s", true_end) < true_end - PREMATURE_MARGIN_S for t in traces)
     trace = traces[-1] if traces else {}
     model_at = trace.get("first_model_audio_stream_s")
-    first_model = round((model_at - true_end) * 1000.0, 1) if isinstance(model_at, (int, float)) and loud.size \
+    first_model = round((model_at - true_end) * 1000.0, 1) if isinstance(model_at, (int, float)) and end is not None \
         else None
     if first_model is None and measured and not trace.get("acknowledgement"):
         first_model = round(measured[2], 1)  # nothing cached played first: the first word heard is the model's

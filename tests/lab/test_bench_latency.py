@@ -85,3 +85,33 @@ def test_the_first_sound_is_counted_from_the_end_of_the_whole_turn_not_from_a_pa
     assert figures["speech_end_s"] == 2.5
     assert figures["voice_to_voice_ms"] == 500.0  # not the pause's 300
     assert figures["premature_cutoff"] is False
+
+
+def test_a_quiet_speakers_words_end_where_their_voice_fades_not_at_their_last_loud_syllable() -> None:
+    """A speaker whose loudest frame is below -40 dBFS (RAVDESS's quiet actors) still has an end of speech (the
+    file is not dropped from the figures), and a quiet last word counts: the end is 25 dB below the loudest frame,
+    above the noise floor. A loud recording (a TTS voice) keeps the -40 dBFS line."""
+    import numpy as np
+
+    from attune_lab.bench_latency import file_figures
+    from attune_lab.latency import speech_end_s
+
+    rate = 16000
+    db = lambda level: 10 ** (level / 20) * np.sqrt(2)  # noqa: E731  a sine's amplitude for a frame's dBFS
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 200 * t).astype(np.float32)
+    quiet = np.full(4 * rate, 1e-5, np.float32)  # a studio's floor, -100 dBFS
+    quiet[rate: 2 * rate] += db(-44) * tone  # the sentence, never above -40 dBFS
+    quiet[2 * rate: int(2.4 * rate)] += db(-60) * tone[: int(0.4 * rate)]  # its quiet last word
+    end = speech_end_s(quiet, rate)
+    assert end is not None and abs(end - 2.4) < 0.03
+    loud = np.zeros(4 * rate, np.float32)
+    loud[rate: 2 * rate] = db(-12) * tone
+    loud[2 * rate: int(2.4 * rate)] = db(-50) * tone[: int(0.4 * rate)]  # below -40: a breath, not words
+    assert abs(speech_end_s(loud, rate) - 2.0) < 0.03  # type: ignore[operator]
+    from types import SimpleNamespace
+
+    out = np.zeros(4 * rate, np.float32)
+    out[int(2.9 * rate):] = 0.3
+    figures = file_figures(quiet, SimpleNamespace(output=out, output_rate=rate, input_lag_s=[0.0]), [])
+    assert figures["voice_to_voice_ms"] is not None and abs(figures["voice_to_voice_ms"] - 500.0) < 30
