@@ -79,6 +79,23 @@ def test_fusion_weights_the_more_confident_side() -> None:
     assert off_channel == pytest.approx(neural)  # DSP features off their training distribution: no weight
 
 
+def test_the_default_fusion_leans_on_the_whisper_head() -> None:
+    """The shipped weight (chosen by leave-one-speaker-out, BENCHMARKS issue 20 fourth round) gives the neural
+    side the larger share: two equally sure sides that disagree resolve to the Whisper head's class."""
+    from attune.config import EmotionConfig
+
+    weight = EmotionConfig().hybrid_neural_weight
+    assert 0.5 < weight < 1.0  # prosody keeps a say (its markers and its share of the category)
+    neural = np.full(len(CLASSES), 0.05)
+    neural[C("sadness")] = 1 - 0.05 * (len(CLASSES) - 1)
+    prosodic = np.roll(neural, C("calm") - C("sadness"))  # as sure, of calm
+    assert prosodic.argmax() == C("calm")
+    fused = hybrid_probs(neural[None], prosodic[None], weight)[0]
+    assert fused.argmax() == C("sadness") and fused[C("sadness")] > 1.5 * fused[C("calm")]
+    even = hybrid_probs(neural[None], prosodic[None], 0.5)[0]
+    assert even[C("sadness")] < 1.2 * even[C("calm")]  # at 0.5 nearly a tie (the groups' confidences differ)
+
+
 def test_result_primary_carries_the_group_decision() -> None:
     p = np.zeros(len(CLASSES))
     p[[C("anger"), C("fear"), C("disgust")]] = 0.2  # negative-activated 0.6 in total ...
