@@ -73,6 +73,19 @@ def started(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
             proc.kill()
 
 
+def llm_health(port: int) -> dict[str, Any]:
+    """A worker's admission figures from its ``/health`` (read from the 503 body too: full or draining)."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:  # noqa: S310 - loopback
+            report = json.load(r)
+    except urllib.error.HTTPError as exc:
+        report = json.load(exc)
+    llm = report["engines"]["llm"]
+    return {k: llm.get(k) for k in ("capacity", "hold_s", "voice_to_voice_s", "served", "refused_total")}
+
+
 def nginx_conf(tmp: Path, workers: list[int], port: int) -> Path:
     block = re.search(r"```nginx\n(.*?)```", (REPO / "docs" / "DEPLOY.md").read_text(), flags=re.S)
     if block is None:
@@ -97,7 +110,7 @@ def utterance() -> tuple[Any, int]:
     return samples, int(rate)
 
 
-async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
+async def crowd(url: str, n: int, tail_s: float, traces: bool = False) -> dict[str, Any]:
     samples, rate = utterance()
 
     async def one(i: int) -> ClientRun | str:
@@ -129,6 +142,14 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
         end = run.stream_time(run.sent_at[-1]) if run.sent_at else 0.0
         return round(end - stopped[-1], 1) if stopped else float("nan")
 
+    def detail(d: dict[str, Any]) -> dict[str, Any]:
+        """A replied turn's latency parts (ms after the end of speech) and how long it waited for the LLM."""
+        tr = d.get("trace") or {}
+        lat = tr.get("latency_ms") or {}
+        return {"v2v": tr.get("voice_to_voice_ms"), "committed": lat.get("turn_committed"),
+                "asr": lat.get("asr_done"), "first_token": lat.get("llm_first_token"),
+                "queue_wait": tr.get("llm_queue_wait_ms"), "shed": bool(tr.get("speculation_shed"))}
+
     outcomes: dict[str, int] = {}
     for d in done:
         outcomes[str(d.get("status"))] = outcomes.get(str(d.get("status")), 0) + 1
@@ -138,7 +159,8 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
             "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
             "unanswered": sum(not answered(r) for r in admitted), "outcomes": outcomes,
             "unanswered_waited_s": [waited(r) for r in admitted if not answered(r)],
-            "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1)}
+            "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1),
+            "replies": [detail(d) for d in done if d.get("status") == "completed"] if traces else None}
 
 
 def main() -> int:
@@ -147,6 +169,8 @@ def main() -> int:
     ap.add_argument("--sessions", default="1,5,10,20", help="comma-separated crowd sizes, run in turn")
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--tail", type=float, default=30.0, help="s a client listens after its utterance")
+    ap.add_argument("--traces", action="store_true",
+                    help="also print each replied turn's latency parts and its wait for the LLM")
     ap.add_argument("--no-ledger", action="store_true",
                     help="each worker counts only its own replies (no server.admission_ledger)")
     args = ap.parse_args()
@@ -178,11 +202,13 @@ def main() -> int:
             print(f"worker {port}: {start[-1].split('INFO ')[-1] if start else 'no speed measured'}", flush=True)
         single = None
         for n in (int(x) for x in args.sessions.split(",") if x.strip()):
-            row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail))
+            row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail, args.traces))
             if n == 1 and row["v2v_p50_ms"] == row["v2v_p50_ms"]:  # not NaN
                 single = row["v2v_p50_ms"]
             row["p95_over_single"] = round(row["v2v_p95_ms"] / single, 2) if single else None
             print(json.dumps(row), flush=True)
+        for port in workers:
+            print(f"worker {port}: {json.dumps(llm_health(port))}", flush=True)
     print(f"logs in {tmp}")
     return 0
 

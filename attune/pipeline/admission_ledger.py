@@ -8,6 +8,10 @@ the server spent on its reply (a generation starts when it was sent or when the 
 is later). Each step is one short transaction (WAL journal, no fsync: the rows matter only while the workers
 run), under a millisecond, so it runs on the event loop. Rows of a worker that died are dropped: those of a
 process id no longer alive, and any older than ``stale_s`` (workers in other PID namespaces, a reused id).
+
+The ledger also counts the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
+the end of the turn), in the order their turns began, so that only as many of them as there are free places do
+work ahead of a reply (``pipeline.shedding``): a crowd speaking at once on two workers is one queue, not two.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class AdmissionLedger:
                              "pid INTEGER NOT NULL, since REAL NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS server (k INTEGER PRIMARY KEY CHECK (k = 0), "
                              "last_end REAL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "pid INTEGER NOT NULL, since REAL NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
 
@@ -82,6 +88,26 @@ class AdmissionLedger:
                                     (ticket, time.time() - self.stale_s)).fetchone()
         return int(count)
 
+    def turn_began(self) -> int:
+        """A row for one session's turn in progress (its user speaks): its ticket, in the order turns began."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._drop_dead()
+            cur = db.execute("INSERT INTO turns (pid, since) VALUES (?, ?)", (self.pid, time.time()))
+            return int(cur.lastrowid or 0)
+        finally:
+            db.execute("COMMIT")
+
+    def turn_ended(self, ticket: int) -> None:
+        self._db.execute("DELETE FROM turns WHERE id = ?", (ticket,))
+
+    def turns_ahead(self, ticket: int) -> int:
+        """Turns in progress on the host that began before ``ticket``."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM turns WHERE id < ? AND since > ?",
+                                    (ticket, time.time() - self.stale_s)).fetchone()
+        return int(count)
+
     def generation_ended(self, at: float) -> float | None:
         """Note that a generation ended at ``at`` (wall clock, s); returns when the one noted before it ended
         (None: none yet)."""
@@ -97,11 +123,14 @@ class AdmissionLedger:
 
     def close(self) -> None:
         self._db.execute("DELETE FROM replies WHERE pid = ?", (self.pid,))
+        self._db.execute("DELETE FROM turns WHERE pid = ?", (self.pid,))
         self._db.close()
 
     def _drop_dead(self) -> None:
         db = self._db
-        db.execute("DELETE FROM replies WHERE since <= ?", (time.time() - self.stale_s,))
-        for (pid,) in db.execute("SELECT DISTINCT pid FROM replies WHERE pid != ?", (self.pid,)).fetchall():
-            if not _alive(int(pid)):
-                db.execute("DELETE FROM replies WHERE pid = ?", (pid,))
+        for table in ("replies", "turns"):  # fixed names, never input
+            db.execute(f"DELETE FROM {table} WHERE since <= ?", (time.time() - self.stale_s,))
+            for (pid,) in db.execute(f"SELECT DISTINCT pid FROM {table} WHERE pid != ?",
+                                     (self.pid,)).fetchall():
+                if not _alive(int(pid)):
+                    db.execute(f"DELETE FROM {table} WHERE pid = ?", (pid,))

@@ -230,8 +230,9 @@ class Reply:
         if self.d.turn_emotion is not None and self.audio is not None and any(ch.isalnum() for ch in transcript.text):
             context = replace(context, turn_emotion=await self._turn_emotion(states))
         understood = self.d.understander.understand(transcript, context)
-        if understood is None:
+        if understood is None:  # heard as noise: the turn ends here, and says so (no reply follows)
             self._p.status = "empty"
+            self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": transcript.text, "empty": True}))
             return None
         self._p.understood = understood
         emotion, plan = understood.user_emotion, understood.plan

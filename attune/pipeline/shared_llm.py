@@ -13,18 +13,23 @@ step (the backend's own lock keeps the two apart).
 
 Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
 ``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
-``max_requests`` when given, else derived from the LLM's speed: as many as are served within ``max_wait_s``
-(0: one reply's hold, so the last one admitted waits about one reply and its voice-to-voice stays within about
-twice a single session's),
-reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by ``calibrate``, then a
-moving average of the generations served). A waiting request is told its place and an estimate of its wait
-when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
+``max_requests`` when given, else derived: as many as are served within ``max_wait_s``, or where that is 0
+within a lone session's voice-to-voice (``voice_to_voice_s``, estimated at start-up by ``calibrate_voice``), so
+that the last one admitted, which waits for the holds of those ahead of it on top of its own voice-to-voice,
+hears its reply within twice a lone session's: k are admitted while (k - 1) holds <= that voice-to-voice (at
+least 1), reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by
+``calibrate``, then a moving average of the generations served). A waiting request is told its place and an
+estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never
+leaves a client in silence.
 
 A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
 ``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
 refused before its ASR pass, and an admitted one keeps its place through its ASR and understanding; its request
 then takes the place over. ``SessionLLM.would_admit`` asks without taking one (the session sheds its work ahead
-of a reply while it is False).
+of a reply while it is False): it is True only while a place is free for this session's turn *and* for every turn
+on the host that began before it (``turn_began``: the sessions whose users are mid-turn, counted across workers
+on a ledger), so a crowd speaking at once runs the partial passes of as many turns as will be answered, not of
+all of them.
 
 Workers sharing one LLM server share their admission through an ``AdmissionLedger`` (``server.admission_ledger``):
 the capacity then counts every worker's replies, and a reply's hold is the time the server spent on it.
@@ -38,6 +43,7 @@ own timeout (``llm.timeout_s``, 30 s) would keep everyone waiting.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import sqlite3
@@ -92,7 +98,10 @@ class SharedLLM:
         self.refused_total = 0  # requests refused with ServerBusy
         self.reserved = 0  # places taken by replies not yet at the LLM (their ASR and understanding)
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
+        self.voice_to_voice_s = 0.0  # a lone session's voice-to-voice (``calibrate_voice``); 0 = not known
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
+        self._turn_ids = itertools.count(1)
 
     @property
     def waiting(self) -> int:
@@ -104,7 +113,7 @@ class SharedLLM:
         if self.max_requests > 0:
             return self.max_requests
         hold = max(self.hold_s, 1e-3)
-        budget = self.max_wait_s if self.max_wait_s > 0 else hold
+        budget = self.max_wait_s or self.voice_to_voice_s or hold
         return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
     @property
@@ -144,6 +153,12 @@ class SharedLLM:
         self.calibrate(hold)
         return hold
 
+    def calibrate_voice(self, voice_to_voice_s: float) -> None:
+        """A lone session's voice-to-voice here (``stack.single_voice_to_voice_s``, from the engines' speeds measured
+        at start-up): the derived capacity admits as many replies as wait within it for those ahead."""
+        if voice_to_voice_s > 0:
+            self.voice_to_voice_s = voice_to_voice_s
+
     def calibrate(self, hold_s: float) -> None:
         """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""
         if hold_s > 0:
@@ -152,6 +167,43 @@ class SharedLLM:
     def observe_hold(self, held_s: float) -> None:
         """A whole generation held its slot ``held_s``: the moving average moves towards it."""
         self.hold_s += HOLD_SMOOTHING * (held_s - self.hold_s)
+
+    # ---- turns in progress: who works ahead of a reply ----
+    def turn_began(self) -> int:
+        """A session's user began a turn: its id, in the order turns began (on a ledger: the host's order)."""
+        ticket = None
+        if self.ledger is not None:
+            try:
+                ticket = self.ledger.turn_began()
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a turn not entered (%s); counted in this worker only", exc)
+        turn = next(self._turn_ids)
+        self._turns[turn] = ticket
+        return turn
+
+    def turn_ended(self, turn: int) -> None:
+        ticket = self._turns.pop(turn, None)
+        if ticket is not None and self.ledger is not None:
+            try:
+                self.ledger.turn_ended(ticket)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a turn's row not removed (%s); it goes stale", exc)
+
+    def turns_ahead(self, turn: int) -> int:
+        """Turns in progress that began before ``turn`` (the host's, on a ledger)."""
+        ticket = self._turns.get(turn)
+        if ticket is not None and self.ledger is not None:
+            try:
+                return self.ledger.turns_ahead(ticket)
+            except sqlite3.Error:
+                pass
+        return sum(1 for t in self._turns if t < turn)
+
+    def may_work_ahead(self, turn: int | None) -> bool:
+        """A reply asked for now would get a place, and so would the replies of every turn that began before
+        ``turn`` (None: no turn in progress, only the place is asked about)."""
+        free = self.capacity - self.in_flight()
+        return free > 0 and (turn is None or self.turns_ahead(turn) < free)
 
     def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
         return SessionLLM(self, on_queued)
@@ -295,10 +347,25 @@ class SessionLLM:
         self.on_queued = on_queued
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
         self._place: HeldPlace | None = None  # taken by ``admit`` for the next request
+        self._turn: int | None = None  # this session's turn in progress (``SharedLLM.turn_began``)
 
     def would_admit(self) -> bool:
-        """A reply asked for now would get a place (``pipeline.shedding.Admission``)."""
-        return not self.shared.full
+        """A reply asked for now would get a place, and so would those of the turns in progress that began before
+        this session's (``pipeline.shedding.Admission``)."""
+        if self._place is not None and self._place.held:
+            return True  # its place is taken already (a speculative reply in a pause)
+        return self.shared.may_work_ahead(self._turn)
+
+    def mid_turn(self, speaking: bool) -> None:
+        """Whether this session's user is mid-turn now (``pipeline.shedding.Admission``; called often, it acts on
+        a change). A session whose reply holds a place is counted there, not here: twice would shed the work of
+        the turn behind it."""
+        speaking = speaking and (self._place is None or not self._place.held)
+        if speaking and self._turn is None:
+            self._turn = self.shared.turn_began()
+        elif not speaking and self._turn is not None:
+            self.shared.turn_ended(self._turn)
+            self._turn = None
 
     def admit(self) -> HeldPlace:
         """A place for this session's next request, taken now (``ServerBusy`` at once when there is none); the

@@ -94,3 +94,25 @@ def test_the_stall_bound_follows_the_measured_speed_and_the_queue_ahead() -> Non
     shared.calibrate(0.1)
     assert shared.stall_bound_s() == pytest.approx(2.0)  # never below the floor
     assert SharedLLM(ScriptedLLM(), stall_s=0.5).stall_bound_s(ahead=1) == pytest.approx(1.0)
+
+
+def test_turns_in_progress_are_one_queue_across_workers(tmp_path: Path) -> None:
+    """Two workers' sessions speaking at once are counted in the order their turns began; a turn that ends leaves
+    the queue, and a dead worker's turns hold no place in it."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), max_requests=2, ledger=AdmissionLedger(path)) for _ in range(2))
+    first = one.turn_began()
+    second = two.turn_began()
+    third = one.turn_began()
+    assert [one.turns_ahead(first), two.turns_ahead(second), one.turns_ahead(third)] == [0, 1, 2]
+    assert one.may_work_ahead(first) and two.may_work_ahead(second) and not one.may_work_ahead(third)
+    two.turn_ended(second)
+    assert one.turns_ahead(third) == 1 and one.may_work_ahead(third)
+    code = (f"from attune.pipeline.admission_ledger import AdmissionLedger; import os\n"
+            f"AdmissionLedger({str(path)!r}).turn_began()\nos._exit(0)")  # dies mid-turn
+    subprocess.run([sys.executable, "-c", code], check=True)
+    late = two.turn_began()  # entering drops the dead worker's row
+    assert two.turns_ahead(late) == 2
+    assert one.ledger is not None
+    one.ledger.close()  # a worker that stops takes its turns with it
+    assert two.turns_ahead(late) == 0

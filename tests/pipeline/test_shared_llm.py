@@ -242,3 +242,55 @@ async def test_a_place_taken_on_one_worker_counts_on_the_other(tmp_path) -> None
     assert not two.full and two.in_flight() == 0
     view.admit()
     assert await _run(view, 3) == "a" and one.in_flight() == 0 and two.in_flight() == 0
+
+
+def test_the_derived_capacity_serves_the_last_admitted_within_twice_a_lone_voice_to_voice() -> None:
+    """With a lone session's voice-to-voice known (``calibrate_voice``): k replies while the k - 1 holds ahead
+    of the last fit in one voice-to-voice; a slow host, whose reply holds the LLM longer than that, admits one."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(2.4)
+    shared.calibrate_voice(2.0)
+    assert shared.capacity == 1  # a second would wait 2.4 s on top of its own 2.0 s: 4.4 > 2 x 2.0
+    shared.calibrate(1.0)
+    assert shared.capacity == 3  # the third waits two holds (2.0 s): within one voice-to-voice
+    shared.calibrate_voice(2.2)
+    assert shared.capacity == 3
+    shared.calibrate(0.7)
+    assert shared.capacity == 4
+    shared.calibrate_voice(0.0)  # unknown: ignored, the estimate stands
+    assert shared.voice_to_voice_s == 2.2
+    assert SharedLLM(ScriptedLLM(), max_wait_s=6.0).capacity == 1 + 3  # an explicit wait still decides
+    unknown = SharedLLM(ScriptedLLM())
+    unknown.calibrate(2.4)
+    assert unknown.capacity == 2  # no voice-to-voice measured: one reply's hold, as before
+
+
+async def test_only_the_turns_that_free_places_would_answer_work_ahead() -> None:
+    """Turns in progress are counted in the order they began: with two places, the first two turns may work
+    ahead of their replies and a third may not, until a place frees or a turn ahead of it ends."""
+    shared = SharedLLM(CountingLLM(tokens=["a"] * 3, delay_s=0.01), max_requests=2)
+    a, b, c = (shared.for_session() for _ in range(3))
+    assert a.would_admit() and c.would_admit()  # no turn in progress: only the places are asked about
+    for view in (a, b, c):
+        view.mid_turn(True)
+        view.mid_turn(True)  # every frame says so: counted once
+    assert [v.would_admit() for v in (a, b, c)] == [True, True, False]
+    place = a.admit()  # a's turn ended: its place is taken, its turn no longer counted
+    a.mid_turn(True)  # still speaking by the frame, but counted as its place
+    assert shared.turns_ahead(c._turn or 0) == 1 and shared.in_flight() == 1
+    assert [v.would_admit() for v in (a, b, c)] == [True, True, False]
+    b.mid_turn(False)  # b's turn was noise: it ends without a reply
+    assert c.would_admit()
+    c.mid_turn(False)
+    place.release()
+    a.mid_turn(False)
+    assert shared.turns_ahead(10 ** 6) == 0 and not shared.full
+
+
+async def test_a_session_that_holds_its_place_goes_on_working_ahead() -> None:
+    """A speculative reply's place is its own: ``would_admit`` stays True for it though the LLM is full."""
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=1)
+    view, other = shared.for_session(), shared.for_session()
+    view.mid_turn(True)
+    view.admit()
+    assert shared.full and view.would_admit() and not other.would_admit()
