@@ -181,6 +181,8 @@ class Reply:
             except ServerBusy as exc:  # refused before its ASR pass: said at once (``pipeline.shedding``)
                 await self._stages(self._refuse(exc))
                 return
+            if place is not None and place.alone:  # its voice-to-voice is a lone session's (the admission's budget)
+                self.trace.info["admitted_alone"] = True
             messages = await self._understand()
             if messages is None:
                 return

@@ -14,7 +14,8 @@ step (the backend's own lock keeps the two apart).
 Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
 ``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
 ``max_requests`` when given, else derived: as many as are served within ``max_wait_s``, or where that is 0
-within a lone session's voice-to-voice (``voice_to_voice_s``, estimated at start-up by ``calibrate_voice``), so
+within a lone session's voice-to-voice (``lone_voice_s``: estimated at start-up by ``calibrate_voice``, then
+measured on the replies served alone, ``observe_voice``; on a ledger, the host's), so
 that the last one admitted, which waits for the holds of those ahead of it on top of its own voice-to-voice,
 hears its reply within twice a lone session's: k are admitted while (k - 1) holds <= that voice-to-voice (at
 least 1), reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by
@@ -99,6 +100,7 @@ class SharedLLM:
         self.reserved = 0  # places taken by replies not yet at the LLM (their ASR and understanding)
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self.voice_to_voice_s = 0.0  # a lone session's voice-to-voice (``calibrate_voice``); 0 = not known
+        self._voice_measured = False  # voice_to_voice_s is measured (``observe_voice``), not estimated
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
         self._turn_ids = itertools.count(1)
@@ -113,7 +115,7 @@ class SharedLLM:
         if self.max_requests > 0:
             return self.max_requests
         hold = max(self.hold_s, 1e-3)
-        budget = self.max_wait_s or self.voice_to_voice_s or hold
+        budget = self.max_wait_s or self.lone_voice_s() or hold
         return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
     @property
@@ -159,6 +161,36 @@ class SharedLLM:
         if voice_to_voice_s > 0:
             self.voice_to_voice_s = voice_to_voice_s
 
+    def observe_voice(self, voice_to_voice_s: float) -> None:
+        """A reply admitted alone (no other reply in flight, no other turn in progress) and served without
+        waiting was heard ``voice_to_voice_s`` after its speech: the lone voice-to-voice moves towards it (the
+        first one measured replaces the start-up estimate; on a ledger, the host's figure)."""
+        if voice_to_voice_s <= 0:
+            return
+        if self.ledger is not None:
+            try:
+                self.voice_to_voice_s = self.ledger.note_voice(voice_to_voice_s, HOLD_SMOOTHING)
+                self._voice_measured = True
+                return
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a voice-to-voice not noted (%s)", exc)
+        if not self._voice_measured:
+            self.voice_to_voice_s, self._voice_measured = voice_to_voice_s, True
+        else:
+            self.voice_to_voice_s += HOLD_SMOOTHING * (voice_to_voice_s - self.voice_to_voice_s)
+
+    def lone_voice_s(self) -> float:
+        """A lone session's voice-to-voice: the host's as measured (on a ledger, by any worker), else this
+        worker's (measured, or the start-up estimate); 0 = not known."""
+        if self.ledger is not None:
+            try:
+                measured = self.ledger.lone_voice_s()
+                if measured is not None:
+                    return measured
+            except sqlite3.Error:
+                pass
+        return self.voice_to_voice_s
+
     def calibrate(self, hold_s: float) -> None:
         """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""
         if hold_s > 0:
@@ -198,6 +230,15 @@ class SharedLLM:
             except sqlite3.Error:
                 pass
         return sum(1 for t in self._turns if t < turn)
+
+    def turns_in_progress(self) -> int:
+        """Users speaking now (the host's, on a ledger)."""
+        if self.ledger is not None:
+            try:
+                return self.ledger.turns_ahead(2 ** 62)
+            except sqlite3.Error:
+                pass
+        return len(self._turns)
 
     def may_work_ahead(self, turn: int | None) -> bool:
         """A reply asked for now would get a place, and so would the replies of every turn that began before
@@ -372,7 +413,10 @@ class SessionLLM:
         next ``stream`` uses it. A place still held from before is given up first."""
         if self._place is not None:
             self._place.release()
-        self._place = HeldPlace(self, self.shared.reserve())
+        self.mid_turn(False)  # the turn is counted by its place from now on
+        shared = self.shared
+        self._place = HeldPlace(self, shared.reserve())
+        self._place.alone = shared.in_flight() == 1 and shared.turns_in_progress() == 0
         return self._place
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
@@ -485,6 +529,7 @@ class HeldPlace:
         self.view = view
         self.ticket = ticket
         self.held = True
+        self.alone = False  # no other reply in flight and no other turn in progress when it was taken
 
     def take(self) -> tuple[int | None] | None:
         """The request takes the place over: its ticket (None: released already, so the request asks anew)."""

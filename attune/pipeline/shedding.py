@@ -30,6 +30,8 @@ class Place(Protocol):
     LLM request takes it over; ``release()`` gives it up (a reply that ends before its request, or is cancelled);
     releasing twice, or after the request took it, does nothing."""
 
+    alone: bool  # taken with no other reply in flight and no other turn in progress (its figures are a lone one's)
+
     def release(self) -> None: ...
 
 

@@ -169,6 +169,7 @@ class AttuneServer:
                         "served": llm.served, "queued_total": llm.queued_total, "capacity": llm.capacity,
                         "refused_total": llm.refused_total, "reserved": llm.reserved, "hold_s": round(llm.hold_s, 3),
                         "stalled_total": llm.stalled_total, "in_flight": llm.in_flight(),
+                        "voice_to_voice_s": round(llm.lone_voice_s(), 3),
                         "shared": llm.ledger is not None},
                 "tts": tts,
             },
@@ -275,6 +276,7 @@ class AttuneServer:
                 conn = connect(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
                                shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
                                persona=persona)
+                conn.on_lone_voice_to_voice = self.shared_llm.observe_voice  # the derived admission's budget
                 self.connections[session_id] = conn
                 self.metrics.sessions.inc()
                 self.metrics.sessions_active.inc()

@@ -116,3 +116,18 @@ def test_turns_in_progress_are_one_queue_across_workers(tmp_path: Path) -> None:
     assert one.ledger is not None
     one.ledger.close()  # a worker that stops takes its turns with it
     assert two.turns_ahead(late) == 0
+
+
+def test_the_lone_voice_to_voice_one_worker_measures_is_the_hosts(tmp_path: Path) -> None:
+    """Every worker derives its capacity from the same figure: the one measured by whichever served a reply alone
+    (its start-up estimate until then)."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.0)
+        shared.calibrate_voice(0.8 if shared is one else 1.1)
+    assert (one.capacity, two.capacity) == (1, 2)  # each its own estimate
+    one.observe_voice(2.2)
+    assert one.lone_voice_s() == two.lone_voice_s() == 2.2 and one.capacity == two.capacity == 3
+    two.observe_voice(1.2)
+    assert one.lone_voice_s() == pytest.approx(2.2 + 0.2 * (1.2 - 2.2))

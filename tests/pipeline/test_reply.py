@@ -157,6 +157,7 @@ async def test_an_admitted_replys_place_is_given_back_however_it_ends() -> None:
 
     class Place:
         released = 0
+        alone = False
 
         def release(self) -> None:
             self.released += 1

@@ -196,8 +196,10 @@ async def test_the_start_up_estimate_comes_from_the_llms_measured_speed() -> Non
 
     llm = ScriptedLLM(tokens=["a"] * 20, delay_s=0.02)
     backends = SessionBackends(asr=FixedASR(), llm=llm, voice=Voice(ToneTTS()), vad=EnergyVAD())
-    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    config = load_config(environ={}, overrides={"speech_cache": {"prewarm": False}})
+    out = await warm_up(backends, config)
     assert out["llm_s_per_token"] >= 0.019  # each token slept 20 ms
+    assert out["asr_pass_s"] >= 0 and len(backends.asr.calls) == 2  # type: ignore[attr-defined]  # load, then a pass
     shared = SharedLLM(llm, max_wait_s=6.0)
     assert shared.calibrate_from_speed(0.02, max_tokens=96) == pytest.approx((40 + 16) * 0.02)
     assert shared.capacity == 1 + 5  # 6 s of waiting at 1.12 s a reply
@@ -294,3 +296,33 @@ async def test_a_session_that_holds_its_place_goes_on_working_ahead() -> None:
     view.mid_turn(True)
     view.admit()
     assert shared.full and view.would_admit() and not other.would_admit()
+
+
+def test_the_lone_voice_to_voice_follows_the_replies_served_alone() -> None:
+    """Start-up's estimate, then the moving average of replies admitted alone: a first one sets it when none was
+    estimated, and the capacity follows it."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.0)
+    shared.calibrate_voice(0.8)  # start-up's estimate
+    assert shared.capacity == 1
+    shared.observe_voice(2.5)  # the first measured replaces it
+    assert shared.voice_to_voice_s == 2.5 and shared.capacity == 3
+    for _ in range(30):
+        shared.observe_voice(1.2)
+    assert shared.voice_to_voice_s == pytest.approx(1.2, abs=0.01) and shared.capacity == 2
+    shared.observe_voice(0.0)  # no figure: ignored
+    assert shared.voice_to_voice_s == pytest.approx(1.2, abs=0.01)
+
+
+def test_a_place_is_alone_only_with_no_other_reply_or_turn_in_progress() -> None:
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=4)
+    a, b, c = (shared.for_session() for _ in range(3))
+    a.mid_turn(True)
+    first = a.admit()  # its own turn does not count against it
+    assert first.alone and shared.turns_in_progress() == 0
+    second = b.admit()
+    assert not second.alone  # a's reply is in flight
+    first.release()
+    second.release()
+    c.mid_turn(True)  # someone is speaking
+    assert not b.admit().alone
