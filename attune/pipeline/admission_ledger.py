@@ -9,8 +9,8 @@ is later). Each step is one short transaction (WAL journal, no fsync: the rows m
 run), under a millisecond, so it runs on the event loop. Rows of a worker that died are dropped: those of a
 process id no longer alive, and any older than ``stale_s`` (workers in other PID namespaces, a reused id).
 
-It keeps the host's lone voice-to-voice too (``voice``: measured on replies served alone, by whichever worker
-served them), so that every worker derives the same capacity from it.
+It keeps the host's figures too (``figures``: the mean hold of a reply at the server and a lone session's
+voice-to-voice, measured by whichever worker served the reply), so that every worker derives the same capacity.
 
 The ledger also counts the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
 the end of the turn), in the order their turns began, so that only as many of them as there are free places do
@@ -58,7 +58,7 @@ class AdmissionLedger:
                              "last_end REAL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                              "pid INTEGER NOT NULL, since REAL NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS voice (k INTEGER PRIMARY KEY CHECK (k = 0), lone_s REAL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS figures (name TEXT PRIMARY KEY, value REAL NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
 
@@ -112,24 +112,26 @@ class AdmissionLedger:
                                     (ticket, time.time() - self.stale_s)).fetchone()
         return int(count)
 
-    def note_voice(self, lone_s: float, weight: float) -> float:
-        """A reply served alone was heard ``lone_s`` after its speech: the host's lone voice-to-voice moves towards
-        it by ``weight`` (the first one measured sets it). Returns the new value."""
+    def note(self, name: str, value: float, weight: float, start: float | None = None) -> float:
+        """One more measurement of the host's figure ``name`` (``hold_s``, ``lone_voice_s``): its moving average
+        moves towards ``value`` by ``weight``, from ``start`` when none is noted yet (None: ``value`` sets it).
+        Returns the new figure."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT lone_s FROM voice WHERE k = 0").fetchone()
-            value = lone_s if row is None or row[0] is None else float(row[0]) + weight * (lone_s - float(row[0]))
-            db.execute("INSERT INTO voice (k, lone_s) VALUES (0, ?) ON CONFLICT (k) DO UPDATE SET "
-                       "lone_s = excluded.lone_s", (value,))
+            row = db.execute("SELECT value FROM figures WHERE name = ?", (name,)).fetchone()
+            old = float(row[0]) if row is not None else start
+            new = value if old is None else old + weight * (value - old)
+            db.execute("INSERT INTO figures (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                       "value = excluded.value", (name, new))
         finally:
             db.execute("COMMIT")
-        return value
+        return new
 
-    def lone_voice_s(self) -> float | None:
-        """The host's lone voice-to-voice as measured by any worker (None: none measured yet)."""
-        row = self._db.execute("SELECT lone_s FROM voice WHERE k = 0").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+    def figure(self, name: str) -> float | None:
+        """The host's figure ``name`` as measured by any worker (None: not measured yet)."""
+        row = self._db.execute("SELECT value FROM figures WHERE name = ?", (name,)).fetchone()
+        return None if row is None else float(row[0])
 
     def generation_ended(self, at: float) -> float | None:
         """Note that a generation ended at ``at`` (wall clock, s); returns when the one noted before it ended

@@ -114,7 +114,7 @@ class SharedLLM:
         """The most requests that may hold or wait for a slot at once."""
         if self.max_requests > 0:
             return self.max_requests
-        hold = max(self.hold_s, 1e-3)
+        hold = max(self.host_hold_s(), 1e-3)
         budget = self.max_wait_s or self.lone_voice_s() or hold
         return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
@@ -169,7 +169,7 @@ class SharedLLM:
             return
         if self.ledger is not None:
             try:
-                self.voice_to_voice_s = self.ledger.note_voice(voice_to_voice_s, HOLD_SMOOTHING)
+                self.voice_to_voice_s = self.ledger.note("lone_voice_s", voice_to_voice_s, HOLD_SMOOTHING)
                 self._voice_measured = True
                 return
             except sqlite3.Error as exc:
@@ -179,12 +179,23 @@ class SharedLLM:
         else:
             self.voice_to_voice_s += HOLD_SMOOTHING * (voice_to_voice_s - self.voice_to_voice_s)
 
+    def host_hold_s(self) -> float:
+        """The mean hold of a reply: the host's on a ledger (every worker's replies), else this worker's."""
+        if self.ledger is not None:
+            try:
+                measured = self.ledger.figure("hold_s")
+                if measured is not None:
+                    return measured
+            except sqlite3.Error:
+                pass
+        return self.hold_s
+
     def lone_voice_s(self) -> float:
         """A lone session's voice-to-voice: the host's as measured (on a ledger, by any worker), else this
         worker's (measured, or the start-up estimate); 0 = not known."""
         if self.ledger is not None:
             try:
-                measured = self.ledger.lone_voice_s()
+                measured = self.ledger.figure("lone_voice_s")
                 if measured is not None:
                     return measured
             except sqlite3.Error:
@@ -368,7 +379,12 @@ class SharedLLM:
                 previous = None
             if previous is not None and previous < ended_at:
                 start = max(sent_at, previous)
-            self.observe_hold(self.slots * (ended_at - start))
+            held = self.slots * (ended_at - start)
+            try:  # the host's mean, from this worker's estimate when it is the first measured
+                self.ledger.note("hold_s", held, HOLD_SMOOTHING, start=self.hold_s)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a hold not noted (%s)", exc)
+            self.observe_hold(held)
             return
         self.observe_hold(ended_at - start)
 

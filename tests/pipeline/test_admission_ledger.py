@@ -131,3 +131,18 @@ def test_the_lone_voice_to_voice_one_worker_measures_is_the_hosts(tmp_path: Path
     assert one.lone_voice_s() == two.lone_voice_s() == 2.2 and one.capacity == two.capacity == 3
     two.observe_voice(1.2)
     assert one.lone_voice_s() == pytest.approx(2.2 + 0.2 * (1.2 - 2.2))
+
+
+def test_the_hold_one_worker_measures_is_the_hosts(tmp_path: Path) -> None:
+    """Workers whose start-up estimates differ derive the same capacity once one has served a reply: the host's
+    mean hold, moved from that worker's estimate."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared, hold in ((one, 2.4), (two, 2.8)):
+        shared.calibrate(hold)
+        shared.calibrate_voice(2.5)
+    assert (one.capacity, two.capacity) == (2, 1)
+    now = time.time()
+    one.generation_ended(now - 2.0, now)  # held 2.0 s
+    assert one.host_hold_s() == two.host_hold_s() == pytest.approx(2.4 + 0.2 * (2.0 - 2.4))
+    assert one.capacity == two.capacity == 2
