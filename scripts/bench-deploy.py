@@ -4,7 +4,8 @@ clients at once through nginx, each streaming one LibriVox utterance in real tim
 
 Prints how many conversations were admitted (the handshake went through) and refused (HTTP 503 with
 Retry-After, at once), how many turns were answered, refused aloud (``server_busy``, at once) or failed, how many
-admitted turns got neither a reply nor a refusal (``unanswered``: the target is 0), and the voice-to-voice latency
+admitted turns got neither a reply, a refusal nor an end as noise (``noise``: an empty transcript; ``unanswered``:
+the target is 0), and the voice-to-voice latency
 of the answered ones (p50/p95) and its p95 over the single-session figure of the same run (``p95_over_single``:
 the target is <= 2; give N = 1 first); for an unanswered turn, how long the client waited after the server ended
 it (``unanswered_waited_s``: the reference client waits ``client.ANSWER_PATIENCE_S`` of quiet). The workers
@@ -132,9 +133,13 @@ async def crowd(url: str, n: int, tail_s: float, traces: bool = False) -> dict[s
     def pct(q: float) -> float:
         return round(percentile(v2v, q), 0) if v2v else float("nan")
 
+    def noise(run: ClientRun) -> bool:
+        """The server ended the turn as heard as noise (an empty transcript: no reply owed)."""
+        return any(e.get("empty") for e in run.of("conversation.item.input_audio_transcription.completed"))
+
     def answered(run: ClientRun) -> bool:
         return any(d.get("status") == "completed" for d in run.of("response.done")) or any(
-            e["error"]["code"] == "server_busy" for e in run.of("error"))
+            e["error"]["code"] == "server_busy" for e in run.of("error")) or noise(run)
 
     def waited(run: ClientRun) -> float:
         """Seconds from the server's end of the turn to the client's hang-up (an unanswered turn's patience)."""
@@ -157,7 +162,8 @@ async def crowd(url: str, n: int, tail_s: float, traces: bool = False) -> dict[s
             "other_failures": n - len(admitted) - len(refused),
             "replied": sum(d.get("status") == "completed" for d in done), "server_busy": len(busy),
             "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
-            "unanswered": sum(not answered(r) for r in admitted), "outcomes": outcomes,
+            "noise": sum(noise(r) for r in admitted), "unanswered": sum(not answered(r) for r in admitted),
+            "outcomes": outcomes,
             "unanswered_waited_s": [waited(r) for r in admitted if not answered(r)],
             "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1),
             "replies": [detail(d) for d in done if d.get("status") == "completed"] if traces else None}
