@@ -28,6 +28,7 @@ from attune.core.errors import ConfigError
 
 BUSY_TIMEOUT_S = 0.5  # s a transaction waits for another worker's; a step takes well under a millisecond
 STALE_S = 120.0  # s after which a row is a dead worker's: no reply waits and generates that long
+FIGURE_STALE_S = 3600.0  # s after which a measured figure no longer counts (the workers' estimates do again)
 
 
 def _alive(pid: int) -> bool:
@@ -58,7 +59,8 @@ class AdmissionLedger:
                              "last_end REAL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                              "pid INTEGER NOT NULL, since REAL NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS figures (name TEXT PRIMARY KEY, value REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS figures (name TEXT PRIMARY KEY, value REAL NOT NULL, "
+                             "at REAL NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
 
@@ -119,18 +121,20 @@ class AdmissionLedger:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT value FROM figures WHERE name = ?", (name,)).fetchone()
-            old = float(row[0]) if row is not None else start
+            found = self.figure(name)
+            old = found if found is not None else start
             new = value if old is None else old + weight * (value - old)
-            db.execute("INSERT INTO figures (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
-                       "value = excluded.value", (name, new))
+            db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                       "value = excluded.value, at = excluded.at", (name, new, time.time()))
         finally:
             db.execute("COMMIT")
         return new
 
     def figure(self, name: str) -> float | None:
-        """The host's figure ``name`` as measured by any worker (None: not measured yet)."""
-        row = self._db.execute("SELECT value FROM figures WHERE name = ?", (name,)).fetchone()
+        """The host's figure ``name`` as measured by any worker (None: not measured yet, or not for
+        ``FIGURE_STALE_S``: the file outlives the workers, and a restart may bring another model)."""
+        row = self._db.execute("SELECT value FROM figures WHERE name = ? AND at > ?",
+                               (name, time.time() - FIGURE_STALE_S)).fetchone()
         return None if row is None else float(row[0])
 
     def generation_ended(self, at: float) -> float | None:

@@ -146,3 +146,13 @@ def test_the_hold_one_worker_measures_is_the_hosts(tmp_path: Path) -> None:
     one.generation_ended(now - 2.0, now)  # held 2.0 s
     assert one.host_hold_s() == two.host_hold_s() == pytest.approx(2.4 + 0.2 * (2.0 - 2.4))
     assert one.capacity == two.capacity == 2
+
+
+def test_a_figure_not_measured_for_an_hour_no_longer_counts(tmp_path: Path) -> None:
+    """The ledger file outlives the workers (a restart may bring another model): an old figure gives way to the
+    worker's own estimate, and the next measurement starts afresh from it."""
+    ledger = AdmissionLedger(tmp_path / "admission.sqlite3")
+    assert ledger.note("hold_s", 2.0, 0.2) == 2.0 and ledger.figure("hold_s") == 2.0
+    ledger._db.execute("UPDATE figures SET at = at - 4000")
+    assert ledger.figure("hold_s") is None
+    assert ledger.note("hold_s", 1.0, 0.2, start=3.0) == pytest.approx(3.0 + 0.2 * (1.0 - 3.0))
