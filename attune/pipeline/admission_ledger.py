@@ -10,7 +10,8 @@ run), under a millisecond, so it runs on the event loop. Rows of a worker that d
 process id no longer alive, and any older than ``stale_s`` (workers in other PID namespaces, a reused id).
 
 It keeps the host's figures too (``figures``: the mean hold of a reply at the server and a lone session's
-voice-to-voice, measured by whichever worker served the reply), so that every worker derives the same capacity.
+voice-to-voice, measured by whichever worker served the reply), so that every worker derives the same capacity,
+and the places the host's capacity governor took off it (``pipeline.governor``, updated in one transaction).
 
 The ledger also counts the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
 the end of the turn), in the order their turns began, so that only as many of them as there are free places do
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from attune.core.errors import ConfigError
@@ -129,6 +131,30 @@ class AdmissionLedger:
         finally:
             db.execute("COMMIT")
         return new
+
+    def update(self, names: tuple[str, ...], change: Callable[[dict[str, float]], dict[str, float]]
+               ) -> dict[str, float]:
+        """Read the host's figures ``names`` (those not noted, or lapsed, are absent), write what ``change`` makes
+        of them, in one transaction (two workers never both act on one reading). Returns the written figures."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = self.figures(names)
+            new = change(found)
+            now = time.time()
+            for name, value in new.items():
+                db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                           "SET value = excluded.value, at = excluded.at", (name, value, now))
+        finally:
+            db.execute("COMMIT")
+        return new
+
+    def figures(self, names: tuple[str, ...]) -> dict[str, float]:
+        """The host's figures among ``names`` that are noted and not lapsed (``figure``), in one query."""
+        marks = ", ".join("?" for _ in names)
+        rows = self._db.execute(f"SELECT name, value FROM figures WHERE name IN ({marks}) AND at > ?",
+                                (*names, time.time() - FIGURE_STALE_S)).fetchall()
+        return {str(name): float(value) for name, value in rows}
 
     def figure(self, name: str) -> float | None:
         """The host's figure ``name`` as measured by any worker (None: not measured yet, or not for

@@ -183,6 +183,8 @@ class Reply:
                 return
             if place is not None and place.alone:  # its voice-to-voice is a lone session's (the admission's budget)
                 self.trace.info["admitted_alone"] = True
+            if place is not None and place.capacity > 0:  # what the governor's sample was admitted at
+                self.trace.info["admitted_capacity"] = place.capacity
             messages = await self._understand()
             if messages is None:
                 return

@@ -19,9 +19,11 @@ measured on the replies served alone, ``observe_voice``; on a ledger, the host's
 that the last one admitted, which waits for the holds of those ahead of it on top of its own voice-to-voice,
 hears its reply within twice a lone session's: k are admitted while (k - 1) holds <= that voice-to-voice (at
 least 1), reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by
-``calibrate``, then a moving average of the generations served). A waiting request is told its place and an
-estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never
-leaves a client in silence.
+``calibrate``, then a moving average of the generations served). What the admitted replies then measure checks
+that formula (``observe_reply``, ``pipeline.governor``): a reply heard later than twice a lone session's takes
+a place off (never below 1), replies with room to spare give it back one at a time. A waiting request is told
+its place and an estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a
+slow LLM never leaves a client in silence.
 
 A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
 ``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
@@ -56,7 +58,9 @@ from typing import Any
 
 from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
 from attune.core.errors import LLMStalled, ServerBusy
+from attune.pipeline import governor
 from attune.pipeline.admission_ledger import AdmissionLedger
+from attune.pipeline.governor import GovernorState
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,7 @@ class SharedLLM:
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self.voice_to_voice_s = 0.0  # a lone session's voice-to-voice (``calibrate_voice``); 0 = not known
         self._voice_measured = False  # voice_to_voice_s is measured (``observe_voice``), not estimated
+        self._governor = GovernorState()  # places taken off the derived capacity (on a ledger: the host's cut)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
         self._turn_ids = itertools.count(1)
@@ -112,6 +117,19 @@ class SharedLLM:
     @property
     def capacity(self) -> int:
         """The most requests that may hold or wait for a slot at once."""
+        if self.max_requests > 0:
+            return self.max_requests
+        derived = self.derived_capacity
+        return governor.capacity(derived, self.governor_state()) if self._governed else derived
+
+    @property
+    def _governed(self) -> bool:
+        """The capacity is derived from a lone voice-to-voice, so the replies' own figures check it."""
+        return self.max_requests <= 0 and self.max_wait_s <= 0
+
+    @property
+    def derived_capacity(self) -> int:
+        """The formula's capacity, before the governor's cut (``max_requests`` when given)."""
         if self.max_requests > 0:
             return self.max_requests
         hold = max(self.host_hold_s(), 1e-3)
@@ -178,6 +196,64 @@ class SharedLLM:
             self.voice_to_voice_s, self._voice_measured = voice_to_voice_s, True
         else:
             self.voice_to_voice_s += HOLD_SMOOTHING * (voice_to_voice_s - self.voice_to_voice_s)
+
+    def governor_state(self) -> GovernorState:
+        """The governor's state: on a ledger the host's cut and streak (lapsed after an hour unused: all places
+        back) with this worker's last reason, else this worker's."""
+        if self.ledger is not None:
+            try:
+                found = self.ledger.figures(("capacity_cut", "capacity_fits"))
+            except sqlite3.Error:
+                return self._governor
+            cut = int(found.get("capacity_cut", 0))
+            reason = self._governor.reason if cut == self._governor.cut else (
+                "derived" if cut == 0 else f"{cut} place(s) taken off by another worker's replies")
+            return GovernorState(cut, int(found.get("capacity_fits", 0)), reason)
+        return self._governor
+
+    def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
+                      admitted_at: int | None = None) -> None:
+        """A reply was completed and heard ``voice_to_voice_s`` after its speech. One admitted ``alone`` and not
+        ``queued`` is a lone session's (``observe_voice``); every one is a sample for the governor, as a ratio to
+        the lone voice-to-voice (``admitted_at``: the capacity when it took its place)."""
+        if voice_to_voice_s <= 0:
+            return
+        if alone and not queued:
+            self.observe_voice(voice_to_voice_s)
+        lone = self.lone_voice_s()
+        if not self._governed or lone <= 0:
+            return
+        ratio = voice_to_voice_s / lone
+        headroom = self.host_hold_s() / self.slots / lone
+        derived = self.derived_capacity
+
+        def change(state: GovernorState) -> GovernorState:
+            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at)
+
+        before = self.governor_state()
+        if self.ledger is not None:
+            try:
+                new = GovernorState()
+
+                def on_ledger(found: dict[str, float]) -> dict[str, float]:
+                    nonlocal new
+                    new = change(GovernorState(int(found.get("capacity_cut", 0)),
+                                               int(found.get("capacity_fits", 0)), before.reason))
+                    return {"capacity_cut": float(new.cut), "capacity_fits": float(new.fits)}
+
+                self.ledger.update(("capacity_cut", "capacity_fits"), on_ledger)
+                self._governor = new
+                self._log_change(before, new, derived)
+                return
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a reply's figure not noted (%s); governed by this worker", exc)
+        self._governor = change(self._governor)
+        self._log_change(before, self._governor, derived)
+
+    def _log_change(self, before: GovernorState, after: GovernorState, derived: int) -> None:
+        if after.cut != before.cut:
+            log.info("admission: capacity %d (derived %d): %s", governor.capacity(derived, after), derived,
+                     after.reason)
 
     def host_hold_s(self) -> float:
         """The mean hold of a reply: the host's on a ledger (every worker's replies), else this worker's."""
@@ -433,6 +509,7 @@ class SessionLLM:
         shared = self.shared
         self._place = HeldPlace(self, shared.reserve())
         self._place.alone = shared.in_flight() == 1 and shared.turns_in_progress() == 0
+        self._place.capacity = shared.capacity
         return self._place
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
@@ -546,6 +623,7 @@ class HeldPlace:
         self.ticket = ticket
         self.held = True
         self.alone = False  # no other reply in flight and no other turn in progress when it was taken
+        self.capacity = 0  # the shared LLM's capacity when it was taken (0: not known)
 
     def take(self) -> tuple[int | None] | None:
         """The request takes the place over: its ticket (None: released already, so the request asks anew)."""

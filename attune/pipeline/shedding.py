@@ -31,6 +31,7 @@ class Place(Protocol):
     releasing twice, or after the request took it, does nothing."""
 
     alone: bool  # taken with no other reply in flight and no other turn in progress (its figures are a lone one's)
+    capacity: int  # the capacity when it was taken (0: not known): the governor's sample says what it was
 
     def release(self) -> None: ...
 

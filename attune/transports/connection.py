@@ -126,8 +126,9 @@ class Connection:
         self._last: list[str] = []  # the closing session's last messages (collect_last), for finish()
         self._queue_counted = False  # this reply's wait for the LLM is counted
         self._refused_turns: set[Any] = set()  # turns the shared LLM refused (server_busy): counted as dropped
-        # told the voice-to-voice (s) of each reply admitted alone and served without waiting (the server's admission)
-        self.on_lone_voice_to_voice: Callable[[float], None] | None = None
+        # told the voice-to-voice (s) of each completed reply and its trace (the server's admission: a lone one's sets
+        # the budget, every one checks the derived capacity against it)
+        self.on_voice_to_voice: Callable[[float, dict[str, Any]], None] | None = None
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
 
     # ---- control ----
@@ -412,9 +413,8 @@ class Connection:
             if isinstance(v2v, (int, float)):
                 m.voice_to_voice.observe(v2v / 1000.0)
                 trace = d.get("trace") or {}
-                if (self.on_lone_voice_to_voice is not None and outcome == "completed"
-                        and trace.get("admitted_alone") and not trace.get("llm_queued")):
-                    self.on_lone_voice_to_voice(v2v / 1000.0)
+                if self.on_voice_to_voice is not None and outcome == "completed":
+                    self.on_voice_to_voice(v2v / 1000.0, trace)
         elif event.type == ev.RESPONSE_CREATED:
             self._queue_counted = False
         elif event.type == proto.RESPONSE_QUEUED and not self._queue_counted:  # told again while it waits: once

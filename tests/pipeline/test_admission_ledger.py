@@ -156,3 +156,21 @@ def test_a_figure_not_measured_for_an_hour_no_longer_counts(tmp_path: Path) -> N
     ledger._db.execute("UPDATE figures SET at = at - 4000")
     assert ledger.figure("hold_s") is None
     assert ledger.note("hold_s", 1.0, 0.2, start=3.0) == pytest.approx(3.0 + 0.2 * (1.0 - 3.0))
+
+
+def test_the_capacity_cut_is_the_hosts(tmp_path: Path) -> None:
+    """A late reply on one worker lowers both workers' capacity, and replies with room on the other give it back:
+    the governor's state is the ledger's."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.0)
+    one.observe_reply(2.2, alone=True)
+    one.generation_ended(time.time() - 1.0, time.time())
+    assert one.capacity == two.capacity == 3
+    one.observe_reply(6.0)
+    assert one.capacity == two.capacity == 2
+    assert "another worker" in two.governor_state().reason
+    for _ in range(4):
+        two.observe_reply(2.2, alone=True)
+    assert one.capacity == two.capacity == 3

@@ -326,3 +326,28 @@ def test_a_place_is_alone_only_with_no_other_reply_or_turn_in_progress() -> None
     second.release()
     c.mid_turn(True)  # someone is speaking
     assert not b.admit().alone
+
+
+def test_admitted_replies_over_twice_a_lone_one_lower_the_derived_capacity() -> None:
+    """The derived capacity (hold 1 s, lone voice-to-voice 2.2 s: 3) loses a place to a reply heard at 5 s, and
+    gets it back after replies heard alone; an explicit ``max_requests`` is not governed."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.0)
+    shared.observe_reply(2.2, alone=True)
+    assert shared.capacity == shared.derived_capacity == 3
+    shared.observe_reply(5.0, admitted_at=3)
+    assert shared.derived_capacity == 3 and shared.capacity == 2 and shared.governor_state().cut == 1
+    for _ in range(4):
+        shared.observe_reply(2.2, alone=True)
+    assert shared.capacity == 3
+    shared.observe_reply(2.2, alone=True, queued=True)  # waited: not a lone one's figure, still a sample
+    assert shared.lone_voice_s() == pytest.approx(2.2)
+    fixed = SharedLLM(ScriptedLLM(), max_requests=2)
+    fixed.observe_reply(2.0, alone=True)
+    fixed.observe_reply(9.0)
+    assert fixed.capacity == 2 and fixed.governor_state().cut == 0
+
+
+async def test_a_place_records_the_capacity_it_was_taken_at() -> None:
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=3)
+    assert shared.for_session().admit().capacity == 3
