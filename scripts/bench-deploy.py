@@ -84,7 +84,8 @@ def llm_health(port: int) -> dict[str, Any]:
     except urllib.error.HTTPError as exc:
         report = json.load(exc)
     llm = report["engines"]["llm"]
-    return {k: llm.get(k) for k in ("capacity", "hold_s", "voice_to_voice_s", "served", "refused_total")}
+    return {k: llm.get(k) for k in ("capacity", "derived_capacity", "capacity_cut", "capacity_reason", "hold_s",
+                                    "voice_to_voice_s", "served", "refused_total")}
 
 
 def nginx_conf(tmp: Path, workers: list[int], port: int) -> Path:

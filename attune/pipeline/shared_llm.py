@@ -75,6 +75,7 @@ HOLD_SMOOTHING = 0.2  # weight of the newest generation in the moving average of
 NOTICE_S = 2.0  # s between the notices a waiting request gets
 STALL_HOLDS = 3.0  # a derived stall bound: this many mean holds for each generation ahead at the server, and ours
 MIN_STALL_S = 2.0  # the derived stall bound is never shorter
+GOVERNOR_FIGURES = ("capacity_cut", "capacity_fits", "capacity_cuts")  # the governor's state in the ledger
 
 
 class SharedLLM:
@@ -202,13 +203,13 @@ class SharedLLM:
         back) with this worker's last reason, else this worker's."""
         if self.ledger is not None:
             try:
-                found = self.ledger.figures(("capacity_cut", "capacity_fits"))
+                found = self.ledger.figures(GOVERNOR_FIGURES)
             except sqlite3.Error:
                 return self._governor
             cut = int(found.get("capacity_cut", 0))
             reason = self._governor.reason if cut == self._governor.cut else (
                 "derived" if cut == 0 else f"{cut} place(s) taken off by another worker's replies")
-            return GovernorState(cut, int(found.get("capacity_fits", 0)), reason)
+            return GovernorState(cut, int(found.get("capacity_fits", 0)), reason, int(found.get("capacity_cuts", 0)))
         return self._governor
 
     def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
@@ -237,11 +238,12 @@ class SharedLLM:
 
                 def on_ledger(found: dict[str, float]) -> dict[str, float]:
                     nonlocal new
-                    new = change(GovernorState(int(found.get("capacity_cut", 0)),
-                                               int(found.get("capacity_fits", 0)), before.reason))
-                    return {"capacity_cut": float(new.cut), "capacity_fits": float(new.fits)}
+                    new = change(GovernorState(int(found.get("capacity_cut", 0)), int(found.get("capacity_fits", 0)),
+                                               before.reason, int(found.get("capacity_cuts", 0))))
+                    return {"capacity_cut": float(new.cut), "capacity_fits": float(new.fits),
+                            "capacity_cuts": float(new.cuts)}
 
-                self.ledger.update(("capacity_cut", "capacity_fits"), on_ledger)
+                self.ledger.update(GOVERNOR_FIGURES, on_ledger)
                 self._governor = new
                 self._log_change(before, new, derived)
                 return

@@ -3,7 +3,7 @@ capacity; down one place at once on a reply over the budget, up one after a stre
 
 from __future__ import annotations
 
-from attune.pipeline.governor import BUDGET, RECOVER_AFTER, GovernorState, capacity, step
+from attune.pipeline.governor import BUDGET, MAX_RECOVER, RECOVER_AFTER, GovernorState, capacity, step
 
 LAYER = "unit"
 
@@ -30,7 +30,7 @@ def test_a_reply_admitted_before_the_last_cut_does_not_cut_again() -> None:
 
 
 def test_places_come_back_one_at_a_time_after_a_streak_with_room() -> None:
-    state = GovernorState(cut=2)
+    state = GovernorState(cut=2, cuts=1)
     for i in range(RECOVER_AFTER - 1):
         state = step(state, ratio=1.0, headroom=0.8, derived=3)
         assert state.cut == 2 and state.fits == i + 1
@@ -47,7 +47,7 @@ def test_places_come_back_one_at_a_time_after_a_streak_with_room() -> None:
 def test_within_budget_without_room_for_one_more_holds_the_cut() -> None:
     """The hysteresis: replies at 1.5x with a hold of 0.8 lone voice-to-voice would miss at one place more, so the
     cut stays, and such a reply breaks a streak of roomy ones."""
-    state = GovernorState(cut=1)
+    state = GovernorState(cut=1, cuts=1)
     for _ in range(RECOVER_AFTER - 1):
         state = step(state, ratio=1.0, headroom=0.8, derived=2)
     state = step(state, ratio=1.5, headroom=0.8, derived=2)
@@ -65,3 +65,19 @@ def test_alternating_replies_do_not_make_it_swing() -> None:
         state = step(state, ratio=BUDGET + 0.2 if i % 2 else 1.0, headroom=0.8, derived=2)
         seen.append(capacity(2, state))
     assert seen[0] == 2 and set(seen[1:]) == {1}
+
+
+def test_each_miss_after_a_return_makes_the_next_return_slower() -> None:
+    """A crowd whose replies look roomy at one place but miss at two: the streak that gives the place back doubles
+    with each cut (4, 8, 16, ...), so the misses grow rarer, never more often than every few replies."""
+    state, misses, replies = GovernorState(), 0, 0
+    while replies < 200:
+        replies += 1
+        if capacity(2, state) == 2:  # at two places the second reply misses
+            misses += 1
+            state = step(state, ratio=2.3, headroom=0.7, derived=2, admitted_at=2)
+        else:  # at one it is heard at 1.1x, room for one more by the prediction
+            state = step(state, ratio=1.1, headroom=0.7, derived=2, admitted_at=1)
+    # misses after 4, 8, 16, 32, 64, 64 replies at one place: then one in 65 (within a p95's 5%)
+    assert misses == 7 and state.recover_after == MAX_RECOVER
+    assert GovernorState(cuts=1).recover_after == RECOVER_AFTER and GovernorState(cuts=2).recover_after == 8
