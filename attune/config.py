@@ -232,8 +232,8 @@ class ServerConfig:
     # (error server_busy, spoken) and new sessions get HTTP 503 + Retry-After while it is so. 0 = derived: as
     # many as the LLM's measured speed serves within max_queue_wait_s
     max_replying: int = setting(0, lo=0, hi=10000)
-    # with max_replying 0: the longest estimated wait; 0 = one reply's time (the last admitted then hears its reply
-    # within about twice a single session's voice-to-voice)
+    # with max_replying 0: the longest estimated wait; 0 = a lone session's voice-to-voice (estimated at start-up,
+    # then measured on replies served alone), so the last admitted hears its reply within twice a lone session's
     max_queue_wait_s: float = setting(0.0, lo=0.0, hi=600.0)
     # Workers of one host sharing one LLM server: a file (SQLite) where they count their replies together, so
     # max_replying (or the derived capacity) is for all of them (docs/DEPLOY.md); "" = this process alone

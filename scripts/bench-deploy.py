@@ -4,7 +4,8 @@ clients at once through nginx, each streaming one LibriVox utterance in real tim
 
 Prints how many conversations were admitted (the handshake went through) and refused (HTTP 503 with
 Retry-After, at once), how many turns were answered, refused aloud (``server_busy``, at once) or failed, how many
-admitted turns got neither a reply nor a refusal (``unanswered``: the target is 0), and the voice-to-voice latency
+admitted turns got neither a reply, a refusal nor an end as noise (``noise``: an empty transcript; ``unanswered``:
+the target is 0), and the voice-to-voice latency
 of the answered ones (p50/p95) and its p95 over the single-session figure of the same run (``p95_over_single``:
 the target is <= 2; give N = 1 first); for an unanswered turn, how long the client waited after the server ended
 it (``unanswered_waited_s``: the reference client waits ``client.ANSWER_PATIENCE_S`` of quiet). The workers
@@ -73,6 +74,20 @@ def started(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subproce
             proc.kill()
 
 
+def llm_health(port: int) -> dict[str, Any]:
+    """A worker's admission figures from its ``/health`` (read from the 503 body too: full or draining)."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:  # noqa: S310 - loopback
+            report = json.load(r)
+    except urllib.error.HTTPError as exc:
+        report = json.load(exc)
+    llm = report["engines"]["llm"]
+    return {k: llm.get(k) for k in ("capacity", "derived_capacity", "capacity_cut", "capacity_reason", "hold_s",
+                                    "voice_to_voice_s", "served", "refused_total")}
+
+
 def nginx_conf(tmp: Path, workers: list[int], port: int) -> Path:
     block = re.search(r"```nginx\n(.*?)```", (REPO / "docs" / "DEPLOY.md").read_text(), flags=re.S)
     if block is None:
@@ -97,7 +112,7 @@ def utterance() -> tuple[Any, int]:
     return samples, int(rate)
 
 
-async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
+async def crowd(url: str, n: int, tail_s: float, traces: bool = False) -> dict[str, Any]:
     samples, rate = utterance()
 
     async def one(i: int) -> ClientRun | str:
@@ -119,15 +134,27 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
     def pct(q: float) -> float:
         return round(percentile(v2v, q), 0) if v2v else float("nan")
 
+    def noise(run: ClientRun) -> bool:
+        """The server ended the turn as heard as noise (an empty transcript: no reply owed)."""
+        return any(e.get("empty") for e in run.of("conversation.item.input_audio_transcription.completed"))
+
     def answered(run: ClientRun) -> bool:
         return any(d.get("status") == "completed" for d in run.of("response.done")) or any(
-            e["error"]["code"] == "server_busy" for e in run.of("error"))
+            e["error"]["code"] == "server_busy" for e in run.of("error")) or noise(run)
 
     def waited(run: ClientRun) -> float:
         """Seconds from the server's end of the turn to the client's hang-up (an unanswered turn's patience)."""
         stopped = [e["t"] for e in run.of("input_audio_buffer.speech_stopped")]
         end = run.stream_time(run.sent_at[-1]) if run.sent_at else 0.0
         return round(end - stopped[-1], 1) if stopped else float("nan")
+
+    def detail(d: dict[str, Any]) -> dict[str, Any]:
+        """A replied turn's latency parts (ms after the end of speech) and how long it waited for the LLM."""
+        tr = d.get("trace") or {}
+        lat = tr.get("latency_ms") or {}
+        return {"v2v": tr.get("voice_to_voice_ms"), "committed": lat.get("turn_committed"),
+                "asr": lat.get("asr_done"), "first_token": lat.get("llm_first_token"),
+                "queue_wait": tr.get("llm_queue_wait_ms"), "shed": bool(tr.get("speculation_shed"))}
 
     outcomes: dict[str, int] = {}
     for d in done:
@@ -136,9 +163,11 @@ async def crowd(url: str, n: int, tail_s: float) -> dict[str, Any]:
             "other_failures": n - len(admitted) - len(refused),
             "replied": sum(d.get("status") == "completed" for d in done), "server_busy": len(busy),
             "failed": sum(d.get("status") == "failed" for d in done) - len(busy),
-            "unanswered": sum(not answered(r) for r in admitted), "outcomes": outcomes,
+            "noise": sum(noise(r) for r in admitted), "unanswered": sum(not answered(r) for r in admitted),
+            "outcomes": outcomes,
             "unanswered_waited_s": [waited(r) for r in admitted if not answered(r)],
-            "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1)}
+            "v2v_p50_ms": pct(50), "v2v_p95_ms": pct(95), "wall_s": round(time.monotonic() - t0, 1),
+            "replies": [detail(d) for d in done if d.get("status") == "completed"] if traces else None}
 
 
 def main() -> int:
@@ -147,6 +176,8 @@ def main() -> int:
     ap.add_argument("--sessions", default="1,5,10,20", help="comma-separated crowd sizes, run in turn")
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--tail", type=float, default=30.0, help="s a client listens after its utterance")
+    ap.add_argument("--traces", action="store_true",
+                    help="also print each replied turn's latency parts and its wait for the LLM")
     ap.add_argument("--no-ledger", action="store_true",
                     help="each worker counts only its own replies (no server.admission_ledger)")
     args = ap.parse_args()
@@ -178,11 +209,13 @@ def main() -> int:
             print(f"worker {port}: {start[-1].split('INFO ')[-1] if start else 'no speed measured'}", flush=True)
         single = None
         for n in (int(x) for x in args.sessions.split(",") if x.strip()):
-            row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail))
+            row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail, args.traces))
             if n == 1 and row["v2v_p50_ms"] == row["v2v_p50_ms"]:  # not NaN
                 single = row["v2v_p50_ms"]
             row["p95_over_single"] = round(row["v2v_p95_ms"] / single, 2) if single else None
             print(json.dumps(row), flush=True)
+        for port in workers:
+            print(f"worker {port}: {json.dumps(llm_health(port))}", flush=True)
     print(f"logs in {tmp}")
     return 0
 

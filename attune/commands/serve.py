@@ -40,7 +40,7 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn  # noqa: F401 - fail early with the install hint below if it is missing
 
     from attune.agent.persona_store import PersonaStore
-    from attune.pipeline.stack import build_backends, for_session, warm_up
+    from attune.pipeline.stack import build_backends, for_session, lone_voice_to_voice_s, warm_up
     from attune.transports.server import (
         AttuneServer,
         Engines,
@@ -60,10 +60,14 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     timings = await warm_up(base, config)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
     attune = AttuneServer(engines, tokens=tokens, personas=personas, bound_host=host)
-    if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the LLM's measured speed
-        hold = attune.shared_llm.calibrate_from_speed(timings["llm_s_per_token"], config.llm.max_tokens)
-        log.info("LLM: %.0f ms a token, a reply about %.1f s: %d replies prepared or waiting at once",
-                 1000 * timings["llm_s_per_token"], hold, attune.shared_llm.capacity)
+    if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the measured speeds
+        shared = attune.shared_llm
+        hold = shared.calibrate_from_speed(timings["llm_s_per_token"], config.llm.max_tokens)
+        lone = lone_voice_to_voice_s(config, base.measured.llm_speed, timings.get("asr_pass_s", 0.0))
+        shared.calibrate_voice(lone or 0.0)
+        log.info("LLM: %.0f ms a token, a reply about %.1f s; a lone voice-to-voice about %.1f s: %d replies "
+                 "prepared or waiting at once", 1000 * timings["llm_s_per_token"], hold, lone or 0.0,
+                 shared.capacity)
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

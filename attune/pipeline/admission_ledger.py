@@ -8,6 +8,14 @@ the server spent on its reply (a generation starts when it was sent or when the 
 is later). Each step is one short transaction (WAL journal, no fsync: the rows matter only while the workers
 run), under a millisecond, so it runs on the event loop. Rows of a worker that died are dropped: those of a
 process id no longer alive, and any older than ``stale_s`` (workers in other PID namespaces, a reused id).
+
+It keeps the host's figures too (``figures``: the mean hold of a reply at the server and a lone session's
+voice-to-voice, measured by whichever worker served the reply), so that every worker derives the same capacity,
+and the places the host's capacity governor took off it (``pipeline.governor``, updated in one transaction).
+
+The ledger also counts the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
+the end of the turn), in the order their turns began, so that only as many of them as there are free places do
+work ahead of a reply (``pipeline.shedding``): a crowd speaking at once on two workers is one queue, not two.
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from attune.core.errors import ConfigError
 
 BUSY_TIMEOUT_S = 0.5  # s a transaction waits for another worker's; a step takes well under a millisecond
 STALE_S = 120.0  # s after which a row is a dead worker's: no reply waits and generates that long
+FIGURE_STALE_S = 3600.0  # s after which a measured figure no longer counts (the workers' estimates do again)
 
 
 def _alive(pid: int) -> bool:
@@ -49,6 +59,10 @@ class AdmissionLedger:
                              "pid INTEGER NOT NULL, since REAL NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS server (k INTEGER PRIMARY KEY CHECK (k = 0), "
                              "last_end REAL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "pid INTEGER NOT NULL, since REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS figures (name TEXT PRIMARY KEY, value REAL NOT NULL, "
+                             "at REAL NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
 
@@ -82,6 +96,73 @@ class AdmissionLedger:
                                     (ticket, time.time() - self.stale_s)).fetchone()
         return int(count)
 
+    def turn_began(self) -> int:
+        """A row for one session's turn in progress (its user speaks): its ticket, in the order turns began."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._drop_dead()
+            cur = db.execute("INSERT INTO turns (pid, since) VALUES (?, ?)", (self.pid, time.time()))
+            return int(cur.lastrowid or 0)
+        finally:
+            db.execute("COMMIT")
+
+    def turn_ended(self, ticket: int) -> None:
+        self._db.execute("DELETE FROM turns WHERE id = ?", (ticket,))
+
+    def turns_ahead(self, ticket: int) -> int:
+        """Turns in progress on the host that began before ``ticket``."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM turns WHERE id < ? AND since > ?",
+                                    (ticket, time.time() - self.stale_s)).fetchone()
+        return int(count)
+
+    def note(self, name: str, value: float, weight: float, start: float | None = None) -> float:
+        """One more measurement of the host's figure ``name`` (``hold_s``, ``lone_voice_s``): its moving average
+        moves towards ``value`` by ``weight``, from ``start`` when none is noted yet (None: ``value`` sets it).
+        Returns the new figure."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = self.figure(name)
+            old = found if found is not None else start
+            new = value if old is None else old + weight * (value - old)
+            db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                       "value = excluded.value, at = excluded.at", (name, new, time.time()))
+        finally:
+            db.execute("COMMIT")
+        return new
+
+    def update(self, names: tuple[str, ...], change: Callable[[dict[str, float]], dict[str, float]]
+               ) -> dict[str, float]:
+        """Read the host's figures ``names`` (those not noted, or lapsed, are absent), write what ``change`` makes
+        of them, in one transaction (two workers never both act on one reading). Returns the written figures."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = self.figures(names)
+            new = change(found)
+            now = time.time()
+            for name, value in new.items():
+                db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                           "SET value = excluded.value, at = excluded.at", (name, value, now))
+        finally:
+            db.execute("COMMIT")
+        return new
+
+    def figures(self, names: tuple[str, ...]) -> dict[str, float]:
+        """The host's figures among ``names`` that are noted and not lapsed (``figure``), in one query."""
+        marks = ", ".join("?" for _ in names)
+        rows = self._db.execute(f"SELECT name, value FROM figures WHERE name IN ({marks}) AND at > ?",
+                                (*names, time.time() - FIGURE_STALE_S)).fetchall()
+        return {str(name): float(value) for name, value in rows}
+
+    def figure(self, name: str) -> float | None:
+        """The host's figure ``name`` as measured by any worker (None: not measured yet, or not for
+        ``FIGURE_STALE_S``: the file outlives the workers, and a restart may bring another model)."""
+        row = self._db.execute("SELECT value FROM figures WHERE name = ? AND at > ?",
+                               (name, time.time() - FIGURE_STALE_S)).fetchone()
+        return None if row is None else float(row[0])
+
     def generation_ended(self, at: float) -> float | None:
         """Note that a generation ended at ``at`` (wall clock, s); returns when the one noted before it ended
         (None: none yet)."""
@@ -97,11 +178,14 @@ class AdmissionLedger:
 
     def close(self) -> None:
         self._db.execute("DELETE FROM replies WHERE pid = ?", (self.pid,))
+        self._db.execute("DELETE FROM turns WHERE pid = ?", (self.pid,))
         self._db.close()
 
     def _drop_dead(self) -> None:
         db = self._db
-        db.execute("DELETE FROM replies WHERE since <= ?", (time.time() - self.stale_s,))
-        for (pid,) in db.execute("SELECT DISTINCT pid FROM replies WHERE pid != ?", (self.pid,)).fetchall():
-            if not _alive(int(pid)):
-                db.execute("DELETE FROM replies WHERE pid = ?", (pid,))
+        for table in ("replies", "turns"):  # fixed names, never input
+            db.execute(f"DELETE FROM {table} WHERE since <= ?", (time.time() - self.stale_s,))
+            for (pid,) in db.execute(f"SELECT DISTINCT pid FROM {table} WHERE pid != ?",
+                                     (self.pid,)).fetchall():
+                if not _alive(int(pid)):
+                    db.execute(f"DELETE FROM {table} WHERE pid = ?", (pid,))

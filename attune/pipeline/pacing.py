@@ -8,7 +8,8 @@ when the reply's first clause will be heard, counted from the end of the turn's 
 acknowledgement chooser (``pipeline.acknowledgement``) compares with its lead: a fast machine hears none.
 ``free_wait_ms``: how long the end-of-turn policy may wait before committing at no cost, since the speculative
 reply's first clause will not be ready sooner; a slow machine gets a longer one, so fewer turns are cut off while
-the person only paused (``EndpointSettings.free_ms``).
+the person only paused (``EndpointSettings.free_ms``). ``lone_voice_to_voice_ms``: a lone session's
+voice-to-voice on this machine, the budget the server's derived admission fits the waits of a crowd into.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ TTS_FIRST_MS = 80.0  # Piper's first chunk of a short clause (43-62 ms measured 
 # Prompt tokens a turn leaves to evaluate after its speech (scripts/prompt-tail.py, the eval-replies scenarios'
 # median): the note and the tone first, prefilled; the words first, the note and the tone after them.
 TAIL_TOKENS = {True: 8, False: 28}
+TYPICAL_CLAUSE_WORDS = 8  # words of a reply's first clause as spoken (an assumption: "I'm sorry to hear that.")
 FREE_SHARE = 0.8  # of the estimated readiness: the estimate leaves out the ASR pass, and this keeps it early
 
 
@@ -78,3 +80,17 @@ def paced_endpoint(endpoint: EndpointSettings | None, speed: LLMSpeed | None, *,
     # never as long as a hanging sentence's wait: a finished one is not held like it, however slow the machine
     free = min(free, endpoint.worded_ms)
     return endpoint if free == endpoint.free_ms else replace(endpoint, free_ms=free)
+
+
+def lone_voice_to_voice_ms(speed: LLMSpeed | None, *, asr_pass_ms: float, commit_ms: int,
+                           clause_words: int = TYPICAL_CLAUSE_WORDS) -> float | None:
+    """A lone session's voice-to-voice (ms from the end of the speech to the first audio), from the engines'
+    speeds measured at start-up, one stage after the other: the commit (``commit_ms``, the end-of-turn wait of a
+    finished sentence the model is less sure of), the final ASR pass (``asr_pass_ms``), the LLM's first token
+    (as measured) and the first clause's words, and its synthesis. A speculative reply overlaps some of these and
+    a real first clause may be longer, so this is a first guess, replaced by the first reply measured alone
+    (``SharedLLM.observe_voice``). None: the LLM's speed is unknown."""
+    if speed is None or speed.tokens_per_s <= 0:
+        return None
+    write = clause_words * TOKENS_PER_WORD * 1000.0 / speed.tokens_per_s
+    return commit_ms + asr_pass_ms + speed.first_token_ms + write + TTS_FIRST_MS

@@ -181,6 +181,10 @@ class Reply:
             except ServerBusy as exc:  # refused before its ASR pass: said at once (``pipeline.shedding``)
                 await self._stages(self._refuse(exc))
                 return
+            if place is not None and place.alone:  # its voice-to-voice is a lone session's (the admission's budget)
+                self.trace.info["admitted_alone"] = True
+            if place is not None and place.capacity > 0:  # what the governor's sample was admitted at
+                self.trace.info["admitted_capacity"] = place.capacity
             messages = await self._understand()
             if messages is None:
                 return
@@ -230,8 +234,9 @@ class Reply:
         if self.d.turn_emotion is not None and self.audio is not None and any(ch.isalnum() for ch in transcript.text):
             context = replace(context, turn_emotion=await self._turn_emotion(states))
         understood = self.d.understander.understand(transcript, context)
-        if understood is None:
+        if understood is None:  # heard as noise: the turn ends here, and says so (no reply follows)
             self._p.status = "empty"
+            self.emit(SessionEvent(ev.TRANSCRIPT, {"turn": self.turn, "transcript": transcript.text, "empty": True}))
             return None
         self._p.understood = understood
         emotion, plan = understood.user_emotion, understood.plan

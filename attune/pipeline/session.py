@@ -235,6 +235,7 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        self.shedding.mid_turn(False)
         if self._reply is not None:
             await self._end_reply(self._reply, heard_at=self.now, reason="session_closed")
         for task in self._tasks:
@@ -377,6 +378,7 @@ class Session:
         if self._hear_turn():  # the end-of-turn policy ended the turn: the detector holds its events
             for event in self.detector.drain():
                 await self._on_turn_event(event)
+        self.shedding.mid_turn(self.detector.in_speech)  # the host's turns in progress (``pipeline.shedding``)
         await self._execute(self.policy.on_frame(in_speech=self.detector.in_speech, speech_s=self.detector.speech_s,
                                                  audible=self._audible(), now_s=self.now,
                                                  unanswered=self._unanswered()))

@@ -13,18 +13,26 @@ step (the backend's own lock keeps the two apart).
 
 Admission: at most ``capacity`` requests hold or wait for a slot; one more is refused at once with
 ``ServerBusy`` (and ``retry_after_s``) rather than left waiting longer than anyone would. The capacity is
-``max_requests`` when given, else derived from the LLM's speed: as many as are served within ``max_wait_s``
-(0: one reply's hold, so the last one admitted waits about one reply and its voice-to-voice stays within about
-twice a single session's),
-reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by ``calibrate``, then a
-moving average of the generations served). A waiting request is told its place and an estimate of its wait
-when it joins the queue and again every ``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
+``max_requests`` when given, else derived: as many as are served within ``max_wait_s``, or where that is 0
+within a lone session's voice-to-voice (``lone_voice_s``: estimated at start-up by ``calibrate_voice``, then
+measured on the replies served alone, ``observe_voice``; on a ledger, the host's), so
+that the last one admitted, which waits for the holds of those ahead of it on top of its own voice-to-voice,
+hears its reply within twice a lone session's: k are admitted while (k - 1) holds <= that voice-to-voice (at
+least 1), reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by
+``calibrate``, then a moving average of the generations served). What the admitted replies then measure checks
+that formula (``observe_reply``, ``pipeline.governor``): a reply heard later than twice a lone session's takes
+a place off (never below 1), replies with room to spare give it back one at a time. A waiting request is told
+its place and an estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a
+slow LLM never leaves a client in silence.
 
 A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
 ``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
 refused before its ASR pass, and an admitted one keeps its place through its ASR and understanding; its request
 then takes the place over. ``SessionLLM.would_admit`` asks without taking one (the session sheds its work ahead
-of a reply while it is False).
+of a reply while it is False): it is True only while a place is free for this session's turn *and* for every turn
+on the host that began before it (``turn_began``: the sessions whose users are mid-turn, counted across workers
+on a ledger), so a crowd speaking at once runs the partial passes of as many turns as will be answered, not of
+all of them.
 
 Workers sharing one LLM server share their admission through an ``AdmissionLedger`` (``server.admission_ledger``):
 the capacity then counts every worker's replies, and a reply's hold is the time the server spent on it.
@@ -38,6 +46,7 @@ own timeout (``llm.timeout_s``, 30 s) would keep everyone waiting.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import sqlite3
@@ -49,7 +58,9 @@ from typing import Any
 
 from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
 from attune.core.errors import LLMStalled, ServerBusy
+from attune.pipeline import governor
 from attune.pipeline.admission_ledger import AdmissionLedger
+from attune.pipeline.governor import GovernorState
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +75,7 @@ HOLD_SMOOTHING = 0.2  # weight of the newest generation in the moving average of
 NOTICE_S = 2.0  # s between the notices a waiting request gets
 STALL_HOLDS = 3.0  # a derived stall bound: this many mean holds for each generation ahead at the server, and ours
 MIN_STALL_S = 2.0  # the derived stall bound is never shorter
+GOVERNOR_FIGURES = ("capacity_cut", "capacity_fits", "capacity_cuts")  # the governor's state in the ledger
 
 
 class SharedLLM:
@@ -92,7 +104,12 @@ class SharedLLM:
         self.refused_total = 0  # requests refused with ServerBusy
         self.reserved = 0  # places taken by replies not yet at the LLM (their ASR and understanding)
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
+        self.voice_to_voice_s = 0.0  # a lone session's voice-to-voice (``calibrate_voice``); 0 = not known
+        self._voice_measured = False  # voice_to_voice_s is measured (``observe_voice``), not estimated
+        self._governor = GovernorState()  # places taken off the derived capacity (on a ledger: the host's cut)
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
+        self._turn_ids = itertools.count(1)
 
     @property
     def waiting(self) -> int:
@@ -103,8 +120,21 @@ class SharedLLM:
         """The most requests that may hold or wait for a slot at once."""
         if self.max_requests > 0:
             return self.max_requests
-        hold = max(self.hold_s, 1e-3)
-        budget = self.max_wait_s if self.max_wait_s > 0 else hold
+        derived = self.derived_capacity
+        return governor.capacity(derived, self.governor_state()) if self._governed else derived
+
+    @property
+    def _governed(self) -> bool:
+        """The capacity is derived from a lone voice-to-voice, so the replies' own figures check it."""
+        return self.max_requests <= 0 and self.max_wait_s <= 0
+
+    @property
+    def derived_capacity(self) -> int:
+        """The formula's capacity, before the governor's cut (``max_requests`` when given)."""
+        if self.max_requests > 0:
+            return self.max_requests
+        hold = max(self.host_hold_s(), 1e-3)
+        budget = self.max_wait_s or self.lone_voice_s() or hold
         return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
     @property
@@ -144,6 +174,112 @@ class SharedLLM:
         self.calibrate(hold)
         return hold
 
+    def calibrate_voice(self, voice_to_voice_s: float) -> None:
+        """A lone session's voice-to-voice here (``stack.single_voice_to_voice_s``, from the engines' speeds measured
+        at start-up): the derived capacity admits as many replies as wait within it for those ahead."""
+        if voice_to_voice_s > 0:
+            self.voice_to_voice_s = voice_to_voice_s
+
+    def observe_voice(self, voice_to_voice_s: float) -> None:
+        """A reply admitted alone (no other reply in flight, no other turn in progress) and served without
+        waiting was heard ``voice_to_voice_s`` after its speech: the lone voice-to-voice moves towards it (the
+        first one measured replaces the start-up estimate; on a ledger, the host's figure)."""
+        if voice_to_voice_s <= 0:
+            return
+        if self.ledger is not None:
+            try:
+                self.voice_to_voice_s = self.ledger.note("lone_voice_s", voice_to_voice_s, HOLD_SMOOTHING)
+                self._voice_measured = True
+                return
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a voice-to-voice not noted (%s)", exc)
+        if not self._voice_measured:
+            self.voice_to_voice_s, self._voice_measured = voice_to_voice_s, True
+        else:
+            self.voice_to_voice_s += HOLD_SMOOTHING * (voice_to_voice_s - self.voice_to_voice_s)
+
+    def governor_state(self) -> GovernorState:
+        """The governor's state: on a ledger the host's cut and streak (lapsed after an hour unused: all places
+        back) with this worker's last reason, else this worker's."""
+        if self.ledger is not None:
+            try:
+                found = self.ledger.figures(GOVERNOR_FIGURES)
+            except sqlite3.Error:
+                return self._governor
+            cut = int(found.get("capacity_cut", 0))
+            reason = self._governor.reason if cut == self._governor.cut else (
+                "derived" if cut == 0 else f"{cut} place(s) taken off by another worker's replies")
+            return GovernorState(cut, int(found.get("capacity_fits", 0)), reason, int(found.get("capacity_cuts", 0)))
+        return self._governor
+
+    def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
+                      admitted_at: int | None = None) -> None:
+        """A reply was completed and heard ``voice_to_voice_s`` after its speech. One admitted ``alone`` and not
+        ``queued`` is a lone session's (``observe_voice``); every one is a sample for the governor, as a ratio to
+        the lone voice-to-voice (``admitted_at``: the capacity when it took its place)."""
+        if voice_to_voice_s <= 0:
+            return
+        if alone and not queued:
+            self.observe_voice(voice_to_voice_s)
+        lone = self.lone_voice_s()
+        if not self._governed or lone <= 0:
+            return
+        ratio = voice_to_voice_s / lone
+        headroom = self.host_hold_s() / self.slots / lone
+        derived = self.derived_capacity
+
+        def change(state: GovernorState) -> GovernorState:
+            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at)
+
+        before = self.governor_state()
+        if self.ledger is not None:
+            try:
+                new = GovernorState()
+
+                def on_ledger(found: dict[str, float]) -> dict[str, float]:
+                    nonlocal new
+                    new = change(GovernorState(int(found.get("capacity_cut", 0)), int(found.get("capacity_fits", 0)),
+                                               before.reason, int(found.get("capacity_cuts", 0))))
+                    return {"capacity_cut": float(new.cut), "capacity_fits": float(new.fits),
+                            "capacity_cuts": float(new.cuts)}
+
+                self.ledger.update(GOVERNOR_FIGURES, on_ledger)
+                self._governor = new
+                self._log_change(before, new, derived)
+                return
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a reply's figure not noted (%s); governed by this worker", exc)
+        self._governor = change(self._governor)
+        self._log_change(before, self._governor, derived)
+
+    def _log_change(self, before: GovernorState, after: GovernorState, derived: int) -> None:
+        if after.cut != before.cut:
+            log.info("admission: capacity %d (derived %d): %s", governor.capacity(derived, after), derived,
+                     after.reason)
+
+    def host_hold_s(self) -> float:
+        """The mean hold of a reply: the host's on a ledger (every worker's replies), else this worker's."""
+        if self.ledger is not None:
+            try:
+                measured = self.ledger.figure("hold_s")
+                if measured is not None:
+                    return measured
+            except sqlite3.Error:
+                pass
+        return self.hold_s
+
+    def lone_voice_s(self) -> float:
+        """A lone session's voice-to-voice: the host's as measured (on a ledger, by any worker), else this
+        worker's (measured, or the start-up estimate); 0 = not known."""
+        if self.ledger is not None:
+            try:
+                measured = self.ledger.figure("lone_voice_s")
+                if measured is not None:
+                    return measured
+            except sqlite3.Error:
+                pass
+        return self.voice_to_voice_s
+
     def calibrate(self, hold_s: float) -> None:
         """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""
         if hold_s > 0:
@@ -152,6 +288,52 @@ class SharedLLM:
     def observe_hold(self, held_s: float) -> None:
         """A whole generation held its slot ``held_s``: the moving average moves towards it."""
         self.hold_s += HOLD_SMOOTHING * (held_s - self.hold_s)
+
+    # ---- turns in progress: who works ahead of a reply ----
+    def turn_began(self) -> int:
+        """A session's user began a turn: its id, in the order turns began (on a ledger: the host's order)."""
+        ticket = None
+        if self.ledger is not None:
+            try:
+                ticket = self.ledger.turn_began()
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a turn not entered (%s); counted in this worker only", exc)
+        turn = next(self._turn_ids)
+        self._turns[turn] = ticket
+        return turn
+
+    def turn_ended(self, turn: int) -> None:
+        ticket = self._turns.pop(turn, None)
+        if ticket is not None and self.ledger is not None:
+            try:
+                self.ledger.turn_ended(ticket)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a turn's row not removed (%s); it goes stale", exc)
+
+    def turns_ahead(self, turn: int) -> int:
+        """Turns in progress that began before ``turn`` (the host's, on a ledger)."""
+        ticket = self._turns.get(turn)
+        if ticket is not None and self.ledger is not None:
+            try:
+                return self.ledger.turns_ahead(ticket)
+            except sqlite3.Error:
+                pass
+        return sum(1 for t in self._turns if t < turn)
+
+    def turns_in_progress(self) -> int:
+        """Users speaking now (the host's, on a ledger)."""
+        if self.ledger is not None:
+            try:
+                return self.ledger.turns_ahead(2 ** 62)
+            except sqlite3.Error:
+                pass
+        return len(self._turns)
+
+    def may_work_ahead(self, turn: int | None) -> bool:
+        """A reply asked for now would get a place, and so would the replies of every turn that began before
+        ``turn`` (None: no turn in progress, only the place is asked about)."""
+        free = self.capacity - self.in_flight()
+        return free > 0 and (turn is None or self.turns_ahead(turn) < free)
 
     def for_session(self, on_queued: QueuedCallback | None = None) -> SessionLLM:
         return SessionLLM(self, on_queued)
@@ -275,7 +457,12 @@ class SharedLLM:
                 previous = None
             if previous is not None and previous < ended_at:
                 start = max(sent_at, previous)
-            self.observe_hold(self.slots * (ended_at - start))
+            held = self.slots * (ended_at - start)
+            try:  # the host's mean, from this worker's estimate when it is the first measured
+                self.ledger.note("hold_s", held, HOLD_SMOOTHING, start=self.hold_s)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a hold not noted (%s)", exc)
+            self.observe_hold(held)
             return
         self.observe_hold(ended_at - start)
 
@@ -295,17 +482,36 @@ class SessionLLM:
         self.on_queued = on_queued
         self.prefill_skipped = 0  # prefill calls refused because the LLM was busy or held another's turns
         self._place: HeldPlace | None = None  # taken by ``admit`` for the next request
+        self._turn: int | None = None  # this session's turn in progress (``SharedLLM.turn_began``)
 
     def would_admit(self) -> bool:
-        """A reply asked for now would get a place (``pipeline.shedding.Admission``)."""
-        return not self.shared.full
+        """A reply asked for now would get a place, and so would those of the turns in progress that began before
+        this session's (``pipeline.shedding.Admission``)."""
+        if self._place is not None and self._place.held:
+            return True  # its place is taken already (a speculative reply in a pause)
+        return self.shared.may_work_ahead(self._turn)
+
+    def mid_turn(self, speaking: bool) -> None:
+        """Whether this session's user is mid-turn now (``pipeline.shedding.Admission``; called often, it acts on
+        a change). A session whose reply holds a place is counted there, not here: twice would shed the work of
+        the turn behind it."""
+        speaking = speaking and (self._place is None or not self._place.held)
+        if speaking and self._turn is None:
+            self._turn = self.shared.turn_began()
+        elif not speaking and self._turn is not None:
+            self.shared.turn_ended(self._turn)
+            self._turn = None
 
     def admit(self) -> HeldPlace:
         """A place for this session's next request, taken now (``ServerBusy`` at once when there is none); the
         next ``stream`` uses it. A place still held from before is given up first."""
         if self._place is not None:
             self._place.release()
-        self._place = HeldPlace(self, self.shared.reserve())
+        self.mid_turn(False)  # the turn is counted by its place from now on
+        shared = self.shared
+        self._place = HeldPlace(self, shared.reserve())
+        self._place.alone = shared.in_flight() == 1 and shared.turns_in_progress() == 0
+        self._place.capacity = shared.capacity
         return self._place
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
@@ -418,6 +624,8 @@ class HeldPlace:
         self.view = view
         self.ticket = ticket
         self.held = True
+        self.alone = False  # no other reply in flight and no other turn in progress when it was taken
+        self.capacity = 0  # the shared LLM's capacity when it was taken (0: not known)
 
     def take(self) -> tuple[int | None] | None:
         """The request takes the place over: its ticket (None: released already, so the request asks anew)."""

@@ -26,6 +26,7 @@ from attune.core.errors import BackendError
 from attune.core.frames import AudioChunk
 from attune.core.machine import LLMSpeed
 from attune.pipeline.listening import BackgroundWorker, EndOfTurnModel
+from attune.pipeline.pacing import lone_voice_to_voice_ms
 from attune.pipeline.phrases import PhraseVoice, prewarm, stock_phrases
 from attune.pipeline.session import default_aggregate, default_dsp_factory
 from attune.pipeline.session_backends import SessionBackends, Voice
@@ -117,6 +118,9 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     if backends.listen_asr is not None:
         await asyncio.to_thread(backends.listen_asr.transcribe, AudioChunk(noise, 16000))
     out["asr_s"] = time.perf_counter() - t
+    t = time.perf_counter()  # a pass once loaded: what a turn's final pass costs (the server's admission reads it)
+    await asyncio.to_thread(backends.asr.transcribe, AudioChunk(noise, 16000))
+    out["asr_pass_s"] = time.perf_counter() - t
     t = time.perf_counter()
     plan = backends.planner(None, config.expression.strategy)
     builder = PromptBuilder(configured_persona(config.agent),
@@ -145,6 +149,16 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
         await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)
         out["end_of_turn_s"] = time.perf_counter() - t
     return out
+
+
+def lone_voice_to_voice_s(config: Config, speed: LLMSpeed | None, asr_pass_s: float) -> float | None:
+    """A lone session's voice-to-voice here (s), from the speeds ``warm_up`` measured (``pacing``): the budget the
+    server's derived admission fits the waits of the last admitted reply into, until a reply is measured. None:
+    the LLM's speed is unknown."""
+    p = config.pipeline
+    commit_ms = p.eot_likely_ms if p.end_of_turn_model != "none" else p.end_of_turn_silence_ms
+    ms = lone_voice_to_voice_ms(speed, asr_pass_ms=1000.0 * asr_pass_s, commit_ms=commit_ms)
+    return None if ms is None else ms / 1000.0
 
 
 SPEED_TOKENS = 16  # tokens written to measure the LLM's speed at start-up (~0.5-1.5 s on 2 cores)

@@ -20,9 +20,9 @@ from attune.transports.protocol import MAX_INPUT_RATE, MIN_INPUT_RATE
 
 SETTLE_S = 1.0  # s of quiet (no reply in progress, no audio arriving) after which the tail ends
 QUIET_TURN_S = 5.0  # s without events after which a turn the server has not ended counts as over
-# s without events a turn the server ended (speech_stopped) is waited for: the server owes it a reply or a
-# refusal, and its ASR pass may wait behind other sessions' on a loaded machine. Only a turn heard as noise (no
-# words) ends with no event, so this is what such a turn costs.
+# s without events a turn the server ended (speech_stopped) is waited for: the server owes it a reply, a refusal
+# or, for a turn heard as noise, an empty transcript (``empty: true``), and its ASR pass may wait behind other
+# sessions' on a loaded machine.
 ANSWER_PATIENCE_S = 20.0
 
 
@@ -124,14 +124,17 @@ async def _read(ws: Any, run: ClientRun, on_event: Callable[[dict[str, Any]], No
 
 def _busy(run: ClientRun, now_s: float) -> bool:
     """A turn or a reply is in progress: a reply was created and has not finished, or speech began after the last
-    finished reply and events still arrive (a turn that yields no reply, e.g. one heard as noise, goes quiet:
-    after ``QUIET_TURN_S``, or ``ANSWER_PATIENCE_S`` once the server has ended the turn)."""
+    finished reply or turn heard as noise (its transcript ``empty``) and events still arrive (a turn the server
+    has not ended goes quiet after ``QUIET_TURN_S``; one it ended, ``speech_stopped``, after ``ANSWER_PATIENCE_S``)."""
     kinds = [e["type"] for e in run.events]
 
     def last(*names: str) -> int:
         return max((i for i, k in enumerate(kinds) if k in names), default=-1)
 
-    ended = last("response.done", "response.cancelled")
+    noise = max((i for i, e in enumerate(run.events)
+                 if e["type"] == "conversation.item.input_audio_transcription.completed" and e.get("empty")),
+                default=-1)
+    ended = max(last("response.done", "response.cancelled"), noise)
     if last("response.created") > ended:
         return True
     patience = ANSWER_PATIENCE_S if last("input_audio_buffer.speech_stopped") > ended else QUIET_TURN_S

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,6 +126,9 @@ class Connection:
         self._last: list[str] = []  # the closing session's last messages (collect_last), for finish()
         self._queue_counted = False  # this reply's wait for the LLM is counted
         self._refused_turns: set[Any] = set()  # turns the shared LLM refused (server_busy): counted as dropped
+        # told the voice-to-voice (s) of each completed reply and its trace (the server's admission: a lone one's sets
+        # the budget, every one checks the derived capacity against it)
+        self.on_voice_to_voice: Callable[[float, dict[str, Any]], None] | None = None
         session.on_overflow = lambda event: self.close_soon(proto.CLOSE_TRY_AGAIN, "server overloaded")
 
     # ---- control ----
@@ -408,6 +412,9 @@ class Connection:
             v2v = (d.get("trace") or {}).get("voice_to_voice_ms")
             if isinstance(v2v, (int, float)):
                 m.voice_to_voice.observe(v2v / 1000.0)
+                trace = d.get("trace") or {}
+                if self.on_voice_to_voice is not None and outcome == "completed":
+                    self.on_voice_to_voice(v2v / 1000.0, trace)
         elif event.type == ev.RESPONSE_CREATED:
             self._queue_counted = False
         elif event.type == proto.RESPONSE_QUEUED and not self._queue_counted:  # told again while it waits: once

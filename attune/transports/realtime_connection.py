@@ -261,8 +261,9 @@ class RealtimeConnection(Connection):
             sweeper.cancel()
 
     async def _sweep(self) -> None:
-        """A turn in which the ASR heard no words gets no reply and no session event: once the session is quiet,
-        its user item is closed with an empty transcript, and a requested response ends with no output."""
+        """A turn in which the ASR heard no words gets no reply (the session's empty transcript closes its user
+        item): once the session is quiet, a user item still open is closed with an empty transcript, and a
+        requested response ends with no output."""
         quiet = 0
         while True:
             await asyncio.sleep(SWEEP_S)
@@ -313,7 +314,7 @@ class RealtimeConnection(Connection):
                 self.send_json(rt.event(self.ids, "conversation.item.input_audio_transcription.delta",
                                         item_id=self._speech_item, content_index=0, delta=str(d.get("delta", ""))))
         elif t == ev.TRANSCRIPT:
-            self._transcript(str(d.get("transcript", "")))
+            self._transcript(str(d.get("transcript", "")), empty=bool(d.get("empty")))
         elif t == ev.EMOTION_TURN:
             self._emotion_turn(d)
         elif t == ev.EMOTION_MEASUREMENT:
@@ -342,7 +343,9 @@ class RealtimeConnection(Connection):
         self._awaiting_transcript.append(item_id)
         self._spoken_item = item_id
 
-    def _transcript(self, transcript: str) -> None:
+    def _transcript(self, transcript: str, *, empty: bool = False) -> None:
+        """The turn's words; ``empty``: it was heard as noise (no words), so its user item is done now with an
+        empty transcript (no emotion follows)."""
         if self._typed_turns and transcript == self._typed_turns[0].strip():
             self._typed_turns.pop(0)
             self._last_transcript_item = None
@@ -350,6 +353,7 @@ class RealtimeConnection(Connection):
         if not self._awaiting_transcript:
             self._last_transcript_item = None
             return
+        transcript = "" if empty else transcript
         *joined, item_id = self._awaiting_transcript  # turns answered together: the words are the last item's
         self._awaiting_transcript = []
         for other in joined:
@@ -359,6 +363,9 @@ class RealtimeConnection(Connection):
         self.send_json(rt.event(self.ids, "conversation.item.input_audio_transcription.completed",
                                 item_id=item_id, content_index=0, transcript=transcript,
                                 usage={"type": "duration", "seconds": 0.0}))
+        if empty:
+            self._last_transcript_item = None
+            self._finish_user_item(item_id, "", None)
 
     def _emotion_turn(self, d: dict[str, Any]) -> None:
         item_id, self._last_transcript_item = self._last_transcript_item, None

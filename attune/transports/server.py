@@ -158,6 +158,7 @@ class AttuneServer:
             except Exception as exc:  # noqa: BLE001 - health reports a failing engine, it never fails itself
                 tts["error"] = str(exc)
         llm = self.shared_llm
+        governed = llm.governor_state()
         full = len(self.connections) >= self.settings.max_sessions or self.shared_llm.full  # as refusal() says
         return {
             "status": "draining" if self.draining else "full" if full else "ok",
@@ -167,12 +168,22 @@ class AttuneServer:
                 "asr": {"name": None if e.asr is None else e.asr.name, "ready": e.asr is not None},
                 "llm": {"name": llm.name, "slots": llm.slots, "busy": llm.busy, "waiting": llm.waiting,
                         "served": llm.served, "queued_total": llm.queued_total, "capacity": llm.capacity,
-                        "refused_total": llm.refused_total, "reserved": llm.reserved, "hold_s": round(llm.hold_s, 3),
+                        "refused_total": llm.refused_total, "reserved": llm.reserved,
+                        "hold_s": round(llm.host_hold_s(), 3), "voice_to_voice_s": round(llm.lone_voice_s(), 3),
+                        "derived_capacity": llm.derived_capacity, "capacity_cut": governed.cut,
+                        "capacity_reason": governed.reason,
                         "stalled_total": llm.stalled_total, "in_flight": llm.in_flight(),
                         "shared": llm.ledger is not None},
                 "tts": tts,
             },
         }
+
+    def _observe_reply(self, voice_to_voice_s: float, trace: dict[str, Any]) -> None:
+        """A completed reply's voice-to-voice, for the shared LLM's admission (``SharedLLM.observe_reply``)."""
+        at = trace.get("admitted_capacity")
+        self.shared_llm.observe_reply(voice_to_voice_s, alone=bool(trace.get("admitted_alone")),
+                                      queued=bool(trace.get("llm_queued")),
+                                      admitted_at=at if isinstance(at, int) else None)
 
     async def metrics_page(self, request: Request) -> Response:
         if self.tokens and not self._authorized(request.headers.get("authorization"),
@@ -275,6 +286,7 @@ class AttuneServer:
                 conn = connect(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
                                shared_tts=self.engines.tts, voices=self.voices, personas=self.personas,
                                persona=persona)
+                conn.on_voice_to_voice = self._observe_reply  # the derived admission's budget and its check
                 self.connections[session_id] = conn
                 self.metrics.sessions.inc()
                 self.metrics.sessions_active.inc()

@@ -94,3 +94,83 @@ def test_the_stall_bound_follows_the_measured_speed_and_the_queue_ahead() -> Non
     shared.calibrate(0.1)
     assert shared.stall_bound_s() == pytest.approx(2.0)  # never below the floor
     assert SharedLLM(ScriptedLLM(), stall_s=0.5).stall_bound_s(ahead=1) == pytest.approx(1.0)
+
+
+def test_turns_in_progress_are_one_queue_across_workers(tmp_path: Path) -> None:
+    """Two workers' sessions speaking at once are counted in the order their turns began; a turn that ends leaves
+    the queue, and a dead worker's turns hold no place in it."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), max_requests=2, ledger=AdmissionLedger(path)) for _ in range(2))
+    first = one.turn_began()
+    second = two.turn_began()
+    third = one.turn_began()
+    assert [one.turns_ahead(first), two.turns_ahead(second), one.turns_ahead(third)] == [0, 1, 2]
+    assert one.may_work_ahead(first) and two.may_work_ahead(second) and not one.may_work_ahead(third)
+    two.turn_ended(second)
+    assert one.turns_ahead(third) == 1 and one.may_work_ahead(third)
+    code = (f"from attune.pipeline.admission_ledger import AdmissionLedger; import os\n"
+            f"AdmissionLedger({str(path)!r}).turn_began()\nos._exit(0)")  # dies mid-turn
+    subprocess.run([sys.executable, "-c", code], check=True)
+    late = two.turn_began()  # entering drops the dead worker's row
+    assert two.turns_ahead(late) == 2
+    assert one.ledger is not None
+    one.ledger.close()  # a worker that stops takes its turns with it
+    assert two.turns_ahead(late) == 0
+
+
+def test_the_lone_voice_to_voice_one_worker_measures_is_the_hosts(tmp_path: Path) -> None:
+    """Every worker derives its capacity from the same figure: the one measured by whichever served a reply alone
+    (its start-up estimate until then)."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.0)
+        shared.calibrate_voice(0.8 if shared is one else 1.1)
+    assert (one.capacity, two.capacity) == (1, 2)  # each its own estimate
+    one.observe_voice(2.2)
+    assert one.lone_voice_s() == two.lone_voice_s() == 2.2 and one.capacity == two.capacity == 3
+    two.observe_voice(1.2)
+    assert one.lone_voice_s() == pytest.approx(2.2 + 0.2 * (1.2 - 2.2))
+
+
+def test_the_hold_one_worker_measures_is_the_hosts(tmp_path: Path) -> None:
+    """Workers whose start-up estimates differ derive the same capacity once one has served a reply: the host's
+    mean hold, moved from that worker's estimate."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared, hold in ((one, 2.4), (two, 2.8)):
+        shared.calibrate(hold)
+        shared.calibrate_voice(2.5)
+    assert (one.capacity, two.capacity) == (2, 1)
+    now = time.time()
+    one.generation_ended(now - 2.0, now)  # held 2.0 s
+    assert one.host_hold_s() == two.host_hold_s() == pytest.approx(2.4 + 0.2 * (2.0 - 2.4))
+    assert one.capacity == two.capacity == 2
+
+
+def test_a_figure_not_measured_for_an_hour_no_longer_counts(tmp_path: Path) -> None:
+    """The ledger file outlives the workers (a restart may bring another model): an old figure gives way to the
+    worker's own estimate, and the next measurement starts afresh from it."""
+    ledger = AdmissionLedger(tmp_path / "admission.sqlite3")
+    assert ledger.note("hold_s", 2.0, 0.2) == 2.0 and ledger.figure("hold_s") == 2.0
+    ledger._db.execute("UPDATE figures SET at = at - 4000")
+    assert ledger.figure("hold_s") is None
+    assert ledger.note("hold_s", 1.0, 0.2, start=3.0) == pytest.approx(3.0 + 0.2 * (1.0 - 3.0))
+
+
+def test_the_capacity_cut_is_the_hosts(tmp_path: Path) -> None:
+    """A late reply on one worker lowers both workers' capacity, and replies with room on the other give it back:
+    the governor's state is the ledger's."""
+    path = tmp_path / "admission.sqlite3"
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(path)) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.0)
+    one.observe_reply(2.2, alone=True)
+    one.generation_ended(time.time() - 1.0, time.time())
+    assert one.capacity == two.capacity == 3
+    one.observe_reply(6.0)
+    assert one.capacity == two.capacity == 2
+    assert "another worker" in two.governor_state().reason
+    for _ in range(4):
+        two.observe_reply(2.2, alone=True)
+    assert one.capacity == two.capacity == 3

@@ -73,3 +73,28 @@ def test_the_free_wait_is_longer_on_a_slow_machine_and_never_a_hanging_sentences
     heard = paced_endpoint(base, SLOW, speculate_ms=96, clause_words=2, note_first=True, acknowledgements=True)
     assert heard is not None and heard.free_ms == 0
     assert paced_endpoint(None, SLOW, speculate_ms=96, clause_words=2, note_first=True, acknowledgements=False) is None
+
+
+def test_a_lone_voice_to_voice_adds_the_stages_and_grows_on_a_slow_machine() -> None:
+    from attune.pipeline.pacing import lone_voice_to_voice_ms
+
+    fast = lone_voice_to_voice_ms(FAST, asr_pass_ms=150.0, commit_ms=800)
+    slow = lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=800)
+    assert fast is not None and slow is not None
+    assert 800 + 150 + 120 < fast < slow  # at least the commit, the pass and the first token
+    assert slow - (800 + 300 + 450) == pytest.approx(8 * 1.3 * 1000 / 10.6 + 80, abs=1)  # 8 words, then Piper
+    assert lone_voice_to_voice_ms(None, asr_pass_ms=150.0, commit_ms=800) is None
+
+
+def test_the_servers_estimate_commits_as_the_configured_end_of_turn_says() -> None:
+    from attune.config import load_config
+    from attune.pipeline.pacing import lone_voice_to_voice_ms
+    from attune.pipeline.stack import lone_voice_to_voice_s
+
+    model = load_config(environ={}, overrides={"pipeline": {"eot_likely_ms": 700}})
+    silence = load_config(environ={}, overrides={"pipeline": {"end_of_turn_model": "none",
+                                                              "end_of_turn_silence_ms": 500}})
+    for config, commit in ((model, 700), (silence, 500)):
+        got = lone_voice_to_voice_s(config, SLOW, 0.3)
+        assert got == pytest.approx((lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=commit) or 0) / 1000)
+    assert lone_voice_to_voice_s(model, None, 0.3) is None

@@ -113,7 +113,9 @@ async def test_a_discarded_speculative_reply_is_not_recorded() -> None:
     assert not out.committed and not out.recorded and events == []
 
 
-async def test_nothing_to_answer_is_an_empty_outcome_with_no_events() -> None:
+async def test_nothing_to_answer_is_an_empty_outcome_that_says_so() -> None:
+    """A turn heard as noise ends with its (empty) transcript marked ``empty``, the one event that tells a client
+    no reply follows; nothing else is sent and nothing is recorded."""
     llm = ScriptedLLM()
     reply, events, _ = _reply(asr=FixedASR("  "), llm=llm)
     reply.start()
@@ -121,7 +123,8 @@ async def test_nothing_to_answer_is_an_empty_outcome_with_no_events() -> None:
     assert reply.task is not None
     await reply.task
     out = reply.outcome()
-    assert out.status == "empty" and not out.recorded and events == [] and not llm.calls
+    assert out.status == "empty" and not out.recorded and not llm.calls
+    assert [(e.type, e.data) for e in events] == [(ev.TRANSCRIPT, {"turn": 1, "transcript": "", "empty": True})]
 
 
 async def test_a_turn_refused_at_its_admission_is_said_at_once_without_asr_or_llm() -> None:
@@ -154,6 +157,7 @@ async def test_an_admitted_replys_place_is_given_back_however_it_ends() -> None:
 
     class Place:
         released = 0
+        alone = False
 
         def release(self) -> None:
             self.released += 1

@@ -229,6 +229,9 @@ async def test_empty_transcript_gets_no_reply() -> None:
         await d.silence(1.0)
         await d.until_idle()
     assert ev.RESPONSE_CREATED not in d.types() and not h.llm.calls
+    ended = d.of(ev.TRANSCRIPT)  # the turn's end is said: no reply follows
+    assert [e.data for e in ended] == [{"turn": 1, "transcript": "", "empty": True}]
+    assert d.types().index(ev.SPEECH_STOPPED) < d.types().index(ev.TRANSCRIPT)
 
 
 async def test_reply_tag_is_stripped_before_speech_and_traced() -> None:

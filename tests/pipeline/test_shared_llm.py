@@ -196,8 +196,10 @@ async def test_the_start_up_estimate_comes_from_the_llms_measured_speed() -> Non
 
     llm = ScriptedLLM(tokens=["a"] * 20, delay_s=0.02)
     backends = SessionBackends(asr=FixedASR(), llm=llm, voice=Voice(ToneTTS()), vad=EnergyVAD())
-    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    config = load_config(environ={}, overrides={"speech_cache": {"prewarm": False}})
+    out = await warm_up(backends, config)
     assert out["llm_s_per_token"] >= 0.019  # each token slept 20 ms
+    assert out["asr_pass_s"] >= 0 and len(backends.asr.calls) == 2  # type: ignore[attr-defined]  # load, then a pass
     shared = SharedLLM(llm, max_wait_s=6.0)
     assert shared.calibrate_from_speed(0.02, max_tokens=96) == pytest.approx((40 + 16) * 0.02)
     assert shared.capacity == 1 + 5  # 6 s of waiting at 1.12 s a reply
@@ -242,3 +244,110 @@ async def test_a_place_taken_on_one_worker_counts_on_the_other(tmp_path) -> None
     assert not two.full and two.in_flight() == 0
     view.admit()
     assert await _run(view, 3) == "a" and one.in_flight() == 0 and two.in_flight() == 0
+
+
+def test_the_derived_capacity_serves_the_last_admitted_within_twice_a_lone_voice_to_voice() -> None:
+    """With a lone session's voice-to-voice known (``calibrate_voice``): k replies while the k - 1 holds ahead
+    of the last fit in one voice-to-voice; a slow host, whose reply holds the LLM longer than that, admits one."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(2.4)
+    shared.calibrate_voice(2.0)
+    assert shared.capacity == 1  # a second would wait 2.4 s on top of its own 2.0 s: 4.4 > 2 x 2.0
+    shared.calibrate(1.0)
+    assert shared.capacity == 3  # the third waits two holds (2.0 s): within one voice-to-voice
+    shared.calibrate_voice(2.2)
+    assert shared.capacity == 3
+    shared.calibrate(0.7)
+    assert shared.capacity == 4
+    shared.calibrate_voice(0.0)  # unknown: ignored, the estimate stands
+    assert shared.voice_to_voice_s == 2.2
+    assert SharedLLM(ScriptedLLM(), max_wait_s=6.0).capacity == 1 + 3  # an explicit wait still decides
+    unknown = SharedLLM(ScriptedLLM())
+    unknown.calibrate(2.4)
+    assert unknown.capacity == 2  # no voice-to-voice measured: one reply's hold, as before
+
+
+async def test_only_the_turns_that_free_places_would_answer_work_ahead() -> None:
+    """Turns in progress are counted in the order they began: with two places, the first two turns may work
+    ahead of their replies and a third may not, until a place frees or a turn ahead of it ends."""
+    shared = SharedLLM(CountingLLM(tokens=["a"] * 3, delay_s=0.01), max_requests=2)
+    a, b, c = (shared.for_session() for _ in range(3))
+    assert a.would_admit() and c.would_admit()  # no turn in progress: only the places are asked about
+    for view in (a, b, c):
+        view.mid_turn(True)
+        view.mid_turn(True)  # every frame says so: counted once
+    assert [v.would_admit() for v in (a, b, c)] == [True, True, False]
+    place = a.admit()  # a's turn ended: its place is taken, its turn no longer counted
+    a.mid_turn(True)  # still speaking by the frame, but counted as its place
+    assert shared.turns_ahead(c._turn or 0) == 1 and shared.in_flight() == 1
+    assert [v.would_admit() for v in (a, b, c)] == [True, True, False]
+    b.mid_turn(False)  # b's turn was noise: it ends without a reply
+    assert c.would_admit()
+    c.mid_turn(False)
+    place.release()
+    a.mid_turn(False)
+    assert shared.turns_ahead(10 ** 6) == 0 and not shared.full
+
+
+async def test_a_session_that_holds_its_place_goes_on_working_ahead() -> None:
+    """A speculative reply's place is its own: ``would_admit`` stays True for it though the LLM is full."""
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=1)
+    view, other = shared.for_session(), shared.for_session()
+    view.mid_turn(True)
+    view.admit()
+    assert shared.full and view.would_admit() and not other.would_admit()
+
+
+def test_the_lone_voice_to_voice_follows_the_replies_served_alone() -> None:
+    """Start-up's estimate, then the moving average of replies admitted alone: a first one sets it when none was
+    estimated, and the capacity follows it."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.0)
+    shared.calibrate_voice(0.8)  # start-up's estimate
+    assert shared.capacity == 1
+    shared.observe_voice(2.5)  # the first measured replaces it
+    assert shared.voice_to_voice_s == 2.5 and shared.capacity == 3
+    for _ in range(30):
+        shared.observe_voice(1.2)
+    assert shared.voice_to_voice_s == pytest.approx(1.2, abs=0.01) and shared.capacity == 2
+    shared.observe_voice(0.0)  # no figure: ignored
+    assert shared.voice_to_voice_s == pytest.approx(1.2, abs=0.01)
+
+
+def test_a_place_is_alone_only_with_no_other_reply_or_turn_in_progress() -> None:
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=4)
+    a, b, c = (shared.for_session() for _ in range(3))
+    a.mid_turn(True)
+    first = a.admit()  # its own turn does not count against it
+    assert first.alone and shared.turns_in_progress() == 0
+    second = b.admit()
+    assert not second.alone  # a's reply is in flight
+    first.release()
+    second.release()
+    c.mid_turn(True)  # someone is speaking
+    assert not b.admit().alone
+
+
+def test_admitted_replies_over_twice_a_lone_one_lower_the_derived_capacity() -> None:
+    """The derived capacity (hold 1 s, lone voice-to-voice 2.2 s: 3) loses a place to a reply heard at 5 s, and
+    gets it back after replies heard alone; an explicit ``max_requests`` is not governed."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.0)
+    shared.observe_reply(2.2, alone=True)
+    assert shared.capacity == shared.derived_capacity == 3
+    shared.observe_reply(5.0, admitted_at=3)
+    assert shared.derived_capacity == 3 and shared.capacity == 2 and shared.governor_state().cut == 1
+    for _ in range(4):
+        shared.observe_reply(2.2, alone=True)
+    assert shared.capacity == 3
+    shared.observe_reply(2.2, alone=True, queued=True)  # waited: not a lone one's figure, still a sample
+    assert shared.lone_voice_s() == pytest.approx(2.2)
+    fixed = SharedLLM(ScriptedLLM(), max_requests=2)
+    fixed.observe_reply(2.0, alone=True)
+    fixed.observe_reply(9.0)
+    assert fixed.capacity == 2 and fixed.governor_state().cut == 0
+
+
+async def test_a_place_records_the_capacity_it_was_taken_at() -> None:
+    shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=3)
+    assert shared.for_session().admit().capacity == 3

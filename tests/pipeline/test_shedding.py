@@ -20,6 +20,9 @@ PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1
 
 
 class FakePlace:
+    alone = False
+    capacity = 0
+
     def __init__(self) -> None:
         self.released = 0
 
@@ -34,6 +37,11 @@ class Door:
         self.open = open_
         self.asked = 0
         self.places: list[FakePlace] = []
+        self.speaking: list[bool] = []  # each change the session reported (``mid_turn``)
+
+    def mid_turn(self, speaking: bool) -> None:
+        if not self.speaking or self.speaking[-1] != speaking:
+            self.speaking.append(speaking)
 
     def would_admit(self) -> bool:
         self.asked += 1
@@ -151,3 +159,45 @@ def test_without_a_door_the_session_never_sheds() -> None:
     assert LoadShedding().speculate and LoadShedding().admit() is None
     door = Door(open_=False)
     assert not LoadShedding(door).speculate and door.asked == 1
+
+
+async def test_the_session_reports_its_turns_in_progress() -> None:
+    """The host counts the turns in progress (``Admission.mid_turn``): from the start of the speech to the end of
+    the turn, and never past the session's close."""
+    door = Door(open_=True)
+    h = _behind(door, FixedASR("I was thinking maybe we could go."))
+    async with h.session() as s:
+        d = Driver(s)
+        await d.silence(0.3)
+        assert door.speaking in ([], [False])
+        await d.speak(0.6)
+        assert door.speaking[-1] is True
+        await d.silence_until(_done)
+        await d.until_idle()
+        assert door.speaking[-1] is False and door.speaking.count(True) == 1
+        await d.speak(0.6)  # the user speaks again and hangs up mid-turn
+        assert door.speaking[-1] is True
+    assert door.speaking[-1] is False
+
+
+async def test_a_turn_behind_others_sheds_its_partial_passes_until_they_end() -> None:
+    """Behind the shared LLM with one place: while another session's turn, begun first, is in progress, this one
+    runs no partial pass (it would not be answered first); once that turn ends, its passes run."""
+    from attune.pipeline.shared_llm import SharedLLM
+    from tests.fakes import ScriptedLLM
+
+    shared = SharedLLM(ScriptedLLM(), max_requests=1)
+    ahead = shared.turn_began()  # another session's user began speaking first
+    asr = FixedASR("I was thinking maybe we could go.")
+    h = _behind(shared.for_session(), asr)  # type: ignore[arg-type]
+    async with h.session() as s:
+        d = Driver(s)
+        await _speak_slowly(d, 1.6)
+        assert asr.calls == [] and s.listener is not None and s.listener.shed >= 2
+        shared.turn_ended(ahead)
+        await _speak_slowly(d, 1.2)
+        assert len(asr.calls) >= 1  # first in line now: its passes run
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert [e.data["status"] for e in d.of(ev.RESPONSE_DONE)] == ["completed"]
+    assert shared.turns_ahead(10 ** 6) == 0 and shared.in_flight() == 0

@@ -26,3 +26,17 @@ def test_a_turn_the_server_ended_is_waited_for_through_a_long_quiet() -> None:
     answered = _run(("input_audio_buffer.speech_started", 0.5), ("input_audio_buffer.speech_stopped", 3.0),
                     ("error", 3.2), ("response.done", 5.0))
     assert not _busy(answered, 5.5)  # refused and ended: nothing more to wait for
+
+
+def test_a_turn_heard_as_noise_ends_with_its_empty_transcript() -> None:
+    """No reply follows a turn whose transcript is ``empty``: the client stops waiting at once, not after
+    ``ANSWER_PATIENCE_S``; a later turn is waited for again."""
+    run: Any = _run(("input_audio_buffer.speech_started", 0.5), ("input_audio_buffer.speech_stopped", 3.0))
+    run.events.append({"type": "conversation.item.input_audio_transcription.completed", "t": 3.4, "transcript": "",
+                       "empty": True, "turn": 1})
+    assert not _busy(run, 3.5)
+    run.events.append({"type": "input_audio_buffer.speech_started", "t": 4.0})
+    assert _busy(run, 4.1)
+    words: Any = _run(("input_audio_buffer.speech_started", 0.5), ("input_audio_buffer.speech_stopped", 3.0),
+                      ("conversation.item.input_audio_transcription.completed", 3.4))
+    assert _busy(words, 3.5)  # words heard: a reply is owed

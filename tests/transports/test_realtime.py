@@ -239,6 +239,12 @@ async def test_a_turn_without_words_still_closes_its_item_and_response() -> None
         assert done["response"]["status"] == "completed" and done["response"]["output"] == []
         transcribed = await got.wait("conversation.item.input_audio_transcription.completed")
         assert transcribed["item_id"] == committed["item_id"] and transcribed["transcript"] == ""
+        closed = await got.wait("conversation.item.done", item__id=committed["item_id"])
+        assert closed["item"]["content"][0]["transcript"] == ""
+        await asyncio.sleep(0.6)  # past the quiet sweep: the session's empty transcript closed the item once
+        assert len([e for e in got.of("conversation.item.input_audio_transcription.completed")
+                    if e["item_id"] == committed["item_id"]]) == 1
+        assert len([e for e in got.of("conversation.item.done") if e["item"]["id"] == committed["item_id"]]) == 1
         _assert_valid(got)
 
 

@@ -262,6 +262,12 @@ async def test_health_and_metrics() -> None:
         await reader
     assert health["status"] == "ok" and health["sessions"] == 1
     assert health["engines"]["asr"]["name"] == "fixed" and health["engines"]["tts"]["name"] == "tone"
+    trace = log.of("response.done")[0]["trace"]  # the only turn: admitted alone, its voice-to-voice a lone one's
+    assert trace["admitted_alone"] is True and trace["admitted_capacity"] >= 1
+    llm = health["engines"]["llm"]  # a lone reply within budget: the derived capacity, nothing cut, and why
+    assert llm["capacity_cut"] == 0 and llm["capacity_reason"] == "derived"
+    assert llm["capacity"] == llm["derived_capacity"] >= 1
+    assert health["engines"]["llm"]["voice_to_voice_s"] == pytest.approx(trace["voice_to_voice_ms"] / 1000, abs=2e-3)
     text = metrics.text
     assert metrics.headers["content-type"].startswith("text/plain")
     for name in ("attune_sessions_active 1.0", 'attune_turns_total{outcome="completed"} 1.0',
