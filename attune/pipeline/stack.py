@@ -57,12 +57,13 @@ def _listen_asr(config: Config, asr: ASRBackend) -> ASRBackend | None:
     one copy of the weights), so partial passes never wait for the reply's ASR. A second, one-thread model of the
     passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded (docs/BENCHMARKS.md, "Memory"). The price:
     the passes decode in CTranslate2's workers, which take the priority of the thread that loaded the model, i.e.
-    normal priority, not the worker's nice +10. Loading the model in the niced worker instead put the reply's own
+    normal priority, not the worker's nice +10. The passes' handle decodes once, without Whisper's temperature
+    fallback (``sibling(fallback=False)``). Loading the model in the niced worker instead put the reply's own
     ASR at nice +10 too, and on a loaded machine that took ASR done from about 0.5-1.1 s to 9.3 s."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
     if config.pipeline.partial_asr and isinstance(asr, FasterWhisperASR):
-        return asr.sibling()
+        return asr.sibling(fallback=False)  # a pass proposes words: one decode, no temperature fallback
     return None
 
 
