@@ -57,13 +57,15 @@ def _listen_asr(config: Config, asr: ASRBackend) -> ASRBackend | None:
     one copy of the weights), so partial passes never wait for the reply's ASR. A second, one-thread model of the
     passes' own cost 59 MiB of RSS and a 106 MiB peak while it loaded (docs/BENCHMARKS.md, "Memory"). The price:
     the passes decode in CTranslate2's workers, which take the priority of the thread that loaded the model, i.e.
-    normal priority, not the worker's nice +10. The passes' handle decodes once, without Whisper's temperature
-    fallback (``sibling(fallback=False)``). Loading the model in the niced worker instead put the reply's own
+    normal priority, not the worker's nice +10. Loading the model in the niced worker instead put the reply's own
     ASR at nice +10 too, and on a loaded machine that took ASR done from about 0.5-1.1 s to 9.3 s."""
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
     if config.pipeline.partial_asr and isinstance(asr, FasterWhisperASR):
-        return asr.sibling(fallback=False)  # a pass proposes words: one decode, no temperature fallback
+        # With Whisper's fallback, as the reply's: one decode at temperature 0 (``sibling(fallback=False)``) freed
+        # a short turn's first second but made the model's first word later on people's recordings in two
+        # sittings (docs/BENCHMARKS.md, "The first model word"), so it is not the default.
+        return asr.sibling()
     return None
 
 

@@ -196,10 +196,10 @@ def test_a_sibling_shares_the_loaded_model_and_decodes_beside_it() -> None:
     assert out["main_frames"] == -(-len(samples) // 320) and out["twin_frames"] == -(-(len(samples) // 2) // 320)
 
 
-def test_the_partial_passes_handle_decodes_once_without_the_temperature_fallback(monkeypatch) -> None:
-    """A partial pass only proposes words (two passes must agree), and the fallback's re-decodes at rising
-    temperatures cost a short turn's first pass ~0.9 s of both cores: the passes' handle asks Whisper for one
-    decode at temperature 0; the reply's handle keeps Whisper's fallback for the transcript that counts."""
+def test_a_sibling_without_fallback_decodes_once_at_temperature_0(monkeypatch) -> None:
+    """``sibling(fallback=False)`` (a handle for partial passes, which only propose words; not the pipeline's
+    default, docs/BENCHMARKS.md "The first model word") asks Whisper for one decode at temperature 0; the default
+    handle keeps Whisper's fallback."""
     main = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0, workers=2)
     passes = main.sibling(fallback=False)
     assert main.sibling().temperatures == main.temperatures

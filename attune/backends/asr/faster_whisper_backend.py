@@ -103,11 +103,10 @@ class FasterWhisperASR:
         CTranslate2. Per-thread state is shared, so each thread reads back its own encoder states.
 
         ``fallback=False``: it decodes once, greedily at temperature 0, where Whisper would decode again at
-        rising temperatures when the result looks unlikely. That is the handle for partial passes: a pass over
-        the first half-second of a turn (pre-roll and an onset) is exactly such audio, and its five or six
-        re-decodes took 0.75-1.05 s of both cores on 4 of 4 RAVDESS turns, so no later pass settled words before
-        the person finished (docs/BENCHMARKS.md, "The first model word"). A pass only proposes words; two passes
-        must agree before any is settled, and the final pass (with its fallback) decides the transcript."""
+        rising temperatures when the result looks unlikely. A partial pass over the first half-second of a turn
+        (pre-roll and an onset) is such audio: its five or six re-decodes took 0.75-1.05 s of both cores on 4 of 4
+        RAVDESS turns. The pipeline does not use it by default: without the fallback the model's first word came
+        later on people's recordings in two sittings (docs/BENCHMARKS.md, "The first model word")."""
         twin = copy.copy(self)
         twin._lock = threading.Lock()
         if not fallback:
