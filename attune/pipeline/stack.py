@@ -63,6 +63,9 @@ def _listen_asr(config: Config, asr: ASRBackend) -> ASRBackend | None:
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
     if config.pipeline.partial_asr and isinstance(asr, FasterWhisperASR):
+        # With Whisper's fallback, as the reply's: one decode at temperature 0 (``sibling(fallback=False)``) freed
+        # a short turn's first second but made the model's first word later on people's recordings in two
+        # sittings (docs/BENCHMARKS.md, "The first model word"), so it is not the default.
         return asr.sibling()
     return None
 

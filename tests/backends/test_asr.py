@@ -194,3 +194,25 @@ def test_a_sibling_shares_the_loaded_model_and_decodes_beside_it() -> None:
     threads[0].join(timeout=120)
     assert out["main"] == alone
     assert out["main_frames"] == -(-len(samples) // 320) and out["twin_frames"] == -(-(len(samples) // 2) // 320)
+
+
+def test_a_sibling_without_fallback_decodes_once_at_temperature_0(monkeypatch) -> None:
+    """``sibling(fallback=False)`` (a handle for partial passes, which only propose words; not the pipeline's
+    default, docs/BENCHMARKS.md "The first model word") asks Whisper for one decode at temperature 0; the default
+    handle keeps Whisper's fallback."""
+    main = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0, workers=2)
+    passes = main.sibling(fallback=False)
+    assert main.sibling().temperatures == main.temperatures
+    seen: list[object] = []
+    real = main._model.transcribe
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("temperature"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(main._model, "transcribe", recording)  # one model under both handles
+    wav, _ = librivox_clips()[0]
+    samples, rate = load_wav(wav)
+    clip = AudioChunk(samples[: rate * 2], rate)
+    assert passes.transcribe(clip).text == main.transcribe(clip).text  # clear speech: the first decode stands
+    assert seen == [[0.0], [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]]

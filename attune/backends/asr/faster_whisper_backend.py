@@ -32,6 +32,7 @@ FRAMES_PER_S = 100  # mel frames per second (hop 160 at 16 kHz)
 WINDOW_MARGIN_S = 1.0  # silence kept after the clip inside a shortened window
 TOKENS_PER_S = 10  # decoded tokens allowed per second of a clip in a shortened window (speech is ~4-5)
 WINDOW_STEP_FRAMES = 100  # window lengths are rounded up to whole seconds (an even frame count)
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # faster-whisper's own: decoded again, hotter, when unlikely
 
 
 def encoder_frames(duration_s: float, window_s: float) -> int:
@@ -83,6 +84,7 @@ class FasterWhisperASR:
         self.language = language
         self.encoder_window_s = encoder_window_s
         self.workers = workers
+        self.temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
         self._lock = threading.Lock()
         try:
             self._model: Any = WhisperModel(str(model_dir), device="cpu", compute_type=compute_type,
@@ -95,12 +97,20 @@ class FasterWhisperASR:
         # encoder output of its last transcribe.
         self._last = _Decode()
 
-    def sibling(self) -> FasterWhisperASR:
+    def sibling(self, *, fallback: bool = True) -> FasterWhisperASR:
         """Another handle over this loaded model (no second copy of the weights) with a lock of its own: its
         decodes run beside this one's when the model was loaded with ``workers`` >= 2, else they queue in
-        CTranslate2. Per-thread state is shared, so each thread reads back its own encoder states."""
+        CTranslate2. Per-thread state is shared, so each thread reads back its own encoder states.
+
+        ``fallback=False``: it decodes once, greedily at temperature 0, where Whisper would decode again at
+        rising temperatures when the result looks unlikely. A partial pass over the first half-second of a turn
+        (pre-roll and an onset) is such audio: its five or six re-decodes took 0.75-1.05 s of both cores on 4 of 4
+        RAVDESS turns. The pipeline does not use it by default: without the fallback the model's first word came
+        later on people's recordings in two sittings (docs/BENCHMARKS.md, "The first model word")."""
         twin = copy.copy(self)
         twin._lock = threading.Lock()
+        if not fallback:
+            twin.temperatures = (0.0,)
         return twin
 
     @classmethod
@@ -141,7 +151,8 @@ class FasterWhisperASR:
                 self._last.encoding, self._last.samples = None, len(samples)
                 segments_iter, info = self._model.transcribe(
                     samples, language=self.language, beam_size=self.beam_size, condition_on_previous_text=False,
-                    vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)))
+                    vad_filter=False, without_timestamps=False, max_new_tokens=self._token_cap(len(samples)),
+                    temperature=list(self.temperatures))
                 raw = list(segments_iter)
                 states = self._encoder_states() if encoder_states else None
         except (RuntimeError, ValueError) as exc:
