@@ -1,15 +1,16 @@
 """Settings that help a slow machine and hurt a fast one, derived from the LLM speed measured at start-up
 (``attune.core.machine.LLMSpeed``, timed by ``pipeline.stack.warm_up``) instead of a constant.
 
-Pure. ``first_clause_min_words``: a slow machine speaks the first clause as soon as it has the configured few
-words (every token costs ~95 ms there); a fast one writes the next words before a short clause would have been
-spoken, so it waits for a couple more and the first sentence is not clipped off on its own. ``first_clause_eta_ms``:
-when the reply's first clause will be heard, counted from the end of the turn's speech, the estimate the
-acknowledgement chooser (``pipeline.acknowledgement``) compares with its lead: a fast machine hears none.
-``free_wait_ms``: how long the end-of-turn policy may wait before committing at no cost, since the speculative
+Pure. ``first_clause_min_words``: a slow machine speaks the first clause as soon as it has the configured few words
+(every token costs ~95 ms there); a fast one writes the next words before a short clause would have been spoken, so
+it waits for a couple more and the first sentence is not clipped off on its own, unless a first sound
+(``agent.acknowledgements``) has answered already: then the model's words are what the person waits for.
+``first_clause_eta_ms``: when the reply's first clause will be heard, counted from the end of the turn's speech, the
+estimate the acknowledgement chooser (``pipeline.acknowledgement``) compares with its lead: a fast machine hears
+none. ``free_wait_ms``: how long the end-of-turn policy may wait before committing at no cost, since the speculative
 reply's first clause will not be ready sooner; a slow machine gets a longer one, so fewer turns are cut off while
-the person only paused (``EndpointSettings.free_ms``). ``lone_voice_to_voice_ms``: a lone session's
-voice-to-voice on this machine, the budget the server's derived admission fits the waits of a crowd into.
+the person only paused (``EndpointSettings.free_ms``). ``lone_voice_to_voice_ms``: a lone session's voice-to-voice
+on this machine, the budget the server's derived admission fits the waits of a crowd into.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ def first_clause_eta_ms(speed: LLMSpeed | None, *, tail_tokens: int, clause_word
 
 
 def paced(reply: ReplySettings, speed: LLMSpeed | None) -> ReplySettings:
-    """``reply`` with the first clause's length for this machine's speed (unchanged when unmeasured)."""
+    """``reply`` with the first clause's length for this machine's speed (unchanged when unmeasured). Unchanged
+    too with first sounds on (``acknowledgements``): the person has heard the agent answer already, and what they
+    wait for is the model's first words, which a longer first clause delays (a reply's early comma, "I'm sorry,",
+    is where a person pauses as well; without it the whole first sentence is the first clause anyway). Measured:
+    with 3-4 words on the developers' machine the pause set's first model word came 1700 ms after the speech
+    against 1340 with 2, the reply text unchanged (docs/BENCHMARKS.md, "The first clause with the first sound")."""
+    if reply.acknowledgements:
+        return reply
     words = first_clause_min_words(speed, reply.first_clause_min_words)
     return reply if words == reply.first_clause_min_words else replace(reply, first_clause_min_words=words)
 

@@ -365,13 +365,17 @@ def test_the_first_clause_follows_the_llm_speed_measured_at_start_up() -> None:
     from attune.pipeline.settings import SessionSettings
 
     slow, fast = LLMSpeed(tokens_per_s=10.0, first_token_ms=500.0), LLMSpeed(tokens_per_s=30.0, first_token_ms=90.0)
-    words = {}
-    for name, speed in (("unmeasured", None), ("slow", slow), ("fast", fast)):
-        s = Harness(llm_speed=speed, overrides={"pipeline": {"first_clause_min_words": 2}}).session()
-        words[name] = s.settings.reply.first_clause_min_words
-        s.apply(SessionChange(SessionSettings.from_config(s.config)))  # a client's update keeps the machine's pace
-        assert s.settings.reply.first_clause_min_words == words[name]
-    assert words == {"unmeasured": 2, "slow": 2, "fast": 4}
+    for sounds, expected in ((False, {"unmeasured": 2, "slow": 2, "fast": 4}),
+                             # a first sound has answered: the model's first words are what is waited for
+                             (True, {"unmeasured": 2, "slow": 2, "fast": 2})):
+        words = {}
+        for name, speed in (("unmeasured", None), ("slow", slow), ("fast", fast)):
+            s = Harness(llm_speed=speed, overrides={"pipeline": {"first_clause_min_words": 2},
+                                                    "agent": {"acknowledgements": sounds}}).session()
+            words[name] = s.settings.reply.first_clause_min_words
+            s.apply(SessionChange(SessionSettings.from_config(s.config)))  # a client's update keeps the pace
+            assert s.settings.reply.first_clause_min_words == words[name]
+        assert words == expected, sounds
 
 
 async def test_with_a_whole_turn_reader_the_early_voice_is_read_by_it_and_kept() -> None:
