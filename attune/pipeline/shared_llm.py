@@ -259,26 +259,23 @@ class SharedLLM:
 
     def host_hold_s(self) -> float:
         """The mean hold of a reply: the host's on a ledger (every worker's replies), else this worker's."""
-        if self.ledger is not None:
-            try:
-                measured = self.ledger.figure("hold_s")
-                if measured is not None:
-                    return measured
-            except sqlite3.Error:
-                pass
-        return self.hold_s
+        return self._host_figure("hold_s", self.hold_s)
 
     def lone_voice_s(self) -> float:
         """A lone session's voice-to-voice: the host's as measured (on a ledger, by any worker), else this
         worker's (measured, or the start-up estimate); 0 = not known."""
+        return self._host_figure("lone_voice_s", self.voice_to_voice_s)
+
+    def _host_figure(self, name: str, own: float) -> float:
+        """The ledger's figure ``name`` (the host's), else ``own`` (no ledger, none measured, or unreadable)."""
         if self.ledger is not None:
             try:
-                measured = self.ledger.figure("lone_voice_s")
+                measured = self.ledger.figure(name)
                 if measured is not None:
                     return measured
             except sqlite3.Error:
                 pass
-        return self.voice_to_voice_s
+        return own
 
     def calibrate(self, hold_s: float) -> None:
         """The time a typical reply's generation holds a slot, measured at start-up (``measure_hold_s``)."""
