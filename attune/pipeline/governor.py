@@ -58,7 +58,7 @@ def step(state: GovernorState, *, ratio: float, headroom: float, derived: int,
     """The state after one completed reply heard ``ratio`` lone voice-to-voices after its speech. ``headroom``:
     what one more reply ahead would add (the mean hold over the lone voice-to-voice); ``derived``: the formula's
     capacity now; ``admitted_at``: the capacity when the reply took its place (None: not known)."""
-    effective = max(1, derived - state.cut)
+    effective = capacity(derived, state)
     if ratio > BUDGET:
         if admitted_at is not None and admitted_at > effective:
             return replace(state, fits=0)  # a reply admitted before the last cut

@@ -61,8 +61,9 @@ def paced(reply: ReplySettings, speed: LLMSpeed | None) -> ReplySettings:
     too with first sounds on (``acknowledgements``): the person has heard the agent answer already, and what they
     wait for is the model's first words, which a longer first clause delays (a reply's early comma, "I'm sorry,",
     is where a person pauses as well; without it the whole first sentence is the first clause anyway). Measured:
-    with 3-4 words on the developers' machine the pause set's first model word came 1700 ms after the speech
-    against 1340 with 2, the reply text unchanged (docs/BENCHMARKS.md, "The first clause with the first sound")."""
+    in one sitting on the developers' machine the pause set's first model word came 1580-1700 ms (p50) after the
+    speech with 3-4 words against 1440 with 2, the reply text unchanged (docs/BENCHMARKS.md, "Quiet sitting,
+    2026-12-07 17:16-17:39 UTC")."""
     if reply.acknowledgements:
         return reply
     words = first_clause_min_words(speed, reply.first_clause_min_words)

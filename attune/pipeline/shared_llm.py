@@ -78,6 +78,12 @@ MIN_STALL_S = 2.0  # the derived stall bound is never shorter
 GOVERNOR_FIGURES = ("capacity_cut", "capacity_fits", "capacity_cuts")  # the governor's state in the ledger
 
 
+def _ledger_state(found: dict[str, float], reason: str) -> GovernorState:
+    """The governor's state as the ledger keeps it (``GOVERNOR_FIGURES``; absent: none cut), with ``reason``."""
+    return GovernorState(int(found.get("capacity_cut", 0)), int(found.get("capacity_fits", 0)), reason,
+                         int(found.get("capacity_cuts", 0)))
+
+
 class SharedLLM:
     """``slots`` concurrent generations of ``llm`` (1 for llama-cpp in process: it has one KV cache).
     ``max_requests``: the most requests holding or waiting for a slot (0 = derived, see the module docstring)."""
@@ -209,7 +215,7 @@ class SharedLLM:
             cut = int(found.get("capacity_cut", 0))
             reason = self._governor.reason if cut == self._governor.cut else (
                 "derived" if cut == 0 else f"{cut} place(s) taken off by another worker's replies")
-            return GovernorState(cut, int(found.get("capacity_fits", 0)), reason, int(found.get("capacity_cuts", 0)))
+            return _ledger_state(found, reason)
         return self._governor
 
     def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
@@ -238,8 +244,7 @@ class SharedLLM:
 
                 def on_ledger(found: dict[str, float]) -> dict[str, float]:
                     nonlocal new
-                    new = change(GovernorState(int(found.get("capacity_cut", 0)), int(found.get("capacity_fits", 0)),
-                                               before.reason, int(found.get("capacity_cuts", 0))))
+                    new = change(_ledger_state(found, before.reason))
                     return {"capacity_cut": float(new.cut), "capacity_fits": float(new.fits),
                             "capacity_cuts": float(new.cuts)}
 

@@ -351,3 +351,19 @@ def test_admitted_replies_over_twice_a_lone_one_lower_the_derived_capacity() -> 
 async def test_a_place_records_the_capacity_it_was_taken_at() -> None:
     shared = SharedLLM(CountingLLM(tokens=["a"]), max_requests=3)
     assert shared.for_session().admit().capacity == 3
+
+
+async def test_the_start_up_pass_timed_for_admission_is_the_listeners_own_warm_up() -> None:
+    """With a listener's handle (partial passes on), its warm-up pass is the timed one: no third pass at start-up."""
+    from attune.config import load_config
+    from attune.pipeline.session_backends import SessionBackends, Voice
+    from attune.pipeline.stack import warm_up
+    from attune.pipeline.turn import EnergyVAD
+    from tests.fakes import FixedASR, ToneTTS
+
+    asr, listen = FixedASR(), FixedASR()
+    backends = SessionBackends(asr=asr, llm=ScriptedLLM(tokens=["a"] * 20), voice=Voice(ToneTTS()), vad=EnergyVAD(),
+                               listen_asr=listen)
+    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    assert len(asr.calls) == 1 and len(listen.calls) == 1  # type: ignore[attr-defined]
+    assert out["asr_s"] >= out["asr_pass_s"] >= 0
