@@ -163,6 +163,7 @@ class LLMConfig:
     n_ctx: int = setting(2048, lo=256, hi=32768)  # context window in tokens (llama-cpp)
     threads: int = setting(2, lo=1, hi=64)  # CPU threads (llama-cpp)
     prefix_cache: bool = setting(True)  # keep the KV state of the unchanging prompt prefix between turns
+    repack: bool = setting(True)  # llama-cpp: weights repacked for llama.cpp's CPU kernels (faster; same RSS)
     max_tokens: int = setting(96, lo=1, hi=4096)  # longest reply, in tokens
     temperature: float = setting(0.7, lo=0.0, hi=2.0)
     seed: int = setting(0, lo=0, hi=2**31 - 1)  # sampling seed (llama-cpp): the same seed repeats a reply

@@ -118,7 +118,7 @@ async def test_the_real_models_embedding_pages_go_back_and_replies_stay_the_same
     (offset, nbytes), = row_lookup_ranges(path)
     assert nbytes > 50 * 2**20  # 89 MiB of the 0.5B's 469
     pages = nbytes // mmap.PAGESIZE
-    llm = LlamaCppLLM(path, n_ctx=512)
+    llm = LlamaCppLLM(path, n_ctx=512, repack=False)  # the weights read in place: only the table goes back
     assert llm.released_bytes > 0.99 * nbytes - mmap.PAGESIZE
     assert resident_pages(path, offset, nbytes) < 0.01 * pages  # the load touched it all; the table went back
     resident = rss.mapped_rss_kb(path) * 1024
@@ -135,6 +135,31 @@ async def test_the_real_models_embedding_pages_go_back_and_replies_stay_the_same
     monkeypatch.setattr(llm, "release_lookup_pages", lambda: 0)
     assert await reply() == first and first.strip()  # the same reply from rows read back from the page cache
     assert resident_pages(path, offset, nbytes) > 0  # without the release, the rows it read stay
+
+
+@pytest.mark.real
+@linux_only
+async def test_repacked_weights_are_not_kept_twice() -> None:
+    """Repacking (the default) copies the Q4_K weights into llama.cpp's own layout; the mapped file's pages are
+    handed back after the load, and a reply faults back only the tensors read in place, so the repacked ones
+    are not resident twice (on any AVX2 CPU: its kernels are what Q4_K is repacked for)."""
+    from attune.backends.llm.llama_cpp_backend import LlamaCppLLM
+
+    path = installed_model("qwen2.5-1.5b")  # Q4_K for the most part (the 0.5B's are mostly Q5_0 and Q8_0)
+    size = path.stat().st_size
+    repacked = sum(span.nbytes for span in tensor_table(path).values()
+                   if span.kind == 12 and span.name != "token_embd.weight")  # Q4_K
+    assert repacked > 0.5 * size
+    llm = LlamaCppLLM(path, n_ctx=512)
+    assert llm._llm.model_params.use_extra_bufts is True
+    assert llm.released_bytes > 0.9 * size  # every tensor's pages went back after the load
+    assert rss.mapped_rss_kb(path) * 1024 < 0.05 * size
+    messages = [ChatMessage("system", "Answer in one short sentence."), ChatMessage("user", "Name a red fruit.")]
+    first = "".join([p async for p in llm.stream(messages, max_tokens=12, temperature=0.0)])
+    llm._llm.reset()
+    assert "".join([p async for p in llm.stream(messages, max_tokens=12, temperature=0.0)]) == first
+    assert first.strip()
+    assert rss.mapped_rss_kb(path) * 1024 < size - 0.9 * repacked  # the repacked tensors were not read back
 
 
 @linux_only

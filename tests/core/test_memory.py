@@ -62,7 +62,7 @@ def test_a_long_clause_without_commas_is_cut_before_a_conjunction() -> None:
 
 
 @pytest.mark.real
-def test_llama_loads_without_repacking_and_restores_the_defaults() -> None:
+def test_llama_loads_with_or_without_repacking_and_restores_the_defaults() -> None:
     import llama_cpp.llama_cpp as lib
 
     from attune.backends.llm.llama_cpp_backend import LlamaCppLLM, _model_params
@@ -71,7 +71,7 @@ def test_llama_loads_without_repacking_and_restores_the_defaults() -> None:
     with _model_params(repack=False):
         assert lib.llama_model_default_params().use_extra_bufts is False
     assert lib.llama_model_default_params is original and original().use_extra_bufts is True
-    llm = LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=512)
+    llm = LlamaCppLLM(installed_model("qwen2.5-0.5b"), n_ctx=512, repack=False)
     assert llm._llm.model_params.use_extra_bufts is False  # the weights stay in the mapped file
     assert len(llm.prompt_tokens([ChatMessage("user", "Hello")])) > 2
 

@@ -32,6 +32,7 @@ class TensorSpan:
     name: str
     offset: int  # from the start of the file
     nbytes: int  # up to the next tensor's data (alignment padding included)
+    kind: int = -1  # ggml type id (12: Q4_K, 14: Q6_K)
 
 
 def _read(fh: BinaryIO, fmt: str) -> tuple:
@@ -97,15 +98,23 @@ def tensor_table(path: Path) -> dict[str, TensorSpan]:
             name = _read_string(fh)
             (n_dims,) = _read(fh, "I")
             fh.seek(8 * n_dims, 1)
-            _kind, offset = _read(fh, "IQ")
-            infos.append((offset, name))
+            kind, offset = _read(fh, "IQ")
+            infos.append((offset, name, kind))
         data_start = -(-fh.tell() // alignment) * alignment
     infos.sort()
     spans = {}
-    for i, (offset, name) in enumerate(infos):
+    for i, (offset, name, kind) in enumerate(infos):
         end = infos[i + 1][0] if i + 1 < len(infos) else size - data_start
-        spans[name] = TensorSpan(name, data_start + offset, end - offset)
+        spans[name] = TensorSpan(name, data_start + offset, end - offset, kind)
     return spans
+
+
+def weight_ranges(path: Path) -> list[tuple[int, int]]:
+    """``(offset, nbytes)`` of every tensor's data: what the loader read. With llama.cpp's weight repacking the
+    tensors it repacked are read from their anonymous copy from then on, never from the file, and which ones
+    those are depends on the CPU (Q4_K on AVX2; more types elsewhere), so a caller hands back the pages of all of
+    them once and lets the first evaluation fault back those read in place."""
+    return [(span.offset, span.nbytes) for span in tensor_table(path).values()]
 
 
 def row_lookup_ranges(path: Path) -> list[tuple[int, int]]:

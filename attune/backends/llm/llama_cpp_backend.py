@@ -5,9 +5,13 @@ only the tokens after the longest common prefix. The persona/system text leads e
 ``prefix_cache`` on each turn only evaluates what is new; ``prime()`` evaluates that prefix ahead of the first
 turn. With it off, the state is reset before each turn (the baseline ``bench-llm`` compares against).
 
-Memory: the GGUF is memory-mapped and its weights are used in place (file-backed pages, shared with the page
-cache). llama.cpp's CPU backend would otherwise repack the Q4_K weights into an anonymous copy for its AVX2
-kernels, keeping both resident (+720 MB RSS for the 1.5B model, measured in docs/BENCHMARKS.md "Memory").
+Memory and speed: the GGUF is memory-mapped. llama.cpp's CPU backend repacks the Q4_K weights into an
+anonymous copy laid out for its AVX2 kernels (``repack``, on by default): on an AVX2-only build that made the
+first token of a 13-17 token tail ~20 % sooner and generation ~20 % faster, and generation ~15 % faster on an
+AVX-512 one (docs/BENCHMARKS.md, "Weight repacking"). Repacking alone keeps both copies resident (+595 MiB for
+the 1.5B), so once the model is loaded the file's pages of every tensor are handed back: those repacked are never
+read from the file again, and the first evaluation faults back from the page cache the ones read in place (the
+Q6_K rows and the output matrix), so the RSS is what it was without repacking (1085 against 1086 MiB).
 The KV cache is 8-bit (q8_0, which needs flash attention; half the f16 cache) and prompts are evaluated in
 batches of ``N_BATCH`` tokens, which bounds llama.cpp's compute buffer. llama.cpp's loader touches every page of
 the file, the input embedding table too, although a reply reads only its prompt's rows of it (Qwen2.5 keeps a
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
-from attune.backends.llm.gguf import GGUFError, row_lookup_ranges
+from attune.backends.llm.gguf import GGUFError, row_lookup_ranges, weight_ranges
 from attune.backends.llm.llm_common import check_messages, stream_from_thread
 from attune.config import Config
 from attune.core.errors import BackendUnavailable, LLMError
@@ -70,13 +74,21 @@ def _model_params(*, repack: bool) -> Iterator[None]:
             lib.llama_model_default_params = original
 
 
+def _weights(path: Path) -> list[tuple[int, int]]:
+    try:
+        return weight_ranges(path)
+    except (GGUFError, OSError):
+        return []
+
+
 class LlamaCppLLM:
     name = "llama-cpp"
     capabilities = LLMCapabilities(prefill=True, replay=True)
 
     def __init__(self, model_path: Path, *, n_ctx: int = 2048, threads: int = 2, prefix_cache: bool = True,
-                 seed: int = 0, repack: bool = False) -> None:
-        """``repack=True`` lets llama.cpp copy the weights into its repacked CPU layout (more memory)."""
+                 seed: int = 0, repack: bool = True) -> None:
+        """``repack=True`` lets llama.cpp copy the weights into its repacked CPU layout, then hands the mapped
+        file's pages back (the RSS stays that of the weights in use); False reads every weight in place."""
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -103,7 +115,11 @@ class LlamaCppLLM:
         except (GGUFError, OSError):
             ranges = []
         self._lookup_pages = mapped_pages(self.model_path, ranges)  # the table's pages in llama.cpp's mapping
-        self.released_bytes = self.release_lookup_pages()  # what the load left resident of the lookup table
+        self.repack = repack
+        # What the load left resident and was handed back: with repacking every tensor's pages, once (those
+        # repacked are read from their copy from now on; see the module's docstring), else the lookup table's.
+        self.released_bytes = drop_pages(mapped_pages(self.model_path, _weights(self.model_path))) if repack \
+            else self.release_lookup_pages()
 
     def release_lookup_pages(self) -> int:
         """Hand back the resident pages of the input embedding table (read row by row, so a turn re-reads only
@@ -116,7 +132,7 @@ class LlamaCppLLM:
         c = config.llm
         path = (config.resolve_path(c.model_path) if c.model_path
                 else embedded_model_path(config.models_dir(), c.model))
-        return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache, seed=c.seed)
+        return cls(path, n_ctx=c.n_ctx, threads=c.threads, prefix_cache=c.prefix_cache, seed=c.seed, repack=c.repack)
 
     def prompt_tokens(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
         """The prompt as the model's own chat template (from the GGUF) renders and tokenises it.
