@@ -92,7 +92,7 @@ def waited_ms(required_ms: float, speculate_ms: float) -> float:
 
 
 def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float, longest_ms: float,
-           words_after_ms: float | None = None) -> Outcome:
+           words_after_ms: float | None = None, preroll_ms: float = 0.0) -> Outcome:
     """Walk ``recording``'s pauses with ``policy``; ``longest_ms`` is the detector's own silence timeout (the
     unfinished wait), which ends a turn whatever the policy says.
     Speech after a commit that adds no words (a breath, a click, a sigh: the recordings of people have them) is
@@ -101,7 +101,9 @@ def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float
     ``words_after_ms``: with a first sound played at the commit, the silence (from its start) before the reply's
     own words could be heard. A person who goes on before then has heard only the first sound, as a listener's
     "Mm." in a pause: the session stops it and keeps listening to one turn (``ResumeTurn``), so that commit is
-    counted as ``resumed``, not as a cut-off, and the walk goes on. None: every commit in a pause is a cut-off."""
+    counted as ``resumed``, not as a cut-off, and the walk goes on. None: every commit in a pause is a cut-off.
+    ``preroll_ms``: the session counts the new speech from its pre-roll (``Session._unanswered``), so a voice that
+    comes back up to that long after the words began still goes on with the turn."""
     pauses = recording.pauses
     final = len(_WORD.findall(pauses[-1].words.lower())) if pauses else 0
     resumed = 0
@@ -113,7 +115,7 @@ def replay(recording: Recording, policy: EndOfTurnPolicy, *, speculate_ms: float
             if not said and i < len(pauses) - 1:
                 continue  # a turn of no words (its reply is empty): what follows is heard as the next turn
             cut = i < len(pauses) - 1 and final > said
-            if cut and words_after_ms is not None and pause.gap_ms < words_after_ms:
+            if cut and words_after_ms is not None and pause.gap_ms - preroll_ms < words_after_ms:
                 resumed += 1
                 continue
             return Outcome(recording.name, recording.group, cut, None if cut else wait, i, resumed)

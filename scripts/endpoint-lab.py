@@ -133,8 +133,8 @@ def main() -> int:
     speculate, longest = settings.turn.speculate_silence_ms, endpoint.unfinished_ms
     results = {}
     for label, (policy, words_after) in policies(settings).items():
-        outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest, words_after_ms=words_after)
-                    for r in heard]
+        outcomes = [replay(r, policy, speculate_ms=speculate, longest_ms=longest, words_after_ms=words_after,
+                           preroll_ms=settings.turn.preroll_ms) for r in heard]
         if args.json:
             results[label] = [s.__dict__ for s in summarise(outcomes, longest)]
         else:

@@ -457,10 +457,16 @@ class Session:
         return self.clock.audible
 
     def _unanswered(self) -> bool:
-        """The reply in progress answers a spoken turn and none of its words have been heard yet (its first sound
-        may have been): speech now means the turn was committed too early."""
+        """The reply in progress answers a spoken turn and none of its words had begun when the person's new
+        speech did (its first sound may have): speech now means the turn was committed too early. The new speech
+        begins where its audio is kept from (``preroll_ms`` before the voice, 300 ms by default), so a voice that
+        began within about that long of the first words goes on with the turn: no one stops for a word in less
+        time, and the client plays it some tens of ms after it is sent. A reply ready at the commit (its first
+        clause synthesised during the end-of-turn wait) otherwise had its first word heard 0.1 s before a person
+        who was only pausing went on, and the turn was cut in two (the pause set's p09, docs/BENCHMARKS.md)."""
         reply = self._reply
-        return reply is not None and reply.audio is not None and not reply.said_by(self.now)
+        return (reply is not None and reply.audio is not None
+                and not reply.said_by(min(self.now, self.policy.tentative_from)))
 
     # ---- executing the policy's decisions ----
     async def _execute(self, decisions: list[Decision]) -> None:

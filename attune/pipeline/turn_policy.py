@@ -12,8 +12,9 @@ speculative, committed) from its own decisions; the session tells it when that r
 - When silence begins after the user's speech the reply starts speculatively (unless the session sheds that
   work under load: ``speculate`` False, ``pipeline.shedding``; it then starts at the end of the turn); if the
   user goes on it is discarded; the end of the turn (``end_of_turn``, the one place it is decided) commits it.
-- A turn committed too early: when the user speaks again before any of the committed reply's words have been
-  heard (only its first sound, an acknowledgement, or nothing yet), the turn was not over. ``ResumeTurn`` stops
+- A turn committed too early: when the user speaks again before any of the committed reply's words had begun
+  (only its first sound, an acknowledgement, or nothing yet; the session's ``unanswered``, which counts from the
+  new speech's pre-roll), the turn was not over. ``ResumeTurn`` stops
   the reply at once (once ``min_speech_ms`` of voice has started a turn, not ``barge_in_min_ms``) and the speech
   continues that turn: one turn, one reply.
 - With ``auto_respond`` off (a Realtime client's manual mode) no reply starts by itself: an ended turn is held
@@ -122,6 +123,11 @@ class TurnPolicy:
         self.tentative = False  # speech began while the agent was engaged and is not yet a turn
         self.held: StartReply | None = None  # the ended turn waiting for respond() (auto_respond off)
         self._tentative_from = 0.0  # stream time the tentative speech started
+
+    @property
+    def tentative_from(self) -> float:
+        """Stream time the tentative speech started (its pre-roll included); meaningful while ``tentative``."""
+        return self._tentative_from
 
     def engaged(self, *, audible: bool) -> bool:
         """A committed reply is pending or playing, or its audio is still being heard."""

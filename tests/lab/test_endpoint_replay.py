@@ -206,5 +206,9 @@ def test_a_first_sound_in_a_pause_the_person_goes_on_from_is_resumed_not_a_cut_o
     late = replay(rec((896.0, 0.99, "I finally told my boss."), (math.inf, 0.95, "I finally told my boss, more.")),
                   POLICY, speculate_ms=96, longest_ms=1200, words_after_ms=616.0)
     assert late.cut_off and late.resumed == 0
+    # the session counts the new speech from its pre-roll: a voice back 280 ms after the words began goes on
+    kept = replay(rec((896.0, 0.99, "I finally told my boss."), (math.inf, 0.95, "I finally told my boss, more.")),
+                  POLICY, speculate_ms=96, longest_ms=1200, words_after_ms=616.0, preroll_ms=300.0)
+    assert not kept.cut_off and kept.resumed == 1
     summary = summarise([sounded, late, plain], 1200)[0]
     assert summary.cut_offs == 2 and summary.resumed == 1

@@ -102,7 +102,7 @@ async def test_speech_over_the_reply_s_words_is_a_barge_in_as_before() -> None:
         d = Driver(s)
         await d.speak(1.0)
         await d.silence_until(lambda events: any(e.type == ev.TRANSCRIPT_DELTA for e in events))
-        await d.silence(0.2)  # the reply's words are being heard
+        await d.silence(0.6)  # the reply's words are being heard: the person heard them, then spoke
         await d.speak(0.8)
         await d.silence_until(_done)
         await d.until_idle()
@@ -110,6 +110,23 @@ async def test_speech_over_the_reply_s_words_is_a_barge_in_as_before() -> None:
     assert len(s.turns) == 2 and s.turns[1].info.get("resumed") is None
     assert "acknowledgement" not in s.turns[1].info  # none over a barge-in
     assert h.asr.calls[-1].duration_s < 1.5  # the new turn's own words
+
+
+async def test_speech_that_began_with_the_reply_s_first_word_goes_on_as_one_turn() -> None:
+    """A reply ready at the commit plays its words at once; a person who was only pausing goes on a moment later,
+    before they could have heard a word (their speech's pre-roll began before it): the turn goes on as one."""
+    h = _acknowledging(on=False)
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(lambda events: any(e.type == ev.TRANSCRIPT_DELTA for e in events))
+        await d.speak(0.8)  # at once: the words had begun, but not before the new speech's pre-roll
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert [e.data["reason"] for e in d.of(ev.RESPONSE_CANCELLED)] == ["premature_commit"]
+    assert len(s.turns) == 1 and s.turns[0].info.get("resumed") is True
+    assert [m.role for m in s.memory.messages()] == ["user", "assistant"]
+    assert h.asr.calls[-1].duration_s >= 1.8  # the whole turn, both parts
 
 
 def test_the_policy_resumes_only_a_committed_spoken_turn_not_yet_answered() -> None:
