@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,9 +49,13 @@ def main() -> int:
     config = load_config()
     print("| step | RSS MiB | change | peak in step | anonymous | file-backed |\n|---|---|---|---|---|---|")
     report("interpreter")
+    from attune.backends.tts.cache import speech_cache_from_config
     from attune.commands.conversation import demo_utterances
     from attune.pipeline import stack
-    from attune.pipeline.session import Session, SessionBackends, default_aggregate, default_dsp_factory
+    from attune.pipeline.listening import BackgroundWorker
+    from attune.pipeline.phrases import PhraseVoice
+    from attune.pipeline.session import Session, default_aggregate, default_dsp_factory
+    from attune.pipeline.session_backends import SessionBackends, Voice
     from attune.transports.file import stream_file
 
     report("imports")
@@ -58,19 +63,22 @@ def main() -> int:
     release_free_memory()
     if args.turns:
         report("demo utterances (router released)")
-    background = stack._background(config)
+    background = (BackgroundWorker() if config.pipeline.partial_asr or config.pipeline.prefill_llm else None)
     asr = stack.create_asr(config)
     report("asr")
     llm = stack.create_llm(config)
     report("llm")
     tts = stack.create_tts(config)
+    dsp = default_dsp_factory()
+    phrases = PhraseVoice(tts, dsp if config.expression.apply_prosody else None, config.pipeline.output_sample_rate,
+                          speech_cache_from_config(config))
     report("tts")
-    backends = SessionBackends(asr=asr, llm=llm, tts=tts, vad=stack.create_vad(config), emotion=None,
-                               aggregate=default_aggregate(), planner=stack.default_planner(),
-                               dsp_factory=default_dsp_factory(), end_of_turn=stack._end_of_turn_model(config))
+    backends = SessionBackends(asr=asr, llm=llm, voice=Voice(tts, phrases), vad=stack.create_vad(config),
+                               aggregate=default_aggregate(), planner=stack.default_planner(), dsp_factory=dsp,
+                               end_of_turn=stack._end_of_turn_model(config), background=background)
     report("vad + smart-turn")
     if background is not None:
-        stack._add_background(config, backends, background)
+        backends = replace(backends, listen_asr=stack._listen_asr(config, asr))
         report("partial passes' ASR (sibling)")
     backends = stack.for_session(config, backends)
     report("emotion")

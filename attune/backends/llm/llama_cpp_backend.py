@@ -9,9 +9,10 @@ Memory and speed: the GGUF is memory-mapped. llama.cpp's CPU backend repacks the
 anonymous copy laid out for its AVX2 kernels (``repack``, on by default): on an AVX2-only build that made the
 first token of a 13-17 token tail ~20 % sooner and generation ~20 % faster, and generation ~15 % faster on an
 AVX-512 one (docs/BENCHMARKS.md, "Weight repacking"). Repacking alone keeps both copies resident (+595 MiB for
-the 1.5B), so once the model is loaded the file's pages of every tensor are handed back: those repacked are never
-read from the file again, and the first evaluation faults back from the page cache the ones read in place (the
-Q6_K rows and the output matrix), so the RSS is what it was without repacking (1085 against 1086 MiB).
+the 1.5B), so the file's pages of every tensor are handed back as the load goes (``_LoadRelease``) and once it
+has ended: those repacked are never read from the file again, and the first evaluation faults back from the page
+cache the ones read in place (the Q6_K rows and the output matrix), so the RSS is what it was without repacking
+(1085 against 1086 MiB) and so is the load's peak (1166 against 1188 MiB; 1784 with both copies whole).
 The KV cache is 8-bit (q8_0, which needs flash attention; half the f16 cache) and prompts are evaluated in
 batches of ``N_BATCH`` tokens, which bounds llama.cpp's compute buffer. llama.cpp's loader touches every page of
 the file, the input embedding table too, although a reply reads only its prompt's rows of it (Qwen2.5 keeps a
@@ -49,14 +50,26 @@ GGML_TYPE_Q8_0 = 8  # ggml's type id of q8_0, for the KV cache
 _PARAMS_LOCK = threading.Lock()  # model loads that swap llama-cpp-python's default-parameter function
 
 
-@contextlib.contextmanager
-def _model_params(*, repack: bool) -> Iterator[None]:
-    """While a ``Llama`` is built, its model parameters get ``use_extra_bufts = repack``.
+LOAD_RELEASE_STEP = 0.1  # fraction of the load between two hand-backs of the mapped file's pages
 
-    llama-cpp-python 0.3.36 takes no keyword for llama.cpp's ``use_extra_bufts`` (weight repacking), but
-    ``Llama.__init__`` starts from ``llama_cpp.llama_model_default_params()``; that function is wrapped for the
-    duration of the load (under a lock, so two loads never see each other's wrapper)."""
+
+@contextlib.contextmanager
+def _model_params(*, repack: bool, on_progress: Callable[[float], None] | None = None) -> Iterator[None]:
+    """While a ``Llama`` is built, its model parameters get ``use_extra_bufts = repack`` and, with
+    ``on_progress``, a progress callback (the fraction of the weights loaded).
+
+    llama-cpp-python 0.3.36 takes no keyword for llama.cpp's ``use_extra_bufts`` (weight repacking) nor its
+    progress callback, but ``Llama.__init__`` starts from ``llama_cpp.llama_model_default_params()``; that function
+    is wrapped for the duration of the load (under a lock, so two loads never see each other's wrapper)."""
     import llama_cpp.llama_cpp as lib
+
+    callback = None
+    if on_progress is not None:
+        def progress(fraction: float, _user_data: Any) -> bool:
+            on_progress(fraction)
+            return True  # go on loading
+
+        callback = lib.llama_progress_callback(progress)  # referenced here until the load has ended
 
     with _PARAMS_LOCK:
         original = lib.llama_model_default_params
@@ -65,6 +78,8 @@ def _model_params(*, repack: bool) -> Iterator[None]:
             p = original()
             if hasattr(p, "use_extra_bufts"):  # probe: a field of newer llama.cpp builds only
                 p.use_extra_bufts = repack
+            if callback is not None:
+                p.progress_callback = callback
             return p
 
         lib.llama_model_default_params = params
@@ -79,6 +94,24 @@ def _weights(path: Path) -> list[tuple[int, int]]:
         return weight_ranges(path)
     except (GGUFError, OSError):
         return []
+
+
+class _LoadRelease:
+    """Hands the mapped file's pages back every ``LOAD_RELEASE_STEP`` of a repacking load, so the file's pages
+    and the repacked copy are never both resident whole (the load's peak was ~600 MiB above the RSS after it for
+    the 1.5B). Pages still to be read fault back in from the page cache: dropping one early costs a re-read,
+    never a wrong weight."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.weights = _weights(path)
+        self.next = LOAD_RELEASE_STEP
+        self.released = 0
+
+    def __call__(self, fraction: float) -> None:
+        if fraction >= self.next:
+            self.next = fraction + LOAD_RELEASE_STEP
+            self.released = drop_pages(mapped_pages(self.path, self.weights))
 
 
 class LlamaCppLLM:
@@ -97,8 +130,9 @@ class LlamaCppLLM:
         if not Path(model_path).is_file():
             raise BackendUnavailable(f"GGUF model not found: {model_path}",
                                      install_hint=".venv/bin/python -m attune.models install", backend=self.name)
+        release = _LoadRelease(Path(model_path)) if repack else None
         try:
-            with _model_params(repack=repack):
+            with _model_params(repack=repack, on_progress=release):
                 self._llm: Any = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=threads,
                                        n_threads_batch=threads, n_batch=N_BATCH, n_ubatch=N_BATCH,
                                        flash_attn=True, type_k=GGML_TYPE_Q8_0, type_v=GGML_TYPE_Q8_0,
@@ -118,7 +152,7 @@ class LlamaCppLLM:
         self.repack = repack
         # What the load left resident and was handed back: with repacking every tensor's pages, once (those
         # repacked are read from their copy from now on; see the module's docstring), else the lookup table's.
-        self.released_bytes = drop_pages(mapped_pages(self.model_path, _weights(self.model_path))) if repack \
+        self.released_bytes = drop_pages(mapped_pages(self.model_path, release.weights)) if release is not None \
             else self.release_lookup_pages()
 
     def release_lookup_pages(self) -> int:
