@@ -1,10 +1,11 @@
 """The derived capacity checked against what the admitted replies measured: a feedback on the formula.
 
-``SharedLLM`` derives how many replies it admits at once from a lone session's voice-to-voice and the LLM's mean
-hold (k replies while the k - 1 holds ahead of the last fit in one lone voice-to-voice). The formula does not
-count what a crowd's listening costs the admitted turns (their commit and ASR pass slowed by everyone else's VAD,
-emotion windows and smart-turn), so on a host where the hold is close to the voice-to-voice it admits one reply
-too many. This module closes that loop with the replies' own figures: every completed reply's voice-to-voice over
+``SharedLLM`` derives how many replies it admits at once from a lone session's voice-to-voice, the LLM's mean
+hold and the users mid-turn (k replies while the k - 1 holds ahead of the last and the listeners' cost fit in one
+lone voice-to-voice). Each is a moving average that errs until measured (the cost of a listening session is
+learned on the replies admitted among listeners, from a start-up floor), and a reply's first clause varies, so on
+a host where the hold is close to the voice-to-voice the formula may still admit one reply too many. This module
+closes that loop with the replies' own figures: every completed reply's voice-to-voice over
 the lone one (its ``ratio``) is a sample, and
 
 - a reply over the budget (``BUDGET``: 2x a lone session's, the service's target) lowers the capacity by one
