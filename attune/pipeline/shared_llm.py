@@ -23,10 +23,11 @@ least 1), reckoned from the mean time a generation holds its slot (``hold_s``: m
 that formula (``observe_reply``, ``pipeline.governor``): a reply heard later than twice a lone session's takes
 a place off (never below 1), replies with room to spare give it back one at a time.
 
-The crowd's listening is counted before the fact: every session whose user is mid-turn (``turn_began``, the
-host's on a ledger) runs its VAD, emotion windows and end-of-turn passes on the cores the admitted replies'
-commits, ASR passes and generations need, so each costs them ``listen_cost_s()`` of the budget: k are admitted
-while (k - 1) holds + (turns in progress) x that cost <= the lone voice-to-voice. The cost is measured at run
+The crowd's listening is counted before the fact: every other open session (``session_opened``, the host's on a
+ledger; at least the users mid-turn, ``turn_began``) runs its VAD, emotion windows and end-of-turn passes on the
+cores the admitted replies' commits, ASR passes, syntheses and generations need, so each costs them
+``listen_cost_s()`` of the budget: k are admitted while (k - 1) holds + ``listening()`` x that cost <= the lone
+voice-to-voice. The cost is measured at run
 time: at start-up, one end-of-turn pass's CPU over the cores (``calibrate_listening``: a lower bound, the work
 every listener does at the end of its turn), then on every reply admitted while others listened (``observe_reply``:
 what its voice-to-voice took beyond the lone one and the holds ahead of it, shared over the sessions listening;
@@ -128,6 +129,7 @@ class SharedLLM:
         self._governor = GovernorState()  # places taken off the derived capacity (on a ledger: the host's cut)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
+        self._sessions: dict[int, int | None] = {}  # this worker's open sessions: id -> ledger ticket
         self._turn_ids = itertools.count(1)
 
     @property
@@ -153,10 +155,10 @@ class SharedLLM:
         turns in progress counted against the lone voice-to-voice (``derived_for``)."""
         if self.max_requests > 0:
             return self.max_requests
-        return self.derived_for(self.turns_in_progress() if self._governed else 0)
+        return self.derived_for(self.listening() if self._governed else 0)
 
     def derived_for(self, listening: int) -> int:
-        """The formula's capacity while ``listening`` sessions' users are mid-turn: k while the k - 1 holds ahead
+        """The formula's capacity while ``listening`` other sessions listen: k while the k - 1 holds ahead
         of the last and the listening's cost (``listen_cost_s`` each) fit in one lone voice-to-voice, at least 1 a
         slot (``max_wait_s`` given: as many as are served within it)."""
         hold = max(self.host_hold_s(), 1e-3)
@@ -360,6 +362,41 @@ class SharedLLM:
     def observe_hold(self, held_s: float) -> None:
         """A whole generation held its slot ``held_s``: the moving average moves towards it."""
         self.hold_s += HOLD_SMOOTHING * (held_s - self.hold_s)
+
+    # ---- sessions listening, turns in progress: what the cores do besides the replies, who works ahead of one ----
+    def session_opened(self) -> int:
+        """A session opened (it listens until it closes): its id (on a ledger, counted with the host's)."""
+        ticket = None
+        if self.ledger is not None:
+            try:
+                ticket = self.ledger.session_opened()
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a session not entered (%s); counted in this worker only", exc)
+        sid = next(self._turn_ids)
+        self._sessions[sid] = ticket
+        return sid
+
+    def session_closed(self, sid: int) -> None:
+        ticket = self._sessions.pop(sid, None)
+        if ticket is not None and self.ledger is not None:
+            try:
+                self.ledger.session_closed(ticket)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a session's row not removed (%s); dropped with its worker", exc)
+
+    def sessions_open(self) -> int:
+        """Open sessions (the host's, on a ledger)."""
+        if self.ledger is not None:
+            try:
+                return self.ledger.sessions()
+            except sqlite3.Error:
+                pass
+        return len(self._sessions)
+
+    def listening(self) -> int:
+        """Sessions listening beside the one a reply is for: the other open sessions, and at least the users
+        mid-turn (sessions not entered with ``session_opened``, as in a library's own use)."""
+        return max(self.sessions_open() - 1, self.turns_in_progress())
 
     # ---- turns in progress: who works ahead of a reply ----
     def turn_began(self) -> int:
@@ -583,8 +620,8 @@ class SessionLLM:
         shared = self.shared
         self._place = place = HeldPlace(self, shared.reserve())
         place.ahead = max(0, shared.in_flight() - 1)
-        place.listening = shared.turns_in_progress()
-        place.alone = place.ahead == 0 and place.listening == 0
+        place.listening = shared.listening()
+        place.alone = place.ahead == 0 and shared.turns_in_progress() == 0
         place.capacity = shared.capacity
         return place
 
@@ -701,7 +738,7 @@ class HeldPlace:
         self.alone = False  # no other reply in flight and no other turn in progress when it was taken
         self.capacity = 0  # the shared LLM's capacity when it was taken (0: not known)
         self.ahead = 0  # replies in flight (the host's) when it was taken
-        self.listening = 0  # other sessions' users mid-turn (the host's) when it was taken
+        self.listening = 0  # other sessions listening (the host's, ``SharedLLM.listening``) when it was taken
 
     def take(self) -> tuple[int | None] | None:
         """The request takes the place over: its ticket (None: released already, so the request asks anew)."""

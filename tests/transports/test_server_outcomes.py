@@ -229,3 +229,23 @@ async def test_a_replys_admission_figures_teach_the_server_a_listening_sessions_
         assert llm.listen_cost_s() == pytest.approx(0.15)
         srv.attune._observe_reply(2.0, {"admitted_alone": True, "admitted_ahead": 0, "admitted_listening": 0})
         assert llm.listen_cost_s() == pytest.approx(0.15)  # heard alone: no listeners, no sample
+
+
+async def test_every_open_session_counts_as_listening_until_it_closes() -> None:
+    """The admission counts the sessions listening beside a reply's (``SharedLLM.listening``): two open, one
+    listens beside the other; closed, none."""
+    async with running_server(FakeStack()) as srv:
+        llm = srv.attune.shared_llm
+        async with connect(srv.url), connect(srv.url):
+            for _ in range(200):
+                if llm.sessions_open() == 2:
+                    break
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient() as client:
+                health = (await client.get(srv.http + "/health")).json()
+            assert llm.sessions_open() == 2 and health["engines"]["llm"]["listening"] == 1
+        for _ in range(200):
+            if llm.sessions_open() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert llm.sessions_open() == 0 and llm.listening() == 0
