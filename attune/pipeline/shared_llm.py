@@ -307,7 +307,8 @@ class SharedLLM:
         derived = self.derived_capacity
 
         def change(state: GovernorState) -> GovernorState:
-            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at)
+            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at,
+                                 alone=alone and not queued)
 
         before = self.governor_state()
         if self.ledger is not None:
