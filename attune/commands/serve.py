@@ -57,7 +57,7 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
     personas.default_persona(config.personas.default_id)  # so does an unknown personas.default_id
     base = build_backends(config, emotion=False)
-    timings = await warm_up(base, config)
+    timings = await warm_up(base, config, admission=True)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
     attune = AttuneServer(engines, tokens=tokens, personas=personas, bound_host=host)
     if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the measured speeds

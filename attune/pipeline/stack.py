@@ -105,13 +105,15 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     return replace(backends, vad=create_vad(config), emotion=detector, turn_emotion=turn)
 
 
-async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
+async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = (), *,
+                  admission: bool = False) -> dict[str, float]:
     """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
     ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine,
     and the LLM's speed measured here (``llm_tokens_per_s``, ``llm_s_per_token``, ``llm_first_token_ms``; kept in
-    ``backends.measured`` too, where the pacing of the first clause and the server's admission read it), a typical
-    first clause made audible while the LLM writes (``first_clause_speech_s``, ``measure_first_clause``) and the
-    CPU of one end-of-turn pass (``end_of_turn_cpu_s``): the server's admission reckons with both."""
+    ``backends.measured`` too, where the pacing of the first clause and the server's admission read it) and the CPU
+    of one end-of-turn pass (``end_of_turn_cpu_s``); with ``admission`` (the server's: its derived capacity reckons
+    with them) also a typical first clause made audible while the LLM writes (``first_clause_speech_s``,
+    ``measure_first_clause``: a second of start-up the other transports do not need)."""
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import configured_persona
 
@@ -143,7 +145,7 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
     out["tts_s"] = time.perf_counter() - t
-    if speed is not None:
+    if speed is not None and admission:
         clause = await measure_first_clause(backends, config, prefix)
         if clause is not None:
             out["first_clause_speech_s"] = clause
@@ -210,8 +212,9 @@ async def measure_first_clause(backends: SessionBackends, config: Config, prefix
 
     started = asyncio.Event()
     llm = asyncio.create_task(writing(started))
+    first = asyncio.create_task(started.wait())
     try:
-        await asyncio.wait([llm, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([llm, first], return_when=asyncio.FIRST_COMPLETED)
         t = time.perf_counter()
         async for chunk in tts.synthesize(TYPICAL_FIRST_CLAUSE, prosody):
             await asyncio.to_thread(shape, chunk.samples, chunk.sample_rate)
@@ -222,9 +225,10 @@ async def measure_first_clause(backends: SessionBackends, config: Config, prefix
         log.warning("first clause not timed: %s", exc)
         return None
     finally:
-        if not llm.done():
-            llm.cancel()
-        await asyncio.gather(llm, return_exceptions=True)
+        for task in (llm, first):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(llm, first, return_exceptions=True)
     return took
 
 

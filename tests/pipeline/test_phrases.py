@@ -179,13 +179,13 @@ async def test_warm_up_prewarms_the_stock_phrases_and_a_second_start_renders_non
                                    voice=Voice(tts, voice(tmp_path, tts)))
         out = await warm_up(backends, cfg, greetings=("Welcome back.",))
         assert "phrases_s" in out
-        counts.append(len(tts.texts) - 2)  # warm_up's own "Hello." and timed first clause are not stock phrases
+        counts.append(len(tts.texts) - 1)  # warm_up's own "Hello." is not a stock phrase
     assert counts == [4, 0]  # the greeting, two acknowledgements, the refusal
     off = config(prewarm=False)
     tts = ToneTTS()
     backends = SessionBackends(asr=FixedASR(), llm=ScriptedLLM(), vad=EnergyVAD(),
                                voice=Voice(tts, voice(tmp_path / "off", tts)))
-    assert "phrases_s" not in await warm_up(backends, off) and len(tts.texts) == 2
+    assert "phrases_s" not in await warm_up(backends, off) and len(tts.texts) == 1
 
 
 async def test_speech_from_a_fail_over_is_played_but_never_cached_under_the_planned_voice(tmp_path: Path) -> None:

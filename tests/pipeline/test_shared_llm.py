@@ -365,9 +365,13 @@ async def test_the_start_up_pass_timed_for_admission_is_the_listeners_own_warm_u
     asr, listen = FixedASR(), FixedASR()
     backends = SessionBackends(asr=asr, llm=ScriptedLLM(tokens=["a"] * 20), voice=Voice(ToneTTS()), vad=EnergyVAD(),
                                listen_asr=listen)
-    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    config = load_config(environ={}, overrides={"speech_cache": {"prewarm": False}})
+    out = await warm_up(backends, config)
     assert len(asr.calls) == 1 and len(listen.calls) == 1  # type: ignore[attr-defined]
     assert out["asr_s"] >= out["asr_pass_s"] >= 0
+    assert "first_clause_speech_s" not in out  # a kiosk's or a console's start-up does not time it
+    served = await warm_up(backends, config, admission=True)  # the server's: its admission reckons with it
+    assert served["first_clause_speech_s"] > 0
 
 
 def test_the_crowds_listening_takes_places_off_the_derived_capacity() -> None:
