@@ -1,7 +1,7 @@
 """The derived capacity checked against what the admitted replies measured: a feedback on the formula.
 
 ``SharedLLM`` derives how many replies it admits at once from a lone session's voice-to-voice, the LLM's mean
-hold and the users mid-turn (k replies while the k - 1 holds ahead of the last and the listeners' cost fit in one
+hold and the sessions listening (k replies while the k - 1 holds ahead of the last and their cost fit in one
 lone voice-to-voice). Each is a moving average that errs until measured (the cost of a listening session is
 learned on the replies admitted among listeners, from a start-up floor), and a reply's first clause varies, so on
 a host where the hold is close to the voice-to-voice the formula may still admit one reply too many. This module

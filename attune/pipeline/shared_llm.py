@@ -27,13 +27,12 @@ The crowd's listening is counted before the fact: every other open session (``se
 ledger; at least the users mid-turn, ``turn_began``) runs its VAD, emotion windows and end-of-turn passes on the
 cores the admitted replies' commits, ASR passes, syntheses and generations need, so each costs them
 ``listen_cost_s()`` of the budget: k are admitted while (k - 1) holds + ``listening()`` x that cost <= the lone
-voice-to-voice. The cost is measured at run
-time: at start-up, one end-of-turn pass's CPU over the cores (``calibrate_listening``: a lower bound, the work
-every listener does at the end of its turn), then on every reply admitted while others listened (``observe_reply``:
-what its voice-to-voice took beyond the lone one and the holds ahead of it, shared over the sessions listening;
-a moving average, the host's on a ledger), never below the start-up figure. A waiting request is told
-its place and an estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a
-slow LLM never leaves a client in silence.
+voice-to-voice. The cost is measured at run time: at start-up, one end-of-turn pass's CPU over the cores
+(``calibrate_listening``: a lower bound, the work every listener does at the end of its turn), then on every reply
+admitted while others listened (``observe_reply``: what its voice-to-voice took beyond the lone one and the holds
+ahead of it, shared over the sessions listening; a moving average, the host's on a ledger), never below the start-up
+figure. A waiting request is told its place and an estimate of its wait when it joins the queue and again every
+``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
 
 A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
 ``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
@@ -151,8 +150,8 @@ class SharedLLM:
 
     @property
     def derived_capacity(self) -> int:
-        """The formula's capacity now, before the governor's cut (``max_requests`` when given): with the host's
-        turns in progress counted against the lone voice-to-voice (``derived_for``)."""
+        """The formula's capacity now, before the governor's cut (``max_requests`` when given): with the sessions
+        listening on the host counted against the lone voice-to-voice (``derived_for``)."""
         if self.max_requests > 0:
             return self.max_requests
         return self.derived_for(self.listening() if self._governed else 0)
@@ -244,8 +243,8 @@ class SharedLLM:
         return self.listen_floor_s
 
     def listen_cost_s(self) -> float:
-        """Seconds one session whose user is mid-turn adds to an admitted reply's voice-to-voice: the host's
-        measured figure (on a ledger, by any worker; else this worker's), never below the start-up floor."""
+        """Seconds one other session listening adds to an admitted reply's voice-to-voice: the host's measured
+        figure (on a ledger, by any worker; else this worker's), never below the start-up floor."""
         learned = self._listen_learned
         if self.ledger is not None:
             try:
@@ -255,8 +254,8 @@ class SharedLLM:
         return max(self.listen_floor_s, learned or 0.0)
 
     def observe_listening(self, voice_to_voice_s: float, *, lone_s: float, listening: int, ahead: int) -> None:
-        """A reply admitted while ``listening`` other sessions' users were mid-turn and ``ahead`` replies held or
-        waited for the LLM was heard ``voice_to_voice_s`` after its speech: what the lone voice-to-voice and the
+        """A reply admitted while ``listening`` other sessions listened and ``ahead`` replies held or waited for
+        the LLM was heard ``voice_to_voice_s`` after its speech: what the lone voice-to-voice and the
         holds ahead do not account for, shared over the sessions listening, is a sample of a listening session's
         cost (none below 0: a reply faster than the formula says spoke a short first clause)."""
         if listening <= 0 or lone_s <= 0:
@@ -289,8 +288,8 @@ class SharedLLM:
     def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
                       admitted_at: int | None = None, listening: int = 0, ahead: int | None = None) -> None:
         """A reply was completed and heard ``voice_to_voice_s`` after its speech. One admitted ``alone`` and not
-        ``queued`` is a lone session's (``observe_voice``); one admitted while ``listening`` other users were
-        mid-turn, with ``ahead`` replies in flight before it, is a sample of a listening session's cost
+        ``queued`` is a lone session's (``observe_voice``); one admitted while ``listening`` other sessions
+        listened, with ``ahead`` replies in flight before it, is a sample of a listening session's cost
         (``observe_listening``); every one is a sample for the governor, as a ratio to the lone voice-to-voice
         (``admitted_at``: the capacity when it took its place)."""
         if voice_to_voice_s <= 0:
