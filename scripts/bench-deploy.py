@@ -7,11 +7,11 @@ Retry-After, at once), how many turns were answered, refused aloud (``server_bus
 admitted turns got neither a reply, a refusal nor an end as noise (``noise``: an empty transcript; ``unanswered``:
 the target is 0), and the voice-to-voice latency
 of the answered ones (p50/p95) and its p95 over the single-session figure of the same run (``p95_over_single``:
-the target is <= 2; give N = 1 first); for an unanswered turn, how long the client waited after the server ended
-it (``unanswered_waited_s``: the reference client waits ``client.ANSWER_PATIENCE_S`` of quiet). The workers
-share one admission ledger (``server.admission_ledger``); ``--no-ledger`` leaves each to count its own replies,
-as before it existed. A benchmark prints figures; it
-asserts nothing. Run it on a quiet machine:
+the target is <= 2; give N = 1 first, or several times: the mean of the N = 1 runs so far); for an unanswered
+turn, how long the client waited after the server ended it (``unanswered_waited_s``: the reference client
+waits ``client.ANSWER_PATIENCE_S`` of quiet). The workers share one admission ledger
+(``server.admission_ledger``); ``--no-ledger`` leaves each to count its own replies, as before it existed. A
+benchmark prints figures; it asserts nothing. Run it on a quiet machine:
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/bench-deploy.py --workers 2 --sessions 1,5,10,20 --model 0.5b
 """
@@ -85,7 +85,19 @@ def llm_health(port: int) -> dict[str, Any]:
         report = json.load(exc)
     llm = report["engines"]["llm"]
     return {k: llm.get(k) for k in ("capacity", "derived_capacity", "capacity_cut", "capacity_reason", "hold_s",
-                                    "voice_to_voice_s", "served", "refused_total")}
+                                    "voice_to_voice_s", "listen_cost_s", "served", "refused_total")}
+
+
+def seed_cut(ledger: Path, cut: int) -> None:
+    """The host's governor state as after ``cut`` misses (``--cut``): its places come back as replies with room
+    for one more are heard (``pipeline.governor``)."""
+    from attune.pipeline.admission_ledger import AdmissionLedger
+    from attune.pipeline.shared_llm import GOVERNOR_FIGURES
+
+    book = AdmissionLedger(ledger)
+    book.update(GOVERNOR_FIGURES, lambda _: {"capacity_cut": float(cut), "capacity_fits": 0.0,
+                                             "capacity_cuts": float(cut)})
+    book.close()
 
 
 def nginx_conf(tmp: Path, workers: list[int], port: int) -> Path:
@@ -154,7 +166,10 @@ async def crowd(url: str, n: int, tail_s: float, traces: bool = False) -> dict[s
         lat = tr.get("latency_ms") or {}
         return {"v2v": tr.get("voice_to_voice_ms"), "committed": lat.get("turn_committed"),
                 "asr": lat.get("asr_done"), "first_token": lat.get("llm_first_token"),
-                "queue_wait": tr.get("llm_queue_wait_ms"), "shed": bool(tr.get("speculation_shed"))}
+                "clause": lat.get("first_sentence_ready"), "audio": lat.get("first_audio_out"),
+                "queue_wait": tr.get("llm_queue_wait_ms"), "shed": bool(tr.get("speculation_shed")),
+                "alone": bool(tr.get("admitted_alone")), "capacity": tr.get("admitted_capacity"),
+                "listening": tr.get("admitted_listening"), "words": str(tr.get("reply_text") or "")[:60]}
 
     outcomes: dict[str, int] = {}
     for d in done:
@@ -180,6 +195,9 @@ def main() -> int:
                     help="also print each replied turn's latency parts and its wait for the LLM")
     ap.add_argument("--no-ledger", action="store_true",
                     help="each worker counts only its own replies (no server.admission_ledger)")
+    ap.add_argument("--cut", type=int, default=0,
+                    help="start with the capacity governor's cut at this many places, as after that many misses "
+                         "(written into the ledger before the first crowd), to watch replies give them back")
     args = ap.parse_args()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -207,12 +225,20 @@ def main() -> int:
         for port in workers:
             start = [ln for ln in (tmp / f"worker-{port}.log").read_text().splitlines() if "LLM:" in ln]
             print(f"worker {port}: {start[-1].split('INFO ')[-1] if start else 'no speed measured'}", flush=True)
-        single = None
+        if args.cut > 0 and not args.no_ledger:
+            seed_cut(tmp / "admission.sqlite3", args.cut)
+            print(f"governor: {args.cut} place(s) cut before the first crowd: {json.dumps(llm_health(workers[0]))}",
+                  flush=True)
+        singles: list[float] = []  # every N = 1 run so far: one reply's first clause moves it by a second
         for n in (int(x) for x in args.sessions.split(",") if x.strip()):
             row = asyncio.run(crowd(f"ws://127.0.0.1:{nginx_port}/ws", n, args.tail, args.traces))
             if n == 1 and row["v2v_p50_ms"] == row["v2v_p50_ms"]:  # not NaN
-                single = row["v2v_p50_ms"]
+                singles.append(row["v2v_p50_ms"])
+            single = sum(singles) / len(singles) if singles else None
             row["p95_over_single"] = round(row["v2v_p95_ms"] / single, 2) if single else None
+            health = llm_health(workers[0])  # on a ledger the host's capacity after this crowd
+            row["capacity_after"] = {k: health[k] for k in ("capacity", "derived_capacity", "capacity_cut",
+                                                            "capacity_reason", "listen_cost_s")}
             print(json.dumps(row), flush=True)
         for port in workers:
             print(f"worker {port}: {json.dumps(llm_health(port))}", flush=True)

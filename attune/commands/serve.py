@@ -57,17 +57,21 @@ async def _serve(args: argparse.Namespace, config: Config) -> int:
     personas = PersonaStore.from_config(config)  # a corrupt database stops here, before the engines load
     personas.default_persona(config.personas.default_id)  # so does an unknown personas.default_id
     base = build_backends(config, emotion=False)
-    timings = await warm_up(base, config)
+    timings = await warm_up(base, config, admission=True)
     engines = Engines(config, lambda: for_session(config, base), llm=base.llm, tts=base.tts, asr=base.asr)
     attune = AttuneServer(engines, tokens=tokens, personas=personas, bound_host=host)
     if "llm_s_per_token" in timings:  # admission (server.max_replying 0) reckons from the measured speeds
         shared = attune.shared_llm
         hold = shared.calibrate_from_speed(timings["llm_s_per_token"], config.llm.max_tokens)
-        lone = lone_voice_to_voice_s(config, base.measured.llm_speed, timings.get("asr_pass_s", 0.0))
+        lone = lone_voice_to_voice_s(config, base.measured.llm_speed, timings.get("asr_pass_s", 0.0),
+                                     timings.get("first_clause_speech_s"))
         shared.calibrate_voice(lone or 0.0)
-        log.info("LLM: %.0f ms a token, a reply about %.1f s; a lone voice-to-voice about %.1f s: %d replies "
+        listen = shared.calibrate_listening(timings.get("end_of_turn_cpu_s", 0.0))
+        log.info("LLM: %.0f ms a token, a reply about %.1f s; a lone voice-to-voice about %.1f s (first token "
+                 "%.0f ms, first clause made audible %.0f ms); a listening session about %.0f ms: %d replies "
                  "prepared or waiting at once", 1000 * timings["llm_s_per_token"], hold, lone or 0.0,
-                 shared.capacity)
+                 timings.get("llm_first_token_ms", 0.0), 1000 * timings.get("first_clause_speech_s", 0.0),
+                 1000 * listen, shared.capacity)
     server = GracefulServer(uvicorn_config(attune.app, host, port, config.server), attune)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no "started" event

@@ -13,7 +13,8 @@ It keeps the host's figures too (``figures``: the mean hold of a reply at the se
 voice-to-voice, measured by whichever worker served the reply), so that every worker derives the same capacity,
 and the places the host's capacity governor took off it (``pipeline.governor``, updated in one transaction).
 
-The ledger also counts the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
+It counts the host's open sessions (``sessions``: each listens, on the cores the replies need, so the capacity
+reckons with them) and the host's sessions whose users are mid-turn (``turns``: from the start of the speech to
 the end of the turn), in the order their turns began, so that only as many of them as there are free places do
 work ahead of a reply (``pipeline.shedding``): a crowd speaking at once on two workers is one queue, not two.
 """
@@ -63,6 +64,8 @@ class AdmissionLedger:
                              "pid INTEGER NOT NULL, since REAL NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS figures (name TEXT PRIMARY KEY, value REAL NOT NULL, "
                              "at REAL NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "pid INTEGER NOT NULL, since REAL NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"server.admission_ledger {self.path} cannot be opened: {exc}") from None
 
@@ -114,6 +117,26 @@ class AdmissionLedger:
         """Turns in progress on the host that began before ``ticket``."""
         (count,) = self._db.execute("SELECT COUNT(*) FROM turns WHERE id < ? AND since > ?",
                                     (ticket, time.time() - self.stale_s)).fetchone()
+        return int(count)
+
+    def session_opened(self) -> int:
+        """A row for one open session (it listens: VAD, emotion windows, end-of-turn passes): its ticket. Sessions
+        last as long as their users talk, so only a dead worker's rows are dropped, never old ones."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            self._drop_dead()
+            cur = db.execute("INSERT INTO sessions (pid, since) VALUES (?, ?)", (self.pid, time.time()))
+            return int(cur.lastrowid or 0)
+        finally:
+            db.execute("COMMIT")
+
+    def session_closed(self, ticket: int) -> None:
+        self._db.execute("DELETE FROM sessions WHERE id = ?", (ticket,))
+
+    def sessions(self) -> int:
+        """Sessions open on the host (every worker's)."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM sessions").fetchone()
         return int(count)
 
     def note(self, name: str, value: float, weight: float, start: float | None = None) -> float:
@@ -179,12 +202,14 @@ class AdmissionLedger:
     def close(self) -> None:
         self._db.execute("DELETE FROM replies WHERE pid = ?", (self.pid,))
         self._db.execute("DELETE FROM turns WHERE pid = ?", (self.pid,))
+        self._db.execute("DELETE FROM sessions WHERE pid = ?", (self.pid,))
         self._db.close()
 
     def _drop_dead(self) -> None:
         db = self._db
-        for table in ("replies", "turns"):  # fixed names, never input
-            db.execute(f"DELETE FROM {table} WHERE since <= ?", (time.time() - self.stale_s,))
+        for table in ("replies", "turns", "sessions"):  # fixed names, never input
+            if table != "sessions":  # a session lasts as long as its user talks: only its worker's death ends it
+                db.execute(f"DELETE FROM {table} WHERE since <= ?", (time.time() - self.stale_s,))
             for (pid,) in db.execute(f"SELECT DISTINCT pid FROM {table} WHERE pid != ?",
                                      (self.pid,)).fetchall():
                 if not _alive(int(pid)):

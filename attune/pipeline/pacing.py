@@ -31,6 +31,7 @@ TTS_FIRST_MS = 80.0  # Piper's first chunk of a short clause (43-62 ms measured 
 # median): the note and the tone first, prefilled; the words first, the note and the tone after them.
 TAIL_TOKENS = {True: 8, False: 28}
 TYPICAL_CLAUSE_WORDS = 8  # words of a reply's first clause as spoken (an assumption: "I'm sorry to hear that.")
+TYPICAL_FIRST_CLAUSE = "Oh no, I'm sorry that sounds so hard."  # TYPICAL_CLAUSE_WORDS words, timed at start-up
 FREE_SHARE = 0.8  # of the estimated readiness: the estimate leaves out the ASR pass, and this keeps it early
 
 
@@ -92,14 +93,23 @@ def paced_endpoint(endpoint: EndpointSettings | None, speed: LLMSpeed | None, *,
 
 
 def lone_voice_to_voice_ms(speed: LLMSpeed | None, *, asr_pass_ms: float, commit_ms: int,
+                           clause_speech_ms: float | None = None, speculate_ms: int | None = None,
                            clause_words: int = TYPICAL_CLAUSE_WORDS) -> float | None:
     """A lone session's voice-to-voice (ms from the end of the speech to the first audio), from the engines'
-    speeds measured at start-up, one stage after the other: the commit (``commit_ms``, the end-of-turn wait of a
-    finished sentence the model is less sure of), the final ASR pass (``asr_pass_ms``), the LLM's first token
-    (as measured) and the first clause's words, and its synthesis. A speculative reply overlaps some of these and
-    a real first clause may be longer, so this is a first guess, replaced by the first reply measured alone
-    (``SharedLLM.observe_voice``). None: the LLM's speed is unknown."""
+    speeds measured at start-up, stage by stage: the words (the commit, ``commit_ms``, the end-of-turn wait of a
+    finished sentence the model is less sure of, and the final ASR pass, ``asr_pass_ms``: with ``speculate_ms``
+    the pass starts that long into the silence, inside the commit's wait, as a lone session's speculative reply
+    runs it; None: after the commit), the LLM's first token (as measured), the first clause's words, and that
+    clause made audible (``clause_speech_ms``: a typical first clause through the TTS and the prosody DSP while
+    the LLM writes on, ``stack.measure_first_clause``; None: ``TTS_FIRST_MS``, Piper's first chunk of a short
+    clause alone). The synthesis was the stage this estimate missed: a reply's first audio is its whole first
+    clause synthesised, shaped and resampled while the model writes the rest (650-1180 ms from the clause to its
+    audio in docs/BENCHMARKS.md's "Issue 21, the crowd's listening" sitting, where 80 ms was counted), so the
+    estimate said 1.5-1.7 s for a measured 2.1-2.7 s. A first guess still, replaced by the first reply measured
+    alone (``SharedLLM.observe_voice``). None: the LLM's speed is unknown."""
     if speed is None or speed.tokens_per_s <= 0:
         return None
+    words = commit_ms + asr_pass_ms if speculate_ms is None else max(float(commit_ms), speculate_ms + asr_pass_ms)
     write = clause_words * TOKENS_PER_WORD * 1000.0 / speed.tokens_per_s
-    return commit_ms + asr_pass_ms + speed.first_token_ms + write + TTS_FIRST_MS
+    speech = TTS_FIRST_MS if clause_speech_ms is None else clause_speech_ms
+    return words + speed.first_token_ms + write + speech

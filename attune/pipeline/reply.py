@@ -185,6 +185,8 @@ class Reply:
                 self.trace.info["admitted_alone"] = True
             if place is not None and place.capacity > 0:  # what the governor's sample was admitted at
                 self.trace.info["admitted_capacity"] = place.capacity
+            if place is not None:  # what the admission reckoned with (the listening cost's sample)
+                self.trace.info["admitted_ahead"], self.trace.info["admitted_listening"] = place.ahead, place.listening
             messages = await self._understand()
             if messages is None:
                 return

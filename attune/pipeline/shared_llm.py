@@ -21,9 +21,18 @@ hears its reply within twice a lone session's: k are admitted while (k - 1) hold
 least 1), reckoned from the mean time a generation holds its slot (``hold_s``: measured at start-up by
 ``calibrate``, then a moving average of the generations served). What the admitted replies then measure checks
 that formula (``observe_reply``, ``pipeline.governor``): a reply heard later than twice a lone session's takes
-a place off (never below 1), replies with room to spare give it back one at a time. A waiting request is told
-its place and an estimate of its wait when it joins the queue and again every ``notice_s`` while it waits, so a
-slow LLM never leaves a client in silence.
+a place off (never below 1), replies with room to spare give it back one at a time.
+
+The crowd's listening is counted before the fact: every other open session (``session_opened``, the host's on a
+ledger; at least the users mid-turn, ``turn_began``) runs its VAD, emotion windows and end-of-turn passes on the
+cores the admitted replies' commits, ASR passes, syntheses and generations need, so each costs them
+``listen_cost_s()`` of the budget: k are admitted while (k - 1) holds + ``listening()`` x that cost <= the lone
+voice-to-voice. The cost is measured at run time: at start-up, one end-of-turn pass's CPU over the cores
+(``calibrate_listening``: a lower bound, the work every listener does at the end of its turn), then on every reply
+admitted while others listened (``observe_reply``: what its voice-to-voice took beyond the lone one and the holds
+ahead of it, shared over the sessions listening; a moving average, the host's on a ledger), never below the start-up
+figure. A waiting request is told its place and an estimate of its wait when it joins the queue and again every
+``notice_s`` while it waits, so a slow LLM never leaves a client in silence.
 
 A reply may take its place before its request, at the end of the speech (``SessionLLM.admit``, the session's
 ``pipeline.shedding.Admission``): the place is counted from then (``reserved``), so a turn beyond the capacity is
@@ -49,6 +58,7 @@ import asyncio
 import itertools
 import logging
 import math
+import os
 import sqlite3
 import time
 from collections import deque
@@ -76,6 +86,7 @@ NOTICE_S = 2.0  # s between the notices a waiting request gets
 STALL_HOLDS = 3.0  # a derived stall bound: this many mean holds for each generation ahead at the server, and ours
 MIN_STALL_S = 2.0  # the derived stall bound is never shorter
 GOVERNOR_FIGURES = ("capacity_cut", "capacity_fits", "capacity_cuts")  # the governor's state in the ledger
+LISTEN_SMOOTHING = 0.3  # weight of the newest reply in the moving average of the cost of a listening session
 
 
 def _ledger_state(found: dict[str, float], reason: str) -> GovernorState:
@@ -112,9 +123,12 @@ class SharedLLM:
         self.cache_owner: SessionLLM | None = None  # whose conversation the KV cache holds (the last served)
         self.voice_to_voice_s = 0.0  # a lone session's voice-to-voice (``calibrate_voice``); 0 = not known
         self._voice_measured = False  # voice_to_voice_s is measured (``observe_voice``), not estimated
+        self.listen_floor_s = 0.0  # s a listening session costs an admitted reply at least (``calibrate_listening``)
+        self._listen_learned: float | None = None  # this worker's measured cost (without a ledger)
         self._governor = GovernorState()  # places taken off the derived capacity (on a ledger: the host's cut)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._turns: dict[int, int | None] = {}  # this worker's turns in progress: id -> ledger ticket
+        self._sessions: dict[int, int | None] = {}  # this worker's open sessions: id -> ledger ticket
         self._turn_ids = itertools.count(1)
 
     @property
@@ -136,11 +150,22 @@ class SharedLLM:
 
     @property
     def derived_capacity(self) -> int:
-        """The formula's capacity, before the governor's cut (``max_requests`` when given)."""
+        """The formula's capacity now, before the governor's cut (``max_requests`` when given): with the sessions
+        listening on the host counted against the lone voice-to-voice (``derived_for``)."""
         if self.max_requests > 0:
             return self.max_requests
+        return self.derived_for(self.listening() if self._governed else 0)
+
+    def derived_for(self, listening: int) -> int:
+        """The formula's capacity while ``listening`` other sessions listen: k while the k - 1 holds ahead
+        of the last and the listening's cost (``listen_cost_s`` each) fit in one lone voice-to-voice, at least 1 a
+        slot (``max_wait_s`` given: as many as are served within it)."""
         hold = max(self.host_hold_s(), 1e-3)
-        budget = self.max_wait_s or self.lone_voice_s() or hold
+        lone = self.lone_voice_s()
+        if self.max_wait_s > 0 or lone <= 0:
+            budget = self.max_wait_s or hold
+        else:
+            budget = max(0.0, lone - listening * self.listen_cost_s()) if listening > 0 else lone
         return self.slots * (1 + math.floor(budget / hold + 1e-9))
 
     @property
@@ -204,6 +229,48 @@ class SharedLLM:
         else:
             self.voice_to_voice_s += HOLD_SMOOTHING * (voice_to_voice_s - self.voice_to_voice_s)
 
+    def calibrate_listening(self, pass_cpu_s: float, cores: int | None = None) -> float:
+        """The start-up floor of a listening session's cost: the CPU one end-of-turn pass took (``stack.warm_up``'s
+        ``end_of_turn_cpu_s``, every thread's) over the cores this process may use, the time it takes from the
+        admitted replies when every listener runs one at the end of its turn. Returns it."""
+        if cores is None:
+            try:
+                cores = len(os.sched_getaffinity(0))
+            except (AttributeError, OSError):
+                cores = os.cpu_count() or 1
+        if pass_cpu_s > 0:
+            self.listen_floor_s = pass_cpu_s / max(1, cores)
+        return self.listen_floor_s
+
+    def listen_cost_s(self) -> float:
+        """Seconds one other session listening adds to an admitted reply's voice-to-voice: the host's measured
+        figure (on a ledger, by any worker; else this worker's), never below the start-up floor."""
+        learned = self._listen_learned
+        if self.ledger is not None:
+            try:
+                learned = self.ledger.figure("listen_cost_s")
+            except sqlite3.Error:
+                pass
+        return max(self.listen_floor_s, learned or 0.0)
+
+    def observe_listening(self, voice_to_voice_s: float, *, lone_s: float, listening: int, ahead: int) -> None:
+        """A reply admitted while ``listening`` other sessions listened and ``ahead`` replies held or waited for
+        the LLM was heard ``voice_to_voice_s`` after its speech: what the lone voice-to-voice and the
+        holds ahead do not account for, shared over the sessions listening, is a sample of a listening session's
+        cost (none below 0: a reply faster than the formula says spoke a short first clause)."""
+        if listening <= 0 or lone_s <= 0:
+            return
+        beyond = voice_to_voice_s - lone_s - ahead * self.host_hold_s() / self.slots
+        sample = max(0.0, beyond) / listening
+        if self.ledger is not None:
+            try:
+                self.ledger.note("listen_cost_s", sample, LISTEN_SMOOTHING)
+                return
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a listening cost not noted (%s)", exc)
+        old = self._listen_learned
+        self._listen_learned = sample if old is None else old + LISTEN_SMOOTHING * (sample - old)
+
     def governor_state(self) -> GovernorState:
         """The governor's state: on a ledger the host's cut and streak (lapsed after an hour unused: all places
         back) with this worker's last reason, else this worker's."""
@@ -219,10 +286,12 @@ class SharedLLM:
         return self._governor
 
     def observe_reply(self, voice_to_voice_s: float, *, alone: bool = False, queued: bool = False,
-                      admitted_at: int | None = None) -> None:
+                      admitted_at: int | None = None, listening: int = 0, ahead: int | None = None) -> None:
         """A reply was completed and heard ``voice_to_voice_s`` after its speech. One admitted ``alone`` and not
-        ``queued`` is a lone session's (``observe_voice``); every one is a sample for the governor, as a ratio to
-        the lone voice-to-voice (``admitted_at``: the capacity when it took its place)."""
+        ``queued`` is a lone session's (``observe_voice``); one admitted while ``listening`` other sessions
+        listened, with ``ahead`` replies in flight before it, is a sample of a listening session's cost
+        (``observe_listening``); every one is a sample for the governor, as a ratio to the lone voice-to-voice
+        (``admitted_at``: the capacity when it took its place)."""
         if voice_to_voice_s <= 0:
             return
         if alone and not queued:
@@ -230,12 +299,15 @@ class SharedLLM:
         lone = self.lone_voice_s()
         if not self._governed or lone <= 0:
             return
+        if ahead is not None:
+            self.observe_listening(voice_to_voice_s, lone_s=lone, listening=listening, ahead=ahead)
         ratio = voice_to_voice_s / lone
         headroom = self.host_hold_s() / self.slots / lone
         derived = self.derived_capacity
 
         def change(state: GovernorState) -> GovernorState:
-            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at)
+            return governor.step(state, ratio=ratio, headroom=headroom, derived=derived, admitted_at=admitted_at,
+                                 alone=alone and not queued)
 
         before = self.governor_state()
         if self.ledger is not None:
@@ -290,6 +362,41 @@ class SharedLLM:
     def observe_hold(self, held_s: float) -> None:
         """A whole generation held its slot ``held_s``: the moving average moves towards it."""
         self.hold_s += HOLD_SMOOTHING * (held_s - self.hold_s)
+
+    # ---- sessions listening, turns in progress: what the cores do besides the replies, who works ahead of one ----
+    def session_opened(self) -> int:
+        """A session opened (it listens until it closes): its id (on a ledger, counted with the host's)."""
+        ticket = None
+        if self.ledger is not None:
+            try:
+                ticket = self.ledger.session_opened()
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a session not entered (%s); counted in this worker only", exc)
+        sid = next(self._turn_ids)
+        self._sessions[sid] = ticket
+        return sid
+
+    def session_closed(self, sid: int) -> None:
+        ticket = self._sessions.pop(sid, None)
+        if ticket is not None and self.ledger is not None:
+            try:
+                self.ledger.session_closed(ticket)
+            except sqlite3.Error as exc:
+                log.warning("admission ledger: a session's row not removed (%s); dropped with its worker", exc)
+
+    def sessions_open(self) -> int:
+        """Open sessions (the host's, on a ledger)."""
+        if self.ledger is not None:
+            try:
+                return self.ledger.sessions()
+            except sqlite3.Error:
+                pass
+        return len(self._sessions)
+
+    def listening(self) -> int:
+        """Sessions listening beside the one a reply is for: the other open sessions, and at least the users
+        mid-turn (sessions not entered with ``session_opened``, as in a library's own use)."""
+        return max(self.sessions_open() - 1, self.turns_in_progress())
 
     # ---- turns in progress: who works ahead of a reply ----
     def turn_began(self) -> int:
@@ -511,10 +618,12 @@ class SessionLLM:
             self._place.release()
         self.mid_turn(False)  # the turn is counted by its place from now on
         shared = self.shared
-        self._place = HeldPlace(self, shared.reserve())
-        self._place.alone = shared.in_flight() == 1 and shared.turns_in_progress() == 0
-        self._place.capacity = shared.capacity
-        return self._place
+        self._place = place = HeldPlace(self, shared.reserve())
+        place.ahead = max(0, shared.in_flight() - 1)
+        place.listening = shared.listening()
+        place.alone = place.ahead == 0 and shared.turns_in_progress() == 0
+        place.capacity = shared.capacity
+        return place
 
     def prefill(self, messages: Sequence[ChatMessage], *, keep_back: int = 0, max_new: int = 16) -> int:
         """The backend's ``prefill`` (blocking, from a worker thread), while the LLM is idle and the cache holds
@@ -628,6 +737,8 @@ class HeldPlace:
         self.held = True
         self.alone = False  # no other reply in flight and no other turn in progress when it was taken
         self.capacity = 0  # the shared LLM's capacity when it was taken (0: not known)
+        self.ahead = 0  # replies in flight (the host's) when it was taken
+        self.listening = 0  # other sessions listening (the host's, ``SharedLLM.listening``) when it was taken
 
     def take(self) -> tuple[int | None] | None:
         """The request takes the place over: its ticket (None: released already, so the request asks anew)."""

@@ -32,6 +32,8 @@ class Place(Protocol):
 
     alone: bool  # taken with no other reply in flight and no other turn in progress (its figures are a lone one's)
     capacity: int  # the capacity when it was taken (0: not known): the governor's sample says what it was
+    ahead: int  # replies in flight when it was taken: the holds it waits for
+    listening: int  # other sessions listening when it was taken: what its turn shares the cores with
 
     def release(self) -> None: ...
 

@@ -105,11 +105,15 @@ def for_session(config: Config, backends: SessionBackends) -> SessionBackends:
     return replace(backends, vad=create_vad(config), emotion=detector, turn_emotion=turn)
 
 
-async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = ()) -> dict[str, float]:
+async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[str, ...] = (), *,
+                  admission: bool = False) -> dict[str, float]:
     """Load models and fill caches (the LLM's persona prefix; with ``speech_cache.prewarm`` the stock phrases:
     ``greetings`` and the acknowledgements) so the first real turn is representative. Returns seconds per engine,
     and the LLM's speed measured here (``llm_tokens_per_s``, ``llm_s_per_token``, ``llm_first_token_ms``; kept in
-    ``backends.measured`` too, where the pacing of the first clause and the server's admission read it)."""
+    ``backends.measured`` too, where the pacing of the first clause and the server's admission read it) and the CPU
+    of one end-of-turn pass (``end_of_turn_cpu_s``); with ``admission`` (the server's: its derived capacity reckons
+    with them) also a typical first clause made audible while the LLM writes (``first_clause_speech_s``,
+    ``measure_first_clause``: a second of start-up the other transports do not need)."""
     from attune.agent.brain import PromptBuilder
     from attune.agent.persona import configured_persona
 
@@ -141,6 +145,10 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
     async for _ in backends.tts.synthesize("Hello.", None):
         pass
     out["tts_s"] = time.perf_counter() - t
+    if speed is not None and admission:
+        clause = await measure_first_clause(backends, config, prefix)
+        if clause is not None:
+            out["first_clause_speech_s"] = clause
     if backends.voice.phrases is not None and config.speech_cache.prewarm:
         t = time.perf_counter()
         report = await prewarm(backends.voice.phrases, stock_phrases(config, greetings))
@@ -151,17 +159,77 @@ async def warm_up(backends: SessionBackends, config: Config, greetings: tuple[st
         t = time.perf_counter()
         await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)
         out["end_of_turn_s"] = time.perf_counter() - t
+        cpu = time.process_time()  # a second pass, warm: every thread's CPU, what one listener's pass costs the cores
+        await asyncio.to_thread(backends.end_of_turn.complete_probability, noise)
+        out["end_of_turn_cpu_s"] = time.process_time() - cpu
     return out
 
 
-def lone_voice_to_voice_s(config: Config, speed: LLMSpeed | None, asr_pass_s: float) -> float | None:
+def lone_voice_to_voice_s(config: Config, speed: LLMSpeed | None, asr_pass_s: float,
+                          clause_speech_s: float | None = None) -> float | None:
     """A lone session's voice-to-voice here (s), from the speeds ``warm_up`` measured (``pacing``): the budget the
-    server's derived admission fits the waits of the last admitted reply into, until a reply is measured. None:
-    the LLM's speed is unknown."""
+    server's derived admission fits the waits of the last admitted reply into, until a reply is measured. The ASR
+    pass runs inside the commit's wait (a lone session's speculative reply starts it ``speculate_silence_ms``
+    into the silence); ``clause_speech_s``: ``warm_up``'s ``first_clause_speech_s``. None: the LLM's speed is
+    unknown."""
     p = config.pipeline
     commit_ms = p.eot_likely_ms if p.end_of_turn_model != "none" else p.end_of_turn_silence_ms
-    ms = lone_voice_to_voice_ms(speed, asr_pass_ms=1000.0 * asr_pass_s, commit_ms=commit_ms)
+    ms = lone_voice_to_voice_ms(speed, asr_pass_ms=1000.0 * asr_pass_s, commit_ms=commit_ms,
+                                speculate_ms=p.speculate_silence_ms,
+                                clause_speech_ms=None if clause_speech_s is None else 1000.0 * clause_speech_s)
     return None if ms is None else ms / 1000.0
+
+
+CLAUSE_TOKENS = 24  # tokens the LLM writes while the typical first clause is timed (a reply's rest)
+
+
+async def measure_first_clause(backends: SessionBackends, config: Config, prefix: list[ChatMessage]
+                               ) -> float | None:
+    """Seconds from a typical first clause's text (``pacing.TYPICAL_FIRST_CLAUSE``) to its first audio as a reply
+    makes it: the TTS's first chunk, the prosody DSP (``expression.apply_prosody``) and the resampling to the
+    output rate, while the LLM writes on (a shared LLM generates a reply's rest at once, ``SharedLLM``'s pump,
+    so the synthesis shares the cores with it). None when the LLM fails (logged)."""
+    from attune.core.audio import resample
+    from attune.core.emotion import EmotionCategory
+    from attune.core.prosody import profile_for
+    from attune.pipeline.pacing import TYPICAL_FIRST_CLAUSE
+
+    tts, out_rate = backends.tts, config.pipeline.output_sample_rate
+    prosody = profile_for(EmotionCategory.NEUTRAL, 0.6)
+    shaped = backends.dsp_factory is not None and config.expression.apply_prosody
+
+    async def writing(started: asyncio.Event) -> None:
+        async for _ in backends.llm.stream([*prefix, ChatMessage("user", "Tell me about your week.")],
+                                           max_tokens=CLAUSE_TOKENS, temperature=0.0):
+            started.set()
+
+    def shape(samples: np.ndarray, rate: int) -> np.ndarray:
+        if shaped:
+            assert backends.dsp_factory is not None
+            dsp = backends.dsp_factory(rate, prosody)
+            samples = np.concatenate([np.asarray(dsp.push(samples), np.float32), np.asarray(dsp.flush(), np.float32)])
+        return samples if rate == out_rate else resample(samples, rate, out_rate)
+
+    started = asyncio.Event()
+    llm = asyncio.create_task(writing(started))
+    first = asyncio.create_task(started.wait())
+    try:
+        await asyncio.wait([llm, first], return_when=asyncio.FIRST_COMPLETED)
+        t = time.perf_counter()
+        async for chunk in tts.synthesize(TYPICAL_FIRST_CLAUSE, prosody):
+            await asyncio.to_thread(shape, chunk.samples, chunk.sample_rate)
+            break
+        took = time.perf_counter() - t
+        await llm
+    except BackendError as exc:
+        log.warning("first clause not timed: %s", exc)
+        return None
+    finally:
+        for task in (llm, first):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(llm, first, return_exceptions=True)
+    return took
 
 
 SPEED_TOKENS = 16  # tokens written to measure the LLM's speed at start-up (~0.5-1.5 s on 2 cores)

@@ -171,7 +171,8 @@ class AttuneServer:
                         "refused_total": llm.refused_total, "reserved": llm.reserved,
                         "hold_s": round(llm.host_hold_s(), 3), "voice_to_voice_s": round(llm.lone_voice_s(), 3),
                         "derived_capacity": llm.derived_capacity, "capacity_cut": governed.cut,
-                        "capacity_reason": governed.reason,
+                        "capacity_reason": governed.reason, "listen_cost_s": round(llm.listen_cost_s(), 3),
+                        "turns_in_progress": llm.turns_in_progress(), "listening": llm.listening(),
                         "stalled_total": llm.stalled_total, "in_flight": llm.in_flight(),
                         "shared": llm.ledger is not None},
                 "tts": tts,
@@ -180,10 +181,12 @@ class AttuneServer:
 
     def _observe_reply(self, voice_to_voice_s: float, trace: dict[str, Any]) -> None:
         """A completed reply's voice-to-voice, for the shared LLM's admission (``SharedLLM.observe_reply``)."""
-        at = trace.get("admitted_capacity")
+        at, ahead, listening = (trace.get(k) for k in ("admitted_capacity", "admitted_ahead", "admitted_listening"))
         self.shared_llm.observe_reply(voice_to_voice_s, alone=bool(trace.get("admitted_alone")),
                                       queued=bool(trace.get("llm_queued")),
-                                      admitted_at=at if isinstance(at, int) else None)
+                                      admitted_at=at if isinstance(at, int) else None,
+                                      listening=listening if isinstance(listening, int) else 0,
+                                      ahead=ahead if isinstance(ahead, int) else None)
 
     async def metrics_page(self, request: Request) -> Response:
         if self.tokens and not self._authorized(request.headers.get("authorization"),
@@ -281,6 +284,7 @@ class AttuneServer:
                                   outbox_max_s=s.outbox_max_s, outbox_max_events=s.outbox_max_events)
         persona = await self.personas.for_new_session()
         conn: Connection | None = None
+        listening = self.shared_llm.session_opened()  # it listens on the cores the replies need: admission counts it
         try:
             async with session:
                 conn = connect(ws, session, session_id=session_id, limits=limits, metrics=self.metrics,
@@ -294,6 +298,7 @@ class AttuneServer:
                 self.metrics.closed.labels(close_label(reason)).inc()
             conn.collect_last()  # what the session said as it closed (a reply it cut off): counted before it leaves
         finally:
+            self.shared_llm.session_closed(listening)
             if conn is not None:
                 self.connections.pop(session_id, None)
                 self.metrics.sessions_active.dec()

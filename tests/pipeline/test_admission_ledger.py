@@ -174,3 +174,41 @@ def test_the_capacity_cut_is_the_hosts(tmp_path: Path) -> None:
     for _ in range(4):
         two.observe_reply(2.2, alone=True)
     assert one.capacity == two.capacity == 3
+
+
+def test_open_sessions_are_the_hosts_and_only_a_dead_workers_are_dropped(tmp_path: Path) -> None:
+    """Every worker's open sessions listen on the host's cores: counted together; a session is never too old to
+    count (it lasts as long as its user talks), a dead worker's are dropped."""
+    path = tmp_path / "admission.sqlite3"
+    code = (f"from attune.pipeline.admission_ledger import AdmissionLedger; import os\n"
+            f"AdmissionLedger({str(path)!r}).session_opened()\nos._exit(0)")  # dies with a session open
+    subprocess.run([sys.executable, "-c", code], check=True)
+    one, two = AdmissionLedger(path, stale_s=0.05), AdmissionLedger(path, stale_s=0.05)
+    assert one.sessions() == 1
+    a = one.session_opened()  # entering drops the dead worker's
+    two.session_opened()
+    assert one.sessions() == two.sessions() == 2
+    time.sleep(0.1)
+    two.session_opened()  # past stale_s: sessions stay
+    assert one.sessions() == 3
+    one.session_closed(a)
+    assert two.sessions() == 2
+    two.close()
+    assert one.sessions() == 0
+
+
+def test_the_other_open_sessions_listen_against_the_capacity(tmp_path: Path) -> None:
+    """A worker's admission counts every open session of the host but the reply's own (hold 1.8 s, lone 2.7 s,
+    0.15 s a listener: 2 places with up to 6 others open, 1 with 7)."""
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(tmp_path / "ledger.sqlite3")) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.8)
+        shared.calibrate_voice(2.7)
+        shared.calibrate_listening(0.3, cores=2)
+    ids = [one.session_opened() for _ in range(4)] + [two.session_opened() for _ in range(3)]
+    assert one.listening() == two.listening() == 6 and one.capacity == two.capacity == 2
+    two.session_opened()
+    assert one.listening() == 7 and one.capacity == 1
+    one.session_closed(ids[0])
+    assert two.listening() == 6 and two.capacity == 2
+    assert two.turns_in_progress() == 0 and one.sessions_open() == 7

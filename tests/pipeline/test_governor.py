@@ -81,3 +81,20 @@ def test_each_miss_after_a_return_makes_the_next_return_slower() -> None:
     # misses after 4, 8, 16, 32, 64, 64 replies at one place: then one in 65 (within a p95's 5%)
     assert misses == 7 and state.recover_after == MAX_RECOVER
     assert GovernorState(cuts=1).recover_after == RECOVER_AFTER and GovernorState(cuts=2).recover_after == 8
+
+
+def test_replies_heard_alone_within_budget_give_places_back_whatever_their_first_clause() -> None:
+    """A quiet spell: lone replies at 0.9-1.3x (short and long first clauses) with a hold of 0.85 lone
+    voice-to-voice. Judged by one more hold on top, the 1.3x ones break the streak and the place never comes
+    back; heard alone they are room, and four give it back. Over budget alone, it is still a miss at one place."""
+    quiet = [1.1, 0.95, 1.3, 0.9, 1.3, 0.9]
+    judged = GovernorState(cut=1, cuts=1)
+    for ratio in quiet:
+        judged = step(judged, ratio=ratio, headroom=0.85, derived=2)
+    assert judged.cut == 1
+    alone = GovernorState(cut=1, cuts=1)
+    for ratio in quiet[:RECOVER_AFTER]:
+        alone = step(alone, ratio=ratio, headroom=0.85, derived=2, alone=True)
+    assert alone.cut == 0 and capacity(2, alone) == 2
+    late = step(GovernorState(), ratio=2.3, headroom=0.85, derived=2, alone=True)
+    assert late.cut == 1

@@ -96,5 +96,86 @@ def test_the_servers_estimate_commits_as_the_configured_end_of_turn_says() -> No
                                                               "end_of_turn_silence_ms": 500}})
     for config, commit in ((model, 700), (silence, 500)):
         got = lone_voice_to_voice_s(config, SLOW, 0.3)
-        assert got == pytest.approx((lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=commit) or 0) / 1000)
+        want = lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=commit, speculate_ms=96)
+        assert got == pytest.approx((want or 0) / 1000)
+        heard = lone_voice_to_voice_s(config, SLOW, 0.3, clause_speech_s=0.9)  # warm_up's first clause
+        assert heard is not None and got is not None and heard - got == pytest.approx(0.9 - 0.08)
     assert lone_voice_to_voice_s(model, None, 0.3) is None
+
+
+def test_a_lone_voice_to_voice_counts_the_first_clause_made_audible_and_the_pass_inside_the_commit() -> None:
+    """The stage the estimate missed: a reply's first audio is its whole first clause synthesised and shaped
+    (measured at start-up, ``clause_speech_ms``), not Piper's first chunk of a short clause (80 ms); and a lone
+    session's ASR pass runs inside the commit's wait, from ``speculate_ms`` into the silence."""
+    from attune.pipeline.pacing import TTS_FIRST_MS, lone_voice_to_voice_ms
+
+    serial = lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=800)
+    inside = lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=800, speculate_ms=96)
+    longer = lone_voice_to_voice_ms(SLOW, asr_pass_ms=900.0, commit_ms=800, speculate_ms=96)
+    heard = lone_voice_to_voice_ms(SLOW, asr_pass_ms=300.0, commit_ms=800, speculate_ms=96, clause_speech_ms=900.0)
+    assert serial is not None and inside is not None and longer is not None and heard is not None
+    assert serial - inside == pytest.approx(300.0)  # 96 + 300 ms end within the 800 ms wait
+    assert longer - inside == pytest.approx(96 + 900 - 800)  # a pass that outlasts the wait delays the words
+    assert heard - inside == pytest.approx(900.0 - TTS_FIRST_MS)
+
+
+@pytest.mark.fakes
+async def test_start_up_times_a_first_clause_made_audible_while_the_llm_writes() -> None:
+    """``measure_first_clause``: the typical first clause through the TTS and the prosody DSP, started once the
+    LLM has written its first token and before it ends (a shared LLM writes a reply's rest meanwhile)."""
+    import numpy as np
+
+    from attune.backends.base import ChatMessage
+    from attune.config import load_config
+    from attune.pipeline.pacing import TYPICAL_FIRST_CLAUSE
+    from attune.pipeline.session_backends import SessionBackends, Voice
+    from attune.pipeline.stack import measure_first_clause
+    from attune.pipeline.turn import EnergyVAD
+    from tests.fakes import FixedASR, ScriptedLLM, ToneTTS
+
+    class WritingLLM(ScriptedLLM):
+        writing = False
+
+        async def _pieces(self, max_tokens, report, words):  # type: ignore[no-untyped-def]
+            async for piece in super()._pieces(max_tokens, report, words):
+                self.writing = True
+                yield piece
+            self.writing = False
+
+    llm = WritingLLM([f" w{i}" for i in range(40)], delay_s=0.005)
+
+    class WatchedTTS(ToneTTS):
+        def __init__(self) -> None:
+            super().__init__()
+            self.during: list[bool] = []
+
+        async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+            self.during.append(llm.writing)
+            async for chunk in super().synthesize(text, prosody):
+                yield chunk
+
+    shaped: list[int] = []
+
+    class CountingDSP:
+        def __init__(self, rate: int, params: object) -> None:
+            pass
+
+        def push(self, samples):  # type: ignore[no-untyped-def]
+            shaped.append(len(samples))
+            return samples
+
+        def flush(self):  # type: ignore[no-untyped-def]
+            return np.zeros(0, np.float32)
+
+    tts = WatchedTTS()
+    backends = SessionBackends(asr=FixedASR(), llm=llm, vad=EnergyVAD(), voice=Voice(tts), dsp_factory=CountingDSP)
+    took = await measure_first_clause(backends, load_config(environ={}), [ChatMessage("system", "Be kind.")])
+    assert took is not None and took > 0
+    assert tts.texts == [TYPICAL_FIRST_CLAUSE] and tts.during == [True]  # while the LLM wrote
+    assert shaped and len(llm.calls) == 1 and not llm.writing  # shaped by the DSP; the stream ran to its end
+    flat = load_config(environ={}, overrides={"expression": {"apply_prosody": False}})
+    shaped.clear()
+    assert await measure_first_clause(backends, flat, []) is not None and not shaped
+    assert await measure_first_clause(SessionBackends(asr=FixedASR(), llm=ScriptedLLM(fail_after=1),
+                                                      vad=EnergyVAD(), voice=Voice(ToneTTS())),
+                                      load_config(environ={}), []) is None  # a failing LLM: not timed

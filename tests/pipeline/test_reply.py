@@ -158,6 +158,7 @@ async def test_an_admitted_replys_place_is_given_back_however_it_ends() -> None:
     class Place:
         released = 0
         alone = False
+        capacity = ahead = listening = 0
 
         def release(self) -> None:
             self.released += 1

@@ -4,6 +4,7 @@ cancellation releases the slot, errors reach the right session."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -364,6 +365,72 @@ async def test_the_start_up_pass_timed_for_admission_is_the_listeners_own_warm_u
     asr, listen = FixedASR(), FixedASR()
     backends = SessionBackends(asr=asr, llm=ScriptedLLM(tokens=["a"] * 20), voice=Voice(ToneTTS()), vad=EnergyVAD(),
                                listen_asr=listen)
-    out = await warm_up(backends, load_config(environ={}, overrides={"speech_cache": {"prewarm": False}}))
+    config = load_config(environ={}, overrides={"speech_cache": {"prewarm": False}})
+    out = await warm_up(backends, config)
     assert len(asr.calls) == 1 and len(listen.calls) == 1  # type: ignore[attr-defined]
     assert out["asr_s"] >= out["asr_pass_s"] >= 0
+    assert "first_clause_speech_s" not in out  # a kiosk's or a console's start-up does not time it
+    served = await warm_up(backends, config, admission=True)  # the server's: its admission reckons with it
+    assert served["first_clause_speech_s"] > 0
+
+
+def test_the_crowds_listening_takes_places_off_the_derived_capacity() -> None:
+    """Each session whose user is mid-turn costs the admitted replies ``listen_cost_s`` of the lone voice-to-voice
+    (hold 1.8 s, lone 2.7 s: 2 places alone; a listener's end-of-turn pass took 0.3 s of CPU on 2 cores: 0.15 s
+    each): a few listeners leave 2 places, a crowd's leave 1, and the places come back as their turns end."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.8)
+    shared.calibrate_voice(2.7)
+    assert shared.calibrate_listening(0.3, cores=2) == pytest.approx(0.15)
+    assert shared.capacity == 2
+    views = [shared.for_session() for _ in range(10)]
+    for view in views[:5]:
+        view.mid_turn(True)
+    assert shared.turns_in_progress() == 5 and shared.capacity == 2  # 1.8 + 5 x 0.15 <= 2.7
+    for view in views[5:]:
+        view.mid_turn(True)
+    assert shared.capacity == 1  # 1.8 + 10 x 0.15 > 2.7: a second reply would be heard past twice a lone one
+    first = views[0].admit()  # its turn ends: nine listen on
+    assert first.listening == 9 and first.ahead == 0 and not first.alone
+    with pytest.raises(ServerBusy):
+        views[1].admit()
+    for view in views[2:]:
+        view.mid_turn(False)
+    assert shared.capacity == 2  # the crowd's turns ended (refused aloud): two places again
+    second = views[1].admit()
+    assert second.ahead == 1 and second.listening == 0
+    assert SharedLLM(ScriptedLLM(), max_requests=2).derived_for(50) == 2  # an explicit capacity is not reckoned
+
+
+def test_a_listening_sessions_cost_is_learned_from_the_replies_admitted_in_a_crowd() -> None:
+    """What a reply admitted among listeners took beyond the lone voice-to-voice and the holds ahead of it, over
+    the listeners, is a sample of a listening session's cost (the first sets it, a moving average after); a
+    reply faster than the formula lowers it, never below the start-up floor; a reply heard alone says nothing."""
+    shared = SharedLLM(ScriptedLLM())
+    shared.calibrate(1.8)
+    shared.calibrate_voice(2.7)
+    shared.calibrate_listening(0.1, cores=2)
+    assert shared.listen_cost_s() == pytest.approx(0.05)
+    shared.observe_reply(2.7, alone=True)
+    assert shared.listen_cost_s() == pytest.approx(0.05)  # no listeners: no sample
+    shared.observe_reply(5.7, listening=8, ahead=1)  # 5.7 - 2.7 - 1.8 = 1.2 s over 8 listeners
+    assert shared.listen_cost_s() == pytest.approx(0.15)
+    assert shared.derived_for(4) == 2 and shared.derived_for(7) == 1  # 1.8 + 7 x 0.15 > 2.7
+    for _ in range(20):
+        shared.observe_reply(3.0, listening=3, ahead=1)  # faster than the lone one and a hold: no listening cost
+    assert shared.listen_cost_s() == pytest.approx(0.05)  # the floor: the CPU a listener's pass takes
+
+
+def test_the_listening_cost_is_the_hosts_on_a_ledger(tmp_path: Path) -> None:
+    """One worker's replies teach every worker of the host the cost of a listening session."""
+    from attune.pipeline.admission_ledger import AdmissionLedger
+
+    one, two = (SharedLLM(ScriptedLLM(), ledger=AdmissionLedger(tmp_path / "ledger.sqlite3")) for _ in range(2))
+    for shared in (one, two):
+        shared.calibrate(1.8)
+        shared.calibrate_voice(2.7)
+    one.observe_reply(5.1, listening=6, ahead=1)  # (5.1 - 2.7 - 1.8) / 6
+    assert two.listen_cost_s() == pytest.approx(0.1)
+    for view in [two.for_session() for _ in range(10)]:
+        view.mid_turn(True)  # ten users mid-turn on the other worker
+    assert one.turns_in_progress() == 10 and one.capacity == 1 and two.capacity == 1

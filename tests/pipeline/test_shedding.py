@@ -22,6 +22,8 @@ PIPELINE = {"eot_complete_ms": 200, "eot_likely_ms": 700, "eot_unfinished_ms": 1
 class FakePlace:
     alone = False
     capacity = 0
+    ahead = 0
+    listening = 0
 
     def __init__(self) -> None:
         self.released = 0

@@ -264,9 +264,11 @@ async def test_health_and_metrics() -> None:
     assert health["engines"]["asr"]["name"] == "fixed" and health["engines"]["tts"]["name"] == "tone"
     trace = log.of("response.done")[0]["trace"]  # the only turn: admitted alone, its voice-to-voice a lone one's
     assert trace["admitted_alone"] is True and trace["admitted_capacity"] >= 1
+    assert trace["admitted_ahead"] == 0 and trace["admitted_listening"] == 0  # what the admission reckoned with
     llm = health["engines"]["llm"]  # a lone reply within budget: the derived capacity, nothing cut, and why
     assert llm["capacity_cut"] == 0 and llm["capacity_reason"] == "derived"
     assert llm["capacity"] == llm["derived_capacity"] >= 1
+    assert llm["turns_in_progress"] == 0 and llm["listen_cost_s"] >= 0  # nobody mid-turn once the reply is done
     assert health["engines"]["llm"]["voice_to_voice_s"] == pytest.approx(trace["voice_to_voice_ms"] / 1000, abs=2e-3)
     text = metrics.text
     assert metrics.headers["content-type"].startswith("text/plain")

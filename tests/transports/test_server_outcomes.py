@@ -215,3 +215,37 @@ def test_every_error_code_sent_is_in_the_catalogue() -> None:
     from attune.transports import protocol as proto
 
     assert ServerBusy.code in proto.ERROR_CODES
+
+
+async def test_a_replys_admission_figures_teach_the_server_a_listening_sessions_cost() -> None:
+    """The trace's ``admitted_listening`` and ``admitted_ahead`` reach the shared LLM with the reply's
+    voice-to-voice (``SharedLLM.observe_reply``): 5.7 s heard, 2.7 s alone, one 1.8 s hold ahead, 8 listening."""
+    async with running_server(FakeStack()) as srv:
+        llm = srv.attune.shared_llm
+        llm.calibrate(1.8)
+        llm.calibrate_voice(2.7)
+        llm.listen_floor_s = 0.0
+        srv.attune._observe_reply(5.7, {"admitted_listening": 8, "admitted_ahead": 1, "admitted_capacity": 2})
+        assert llm.listen_cost_s() == pytest.approx(0.15)
+        srv.attune._observe_reply(2.0, {"admitted_alone": True, "admitted_ahead": 0, "admitted_listening": 0})
+        assert llm.listen_cost_s() == pytest.approx(0.15)  # heard alone: no listeners, no sample
+
+
+async def test_every_open_session_counts_as_listening_until_it_closes() -> None:
+    """The admission counts the sessions listening beside a reply's (``SharedLLM.listening``): two open, one
+    listens beside the other; closed, none."""
+    async with running_server(FakeStack()) as srv:
+        llm = srv.attune.shared_llm
+        async with connect(srv.url), connect(srv.url):
+            for _ in range(200):
+                if llm.sessions_open() == 2:
+                    break
+                await asyncio.sleep(0.01)
+            async with httpx.AsyncClient() as client:
+                health = (await client.get(srv.http + "/health")).json()
+            assert llm.sessions_open() == 2 and health["engines"]["llm"]["listening"] == 1
+        for _ in range(200):
+            if llm.sessions_open() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert llm.sessions_open() == 0 and llm.listening() == 0
