@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from attune.backends.emotion.whisper_head import ENCODERS
+from attune.backends.emotion.whisper_encoder import POOLINGS
+from attune.backends.emotion.whisper_head import DEFAULT_POOLING, ENCODERS
 from attune.commands.flags import renamed
 from attune.config import REPO_ROOT, Config
 from attune.core import catalog
@@ -44,8 +45,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--backend", choices=("prosodic", "whisper"), default="prosodic",
                    help="prosodic: prosodic_model.json; whisper: whisper_head_<encoder>.npz")
     p.add_argument("--encoder", choices=ENCODERS, default="tiny.en", help="with --backend whisper")
-    p.add_argument("--pooling", choices=("mean", "meanstd", "speechmean", "speechmeanstd"), default="speechmeanstd",
-                   help="with --backend whisper: over all encoder rows or the voiced ones only")
+    p.add_argument("--pooling", choices=POOLINGS, default=DEFAULT_POOLING,
+                   help="with --backend whisper: over all encoder rows, the voiced ones, or the voiced ones clear "
+                        "of the noise floor (talker*)")
     renamed(p, "--output", "--out", default=None, help="model file (default: the shipped one)")
     p.add_argument("--l2", type=float, default=None, help="L2 penalty of the logistic regression")
     _degraded_options(p, "the folder of degraded copies that --augment reads")
@@ -54,7 +56,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--data", required=True, action="append", help="EmoDB or RAVDESS folder; repeat for both")
     p.add_argument("--out", required=True, help="folder for the copies: one subfolder per condition")
     p.add_argument("--condition", action="append", default=None,
-                   help="phone | room | babble20 | babble10; repeat (default: all)")
+                   help="phone | room | babble20 | babble10 (the test sets) | babblemix | babblemix2 (SNR drawn "
+                        "from 5-20 dB, for training); repeat (default: all)")
     p.set_defaults(handler=cmd_degrade)
     p = sub.add_parser("bench-emotion", help="CPU ms per 500 ms streaming hop over a minute of speech")
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of audio to stream")

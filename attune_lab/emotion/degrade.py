@@ -7,10 +7,17 @@ Conditions (``CONDITIONS``): ``phone`` (band-limited to 300-3400 Hz, 8 kHz, G.71
 microphone with a 120 Hz high-pass, its level restored as an AGC would), ``babble20`` / ``babble10`` (four other
 speakers of the same corpus talking at once, mixed 20 or 10 dB below the talker's active speech level). Every
 file's randomness comes from its name and the condition, so a set is the same on every run and machine.
+
+``babblemix`` / ``babblemix2`` are for training (two draws): four streams from two other speakers of the corpus,
+at an SNR drawn from BABBLEMIX_SNR_DB. Which two is written to the folder's ``voices.json``, so a
+leave-one-speaker-out fold can drop every copy its held-out speaker babbles in (``voices_heard``): the model
+then never hears the held-out voice, not even as noise. (``babble20``/``babble10`` draw from every other
+speaker and are the test sets.)
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +30,10 @@ from attune.backends.emotion.labels import Utterance
 from attune.core.audio import SAMPLE_RATE, resample
 from attune.core.errors import AudioInputError
 
-CONDITIONS = ("phone", "room", "babble20", "babble10")
+CONDITIONS = ("phone", "room", "babble20", "babble10", "babblemix", "babblemix2")
+BABBLEMIX_SNR_DB = (5.0, 20.0)
+BABBLEMIX_VOICES = 2  # speakers a babblemix file's babble comes from
+VOICES_FILE = "voices.json"
 PHONE_RATE = 8000  # Hz: narrowband telephony
 PHONE_BAND_HZ = (300.0, 3400.0)
 ROOM_RT60_S = (0.3, 0.6)
@@ -184,6 +194,24 @@ class Degrader:
             self._rooms = [draw_room(self.seed * 1000 + i) for i in range(N_ROOMS)]
         return self._rooms
 
+    def mixed_babble(self, utterance: Utterance, n_samples: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, float, list[str]]:
+        """(babble, SNR in dB, the speakers it came from) of one ``babblemix`` file: BABBLEMIX_VOICES other
+        speakers of the talker's corpus, the SNR drawn from BABBLEMIX_SNR_DB."""
+        others = sorted(s for s in self.sources if s != utterance.speaker and self.corpora[s] == utterance.corpus)
+        if len(others) < BABBLEMIX_VOICES:
+            raise AudioInputError(f"babblemix needs {BABBLEMIX_VOICES} other speakers of {utterance.corpus}")
+        voices = [others[int(i)] for i in rng.choice(len(others), BABBLEMIX_VOICES, replace=False)]
+        noise = babble(n_samples, [clip for v in voices for clip in self.sources[v]], rng)
+        return noise, float(rng.uniform(*BABBLEMIX_SNR_DB)), voices
+
+    def voices(self, utterance: Utterance, n_samples: int, condition: str) -> list[str]:
+        """The other speakers heard in one degraded file (for ``voices.json``; only babblemix records them)."""
+        if not condition.startswith("babblemix"):
+            return []
+        return self.mixed_babble(utterance, n_samples, np.random.default_rng(file_seed(utterance.path.name,
+                                                                                       condition)))[2]
+
     def degrade(self, utterance: Utterance, audio16k: np.ndarray, condition: str) -> tuple[np.ndarray, int]:
         """(degraded audio, its sample rate) of one file under ``condition`` (one of CONDITIONS)."""
         rng = np.random.default_rng(file_seed(utterance.path.name, condition))
@@ -191,6 +219,9 @@ class Degrader:
             return phone(audio16k), PHONE_RATE
         if condition == "room":
             return in_room(audio16k, self.rooms[int(rng.integers(len(self.rooms)))]), SAMPLE_RATE
+        if condition.startswith("babblemix"):
+            noise, snr, _ = self.mixed_babble(utterance, len(audio16k), rng)
+            return with_noise(audio16k, noise, snr), SAMPLE_RATE
         if condition.startswith("babble"):
             others = [clip for spk, clips in self.sources.items()
                       if spk != utterance.speaker and self.corpora[spk] == utterance.corpus for clip in clips]
@@ -221,11 +252,32 @@ def write_degraded(utterances: Sequence[Utterance], out_dir: Path, conditions: S
     for condition in conditions:
         folder = out_dir / condition
         folder.mkdir(parents=True, exist_ok=True)
+        heard = {}
         for u in utterances:
             target = folder / u.path.name
+            if condition.startswith("babblemix"):
+                heard[u.path.name] = degrader.voices(u, len(audio[u.path]), condition)
             if target.is_file():
                 continue
             y, rate = degrader.degrade(u, audio[u.path], condition)
             write_wav(target, y, rate)
+        if heard:
+            path = folder / VOICES_FILE
+            known = json.loads(path.read_text()) if path.is_file() else {}
+            path.write_text(json.dumps({**known, **heard}, indent=0, sort_keys=True))
         folders[condition] = folder
     return folders
+
+
+def voices_heard(utterances: Sequence[Utterance]) -> list[frozenset[str]]:
+    """The other speakers heard in each (degraded) file, from its folder's ``voices.json`` (none recorded: an
+    empty set): the speakers a leave-one-speaker-out fold must not train on this file for."""
+    tables: dict[Path, dict[str, list[str]]] = {}
+    out = []
+    for u in utterances:
+        folder = u.path.parent
+        if folder not in tables:
+            path = folder / VOICES_FILE
+            tables[folder] = json.loads(path.read_text()) if path.is_file() else {}
+        out.append(frozenset(tables[folder].get(u.path.name, ())))
+    return out

@@ -46,7 +46,7 @@ def features_for(utterances: list[Utterance], kind: str, models_dir: Path) -> La
     if len(parts) != 3 or parts[0] != "whisper" or parts[2] not in POOLINGS:
         raise EmotionError(f"unknown feature kind {kind!r} (prosodic | whisper-tiny.en-mean | ...)")
     encoder: list[WhisperEncoder | BlockEncoder] = []
-    span = "speech" if parts[2].startswith("speech") else ""
+    span = next((v for v in ("speech", "talker") if parts[2].startswith(v)), "")
 
     def extract(audio: np.ndarray) -> np.ndarray:
         if not encoder:
@@ -100,10 +100,19 @@ def base_speakers(speakers: np.ndarray) -> np.ndarray:
     return np.array([str(s).split("@", 1)[0] for s in speakers])
 
 
+def fold_rows(data: LabelledSet, speaker: str) -> np.ndarray:
+    """The rows a model that must not know ``speaker`` may train on: not theirs (nor a degraded copy of
+    theirs), and no copy with their voice in its babble (``degrade.voices_heard``)."""
+    from attune_lab.emotion.degrade import voices_heard
+
+    heard = np.array([speaker in v for v in voices_heard(data.utterances)], bool)
+    return (base_speakers(data.speakers) != speaker) & ~heard
+
+
 def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None,
          augment: Sequence[LabelledSet] = ()) -> HeldOut:
     """Leave-one-speaker-out held-out logits over every speaker in ``data``; the ``augment`` rows (degraded
-    copies) of every speaker but the held-out one join the training."""
+    copies) of every speaker but the held-out one join the training (``fold_rows``)."""
     n = len(data.utterances)
     out = HeldOut(np.zeros((n, len(CLASSES))), np.zeros(n), np.ones(n))
     extra = concat(augment) if augment else None
@@ -111,7 +120,7 @@ def loso(data: LabelledSet, kind: str, mode: str, l2: float | None = None,
         test = data.speakers == s
         train_set = data.subset(~test)
         if extra is not None:
-            train_set = concat([train_set, extra.subset(base_speakers(extra.speakers) != s)])
+            train_set = concat([train_set, extra.subset(fold_rows(extra, s))])
         model = train(train_set, kind, l2)
         part = apply_model(model, data.subset(test), mode)
         out.logits[test], out.familiarity[test], out.ood[test] = part.logits, part.familiarity, part.ood

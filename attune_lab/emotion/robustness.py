@@ -47,15 +47,15 @@ def held_out_conditions(clean: LabelledSet, tests: dict[str, LabelledSet], kind:
                         augment: Sequence[LabelledSet] = (), l2: float | None = None
                         ) -> dict[str, dict[str, ev.HeldOut]]:
     """{condition: {mode: HeldOut}} for ``clean`` and each of ``tests`` (rows aligned with ``clean``), one model
-    per held-out speaker trained on the others' clean rows and their ``augment`` rows."""
+    per held-out speaker trained on the others' clean rows and their ``augment`` rows (``ev.fold_rows``: none
+    with the held-out voice in its babble)."""
     train = ev.concat([clean, *augment])
-    train_speaker = ev.base_speakers(train.speakers)
     sets = {CLEAN: clean, **tests}
     n = len(clean.utterances)
     out = {c: {m: ev.HeldOut(np.zeros((n, len(CLASSES))), np.zeros(n), np.ones(n)) for m in ev.MODES}
            for c in sets}
     for s in np.unique(clean.speakers):
-        model = ev.train(train.subset(train_speaker != s), kind, l2)
+        model = ev.train(train.subset(ev.fold_rows(train, s)), kind, l2)
         rows = clean.speakers == s
         for c, data in sets.items():
             for m in ev.MODES:

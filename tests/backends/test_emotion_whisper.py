@@ -14,8 +14,8 @@ import pytest
 
 from attune.backends.emotion import emotion_factory as registry
 from attune.backends.emotion.hybrid import HybridBackend
-from attune.backends.emotion.whisper_encoder import WhisperEncoder, pool, speech_rows
-from attune.backends.emotion.whisper_head import ENCODERS, WhisperEmotionBackend, head_path
+from attune.backends.emotion.whisper_encoder import TALKER_ABOVE_FLOOR_DB, WhisperEncoder, pool, speech_rows
+from attune.backends.emotion.whisper_head import DEFAULT_POOLING, ENCODERS, WhisperEmotionBackend, head_path
 from attune.config import Config, EmotionConfig
 from attune.core.audio import load_wav, resample
 from attune.core.emotion import CATEGORY_GROUP, RELIABLE_CONFIDENCE
@@ -42,6 +42,40 @@ def test_pool_and_speech_rows() -> None:
         pool(states, "speechmean")  # needs the audio
     with pytest.raises(EmotionError):
         pool(np.zeros((0, 2)), "mean")
+
+
+def test_talker_pooling_leaves_out_the_babble_between_the_words() -> None:
+    """In a café the other voices fill the pauses to within 35 dB of the talker, so ``speech`` pooling reads
+    them as the caller; ``talker`` pooling keeps only the rows clear of the clip's noise floor. A clean clip
+    pools as before, and a clip with no pause keeps its loud rows."""
+    rng = np.random.default_rng(0)
+    n = 20
+    words = np.zeros(n * 320, np.float32)
+    words[5 * 320:9 * 320] = 0.3 * np.sin(np.arange(4 * 320) * 0.2)  # rows 5-8: the talker
+    cafe = words + (0.015 * rng.standard_normal(n * 320)).astype(np.float32)  # noise 23 dB below the words
+    clean = words + (1e-4 * rng.standard_normal(n * 320)).astype(np.float32)
+    talker = list(range(4, 10))  # the words and one row of margin each side
+    assert speech_rows(cafe, n).all()
+    assert np.flatnonzero(speech_rows(cafe, n, TALKER_ABOVE_FLOOR_DB)).tolist() == talker
+    assert speech_rows(clean, n).tolist() == speech_rows(clean, n, TALKER_ABOVE_FLOOR_DB).tolist()
+    assert np.flatnonzero(speech_rows(clean, n)).tolist() == talker
+    steady = (0.3 * np.sin(np.arange(n * 320) * 0.2)).astype(np.float32)  # speech with no pause at all
+    assert speech_rows(steady, n, TALKER_ABOVE_FLOOR_DB).all()
+    states = rng.standard_normal((n, 3)).astype(np.float32)
+    np.testing.assert_allclose(pool(states, "talkermeanstd", cafe)[:3], states[talker].mean(axis=0), rtol=1e-5)
+    with pytest.raises(EmotionError):
+        pool(states, "talkermean")  # needs the audio
+
+
+def test_each_head_pools_as_it_was_trained() -> None:
+    """The default head (tiny.en_l2) was trained on ``talker`` pooling and reads it; the last-layer heads, trained
+    before it, keep ``speech`` pooling (a head's pooling is part of its feature kind)."""
+    def pooling(encoder: str) -> str:
+        backend = WhisperEmotionBackend(EmotionConfig(encoder=encoder), encoder=object())  # type: ignore[arg-type]
+        return backend.pooling
+
+    assert pooling(EmotionConfig().encoder) == DEFAULT_POOLING == "talkermeanstd"
+    assert pooling("tiny.en") == pooling("base") == "speechmeanstd"
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)

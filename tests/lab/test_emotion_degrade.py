@@ -93,6 +93,35 @@ def test_written_sets_keep_names_labels_and_are_stable(tmp_path: Path) -> None:
         dg.write_degraded(utterances, tmp_path / "out", ("underwater",))
 
 
+def test_babblemix_records_the_voices_and_no_fold_trains_on_its_own_voice(tmp_path: Path) -> None:
+    """A babblemix copy babbles two other speakers of its corpus at an SNR drawn from 5-20 dB, writes who they
+    were to voices.json, and a fold drops every copy in which its held-out speaker is heard."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for a in range(1, 5):
+        for e in (1, 4):
+            write_wav(src / f"03-01-0{e}-01-01-01-{a:02d}.wav", _voice(1.0, 100.0 + 30 * a, seed=a + e), SAMPLE_RATE)
+    utterances = list_utterances([src])
+    folder = dg.write_degraded(utterances, tmp_path / "out", ("babblemix",))["babblemix"]
+    copies = list_utterances([folder])
+    heard = dg.voices_heard(copies)
+    for u, voices in zip(copies, heard, strict=True):
+        assert len(voices) == dg.BABBLEMIX_VOICES and u.speaker not in voices
+        assert voices <= {v.speaker for v in utterances}
+        x, y = load_wav(src / u.path.name)[0], load_wav(folder / u.path.name)[0]
+        snr = 20 * np.log10(dg.active_level(x) / np.sqrt(np.mean((y - x) ** 2)))
+        assert dg.BABBLEMIX_SNR_DB[0] - 0.5 < snr < dg.BABBLEMIX_SNR_DB[1] + 0.5
+    assert dg.voices_heard(utterances) == [frozenset()] * len(utterances)  # clean files: no one else heard
+    again = dg.write_degraded(utterances, tmp_path / "again", ("babblemix",))["babblemix"]
+    assert (again / dg.VOICES_FILE).read_text() == (folder / dg.VOICES_FILE).read_text()  # seeded by the name
+    tagged = tuple(Utterance(u.path, u.corpus, f"{u.speaker}@babblemix", u.label) for u in copies)
+    data = LabelledSet(tagged, np.zeros((len(tagged), 2)))
+    for s in sorted({u.speaker for u in utterances}):
+        keep = ev.fold_rows(data, s)
+        assert keep.tolist() == [u.speaker != s and s not in v for u, v in zip(copies, heard, strict=True)]
+        assert not keep.all()  # someone babbles each speaker in (4 speakers, two voices per copy)
+
+
 def _random_set(tag: str = "") -> LabelledSet:
     """Six speakers, random features, random labels: nothing to learn but each file itself."""
     rng = np.random.default_rng(0)

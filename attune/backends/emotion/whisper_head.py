@@ -35,7 +35,10 @@ from attune.core.errors import BackendUnavailable, EmotionError
 log = logging.getLogger("attune.emotion.whisper")
 
 ENCODERS = ("tiny.en", "base", "tiny.en_l2")  # <model>: its last layer (the ASR's pass); <model>_l<k>: block k
-DEFAULT_POOLING = "speechmeanstd"  # mean and spread over the voiced rows: best held-out (docs/BENCHMARKS.md)
+# Mean and spread over the voiced rows clear of the noise floor: best held-out, clean and in babble (BENCHMARKS.md,
+# issue 20, fifth round). A head keeps the pooling it was trained with (its feature kind): the tiny.en and base
+# heads were trained on ``speechmeanstd`` and still read that.
+DEFAULT_POOLING = "talkermeanstd"
 HEAD_DIR = Path(__file__).parent
 RETRAIN = "run_agent.py train-emotion --backend whisper"
 
