@@ -366,23 +366,10 @@ class SharedLLM:
     # ---- sessions listening, turns in progress: what the cores do besides the replies, who works ahead of one ----
     def session_opened(self) -> int:
         """A session opened (it listens until it closes): its id (on a ledger, counted with the host's)."""
-        ticket = None
-        if self.ledger is not None:
-            try:
-                ticket = self.ledger.session_opened()
-            except sqlite3.Error as exc:
-                log.warning("admission ledger: a session not entered (%s); counted in this worker only", exc)
-        sid = next(self._turn_ids)
-        self._sessions[sid] = ticket
-        return sid
+        return self._add(self._sessions, AdmissionLedger.session_opened, "a session")
 
     def session_closed(self, sid: int) -> None:
-        ticket = self._sessions.pop(sid, None)
-        if ticket is not None and self.ledger is not None:
-            try:
-                self.ledger.session_closed(ticket)
-            except sqlite3.Error as exc:
-                log.warning("admission ledger: a session's row not removed (%s); dropped with its worker", exc)
+        self._remove(self._sessions, sid, AdmissionLedger.session_closed, "dropped with its worker")
 
     def sessions_open(self) -> int:
         """Open sessions (the host's, on a ledger)."""
@@ -401,23 +388,31 @@ class SharedLLM:
     # ---- turns in progress: who works ahead of a reply ----
     def turn_began(self) -> int:
         """A session's user began a turn: its id, in the order turns began (on a ledger: the host's order)."""
+        return self._add(self._turns, AdmissionLedger.turn_began, "a turn")
+
+    def turn_ended(self, turn: int) -> None:
+        self._remove(self._turns, turn, AdmissionLedger.turn_ended, "it goes stale")
+
+    def _add(self, rows: dict[int, int | None], enter: Callable[[AdmissionLedger], int], what: str) -> int:
+        """A row of this worker's (an id in the order they came) and, on a ledger, the host's (its ticket)."""
         ticket = None
         if self.ledger is not None:
             try:
-                ticket = self.ledger.turn_began()
+                ticket = enter(self.ledger)
             except sqlite3.Error as exc:
-                log.warning("admission ledger: a turn not entered (%s); counted in this worker only", exc)
-        turn = next(self._turn_ids)
-        self._turns[turn] = ticket
-        return turn
+                log.warning("admission ledger: %s not entered (%s); counted in this worker only", what, exc)
+        key = next(self._turn_ids)
+        rows[key] = ticket
+        return key
 
-    def turn_ended(self, turn: int) -> None:
-        ticket = self._turns.pop(turn, None)
+    def _remove(self, rows: dict[int, int | None], key: int, leave: Callable[[AdmissionLedger, int], None],
+               otherwise: str) -> None:
+        ticket = rows.pop(key, None)
         if ticket is not None and self.ledger is not None:
             try:
-                self.ledger.turn_ended(ticket)
+                leave(self.ledger, ticket)
             except sqlite3.Error as exc:
-                log.warning("admission ledger: a turn's row not removed (%s); it goes stale", exc)
+                log.warning("admission ledger: a row not removed (%s); %s", exc, otherwise)
 
     def turns_ahead(self, turn: int) -> int:
         """Turns in progress that began before ``turn`` (the host's, on a ledger)."""
