@@ -101,17 +101,16 @@ class AdmissionLedger:
 
     def turn_began(self) -> int:
         """A row for one session's turn in progress (its user speaks): its ticket, in the order turns began."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            self._drop_dead()
-            cur = db.execute("INSERT INTO turns (pid, since) VALUES (?, ?)", (self.pid, time.time()))
-            return int(cur.lastrowid or 0)
-        finally:
-            db.execute("COMMIT")
+        return self._insert("turns")
 
     def turn_ended(self, ticket: int) -> None:
         self._db.execute("DELETE FROM turns WHERE id = ?", (ticket,))
+
+    def turns(self) -> int:
+        """Turns in progress on the host (every worker's)."""
+        (count,) = self._db.execute("SELECT COUNT(*) FROM turns WHERE since > ?",
+                                    (time.time() - self.stale_s,)).fetchone()
+        return int(count)
 
     def turns_ahead(self, ticket: int) -> int:
         """Turns in progress on the host that began before ``ticket``."""
@@ -122,11 +121,16 @@ class AdmissionLedger:
     def session_opened(self) -> int:
         """A row for one open session (it listens: VAD, emotion windows, end-of-turn passes): its ticket. Sessions
         last as long as their users talk, so only a dead worker's rows are dropped, never old ones."""
+        return self._insert("sessions")
+
+    def _insert(self, table: str) -> int:
+        """A row of this worker's in ``table`` (a fixed name, never input), the dead workers' dropped first, in one
+        transaction: its ticket."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             self._drop_dead()
-            cur = db.execute("INSERT INTO sessions (pid, since) VALUES (?, ?)", (self.pid, time.time()))
+            cur = db.execute(f"INSERT INTO {table} (pid, since) VALUES (?, ?)", (self.pid, time.time()))
             return int(cur.lastrowid or 0)
         finally:
             db.execute("COMMIT")
@@ -149,8 +153,7 @@ class AdmissionLedger:
             found = self.figure(name)
             old = found if found is not None else start
             new = value if old is None else old + weight * (value - old)
-            db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                       "value = excluded.value, at = excluded.at", (name, new, time.time()))
+            self._put(name, new, time.time())
         finally:
             db.execute("COMMIT")
         return new
@@ -166,11 +169,14 @@ class AdmissionLedger:
             new = change(found)
             now = time.time()
             for name, value in new.items():
-                db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
-                           "SET value = excluded.value, at = excluded.at", (name, value, now))
+                self._put(name, value, now)
         finally:
             db.execute("COMMIT")
         return new
+
+    def _put(self, name: str, value: float, at: float) -> None:
+        self._db.execute("INSERT INTO figures (name, value, at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                         "value = excluded.value, at = excluded.at", (name, value, at))
 
     def figures(self, names: tuple[str, ...]) -> dict[str, float]:
         """The host's figures among ``names`` that are noted and not lapsed (``figure``), in one query."""
@@ -182,9 +188,7 @@ class AdmissionLedger:
     def figure(self, name: str) -> float | None:
         """The host's figure ``name`` as measured by any worker (None: not measured yet, or not for
         ``FIGURE_STALE_S``: the file outlives the workers, and a restart may bring another model)."""
-        row = self._db.execute("SELECT value FROM figures WHERE name = ? AND at > ?",
-                               (name, time.time() - FIGURE_STALE_S)).fetchone()
-        return None if row is None else float(row[0])
+        return self.figures((name,)).get(name)
 
     def generation_ended(self, at: float) -> float | None:
         """Note that a generation ended at ``at`` (wall clock, s); returns when the one noted before it ended

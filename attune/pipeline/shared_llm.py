@@ -245,13 +245,7 @@ class SharedLLM:
     def listen_cost_s(self) -> float:
         """Seconds one other session listening adds to an admitted reply's voice-to-voice: the host's measured
         figure (on a ledger, by any worker; else this worker's), never below the start-up floor."""
-        learned = self._listen_learned
-        if self.ledger is not None:
-            try:
-                learned = self.ledger.figure("listen_cost_s")
-            except sqlite3.Error:
-                pass
-        return max(self.listen_floor_s, learned or 0.0)
+        return max(self.listen_floor_s, self._host_figure("listen_cost_s", self._listen_learned or 0.0))
 
     def observe_listening(self, voice_to_voice_s: float, *, lone_s: float, listening: int, ahead: int) -> None:
         """A reply admitted while ``listening`` other sessions listened and ``ahead`` replies held or waited for
@@ -428,7 +422,7 @@ class SharedLLM:
         """Users speaking now (the host's, on a ledger)."""
         if self.ledger is not None:
             try:
-                return self.ledger.turns_ahead(2 ** 62)
+                return self.ledger.turns()
             except sqlite3.Error:
                 pass
         return len(self._turns)

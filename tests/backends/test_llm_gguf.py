@@ -152,9 +152,10 @@ async def test_repacked_weights_are_not_kept_twice() -> None:
     assert repacked > 0.5 * size
     rss.reset_peak_rss()
     before = rss.rss_mb()
+    resettable = rss.peak_rss_mb() - before < 64  # VmHWM restarted from here (a kernel that allows it)
     llm = LlamaCppLLM(path, n_ctx=512)
-    if rss.peak_rss_mb() > before:  # where VmHWM can be reset: the file's pages went back during the load too
-        assert (rss.peak_rss_mb() - before) * 2**20 < size + 0.5 * repacked  # not the file and its copy whole
+    if resettable:  # the file's pages went back during the load too: never the file and its copy whole
+        assert (rss.peak_rss_mb() - before) * 2**20 < size + 0.5 * repacked
     assert llm._llm.model_params.use_extra_bufts is True
     assert llm.released_bytes > 0.9 * size  # every tensor's pages went back after the load
     assert rss.mapped_rss_kb(path) * 1024 < 0.05 * size

@@ -12,7 +12,8 @@ AVX-512 one (docs/BENCHMARKS.md, "Weight repacking"). Repacking alone keeps both
 the 1.5B), so the file's pages of every tensor are handed back as the load goes (``_LoadRelease``) and once it
 has ended: those repacked are never read from the file again, and the first evaluation faults back from the page
 cache the ones read in place (the Q6_K rows and the output matrix), so the RSS is what it was without repacking
-(1085 against 1086 MiB) and so is the load's peak (1166 against 1188 MiB; 1784 with both copies whole).
+and so is the load's peak (``scripts/memory-breakdown.py``: 1292 against 1310 MiB in the LLM's step; 1907 with
+both copies whole).
 The KV cache is 8-bit (q8_0, which needs flash attention; half the f16 cache) and prompts are evaluated in
 batches of ``N_BATCH`` tokens, which bounds llama.cpp's compute buffer. llama.cpp's loader touches every page of
 the file, the input embedding table too, although a reply reads only its prompt's rows of it (Qwen2.5 keeps a
