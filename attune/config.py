@@ -125,7 +125,7 @@ class PipelineConfig:
     eot_likely_ms: int = setting(800, lo=32, hi=5000)  # silence when the model is less sure (0.5 <= P < 0.9)
     eot_unfinished_ms: int = setting(1200, lo=100, hi=10000)  # silence when the words say "going on"
     eot_worded_ms: int = setting(800, lo=32, hi=10000)  # silence when the model doubts (P < 0.5) finished words
-    eot_sounded_ms: int = setting(600, lo=32, hi=10000)  # at most this for finished words the model is unsure of,
+    eot_sounded_ms: int = setting(450, lo=32, hi=10000)  # at most this for finished words the model is unsure of,
     # when the reply's first sound is ready (the person's voice stops it and the turn goes on as one)
     partial_asr: bool = setting(True)  # transcribe while the user speaks (partial transcripts, settled words)
     partial_step_ms: int = setting(300, lo=100, hi=5000)  # new speech between two partial passes

@@ -55,7 +55,7 @@ class EndpointSettings:
     # sound is then heard this much sooner, and a person who only paused is not cut off by it, since their voice
     # stops the sound at once and the turn goes on as one (``turn_policy.ResumeTurn``): they hear a backchannel
     # ("Mm.") in their pause, as a listener gives one. Never shortens a hanging sentence's wait.
-    sounded_ms: int = 600
+    sounded_ms: int = 450
     # The silence a commit may wait at no cost: the speculative reply (started at the silence's beginning) will not
     # have its first audio sooner, so a later commit delays nothing heard and lets a person who paused mid-sentence
     # go on. Derived from the LLM speed measured at start-up (``pipeline.pacing.free_wait_ms``); 0: none.

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_BACKLOG_FRAMES = 3  # input frames waiting beyond which background work yields to real-time input
 PREDICT_SILENCE_S = 0.2  # silence the end-of-turn model hears after the last voiced chunk (as Pipecat's 200 ms)
 PREFILL_STEP_TOKENS = 4  # tokens per prefill call: the reply never waits longer than one step for the context
+# A pass over this much of the turn, with words heard but none settled yet, prefills the voice note and tone alone
+# (where they lead the turn): a short turn (a RAVDESS sentence, ~1.5 s of speech) often settles no word before it
+# ends, and its note (~20 tokens) was then all evaluated after the speech.
+NOTE_ALONE_S = 0.9
 
 
 # (samples so far, their encoder states, words so far, the early voice) -> the early voice from now on, or None
@@ -100,10 +104,12 @@ class TurnListener:
     one partial transcript event. ``voice_so_far()`` is the voice as read so far (None: not yet; the prefill
     waits for it); without it the voice is not read and the note says so. ``read_voice(samples, states, words,
     early)``, where the session reads each whole turn with a head on the ASR's encoder pass, reads the turn so far
-    the same way instead, on every pass that settles words (asked for its encoder states), and returns the early
-    voice to use from then on, or None to keep ``early``: a new one only where the reply would not keep the old
-    one's note and tone, so the prefill re-evaluates the turn from its note (while the person still speaks) only
-    when the answer would change, and the early reading ends close to the whole turn's. The voice is kept in
+    the same way instead, on every pass that settles words or, before any is settled, hears words over at least
+    ``NOTE_ALONE_S`` of the turn (asked for its encoder states; the note and tone are then prefilled alone),
+    and returns the early voice to use from then on, or None to keep ``early``: a new one only where the reply
+    would not keep the old one's note and tone, so the prefill re-evaluates the turn from its note (while the
+    person still speaks) only when the answer would change, and the early reading ends close to the whole
+    turn's. The voice is kept in
     ``early`` (the reply's prompt keeps its note and tone where they agree with the whole turn's,
     ``EarlyVoice.agrees_with``).
     """
@@ -140,6 +146,12 @@ class TurnListener:
     @property
     def settled(self) -> str:
         return self.agreement.settled
+
+    @property
+    def note_leads(self) -> bool:
+        """The voice note and tone lead the turn's message (``agent.voice_note_first``: the listener is given a
+        way to read the voice), so they are worth prefilling before any word is settled."""
+        return self.voice_so_far is not None or self.read_voice is not None
 
     def figures(self) -> dict[str, int]:
         """What was done while this turn was spoken, for its reply's trace."""
@@ -232,7 +244,7 @@ class TurnListener:
                   delta, self.backlog_frames())
         if delta:
             self.emit_delta(delta)
-        if self.agreement.settled:
+        if self.agreement.settled or (self.words and audio.duration_s >= NOTE_ALONE_S and self.note_leads):
             if states and self.read_voice is not None:
                 await self._read_early(audio, result.encoder_states, generation)
             await self._prefill(generation)

@@ -228,13 +228,25 @@ class Reply:
                 await self._sentences.put(None)
 
     async def _understand(self) -> tuple[ChatMessage, ...] | None:
-        """ASR, then the understanding step. None when there is nothing to answer."""
-        transcript, states = await self._transcribe()
-        self.trace.mark("asr_done")
-        self._p.transcript = transcript.text
-        context = self.d.context()
-        if self.d.turn_emotion is not None and self.audio is not None and any(ch.isalnum() for ch in transcript.text):
-            context = replace(context, turn_emotion=await self._turn_emotion(states))
+        """ASR, then the understanding step. None when there is nothing to answer.
+
+        A whole-turn reader that encodes the turn itself (a middle block: ``reads_asr_pass`` False) reads it
+        beside the ASR's pass rather than after it, so its ~20 ms of CPU leave the path to the LLM wherever the
+        ASR's two threads leave a core idle; one that reuses the ASR's pass must wait for it."""
+        reader = self.d.turn_emotion
+        beside = (asyncio.create_task(self._turn_emotion(None))
+                  if reader is not None and self.audio is not None and not reader.reads_asr_pass else None)
+        try:
+            transcript, states = await self._transcribe()
+            self.trace.mark("asr_done")
+            self._p.transcript = transcript.text
+            context = self.d.context()
+            if reader is not None and self.audio is not None and any(ch.isalnum() for ch in transcript.text):
+                emotion = await beside if beside is not None else await self._turn_emotion(states)
+                context = replace(context, turn_emotion=emotion)
+        finally:
+            if beside is not None and not beside.done():  # no words to read it for, or the reply was cancelled
+                beside.cancel()
         understood = self.d.understander.understand(transcript, context)
         if understood is None:  # heard as noise: the turn ends here, and says so (no reply follows)
             self._p.status = "empty"

@@ -170,6 +170,46 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert listener.early is None
 
 
+async def test_a_pass_that_settles_no_word_yet_prefills_the_note_alone() -> None:
+    """A short turn (a RAVDESS sentence: ~1.5 s of speech, two or three passes) often ends before two passes agree
+    on a word; the note and tone that lead it are then prefilled from a pass over ``NOTE_ALONE_S`` of the turn, so
+    only the words are left for after the speech. Not from the first fraction of a second, not before words are
+    heard, and not where the words lead the turn (nothing of the turn would be known)."""
+    import numpy as np
+
+    from attune.core.emotion import EmotionCategory
+    from attune.core.frames import AudioChunk
+    from attune.pipeline.listening import NOTE_ALONE_S, ListenSettings, TurnListener
+    from tests.fakes import make_result
+
+    sad = make_result(EmotionCategory.SAD, 0.0, 1.0)
+
+    def listening(words: str, *, note_leads: bool = True) -> tuple[TurnListener, ScriptedLLM]:
+        llm = ScriptedLLM()
+        listener = TurnListener(FixedASR(words), llm, None, settings=ListenSettings(),
+                                prompt_for=lambda voice, said: [ChatMessage("user", f"{voice is sad}|{said}")],
+                                emit_delta=lambda _: None, backlog_frames=lambda: 0,
+                                voice_so_far=(lambda: sad) if note_leads else None)
+        return listener, llm
+
+    def audio(seconds: float) -> AudioChunk:
+        return AudioChunk(np.zeros(int(seconds * 16000), np.float32), 16000)
+
+    listener, llm = listening("Kids are talking")
+    await listener._pass(audio(0.6), listener._generation)
+    assert not llm.prefills and listener.early is None  # 0.6 s: the pre-roll and an onset, too little voice
+    listener, llm = listening("Kids are talking")
+    await listener._pass(audio(NOTE_ALONE_S), listener._generation)
+    assert listener.settled == "" and llm.prefills == ["True|"]  # the note and tone alone, from the voice so far
+    assert listener.early is not None and listener.early.emotion is sad
+    await listener._pass(audio(NOTE_ALONE_S + 0.3), listener._generation)
+    assert listener.settled == "Kids are" and llm.prefills[-1] == "True|Kids are"  # then the words, after them
+    for heard, leads in (("", True), ("Kids are talking", False)):
+        listener, llm = listening(heard, note_leads=leads)
+        await listener._pass(audio(NOTE_ALONE_S), listener._generation)
+        assert not llm.prefills
+
+
 def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,
                    llm: ScriptedLLM | None = None) -> Harness:
     """A slow machine's reply (its first words not ready when the turn ends) with the first sound on or off."""

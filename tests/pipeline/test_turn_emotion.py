@@ -1,8 +1,10 @@
-"""Stage tests: a whole-turn emotion reader (the Whisper head, the hybrid) in a conversation reads each turn once,
-after ASR, from the ASR's own encoder pass; its reading is the turn's emotion; a failure falls back to the
-windows; the embedded stack wires it from ``emotion.backend``."""
+"""Stage tests: a whole-turn emotion reader (the Whisper head, the hybrid) in a conversation reads each turn once:
+after ASR from the ASR's own encoder pass, or, a middle-block reader, beside the ASR's pass; its reading is the
+turn's emotion; a failure falls back to the windows; the embedded stack wires it from ``emotion.backend``."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -54,6 +56,49 @@ async def test_a_middle_block_reader_does_not_ask_the_asr_for_its_pass() -> None
     d = await _turn(Harness(asr=StatesASR(), turn_emotion=reader))
     assert len(reader.calls) == 1 and reader.calls[0][1] is None
     assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["emotion_turn_reused_encoder"] is False
+
+
+class _WaitingASR(FixedASR):
+    """An ASR pass that lasts until the turn's reader has begun (at most ``wait_s``): it records, per pass,
+    whether the reading began while the pass was still running."""
+
+    def __init__(self, reader: FakeTurnEmotion, wait_s: float) -> None:
+        super().__init__()
+        self.reader, self.wait_s = reader, wait_s
+        self.read_beside: list[bool] = []
+
+    def transcribe(self, audio, *, encoder_states: bool = False):  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + self.wait_s
+        while not self.reader.calls and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.read_beside.append(bool(self.reader.calls))
+        return super().transcribe(audio, encoder_states=encoder_states)
+
+
+async def test_a_middle_block_reader_reads_the_turn_beside_the_asr_pass() -> None:
+    """It needs nothing of the ASR's pass, so it does not wait for it: the reading is off the path to the LLM.
+    One that reuses the ASR's pass waits for it."""
+    reader = FakeTurnEmotion(EmotionCategory.ANGRY, reads_asr_pass=False)
+    asr = _WaitingASR(reader, wait_s=2.0)
+    d = await _turn(Harness(asr=asr, turn_emotion=reader))
+    assert asr.read_beside == [True] and len(reader.calls) == 1
+    assert d.of(ev.RESPONSE_DONE)[0].data["trace"]["user_emotion"] == "angry"
+    reuser = FakeTurnEmotion(EmotionCategory.ANGRY)
+    asr = _WaitingASR(reuser, wait_s=0.0)  # it cannot begin before the pass it reuses has ended
+    await _turn(Harness(asr=asr, turn_emotion=reuser))
+    assert asr.read_beside == [False] and len(reuser.calls) == 1
+
+
+async def test_a_turn_without_words_is_not_read_beside_the_asr_either() -> None:
+    """No words: no reply and no reading kept (a reading begun beside the pass is dropped with the turn)."""
+    reader = FakeTurnEmotion(reads_asr_pass=False)
+    async with Harness(asr=FixedASR(""), turn_emotion=reader).session() as s:
+        d = Driver(s)
+        await d.speak(1.2)
+        await d.silence_until(lambda events: any(e.type == ev.TRANSCRIPT for e in events))
+        await d.until_idle()
+    assert d.of(ev.TRANSCRIPT)[0].data.get("empty") is True
+    assert not d.of(ev.EMOTION_TURN)
 
 
 async def test_a_failing_reader_falls_back_to_the_windows() -> None:
