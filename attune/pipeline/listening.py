@@ -142,6 +142,7 @@ class TurnListener:
         self._work: asyncio.Task[None] | None = None
         self._predict: asyncio.Task[None] | None = None
         self._generation = 0  # bumped by reset(): results of an older turn are dropped
+        self._held = False  # a reply has taken this turn's prompt: no re-reading or prefill until speech resumes
 
     @property
     def settled(self) -> str:
@@ -185,7 +186,15 @@ class TurnListener:
             self._predict.cancel()
         self._predict = asyncio.create_task(self._run_model(samples, self._generation), name="listen-eot")
 
+    def hold(self) -> None:
+        """A reply has begun on the turn so far (the speculative one, at the silence): it took the early voice and
+        the prompt as they are, so a pass still in flight neither reads the voice again nor prefills (a new note
+        would evict from the KV cache the prompt the reply is about to extend, and both would meet the reply's
+        own ASR pass on the two cores). The person speaking again (``on_resume``) lets the work go on."""
+        self._held = True
+
     def on_resume(self) -> None:
+        self._held = False
         self.probability = None
         if self._predict is not None:
             self._predict.cancel()
@@ -206,6 +215,7 @@ class TurnListener:
         self.probability = self.words = None
         self.early = None
         self.prefilled_tokens = self.passes = self.shed = 0
+        self._held = False
 
     async def close(self) -> None:
         tasks = [t for t in (self._work, self._predict) if t is not None]
@@ -235,7 +245,7 @@ class TurnListener:
         except (BackendError, ValueError) as exc:
             log.debug("partial pass failed: %s", exc)
             return
-        if generation != self._generation:
+        if generation != self._generation or self._held:  # an older turn's, or a reply has newer words
             return
         self.passes += 1
         self.words = result.text.strip()
@@ -257,13 +267,13 @@ class TurnListener:
         except (BackendError, ValueError, RuntimeError) as exc:
             log.debug("early voice reading failed: %s", exc)
             return
-        if generation == self._generation and early is not None:
+        if generation == self._generation and early is not None and not self._held:
             self.early = early
 
     async def _prefill(self, generation: int) -> None:
         """Evaluate the voice note and the settled words into the KV cache, a few tokens per step, while input
         keeps up."""
-        if self.llm is None:
+        if self.llm is None or self._held:
             return
         if self.early is None:
             voice = self.voice_so_far() if self.voice_so_far is not None else None
@@ -271,7 +281,7 @@ class TurnListener:
                 return  # the voice is not read yet: its note leads the turn, so the words wait for it
             self.early = EarlyVoice(voice)
         messages = list(self.prompt_for(self.early.emotion, self.agreement.settled))
-        while (generation == self._generation and self.backlog_frames() <= MAX_BACKLOG_FRAMES
+        while (generation == self._generation and not self._held and self.backlog_frames() <= MAX_BACKLOG_FRAMES
                and self.speculate()):
             try:
                 n = await self._background(self.llm.prefill, messages, max_new=PREFILL_STEP_TOKENS)

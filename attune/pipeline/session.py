@@ -408,7 +408,8 @@ class Session:
         if listener is None or not d.in_speech or self.policy.tentative:
             return False
         if d.silence_s * 1000.0 < self.settings.turn.speculate_silence_ms:
-            listener.on_speech(d.turn_s, d.turn_audio_so_far)
+            if d.silence_s == 0.0:  # passes begin on speech: one begun in the silence would still be running
+                listener.on_speech(d.turn_s, d.turn_audio_so_far)  # beside the reply's own pass over the same words
             return False
         reply = self._reply
         words = reply.transcript_ready if reply is not None else None
@@ -513,6 +514,8 @@ class Session:
             if not self._speculated:
                 trace.info["speculation_shed"] = True
         early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
+        if self.listener is not None and d.audio is not None:
+            self.listener.hold()  # the reply takes the prompt as it is now (``TurnListener.hold``)
         self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
             trace.info.update(self._heard if d.commit else self.listener.figures())

@@ -63,10 +63,12 @@ def _listen_asr(config: Config, asr: ASRBackend) -> ASRBackend | None:
     from attune.backends.asr.faster_whisper_backend import FasterWhisperASR
 
     if config.pipeline.partial_asr and isinstance(asr, FasterWhisperASR):
-        # With Whisper's fallback, as the reply's: one decode at temperature 0 (``sibling(fallback=False)``) freed
-        # a short turn's first second but made the model's first word later on people's recordings in two
-        # sittings (docs/BENCHMARKS.md, "The first model word"), so it is not the default.
-        return asr.sibling()
+        # One decode at temperature 0, without Whisper's fallback (the reply's final pass keeps it): the fallback
+        # spent up to a second of both cores re-decoding a short turn's first half-second while the person spoke.
+        # Tried before without ``TurnListener.hold`` it made the model's first word later (the passes' work met the
+        # reply's); with the hold, same sitting, people's tail 22-24 -> 16-20 tokens, the early note kept in 14
+        # of 17 turns instead of 9-11 (docs/BENCHMARKS.md, "The night sitting").
+        return asr.sibling(fallback=False)
     return None
 
 

@@ -197,12 +197,17 @@ def test_a_sibling_shares_the_loaded_model_and_decodes_beside_it() -> None:
 
 
 def test_a_sibling_without_fallback_decodes_once_at_temperature_0(monkeypatch) -> None:
-    """``sibling(fallback=False)`` (a handle for partial passes, which only propose words; not the pipeline's
-    default, docs/BENCHMARKS.md "The first model word") asks Whisper for one decode at temperature 0; the default
-    handle keeps Whisper's fallback."""
+    """``sibling(fallback=False)`` (the partial passes' handle, which only proposes words: what the pipeline's
+    stack gives the listener) asks Whisper for one decode at temperature 0; the reply's handle keeps Whisper's
+    fallback."""
+    from attune.config import load_config
+    from attune.pipeline.stack import _listen_asr
+
     main = FasterWhisperASR(installed_model("whisper-tiny.en"), encoder_window_s=6.0, workers=2)
     passes = main.sibling(fallback=False)
     assert main.sibling().temperatures == main.temperatures
+    wired = _listen_asr(load_config(environ={}), main)
+    assert isinstance(wired, FasterWhisperASR) and wired.temperatures == (0.0,) and wired._model is main._model
     seen: list[object] = []
     real = main._model.transcribe
 

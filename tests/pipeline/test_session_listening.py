@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from attune.backends.base import ChatMessage
 from attune.core import events as ev
+from attune.core.emotion import EmotionCategory
+from attune.core.frames import AudioChunk
 from attune.core.machine import LLMSpeed
 from attune.pipeline.acknowledgement import phrases as first_sounds
+from attune.pipeline.listening import NOTE_ALONE_S, ListenSettings, TurnListener
 from attune.pipeline.phrases import Phrase, PhraseVoice, prewarm
 from attune.pipeline.reply import ACK_INDEX
 from attune.pipeline.shared_llm import SharedLLM
-from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS
+from tests.fakes import Driver, FixedASR, FixedEndOfTurn, Harness, ScriptedLLM, ToneTTS, make_result
+
+_SAD = make_result(EmotionCategory.SAD, 0.0, 1.0)
 
 LAYER = "stage"  # STYLE.md layer 2: one stage, frames in and out
 
@@ -170,44 +176,75 @@ async def test_the_prefill_waits_for_the_voice_and_takes_it_once_per_turn() -> N
     assert listener.early is None
 
 
+def _listening(words: str, *, note_leads: bool = True) -> tuple[TurnListener, ScriptedLLM]:
+    """A listener whose passes hear ``words``, whose voice so far reads sad (``note_leads``), prefilling a fake
+    LLM whose prefills read "<the voice is the sad one>|<the words>"."""
+    llm = ScriptedLLM()
+    listener = TurnListener(FixedASR(words), llm, None, settings=ListenSettings(),
+                            prompt_for=lambda voice, said: [ChatMessage("user", f"{voice is _SAD}|{said}")],
+                            emit_delta=lambda _: None, backlog_frames=lambda: 0,
+                            voice_so_far=(lambda: _SAD) if note_leads else None)
+    return listener, llm
+
+
+def _turn_so_far(seconds: float) -> AudioChunk:
+    return AudioChunk(np.zeros(int(seconds * 16000), np.float32), 16000)
+
+
 async def test_a_pass_that_settles_no_word_yet_prefills_the_note_alone() -> None:
     """A short turn (a RAVDESS sentence: ~1.5 s of speech, two or three passes) often ends before two passes agree
     on a word; the note and tone that lead it are then prefilled from a pass over ``NOTE_ALONE_S`` of the turn, so
     only the words are left for after the speech. Not from the first fraction of a second, not before words are
     heard, and not where the words lead the turn (nothing of the turn would be known)."""
-    import numpy as np
-
-    from attune.core.emotion import EmotionCategory
-    from attune.core.frames import AudioChunk
-    from attune.pipeline.listening import NOTE_ALONE_S, ListenSettings, TurnListener
-    from tests.fakes import make_result
-
-    sad = make_result(EmotionCategory.SAD, 0.0, 1.0)
-
-    def listening(words: str, *, note_leads: bool = True) -> tuple[TurnListener, ScriptedLLM]:
-        llm = ScriptedLLM()
-        listener = TurnListener(FixedASR(words), llm, None, settings=ListenSettings(),
-                                prompt_for=lambda voice, said: [ChatMessage("user", f"{voice is sad}|{said}")],
-                                emit_delta=lambda _: None, backlog_frames=lambda: 0,
-                                voice_so_far=(lambda: sad) if note_leads else None)
-        return listener, llm
-
-    def audio(seconds: float) -> AudioChunk:
-        return AudioChunk(np.zeros(int(seconds * 16000), np.float32), 16000)
-
-    listener, llm = listening("Kids are talking")
-    await listener._pass(audio(0.6), listener._generation)
+    listener, llm = _listening("Kids are talking")
+    await listener._pass(_turn_so_far(0.6), listener._generation)
     assert not llm.prefills and listener.early is None  # 0.6 s: the pre-roll and an onset, too little voice
-    listener, llm = listening("Kids are talking")
-    await listener._pass(audio(NOTE_ALONE_S), listener._generation)
+    listener, llm = _listening("Kids are talking")
+    await listener._pass(_turn_so_far(NOTE_ALONE_S), listener._generation)
     assert listener.settled == "" and llm.prefills == ["True|"]  # the note and tone alone, from the voice so far
-    assert listener.early is not None and listener.early.emotion is sad
-    await listener._pass(audio(NOTE_ALONE_S + 0.3), listener._generation)
+    assert listener.early is not None and listener.early.emotion is _SAD
+    await listener._pass(_turn_so_far(NOTE_ALONE_S + 0.3), listener._generation)
     assert listener.settled == "Kids are" and llm.prefills[-1] == "True|Kids are"  # then the words, after them
     for heard, leads in (("", True), ("Kids are talking", False)):
-        listener, llm = listening(heard, note_leads=leads)
-        await listener._pass(audio(NOTE_ALONE_S), listener._generation)
+        listener, llm = _listening(heard, note_leads=leads)
+        await listener._pass(_turn_so_far(NOTE_ALONE_S), listener._generation)
         assert not llm.prefills
+
+
+async def test_once_a_reply_has_the_turn_a_pass_in_flight_leaves_the_prompt_alone() -> None:
+    """The speculative reply takes the early voice and the prompt at the silence (``TurnListener.hold``): a pass
+    that ends after it neither changes the words, nor reads the voice, nor prefills (a new note would evict the
+    prompt the reply extends); the person going on lets the passes work again."""
+    listener, llm = _listening("Kids are talking")
+    await listener._pass(_turn_so_far(NOTE_ALONE_S), listener._generation)
+    early, prefills = listener.early, list(llm.prefills)
+    listener.hold()
+    await listener._pass(_turn_so_far(NOTE_ALONE_S + 0.3), listener._generation)
+    assert listener.settled == "" and llm.prefills == prefills and listener.early is early and listener.passes == 1
+    listener.on_resume()
+    await listener._pass(_turn_so_far(NOTE_ALONE_S + 0.6), listener._generation)
+    assert listener.settled == "Kids are" and llm.prefills[-1] == "True|Kids are"
+
+
+async def test_no_pass_begins_in_the_silence_before_the_speculative_reply() -> None:
+    """A pass begun in the first ~100 ms of silence would decode the same words as the speculative reply's own
+    pass, beside it on the two cores: passes begin on speech only, so every pass but the reply's hears less than
+    the whole turn."""
+    asr = FixedASR("I was thinking maybe we could go")
+    h = Harness(asr=asr, overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 100,
+                                                 "speculate_silence_ms": 200}})
+    async with h.session() as s:
+        d = Driver(s)
+        for _ in range(5):
+            await d.speak(0.2)
+            await asyncio.sleep(0.01)
+        for _ in range(9):  # 180 ms of silence, each frame long enough for a pass to begin and end
+            await d.frame(False)
+            await asyncio.sleep(0.02)
+        await d.silence_until(_done)
+        await d.until_idle()
+    durations = [round(c.duration_s, 2) for c in asr.calls]
+    assert len(durations) >= 3 and max(durations[:-1]) < durations[-1], durations
 
 
 def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,

@@ -105,8 +105,8 @@ class FasterWhisperASR:
         ``fallback=False``: it decodes once, greedily at temperature 0, where Whisper would decode again at
         rising temperatures when the result looks unlikely. A partial pass over the first half-second of a turn
         (pre-roll and an onset) is such audio: its five or six re-decodes took 0.75-1.05 s of both cores on 4 of 4
-        RAVDESS turns. The pipeline does not use it by default: without the fallback the model's first word came
-        later on people's recordings in two sittings (docs/BENCHMARKS.md, "The first model word")."""
+        RAVDESS turns. The pipeline's partial passes use it (``pipeline.stack._listen_asr``); the reply's final
+        pass keeps the fallback."""
         twin = copy.copy(self)
         twin._lock = threading.Lock()
         if not fallback:
