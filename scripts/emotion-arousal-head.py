@@ -19,20 +19,21 @@ Usage: .venv/bin/python scripts/emotion-arousal-head.py --degraded DIR [--data D
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from attune.backends.emotion.hybrid import hybrid_probs
 from attune.backends.emotion.labels import AROUSAL, CLASSES, group_of, grouping_matrix
-from attune.backends.emotion.model import STD_FLOOR, fit_logreg, fit_temperature, normalize_by_speaker, softmax
+from attune.backends.emotion.model import fit_temperature, softmax
 from attune.backends.emotion.whisper_head import feature_kind
 from attune.config import REPO_ROOT, load_config
 from attune_lab.emotion import benchmark as bm
 from attune_lab.emotion import evaluation as ev
 from attune_lab.emotion.dataset import LabelledSet, list_utterances
 from attune_lab.emotion.measures import score
-from attune_lab.emotion.robustness import CLEAN, condition_set
+from attune_lab.emotion.robustness import CLEAN, condition_set, held_out_conditions
 
 DATA = [REPO_ROOT.parent / "shared" / "data" / "emodb-dev", REPO_ROOT.parent / "shared" / "data" / "ravdess-dev"]
 CONDITIONS = ("phone", "room", "babble20", "babble10")
@@ -40,35 +41,30 @@ SIDE = np.array([group_of(c, AROUSAL) for c in range(len(CLASSES))])  # 0 high, 
 _A = grouping_matrix(AROUSAL)
 
 
-def train_arousal(data: LabelledSet, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """(weights (d, 2), bias (2,)) of a binary arousal head, normalised as ``model.train_model`` does."""
+def arousal_labels(data: LabelledSet) -> LabelledSet:
+    """The rows whose class has an arousal side, labelled with it (0 high, 1 low: two of ``CLASSES``'s indices),
+    so ``evaluation.train`` fits the binary head with the nine-class head's model and normalisation; the other
+    seven classes are absent from its training and keep no weight."""
     keep = SIDE[data.labels] >= 0
-    x, y, spk = data.features[keep], SIDE[data.labels[keep]], data.speakers[keep]
-    within = np.maximum(np.sqrt(np.mean([x[spk == s].var(axis=0) for s in np.unique(spk)], axis=0)), STD_FLOOR)
-    z = np.vstack([normalize_by_speaker(x, list(spk)), np.clip((x - x.mean(axis=0)) / within, -6.0, 6.0)])
-    return fit_logreg(z, np.concatenate([y, y]), l2, k=2)
+    rows = data.subset(keep)
+    return LabelledSet(tuple(replace(u, label=int(SIDE[u.label])) for u in rows.utterances), rows.features)
 
 
 def held_out(clean: LabelledSet, tests: dict[str, LabelledSet], augment: list[LabelledSet], kind: str
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Cold held-out ({condition: nine-class logits}, {condition: familiarity factor}, {condition: arousal
-    logits}), one fold per speaker as ``robustness.held_out_conditions``."""
+    logits}): the nine-class head's as ``eval-emotion`` computes them (``robustness.held_out_conditions``), the
+    binary head's over the same folds (``evaluation.fold_rows``)."""
+    nine = held_out_conditions(clean, tests, kind, augment)
     train = ev.concat([clean, *augment])
     sets = {CLEAN: clean, **tests}
-    n = len(clean.utterances)
-    logits = {c: np.zeros((n, len(CLASSES))) for c in sets}
-    ood = {c: np.ones(n) for c in sets}
-    arousal = {c: np.zeros((n, 2)) for c in sets}
+    arousal = {c: np.zeros((len(clean.utterances), 2)) for c in sets}
     for s in np.unique(clean.speakers):
-        fold = train.subset(ev.fold_rows(train, s))
-        model = ev.train(fold, kind, None)
-        w, b = train_arousal(fold, ev.default_l2(kind))
+        binary = ev.train(arousal_labels(train.subset(ev.fold_rows(train, s))), kind, None)
         rows = clean.speakers == s
         for c, data in sets.items():
-            part = ev.apply_model(model, data.subset(rows), "cold")
-            logits[c][rows], ood[c][rows] = part.logits, part.ood
-            arousal[c][rows] = np.atleast_2d(model.normalizer().normalize(data.subset(rows).features)) @ w + b
-    return logits, ood, arousal
+            arousal[c][rows] = ev.apply_model(binary, data.subset(rows), "cold").logits[:, :2]
+    return ({c: h["cold"].logits for c, h in nine.items()}, {c: h["cold"].ood for c, h in nine.items()}, arousal)
 
 
 def binary_uar(p_high: np.ndarray, labels: np.ndarray) -> float:

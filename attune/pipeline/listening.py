@@ -119,7 +119,8 @@ class TurnListener:
                  emit_delta: Callable[[str], None], backlog_frames: Callable[[], int],
                  worker: BackgroundWorker | None = None,
                  voice_so_far: Callable[[], EmotionResult | None] | None = None,
-                 read_voice: VoiceReader | None = None, speculate: Callable[[], bool] | None = None) -> None:
+                 read_voice: VoiceReader | None = None, speculate: Callable[[], bool] | None = None,
+                 note_first: bool = False) -> None:
         self.asr = asr
         self.worker = worker
         self.llm = llm if settings.prefill and llm.capabilities.prefill else None
@@ -143,16 +144,13 @@ class TurnListener:
         self._predict: asyncio.Task[None] | None = None
         self._generation = 0  # bumped by reset(): results of an older turn are dropped
         self._held = False  # a reply has taken this turn's prompt: no re-reading or prefill until speech resumes
+        # The voice note and tone lead the turn's message (``agent.voice_note_first``), so they are worth
+        # prefilling before any word is settled; with the words first nothing of the turn is known by then.
+        self.note_first = note_first
 
     @property
     def settled(self) -> str:
         return self.agreement.settled
-
-    @property
-    def note_leads(self) -> bool:
-        """The voice note and tone lead the turn's message (``agent.voice_note_first``: the listener is given a
-        way to read the voice), so they are worth prefilling before any word is settled."""
-        return self.voice_so_far is not None or self.read_voice is not None
 
     def figures(self) -> dict[str, int]:
         """What was done while this turn was spoken, for its reply's trace."""
@@ -254,7 +252,7 @@ class TurnListener:
                   delta, self.backlog_frames())
         if delta:
             self.emit_delta(delta)
-        if self.agreement.settled or (self.words and audio.duration_s >= NOTE_ALONE_S and self.note_leads):
+        if self.agreement.settled or (self.words and audio.duration_s >= NOTE_ALONE_S and self.note_first):
             if states and self.read_voice is not None:
                 await self._read_early(audio, result.encoder_states, generation)
             await self._prefill(generation)

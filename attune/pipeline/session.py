@@ -219,7 +219,7 @@ class Session:
             backlog_frames=lambda: self._input.qsize(), worker=b.background, speculate=lambda: self.shedding.speculate,
             voice_so_far=self._voice_so_far if b.emotion is not None and settings.voice_note_first else None,
             read_voice=self._read_voice if b.emotion is not None and b.turn_emotion is not None
-            and settings.voice_note_first else None)
+            and settings.voice_note_first else None, note_first=settings.voice_note_first)
 
     # ---- lifecycle ----
     async def __aenter__(self) -> Session:
@@ -514,11 +514,10 @@ class Session:
             if not self._speculated:
                 trace.info["speculation_shed"] = True
         early = self.listener.early if self.listener and d.audio is not None and self.prompt.note_first else None
+        self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
         if self.listener is not None and d.audio is not None:
             self.listener.hold()  # the reply takes the prompt as it is now (``TurnListener.hold``)
-        self._reply = Reply(self._reply_deps(early), self._turn_index, d.audio, trace, text=d.text)
-        if self.listener is not None and d.audio is not None:  # what was heard while the user spoke
-            trace.info.update(self._heard if d.commit else self.listener.figures())
+            trace.info.update(self._heard if d.commit else self.listener.figures())  # what was heard meanwhile
         self._reply.start()
         if d.commit:
             self._reply.commit()

@@ -183,7 +183,7 @@ def _listening(words: str, *, note_leads: bool = True) -> tuple[TurnListener, Sc
     listener = TurnListener(FixedASR(words), llm, None, settings=ListenSettings(),
                             prompt_for=lambda voice, said: [ChatMessage("user", f"{voice is _SAD}|{said}")],
                             emit_delta=lambda _: None, backlog_frames=lambda: 0,
-                            voice_so_far=(lambda: _SAD) if note_leads else None)
+                            voice_so_far=(lambda: _SAD) if note_leads else None, note_first=note_leads)
     return listener, llm
 
 
@@ -228,8 +228,8 @@ async def test_once_a_reply_has_the_turn_a_pass_in_flight_leaves_the_prompt_alon
 
 async def test_no_pass_begins_in_the_silence_before_the_speculative_reply() -> None:
     """A pass begun in the first ~100 ms of silence would decode the same words as the speculative reply's own
-    pass, beside it on the two cores: passes begin on speech only, so every pass but the reply's hears less than
-    the whole turn."""
+    pass, beside it on the two cores: passes begin on speech only, so no pass hears more of the turn than the
+    reply's (one begun in the silence would hear the silence too)."""
     asr = FixedASR("I was thinking maybe we could go")
     h = Harness(asr=asr, overrides={"pipeline": {**PIPELINE, "partial_asr": True, "partial_step_ms": 100,
                                                  "speculate_silence_ms": 200}})
@@ -244,7 +244,7 @@ async def test_no_pass_begins_in_the_silence_before_the_speculative_reply() -> N
         await d.silence_until(_done)
         await d.until_idle()
     durations = [round(c.duration_s, 2) for c in asr.calls]
-    assert len(durations) >= 3 and max(durations[:-1]) < durations[-1], durations
+    assert len(durations) >= 3 and max(durations[:-1]) <= durations[-1], durations  # none heard the silence
 
 
 def _acknowledging(words: str, *, speed: LLMSpeed | None = None, on: bool = True,

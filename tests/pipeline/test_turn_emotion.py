@@ -89,18 +89,6 @@ async def test_a_middle_block_reader_reads_the_turn_beside_the_asr_pass() -> Non
     assert asr.read_beside == [False] and len(reuser.calls) == 1
 
 
-async def test_a_turn_without_words_is_not_read_beside_the_asr_either() -> None:
-    """No words: no reply and no reading kept (a reading begun beside the pass is dropped with the turn)."""
-    reader = FakeTurnEmotion(reads_asr_pass=False)
-    async with Harness(asr=FixedASR(""), turn_emotion=reader).session() as s:
-        d = Driver(s)
-        await d.speak(1.2)
-        await d.silence_until(lambda events: any(e.type == ev.TRANSCRIPT for e in events))
-        await d.until_idle()
-    assert d.of(ev.TRANSCRIPT)[0].data.get("empty") is True
-    assert not d.of(ev.EMOTION_TURN)
-
-
 async def test_a_failing_reader_falls_back_to_the_windows() -> None:
     d = await _turn(Harness(asr=StatesASR(), turn_emotion=FakeTurnEmotion(fail=True)))
     assert d.of(ev.RESPONSE_DONE)[0].data["status"] == "completed"
