@@ -118,7 +118,7 @@ class PipelineConfig:
     barge_in_min_ms: int = setting(300, lo=50, hi=3000)  # user speech over the agent that interrupts it
     output_sample_rate: int = setting(24000, lo=8000, hi=48000)  # Hz of reply audio events
     output_lookahead_ms: int = setting(60, lo=0, hi=1000)  # reply audio sent ahead of real time
-    first_clause_min_words: int = setting(2, lo=1, hi=50)  # words before the first clause may be spoken
+    first_clause_min_words: int = setting(1, lo=1, hi=50)  # words before the first clause may be spoken
     hold_llm_for_first_audio: bool = setting(True)  # pause LLM generation while the first clause is synthesised
     end_of_turn_model: str = setting("smart-turn", choices=("smart-turn", "none"))  # none: silence alone decides
     eot_complete_ms: int = setting(200, lo=32, hi=5000)  # silence when the model (P >= 0.9) and words agree: done

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from attune.agent.brain import NeutralPlan
-from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream, Transcription
+from attune.backends.base import ChatMessage, Completion, Gate, LLMCapabilities, TokenStream, Transcription
 from attune.config import load_config
 from attune.core.audio import FRAME as AUDIO_FRAME
 from attune.core.audio import FRAME_S, measure_quality
@@ -108,6 +108,34 @@ class ScriptedLLM:
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled += 1
             raise
+
+
+class GatedLLM(ScriptedLLM):
+    """A ``ScriptedLLM`` that honours its stream's gate as the llama-cpp engine does: closed, it writes no token
+    after the one in progress. ``written`` counts the tokens it has produced, read or not."""
+
+    def __init__(self, tokens: Sequence[str] = ("Hello,", " nice", " to", " hear", " you.", " How", " are",
+                                                 " you?"), **kw: Any) -> None:
+        super().__init__(tokens, **kw)
+        self.written = 0
+        self.gate: Gate | None = None  # the last stream's
+
+    def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
+               ) -> TokenStream:
+        self.calls.append(list(messages))
+        gate = self.gate = Gate()
+
+        async def pieces(report: Any) -> AsyncGenerator[str, None]:
+            report(Completion(prompt_tokens=1))
+            for tok in self.tokens[:max_tokens]:
+                if not gate.is_open:
+                    await asyncio.to_thread(gate.wait, 10.0)  # the engine's thread, held
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                self.written += 1
+                yield tok
+
+        return TokenStream(pieces, gate)
 
 
 class ToneTTS:
@@ -236,8 +264,10 @@ class Harness:
     admission: Any = None  # the shared LLM's door (``pipeline.shedding.Admission``); None = never shed
 
     def session(self) -> Session:
-        # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off.
-        pipeline = {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False,
+        # Partial passes call the ASR while the user speaks; tests that count ASR calls keep them off. The scripted
+        # reply's first sentence ("Hello, nice to hear you.") is one piece, as the tests read it: the default one-word
+        # first clause ("Hello," alone) is the splitter's tests' and the pacing tests'.
+        pipeline = {"vad": "energy", "output_sample_rate": 16000, "partial_asr": False, "first_clause_min_words": 2,
                     **self.overrides.get("pipeline", {})}
         config = load_config(environ={}, overrides={**self.overrides, "pipeline": pipeline})
         backends = SessionBackends(asr=self.asr, llm=self.llm, voice=Voice(self.tts, self.phrases),

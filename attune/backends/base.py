@@ -12,6 +12,7 @@ calls.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -137,20 +138,68 @@ class _Figures:
         self.completion = completion
 
 
+class Gate:
+    """Whether an engine may write its next token: open, it writes on; closed (``TokenStream.pause``), it holds
+    after the token in progress until opened again. Thread-safe: the engine waits on it in its worker thread."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._followers: list[Gate] = []
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def close(self) -> None:
+        self._open.clear()
+        for gate in self._followers:
+            gate.close()
+
+    def open(self) -> None:
+        self._open.set()
+        for gate in self._followers:
+            gate.open()
+
+    def lead(self, other: Gate) -> None:
+        """``other`` (an inner engine's gate) opens and closes with this one from now on."""
+        self._followers.append(other)
+        if self.is_open:
+            other.open()
+        else:
+            other.close()
+
+    def wait(self, timeout: float) -> bool:
+        """Blocks until open or ``timeout`` s have passed; True when open."""
+        return self._open.wait(timeout)
+
+
 class TokenStream:
     """One LLM call. ``async for piece in stream`` gives the reply's text pieces; ``completion`` holds the call's
     figures as the engine reports them (at the first piece, and again when the pieces end), None before.
 
     ``pieces(report)`` is the engine's async generator; it calls ``report(Completion(...))`` with what it knows.
-    Closing the stream, or dropping it (a ``break`` out of the loop), stops generation."""
+    Closing the stream, or dropping it (a ``break`` out of the loop), stops generation. ``pause()`` holds an engine
+    that honours ``gate`` (one in this process, which would otherwise take the cores from what the pipeline does
+    meanwhile) after the token in progress, until ``resume()``; an engine elsewhere (a server) writes on."""
 
-    def __init__(self, pieces: Callable[[Callable[[Completion], None]], AsyncGenerator[str, None]]) -> None:
+    def __init__(self, pieces: Callable[[Callable[[Completion], None]], AsyncGenerator[str, None]],
+                 gate: Gate | None = None) -> None:
         self._figures = _Figures()
         self._pieces = pieces(self._figures.report)
+        self.gate = gate
 
     @property
     def completion(self) -> Completion | None:
         return self._figures.completion
+
+    def pause(self) -> None:
+        if self.gate is not None:
+            self.gate.close()
+
+    def resume(self) -> None:
+        if self.gate is not None:
+            self.gate.open()
 
     def __aiter__(self) -> TokenStream:
         return self

@@ -162,6 +162,18 @@ def trim_leading_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbf
     return samples[start:]
 
 
+def trim_trailing_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbfs: float = -60.0,
+                          keep_s: float = 0.03, frame_s: float = 0.01) -> np.ndarray:
+    """``samples`` up to ``keep_s`` after the last ``frame_s`` frame above ``threshold_dbfs`` RMS; unchanged when
+    no frame is that loud."""
+    frame = max(1, int(frame_s * sample_rate))
+    loud = np.flatnonzero(block_levels_dbfs(samples, sample_rate, frame_s) >= threshold_dbfs)
+    if loud.size == 0:
+        return samples
+    end = min(len(samples), (int(loud[-1]) + 1) * frame + int(keep_s * sample_rate))
+    return samples[:end]
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling of mono float audio; returns float32."""
     if from_rate == to_rate:

@@ -21,7 +21,7 @@ shows the model a reply that opened with an interjection either.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,7 @@ from attune.agent.brain import ResponsePlanLike
 from attune.agent.situation import situation_of
 from attune.agent.text_affect import text_valence
 from attune.backends.base import TTSBackend
-from attune.core.audio import trim_leading_silence
+from attune.core.audio import trim_leading_silence, trim_trailing_silence
 from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
 from attune.core.machine import LLMSpeed
 from attune.core.prosody import profile_for
@@ -58,6 +58,10 @@ CHEERFUL = frozenset({"Oh!", "Oh, wow.", "Mm!"})
 SOFT = frozenset({"Oh no.", "Oh."})
 SOFT_INTENSITY = 0.4  # sympathy is spoken quietly
 INTENSITY = 0.7
+# The sound's own silence kept after it: the reply's words follow it (its leading silence trimmed too) after a
+# short beat. Piper ends each rendering with 120-210 ms of silence, which delayed the model's first word by as much
+# on every turn where the sound, not the model, was what the words waited for (about half of them).
+BEAT_S = 0.06
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,16 @@ def _situation(words: str, plan: ResponsePlanLike) -> str:
 
 def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequence[str | None],
                            first_clause_in_ms: float | None, *, barge_in: bool = False,
-                           settings: AcknowledgementSettings | None = None) -> Acknowledgement | None:
+                           settings: AcknowledgementSettings | None = None,
+                           lengths_ms: Mapping[str, float] | None = None) -> Acknowledgement | None:
     """The acknowledgement for this committed turn, or None.
 
     ``previous``: what the earlier turns played, oldest first (None for a turn without one); ``first_clause_in_ms``:
     the estimate of when the reply's first clause will be heard, from the commit (None: unknown, as slow as it
-    gets). ``barge_in``: the turn interrupted the agent (it is answered by the reply alone).
+    gets). ``barge_in``: the turn interrupted the agent (it is answered by the reply alone). ``lengths_ms``: how
+    long each sound lasts as played; the model's words wait for the sound to end, so the preferred one that ends
+    before the first clause is due is taken, else the shortest ("Mm-hm." is 0.8 s, "Mm." 0.45: on a fast machine
+    the first gave the model's words its own length as a wait).
     """
     s = settings or AcknowledgementSettings()
     if barge_in or not words.strip():
@@ -116,12 +124,22 @@ def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequenc
         return None
     last = previous[-1] if previous else None
     situation = _situation(words, plan)
-    text = next((t for t in CHOICES[situation] if t != last), None)
-    if text is None:
+    candidates = [t for t in CHOICES[situation] if t != last]
+    if not candidates:
         return None
+    text = candidates[0]
+    if lengths_ms and first_clause_in_ms is not None:
+        fits = [t for t in candidates if lengths_ms.get(t, 0.0) <= first_clause_in_ms]  # unknown: not held against it
+        text = fits[0] if fits else min(candidates, key=lambda t: lengths_ms.get(t, 0.0))
+    return Acknowledgement(text, situation, *_voice(text, plan))
+
+
+def _voice(text: str, plan: ResponsePlanLike) -> tuple[EmotionCategory, float]:
+    """The emotion and intensity ``text`` is spoken with to ``plan``: the plan's emotion where it is one of the
+    sound's, else the sound's own."""
     voices = VOICES[text]
     emotion = plan.expressed_emotion if plan.expressed_emotion in voices else voices[0]
-    return Acknowledgement(text, situation, emotion, SOFT_INTENSITY if text in SOFT else INTENSITY)
+    return emotion, SOFT_INTENSITY if text in SOFT else INTENSITY
 
 
 TYPICAL_TAIL_TOKENS = 24  # prompt tokens a reply evaluates before its first token (bench-latency's tail p50: 22-24)
@@ -131,9 +149,9 @@ def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseV
                          output_rate: int,
                          previous: Sequence[str | None], speed: LLMSpeed | None, clause_words: int,
                          barge_in: bool) -> tuple[Acknowledgement, np.ndarray] | None:
-    """The acknowledgement for a turn and its audio (output rate, leading silence trimmed), from the speech cache's
-    memory front only (never a render at the moment of a commit), in the reply's own voice (``tts``); None when
-    none is chosen or it is not cached for that voice and rate.
+    """The acknowledgement for a turn and its audio (output rate, its silence trimmed but for ``BEAT_S`` after
+    it), from the speech cache's memory front only (never a render at the moment of a commit), in the reply's own
+    voice (``tts``); None when none is chosen or it is not cached for that voice and rate.
 
     The estimate counts from now: a reply chooses its sound once its transcript and plan are known, before its LLM
     call starts (a speculative reply's too, which plays it only at the commit), so nothing of the model's work is
@@ -143,13 +161,23 @@ def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseV
     if phrases is None or phrases.tts is not tts or phrases.out_rate != output_rate:
         return None
     eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words)
-    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in)
-    if ack is None:
+    sounds = {text: audio for text in VOICES if (audio := _as_played(phrases, text, plan)) is not None}
+    lengths = {text: 1000.0 * len(audio) / output_rate for text, audio in sounds.items()}
+    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in, lengths_ms=lengths)
+    if ack is None or ack.text not in sounds:
         return None
-    speech = phrases.cached(ack.text, ack.emotion, profile_for(ack.emotion, ack.intensity))
+    return ack, sounds[ack.text]
+
+
+def _as_played(phrases: PhraseVoice, text: str, plan: ResponsePlanLike) -> np.ndarray | None:
+    """``text`` as it would be played to ``plan`` (its voice for the plan's emotion): the cached rendering with its
+    silence trimmed but for ``BEAT_S`` after it; None when not cached."""
+    emotion, intensity = _voice(text, plan)
+    speech = phrases.cached(text, emotion, profile_for(emotion, intensity))
     if speech is None:
         return None
-    return ack, trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
+    heard = trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
+    return trim_trailing_silence(heard, speech.sample_rate, keep_s=BEAT_S)
 
 
 # Words that make up a leading interjection ("Oh no,", "Oh, wow!", "Hmm,", "Mm-hm."); spellings folded to one.

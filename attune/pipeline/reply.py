@@ -329,9 +329,14 @@ class Reply:
                 for sentence in splitter.push(text):
                     index = await self._queue_sentence(index, sentence)
                 if index > 0 and d.settings.hold_llm_for_first_audio and not self._first_audio.is_set():
-                    # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech, and
-                    # its thread stops once the small token queue between us is full.
-                    await self._first_audio.wait()
+                    # Leave both cores to the first clause's synthesis: the LLM is far ahead of the speech. The
+                    # stream's gate holds the engine after the token in progress (only not reading would let it
+                    # write two more on the same cores, the synthesis taking twice as long).
+                    stream.pause()
+                    try:
+                        await self._first_audio.wait()
+                    finally:
+                        stream.resume()
             for sentence in splitter.push(tags.flush()) + splitter.flush():
                 index = await self._queue_sentence(index, sentence)
         except BackendError as exc:
@@ -397,21 +402,21 @@ class Reply:
             return
         first: SpeechAudio | None = None
         dsp: ProsodyShaper | None = None
-        pending: np.ndarray | None = None
         parts: list[np.ndarray] = []
         async for speech in speech_of(self.d.tts, sentence.text, prosody):
             if first is None:
                 first, dsp = speech, self._make_dsp(prosody, speech)
-            if pending is not None:
-                parts.append(pending)
-                await self._audio.put(self._output(sentence, first, pending, last=False))
-            # DSP and resampling take tens of ms per sentence: off the loop, which paces the output.
-            pending = await asyncio.to_thread(self._to_output, speech.chunk, dsp)
+            # DSP and resampling take tens of ms per sentence: off the loop, which paces the output. Each chunk is
+            # played as it comes (a long sentence's first clause while the engine speaks the rest).
+            samples = await asyncio.to_thread(self._to_output, speech.chunk, dsp)
+            if samples.size:  # a shaper may hold a chunk's audio back until the next
+                parts.append(samples)
+                await self._audio.put(self._output(sentence, first, samples, last=False))
         tail = await asyncio.to_thread(self._to_output, None, dsp, self.d.tts.sample_rate)
-        samples = np.concatenate([pending, tail]) if pending is not None else tail
-        await self._audio.put(self._output(sentence, first, samples, last=True))
+        parts.append(tail)
+        await self._audio.put(self._output(sentence, first, tail, last=True))
         if phrases is not None and len(sentence.text.split()) <= STORE_MAX_WORDS:  # short ones come back
-            phrases.keep(sentence.text, self._expressed, prosody, np.concatenate([*parts, samples]),
+            phrases.keep(sentence.text, self._expressed, prosody, np.concatenate(parts),
                          first.provider if first is not None else "")
 
     def _sentence_cache(self, prosody: ProsodyParameters | None) -> PhraseVoice | None:
@@ -435,7 +440,7 @@ class Reply:
         """Output-rate audio of ``sentence``. The reply's first audio starts at the voice's onset: a TTS engine's
         leading silence is dead air."""
         rate = self.d.settings.output_sample_rate
-        if not self._onset_found:  # the first chunk only: a sentence is never cut away
+        if not self._onset_found and samples.size:  # the first audio only: a sentence is never cut away
             self._onset_found = True
             samples = trim_leading_silence(samples, rate)
         provider, native = (spoke.provider, spoke.native) if spoke is not None else ("", ())

@@ -40,7 +40,7 @@ class ReplySettings:
     """What a reply reads of the session's settings (``SessionSettings.reply``)."""
 
     output_sample_rate: int = 24000  # Hz of reply audio events
-    first_clause_min_words: int = 2
+    first_clause_min_words: int = 1
     hold_llm_for_first_audio: bool = True
     queue_size: int = 64  # bound of the reply's inter-stage queues
     max_tokens: int = 96

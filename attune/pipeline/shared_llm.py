@@ -66,7 +66,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from attune.backends.base import ChatMessage, Completion, LLMBackend, TokenStream
+from attune.backends.base import ChatMessage, Completion, Gate, LLMBackend, TokenStream
 from attune.core.errors import LLMStalled, ServerBusy
 from attune.pipeline import governor
 from attune.pipeline.admission_ledger import AdmissionLedger
@@ -627,11 +627,14 @@ class SessionLLM:
 
     def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int = 128, temperature: float = 0.7
                ) -> TokenStream:
-        """The backend's stream once this session holds a slot; its completion adds the wait for the slot."""
+        """The backend's stream once this session holds a slot; its completion adds the wait for the slot. Its
+        ``pause`` holds the engine's own stream (the pump takes every piece as it comes, so holding back the
+        consumer alone would not hold the engine)."""
+        gate = Gate()
 
         async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
             queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # bounded by max_tokens pieces
-            task = asyncio.create_task(self._pump(messages, max_tokens, temperature, queue, report),
+            task = asyncio.create_task(self._pump(messages, max_tokens, temperature, queue, report, gate),
                                        name="shared-llm-pump")
             try:
                 while True:
@@ -646,10 +649,11 @@ class SessionLLM:
                     task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-        return TokenStream(pieces)
+        return TokenStream(pieces, gate)
 
     async def _pump(self, messages: Sequence[ChatMessage], max_tokens: int, temperature: float,
-                    queue: asyncio.Queue[tuple[str, Any]], report: Callable[[Completion], None]) -> None:
+                    queue: asyncio.Queue[tuple[str, Any]], report: Callable[[Completion], None],
+                    gate: Gate) -> None:
         """The whole generation, run while the slot is held, into ``queue``; the figures reported are the
         engine's for this call, with the wait for the slot. A stalled generation gives the slot up (``_pieces``)."""
         queued: list[int] = []
@@ -678,8 +682,10 @@ class SessionLLM:
         released = False
         try:
             inner = self.shared.llm.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            if inner.gate is not None:
+                gate.lead(inner.gate)
             first = True
-            async for piece in self._pieces(inner, ahead):
+            async for piece in self._pieces(inner, ahead, gate):
                 if first:  # the engine reports its prompt figures before its first piece
                     figures()
                     first = False
@@ -699,19 +705,28 @@ class SessionLLM:
             if inner is not None:
                 await inner.aclose()
 
-    async def _pieces(self, inner: TokenStream, ahead: int) -> AsyncGenerator[str, None]:
+    async def _pieces(self, inner: TokenStream, ahead: int, gate: Gate) -> AsyncGenerator[str, None]:
         """``inner``'s pieces, each within the shared LLM's stall bound (the first also after the ``ahead``
-        generations a shared server serves first), else ``LLMStalled``."""
+        generations a shared server serves first), else ``LLMStalled``; never while the consumer holds the
+        engine (``gate`` closed): that wait is the consumer's, not a stall."""
         limit = self.shared.stall_bound_s(ahead)
         while True:
+            nxt = asyncio.ensure_future(anext(inner))
             try:
-                async with asyncio.timeout(limit):
-                    piece = await anext(inner)
+                while True:
+                    was_open = gate.is_open
+                    if (await asyncio.wait({nxt}, timeout=limit))[0]:
+                        break
+                    if was_open and gate.is_open:  # open the whole bound: the engine's silence, not the hold
+                        raise LLMStalled(f"no word from the language model for {limit:.1f} s: its slot is given up",
+                                         backend=self.name)
+                piece = nxt.result()
             except StopAsyncIteration:
                 return
-            except TimeoutError:
-                raise LLMStalled(f"no word from the language model for {limit:.1f} s: its slot is given up",
-                                 backend=self.name) from None
+            finally:
+                if not nxt.done():
+                    nxt.cancel()
+                    await asyncio.gather(nxt, return_exceptions=True)
             yield piece
             limit = self.shared.stall_bound_s()
 

@@ -120,6 +120,14 @@ def test_encoder_names() -> None:
     assert isinstance(make_encoder(installed_model("whisper-tiny.en").parent, "tiny.en_l2"), BlockEncoder)
 
 
+def test_every_sessions_reader_shares_the_processs_encoder() -> None:
+    """Built once per process (cutting and loading the model cost each new session 75-200 ms of CPU in its first
+    turn); a reader's speaker state stays its own."""
+    models = installed_model("whisper-tiny.en").parent
+    a, b = (WhisperEmotionBackend(EmotionConfig(encoder="tiny.en_l2"), models_dir=models) for _ in range(2))
+    assert a.encoder is b.encoder and a.normalizer is not b.normalizer
+
+
 def test_a_middle_layer_head_encodes_the_turn_itself(ravdess_dir: Path, speech: np.ndarray) -> None:
     """The ASR's states are the last layer's: a tiny.en_l2 head refuses them and runs its own pass."""
     models = installed_model("whisper-tiny.en").parent

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from attune.backends.base import Gate
 from attune.backends.llm.llm_common import stream_from_thread
 from attune.backends.llm.llm_factory import create_llm
 from attune.backends.llm.ollama_backend import OllamaLLM
@@ -43,6 +44,53 @@ async def test_worker_is_held_back_by_a_slow_consumer_and_stops_on_break() -> No
     assert got == ["0", "1", "2"]
     assert len(produced) <= 3 + 4 + 1  # never more than the bound ahead of the consumer
     assert stopped.is_set() or len(produced) < 1000
+
+
+@pytest.mark.parametrize("gated", [True, False])
+async def test_a_closed_gate_holds_the_worker_after_the_piece_in_progress(gated: bool) -> None:
+    """A reply holding the LLM while its first clause is synthesised: with the gate closed the engine writes at most
+    the piece it was writing; a consumer that only stops reading lets it write two more (the one in progress and
+    one into the freed slot), on the cores the synthesis needs."""
+    produced: list[int] = []
+    stopped = threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[str]:
+        for i in range(20):
+            if stop.is_set():
+                stopped.set()
+                return
+            time.sleep(0.01)  # a token's work
+            produced.append(i)
+            yield str(i)
+
+    gate = Gate()
+    stream = stream_from_thread(produce, gate=gate if gated else None)
+    first = await anext(stream)
+    gate.close()
+    await asyncio.sleep(0.2)  # twenty tokens' time
+    held = len(produced)
+    assert (held <= 2) if gated else (held == 3), produced
+    gate.open()
+    rest = [piece async for piece in stream]
+    assert [first, *rest] == [str(i) for i in range(20)]  # nothing lost to the hold
+
+
+async def test_a_worker_held_by_its_gate_still_stops_when_the_consumer_does() -> None:
+    finished = threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[str]:
+        try:
+            for i in range(20):
+                yield str(i)
+        finally:
+            finished.set()
+
+    gate = Gate()
+    stream = stream_from_thread(produce, gate=gate)
+    assert await anext(stream) == "0"
+    gate.close()
+    await stream.aclose()
+    assert await asyncio.to_thread(finished.wait, 5)
 
 
 async def test_worker_errors_reach_the_consumer() -> None:

@@ -70,6 +70,25 @@ def test_never_the_same_twice_in_a_row() -> None:
         history.append(text)
 
 
+def test_a_sound_longer_than_the_wait_gives_way_to_a_shorter_one() -> None:
+    """The model's words wait for the sound to end: where the first clause is due sooner than "Mm-hm." ends, the
+    next sound that fits is said instead (a slow machine still hears "Mm-hm."), and the shortest when none fits;
+    never the one just heard, never a cheerful one to bad news."""
+    lengths = {"Mm.": 450.0, "Mm-hm.": 820.0, "Hm.": 540.0, "Oh no.": 620.0, "Oh.": 370.0}
+    statement = "I went to the shop this morning."
+
+    def second(eta: float, words: str = statement, first: str = "Mm.") -> str | None:
+        ack = choose_acknowledgement(words, plan(E.CALM), [first], eta, lengths_ms=lengths)
+        return ack.text if ack else None
+
+    assert second(SLOW) == "Mm-hm."  # the preferred second sound fits a slow machine's wait
+    assert second(700.0) == "Hm."  # a fast one's: "Mm-hm." would hold the words back
+    assert second(400.0) == "Hm."  # none fits: the shortest but the last
+    assert second(400.0, BAD, "Oh no.") == "Oh."  # bad news gets a soft one still
+    first = choose_acknowledgement(statement, plan(), [], 700.0, lengths_ms=lengths)
+    assert first is not None and first.text == "Mm."
+
+
 def test_not_on_every_turn() -> None:
     settings = AcknowledgementSettings(max_run=2)
     history: list[str | None] = []

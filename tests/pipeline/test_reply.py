@@ -50,8 +50,8 @@ def _reply(*, asr: Any = None, llm: Any = None, tts: Any = None, clock: OutputCl
     events: list[SessionEvent] = []
     understander = Understander(planner, lambda rs: rs[-1], lambda rs: "stable", PromptBuilder())
     deps = ReplyDeps(asr or FixedASR(), llm or ScriptedLLM(), tts or ToneTTS(), understander,
-                     ReplySettings(output_sample_rate=16000), context, clock or OutputClock(), events.append,
-                     dsp_factory)
+                     ReplySettings(output_sample_rate=16000, first_clause_min_words=2),  # one first sentence
+                     context, clock or OutputClock(), events.append, dsp_factory)
     trace = TurnTrace(turn=1, speech_start_s=0.5, speech_end_s=1.5)
     trace.mark("speech_stopped")
     return Reply(deps, 1, None if text else SPEECH, trace, text=text), events, deps

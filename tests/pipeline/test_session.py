@@ -16,6 +16,7 @@ from tests.fakes import (
     Driver,
     FakeEmotion,
     FixedASR,
+    GatedLLM,
     Harness,
     PitchedTTS,
     ScriptedLLM,
@@ -411,6 +412,33 @@ async def test_llm_waits_for_the_first_clause_audio_when_told(hold: bool) -> Non
     assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"  # nothing lost to the hold
 
 
+@pytest.mark.parametrize("hold", [True, False])
+async def test_the_engine_itself_writes_nothing_while_the_first_clause_is_synthesised(hold: bool) -> None:
+    """The hold reaches the engine (its stream's gate), not only the reply's reading: an engine that is only not
+    read writes on into its queue on the cores the synthesis needs."""
+    llm = GatedLLM(delay_s=0.005)
+    seen: list[tuple[str, bool | None, int]] = []
+
+    class _GateTTS(ToneTTS):
+        async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+            seen.append((text, llm.gate.is_open if llm.gate else None, llm.written))
+            await asyncio.sleep(0.05)  # the synthesis' time: an engine left open writes on meanwhile
+            async for chunk in super().synthesize(text, prosody):
+                yield chunk
+            seen.append(("done", llm.gate.is_open if llm.gate else None, llm.written))
+
+    h = Harness(llm=llm, tts=_GateTTS(), overrides={"pipeline": {"hold_llm_for_first_audio": hold}})
+    s, _ = await one_turn(h)
+    (text, gate_open, written_before), (_, _, written_after) = seen[0], seen[1]
+    assert text == "Hello, nice to hear you." and gate_open is (not hold)
+    if hold:  # " How" showed the sentence had ended; nothing more while it was synthesised
+        assert written_after == written_before == 6
+    else:
+        assert written_after > written_before
+    assert llm.gate is not None and llm.gate.is_open  # resumed
+    assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
+
+
 class _LateOnsetTTS(ToneTTS):
     """Each sentence opens with 300 ms of near-silence (-90 dBFS), as VITS voices sometimes do."""
 
@@ -433,6 +461,35 @@ async def test_leading_silence_of_the_first_sentence_only_is_trimmed() -> None:
     assert onset(first) <= 0.05  # 300 ms of dead air cut to the 30 ms kept before the voice
     assert abs(onset(second) - 0.3) < 0.01  # later sentences keep their pauses
     assert len(first) / 16000 >= 5 * 0.25 - 0.01  # the voice itself is all there
+
+
+async def test_a_sentence_spoken_in_pieces_is_heard_from_its_first_piece() -> None:
+    """A voice that streams a sentence in chunks (CSM's service, a persona's engine): the first chunk is played
+    while the engine speaks the rest (each chunk used to wait for the next, so the first was heard only once the
+    second had come)."""
+    release = asyncio.Event()
+
+    class _PiecesTTS(ToneTTS):
+        async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+            chunks = [c async for c in super().synthesize(text, prosody)]
+            yield chunks[0]
+            await release.wait()  # the rest of the sentence, not synthesised until its first piece is heard
+            for chunk in chunks[1:]:
+                yield chunk
+
+    first_heard = lambda events: any(e.type == ev.AUDIO_DELTA and e.data["sentence"] == 0  # noqa: E731
+                                     for e in events)
+    h = Harness(tts=_PiecesTTS())
+    async with h.session() as s:
+        d = Driver(s)
+        await d.speak(1.0)
+        await d.silence_until(first_heard, max_s=5.0)
+        release.set()
+        await d.silence_until(_done)
+        await d.until_idle()
+    assert s.memory.messages()[1].content == "Hello, nice to hear you. How are you?"
+    heard = sum(e.audio.duration_s for e in d.of(ev.AUDIO_DELTA) if e.data["sentence"] == 0)
+    assert abs(heard - 5 * 0.25) < 0.06  # the whole sentence, its first 30 ms of onset kept
 
 
 async def test_a_fail_over_mid_conversation_does_not_apply_pitch_and_volume_twice() -> None:

@@ -350,6 +350,29 @@ async def test_the_first_sound_is_spoken_in_the_session_s_voice_a_persona_s_too(
     assert "Oh no." in persona.texts
 
 
+async def test_the_sounds_own_trailing_silence_is_not_played_before_the_words() -> None:
+    """Piper ends every rendering with 120-210 ms of silence: played whole, it delayed the model's first word as
+    much wherever the sound, not the model, was what the words waited for. A beat of it is kept."""
+    from attune.pipeline.acknowledgement import BEAT_S
+
+    class _TrailingTTS(ToneTTS):
+        async def synthesize(self, text, prosody=None):  # type: ignore[no-untyped-def]
+            async for chunk in super().synthesize(text, prosody):
+                yield chunk
+            yield AudioChunk(np.zeros(int(0.3 * self.sample_rate), np.float32), self.sample_rate)
+
+    tts = _TrailingTTS(16000)
+    h = Harness(asr=FixedASR("My dog died this morning."), tts=tts, phrases=PhraseVoice(tts, None, 16000),
+                llm=ScriptedLLM(delay_s=0.05), overrides={"pipeline": PIPELINE})
+    await _prewarm_first_sounds(h)
+    async with h.session() as s:
+        d = Driver(s)
+        await _one_turn(d)
+    assert s.turns[0].info.get("acknowledgement") == "Oh no."
+    played = sum(e.audio.duration_s for e in d.of(ev.AUDIO_DELTA) if e.data["sentence"] == ACK_INDEX)
+    assert abs(played - (2 * 0.25 + BEAT_S)) < 0.015  # two words of tone and the beat, not the 300 ms
+
+
 async def test_no_acknowledgement_on_a_fast_machine_when_off_or_when_not_cached() -> None:
     fast = LLMSpeed(tokens_per_s=100.0, first_token_ms=30.0)  # a GPU server's speed: the first clause in ~0.2 s
     for h, warm in ((_acknowledging("My dog died this morning.", speed=fast), True),

@@ -11,7 +11,7 @@ import pytest
 from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
 from attune.core.errors import LLMError, ServerBusy
 from attune.pipeline.shared_llm import SharedLLM
-from tests.fakes import ScriptedLLM
+from tests.fakes import GatedLLM, ScriptedLLM
 
 LAYER = "fakes"  # STYLE.md layer 3: the pipeline on fake backends
 
@@ -434,3 +434,22 @@ def test_the_listening_cost_is_the_hosts_on_a_ledger(tmp_path: Path) -> None:
     for view in [two.for_session() for _ in range(10)]:
         view.mid_turn(True)  # ten users mid-turn on the other worker
     assert one.turns_in_progress() == 10 and one.capacity == 1 and two.capacity == 1
+
+
+async def test_a_paused_stream_holds_the_engine_itself_and_its_wait_is_no_stall() -> None:
+    """The pump takes each piece as it comes, so the consumer's pause must reach the engine's own stream; and a
+    pause longer than the stall bound (the first clause synthesised on a slow voice) is the consumer's wait, not a
+    stalled engine giving its slot up."""
+    llm = GatedLLM(tokens=["a"] * 8, delay_s=0.02)
+    shared = SharedLLM(llm, stall_s=0.05)
+    stream = shared.for_session().stream(MSG)
+    first = await anext(stream)
+    stream.pause()
+    assert llm.gate is not None and not llm.gate.is_open
+    await asyncio.sleep(0.05)  # the token in progress
+    held = llm.written
+    await asyncio.sleep(0.3)  # six stall bounds
+    assert llm.written == held < 8
+    stream.resume()
+    rest = [p async for p in stream]
+    assert first + "".join(rest) == "a" * 8 and shared.stalled_total == 0 and shared.busy == 0

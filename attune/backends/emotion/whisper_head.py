@@ -52,9 +52,12 @@ def split_encoder(encoder: str) -> tuple[str, int | None]:
     return encoder, None
 
 
+@functools.lru_cache(maxsize=4)
 def make_encoder(models_dir: Path, encoder: str) -> WhisperEncoder | BlockEncoder:
     """The encoder an encoder name reads: the ASR's own pass (its window, its last layer), or the pass cut
-    after a block over the clip's own frames."""
+    after a block over the clip's own frames. One per process, shared by every session's reader (both are
+    thread-safe): building one cuts and loads the model, 75-200 ms of CPU that each new session otherwise spent
+    during its first turn, beside that turn's partial passes."""
     model, layer = split_encoder(encoder)
     folder = Path(models_dir) / f"whisper-{model}"
     return WhisperEncoder(folder) if layer is None else BlockEncoder(folder, layer)

@@ -31,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from attune.backends.base import ChatMessage, Completion, LLMCapabilities, TokenStream
+from attune.backends.base import ChatMessage, Completion, Gate, LLMCapabilities, TokenStream
 from attune.backends.llm.gguf import GGUFError, row_lookup_ranges, weight_ranges
 from attune.backends.llm.llm_common import check_messages, stream_from_thread
 from attune.config import Config
@@ -323,9 +323,11 @@ class LlamaCppLLM:
         """The reply's pieces, generated after the prompt's open assistant turn."""
         prompt = self.prompt_tokens(messages)
 
+        gate = Gate()
+
         async def pieces(report: Callable[[Completion], None]) -> AsyncGenerator[str, None]:
             async for piece in stream_from_thread(
-                    lambda stop: self._generate(prompt, max_tokens, temperature, stop, report)):
+                    lambda stop: self._generate(prompt, max_tokens, temperature, stop, report), gate=gate):
                 yield piece
 
-        return TokenStream(pieces)
+        return TokenStream(pieces, gate)

@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 
-from attune.backends.base import ChatMessage, Completion, TokenStream
+from attune.backends.base import ChatMessage, Completion, Gate, TokenStream
 from attune.backends.pooled_http import backoff, retry_allowed
 from attune.core.errors import LLMError
 
 ROLES = ("system", "user", "assistant")
-TOKEN_QUEUE_SIZE = 1  # pieces buffered between the generating thread and the consumer; small, so a consumer
-# that stops reading (the reply holding the LLM while its first clause is synthesised) pauses generation at once
+TOKEN_QUEUE_SIZE = 1  # pieces buffered between the generating thread and the consumer. A consumer that only stops
+# reading still lets the worker write the piece in progress and one more into the freed slot, two tokens on cores
+# the first clause's synthesis needs: a reply that holds the LLM closes its stream's gate (``TokenStream.pause``)
 _DONE = object()
 
 
@@ -34,11 +35,13 @@ def check_messages(messages: Sequence[ChatMessage], backend: str) -> list[dict[s
 
 
 async def stream_from_thread(produce: Callable[[threading.Event], Iterator[str]],
-                             maxsize: int = TOKEN_QUEUE_SIZE) -> AsyncIterator[str]:
+                             maxsize: int = TOKEN_QUEUE_SIZE, gate: Gate | None = None) -> AsyncIterator[str]:
     """Run the blocking generator ``produce(stop)`` in a worker thread and yield its pieces here.
 
-    At most ``maxsize`` pieces wait in between (a semaphore holds the worker back). When the consumer stops
-    early or is cancelled, ``stop`` is set; the worker sees it before its next piece and ends.
+    At most ``maxsize`` pieces wait in between (a semaphore holds the worker back). A closed ``gate``
+    (``TokenStream.pause``) holds the worker before it asks ``produce`` for its next piece, so no more than the
+    piece in progress is computed while it is closed. When the consumer stops early or is cancelled, ``stop`` is
+    set; the worker sees it before its next piece (or while held) and ends.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[object] = asyncio.Queue()
@@ -54,6 +57,9 @@ async def stream_from_thread(produce: Callable[[threading.Event], Iterator[str]]
                 if stop.is_set():
                     return
                 loop.call_soon_threadsafe(queue.put_nowait, piece)
+                while gate is not None and not gate.wait(0.05):
+                    if stop.is_set():
+                        return
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it on the event loop
             if not loop.is_closed():
