@@ -112,7 +112,8 @@ class ScriptedLLM:
 
 class GatedLLM(ScriptedLLM):
     """A ``ScriptedLLM`` that honours its stream's gate as the llama-cpp engine does: closed, it writes no token
-    after the one in progress. ``written`` counts the tokens it has produced, read or not."""
+    after the one in progress. ``written`` counts the tokens it has produced (a pump that reads eagerly, as the
+    server's does, takes each as it comes)."""
 
     def __init__(self, tokens: Sequence[str] = ("Hello,", " nice", " to", " hear", " you.", " How", " are",
                                                  " you?"), **kw: Any) -> None:

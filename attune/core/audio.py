@@ -154,24 +154,22 @@ def trim_leading_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbf
                          keep_s: float = 0.03, frame_s: float = 0.01) -> np.ndarray:
     """``samples`` from ``keep_s`` before the first ``frame_s`` frame above ``threshold_dbfs`` RMS; unchanged when
     no frame is that loud (nothing to find an onset in)."""
+    return trim_silence(samples, sample_rate, threshold_dbfs=threshold_dbfs, keep_before_s=keep_s, frame_s=frame_s)
+
+
+def trim_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbfs: float = -60.0, keep_before_s: float = 0.03,
+                 keep_after_s: float | None = None, frame_s: float = 0.01) -> np.ndarray:
+    """``samples`` from ``keep_before_s`` before the first ``frame_s`` frame above ``threshold_dbfs`` RMS and, with
+    ``keep_after_s``, up to that long after the last one (None: to the end); unchanged when no frame is that loud.
+    One pass over the levels for both ends."""
     frame = max(1, int(frame_s * sample_rate))
     loud = np.flatnonzero(block_levels_dbfs(samples, sample_rate, frame_s) >= threshold_dbfs)
     if loud.size == 0:
         return samples
-    start = max(0, int(loud[0]) * frame - int(keep_s * sample_rate))
-    return samples[start:]
-
-
-def trim_trailing_silence(samples: np.ndarray, sample_rate: int, *, threshold_dbfs: float = -60.0,
-                          keep_s: float = 0.03, frame_s: float = 0.01) -> np.ndarray:
-    """``samples`` up to ``keep_s`` after the last ``frame_s`` frame above ``threshold_dbfs`` RMS; unchanged when
-    no frame is that loud."""
-    frame = max(1, int(frame_s * sample_rate))
-    loud = np.flatnonzero(block_levels_dbfs(samples, sample_rate, frame_s) >= threshold_dbfs)
-    if loud.size == 0:
-        return samples
-    end = min(len(samples), (int(loud[-1]) + 1) * frame + int(keep_s * sample_rate))
-    return samples[:end]
+    start = max(0, int(loud[0]) * frame - int(keep_before_s * sample_rate))
+    end = len(samples) if keep_after_s is None else min(
+        len(samples), (int(loud[-1]) + 1) * frame + int(keep_after_s * sample_rate))
+    return samples[start:end]
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -21,7 +21,7 @@ shows the model a reply that opened with an interjection either.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,7 @@ from attune.agent.brain import ResponsePlanLike
 from attune.agent.situation import situation_of
 from attune.agent.text_affect import text_valence
 from attune.backends.base import TTSBackend
-from attune.core.audio import trim_leading_silence, trim_trailing_silence
+from attune.core.audio import trim_silence
 from attune.core.emotion import CATEGORY_GROUP, EmotionCategory, EmotionGroup
 from attune.core.machine import LLMSpeed
 from attune.core.prosody import profile_for
@@ -104,15 +104,16 @@ def _situation(words: str, plan: ResponsePlanLike) -> str:
 def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequence[str | None],
                            first_clause_in_ms: float | None, *, barge_in: bool = False,
                            settings: AcknowledgementSettings | None = None,
-                           lengths_ms: Mapping[str, float] | None = None) -> Acknowledgement | None:
+                           length_ms: Callable[[str], float | None] | None = None) -> Acknowledgement | None:
     """The acknowledgement for this committed turn, or None.
 
     ``previous``: what the earlier turns played, oldest first (None for a turn without one); ``first_clause_in_ms``:
     the estimate of when the reply's first clause will be heard, from the commit (None: unknown, as slow as it
-    gets). ``barge_in``: the turn interrupted the agent (it is answered by the reply alone). ``lengths_ms``: how
-    long each sound lasts as played; the model's words wait for the sound to end, so the preferred one that ends
-    before the first clause is due is taken, else the shortest ("Mm-hm." is 0.8 s, "Mm." 0.45: on a fast machine
-    the first gave the model's words its own length as a wait).
+    gets). ``barge_in``: the turn interrupted the agent (it is answered by the reply alone). ``length_ms(text)``:
+    how long a sound lasts as played (None: unknown, not held against it), asked only of the turn's candidates;
+    the model's words wait for the sound to end, so the preferred one that ends before the first clause is due is
+    taken, else the shortest ("Mm-hm." is 0.8 s, "Mm." 0.45: on a fast machine the first gave the model's words
+    its own length as a wait).
     """
     s = settings or AcknowledgementSettings()
     if barge_in or not words.strip():
@@ -128,9 +129,10 @@ def choose_acknowledgement(words: str, plan: ResponsePlanLike, previous: Sequenc
     if not candidates:
         return None
     text = candidates[0]
-    if lengths_ms and first_clause_in_ms is not None:
-        fits = [t for t in candidates if lengths_ms.get(t, 0.0) <= first_clause_in_ms]  # unknown: not held against it
-        text = fits[0] if fits else min(candidates, key=lambda t: lengths_ms.get(t, 0.0))
+    if length_ms is not None and first_clause_in_ms is not None:
+        lengths = {t: length_ms(t) or 0.0 for t in candidates}
+        fits = [t for t in candidates if lengths[t] <= first_clause_in_ms]
+        text = fits[0] if fits else min(candidates, key=lengths.__getitem__)
     return Acknowledgement(text, situation, *_voice(text, plan))
 
 
@@ -142,7 +144,13 @@ def _voice(text: str, plan: ResponsePlanLike) -> tuple[EmotionCategory, float]:
     return emotion, SOFT_INTENSITY if text in SOFT else INTENSITY
 
 
-TYPICAL_TAIL_TOKENS = 24  # prompt tokens a reply evaluates before its first token (bench-latency's tail p50: 22-24)
+# Prompt tokens counted before the first token in the estimate the sound is chosen by: the words-first tail when it
+# was set (bench-latency's tail p50 22-24). With the note first the tail is 9-13, but the estimate also leaves out
+# the first clause's words beyond ``clause_words`` and its synthesis, for which this stands in: with it the estimate
+# is ~650-730 ms at the developers' machine's start-up speeds (19-29 tok/s), where the model's first word came
+# ~650-750 ms after the commit (docs/BENCHMARKS.md, "The first sound out of the model's way": first model word less
+# the commit). Lowering it alone would shorten or skip the sound on turns whose words are not that near.
+TYPICAL_TAIL_TOKENS = 24
 
 
 def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseVoice | None, tts: TTSBackend,
@@ -161,12 +169,20 @@ def pick_acknowledgement(words: str, plan: ResponsePlanLike, *, phrases: PhraseV
     if phrases is None or phrases.tts is not tts or phrases.out_rate != output_rate:
         return None
     eta = first_clause_eta_ms(speed, tail_tokens=TYPICAL_TAIL_TOKENS, clause_words=clause_words)
-    sounds = {text: audio for text in VOICES if (audio := _as_played(phrases, text, plan)) is not None}
-    lengths = {text: 1000.0 * len(audio) / output_rate for text, audio in sounds.items()}
-    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in, lengths_ms=lengths)
-    if ack is None or ack.text not in sounds:
-        return None
-    return ack, sounds[ack.text]
+    sounds: dict[str, np.ndarray | None] = {}  # the candidates' audio as played, each looked up and trimmed once
+
+    def as_played(text: str) -> np.ndarray | None:
+        if text not in sounds:
+            sounds[text] = _as_played(phrases, text, plan)
+        return sounds[text]
+
+    def length_ms(text: str) -> float | None:
+        audio = as_played(text)
+        return None if audio is None else 1000.0 * len(audio) / output_rate
+
+    ack = choose_acknowledgement(words, plan, previous, eta, barge_in=barge_in, length_ms=length_ms)
+    audio = as_played(ack.text) if ack is not None else None
+    return (ack, audio) if ack is not None and audio is not None else None
 
 
 def _as_played(phrases: PhraseVoice, text: str, plan: ResponsePlanLike) -> np.ndarray | None:
@@ -176,8 +192,7 @@ def _as_played(phrases: PhraseVoice, text: str, plan: ResponsePlanLike) -> np.nd
     speech = phrases.cached(text, emotion, profile_for(emotion, intensity))
     if speech is None:
         return None
-    heard = trim_leading_silence(np.asarray(speech.samples), speech.sample_rate)
-    return trim_trailing_silence(heard, speech.sample_rate, keep_s=BEAT_S)
+    return trim_silence(np.asarray(speech.samples), speech.sample_rate, keep_after_s=BEAT_S)
 
 
 # Words that make up a leading interjection ("Oh no,", "Oh, wow!", "Hmm,", "Mm-hm."); spellings folded to one.

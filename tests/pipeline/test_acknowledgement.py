@@ -78,14 +78,14 @@ def test_a_sound_longer_than_the_wait_gives_way_to_a_shorter_one() -> None:
     statement = "I went to the shop this morning."
 
     def second(eta: float, words: str = statement, first: str = "Mm.") -> str | None:
-        ack = choose_acknowledgement(words, plan(E.CALM), [first], eta, lengths_ms=lengths)
+        ack = choose_acknowledgement(words, plan(E.CALM), [first], eta, length_ms=lengths.get)
         return ack.text if ack else None
 
     assert second(SLOW) == "Mm-hm."  # the preferred second sound fits a slow machine's wait
     assert second(700.0) == "Hm."  # a fast one's: "Mm-hm." would hold the words back
     assert second(400.0) == "Hm."  # none fits: the shortest but the last
     assert second(400.0, BAD, "Oh no.") == "Oh."  # bad news gets a soft one still
-    first = choose_acknowledgement(statement, plan(), [], 700.0, lengths_ms=lengths)
+    first = choose_acknowledgement(statement, plan(), [], 700.0, length_ms=lengths.get)
     assert first is not None and first.text == "Mm."
 
 

@@ -106,18 +106,18 @@ def test_trim_leading_silence_keeps_the_onset() -> None:
     assert len(trim_leading_silence(tone, rate)) == len(tone)  # already starts loud
 
 
-def test_trim_trailing_silence_keeps_the_decay_it_is_told_to() -> None:
-    from attune.core.audio import trim_trailing_silence
+def test_trim_silence_keeps_the_decay_it_is_told_to() -> None:
+    from attune.core.audio import trim_silence
 
     rate = 16000
     tone = 0.3 * np.sin(np.arange(rate // 2) * 0.1).astype(np.float32)
-    audio = np.concatenate([tone, np.full(rate // 4, 1e-5, np.float32)])
-    out = trim_trailing_silence(audio, rate, keep_s=0.06)
-    assert len(out) == len(tone) + int(0.06 * rate)
-    assert np.array_equal(out[:len(tone)], tone)  # the voice is all there
+    hush = np.full(rate // 4, 1e-5, np.float32)
+    out = trim_silence(np.concatenate([hush, tone, hush]), rate, keep_before_s=0.03, keep_after_s=0.06)
+    assert len(out) == int(0.03 * rate) + len(tone) + int(0.06 * rate)
+    assert np.array_equal(out[int(0.03 * rate):][:len(tone)], tone)  # the voice is all there
     quiet = np.full(rate, 1e-5, np.float32)
-    assert trim_trailing_silence(quiet, rate) is quiet  # nothing loud: unchanged
-    assert len(trim_trailing_silence(tone, rate)) == len(tone)  # already ends loud
+    assert trim_silence(quiet, rate, keep_after_s=0.0) is quiet  # nothing loud: unchanged
+    assert len(trim_silence(tone, rate, keep_after_s=0.0)) == len(tone)  # already starts and ends loud
 
 
 class _BatchLog:
